@@ -1,0 +1,1400 @@
+"""Scaled dot-product attention, multi-head and grouped-query attention, KV cache.
+
+The reference implementation of the attention contract of DESIGN.md. Shapes
+follow PyTorch's ``scaled_dot_product_attention``: queries ``(..., Lq, E)``,
+keys ``(..., Lk, E)``, values ``(..., Lk, Ev)``, with leading batch/head dims
+that must be *equal* (never broadcast silently).
+
+Attention as a soft dictionary look-up (seed 004,
+shared/seeds/004_d5b314f5ea1e15da.txt): a query is compared with every key,
+the scores are turned into a probability vector by a softmax, and the output
+is the matching convex combination of the values,
+
+.. math::  \\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}(s\\, Q K^T + B) V,
+           \\qquad s = 1/\\sqrt{E} \\text{ by default.}
+
+Masks
+-----
+Boolean, ``True`` = may attend. A ``mask`` argument and ``causal`` combine by
+logical AND. Two alignments of the causal mask exist when ``Lq != Lk``:
+
+* ``"top-left"`` (``causal=True``, PyTorch ``is_causal``): query ``i`` sees keys
+  ``j <= i``;
+* ``"bottom-right"`` (FlashAttention, KV-cache decoding): the last query is
+  aligned with the last key, query ``i`` sees keys ``j <= i + Lk - Lq``.
+
+A query whose every key is masked receives the zero vector (never NaN).
+
+Grouped-query attention: head mapping
+-------------------------------------
+With ``H`` query heads and ``G`` key/value heads (``G`` divides ``H``), each kv
+head is shared by ``r = H // G`` consecutive query heads: query head ``h``
+reads kv group
+
+.. math::  g(h) = \\lfloor h / r \\rfloor ,
+
+so heads ``0..r-1`` use group 0, heads ``r..2r-1`` group 1, and so on. This is
+the contiguous-block mapping produced by ``repeat_interleave(r, dim=-3)`` on
+the kv head axis, which is what PyTorch's
+``scaled_dot_product_attention(..., enable_gqa=True)`` does. ``G = H`` is
+ordinary multi-head attention, ``G = 1`` multi-query attention.
+
+References
+----------
+Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (scaled dot-product
+attention), §3.2.2 (multi-head attention), §3.2.3 (masking in the decoder).
+Shazeer 2019, Fast Transformer Decoding: One Write-Head is All You Need (MQA).
+Ainslie et al. 2023, GQA: Training Generalized Multi-Query Transformer Models
+from Multi-Head Checkpoints, §2.
+Pérez, Barceló & Marinkovic 2021, Attention is Turing-Complete, §2 (averaging
+hard attention); Hahn 2020, Theoretical Limitations of Self-Attention in Neural
+Sequence Models, §3 (hard attention).
+Seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt): separate Q/K/V matrices per
+head, concatenate the heads, multiply by W^O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from ._validate import (
+    FLOAT_DTYPES,
+    as_bool_mask,
+    as_float_array,
+    check_batch_dims,
+    check_positive_int,
+    check_rng,
+    check_same_dim,
+    common_float_dtype,
+)
+
+__all__ = [
+    "softmax",
+    "causal_mask",
+    "sliding_window_mask",
+    "attention_weights",
+    "attention",
+    "hard_attention",
+    "MultiHeadParams",
+    "init_multi_head",
+    "multi_head_attention",
+    "multi_head_attention_per_head",
+    "self_attention",
+    "cross_attention",
+    "GroupedQueryParams",
+    "init_grouped_query",
+    "kv_group_of_head",
+    "grouped_query_attention",
+    "gqa_to_mha_params",
+    "mha_to_gqa_params",
+    "KVCache",
+    "init_kv_cache",
+    "decode_step",
+    "decode_sequence",
+    "kv_cache_bytes",
+]
+
+#: Relative tolerance under which two hard-attention scores count as tied.
+HARD_ATTENTION_TIE_RTOL = 1e-9
+
+_CAUSAL_CHOICES = (False, True, "top-left", "bottom-right")
+
+
+# ---------------------------------------------------------------------------
+# Softmax and masks
+# ---------------------------------------------------------------------------
+
+def _normalize_axis(axis, ndim: int, name: str = "axis") -> int:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for a {ndim}-d array, got {axis}")
+    return int(axis) % ndim
+
+
+def _softmax_unchecked(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Max-subtracted softmax; rows that are entirely -inf give zeros."""
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    m = np.where(np.isneginf(m), 0, m)           # fully masked rows: avoid (-inf) - (-inf)
+    e = np.exp(x - m)                             # every entry in [0, 1]
+    total = np.sum(e, axis=axis, keepdims=True)
+    return e / np.where(total == 0, 1, total)
+
+
+def softmax(x, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax along ``axis``.
+
+    The row maximum is subtracted before exponentiating, so float32 logits of
+    magnitude up to 1e4 (and beyond) give neither ``inf`` nor ``NaN``. ``-inf``
+    entries (masked logits) get probability 0, and a row that is entirely
+    ``-inf`` returns all zeros instead of ``NaN``.
+
+    Parameters
+    ----------
+    x : array_like, float32 or float64, at least 1-d
+        Logits. ``-inf`` is allowed; ``NaN`` and ``+inf`` are refused.
+    axis : int
+        The axis to normalise over.
+
+    Returns
+    -------
+    np.ndarray
+        Same shape and dtype as ``x``; non-negative, summing to 1 along
+        ``axis`` (or to 0 for an all ``-inf`` row).
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.1; seed 004
+    (shared/seeds/004_d5b314f5ea1e15da.txt): softmax magnifies the largest
+    query-key match.
+    """
+    arr = as_float_array(x, "x", ndim_min=1, finite=False)
+    if np.any(np.isnan(arr)) or np.any(np.isposinf(arr)):
+        raise ValueError("x: contains NaN or +inf values (only -inf, for masked logits, is allowed)")
+    ax = _normalize_axis(axis, arr.ndim)
+    return _softmax_unchecked(arr, ax)
+
+
+def _check_length(value, name: str) -> int:
+    return check_positive_int(value, name, minimum=0)
+
+
+def causal_mask(lq: int, lk: int, *, align: str = "top-left") -> np.ndarray:
+    """Boolean causal mask of shape ``(lq, lk)``, ``True`` = may attend.
+
+    Parameters
+    ----------
+    lq, lk : int
+        Number of queries and keys (>= 0).
+    align : {"top-left", "bottom-right"}
+        ``"top-left"`` (PyTorch ``is_causal``): query ``i`` sees keys
+        ``j <= i``. ``"bottom-right"`` (FlashAttention, KV-cache decoding):
+        query ``i`` sees keys ``j <= i + lk - lq``, so the last query sees
+        every key.
+
+    Returns
+    -------
+    np.ndarray of bool, shape (lq, lk)
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.3; seed 004
+    (shared/seeds/004_d5b314f5ea1e15da.txt, note 26: the mask that keeps
+    earlier outputs from seeing later ones).
+    """
+    lq = _check_length(lq, "lq")
+    lk = _check_length(lk, "lk")
+    if align not in ("top-left", "bottom-right"):
+        raise ValueError(f"align: expected one of ('top-left', 'bottom-right'), got {align!r}")
+    offset = 0 if align == "top-left" else lk - lq
+    i = np.arange(lq)[:, None]                    # (Lq, 1)
+    j = np.arange(lk)[None, :]                    # (1, Lk)
+    return j <= i + offset                        # (Lq, Lk)
+
+
+def sliding_window_mask(lq: int, lk: int, window: int, *, causal: bool = True) -> np.ndarray:
+    """Boolean local-attention mask: ``|i - j| < window`` (and ``j <= i`` if causal).
+
+    Positions are top-left aligned (query ``i`` and key ``i`` are the same
+    position).
+
+    Parameters
+    ----------
+    lq, lk : int
+        Number of queries and keys (>= 0).
+    window : int
+        Window size (>= 1); ``window = 1`` lets a query see only its own
+        position.
+    causal : bool
+        Also forbid keys in the future (``j > i``).
+
+    Returns
+    -------
+    np.ndarray of bool, shape (lq, lk)
+
+    References
+    ----------
+    Beltagy, Peters & Cohan 2020, Longformer, §3.1 (sliding window attention);
+    Child et al. 2019, Generating Long Sequences with Sparse Transformers, §4.
+    """
+    lq = _check_length(lq, "lq")
+    lk = _check_length(lk, "lk")
+    window = check_positive_int(window, "window", minimum=1)
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal: expected a bool, got {type(causal).__name__}")
+    i = np.arange(lq)[:, None]                    # (Lq, 1)
+    j = np.arange(lk)[None, :]                    # (1, Lk)
+    allowed = np.abs(i - j) < window              # (Lq, Lk)
+    if causal:
+        allowed &= j <= i
+    return allowed
+
+
+# ---------------------------------------------------------------------------
+# Scaled dot-product attention
+# ---------------------------------------------------------------------------
+
+def _causal_alignment(causal) -> str | None:
+    """Map the ``causal`` argument to an alignment name, or None for no mask."""
+    if isinstance(causal, (bool, np.bool_)):
+        return "top-left" if causal else None
+    if isinstance(causal, str) and causal in ("top-left", "bottom-right"):
+        return causal
+    raise ValueError(f"causal: expected one of {_CAUSAL_CHOICES!r}, got {causal!r}")
+
+
+def _resolve_scale(scale, embed_dim: int) -> float:
+    """The softmax temperature: ``1/sqrt(E)`` by default, else a positive finite real."""
+    if scale is None:
+        return 1.0 / math.sqrt(embed_dim)
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(
+            scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"scale: expected a real number or None, got {type(scale).__name__}")
+    value = float(scale)        # a Python float keeps float32 computations in float32
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+    return value
+
+
+def _allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
+    """Combine ``mask`` (True = may attend) and ``causal`` by AND; None = all allowed."""
+    align = _causal_alignment(causal)
+    allowed = None
+    if mask is not None:
+        allowed = as_bool_mask(mask, "mask", tuple(lead) + (lq, lk))   # (..., Lq, Lk)
+    if align is not None:
+        tri = causal_mask(lq, lk, align=align)                          # (Lq, Lk)
+        allowed = tri if allowed is None else (allowed & tri)
+    return allowed
+
+
+def _check_bias(bias, target_shape: tuple) -> np.ndarray | None:
+    """Validate an additive logit bias broadcastable to ``target_shape``."""
+    if bias is None:
+        return None
+    b = as_float_array(bias, "bias", ndim_min=0)
+    try:
+        shape = np.broadcast_shapes(b.shape, target_shape)
+    except ValueError:
+        shape = None
+    if shape != tuple(target_shape):
+        raise ValueError(
+            f"bias: expected an array broadcastable to {tuple(target_shape)}, got shape {b.shape}")
+    return b
+
+
+def _scores(q: np.ndarray, k: np.ndarray, scale: float, bias: np.ndarray | None) -> np.ndarray:
+    """Scaled logits ``s q k^T + bias``; refuses overflow to inf rather than returning NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):        # overflow is reported below
+        scores = scale * np.matmul(q, np.swapaxes(k, -1, -2))  # (..., Lq, Lk)
+        if bias is not None:
+            scores = scores + bias
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(
+            f"q, k: attention scores overflow {scores.dtype} (inputs too large for this dtype)")
+    return scores
+
+
+def _mask_scores(scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+    if allowed is None:
+        return scores
+    return np.where(allowed, scores, -np.inf)     # (..., Lq, Lk)
+
+
+def _validate_qkv(q, k, v=None):
+    """Validate q, k (and v) against the contract; return the arrays."""
+    q = as_float_array(q, "q", ndim_min=2)
+    k = as_float_array(k, "k", ndim_min=2)
+    named = [("q", q), ("k", k)]
+    if v is not None:
+        v = as_float_array(v, "v", ndim_min=2)
+        named.append(("v", v))
+    check_batch_dims(named, n_trailing=2)
+    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
+    if q.shape[-1] == 0:
+        raise ValueError(f"q: embedding dim E must be >= 1, got shape {q.shape}")
+    if v is not None:
+        check_same_dim(k, "k", v, "v", -2, "key length Lk")
+    return q, k, v
+
+
+def _weights(q, k, mask, causal, scale, bias):
+    """Shared body of attention_weights/attention after q, k are validated."""
+    lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
+    scale = _resolve_scale(scale, q.shape[-1])
+    allowed = _allowed_keys(mask, causal, lead, lq, lk)
+    bias = _check_bias(bias, tuple(lead) + (lq, lk))
+    return scale, allowed, bias
+
+
+def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+    """Attention probabilities ``softmax(scale * q k^T + bias)`` over the allowed keys.
+
+    Parameters
+    ----------
+    q : array_like, (..., Lq, E)
+    k : array_like, (..., Lk, E)
+        Leading dims must equal those of ``q``.
+    mask : array_like of bool, optional
+        Broadcastable to ``(..., Lq, Lk)``; ``True`` = may attend.
+    causal : {False, True, "top-left", "bottom-right"}
+        Causal mask (``True`` means ``"top-left"``); combined with ``mask`` by AND.
+    scale : float, optional
+        Positive temperature; default ``1/sqrt(E)``.
+    bias : array_like, optional
+        Additive logit bias broadcastable to ``(..., Lq, Lk)`` (e.g. ALiBi).
+
+    Returns
+    -------
+    np.ndarray, (..., Lq, Lk)
+        Each row sums to 1 over its allowed keys; a fully masked row is all
+        zeros. float32 only if every float input is float32.
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1).
+    """
+    q, k, _ = _validate_qkv(q, k)
+    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    dtype = common_float_dtype(*(a for a in (q, k, bias) if a is not None))
+    q, k = q.astype(dtype, copy=False), k.astype(dtype, copy=False)
+    b = None if bias is None else bias.astype(dtype, copy=False)
+    scores = _mask_scores(_scores(q, k, scale, b), allowed)  # (..., Lq, Lk)
+    return _softmax_unchecked(scores, -1)                    # (..., Lq, Lk)
+
+
+def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+    """Scaled dot-product attention ``softmax(scale * q k^T + bias) v``.
+
+    Parameters
+    ----------
+    q : array_like, (..., Lq, E)
+    k : array_like, (..., Lk, E)
+    v : array_like, (..., Lk, Ev)
+        The leading dims of ``q``, ``k`` and ``v`` must be equal (no
+        broadcasting between them).
+    mask : array_like of bool, optional
+        Broadcastable to ``(..., Lq, Lk)``; ``True`` = may attend. A non-bool
+        mask is a ``TypeError``, a non-broadcastable one a ``ValueError``.
+    causal : {False, True, "top-left", "bottom-right"}
+        ``True`` is ``"top-left"`` (PyTorch ``is_causal``); ``"bottom-right"``
+        aligns the last query with the last key. Combined with ``mask`` by AND.
+    scale : float, optional
+        Positive temperature; default ``1/sqrt(E)``.
+    bias : array_like, optional
+        Additive float logit bias broadcastable to ``(..., Lq, Lk)``.
+
+    Returns
+    -------
+    np.ndarray, (..., Lq, Ev)
+        A fully masked query row returns zeros, never NaN.
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1); seed 004
+    (shared/seeds/004_d5b314f5ea1e15da.txt): attention as a differentiable
+    dictionary look-up.
+    """
+    q, k, v = _validate_qkv(q, k, v)
+    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    dtype = common_float_dtype(*(a for a in (q, k, v, bias) if a is not None))
+    q, k, v = (a.astype(dtype, copy=False) for a in (q, k, v))
+    b = None if bias is None else bias.astype(dtype, copy=False)
+    scores = _mask_scores(_scores(q, k, scale, b), allowed)  # (..., Lq, Lk)
+    weights = _softmax_unchecked(scores, -1)                  # (..., Lq, Lk)
+    return np.matmul(weights, v)                              # (..., Lq, Ev)
+
+
+def _hard_weights(scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+    """Uniform weights over the (near-)maximal allowed scores; zeros if none allowed."""
+    if allowed is None:
+        allowed = np.ones(scores.shape[-2:], dtype=bool)
+    allowed = np.broadcast_to(allowed, scores.shape)                           # (..., Lq, Lk)
+    masked = np.where(allowed, scores, -np.inf)                                # (..., Lq, Lk)
+    best = np.max(masked, axis=-1, keepdims=True, initial=-np.inf)             # (..., Lq, 1)
+    magnitude = np.max(np.where(allowed, np.abs(scores), 0.0), axis=-1,
+                       keepdims=True, initial=0.0)                             # (..., Lq, 1)
+    winners = allowed & (masked >= best - HARD_ATTENTION_TIE_RTOL * magnitude)  # (..., Lq, Lk)
+    count = np.sum(winners, axis=-1, keepdims=True)                            # (..., Lq, 1)
+    return winners / np.where(count == 0, 1, count)                            # (..., Lq, Lk)
+
+
+def hard_attention(q, k, v, *, mask=None, causal=False, scale=None) -> np.ndarray:
+    """Averaging hard attention: the ``beta -> infinity`` limit of ``attention``.
+
+    Each query averages, with equal weights, the values of the keys that attain
+    its maximal allowed score. Scores within a relative ``1e-9`` of the maximum
+    (relative to the largest allowed score magnitude of the row) count as
+    tied. Scores are computed in float64 whatever the input dtype, so ties
+    that are exact in real arithmetic are not broken by float32 rounding.
+    A fully masked row returns zeros.
+
+    Parameters
+    ----------
+    q : array_like, (..., Lq, E)
+    k : array_like, (..., Lk, E)
+    v : array_like, (..., Lk, Ev)
+    mask, causal, scale
+        As in :func:`attention` (a positive ``scale`` does not change which
+        keys win).
+
+    Returns
+    -------
+    np.ndarray, (..., Lq, Ev)
+
+    References
+    ----------
+    Pérez, Barceló & Marinkovic 2021, Attention is Turing-Complete, §2
+    (averaging hard attention); Hahn 2020, Theoretical Limitations of
+    Self-Attention in Neural Sequence Models, §3 (unique hard attention, which
+    this equals when the maximiser is unique).
+    """
+    q, k, v = _validate_qkv(q, k, v)
+    scale, allowed, _ = _weights(q, k, mask, causal, scale, None)
+    dtype = common_float_dtype(q, k, v)
+    scores = _scores(q.astype(np.float64), k.astype(np.float64), scale, None)  # (..., Lq, Lk)
+    weights = _hard_weights(scores, allowed).astype(dtype)                     # (..., Lq, Lk)
+    return np.matmul(weights, v.astype(dtype, copy=False))                     # (..., Lq, Ev)
+
+
+# ---------------------------------------------------------------------------
+# Parameter containers
+# ---------------------------------------------------------------------------
+
+def _param(value, owner: str, field: str, shape: tuple, *, optional: bool = False):
+    """Validate one parameter array against its expected shape (None allowed if optional)."""
+    name = f"{owner}.{field}"
+    if value is None:
+        if optional:
+            return None
+        raise TypeError(f"{name}: expected an array, got None")
+    arr = as_float_array(value, name, ndim=len(shape), ndim_min=0)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
+    return arr
+
+
+def _head_weights(value, owner: str, field: str):
+    """A 3-d per-head weight (heads, d_in, d_out); only its rank is checked here."""
+    name = f"{owner}.{field}"
+    if value is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    arr = as_float_array(value, name, ndim=3)
+    if 0 in arr.shape:
+        raise ValueError(f"{name}: expected non-empty dims, got shape {arr.shape}")
+    return arr
+
+
+@dataclass
+class MultiHeadParams:
+    """Weights of multi-head attention with ``H`` heads.
+
+    Attributes
+    ----------
+    w_q : (H, E, Dh)      per-head query projections
+    w_k : (H, Ekv, Dh)    per-head key projections
+    w_v : (H, Ekv, Dv)    per-head value projections
+    b_q : (H, Dh) or None
+    b_k : (H, Dh) or None
+    b_v : (H, Dv) or None
+    w_o : (H*Dv, E)       output projection applied to the concatenated heads
+                          (rows ``h*Dv:(h+1)*Dv`` belong to head ``h``)
+    b_o : (E,) or None
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.2; seed 003
+    (shared/seeds/003_8876c6ab28e0baf8.txt): separate Q/K/V weight matrices
+    per head, concatenation, then W^O.
+    """
+
+    w_q: np.ndarray
+    w_k: np.ndarray
+    w_v: np.ndarray
+    b_q: np.ndarray | None
+    b_k: np.ndarray | None
+    b_v: np.ndarray | None
+    w_o: np.ndarray
+    b_o: np.ndarray | None
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        self.w_q = _head_weights(self.w_q, owner, "w_q")
+        h, e, dh = self.w_q.shape
+        self.w_k = _head_weights(self.w_k, owner, "w_k")
+        ekv = self.w_k.shape[1]
+        self.w_k = _param(self.w_k, owner, "w_k", (h, ekv, dh))
+        self.w_v = _head_weights(self.w_v, owner, "w_v")
+        dv = self.w_v.shape[2]
+        self.w_v = _param(self.w_v, owner, "w_v", (h, ekv, dv))
+        self.b_q = _param(self.b_q, owner, "b_q", (h, dh), optional=True)
+        self.b_k = _param(self.b_k, owner, "b_k", (h, dh), optional=True)
+        self.b_v = _param(self.b_v, owner, "b_v", (h, dv), optional=True)
+        self.w_o = _param(self.w_o, owner, "w_o", (h * dv, e))
+        self.b_o = _param(self.b_o, owner, "b_o", (e,), optional=True)
+
+    @property
+    def n_heads(self) -> int:
+        """Number of query heads H."""
+        return self.w_q.shape[0]
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Number of key/value heads (equal to H for multi-head attention)."""
+        return self.w_k.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        """Query/output width E."""
+        return self.w_q.shape[1]
+
+    @property
+    def d_kv(self) -> int:
+        """Width Ekv of the key/value input."""
+        return self.w_k.shape[1]
+
+    @property
+    def d_head(self) -> int:
+        """Query/key width per head Dh."""
+        return self.w_q.shape[2]
+
+    @property
+    def d_value(self) -> int:
+        """Value width per head Dv."""
+        return self.w_v.shape[2]
+
+
+@dataclass
+class GroupedQueryParams:
+    """Weights of grouped-query attention: ``H`` query heads, ``G`` kv heads.
+
+    Query head ``h`` uses kv group ``h // (H // G)`` (see the module
+    docstring). ``G = 1`` is multi-query attention.
+
+    Attributes
+    ----------
+    w_q : (H, E, Dh)
+    w_k : (G, Ekv, Dh)     ``Ekv = E`` for self-attention
+    w_v : (G, Ekv, Dv)
+    b_q : (H, Dh) or None
+    b_k : (G, Dh) or None
+    b_v : (G, Dv) or None
+    w_o : (H*Dv, E)
+    b_o : (E,) or None
+
+    References
+    ----------
+    Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding:
+    One Write-Head is All You Need, §3 (multi-query attention).
+    """
+
+    w_q: np.ndarray
+    w_k: np.ndarray
+    w_v: np.ndarray
+    b_q: np.ndarray | None
+    b_k: np.ndarray | None
+    b_v: np.ndarray | None
+    w_o: np.ndarray
+    b_o: np.ndarray | None
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        self.w_q = _head_weights(self.w_q, owner, "w_q")
+        h, e, dh = self.w_q.shape
+        self.w_k = _head_weights(self.w_k, owner, "w_k")
+        g, ekv = self.w_k.shape[:2]
+        if h % g != 0:
+            raise ValueError(
+                f"{owner}.w_k: the number of kv heads G must divide the number of query "
+                f"heads H = {h}, got G = {g} (w_k shape {self.w_k.shape})")
+        self.w_k = _param(self.w_k, owner, "w_k", (g, ekv, dh))
+        self.w_v = _head_weights(self.w_v, owner, "w_v")
+        dv = self.w_v.shape[2]
+        self.w_v = _param(self.w_v, owner, "w_v", (g, ekv, dv))
+        self.b_q = _param(self.b_q, owner, "b_q", (h, dh), optional=True)
+        self.b_k = _param(self.b_k, owner, "b_k", (g, dh), optional=True)
+        self.b_v = _param(self.b_v, owner, "b_v", (g, dv), optional=True)
+        self.w_o = _param(self.w_o, owner, "w_o", (h * dv, e))
+        self.b_o = _param(self.b_o, owner, "b_o", (e,), optional=True)
+
+    @property
+    def n_heads(self) -> int:
+        """Number of query heads H."""
+        return self.w_q.shape[0]
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Number of key/value heads G."""
+        return self.w_k.shape[0]
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per kv head, r = H // G."""
+        return self.n_heads // self.n_kv_heads
+
+    @property
+    def d_model(self) -> int:
+        """Query/output width E."""
+        return self.w_q.shape[1]
+
+    @property
+    def d_kv(self) -> int:
+        """Width Ekv of the key/value input."""
+        return self.w_k.shape[1]
+
+    @property
+    def d_head(self) -> int:
+        """Query/key width per head Dh."""
+        return self.w_q.shape[2]
+
+    @property
+    def d_value(self) -> int:
+        """Value width per head Dv."""
+        return self.w_v.shape[2]
+
+
+AttentionParams = Union[MultiHeadParams, GroupedQueryParams]
+
+
+def _check_params(params, name: str = "params", *, allowed=(MultiHeadParams, GroupedQueryParams)):
+    if not isinstance(params, allowed):
+        expected = " or ".join(t.__name__ for t in allowed)
+        raise TypeError(f"{name}: expected {expected}, got {type(params).__name__}")
+    return params
+
+
+def _param_arrays(params) -> list:
+    return [a for a in (params.w_q, params.w_k, params.w_v, params.b_q, params.b_k,
+                        params.b_v, params.w_o, params.b_o) if a is not None]
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+    return dt
+
+
+def _glorot_normal(rng, shape, fan_in: int) -> np.ndarray:
+    """Normal weights with standard deviation 1/sqrt(fan_in) (float64)."""
+    return rng.standard_normal(shape) / math.sqrt(fan_in)
+
+
+def _small_bias(rng, shape) -> np.ndarray:
+    """Small random non-zero biases, so a dropped bias term changes the output."""
+    return 0.1 * rng.standard_normal(shape)
+
+
+def _resolve_head_dims(d_model, n_heads, d_head, d_value, d_kv):
+    d_model = check_positive_int(d_model, "d_model")
+    n_heads = check_positive_int(n_heads, "n_heads")
+    if d_head is None:
+        if d_model // n_heads < 1:
+            raise ValueError(
+                f"d_head: default d_model // n_heads is 0 (d_model = {d_model}, "
+                f"n_heads = {n_heads}); pass d_head explicitly")
+        d_head = d_model // n_heads
+    d_head = check_positive_int(d_head, "d_head")
+    d_value = d_head if d_value is None else check_positive_int(d_value, "d_value")
+    d_kv = d_model if d_kv is None else check_positive_int(d_kv, "d_kv")
+    return d_model, n_heads, d_head, d_value, d_kv
+
+
+def _init_projections(rng, d_model, n_heads, n_kv_heads, d_head, d_value, d_kv, bias, dtype):
+    """Draw (w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o) in a fixed order."""
+    rng = check_rng(rng)
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
+    dt = _check_dtype(dtype)
+    w_q = _glorot_normal(rng, (n_heads, d_model, d_head), d_model)        # (H, E, Dh)
+    w_k = _glorot_normal(rng, (n_kv_heads, d_kv, d_head), d_kv)           # (G, Ekv, Dh)
+    w_v = _glorot_normal(rng, (n_kv_heads, d_kv, d_value), d_kv)          # (G, Ekv, Dv)
+    w_o = _glorot_normal(rng, (n_heads * d_value, d_model), n_heads * d_value)  # (H*Dv, E)
+    if bias:
+        b_q = _small_bias(rng, (n_heads, d_head))                         # (H, Dh)
+        b_k = _small_bias(rng, (n_kv_heads, d_head))                      # (G, Dh)
+        b_v = _small_bias(rng, (n_kv_heads, d_value))                     # (G, Dv)
+        b_o = _small_bias(rng, (d_model,))                                # (E,)
+    else:
+        b_q = b_k = b_v = b_o = None
+    cast = (lambda a: None if a is None else a.astype(dt))
+    return tuple(cast(a) for a in (w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o))
+
+
+def init_multi_head(d_model: int, n_heads: int, rng: np.random.Generator, *, d_head=None,
+                    d_value=None, d_kv=None, bias: bool = True,
+                    dtype=np.float64) -> MultiHeadParams:
+    """Random multi-head attention weights.
+
+    Weights are normal with standard deviation ``1/sqrt(fan_in)`` (a
+    Glorot/LeCun-like scale that keeps activations O(1)); biases are small
+    random non-zero values (std 0.1) so that a forgotten bias term is visible
+    in tests.
+
+    Parameters
+    ----------
+    d_model : int
+        Width E of the queries and of the output.
+    n_heads : int
+        Number of heads H.
+    rng : np.random.Generator
+    d_head : int, optional
+        Query/key width per head; default ``d_model // n_heads``.
+    d_value : int, optional
+        Value width per head; default ``d_head``.
+    d_kv : int, optional
+        Width of the key/value input (cross-attention memory); default ``d_model``.
+    bias : bool
+        Whether to create the biases (``False`` sets them to None).
+    dtype : float32 or float64
+
+    Returns
+    -------
+    MultiHeadParams
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.2; seed 003
+    (shared/seeds/003_8876c6ab28e0baf8.txt).
+    """
+    d_model, n_heads, d_head, d_value, d_kv = _resolve_head_dims(
+        d_model, n_heads, d_head, d_value, d_kv)
+    arrays = _init_projections(rng, d_model, n_heads, n_heads, d_head, d_value, d_kv, bias, dtype)
+    return MultiHeadParams(*arrays)
+
+
+def init_grouped_query(d_model: int, n_heads: int, n_kv_heads: int, rng: np.random.Generator, *,
+                       d_head=None, d_value=None, d_kv=None, bias: bool = True,
+                       dtype=np.float64) -> GroupedQueryParams:
+    """Random grouped-query attention weights (``n_kv_heads`` must divide ``n_heads``).
+
+    Same initialisation as :func:`init_multi_head`; ``n_kv_heads = 1`` gives
+    multi-query attention, ``n_kv_heads = n_heads`` multi-head attention.
+
+    Parameters
+    ----------
+    d_model, n_heads, rng, d_head, d_value, d_kv, bias, dtype
+        As in :func:`init_multi_head`.
+    n_kv_heads : int
+        Number of key/value heads G.
+
+    Returns
+    -------
+    GroupedQueryParams
+
+    References
+    ----------
+    Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding.
+    """
+    d_model, n_heads, d_head, d_value, d_kv = _resolve_head_dims(
+        d_model, n_heads, d_head, d_value, d_kv)
+    n_kv_heads = check_positive_int(n_kv_heads, "n_kv_heads")
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(
+            f"n_kv_heads: expected a divisor of n_heads = {n_heads}, got {n_kv_heads}")
+    arrays = _init_projections(rng, d_model, n_heads, n_kv_heads, d_head, d_value, d_kv,
+                               bias, dtype)
+    return GroupedQueryParams(*arrays)
+
+
+def kv_group_of_head(h: int, n_heads: int, n_kv_heads: int) -> int:
+    """The kv group read by query head ``h``: ``h // (n_heads // n_kv_heads)``.
+
+    Parameters
+    ----------
+    h : int
+        Query head index, ``0 <= h < n_heads``.
+    n_heads : int
+        Number of query heads H.
+    n_kv_heads : int
+        Number of kv heads G, a divisor of H.
+
+    Returns
+    -------
+    int
+
+    References
+    ----------
+    Ainslie et al. 2023, GQA, §2 (contiguous groups, as PyTorch's
+    ``repeat_interleave`` / ``enable_gqa=True``).
+    """
+    n_heads = check_positive_int(n_heads, "n_heads")
+    n_kv_heads = check_positive_int(n_kv_heads, "n_kv_heads")
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(
+            f"n_kv_heads: expected a divisor of n_heads = {n_heads}, got {n_kv_heads}")
+    h = check_positive_int(h, "h", minimum=0)
+    if h >= n_heads:
+        raise ValueError(f"h: expected a head index in [0, {n_heads - 1}], got {h}")
+    return h // (n_heads // n_kv_heads)
+
+
+def gqa_to_mha_params(params: GroupedQueryParams) -> MultiHeadParams:
+    """Equivalent multi-head weights: each kv head repeated for its ``r`` query heads.
+
+    ``np.repeat(w_k, r, axis=0)`` puts kv head ``g`` at query heads
+    ``g*r .. g*r + r - 1``, the same mapping ``h -> h // r`` as
+    :func:`grouped_query_attention`, so both give the same output.
+
+    Parameters
+    ----------
+    params : GroupedQueryParams
+
+    Returns
+    -------
+    MultiHeadParams
+
+    References
+    ----------
+    Ainslie et al. 2023, GQA, §2.
+    """
+    _check_params(params, allowed=(GroupedQueryParams,))
+    r = params.group_size
+    rep = (lambda a: None if a is None else np.repeat(a, r, axis=0))
+    return MultiHeadParams(
+        w_q=params.w_q.copy(), w_k=rep(params.w_k), w_v=rep(params.w_v),   # (H, ., .)
+        b_q=None if params.b_q is None else params.b_q.copy(),
+        b_k=rep(params.b_k), b_v=rep(params.b_v),
+        w_o=params.w_o.copy(), b_o=None if params.b_o is None else params.b_o.copy())
+
+
+def mha_to_gqa_params(params: MultiHeadParams) -> GroupedQueryParams:
+    """The same multi-head weights viewed as grouped-query with ``G = H``.
+
+    Parameters
+    ----------
+    params : MultiHeadParams
+
+    Returns
+    -------
+    GroupedQueryParams
+
+    References
+    ----------
+    Ainslie et al. 2023, GQA, §2 (GQA with G = H is multi-head attention).
+    """
+    _check_params(params, allowed=(MultiHeadParams,))
+    cp = (lambda a: None if a is None else a.copy())
+    return GroupedQueryParams(*(cp(a) for a in (
+        params.w_q, params.w_k, params.w_v, params.b_q, params.b_k, params.b_v,
+        params.w_o, params.b_o)))
+
+
+# ---------------------------------------------------------------------------
+# Multi-head and grouped-query attention
+# ---------------------------------------------------------------------------
+
+def _project(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """Per-head linear map: x (..., L, Ein), w (heads, Ein, D) -> (..., heads, L, D)."""
+    y = np.einsum("...le,hed->...hld", x, w, optimize=True)     # (..., heads, L, D)
+    if b is not None:
+        y = y + b[:, None, :]                                   # (heads, 1, D) broadcast
+    return y
+
+
+def _merge_heads(o: np.ndarray, w_o: np.ndarray, b_o: np.ndarray | None) -> np.ndarray:
+    """Concat(head_1..head_H) W^O, as one contraction: o (..., H, L, Dv) -> (..., L, E)."""
+    n_heads, d_value = o.shape[-3], o.shape[-1]
+    w_o_heads = w_o.reshape(n_heads, d_value, w_o.shape[-1])    # (H, Dv, E): rows of head h
+    y = np.einsum("...hld,hde->...le", o, w_o_heads, optimize=True)  # (..., L, E)
+    if b_o is not None:
+        y = y + b_o
+    return y
+
+
+def _grouped_attend(q, k, v, allowed, scale, bias):
+    """Attention of H query heads over G shared kv heads, without copying K/V.
+
+    q (..., H, Lq, Dh), k (..., G, Lk, Dh), v (..., G, Lk, Dv); ``allowed``
+    broadcastable to (..., Lq, Lk) or None; ``bias`` broadcastable to
+    (..., H, Lq, Lk) or None. Returns (..., H, Lq, Dv).
+    """
+    *lead, n_heads, lq, dh = q.shape
+    n_kv, lk, dv = k.shape[-3], k.shape[-2], v.shape[-1]
+    r = n_heads // n_kv
+    qg = q.reshape(*lead, n_kv, r, lq, dh)                  # (..., G, r, Lq, Dh)
+    kg = k[..., :, None, :, :]                              # (..., G, 1, Lk, Dh) view
+    vg = v[..., :, None, :, :]                              # (..., G, 1, Lk, Dv) view
+    if bias is not None:
+        bias = np.broadcast_to(bias, (*lead, n_heads, lq, lk))
+        bias = bias.reshape(*lead, n_kv, r, lq, lk)         # (..., G, r, Lq, Lk)
+    if allowed is not None:
+        allowed = allowed[..., None, None, :, :]            # (..., 1, 1, Lq, Lk)
+    scores = _mask_scores(_scores(qg, kg, scale, bias), allowed)  # (..., G, r, Lq, Lk)
+    weights = _softmax_unchecked(scores, -1)                # (..., G, r, Lq, Lk)
+    o = np.matmul(weights, vg)                              # (..., G, r, Lq, Dv)
+    return o.reshape(*lead, n_heads, lq, dv)                # (..., H, Lq, Dv)
+
+
+def _validate_inputs(x_q, x_kv, params):
+    """Validate x_q (..., Lq, E), x_kv (..., Lk, Ekv) against params; common dtype."""
+    x_q = as_float_array(x_q, "x_q", ndim_min=2)
+    x_kv = as_float_array(x_kv, "x_kv", ndim_min=2)
+    check_batch_dims([("x_q", x_q), ("x_kv", x_kv)], n_trailing=2)
+    if x_q.shape[-1] != params.d_model:
+        raise ValueError(
+            f"x_q: expected last dim d_model = {params.d_model}, got shape {x_q.shape}")
+    if x_kv.shape[-1] != params.d_kv:
+        raise ValueError(
+            f"x_kv: expected last dim d_kv = {params.d_kv}, got shape {x_kv.shape}")
+    return x_q, x_kv
+
+
+def _cast_params(params, dtype):
+    return [None if a is None else a.astype(dtype, copy=False) for a in (
+        params.w_q, params.w_k, params.w_v, params.b_q, params.b_k, params.b_v,
+        params.w_o, params.b_o)]
+
+
+def _attend_projected(x_q, x_kv, params, mask, causal, bias):
+    """Shared batched body of multi-head and grouped-query attention."""
+    x_q, x_kv = _validate_inputs(x_q, x_kv, params)
+    lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
+    allowed = _allowed_keys(mask, causal, lead, lq, lk)                  # (..., Lq, Lk)
+    bias = _check_bias(bias, tuple(lead) + (params.n_heads, lq, lk))
+    extra = [] if bias is None else [bias]
+    dtype = common_float_dtype(x_q, x_kv, *_param_arrays(params), *extra)
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _cast_params(params, dtype)
+    x_q, x_kv = x_q.astype(dtype, copy=False), x_kv.astype(dtype, copy=False)
+    if bias is not None:
+        bias = bias.astype(dtype, copy=False)
+    q = _project(x_q, w_q, b_q)                                          # (..., H, Lq, Dh)
+    k = _project(x_kv, w_k, b_k)                                         # (..., G, Lk, Dh)
+    v = _project(x_kv, w_v, b_v)                                         # (..., G, Lk, Dv)
+    o = _grouped_attend(q, k, v, allowed, 1.0 / math.sqrt(params.d_head), bias)  # (..., H, Lq, Dv)
+    return _merge_heads(o, w_o, b_o)                                     # (..., Lq, E)
+
+
+def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False,
+                         bias=None) -> np.ndarray:
+    """Multi-head attention in batched tensor form.
+
+    ``MultiHead(X_q, X_kv) = Concat(head_1, ..., head_H) W^O + b_o`` with
+    ``head_h = Attention(X_q W^Q_h + b^Q_h, X_kv W^K_h + b^K_h, X_kv W^V_h + b^V_h)``
+    and scale ``1/sqrt(Dh)``. All heads are computed at once with einsum; the
+    literal per-head loop is :func:`multi_head_attention_per_head`.
+
+    Parameters
+    ----------
+    x_q : array_like, (..., Lq, E)
+        Queries' inputs.
+    x_kv : array_like, (..., Lk, Ekv)
+        Keys'/values' inputs; leading dims must equal those of ``x_q``.
+    params : MultiHeadParams
+    mask : array_like of bool, optional
+        Broadcastable to ``(..., Lq, Lk)``, shared by all heads; True = may attend.
+    causal : {False, True, "top-left", "bottom-right"}
+    bias : array_like, optional
+        Additive logit bias broadcastable to ``(..., H, Lq, Lk)`` (per head,
+        e.g. ALiBi slopes).
+
+    Returns
+    -------
+    np.ndarray, (..., Lq, E)
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.2; seed 003
+    (shared/seeds/003_8876c6ab28e0baf8.txt); seed 004
+    (shared/seeds/004_d5b314f5ea1e15da.txt, notes 15-16: multi-head attention
+    "efficiently implemented with tensor operations").
+    """
+    _check_params(params, allowed=(MultiHeadParams,))
+    return _attend_projected(x_q, x_kv, params, mask, causal, bias)
+
+
+def multi_head_attention_per_head(x_q, x_kv, params: MultiHeadParams, *, mask=None,
+                                  causal=False) -> np.ndarray:
+    """Multi-head attention written literally: one :func:`attention` call per head.
+
+    Loops over heads, concatenates the head outputs along the feature axis and
+    multiplies by ``W^O``. Used as an independent check of
+    :func:`multi_head_attention`.
+
+    Parameters
+    ----------
+    x_q, x_kv, params, mask, causal
+        As in :func:`multi_head_attention`.
+
+    Returns
+    -------
+    np.ndarray, (..., Lq, E)
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.2; seed 003
+    (shared/seeds/003_8876c6ab28e0baf8.txt): "concatenate all the attention
+    heads", then "multiply with a weight matrix W^O".
+    """
+    _check_params(params, allowed=(MultiHeadParams,))
+    x_q, x_kv = _validate_inputs(x_q, x_kv, params)
+    dtype = common_float_dtype(x_q, x_kv, *_param_arrays(params))
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _cast_params(params, dtype)
+    x_q, x_kv = x_q.astype(dtype, copy=False), x_kv.astype(dtype, copy=False)
+    heads = []
+    for h in range(params.n_heads):
+        q_h = x_q @ w_q[h] + (0 if b_q is None else b_q[h])      # (..., Lq, Dh)
+        k_h = x_kv @ w_k[h] + (0 if b_k is None else b_k[h])     # (..., Lk, Dh)
+        v_h = x_kv @ w_v[h] + (0 if b_v is None else b_v[h])     # (..., Lk, Dv)
+        heads.append(attention(q_h, k_h, v_h, mask=mask, causal=causal))  # (..., Lq, Dv)
+    concat = np.concatenate(heads, axis=-1)                      # (..., Lq, H*Dv)
+    y = concat @ w_o                                             # (..., Lq, E)
+    return y if b_o is None else y + b_o
+
+
+def self_attention(x, params: MultiHeadParams, **kw) -> np.ndarray:
+    """Multi-head self-attention: ``multi_head_attention(x, x, params, **kw)``.
+
+    Parameters
+    ----------
+    x : array_like, (..., L, E)
+    params : MultiHeadParams
+    **kw
+        ``mask``, ``causal``, ``bias`` as in :func:`multi_head_attention`.
+
+    Returns
+    -------
+    np.ndarray, (..., L, E)
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.3; seed 003
+    (shared/seeds/003_8876c6ab28e0baf8.txt, "Self Attention").
+    """
+    return multi_head_attention(x, x, params, **kw)
+
+
+def _memory_mask(memory_mask, x: np.ndarray, memory: np.ndarray):
+    """Turn a key-padding (..., Lk) or full (..., Lq, Lk) memory mask into an attention mask."""
+    if memory_mask is None:
+        return None
+    m = np.asarray(memory_mask)
+    if m.dtype != np.bool_:
+        raise TypeError(
+            f"memory_mask: expected dtype bool (True = real token), got {m.dtype}")
+    lead, lk = x.shape[:-2], memory.shape[-2]
+    if m.ndim == x.ndim - 1:                       # key padding (..., Lk)
+        if m.shape != tuple(lead) + (lk,):
+            raise ValueError(
+                f"memory_mask: a key-padding mask must have shape {tuple(lead) + (lk,)}, "
+                f"got {m.shape}")
+        return m[..., None, :]                     # (..., 1, Lk)
+    if m.ndim == x.ndim:                           # full (..., Lq, Lk)
+        return m
+    raise ValueError(
+        f"memory_mask: expected a key-padding mask of shape {tuple(lead) + (lk,)} or a full "
+        f"mask broadcastable to {tuple(lead) + (x.shape[-2], lk)}, got shape {m.shape}")
+
+
+def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> np.ndarray:
+    """Encoder-decoder attention: queries from ``x``, keys and values from ``memory``.
+
+    Parameters
+    ----------
+    x : array_like, (..., Lq, E)
+        Decoder states.
+    memory : array_like, (..., Lk, Ekv)
+        Encoder output; leading dims equal to those of ``x``.
+    params : MultiHeadParams or GroupedQueryParams
+    memory_mask : array_like of bool, optional
+        Either a key-padding mask of shape exactly ``(..., Lk)`` (True = real
+        token), or a full mask of rank ``x.ndim`` broadcastable to
+        ``(..., Lq, Lk)``.
+
+    Returns
+    -------
+    np.ndarray, (..., Lq, E)
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.3 ("encoder-decoder
+    attention"); seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, notes 22-23:
+    the output so far is the query, the input encodings are keys and values).
+    """
+    _check_params(params)
+    x_arr = as_float_array(x, "x", ndim_min=2)
+    mem_arr = as_float_array(memory, "memory", ndim_min=2)
+    check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
+    mask = _memory_mask(memory_mask, x_arr, mem_arr)
+    return _attend_projected(x_arr, mem_arr, params, mask, False, None)
+
+
+def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False,
+                            bias=None) -> np.ndarray:
+    """Grouped-query attention: ``H`` query heads sharing ``G`` key/value heads.
+
+    Queries are reshaped to ``(..., G, H/G, Lq, Dh)`` and the keys/values
+    ``(..., G, Lk, D)`` are broadcast over the group axis, so K and V are
+    never copied per query head. Query head ``h`` reads kv group
+    ``h // (H // G)``.
+
+    Parameters
+    ----------
+    x_q : array_like, (..., Lq, E)
+    x_kv : array_like, (..., Lk, Ekv)
+    params : GroupedQueryParams (a MultiHeadParams is accepted as G = H)
+    mask : array_like of bool, optional
+        Broadcastable to ``(..., Lq, Lk)``; True = may attend.
+    causal : {False, True, "top-left", "bottom-right"}
+    bias : array_like, optional
+        Additive logit bias broadcastable to ``(..., H, Lq, Lk)``.
+
+    Returns
+    -------
+    np.ndarray, (..., Lq, E)
+
+    References
+    ----------
+    Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding:
+    One Write-Head is All You Need, §3.
+    """
+    _check_params(params)
+    return _attend_projected(x_q, x_kv, params, mask, causal, bias)
+
+
+# ---------------------------------------------------------------------------
+# KV cache and incremental decoding
+# ---------------------------------------------------------------------------
+
+@dataclass
+class KVCache:
+    """Keys and values of the positions decoded so far.
+
+    Attributes
+    ----------
+    k : (..., G, Lmax, Dh)
+        Cached keys; positions ``[0, length)`` are filled.
+    v : (..., G, Lmax, Dv)
+        Cached values.
+    length : int
+        Number of filled positions, ``0 <= length <= Lmax``.
+
+    References
+    ----------
+    Pope et al. 2023, Efficiently Scaling Transformer Inference, §2
+    (the KV cache and its memory); Shazeer 2019, Fast Transformer Decoding, §2.
+    """
+
+    k: np.ndarray
+    v: np.ndarray
+    length: int
+
+    def __post_init__(self):
+        self.k = as_float_array(self.k, "KVCache.k", ndim_min=3)
+        self.v = as_float_array(self.v, "KVCache.v", ndim_min=3)
+        if self.k.shape[:-1] != self.v.shape[:-1]:
+            raise ValueError(
+                f"KVCache.v: expected shape {self.k.shape[:-1]} + (Dv,) to match KVCache.k, "
+                f"got {self.v.shape} (k has shape {self.k.shape})")
+        self.length = check_positive_int(self.length, "KVCache.length", minimum=0)
+        if self.length > self.max_len:
+            raise ValueError(
+                f"KVCache.length: expected at most max_len = {self.max_len}, got {self.length}")
+
+    @property
+    def max_len(self) -> int:
+        """Capacity Lmax in positions."""
+        return self.k.shape[-2]
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Number of cached kv heads G."""
+        return self.k.shape[-3]
+
+    @property
+    def batch_shape(self) -> tuple:
+        """Leading dims of the cached arrays."""
+        return self.k.shape[:-3]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached key and value arrays."""
+        return int(self.k.nbytes + self.v.nbytes)
+
+
+def _batch_shape(batch_shape) -> tuple:
+    if isinstance(batch_shape, (int, np.integer)) and not isinstance(batch_shape, (bool, np.bool_)):
+        batch_shape = (batch_shape,)
+    if not isinstance(batch_shape, (tuple, list)):
+        raise TypeError(
+            f"batch_shape: expected a tuple of ints, got {type(batch_shape).__name__}")
+    return tuple(check_positive_int(b, "batch_shape", minimum=0) for b in batch_shape)
+
+
+def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCache:
+    """An empty KV cache for ``params`` (multi-head or grouped-query).
+
+    Parameters
+    ----------
+    params : MultiHeadParams or GroupedQueryParams
+        ``G`` is ``n_heads`` for multi-head and ``n_kv_heads`` for grouped-query.
+    batch_shape : tuple of int (or int)
+        Leading dims of the inputs that will be decoded.
+    max_len : int
+        Capacity in positions (>= 1).
+    dtype : float32 or float64
+
+    Returns
+    -------
+    KVCache
+        Zero arrays ``k (*batch_shape, G, max_len, Dh)``,
+        ``v (*batch_shape, G, max_len, Dv)``, ``length = 0``.
+
+    References
+    ----------
+    Pope et al. 2023, Efficiently Scaling Transformer Inference, §2.
+    """
+    _check_params(params)
+    batch = _batch_shape(batch_shape)
+    max_len = check_positive_int(max_len, "max_len")
+    dt = _check_dtype(dtype)
+    g = params.n_kv_heads
+    k = np.zeros(batch + (g, max_len, params.d_head), dtype=dt)    # (..., G, Lmax, Dh)
+    v = np.zeros(batch + (g, max_len, params.d_value), dtype=dt)   # (..., G, Lmax, Dv)
+    return KVCache(k, v, 0)
+
+
+def decode_step(x_t, params, cache: KVCache):
+    """One step of incremental (causal) self-attention decoding with a KV cache.
+
+    Projects the new token, writes its key and value at position
+    ``cache.length`` and attends over positions ``[0, cache.length]``. The
+    result equals row ``cache.length`` of the causal full forward pass; with
+    one query against ``length + 1`` keys this is the bottom-right causal
+    alignment. The input cache is not modified: a new cache is returned.
+
+    Parameters
+    ----------
+    x_t : array_like, (..., 1, E)
+        The new token's input; leading dims equal to the cache's batch shape.
+    params : MultiHeadParams or GroupedQueryParams
+        Self-attention weights (``d_kv == d_model``).
+    cache : KVCache
+        From :func:`init_kv_cache` or a previous step; must not be full.
+
+    Returns
+    -------
+    y_t : np.ndarray, (..., 1, E)
+    new_cache : KVCache
+        ``length`` increased by one. Its arrays have the output dtype.
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.3 (masked decoder
+    self-attention); Pope et al. 2023, Efficiently Scaling Transformer
+    Inference, §2; seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, note 24:
+    teacher forcing computes all positions at once; decoding does one at a time).
+    """
+    _check_params(params)
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache: expected KVCache, got {type(cache).__name__}")
+    if params.d_kv != params.d_model:
+        raise ValueError(
+            f"params: self-attention decoding needs d_kv == d_model, got d_kv = {params.d_kv}, "
+            f"d_model = {params.d_model}")
+    x_t = as_float_array(x_t, "x_t", ndim_min=2)
+    if x_t.shape[-2] != 1 or x_t.shape[-1] != params.d_model:
+        raise ValueError(
+            f"x_t: expected shape (..., 1, {params.d_model}), got {x_t.shape}")
+    if x_t.shape[:-2] != cache.batch_shape:
+        raise ValueError(
+            f"x_t: leading dims must equal the cache's batch shape {cache.batch_shape}, "
+            f"got shape {x_t.shape}")
+    expected_k = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_head)
+    expected_v = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_value)
+    if cache.k.shape != expected_k or cache.v.shape != expected_v:
+        raise ValueError(
+            f"cache: expected k {expected_k} and v {expected_v} for these params, "
+            f"got k {cache.k.shape} and v {cache.v.shape}")
+    if cache.length >= cache.max_len:
+        raise ValueError(f"cache: full (length = max_len = {cache.max_len})")
+
+    dtype = common_float_dtype(x_t, cache.k, cache.v, *_param_arrays(params))
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _cast_params(params, dtype)
+    x_t = x_t.astype(dtype, copy=False)
+    t = cache.length
+    q = _project(x_t, w_q, b_q)                          # (..., H, 1, Dh)
+    k_all = cache.k.astype(dtype, copy=True)             # (..., G, Lmax, Dh)
+    v_all = cache.v.astype(dtype, copy=True)             # (..., G, Lmax, Dv)
+    k_all[..., t:t + 1, :] = _project(x_t, w_k, b_k)     # (..., G, 1, Dh)
+    v_all[..., t:t + 1, :] = _project(x_t, w_v, b_v)     # (..., G, 1, Dv)
+    o = _grouped_attend(q, k_all[..., :t + 1, :], v_all[..., :t + 1, :], None,
+                        1.0 / math.sqrt(params.d_head), None)   # (..., H, 1, Dv)
+    y_t = _merge_heads(o, w_o, b_o)                      # (..., 1, E)
+    return y_t, KVCache(k_all, v_all, t + 1)
+
+
+def decode_sequence(x, params) -> np.ndarray:
+    """Causal self-attention computed token by token with :func:`decode_step`.
+
+    Equals ``multi_head_attention(x, x, params, causal=True)`` (or the
+    grouped-query version) up to rounding.
+
+    Parameters
+    ----------
+    x : array_like, (..., L, E)
+    params : MultiHeadParams or GroupedQueryParams
+
+    Returns
+    -------
+    np.ndarray, (..., L, E)
+
+    References
+    ----------
+    Pope et al. 2023, Efficiently Scaling Transformer Inference, §2;
+    Vaswani et al. 2017, §3.2.3.
+    """
+    _check_params(params)
+    x = as_float_array(x, "x", ndim_min=2)
+    length = x.shape[-2]
+    if length == 0:
+        raise ValueError(f"x: expected at least one position, got shape {x.shape}")
+    dtype = common_float_dtype(x, *_param_arrays(params))
+    cache = init_kv_cache(params, x.shape[:-2], length, dtype=dtype)
+    outputs = []
+    for t in range(length):       # inherently sequential: one position per step
+        y_t, cache = decode_step(x[..., t:t + 1, :], params, cache)   # (..., 1, E)
+        outputs.append(y_t)
+    return np.concatenate(outputs, axis=-2)                           # (..., L, E)
+
+
+def kv_cache_bytes(n_layers: int, n_kv_heads: int, d_head: int, seq_len: int, batch: int,
+                   dtype=np.float64) -> int:
+    """Memory of a KV cache: ``2 * layers * kv_heads * d_head * seq_len * batch * itemsize``.
+
+    The factor 2 counts keys and values (value width taken equal to ``d_head``).
+    Grouped-query attention shrinks it by ``H / G`` relative to multi-head.
+
+    Parameters
+    ----------
+    n_layers, n_kv_heads, d_head, seq_len, batch : int
+    dtype : float32 or float64 (or any numpy dtype, for its itemsize)
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    References
+    ----------
+    Pope et al. 2023, Efficiently Scaling Transformer Inference, §3.3;
+    Ainslie et al. 2023, GQA, §1.
+    """
+    n_layers = check_positive_int(n_layers, "n_layers")
+    n_kv_heads = check_positive_int(n_kv_heads, "n_kv_heads")
+    d_head = check_positive_int(d_head, "d_head")
+    seq_len = check_positive_int(seq_len, "seq_len", minimum=0)
+    batch = check_positive_int(batch, "batch")
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except TypeError:
+        raise TypeError(f"dtype: expected a numpy dtype, got {dtype!r}") from None
+    return 2 * n_layers * n_kv_heads * d_head * seq_len * batch * itemsize

@@ -1,0 +1,42 @@
+"""pytest set-up: Hypothesis profiles, the subjects under test, and shared fixtures.
+
+The profile comes from ``--hypothesis-profile`` or ``TT_PROFILE`` (default
+``dev``); ``make test`` uses ``ci``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # so that `import mutants` works in every import mode
+
+from transformer_theory.theory.profiles import get_profile, register_hypothesis_profiles  # noqa: E402
+
+register_hypothesis_profiles()
+
+
+def pytest_configure(config):
+    from hypothesis import settings
+
+    chosen = config.getoption("--hypothesis-profile", default=None) or os.environ.get("TT_PROFILE")
+    if chosen:
+        os.environ["TT_PROFILE"] = chosen
+        settings.load_profile(chosen)
+    else:
+        settings.load_profile("dev")
+
+
+@pytest.fixture(scope="session")
+def profile():
+    """The suite profile of this run (ci, dev or thorough)."""
+    return get_profile()
+
+
+@pytest.fixture(scope="session")
+def reference():
+    from transformer_theory.theory.subjects import reference_subject
+
+    return reference_subject()

@@ -1,0 +1,33 @@
+"""Every claim in the registry against every built-in subject, through the runner.
+
+This is the same execution path as ``transformer-theory verify``: a claim that
+passes here passes there.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from transformer_theory.theory import registry
+from transformer_theory.theory.claim import Status
+from transformer_theory.theory.runner import run_claim
+from transformer_theory.theory.subjects import SUBJECTS, get_subject
+
+CLAIMS = registry.all_claims()
+
+
+@pytest.fixture(scope="session", params=sorted(SUBJECTS))
+def subject(request):
+    return get_subject(request.param)
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=[c.id for c in CLAIMS])
+def test_claim(claim, subject, profile):
+    if not claim.applicable_to(subject):
+        pytest.skip(f"{subject.name} lacks {claim.needs}")
+    result = run_claim(claim, subject, profile=profile)
+    ev = result.evidence
+    assert result.status is Status.PASSED, (
+        f"{claim.id} on {subject.name}: {result.status.value}\n{result.detail()}\n"
+        f"falsifying example: {ev.falsifying_example if ev else None}")
+    assert ev.cases > 0

@@ -1,0 +1,36 @@
+"""Every claim is falsifiable: each mutant is rejected by every claim it names,
+and every claim in the registry is named by at least one mutant."""
+
+from __future__ import annotations
+
+import pytest
+from mutants import all_mutants
+
+from transformer_theory.theory import registry
+from transformer_theory.theory.claim import Status
+from transformer_theory.theory.runner import run_claim
+
+MUTANTS = all_mutants()
+CASES = [(m, cid) for m in MUTANTS for cid in m.claims]
+
+
+def test_every_claim_has_a_mutant():
+    covered = {cid for m in MUTANTS for cid in m.claims}
+    missing = [c.id for c in registry.all_claims() if c.id not in covered]
+    assert not missing, f"claims without a mutant: {missing}"
+
+
+def test_mutants_name_real_claims():
+    known = {c.id for c in registry.all_claims()}
+    unknown = sorted({cid for m in MUTANTS for cid in m.claims} - known)
+    assert not unknown, f"mutants name unknown claims: {unknown}"
+
+
+@pytest.mark.parametrize("mutant,claim_id", CASES, ids=[f"{m.name}->{c}" for m, c in CASES])
+def test_mutant_is_rejected(mutant, claim_id, reference, profile):
+    claim = registry.get(claim_id)
+    broken = mutant.build(reference)
+    result = run_claim(claim, broken, profile=profile)
+    assert result.status is Status.FAILED, (
+        f"mutant {mutant.name!r} ({mutant.description}) was not rejected by {claim_id}: "
+        f"{result.status.value}: {result.detail()}")

@@ -1,0 +1,187 @@
+"""Building blocks for claim checks: run a property over Hypothesis examples,
+compare arrays under the tolerance policy, and describe falsifying examples.
+
+A property check is written as a *measure*: a function of one drawn example
+that returns a :class:`Measurement` (an error and the tolerance it is held to)
+or a bool. :func:`for_all` runs it over the examples of a strategy, keeps the
+worst error, and on failure lets Hypothesis shrink to the smallest failing
+example, which it records in the evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from hypothesis import given
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from .claim import Evidence
+from .tolerance import Tolerance, relative_error
+
+
+@dataclass
+class Measurement:
+    """The error of one case and the tolerance it is held to."""
+
+    error: float
+    tolerance: Tolerance | float
+    note: str = ""
+
+    @property
+    def rtol(self) -> float:
+        return self.tolerance.rtol if isinstance(self.tolerance, Tolerance) else float(self.tolerance)
+
+    @property
+    def reason(self) -> str | None:
+        return self.tolerance.reason if isinstance(self.tolerance, Tolerance) else None
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.error) and self.error <= self.rtol)
+
+
+class Violation(AssertionError):
+    """Raised inside a property when a case breaks the claim."""
+
+
+def compare(actual, expected, tol: Tolerance, *, scale=None, note: str = "") -> Measurement:
+    """Norm-wise relative error of ``actual`` against ``expected`` under ``tol``."""
+    return Measurement(relative_error(actual, expected, scale), tol, note)
+
+
+def holds(ok: bool, note: str = "") -> Measurement:
+    """A yes/no property as a measurement (error 0 or inf against tolerance 0)."""
+    return Measurement(0.0 if ok else float("inf"), 0.0, note)
+
+
+def describe_value(value: Any, max_elements: int = 64) -> Any:
+    """A JSON-friendly description of a drawn value (arrays shown in full if small)."""
+    if isinstance(value, np.ndarray):
+        out = {"shape": list(value.shape), "dtype": str(value.dtype)}
+        if value.size <= max_elements:
+            shown = np.round(value.astype(np.float64), 6) if value.dtype.kind == "f" else value
+            out["values"] = shown.tolist()
+        else:
+            out["min"] = float(np.min(value)) if value.dtype.kind in "fiu" else None
+            out["max"] = float(np.max(value)) if value.dtype.kind in "fiu" else None
+        return out
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): describe_value(v, max_elements) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) <= max_elements:
+            return [describe_value(v, max_elements) for v in value]
+        return {"length": len(value)}
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    if isinstance(value, type) or callable(value):
+        return getattr(value, "__name__", repr(value))
+    return repr(value)
+
+
+def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measurement | bool],
+            *, detail: str, max_examples: int | None = None) -> Evidence:
+    """Check ``measure`` on every example Hypothesis draws from ``strategy``.
+
+    Parameters
+    ----------
+    ctx : Context
+        Supplies the profile (number of examples) and the seed.
+    strategy : SearchStrategy
+        Draws one case (usually a dict of shapes, dtype and a numpy seed).
+    measure : callable
+        ``measure(case) -> Measurement | bool``. Any exception it raises
+        (including one from the subject) counts as a failure of the case.
+    detail : str
+        What was checked, in one sentence, for the report.
+    max_examples : int, optional
+        Override of the profile's count, for expensive cases (scaled by the
+        profile: thorough multiplies it by 10).
+
+    Returns
+    -------
+    Evidence
+        Passed with the worst error seen, or failed with the shrunk example.
+    """
+    settings = ctx.profile.hypothesis_settings()
+    if max_examples is not None:
+        factor = 10 if ctx.profile.name == "thorough" else 1
+        settings = type(settings)(settings, max_examples=max_examples * factor)
+    state = {"cases": 0, "worst": None, "failing": None, "failing_measure": None,
+             "exception": None}
+
+    @settings
+    @hypothesis_seed(ctx.hypothesis_seed())
+    @given(strategy)
+    def run(case):
+        try:
+            result = measure(case)
+        except Violation:
+            raise
+        except Exception as exc:  # the subject (or its input) broke on a valid case
+            state["failing"], state["exception"] = case, f"{type(exc).__name__}: {exc}"
+            state["failing_measure"] = None
+            raise Violation(str(exc)) from exc
+        if isinstance(result, (bool, np.bool_)):
+            result = holds(bool(result))
+        state["cases"] += 1
+        worst = state["worst"]
+        if worst is None or _ratio(result) > _ratio(worst):
+            state["worst"] = result
+        if not result.ok:
+            state["failing"], state["failing_measure"] = case, result
+            state["exception"] = None
+            raise Violation(result.note or "tolerance exceeded")
+
+    try:
+        run()
+    except Violation:
+        pass
+    worst = state["worst"]
+    if state["failing"] is None:
+        return Evidence(
+            passed=True, cases=state["cases"],
+            max_error=worst.error if worst else None,
+            tolerance=worst.rtol if worst else None,
+            tolerance_reason=worst.reason if worst else None,
+            detail=detail)
+    fm = state["failing_measure"]
+    why = state["exception"] or (fm.note if fm and fm.note else "")
+    return Evidence(
+        passed=False, cases=state["cases"],
+        max_error=fm.error if fm else float("inf"),
+        tolerance=fm.rtol if fm else None,
+        tolerance_reason=fm.reason if fm else None,
+        detail=f"{detail} Failed: {why}".strip(),
+        falsifying_example=describe_value(state["failing"]))
+
+
+def _ratio(m: Measurement) -> float:
+    if not np.isfinite(m.error):
+        return float("inf")
+    if m.rtol == 0:
+        return 0.0 if m.error == 0 else float("inf")
+    return m.error / m.rtol
+
+
+def single_case(measurements: list[Measurement], *, detail: str, cases: int | None = None,
+                example: Any = None, figure: dict | None = None) -> Evidence:
+    """Evidence from a fixed list of measurements (deterministic checks)."""
+    if not measurements:
+        raise ValueError("measurements: expected at least one measurement")
+    worst = max(measurements, key=_ratio)
+    failing = [m for m in measurements if not m.ok]
+    passed = not failing
+    text = detail
+    if failing:
+        text += " Failed: " + "; ".join(m.note for m in failing[:3] if m.note)
+    return Evidence(passed=passed, cases=cases if cases is not None else len(measurements),
+                    max_error=worst.error, tolerance=worst.rtol, tolerance_reason=worst.reason,
+                    detail=text.strip(),
+                    falsifying_example=describe_value(example) if (failing and example is not None)
+                    else None,
+                    figure=figure)

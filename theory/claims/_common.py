@@ -1,0 +1,47 @@
+"""Formulas the claims state, written directly from the papers in float64.
+
+These are the *statements*, not a second implementation to trust: each is the
+one-line definition a claim compares a subject against (Vaswani et al. 2017,
+Eq. 1 for attention). They are deliberately naive so that they can be read
+against the paper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def definition_attention(q, k, v, *, mask=None, causal=False, scale=None):
+    """softmax(Q K^T * scale + log mask) V in float64; fully masked rows give 0.
+
+    ``causal`` is "top-left" (True) or "bottom-right" as in the contract.
+    """
+    q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
+    lq, lk, e = q.shape[-2], k.shape[-2], q.shape[-1]
+    scale = 1.0 / np.sqrt(e) if scale is None else scale
+    s = np.einsum("...qe,...ke->...qk", q, k) * scale       # (..., Lq, Lk)
+    allowed = np.ones(s.shape, dtype=bool)
+    if mask is not None:
+        allowed &= np.broadcast_to(mask, s.shape)
+    if causal:
+        offset = (lk - lq) if causal == "bottom-right" else 0
+        allowed &= np.tril(np.ones((lq, lk), dtype=bool), k=offset)
+    s = np.where(allowed, s, -np.inf)
+    m = np.max(s, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    p = np.where(allowed, np.exp(s - m), 0.0)
+    z = p.sum(axis=-1, keepdims=True)
+    p = np.divide(p, z, out=np.zeros_like(p), where=z > 0)   # (..., Lq, Lk)
+    return p @ v, p
+
+
+def causal_allowed(lq: int, lk: int, align: str = "top-left") -> np.ndarray:
+    """Boolean (Lq, Lk): True where query i may see key j."""
+    offset = (lk - lq) if align == "bottom-right" else 0
+    return np.tril(np.ones((lq, lk), dtype=bool), k=offset)
+
+
+def coarser_dtype(*arrays) -> np.dtype:
+    """float32 if any array is float32 (the tolerance follows the coarsest dtype)."""
+    dts = [np.asarray(a).dtype for a in arrays]
+    return np.dtype(np.float32) if any(d == np.float32 for d in dts) else np.dtype(np.float64)

@@ -1,0 +1,301 @@
+"""Attention is a weighted average: the definition, its softmax, its scale, and
+its sharp (lookup) limit.
+
+References
+----------
+Vaswani et al. 2017, "Attention Is All You Need", §3.2.1 (Eq. 1, the 1/sqrt(d_k)
+scale and its variance argument, footnote 4). Seed 004 (attention as a soft
+dictionary lookup). Seed 000 (softmax of the scores).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..checks import Measurement, compare, for_all, holds
+from ..claim import Evidence, Kind
+from ..registry import ClaimSet
+from ..sources import SEED_000, SEED_004, VASWANI_2017
+from ..statistics import test_mean
+from ..strategies import DTYPES, SEEDS, attention_case, logits, normal, random_mask
+from ..tolerance import tolerance
+from ._common import coarser_dtype, definition_attention
+
+claims = ClaimSet("attention")
+
+EQ1 = VASWANI_2017.at("§3.2.1, Eq. (1)")
+
+
+@st.composite
+def _masked_case(draw, **kw):
+    case = draw(attention_case(**kw))
+    rng = np.random.default_rng(case["seed"] + 1)
+    use_mask = draw(st.booleans())
+    case["mask"] = random_mask(rng, (*case["lead"], case["Lq"], case["Lk"])) if use_mask else None
+    case["causal"] = draw(st.sampled_from([False, True, "bottom-right"]))
+    return case
+
+
+@claims.claim(
+    "attention.scaled_dot_product",
+    title="Attention is softmax(QKᵀ/√d)V",
+    statement=r"\mathrm{Attention}(Q,K,V)=\mathrm{softmax}\!\left(\frac{QK^{\top}}{\sqrt{d_k}}+\log M\right)V",
+    sources=(EQ1, SEED_000.at("softmax of X W_q^T W_k X^T")),
+    kind=Kind.PROPERTY, needs=("attention",),
+    notes="M is the boolean mask (log 0 = -inf), combined by AND with the causal mask; "
+          "the default scale is 1/sqrt(d_k).")
+def scaled_dot_product(subject, ctx) -> Evidence:
+    def measure(c):
+        out = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"])
+        expected, _ = definition_attention(c["q"], c["k"], c["v"], mask=c["mask"],
+                                           causal=c["causal"])
+        tol = tolerance("reduction", coarser_dtype(out, c["q"]), n=c["E"] + c["Lk"])
+        return compare(out, expected, tol, scale=c["v"])
+    return for_all(ctx, _masked_case(), measure,
+                   detail="Outputs equal the float64 definition with masks, both causal "
+                          "alignments and the default scale.")
+
+
+@claims.claim(
+    "attention.explicit_scale",
+    title="The scale argument multiplies the logits",
+    statement=r"\mathrm{Attention}_{s}(Q,K,V)=\mathrm{softmax}(s\,QK^{\top})V",
+    sources=(EQ1,),
+    kind=Kind.PROPERTY, needs=("attention",))
+def explicit_scale(subject, ctx) -> Evidence:
+    strategy = st.tuples(attention_case(), st.floats(0.01, 4.0))
+
+    def measure(args):
+        c, s = args
+        out = subject.attention(c["q"], c["k"], c["v"], scale=s)
+        expected, _ = definition_attention(c["q"], c["k"], c["v"], scale=s)
+        tol = tolerance("reduction", coarser_dtype(out, c["q"]), n=c["E"] + c["Lk"])
+        return compare(out, expected, tol, scale=c["v"])
+    return for_all(ctx, strategy, measure,
+                   detail="Outputs equal the definition for explicit scales in [0.01, 4].")
+
+
+@claims.claim(
+    "attention.rows_are_distributions",
+    title="Attention rows are probability vectors",
+    statement=r"A_{ij}\ge 0,\qquad \sum_j A_{ij}=1\ \text{(0 for a fully masked row)}",
+    sources=(EQ1,),
+    kind=Kind.PROPERTY, needs=("attention_weights",))
+def rows_are_distributions(subject, ctx) -> Evidence:
+    def measure(c):
+        w = subject.attention_weights(c["q"], c["k"], mask=c["mask"], causal=c["causal"])
+        if w.shape != (*c["lead"], c["Lq"], c["Lk"]):
+            return holds(False, f"weights have shape {w.shape}")
+        _, expected_w = definition_attention(c["q"], c["k"], c["v"], mask=c["mask"],
+                                             causal=c["causal"])
+        live = expected_w.sum(axis=-1)                          # 1 or 0 per row
+        tol = tolerance("reduction", w.dtype, n=c["Lk"])
+        if np.any(w < 0):
+            return holds(False, "negative attention weight")
+        return compare(w.sum(axis=-1), live, tol, note="row sums")
+    return for_all(ctx, _masked_case(), measure,
+                   detail="Weights are non-negative and each row sums to 1 (0 when fully masked).")
+
+
+@claims.claim(
+    "attention.convex_hull",
+    title="Each output lies in the convex hull of the values it may see",
+    statement=r"o_i=\sum_j A_{ij}v_j\in\operatorname{conv}\{v_j : M_{ij}=1\}",
+    sources=(EQ1, SEED_004.at("outputs are linear combinations of array elements")),
+    kind=Kind.PROPERTY, needs=("attention",),
+    notes="Checked through support functions: for 16 random directions u and every axis, "
+          "min_j u·v_j <= u·o_i <= max_j u·v_j over the visible j.")
+def convex_hull(subject, ctx) -> Evidence:
+    def measure(c):
+        out = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=c["mask"],
+                                           causal=c["causal"]), dtype=np.float64)
+        _, w = definition_attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"])
+        visible = w > 0                                           # (..., Lq, Lk)
+        v = np.asarray(c["v"], dtype=np.float64)
+        ev = v.shape[-1]
+        rng = np.random.default_rng(c["seed"] + 2)
+        dirs = np.concatenate([np.eye(ev), -np.eye(ev), rng.standard_normal((16, ev))])
+        proj_v = np.einsum("...ke,de->...dk", v, dirs)            # (..., D, Lk)
+        proj_o = np.einsum("...qe,de->...qd", out, dirs)          # (..., Lq, D)
+        vis = visible[..., :, None, :]                            # (..., Lq, 1, Lk)
+        hi = np.max(np.where(vis, proj_v[..., None, :, :], -np.inf), axis=-1)   # (..., Lq, D)
+        lo = np.min(np.where(vis, proj_v[..., None, :, :], np.inf), axis=-1)
+        live = visible.any(axis=-1)[..., None]
+        excess = np.where(live, np.maximum(proj_o - hi, lo - proj_o), 0.0)
+        scale = max(float(np.max(np.abs(v))), np.finfo(float).tiny) * np.sqrt(ev)
+        tol = tolerance("reduction", coarser_dtype(c["q"]), n=c["E"] + c["Lk"])
+        err = float(np.max(excess, initial=0.0)) / scale
+        return Measurement(max(err, 0.0), tol, "output outside the convex hull")
+    return for_all(ctx, _masked_case(), measure,
+                   detail="Every output's projections lie within those of the visible values.")
+
+
+@claims.claim(
+    "attention.softmax_shift_invariance",
+    title="Softmax is invariant to adding a constant to the logits",
+    statement=r"\mathrm{softmax}(s+c\mathbf{1})=\mathrm{softmax}(s)",
+    sources=(VASWANI_2017.at("§3.2.1"), SEED_000),
+    kind=Kind.PROPERTY, needs=("softmax",), proof="softmax.shift_invariance")
+def softmax_shift_invariance(subject, ctx) -> Evidence:
+    strategy = st.tuples(logits(bound=30.0, dtype=np.float64), st.floats(-50.0, 50.0))
+
+    def measure(args):
+        s, c = args
+        p = subject.softmax(s, axis=-1)
+        p_shift = subject.softmax(s + c, axis=-1)
+        return compare(p_shift, p, tolerance("ill_conditioned", np.float64, n=s.shape[-1]),
+                       scale=np.ones(1))
+    return for_all(ctx, strategy, measure,
+                   detail="softmax(s + c) = softmax(s) for logits |s| <= 30 and shifts |c| <= 50.")
+
+
+@claims.claim(
+    "attention.extreme_logits_finite",
+    title="Extreme logits stay finite",
+    statement=r"|s_{ij}|\le 10^4\ \text{in float32}\ \Rightarrow\ \mathrm{softmax}(s),\ \mathrm{Attention}(Q,K,V)\ \text{finite, rows sum to } 1",
+    sources=(VASWANI_2017.at("§3.2.1"), SEED_000),
+    kind=Kind.PROPERTY, needs=("softmax", "attention"),
+    notes="Needs the max-subtraction: exp(1e4) overflows every float format.")
+def extreme_logits_finite(subject, ctx) -> Evidence:
+    strategy = st.tuples(logits(bound=1e4, dtype=np.float32), SEEDS, st.integers(1, 8))
+
+    def measure(args):
+        s, seed, e = args
+        p = np.asarray(subject.softmax(s, axis=-1))
+        if not np.all(np.isfinite(p)):
+            return holds(False, "softmax returned inf or NaN")
+        tol = tolerance("reduction", np.float32, n=s.shape[-1])
+        m = compare(p.sum(axis=-1), np.ones(s.shape[:-1]), tol, note="softmax row sums")
+        if not m.ok:
+            return m
+        rng = np.random.default_rng(seed)
+        lq = lk = s.shape[-1]
+        # Scores of magnitude up to ~1e4: |q| ~ |k| ~ 100 * 10**0.5 along e dims.
+        q = normal(rng, (lq, e), np.float32, 100.0)
+        k = normal(rng, (lk, e), np.float32, 100.0 * np.sqrt(e))
+        v = normal(rng, (lk, e), np.float32)
+        out = np.asarray(subject.attention(q, k, v))
+        if not np.all(np.isfinite(out)):
+            return holds(False, "attention returned inf or NaN for large logits")
+        return m
+    return for_all(ctx, strategy, measure,
+                   detail="float32 logits up to ±1e4: softmax and attention stay finite and "
+                          "softmax rows sum to 1.")
+
+
+@claims.claim(
+    "attention.fully_masked_row_zero",
+    title="A fully masked row returns zeros, never NaN",
+    statement=r"M_{i\cdot}=0\ \Rightarrow\ o_i=0",
+    sources=(VASWANI_2017.at("§3.2.3"),),
+    kind=Kind.PROPERTY, needs=("attention",),
+    notes="The contract's convention (DESIGN.md); PyTorch's math kernel returns NaN there, "
+          "a documented convention difference.")
+def fully_masked_row_zero(subject, ctx) -> Evidence:
+    strategy = st.tuples(attention_case(lead=(2,)), st.data())
+
+    def measure(args):
+        c, data = args
+        rng = np.random.default_rng(c["seed"] + 3)
+        mask = random_mask(rng, (2, c["Lq"], c["Lk"]))
+        dead = data.draw(st.integers(0, c["Lq"] - 1), label="masked_row")
+        mask[:, dead, :] = False
+        out = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=mask))
+        if not np.all(np.isfinite(out)):
+            return holds(False, "NaN or inf in the output")
+        return holds(bool(np.all(out[:, dead, :] == 0)), "fully masked row is not zero")
+    return for_all(ctx, strategy, measure,
+                   detail="A row whose mask is all False gives an all-zero output row.")
+
+
+@claims.claim(
+    "attention.unit_logit_variance",
+    title="With scale 1/√d the logits of unit-variance q, k have variance 1",
+    statement=r"q,k\overset{iid}{\sim}\mathcal{N}(0,I_d)\ \Rightarrow\ \operatorname{Var}\!\left(\tfrac{q^{\top}k}{\sqrt d}\right)=1",
+    sources=(VASWANI_2017.at("§3.2.1, footnote 4"),),
+    kind=Kind.STATISTICAL, needs=("attention_weights",),
+    notes="The logit is read back from the subject's default-scaled weights against a zero key: "
+          "s = log(p_1/p_0). Its square has exact mean 1 and variance 2 + 6/d "
+          "(E s^4 = 3 + 6/d for products of Gaussians), which bounds a median-of-means test.")
+def unit_logit_variance(subject, ctx) -> Evidence:
+    stats = []
+    for d in (4, 64):
+        rng = ctx.rng(f"d={d}")
+        n = 111 * 1500 * ctx.profile.mc_scale
+        q = rng.standard_normal((n, 1, d))                        # (n, 1, d)
+        k = np.zeros((n, 2, d))
+        k[:, 1, :] = rng.standard_normal((n, d))                  # (n, 2, d), key 0 is zero
+        w = np.asarray(subject.attention_weights(q, k), dtype=np.float64)   # (n, 1, 2)
+        with np.errstate(divide="ignore"):
+            s = np.log(w[:, 0, 1]) - np.log(w[:, 0, 0])           # (n,) logits
+        if not np.all(np.isfinite(s)):
+            return Evidence(False, cases=n, detail="non-finite logits read back")
+        stats.append((d, test_mean(s**2, expected=1.0, variance=2.0 + 6.0 / d)))
+    passed = all(t.passed for _, t in stats)
+    worst = max((t for _, t in stats), key=lambda t: t.error / t.halfwidth)
+    return Evidence(
+        passed=passed, cases=sum(t.samples for _, t in stats), max_error=worst.error,
+        tolerance=worst.halfwidth,
+        tolerance_reason="median-of-means half-width from the exact variance 2 + 6/d, "
+                         "false-failure probability 1e-6",
+        detail="; ".join(f"d={d}: E[s^2] ≈ {t.estimate:.4f} ± {t.halfwidth:.4f}" for d, t in stats),
+        statistics={f"d={d}": t.to_json() for d, t in stats})
+
+
+@claims.claim(
+    "attention.temperature_limit",
+    title="Softmax at high inverse temperature approaches hard attention",
+    statement=r"\left|\mathrm{softmax}(\beta s)_j-\mathbb{1}[j=\arg\max s]\right|\le (n-1)\,e^{-\beta\,\mathrm{gap}(s)}",
+    sources=(SEED_004.at("softmax magnifies the differences"),),
+    kind=Kind.PROPERTY, needs=("softmax",), proof="softmax.temperature_bound",
+    notes="gap(s) is the difference between the largest and second largest logit.")
+def temperature_limit(subject, ctx) -> Evidence:
+    strategy = st.tuples(SEEDS, st.integers(2, 12), st.floats(0.0, 200.0))
+
+    def measure(args):
+        seed, n, beta = args
+        s = np.random.default_rng(seed).standard_normal(n)
+        order = np.sort(s)
+        gap = order[-1] - order[-2]
+        p = np.asarray(subject.softmax(beta * s, axis=-1), dtype=np.float64)
+        hard = np.zeros(n)
+        hard[np.argmax(s)] = 1.0
+        bound = (n - 1) * np.exp(-beta * gap)
+        excess = float(np.max(np.abs(p - hard) - bound))
+        return Measurement(max(excess, 0.0), tolerance("rounding", np.float64),
+                           f"exceeds (n-1)exp(-beta gap) = {bound:.3g}")
+    return for_all(ctx, strategy, measure,
+                   detail="For random logits and beta in [0, 200] every entry is within the bound.")
+
+
+@claims.claim(
+    "attention.dictionary_lookup",
+    title="Sharp attention over orthogonal keys is a dictionary lookup",
+    statement=r"K^{\top}K=r^2I,\ q=c\,k_j\ \Rightarrow\ \|o-v_j\|_\infty\le (n-1)\,e^{-c r^2/\sqrt d}\max_i\|v_i-v_j\|_\infty\to 0",
+    sources=(SEED_004.at("looking up V[j] with a query q = k_j"), EQ1),
+    kind=Kind.PROPERTY, needs=("attention",))
+def dictionary_lookup(subject, ctx) -> Evidence:
+    strategy = st.tuples(SEEDS, st.integers(1, 8), st.integers(2, 8), st.floats(0.1, 20.0),
+                         st.floats(0.5, 3.0), DTYPES)
+
+    def measure(args):
+        seed, n, extra, c, r, dt = args
+        d = n + extra - 1
+        rng = np.random.default_rng(seed)
+        basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
+        keys = r * basis[:n]                                        # (n, d) orthogonal rows
+        values = rng.standard_normal((n, 3))                        # (n, 3)
+        j = int(rng.integers(n))
+        q = (c * keys[j])[None, :]                                  # (1, d)
+        out = np.asarray(subject.attention(q.astype(dt), keys.astype(dt), values.astype(dt)),
+                         dtype=np.float64)[0]
+        spread = np.max(np.abs(values - values[j]))
+        bound = (n - 1) * np.exp(-c * r * r / np.sqrt(d)) * spread
+        tol = tolerance("reduction", dt, n=d + n)
+        excess = max(float(np.max(np.abs(out - values[j]))) - bound, 0.0)
+        return Measurement(excess / max(np.max(np.abs(values)), 1e-300), tol,
+                           f"lookup error above the bound {bound:.3g}")
+    return for_all(ctx, strategy, measure,
+                   detail="With orthogonal equal-norm keys and q = c k_j the output is within "
+                          "(n-1)exp(-c r^2/sqrt d) of v_j.")

@@ -1,0 +1,222 @@
+"""Heads: multi-head, grouped-query and multi-query attention, the KV cache,
+and the rank of the attention logits.
+
+References
+----------
+Vaswani et al. 2017, §3.2.2 (MultiHead(Q,K,V) = Concat(head_1..head_h) W^O).
+Seed 003: separate Q/K/V matrices per head, concatenate, multiply by W^O.
+Shazeer 2019 (MQA); Ainslie et al. 2023 (GQA), §2.
+Pope et al. 2023, §2 (KV-cache memory). Seed 000: "X W_q^T W_k X^T ... often low rank".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..checks import Measurement, compare, for_all, holds
+from ..claim import Evidence, Kind
+from ..registry import ClaimSet
+from ..sources import AINSLIE_2023, POPE_2023, SEED_000, SEED_003, SHAZEER_2019, VASWANI_2017
+from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
+from ..tolerance import tolerance
+from ._common import coarser_dtype
+
+claims = ClaimSet("heads")
+
+MHA = VASWANI_2017.at("§3.2.2")
+
+
+@st.composite
+def _mha_case(draw, *, gqa: bool = False):
+    seed = draw(SEEDS)
+    h = draw(st.integers(1, 4))
+    g = draw(st.sampled_from([d for d in range(1, h + 1) if h % d == 0])) if gqa else h
+    e = draw(st.sampled_from([4, 6, 8]))
+    d_head = draw(st.integers(1, 5))
+    b = draw(st.integers(1, 2))
+    lq = draw(st.integers(1, 7))
+    lk = draw(st.integers(1, 7))
+    dt = draw(DTYPES)
+    causal = draw(st.sampled_from([False, True]))
+    rng = np.random.default_rng(seed)
+    return {"seed": seed, "H": h, "G": g, "E": e, "d_head": d_head, "B": b, "Lq": lq, "Lk": lk,
+            "dtype": dt, "causal": causal,
+            "x_q": normal(rng, (b, lq, e), dt), "x_kv": normal(rng, (b, lk, e), dt)}
+
+
+@claims.claim(
+    "heads.concat_then_project",
+    title="Multi-head attention is per-head attention, concatenated, then projected by W_O",
+    statement=r"\mathrm{MultiHead}(X_q,X_{kv})=\mathrm{Concat}(\mathrm{head}_1,\dots,\mathrm{head}_h)W^O+b^O,\ "
+              r"\mathrm{head}_i=\mathrm{Attention}(X_qW_i^Q+b_i^Q,\,X_{kv}W_i^K+b_i^K,\,X_{kv}W_i^V+b_i^V)",
+    sources=(MHA, SEED_003.at("Multi-Headed Attention: concatenate, then multiply with W^O")),
+    kind=Kind.PROPERTY, needs=("multi_head_attention", "attention"))
+def concat_then_project(subject, ctx) -> Evidence:
+    from transformer_theory.impl.attention import init_multi_head
+
+    def measure(c):
+        rng = np.random.default_rng(c["seed"] + 1)
+        p = init_multi_head(c["E"], c["H"], rng, d_head=c["d_head"], dtype=c["dtype"])
+        out = subject.multi_head_attention(c["x_q"], c["x_kv"], p, causal=c["causal"])
+        heads = []
+        for i in range(c["H"]):
+            q = c["x_q"] @ p.w_q[i] + p.b_q[i]                    # (B, Lq, Dh)
+            k = c["x_kv"] @ p.w_k[i] + p.b_k[i]                   # (B, Lk, Dh)
+            v = c["x_kv"] @ p.w_v[i] + p.b_v[i]                   # (B, Lk, Dv)
+            heads.append(np.asarray(subject.attention(q, k, v, causal=c["causal"])))
+        expected = np.concatenate(heads, axis=-1) @ p.w_o + p.b_o   # (B, Lq, E)
+        tol = tolerance("composite", c["dtype"], n=2 * c["E"] + c["Lk"] + c["H"] * c["d_head"])
+        return compare(out, expected, tol)
+    return for_all(ctx, _mha_case(), measure,
+                   detail="The subject's multi-head output equals its single-head attention run "
+                          "per head on the projected inputs, concatenated and projected.")
+
+
+@claims.claim(
+    "heads.batched_equals_loop",
+    title="Attention over batch and head dimensions equals a loop over them",
+    statement=r"\mathrm{Attention}(Q,K,V)_{b,h}=\mathrm{Attention}(Q_{b,h},K_{b,h},V_{b,h})",
+    sources=(VASWANI_2017.at("§3.2.2 (heads computed in parallel)"),),
+    kind=Kind.PROPERTY, needs=("attention",),
+    notes="The batched tensor form (B, H, L, E) against one call per (b, h); masks of shape "
+          "(B, 1, Lq, Lk) broadcast over heads.")
+def batched_equals_loop(subject, ctx) -> Evidence:
+    strategy = attention_case(lead=(2, 3))
+
+    def measure(c):
+        rng = np.random.default_rng(c["seed"] + 2)
+        mask = random_mask(rng, (2, 1, c["Lq"], c["Lk"]))
+        out = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=mask))
+        looped = np.empty_like(out)
+        for b in range(2):
+            for h in range(3):
+                looped[b, h] = subject.attention(c["q"][b, h], c["k"][b, h], c["v"][b, h],
+                                                 mask=mask[b, 0])
+        tol = tolerance("reduction", coarser_dtype(c["q"]), n=c["E"] + c["Lk"])
+        return compare(out, looped, tol, scale=c["v"])
+    return for_all(ctx, strategy, measure,
+                   detail="One call on (B=2, H=3, L, E) equals six calls on (L, E).")
+
+
+@claims.claim(
+    "heads.gqa_equals_repeated_mha",
+    title="Grouped-query attention is multi-head attention with K/V heads repeated by the mapping",
+    statement=r"\mathrm{GQA}(X;W^Q_{1..H},W^K_{1..G},W^V_{1..G})=\mathrm{MHA}(X;W^Q_h,W^K_{g(h)},W^V_{g(h)}),\quad g(h)=\lfloor h/(H/G)\rfloor",
+    sources=(AINSLIE_2023.at("§2"), SHAZEER_2019),
+    kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"),
+    notes="The head-to-group mapping is contiguous blocks (PyTorch enable_gqa / repeat_interleave).")
+def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
+    from transformer_theory.impl.attention import gqa_to_mha_params, init_grouped_query
+
+    def measure(c):
+        rng = np.random.default_rng(c["seed"] + 3)
+        p = init_grouped_query(c["E"], c["H"], c["G"], rng, d_head=c["d_head"], dtype=c["dtype"])
+        out = subject.grouped_query_attention(c["x_q"], c["x_kv"], p, causal=c["causal"])
+        ref = subject.multi_head_attention(c["x_q"], c["x_kv"], gqa_to_mha_params(p),
+                                           causal=c["causal"])
+        tol = tolerance("composite", c["dtype"], n=2 * c["E"] + c["Lk"] + c["H"] * c["d_head"])
+        return compare(out, ref, tol, note=f"H={c['H']}, G={c['G']}")
+    return for_all(ctx, _mha_case(gqa=True), measure,
+                   detail="For every divisor G of H, GQA equals MHA with each query head h using "
+                          "K/V group h // (H/G).")
+
+
+@claims.claim(
+    "heads.gqa_extremes",
+    title="GQA with G = H is multi-head attention; with G = 1 it is multi-query attention",
+    statement=r"\mathrm{GQA}_{G=H}=\mathrm{MHA},\qquad \mathrm{GQA}_{G=1}=\mathrm{MQA}:\ W^K_h=W^K,\ W^V_h=W^V\ \forall h",
+    sources=(AINSLIE_2023.at("§2"), SHAZEER_2019.at("§3")),
+    kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"))
+def gqa_extremes(subject, ctx) -> Evidence:
+    from transformer_theory.impl.attention import (MultiHeadParams, init_grouped_query,
+                                                   init_multi_head, mha_to_gqa_params)
+
+    def measure(c):
+        rng = np.random.default_rng(c["seed"] + 4)
+        h, e, dh, dt = c["H"], c["E"], c["d_head"], c["dtype"]
+        mha = init_multi_head(e, h, rng, d_head=dh, dtype=dt)
+        tol = tolerance("composite", dt, n=2 * e + c["Lk"] + h * dh)
+        full = compare(subject.grouped_query_attention(c["x_q"], c["x_kv"], mha_to_gqa_params(mha)),
+                       subject.multi_head_attention(c["x_q"], c["x_kv"], mha), tol, note="G = H")
+        if not full.ok:
+            return full
+        mq = init_grouped_query(e, h, 1, rng, d_head=dh, dtype=dt)
+        shared = MultiHeadParams(
+            w_q=mq.w_q, b_q=mq.b_q, w_o=mq.w_o, b_o=mq.b_o,
+            w_k=np.repeat(mq.w_k, h, axis=0), b_k=np.repeat(mq.b_k, h, axis=0),
+            w_v=np.repeat(mq.w_v, h, axis=0), b_v=np.repeat(mq.b_v, h, axis=0))
+        return compare(subject.grouped_query_attention(c["x_q"], c["x_kv"], mq),
+                       subject.multi_head_attention(c["x_q"], c["x_kv"], shared), tol,
+                       note="G = 1")
+    return for_all(ctx, _mha_case(), measure,
+                   detail="G = H reproduces MHA with the same weights; G = 1 reproduces MHA whose "
+                          "heads all share one K/V projection.")
+
+
+@claims.claim(
+    "heads.kv_cache_size",
+    title="KV-cache size is 2 · layers · kv_heads · d_head · L · batch · bytes",
+    statement=r"\text{bytes}=2\cdot n_{\text{layers}}\cdot G\cdot d_{\text{head}}\cdot L\cdot B\cdot\text{sizeof(dtype)}",
+    sources=(POPE_2023.at("§2"), SHAZEER_2019.at("§2 (memory bandwidth of incremental decoding)")),
+    kind=Kind.PROPERTY, needs=("kv_cache_bytes", "init_kv_cache"),
+    notes="The formula and the bytes of the arrays an empty cache actually allocates (one layer).")
+def kv_cache_size(subject, ctx) -> Evidence:
+    from transformer_theory.impl.attention import init_grouped_query
+
+    strategy = st.tuples(st.integers(1, 6), st.integers(1, 4), st.integers(1, 8), st.integers(1, 64),
+                         st.integers(1, 3), DTYPES, st.integers(1, 3))
+
+    def measure(args):
+        layers, g, dh, length, b, dt, r = args
+        expected = 2 * layers * g * dh * length * b * dt.itemsize
+        got = subject.kv_cache_bytes(layers, g, dh, length, b, dt)
+        if got != expected:
+            return holds(False, f"kv_cache_bytes gave {got}, expected {expected}")
+        p = init_grouped_query(8, g * r, g, np.random.default_rng(0), d_head=dh, dtype=dt)
+        cache = subject.init_kv_cache(p, (b,), length, dt)
+        actual = getattr(cache, "nbytes", None)
+        if actual is None:
+            actual = int(cache.k.nbytes + cache.v.nbytes)
+        one_layer = 2 * g * dh * length * b * dt.itemsize
+        return holds(int(actual) == one_layer,
+                     f"an allocated cache holds {actual} bytes, the formula says {one_layer}")
+    return for_all(ctx, strategy, measure,
+                   detail="The formula holds and equals the bytes of the allocated cache arrays.")
+
+
+@claims.claim(
+    "heads.low_rank_logits",
+    title="Attention logits have rank at most min(d_head, L)",
+    statement=r"\operatorname{rank}(XW_QW_K^{\top}X^{\top})\le\operatorname{rank}(W_QW_K^{\top})\le\min(d_{\text{head}},L)",
+    sources=(SEED_000.at("X W_q^T W_k X^T ... often low rank"), MHA),
+    kind=Kind.PROPERTY, needs=("attention_weights",),
+    notes="The logits are read back from the subject's weights as log A_ij minus its row mean "
+          "(which removes the row's log-sum-exp and cannot raise the rank), with q = X W_Q and "
+          "k = X W_K for d_head < d_model. Rank is the number of singular values above the "
+          "tolerance times the largest.")
+def low_rank_logits(subject, ctx) -> Evidence:
+    strategy = st.tuples(SEEDS, st.integers(1, 3), st.integers(1, 4), st.integers(0, 6),
+                         st.integers(0, 6))
+
+    def measure(args):
+        seed, dh, extra_e, extra_q, extra_k = args
+        rng = np.random.default_rng(seed)
+        e = dh + extra_e
+        lq, lk = dh + 1 + extra_q, dh + 1 + extra_k
+        wq, wk = rng.standard_normal((e, dh)), rng.standard_normal((e, dh))    # (E, Dh)
+        x_q, x_k = rng.standard_normal((lq, e)), rng.standard_normal((lk, e))
+        w = np.asarray(subject.attention_weights(x_q @ wq, x_k @ wk), dtype=np.float64)
+        if np.any(w <= 0):
+            return holds(False, "a weight underflowed to 0; logits cannot be read back")
+        logw = np.log(w)                                           # (Lq, Lk)
+        centred = logw - logw.mean(axis=-1, keepdims=True)
+        sv = np.linalg.svd(centred, compute_uv=False)
+        r = min(dh, lq, lk)
+        tail = float(sv[r] / sv[0]) if sv.size > r and sv[0] > 0 else 0.0
+        tol = tolerance("composite", np.float64, n=e + lk)
+        return Measurement(tail, tol, f"singular value {r + 1} is {tail:.2e} of the largest "
+                                      f"(rank exceeds d_head = {dh})")
+    return for_all(ctx, strategy, measure,
+                   detail="With d_head < d_model the read-back logit matrix has no singular value "
+                          "beyond the d_head-th (relative to the largest) above rounding.")

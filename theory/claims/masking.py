@@ -1,0 +1,243 @@
+"""Causal masking: what a position may see, incremental decoding, and where a
+mask may be applied.
+
+References
+----------
+Vaswani et al. 2017, §3.2.3 (masking out illegal connections in the decoder).
+Seed 004, items 24–26 (teacher forcing: all predictions at once with a mask).
+Seed 000 ("masking: elementwise product of softmax(...) with a fixed matrix").
+PyTorch ``scaled_dot_product_attention`` docs (top-left ``is_causal``);
+Dao et al. 2022 / FlashAttention-2 (bottom-right alignment for Lq != Lk).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..checks import Measurement, compare, for_all, holds, single_case
+from ..claim import Evidence, Kind
+from ..registry import ClaimSet
+from ..sources import DAO_2022, POPE_2023, PYTORCH_SDPA, SEED_000, SEED_004, VASWANI_2017
+from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
+from ..tolerance import tolerance
+from ._common import causal_allowed, coarser_dtype
+
+claims = ClaimSet("masking")
+
+MASKING = VASWANI_2017.at("§3.2.3")
+
+
+@claims.claim(
+    "masking.causal_future_invariance",
+    title="Causal attention: output i ignores every position after i",
+    statement=r"o_i(Q,K,V)=o_i(Q,K',V')\quad\text{whenever }k'_j=k_j,\ v'_j=v_j\ \forall j\le i",
+    sources=(MASKING, SEED_004.at("item 25"), PYTORCH_SDPA),
+    kind=Kind.PROPERTY, needs=("attention",),
+    notes="Both alignments: top-left (query i sees keys j <= i) and bottom-right "
+          "(j <= i + Lk - Lq).")
+def causal_future_invariance(subject, ctx) -> Evidence:
+    strategy = st.tuples(attention_case(), st.sampled_from([True, "bottom-right"]), st.data())
+
+    def measure(args):
+        c, align, data = args
+        t = data.draw(st.integers(0, c["Lk"] - 1), label="last_kept_key")
+        rng = np.random.default_rng(c["seed"] + 5)
+        k2, v2 = c["k"].copy(), c["v"].copy()
+        k2[..., t + 1:, :] = normal(rng, k2[..., t + 1:, :].shape, k2.dtype, 3.0)
+        v2[..., t + 1:, :] = normal(rng, v2[..., t + 1:, :].shape, v2.dtype, 3.0)
+        out = np.asarray(subject.attention(c["q"], c["k"], c["v"], causal=align))
+        out2 = np.asarray(subject.attention(c["q"], k2, v2, causal=align))
+        offset = c["Lk"] - c["Lq"] if align == "bottom-right" else 0
+        rows = [i for i in range(c["Lq"]) if i + offset <= t]       # queries that see only j <= t
+        tol = tolerance("reduction", coarser_dtype(out), n=c["E"] + c["Lk"])
+        if not rows:
+            return Measurement(0.0, tol)
+        return compare(out2[..., rows, :], out[..., rows, :], tol, scale=c["v"],
+                       note=f"a query row up to key {t} changed when later keys changed")
+    return for_all(ctx, strategy, measure,
+                   detail="Changing keys and values after position t leaves every output that "
+                          "may only see positions <= t unchanged.")
+
+
+@claims.claim(
+    "masking.causal_alignment",
+    title="causal=True is top-left aligned; causal='bottom-right' is bottom-right aligned",
+    statement=r"\text{top-left: } M_{ij}=[j\le i];\qquad \text{bottom-right: } M_{ij}=[j\le i+L_k-L_q]",
+    sources=(PYTORCH_SDPA, DAO_2022.at("FlashAttention-2 release notes: bottom-right causal mask")),
+    kind=Kind.PROPERTY, needs=("attention",))
+def causal_alignment(subject, ctx) -> Evidence:
+    def measure(c):
+        worst = None
+        for align, name in ((True, "top-left"), ("bottom-right", "bottom-right")):
+            explicit = causal_allowed(c["Lq"], c["Lk"], name)
+            out = subject.attention(c["q"], c["k"], c["v"], causal=align)
+            ref = subject.attention(c["q"], c["k"], c["v"], mask=explicit)
+            tol = tolerance("reduction", coarser_dtype(c["q"]), n=c["E"] + c["Lk"])
+            m = compare(out, ref, tol, scale=c["v"], note=f"causal={align!r} is not {name}")
+            if not m.ok:
+                return m
+            worst = m if worst is None or m.error > worst.error else worst
+        return worst
+    return for_all(ctx, attention_case(), measure,
+                   detail="causal=True equals the explicit mask j <= i, and 'bottom-right' the "
+                          "mask j <= i + Lk - Lq, for Lq and Lk drawn independently.")
+
+
+@claims.claim(
+    "masking.masked_keys_ignored",
+    title="Masked (padded) keys and values have no influence",
+    statement=r"M_{ij}=0\ \Rightarrow\ \partial o_i/\partial k_j=\partial o_i/\partial v_j=0",
+    sources=(MASKING,),
+    kind=Kind.PROPERTY, needs=("attention",))
+def masked_keys_ignored(subject, ctx) -> Evidence:
+    def measure(c):
+        rng = np.random.default_rng(c["seed"] + 6)
+        keep = random_mask(rng, (*c["lead"], 1, c["Lk"]))           # key-padding mask
+        k2, v2 = c["k"].copy(), c["v"].copy()
+        pad = ~np.broadcast_to(keep[..., 0, :], c["k"].shape[:-1])  # (..., Lk)
+        k2[pad] = normal(rng, k2[pad].shape, k2.dtype, 5.0)
+        v2[pad] = normal(rng, v2[pad].shape, v2.dtype, 5.0)
+        out = subject.attention(c["q"], c["k"], c["v"], mask=keep)
+        out2 = subject.attention(c["q"], k2, v2, mask=keep)
+        tol = tolerance("reduction", coarser_dtype(c["q"]), n=c["E"] + c["Lk"])
+        return compare(out2, out, tol, scale=c["v"], note="changing a padded key moved an output")
+    return for_all(ctx, attention_case(), measure,
+                   detail="Rewriting keys and values where the key-padding mask is False leaves "
+                          "the output unchanged.")
+
+
+@claims.claim(
+    "masking.post_softmax_renormalized",
+    title="Masking after the softmax with renormalisation equals masking the logits",
+    statement=r"\frac{\mathrm{softmax}(s)\odot M}{\langle\mathrm{softmax}(s),M\rangle}=\mathrm{softmax}(s+\log M)",
+    sources=(MASKING, SEED_000.at("masking: elementwise product of softmax(...) with a fixed matrix")),
+    kind=Kind.PROPERTY, needs=("attention_weights",))
+def post_softmax_renormalized(subject, ctx) -> Evidence:
+    def measure(c):
+        rng = np.random.default_rng(c["seed"] + 7)
+        mask = random_mask(rng, (*c["lead"], c["Lq"], c["Lk"]))
+        w = np.asarray(subject.attention_weights(c["q"], c["k"]), dtype=np.float64)
+        kept = w * mask
+        z = kept.sum(axis=-1, keepdims=True)
+        renorm = np.divide(kept, z, out=np.zeros_like(kept), where=z > 0)
+        masked = subject.attention_weights(c["q"], c["k"], mask=mask)
+        tol = tolerance("ill_conditioned", coarser_dtype(c["q"]), n=c["Lk"])
+        return compare(masked, renorm, tol, scale=np.ones(1),
+                       note="masked weights differ from renormalised post-softmax masking")
+    return for_all(ctx, attention_case(), measure,
+                   detail="The subject's masked weights equal its unmasked weights times the mask, "
+                          "renormalised per row.")
+
+
+@claims.claim(
+    "masking.post_softmax_unrenormalized",
+    title="Limitation: an elementwise mask after the softmax, without renormalising, is not masking",
+    statement=r"\mathrm{softmax}(s)\odot M\ne\mathrm{softmax}(s+\log M)\ \text{(rows no longer sum to 1)}",
+    sources=(SEED_000.at("masking: elementwise product of softmax(...)"), MASKING),
+    kind=Kind.LIMITATION, needs=("attention_weights",),
+    notes="Seed 000 describes causal masking as an elementwise product with the softmax; "
+          "read literally, that leaves rows summing to less than 1.")
+def post_softmax_unrenormalized(subject, ctx) -> Evidence:
+    rng = ctx.rng()
+    q = rng.standard_normal((4, 3))
+    k = rng.standard_normal((4, 3))
+    mask = causal_allowed(4, 4)
+    product = np.asarray(subject.attention_weights(q, k), dtype=np.float64) * mask
+    masked = np.asarray(subject.attention_weights(q, k, mask=mask), dtype=np.float64)
+    gap = float(np.max(np.abs(product - masked)))
+    sums = product.sum(axis=-1)
+    return single_case(
+        [holds(gap > 1e-2, f"the product equals masked attention (max gap {gap:.2e})")],
+        detail=f"Causal mask on a 4x4 example: the unrenormalised product differs from the "
+               f"masked weights by up to {gap:.3f}; its row sums are "
+               f"{np.array2string(sums, precision=3)} instead of 1.",
+        example={"q": q, "k": k, "mask": mask})
+
+
+@claims.claim(
+    "masking.kv_cache_equals_full",
+    title="Step-by-step decoding with a KV cache equals the full causal forward",
+    statement=r"y_t=\mathrm{MHA}(x_t;\,K_{\le t},V_{\le t})=\mathrm{MHA}_{\text{causal}}(X)_t",
+    sources=(POPE_2023.at("§2 (KV cache)"), MASKING),
+    kind=Kind.PROPERTY, needs=("multi_head_attention", "decode_step", "init_kv_cache"))
+def kv_cache_equals_full(subject, ctx) -> Evidence:
+    from transformer_theory.impl.attention import init_multi_head
+
+    strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(1, 8), st.integers(1, 3),
+                         st.sampled_from([4, 6, 8]), DTYPES)
+
+    def measure(args):
+        seed, b, length, h, e, dt = args
+        rng = np.random.default_rng(seed)
+        params = init_multi_head(e, h, rng, dtype=dt)
+        x = normal(rng, (b, length, e), dt)
+        full = subject.multi_head_attention(x, x, params, causal=True)
+        cache = subject.init_kv_cache(params, (b,), length, dt)
+        steps = []
+        for t in range(length):
+            y_t, cache = subject.decode_step(x[:, t:t + 1, :], params, cache)
+            steps.append(np.asarray(y_t))
+        inc = np.concatenate(steps, axis=-2)
+        tol = tolerance("composite", dt, n=3 * e + length)
+        return compare(inc, full, tol, note="incremental output differs from the causal forward")
+    return for_all(ctx, strategy, measure,
+                   detail="Decoding token by token through the KV cache reproduces causal "
+                          "multi-head self-attention.")
+
+
+@claims.claim(
+    "masking.causal_prefix_consistency",
+    title="Prefix consistency of a causal (decoder-only) stack",
+    statement=r"f(x_{1:t})=f(x_{1:L})_{1:t}\qquad\text{for all } t\le L",
+    sources=(MASKING, SEED_004.at("items 24–26")),
+    kind=Kind.PROPERTY, needs=("encoder",))
+def causal_prefix_consistency(subject, ctx) -> Evidence:
+    from transformer_theory.impl.transformer import EncoderConfig, init_encoder
+
+    strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(2, 9), st.integers(1, 2),
+                         st.sampled_from(["post", "pre"]), DTYPES, st.data())
+
+    def measure(args):
+        seed, b, length, n_layers, norm, dt, data = args
+        t = data.draw(st.integers(1, length - 1), label="prefix_length")
+        rng = np.random.default_rng(seed)
+        config = EncoderConfig(d_model=8, n_heads=2, d_ff=16, n_layers=n_layers, norm=norm)
+        params = init_encoder(config, rng, dtype=dt)
+        x = normal(rng, (b, length, 8), dt)
+        full = subject.encoder(x, params, causal=True)
+        prefix = subject.encoder(x[:, :t], params, causal=True)
+        tol = tolerance("composite", dt, n=n_layers * (3 * 8 + length + 16))
+        return compare(prefix, np.asarray(full)[:, :t], tol,
+                       note=f"f(x[:{t}]) differs from f(x)[:{t}]")
+    return for_all(ctx, strategy, measure,
+                   detail="A causal encoder stack (attention, FFN, LayerNorm, residual) gives the "
+                          "same outputs on a prefix as on the whole sequence.")
+
+
+@claims.claim(
+    "masking.teacher_forcing_equals_incremental",
+    title="Teacher forcing equals step-by-step decoding in the encoder-decoder",
+    statement=r"\mathrm{Dec}(y_{<L}, \mathrm{Enc}(x))_t=\mathrm{Dec}(y_{\le t}, \mathrm{Enc}(x))_t\quad\forall t",
+    sources=(SEED_004.at("items 24–26: predictions all at once with a mask"), MASKING),
+    kind=Kind.PROPERTY, needs=("seq2seq_logits", "seq2seq_logits_incremental"))
+def teacher_forcing_equals_incremental(subject, ctx) -> Evidence:
+    from transformer_theory.impl.transformer import EncoderConfig, init_seq2seq
+
+    strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(1, 6), st.integers(1, 6),
+                         st.sampled_from(["post", "pre"]))
+
+    def measure(args):
+        seed, b, ls, lt, norm = args
+        rng = np.random.default_rng(seed)
+        config = EncoderConfig(d_model=8, n_heads=2, d_ff=16, n_layers=2, norm=norm)
+        params = init_seq2seq(config, 7, 9, rng)
+        src = rng.integers(0, 7, size=(b, ls))
+        tgt = rng.integers(0, 9, size=(b, lt))
+        forced = subject.seq2seq_logits(src, tgt, params)
+        stepwise = subject.seq2seq_logits_incremental(src, tgt, params)
+        tol = tolerance("composite", np.float64, n=2 * (3 * 8 + ls + lt + 16))
+        return compare(stepwise, forced, tol, note="step-by-step logits differ from teacher forcing")
+    return for_all(ctx, strategy, measure,
+                   detail="Logits computed all at once under the causal mask equal those computed "
+                          "one target position at a time with a KV cache.")

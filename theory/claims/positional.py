@@ -1,0 +1,313 @@
+"""Positional information: the sinusoidal table and its shift structure, one-hot
+positions, rotary embeddings and ALiBi.
+
+Self-attention alone sees a set; these claims check that each encoding carries
+position in the way its paper says: the sinusoidal table is bounded and shifts
+linearly, its dot products depend only on offsets, one-hot positions are
+orthonormal, RoPE scores depend only on relative positions, and ALiBi does not
+care where in a longer window a sequence sits.
+
+References
+----------
+Vaswani et al. 2017, "Attention Is All You Need", §3.5. Seed 000 ("positional
+encoding", "Example (Vaswani et al.)", "AlphaFold paper: x_i -> x_i + e_i
+assuming d >= N"). Seed 004, items 18–20 (adding sinusoids of different
+frequencies to encode position). Su et al. 2021 (RoFormer), §3.2, §3.4.
+Press, Smith & Lewis 2022 (ALiBi), §3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..checks import Measurement, compare, for_all, holds
+from ..claim import Evidence, Kind
+from ..registry import ClaimSet
+from ..sources import PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
+from ..strategies import DTYPES, SEEDS, normal
+from ..tolerance import tolerance
+from ._common import causal_allowed, coarser_dtype
+
+claims = ClaimSet("positional")
+
+PE_SECTION = VASWANI_2017.at("§3.5")
+SEED_004_PE = SEED_004.at("items 18–20: position added as sinusoids of different frequencies")
+SEED_000_PE = SEED_000.at("positional encoding, Example (Vaswani et al.)")
+
+#: The base of the sinusoidal and rotary frequencies in both papers.
+BASE = 10000.0
+
+#: Even model widths d = 2, 4, ..., 64.
+EVEN_WIDTHS = st.integers(1, 32).map(lambda half: 2 * half)
+
+
+def definition_sinusoidal(n_positions: int, d: int) -> np.ndarray:
+    """PE[p, 2i] = sin(p / 10000^{2i/d}), PE[p, 2i+1] = cos(...), in float64 (§3.5)."""
+    p = np.arange(n_positions, dtype=np.float64)                  # (N,)
+    i = np.arange(d // 2, dtype=np.float64)                       # (d/2,)
+    angles = p[:, None] / BASE ** (2.0 * i / d)                   # (N, d/2)
+    pe = np.empty((n_positions, d))                               # (N, d)
+    pe[:, 0::2] = np.sin(angles)
+    pe[:, 1::2] = np.cos(angles)
+    return pe
+
+
+def _lowest_frequency(d: int) -> float:
+    """omega_{d/2-1} = 10000^{-(d-2)/d}, the slowest sinusoid of the table."""
+    return BASE ** (-(d - 2) / d)
+
+
+@claims.claim(
+    "positional.sinusoidal_definition",
+    title="The sinusoidal encoding is sin at even, cos at odd coordinates",
+    statement=r"PE_{(p,2i)}=\sin\!\left(\frac{p}{10000^{2i/d}}\right),\qquad "
+              r"PE_{(p,2i+1)}=\cos\!\left(\frac{p}{10000^{2i/d}}\right)",
+    sources=(PE_SECTION, SEED_000_PE, SEED_004_PE),
+    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",),
+    notes="Positions p = 0..N-1. The angle p/10000^{2i/d} carries a relative rounding error, "
+          "i.e. an absolute error growing like p*eps, so the tolerance is a reduction of "
+          "length N.")
+def sinusoidal_definition(subject, ctx) -> Evidence:
+    strategy = st.fixed_dictionaries({"N": st.integers(1, 128), "d": EVEN_WIDTHS})
+
+    def measure(c):
+        pe = np.asarray(subject.sinusoidal_encoding(c["N"], c["d"]))
+        expected = definition_sinusoidal(c["N"], c["d"])
+        tol = tolerance("reduction", coarser_dtype(pe), n=c["N"])
+        return compare(pe, expected, tol, scale=np.ones(1),
+                       note="table differs from sin/cos(p / 10000^(2i/d))")
+    return for_all(ctx, strategy, measure,
+                   detail="The table equals the definition of §3.5 for N <= 128 positions and "
+                          "even widths d <= 64.")
+
+
+@claims.claim(
+    "positional.sinusoidal_bounded",
+    title="Every sinusoidal entry lies in [-1, 1]",
+    statement=r"-1\le PE_{(p,j)}\le 1\qquad\forall\,p,\,j",
+    sources=(PE_SECTION, SEED_004_PE),
+    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",),
+    notes="Unlike adding the raw position p, the encoding never dwarfs the token embedding.")
+def sinusoidal_bounded(subject, ctx) -> Evidence:
+    strategy = st.fixed_dictionaries({"N": st.integers(1, 4096), "d": EVEN_WIDTHS})
+
+    def measure(c):
+        pe = np.asarray(subject.sinusoidal_encoding(c["N"], c["d"]))
+        if pe.shape != (c["N"], c["d"]):
+            return holds(False, f"table has shape {pe.shape}")
+        if not np.all(np.isfinite(pe)):
+            return holds(False, "non-finite entry")
+        excess = float(np.max(np.abs(pe))) - 1.0
+        return Measurement(max(excess, 0.0), 0.0, f"an entry has magnitude 1 + {excess:.3g}")
+    return for_all(ctx, strategy, measure,
+                   detail="max |PE| <= 1 for tables of up to 4096 positions.")
+
+
+@st.composite
+def _shift_case(draw):
+    d = draw(st.integers(1, 16).map(lambda half: 2 * half))
+    k = draw(st.integers(1, 64))
+    seed = draw(SEEDS)
+    # Positions spanning one full period of the slowest sinusoid, so that the
+    # rows PE(p) of a random sample span R^d with a small condition number.
+    span = max(math.ceil(2 * math.pi / _lowest_frequency(d)) + 1, 16 * d)
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(span, size=6 * d, replace=False)            # (6d,) distinct positions
+    return {"d": d, "k": k, "seed": seed, "span": span,
+            "fit": np.sort(drawn[: 3 * d]), "verify": np.sort(drawn[3 * d:])}
+
+
+@claims.claim(
+    "positional.sinusoidal_shift_matrix",
+    title="A fixed offset acts on the sinusoidal encoding as a linear map",
+    statement=r"\forall k\ \exists M_k\in\mathbb{R}^{d\times d}\ \forall p:\quad PE(p+k)=M_k\,PE(p)",
+    sources=(PE_SECTION.at("§3.5 (\"PE_{pos+k} can be represented as a linear function of "
+                           "PE_{pos}\")"), SEED_004_PE),
+    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",), proof="positional.sinusoidal_shift",
+    notes="Checked only through the subject's table: M_k is fitted by least squares on pairs "
+          "(PE(p), PE(p+k)) for 3d positions p and then verified on 3d other positions. The "
+          "positions cover one period of the slowest frequency so that the fitted rows span "
+          "R^d; the fit divides by their singular values, hence the ill-conditioned "
+          "tolerance over the largest position.")
+def sinusoidal_shift_matrix(subject, ctx) -> Evidence:
+    def measure(c):
+        d, k = c["d"], c["k"]
+        pe = np.asarray(subject.sinusoidal_encoding(c["span"] + k, d), dtype=np.float64)
+        x_fit, y_fit = pe[c["fit"]], pe[c["fit"] + k]              # (3d, d) each
+        if np.linalg.matrix_rank(x_fit) < d:
+            return holds(False, "the encoded positions do not span R^d")
+        m_t, *_ = np.linalg.lstsq(x_fit, y_fit, rcond=None)        # (d, d) = M_k^T
+        predicted = pe[c["verify"]] @ m_t                          # (3d, d)
+        tol = tolerance("ill_conditioned", coarser_dtype(pe), n=c["span"] + k)
+        return compare(predicted, pe[c["verify"] + k], tol, scale=np.ones(1),
+                       note=f"the map fitted for offset k={k} fails on other positions")
+    return for_all(ctx, _shift_case(), measure,
+                   detail="The linear map fitted on one set of positions predicts PE(p+k) "
+                          "from PE(p) on a disjoint set.")
+
+
+@claims.claim(
+    "positional.sinusoidal_dot_product_relative",
+    title="Dot products of sinusoidal encodings depend only on the offset",
+    statement=r"PE(p)^{\top}PE(p+k)=f(k)\ \text{independent of } p,\qquad f(-k)=f(k)",
+    sources=(PE_SECTION, SEED_004_PE),
+    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",), proof="positional.sinusoidal_shift",
+    notes="The Gram matrix G = PE PE^T of the subject's table must be the symmetric Toeplitz "
+          "matrix G[p, q] = G[0, |q - p|]; by the angle-difference formula "
+          "f(k) = sum_i cos(k omega_i), which is not used by the check.")
+def sinusoidal_dot_product_relative(subject, ctx) -> Evidence:
+    strategy = st.fixed_dictionaries({"N": st.integers(2, 256), "d": EVEN_WIDTHS})
+
+    def measure(c):
+        pe = np.asarray(subject.sinusoidal_encoding(c["N"], c["d"]), dtype=np.float64)
+        gram = pe @ pe.T                                           # (N, N)
+        offset = np.abs(np.arange(c["N"])[None, :] - np.arange(c["N"])[:, None])   # (N, N)
+        toeplitz = gram[0][offset]                                 # (N, N): f(|q - p|)
+        tol = tolerance("reduction", coarser_dtype(pe), n=c["N"] + c["d"])
+        return compare(gram, toeplitz, tol, scale=np.array([c["d"] / 2]),
+                       note="PE(p)·PE(p+k) depends on p")
+    return for_all(ctx, strategy, measure,
+                   detail="PE(p)·PE(q) equals PE(0)·PE(|q-p|) for every pair of positions.")
+
+
+@claims.claim(
+    "positional.one_hot_distinguishable",
+    title="One-hot positions are orthonormal, so every position is distinguishable",
+    statement=r"PE=[e_1,\dots,e_N]^{\top}\ (d\ge N):\quad PE\,PE^{\top}=I_N,\quad "
+              r"e_i^{\top}(x_j+PE_j)-e_i^{\top}x_j=\delta_{ij},\quad "
+              r"x_j=x_{j'}\ \Rightarrow\ x_j+PE_j\ne x_{j'}+PE_{j'}\ (j\ne j')",
+    sources=(SEED_000.at("AlphaFold paper: x_i -> x_i + e_i assuming d >= N"), PE_SECTION),
+    kind=Kind.PROPERTY, needs=("one_hot_encoding",),
+    notes="e_i is the i-th standard basis vector of R^d, fixed by the check; PE is the "
+          "subject's table. Equal token vectors x_j become pairwise distinct (at distance "
+          "sqrt 2) once positions are added.")
+def one_hot_distinguishable(subject, ctx) -> Evidence:
+    strategy = st.fixed_dictionaries({"N": st.integers(1, 16), "extra": st.integers(0, 8),
+                                      "dtype": DTYPES, "seed": SEEDS})
+
+    def measure(c):
+        n, d, dt = c["N"], c["N"] + c["extra"], c["dtype"]
+        pe = np.asarray(subject.one_hot_encoding(n, d))
+        if pe.shape != (n, d):
+            return holds(False, f"table has shape {pe.shape}, expected {(n, d)}")
+        basis = np.eye(n, d)                                       # (N, d): rows e_i
+        ortho = compare(pe @ pe.T, np.eye(n), tolerance("exact", dt),
+                        note="rows are not orthonormal")
+        if not ortho.ok:
+            return ortho
+        rng = np.random.default_rng(c["seed"])
+        x = normal(rng, (n, d), dt)                                # (N, d) token vectors
+        read = (x + pe.astype(dt)) @ basis.T - x @ basis.T         # (N, N): [j, i] = e_i·(x_j+PE_j) - e_i·x_j
+        delta = compare(read, np.eye(n), tolerance("rounding", dt), scale=np.ones(1) + np.abs(x).max(),
+                        note="e_i·(x_j + PE_j) - e_i·x_j is not delta_ij")
+        if not delta.ok:
+            return delta
+        same = np.broadcast_to(x[:1], (n, d)) + pe.astype(dt)      # (N, d): equal tokens + PE
+        dist = np.linalg.norm(same[:, None, :] - same[None, :, :], axis=-1)   # (N, N)
+        off_diagonal = dist[~np.eye(n, dtype=bool)]
+        return holds(bool(np.all(off_diagonal > 0)),
+                     "two positions with equal tokens are indistinguishable") if n > 1 else delta
+    return for_all(ctx, strategy, measure,
+                   detail="PE PE^T = I, adding PE moves coordinate i by delta_ij, and equal "
+                          "tokens get pairwise distinct rows.")
+
+
+@st.composite
+def _rope_case(draw):
+    n = draw(st.integers(1, 12))
+    d = draw(st.integers(1, 16).map(lambda half: 2 * half))
+    dt = draw(DTYPES)
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    return {"n": n, "d": d, "dtype": dt, "seed": seed,
+            "q": normal(rng, (n, d), dt), "k": normal(rng, (n, d), dt),
+            "m": rng.integers(0, 512, size=n).astype(np.float64),
+            "n_pos": rng.integers(0, 512, size=n).astype(np.float64),
+            "t": float(draw(st.integers(-256, 512)))}
+
+
+@claims.claim(
+    "positional.rope_relative",
+    title="Rotary scores depend only on the relative position",
+    statement=r"\langle R_m q,\,R_n k\rangle=\langle q,\,R_{n-m}k\rangle,\qquad "
+              r"\langle R_{m+t}q,\,R_{n+t}k\rangle=\langle R_m q,\,R_n k\rangle",
+    sources=(SU_2021.at("§3.2.2, Eq. (16); §3.4.1"),),
+    kind=Kind.PROPERTY, needs=("rope",), proof="positional.rope_relative",
+    notes="Each row l of q and k is rotated by its own position (m_l, n_l) through the "
+          "subject's positions argument; the row-wise dot products are compared. "
+          "Angles up to ~1000 radians carry absolute rounding errors ~1000 eps, hence a "
+          "reduction tolerance over d plus the largest position.")
+def rope_relative(subject, ctx) -> Evidence:
+    def measure(c):
+        q, k, m, n, t = c["q"], c["k"], c["m"], c["n_pos"], c["t"]
+        rq = np.asarray(subject.rope(q, positions=m), dtype=np.float64)       # (L, d)
+        rk = np.asarray(subject.rope(k, positions=n), dtype=np.float64)       # (L, d)
+        score = np.einsum("ld,ld->l", rq, rk)                                 # (L,)
+        relative = np.asarray(subject.rope(k, positions=n - m), dtype=np.float64)
+        score_rel = np.einsum("ld,ld->l", q.astype(np.float64), relative)     # (L,)
+        shifted_q = np.asarray(subject.rope(q, positions=m + t), dtype=np.float64)
+        shifted_k = np.asarray(subject.rope(k, positions=n + t), dtype=np.float64)
+        score_shift = np.einsum("ld,ld->l", shifted_q, shifted_k)             # (L,)
+        scale = np.linalg.norm(q.astype(np.float64), axis=-1) * np.linalg.norm(
+            k.astype(np.float64), axis=-1)                                    # (L,) Cauchy-Schwarz
+        largest = int(np.max(np.abs(np.concatenate([m, n, m + t, n + t])))) + 1
+        tol = tolerance("reduction", c["dtype"], n=c["d"] + largest)
+        m1 = compare(score, score_rel, tol, scale=scale, note="<R_m q, R_n k> != <q, R_{n-m} k>")
+        if not m1.ok:
+            return m1
+        m2 = compare(score_shift, score, tol, scale=scale,
+                     note="<R_{m+t} q, R_{n+t} k> != <R_m q, R_n k>")
+        return max((m1, m2), key=lambda mm: mm.error)
+    return for_all(ctx, _rope_case(), measure,
+                   detail="For positions in [0, 512) and shifts t in [-256, 512] the rotated "
+                          "scores equal the scores at the relative position and are shift "
+                          "invariant.")
+
+
+@st.composite
+def _alibi_case(draw):
+    h = draw(st.integers(1, 8))
+    length = draw(st.integers(1, 8))
+    t = draw(st.integers(0, 8))
+    e = draw(st.integers(1, 8))
+    dt = draw(DTYPES)
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    w = length + t
+    return {"H": h, "L": length, "t": t, "E": e, "dtype": dt, "seed": seed,
+            "q": normal(rng, (h, w, e), dt, 2.0), "k": normal(rng, (h, w, e), dt, 2.0),
+            "v": normal(rng, (h, w, e), dt)}
+
+
+@claims.claim(
+    "positional.alibi_shift_invariance",
+    title="ALiBi attention does not depend on where the sequence sits in the window",
+    statement=r"\mathrm{Attn}\big(X_{t:t+L};\,B^{(L)},\ \text{causal}\big)="
+              r"\mathrm{Attn}\big(X_{0:t+L};\,B^{(t+L)},\ M_{ij}=[t\le j\le i]\big)_{t:t+L},"
+              r"\qquad B_{h,i,j}=-m_h\,(i-j)",
+    sources=(PRESS_2022.at("§3, Figure 3"),),
+    kind=Kind.PROPERTY, needs=("alibi_bias", "attention"),
+    notes="The bias depends only on the query-key distance, so a sequence embedded at "
+          "positions t..t+L-1 of a longer causal window, with the t leading keys masked out "
+          "for every query, attends exactly as it does alone. The subject's alibi_bias (H, Lq, "
+          "Lk) is passed as attention(q, k, v, bias=...) with q, k, v of shape (H, L, E).")
+def alibi_shift_invariance(subject, ctx) -> Evidence:
+    def measure(c):
+        h, length, t, dt = c["H"], c["L"], c["t"], c["dtype"]
+        w = length + t
+        bias_long = np.asarray(subject.alibi_bias(h, w, w)).astype(dt)       # (H, W, W)
+        bias_short = np.asarray(subject.alibi_bias(h, length, length)).astype(dt)   # (H, L, L)
+        allowed = causal_allowed(w, w) & (np.arange(w) >= t)[None, :]        # (W, W)
+        long = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=allowed,
+                                            bias=bias_long))                # (H, W, E)
+        alone = np.asarray(subject.attention(c["q"][:, t:], c["k"][:, t:], c["v"][:, t:],
+                                             causal=True, bias=bias_short))  # (H, L, E)
+        tol = tolerance("reduction", coarser_dtype(long, c["q"]), n=c["E"] + w)
+        return compare(long[:, t:], alone, tol, scale=c["v"],
+                       note=f"outputs change when the sequence is moved to offset t={t}")
+    return for_all(ctx, _alibi_case(), measure,
+                   detail="Outputs of a sequence alone equal those of the same sequence placed "
+                          "after t masked positions, for H <= 8 heads.")

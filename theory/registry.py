@@ -1,0 +1,113 @@
+"""The one list of claims.
+
+Each topic module in ``theory/claims/`` owns a :class:`ClaimSet` named
+``claims`` and adds to it with the :meth:`ClaimSet.claim` decorator. The
+registry imports the topic modules listed in :data:`TOPIC_MODULES` and
+concatenates their sets; nothing is registered by side effect elsewhere, so
+what the registry holds is exactly what those modules define.
+
+pytest parametrizes over :func:`all_claims`, ``verify`` and the report run
+them, ``check`` runs those a subject can answer: adding a claim to a topic
+module makes it appear in all of them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from functools import lru_cache
+from typing import Callable, Iterable
+
+from .claim import Claim, CheckFn, Kind, Source
+
+#: Topic modules, in report order.
+TOPIC_MODULES: tuple[str, ...] = (
+    "attention",
+    "masking",
+    "heads",
+    "permutation",
+    "positional",
+    "normalization",
+    "layers",
+    "counting",
+    "proof",
+)
+
+
+class ClaimSet:
+    """The claims of one topic module, in definition order."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self._claims: list[Claim] = []
+
+    def claim(self, id: str, *, title: str, statement: str, sources: Iterable[Source],
+              kind: Kind, needs: Iterable[str], proof: str | None = None,
+              notes: str = "") -> Callable[[CheckFn], CheckFn]:
+        """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim."""
+        if not id.startswith(self.topic + "."):
+            raise ValueError(f"id: claim {id!r} must start with its topic {self.topic + '.'!r}")
+
+        def decorate(check: CheckFn) -> CheckFn:
+            self.add(Claim(id=id, title=title, statement=statement, sources=tuple(sources),
+                           kind=Kind(kind), needs=tuple(needs), check=check, proof=proof,
+                           notes=notes or (check.__doc__ or "").strip()))
+            return check
+
+        return decorate
+
+    def add(self, claim: Claim) -> None:
+        if any(c.id == claim.id for c in self._claims):
+            raise ValueError(f"id: duplicate claim id {claim.id!r}")
+        self._claims.append(claim)
+
+    def __iter__(self):
+        return iter(self._claims)
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+
+@lru_cache(maxsize=None)
+def _load() -> tuple[Claim, ...]:
+    claims: list[Claim] = []
+    seen: set[str] = set()
+    for name in TOPIC_MODULES:
+        module = importlib.import_module(f"{__package__}.claims.{name}")
+        for c in module.claims:
+            if c.id in seen:
+                raise ValueError(f"duplicate claim id {c.id!r} across topic modules")
+            seen.add(c.id)
+            claims.append(c)
+    return tuple(claims)
+
+
+def all_claims() -> list[Claim]:
+    """Every registered claim, in report order."""
+    return list(_load())
+
+
+def get(claim_id: str) -> Claim:
+    """The claim with this id (``KeyError`` naming close matches otherwise)."""
+    for c in _load():
+        if c.id == claim_id:
+            return c
+    close = [c.id for c in _load() if claim_id.split(".")[-1] in c.id]
+    raise KeyError(f"no claim {claim_id!r}" + (f"; did you mean {close[:5]}?" if close else ""))
+
+
+def find(pattern: str | None = None, *, kind: Kind | str | None = None,
+         topic: str | None = None, needs: str | None = None) -> list[Claim]:
+    """Claims by id glob, kind, topic, or a callable they need."""
+    out = []
+    for c in _load():
+        if pattern and not any(fnmatch.fnmatchcase(c.id, p.strip()) for p in pattern.split(",")):
+            continue
+        if kind is not None and c.kind != Kind(kind):
+            continue
+        if topic is not None and c.topic != topic:
+            continue
+        if needs is not None and needs not in c.needs:
+            continue
+        out.append(c)
+    return out

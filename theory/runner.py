@@ -1,0 +1,143 @@
+"""The one execution path: run claims against a subject.
+
+pytest, ``transformer-theory verify``, the report and ``check`` all call
+:func:`run_claim`, so a claim means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+import traceback
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .claim import Claim, Evidence, Status, _json_float
+from .profiles import Profile, get_profile
+from .subject import Subject
+
+#: The base seed of a run when none is given.
+DEFAULT_SEED = 20170612  # the arXiv date of "Attention Is All You Need"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check may use besides its subject: the profile and the seed.
+
+    Randomness comes only from :meth:`rng` (statistical and construction
+    claims) and from Hypothesis seeded by :meth:`hypothesis_seed` (property
+    claims): no global RNG.
+    """
+
+    profile: Profile
+    seed: int
+    claim_id: str = ""
+
+    def _derived(self, label: str) -> int:
+        return zlib.crc32(f"{self.claim_id}/{label}".encode()) ^ (self.seed & 0xFFFFFFFF)
+
+    def rng(self, label: str = "") -> np.random.Generator:
+        """A generator seeded from (run seed, claim id, label)."""
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, self._derived(label)])
+
+    def hypothesis_seed(self) -> int:
+        return self._derived("hypothesis")
+
+
+@dataclass
+class Result:
+    """One claim run against one subject."""
+
+    claim: Claim
+    subject: str
+    status: Status
+    evidence: Evidence | None
+    seconds: float
+    error: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.claim.id
+
+    def detail(self) -> str:
+        if self.status is Status.NOT_APPLICABLE:
+            return "subject lacks: " + ", ".join(self.claim.needs)
+        if self.status is Status.ERROR:
+            return self.error or "error"
+        return self.evidence.detail if self.evidence else ""
+
+    def to_json(self) -> dict:
+        """The stable ``verify --json`` record (README, "Machine-readable output")."""
+        ev = self.evidence
+        return {
+            "id": self.claim.id,
+            "status": self.status.value,
+            "cases": ev.cases if ev else 0,
+            "max_error": _json_float(ev.max_error) if ev else None,
+            "tolerance": _json_float(ev.tolerance) if ev else None,
+            "detail": self.detail(),
+            "seconds": round(self.seconds, 4),
+        }
+
+    def to_full_json(self) -> dict:
+        record = self.to_json()
+        record.update({
+            "kind": self.claim.kind.value,
+            "subject": self.subject,
+            "evidence": self.evidence.to_json() if self.evidence else None,
+        })
+        return record
+
+
+def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None = None,
+              seed: int = DEFAULT_SEED) -> Result:
+    """Run one claim against one subject and never raise.
+
+    A check that raises is reported as ``error`` with its traceback's last
+    line; a subject lacking a needed callable gives ``not_applicable``.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    if not claim.applicable_to(subject):
+        return Result(claim, subject.name, Status.NOT_APPLICABLE, None, 0.0)
+    ctx = Context(prof, int(seed), claim.id)
+    start = time.perf_counter()
+    try:
+        with np.errstate(all="ignore"):
+            evidence = claim.check(subject, ctx)
+    except Exception as exc:  # the check itself broke: report, do not stop the run
+        tb = traceback.format_exc(limit=-3)
+        return Result(claim, subject.name, Status.ERROR, None,
+                      time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}\n{tb}")
+    seconds = time.perf_counter() - start
+    if not isinstance(evidence, Evidence):
+        return Result(claim, subject.name, Status.ERROR, None, seconds,
+                      error=f"check returned {type(evidence).__name__}, not Evidence")
+    status = Status.PASSED if evidence.passed else Status.FAILED
+    return Result(claim, subject.name, status, evidence, seconds)
+
+
+def select(claims: Iterable[Claim], patterns: str | Sequence[str] | None) -> list[Claim]:
+    """Claims whose id matches any of the glob ``patterns`` (comma-separated allowed)."""
+    claims = list(claims)
+    if not patterns:
+        return claims
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+    return [c for c in claims if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+
+
+def run_claims(claims: Iterable[Claim], subject: Subject, *, profile=None,
+               seed: int = DEFAULT_SEED,
+               progress: Callable[[int, int, Result], None] | None = None) -> list[Result]:
+    """Run many claims in order; ``progress(i, n, result)`` is called after each."""
+    claims = list(claims)
+    results = []
+    for i, claim in enumerate(claims, 1):
+        result = run_claim(claim, subject, profile=profile, seed=seed)
+        results.append(result)
+        if progress is not None:
+            progress(i, len(claims), result)
+    return results

@@ -1,0 +1,142 @@
+"""The one tolerance policy of the suite.
+
+Every numerical comparison in a claim uses a :class:`Tolerance` from
+:func:`tolerance`. A tolerance is ``rtol = c * eps(dtype) * n``: machine epsilon
+of the dtype the subject computed in, times the size ``n`` of the reduction
+that separates the two computations compared, times a constant ``c`` that is
+fixed per *kind* of check. Each kind carries a one-line reason that the report
+shows next to the error it bounds.
+
+Errors are measured norm-wise (Higham 2002, *Accuracy and Stability of
+Numerical Algorithms*, §3.1): ``max|actual - expected| / max(|expected|_max, tiny)``,
+i.e. the largest deviation relative to the scale of the quantity. Rounding
+errors of sums and dot products are bounded relative to the size of the terms,
+not of each element, so this is the quantity the bounds speak about.
+
+Loosening a constant is a deliberate, explained change: edit :data:`KINDS` and
+say why in its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A relative tolerance with its reason.
+
+    Attributes
+    ----------
+    rtol : float
+        Largest allowed norm-wise relative error.
+    kind : str
+        The policy kind it came from.
+    reason : str
+        One line: why this much error is legitimate.
+    """
+
+    rtol: float
+    kind: str
+    reason: str
+
+    def allows(self, error: float) -> bool:
+        return bool(np.isfinite(error) and error <= self.rtol)
+
+
+@dataclass(frozen=True)
+class _KindRule:
+    c: float
+    uses_n: bool
+    reason: str
+
+
+#: The kinds of comparison and their constants. ``n`` is the reduction size
+#: the caller passes (a dot-product length, a row length, a depth times a width).
+KINDS: dict[str, _KindRule] = {
+    "exact": _KindRule(
+        0.0, False,
+        "the two sides perform identical floating-point operations, so they agree bit for bit"),
+    "rounding": _KindRule(
+        16.0, False,
+        "a few correctly rounded elementwise operations (exp, division, one product) per entry"),
+    "reduction": _KindRule(
+        4.0, True,
+        "sums of n terms in different orders differ by at most about n*eps relative to the "
+        "terms (Higham, gamma_n bound), with a margin of 4"),
+    "composite": _KindRule(
+        16.0, True,
+        "a composition of reductions (projections, softmax, averages, normalisation), each "
+        "within gamma_n; n is the total reduction length through the stack"),
+    "ill_conditioned": _KindRule(
+        64.0, True,
+        "a reduction followed by a division by a quantity that may be small (normalisation "
+        "of nearly constant rows), which amplifies rounding by its condition number"),
+}
+
+
+def eps(dtype) -> float:
+    """Machine epsilon of a floating dtype (float32 ~ 1.19e-7, float64 ~ 2.22e-16)."""
+    return float(np.finfo(np.dtype(dtype)).eps)
+
+
+def tolerance(kind: str, dtype, n: int = 1) -> Tolerance:
+    """The tolerance for a comparison of ``kind`` in ``dtype`` over a reduction of size ``n``.
+
+    Parameters
+    ----------
+    kind : {"exact", "rounding", "reduction", "composite", "ill_conditioned"}
+    dtype : numpy dtype
+        The dtype the subject computed in (the coarser one if they differ).
+    n : int
+        Size of the reduction (ignored by kinds that do not use it).
+
+    Returns
+    -------
+    Tolerance
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {tuple(KINDS)}, got {kind!r}")
+    if n < 1:
+        raise ValueError(f"n: expected a reduction size >= 1, got {n}")
+    rule = KINDS[kind]
+    scale = rule.c * eps(dtype) * (n if rule.uses_n else 1)
+    return Tolerance(rtol=scale, kind=kind, reason=rule.reason)
+
+
+def relative_error(actual, expected, scale=None) -> float:
+    """Norm-wise relative error ``max|actual - expected| / max(|scale|_max, tiny)``.
+
+    Parameters
+    ----------
+    actual, expected : array_like
+        Compared elementwise after broadcasting; shapes must agree.
+    scale : array_like, optional
+        What the error is measured relative to; defaults to ``expected``.
+        Pass the inputs' scale when ``expected`` itself may be near 0.
+
+    Returns
+    -------
+    float
+        ``inf`` if the shapes differ or ``actual`` has a non-finite entry where
+        ``expected`` is finite.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    finite = np.isfinite(e)
+    if not np.array_equal(np.isfinite(a), finite):
+        return float("inf")
+    if not np.all(a[~finite] == e[~finite]):
+        return float("inf")
+    ref = e if scale is None else np.asarray(scale, dtype=np.float64)
+    ref = ref[np.isfinite(ref)] if ref.size else ref
+    denom = float(np.max(np.abs(ref))) if ref.size else 0.0
+    denom = max(denom, np.finfo(np.float64).tiny)
+    diff = np.abs(a[finite] - e[finite])
+    return float(np.max(diff) / denom) if diff.size else 0.0
