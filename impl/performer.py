@@ -55,6 +55,7 @@ from ._validate import (
 
 __all__ = [
     "FEATURE_KINDS",
+    "KEY_STABILIZERS",
     "feature_dimension",
     "sm_kernel",
     "smreg_kernel",

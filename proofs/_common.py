@@ -49,9 +49,14 @@ def gaussian_expectation(f, g: sp.Symbol) -> sp.Integral:
 
 
 def mean_of_m_variance(V, C, m):
-    """Variance of the mean of ``m`` identically distributed terms.
+    """Variance of the mean of ``m`` identically distributed terms, as unevaluated sums.
 
-    ``(1/m^2) (m V + m (m-1) C)``: ``m`` diagonal variances ``V`` and
-    ``m (m-1)`` off-diagonal covariances ``C`` (``C = 0`` for i.i.d. terms).
+    ``(1/m^2) (sum_i V + sum_{i != j} C)``: ``m`` diagonal variances ``V`` and
+    ``m (m-1)`` off-diagonal covariances ``C`` (``C = 0`` for i.i.d. terms, which
+    is then left out).  ``doit`` gives ``(m V + m (m-1) C) / m^2``.
     """
-    return (m * V + m * (m - 1) * C) / m ** 2
+    i, j = sp.symbols("i j", integer=True, positive=True)
+    total = sp.Sum(V, (i, 1, m))
+    if C != 0:
+        total = total + sp.Sum(C, (i, 1, m), (j, 1, m - 1))
+    return sp.Mul(sp.Pow(m, -2), total, evaluate=False)

@@ -234,10 +234,7 @@ class Derivation:
     def to_latex(self) -> str:
         """A LaTeX fragment: title, sources, assumptions, the numbered steps and the result."""
         def esc(text: str) -> str:
-            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"),
-                         ("#", r"\#"), ("_", r"\_"), ("$", r"\$")):
-                text = text.replace(a, b)
-            return text
+            return "".join(_LATEX_TEXT_ESCAPES.get(ch, ch) for ch in text)
 
         lines = [rf"\subsection*{{{esc(self.title)} \texttt{{({esc(self.id)})}}}}"]
         lines.append(rf"\noindent Status: \textbf{{{self.status}}}; verified: "
@@ -257,6 +254,13 @@ class Derivation:
         lines.append(rf"\noindent\textbf{{Result.}} $\displaystyle {r.latex()}$ "
                      rf"[\emph{{{r.status}}}{'; ' + esc(r.reason) if r.reason else ''}]")
         return "\n".join(lines)
+
+
+#: Characters that must be escaped in LaTeX text mode (justifications, titles, sources).
+_LATEX_TEXT_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "$": r"\$",
+    "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}", "<": r"\textless{}", ">": r"\textgreater{}",
+}
 
 
 def given(lhs, rhs, *, justification: str, relation: str = "=") -> Step:
@@ -457,7 +461,7 @@ def _evaluate(expr, point: dict, dps: int):
     out = []
     for e in _entries(expr):
         v = sp.sympify(e).subs(point)
-        v = v.doit() if v.has(sp.Integral, sp.Sum, sp.Product, sp.Limit) else v
+        v = v.doit() if v.has(sp.Integral, sp.Sum, sp.Product, sp.Limit, sp.Subs, sp.Derivative) else v
         v = v.evalf(dps, maxn=4 * dps)
         if v.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not v.is_number or v.free_symbols:
             return None
@@ -551,6 +555,8 @@ def prove_equal(lhs, rhs, *, justification: str, symbols_domain: Mapping | None 
         shape = lambda v: v.shape if _is_matrix(v) else "scalar"  # noqa: E731
         raise ValueError(f"rhs: expected the shape of lhs {shape(lhs)}, got {shape(rhs)}")
     _check_numeric_args(seed, n_points, dps)
+    if not _is_matrix(rhs) and rhs in (sp.oo, -sp.oo):
+        return _prove_infinite(lhs, rhs, justification, time_limit)
     diff = lhs - rhs
     closed, how, residual = _symbolic_zero(diff, routes or DEFAULT_ROUTES, time_limit)
     if closed:
@@ -566,6 +572,22 @@ def prove_equal(lhs, rhs, *, justification: str, symbols_domain: Mapping | None 
                            f"{n_points} random points at {dps} digits")
     return Step(lhs, rhs, justification, status="failed", max_numeric_error=err,
                 reason=f"{not_closed}; numerically {why}")
+
+
+def _prove_infinite(lhs, rhs, justification, time_limit) -> Step:
+    """``lhs = +-oo`` (a divergent limit): symbolic only, by evaluating ``lhs``."""
+    try:
+        with _time_limit(time_limit):
+            value = sp.simplify(lhs.doit())
+    except Exception as exc:
+        value = None
+        why = type(exc).__name__
+    else:
+        why = f"lhs evaluates to {sp.sstr(value)[:80]}"
+    if value == rhs:
+        return Step(lhs, rhs, justification, status="symbolic", method="doit+simplify")
+    return Step(lhs, rhs, justification, status="failed",
+                reason=f"an infinite value can only be shown symbolically; {why}")
 
 
 def _fmt(x) -> str:
@@ -672,9 +694,63 @@ def prove_inequality(lhs, rhs, *, justification: str, relation: str = "<=",
                 max_numeric_error=err, reason=f"{not_closed}; numerically {why}")
 
 
+def _sums_as_symbols(e):
+    """Replace every ``Sum`` whose summand sympy knows to be >= 0 by a nonnegative dummy.
+
+    Sound: a sum (finite or convergent) of nonnegative terms is nonnegative.
+    """
+    def nonneg_sum(q):
+        return isinstance(q, sp.Sum) and q.function.is_nonnegative is True
+    return e.replace(nonneg_sum, lambda q: sp.Dummy("S", nonnegative=True))
+
+
+def _exp_substitution(e):
+    """Sign route: for a nonnegative symbol ``a``, write ``exp(lam a / q) = 1 + u`` with ``u >= 0``.
+
+    Every ``exp(e0 + alpha a)`` (and ``B**(e0 + alpha a)`` with numeric ``B > 0``), where
+    ``alpha`` is free of ``a`` with a sign sympy knows and ``alpha / lam`` is an exact
+    rational, becomes ``exp(e0) (1 + u)**(q alpha / lam)``; ``lam = |alpha|`` of the
+    first such factor and ``q`` the common denominator.  Sound because ``a >= 0`` and
+    ``lam > 0`` give ``exp(lam a / q) >= 1``; a symbol whose factors do not fit is skipped.  The result is put over a
+    common denominator and factored so that sympy's sign rules can see it.
+    """
+    e = sp.sympify(e)
+    e = e.replace(lambda q: isinstance(q, sp.Pow) and q.base.is_number and q.base.is_positive
+                  and not q.exp.is_number,
+                  lambda q: sp.exp(q.exp * sp.log(q.base)))
+    for a in sorted(e.free_symbols, key=lambda v: v.name):
+        if not a.is_nonnegative:
+            continue
+        terms = [q for q in e.atoms(sp.exp) if q.args[0].has(a)]
+        alphas = []
+        for q in terms:
+            arg = sp.expand(q.args[0])
+            alpha = arg.coeff(a)
+            if (alpha.has(a) or (arg - alpha * a).has(a)
+                    or not (alpha.is_positive or alpha.is_negative)):
+                alphas = None
+                break
+            alphas.append(alpha)
+        if not alphas:
+            continue
+        lam = abs(alphas[0])
+        ratios = [sp.simplify(al / lam) for al in alphas]
+        if not all(rt.is_Rational for rt in ratios):
+            continue
+        qden = sp.ilcm(*[rt.q for rt in ratios]) if len(ratios) > 1 else ratios[0].q
+        u = sp.Dummy("u", nonnegative=True)
+        mapping = {}
+        for q, rt in zip(terms, ratios):
+            arg = sp.expand(q.args[0])
+            e0 = arg - arg.coeff(a) * a
+            mapping[q] = sp.exp(e0) * (1 + u) ** (rt * qden)
+        e = e.xreplace(mapping)
+    return sp.factor(sp.together(e))
+
+
 def _sign_facts(e, strict: bool):
     """True / False / None: does sympy know ``e > 0`` (strict) or ``e >= 0``?"""
-    e = sp.sympify(e)
+    e = _sums_as_symbols(sp.sympify(e))
     if strict:
         if e.is_positive:
             return True
@@ -701,8 +777,8 @@ def _symbolic_sign(gap, strict, routes, time_limit):
             return verdict, label, label
     tried.append("direct")
     base = candidates[-1][1]
-    extra = {"factor": sp.factor}
-    for name in list(routes) + ["factor"]:
+    extra = {"factor": sp.factor, "exp_substitution": _exp_substitution}
+    for name in list(routes) + ["factor", "exp_substitution"]:
         route = extra.get(name) or ROUTES[name]
         try:
             with _time_limit(time_limit):
@@ -710,6 +786,9 @@ def _symbolic_sign(gap, strict, routes, time_limit):
                 verdict = _sign_facts(cand, strict)
                 if verdict is None and not isinstance(cand, sp.Number):
                     verdict = _sign_facts(sp.factor(cand), strict)
+                if verdict is None and name != "exp_substitution" and cand.has(sp.exp, sp.Pow):
+                    verdict = _sign_facts(_exp_substitution(cand), strict)
+                    name = f"{name}+exp_substitution" if verdict is not None else name
         except _RouteTimeout:
             tried.append(f"{name} (timed out after {time_limit:g}s)")
             continue

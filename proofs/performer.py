@@ -129,7 +129,7 @@ _LAW = ("w^T u has the law of ||u|| g with g ~ N(0,1) (equal MGFs, performer.gau
 def _product_of_exp_route(e):
     """Sound rewrite for finite products: prod_i exp(a_i) = exp(sum_i a_i); then simplify."""
     e = e.replace(lambda q: isinstance(q, sp.Product),
-                  lambda q: sp.Product(sp.simplify(q.function), *q.limits))
+                  lambda q: sp.Product(sp.simplify(q.function.doit()), *q.limits))
     e = e.replace(lambda q: isinstance(q, sp.Product) and isinstance(q.function, sp.exp),
                   lambda q: sp.exp(sp.Sum(q.function.args[0], *q.limits)))
     return sp.simplify(e)
@@ -350,9 +350,15 @@ def hyperbolic_mse() -> Derivation:
         prove_equal(_hyp_derived_mse(), lam ** 2 * ((1 + sp.exp(2 * norm2(z))) / 2
                                                     - sp.exp(norm2(z))) / m,
                     justification="MSE_hyp = Lambda^2 Var / m (i.i.d. w_i)", routes=("expand",)),
-        prove_inequality(hyperbolic_mse_formula(X, Y, m), positive_mse_formula(X, Y, m) / 2,
-                         justification="since 1 - e^{-s} <= 1, MSE_hyp <= MSE+/2 <= MSE+",
-                         routes=("powsimp", "factor"), relation="<="),
+        prove_equal(positive_mse_formula(X, Y, m),
+                    lam ** 2 * (sp.exp(2 * norm2(z)) - sp.exp(norm2(z))) / m,
+                    justification="MSE+ = Lambda^2 (e^{2s} - e^{s}) / m with s = ||x+y||^2 "
+                                  "(performer.positive_mse)",
+                    routes=("powsimp", "expand")),
+        prove_inequality((1 - sp.exp(-s)) / 2 * Lam ** 2 * (sp.exp(2 * s) - sp.exp(s)) / m,
+                         Lam ** 2 * (sp.exp(2 * s) - sp.exp(s)) / (2 * m),
+                         justification="since 1 - e^{-s} <= 1 for s >= 0: MSE_hyp <= MSE+/2 <= MSE+",
+                         relation="<="),
     ]
     result = prove_equal(_hyp_derived_mse(), hyperbolic_mse_formula(X, Y, m),
                          justification="MSE_hyp = (1/2)(1 - exp(-||x+y||^2)) MSE+",
@@ -539,9 +545,14 @@ def orthogonal_pair_moment_derivation() -> Derivation:
                     justification="d = 2 independently: E_u exp(a u_1) = I_0(a) on the circle, "
                                   "averaged over R^2 ~ chi^2_4",
                     routes=("simplify",)),
-        prove_inequality((1 + s / 2) * sp.exp(s / 2), sp.exp(s),
-                         justification="d = 2: the orthogonal pair moment is at most the i.i.d. one "
-                                       "e^{s/2} e^{s/2} (since 1 + s/2 <= e^{s/2})"),
+        prove_equal(sp.exp(s) - (1 + s / 2) * sp.exp(s / 2),
+                    sp.exp(s / 2) * sp.Sum((s / 2) ** k / sp.factorial(k), (k, 2, sp.oo)),
+                    justification="d = 2 versus i.i.d. features (pair moment e^{s/2} e^{s/2} = e^s): "
+                                  "the difference is e^{s/2} times the exponential series from k = 2",
+                    routes=("simplify",)),
+        prove_inequality(0, sp.exp(s / 2) * sp.Sum((s / 2) ** k / sp.factorial(k), (k, 2, sp.oo)),
+                         justification="every term is >= 0, so the orthogonal pair moment is at most "
+                                       "the i.i.d. one: (1 + s/2) e^{s/2} <= e^s"),
     ]
     result = prove_equal(sp.Sum(_pair_series_term(), (k, 0, sp.oo)), orthogonal_pair_moment(s, d),
                          justification="sum over k: E exp(w1^T z) exp(w2^T z) = 1F1(d; d/2; s/2)",
@@ -664,31 +675,40 @@ def orthogonal_bound_review_version() -> Derivation:
     """
     n = sp.Symbol("n", integer=True, nonnegative=True)
     mm = n + 2                                                   # m >= 2
-    x_, y_ = X, -X
-    lam, sm = lambda_factor(x_, y_), softmax_kernel(x_, y_)
-    s0 = norm2(x_ + y_)
-    mse_plus = lam ** 2 * (sp.exp(2 * s0) - sp.exp(s0)) / mm
-    mse_ort = _mse_ort(lam, s0, mm, d)
+    lam, sm = lambda_factor(X, Y), softmax_kernel(X, Y)
+    s_xy = norm2(X + Y)
+    mse_plus = lam ** 2 * (sp.exp(2 * s_xy) - sp.exp(s_xy)) / mm
+    mse_ort = _mse_ort(lam, s_xy, mm, d)
+
+    def at_minus_x(e):
+        """``e`` at y = -x, kept unevaluated for display (``doit`` substitutes)."""
+        return sp.Subs(e, tuple(Y), tuple(-X))
+
     steps = [
-        prove_equal(s0, 0, justification="at y = -x: z = x + y = 0, so s = ||z||^2 = 0"),
-        prove_equal(mse_plus, 0, justification="MSE+ = Lambda^2 (e^{2s} - e^{s}) / m = 0 at s = 0"),
-        prove_equal(mse_ort, 0, justification="MSE_ort = MSE+ + (1 - 1/m) Lambda^2 (1F1(d; d/2; 0) - 1) = 0",
+        prove_equal(at_minus_x(s_xy), 0, justification="at y = -x: z = x + y = 0, so s = ||z||^2 = 0"),
+        prove_equal(at_minus_x(mse_plus), 0,
+                    justification="MSE+ = Lambda^2 (e^{2s} - e^{s}) / m = 0 at s = 0"),
+        prove_equal(at_minus_x(mse_ort), 0,
+                    justification="MSE_ort = MSE+ + (1 - 1/m) Lambda^2 (1F1(d; d/2; 0) - 1) = 0",
                     routes=("hyperexpand",)),
-        prove_equal(sm, sp.exp(-norm2(X)), justification="SM(x, -x) = exp(-||x||^2) > 0"),
-        prove_inequality(mse_ort, orthogonal_bound_rhs(mse_plus, sm, lam, mm, d, version="final"),
+        prove_equal(at_minus_x(sm), sp.exp(-norm2(X)), justification="SM(x, -x) = exp(-||x||^2) > 0"),
+        prove_inequality(at_minus_x(mse_ort),
+                         at_minus_x(orthogonal_bound_rhs(mse_plus, sm, lam, mm, d, version="final")),
                          justification="the final form holds there (with equality): "
                                        "(SM - Lambda)^2 = 0 at x = -y",
                          routes=("hyperexpand", "simplify")),
     ]
     result = prove_inequality(
-        mse_ort, orthogonal_bound_rhs(mse_plus, sm, lam, mm, d, version="review"),
+        at_minus_x(mse_ort),
+        at_minus_x(orthogonal_bound_rhs(mse_plus, sm, lam, mm, d, version="review")),
         justification="review version at x = -y, m = n + 2 >= 2: 0 <= -(1 - 1/m) 2/(d+2) e^{-2||x||^2} "
                       "is false",
         routes=("hyperexpand", "simplify", "factor"))
     return Derivation(
         id="performer.orthogonal_bound_review_version",
         title="Limitation: the review version MSE_ort <= MSE+ - (1-1/m) 2/(d+2) SM^2 fails at x = -y",
-        assumptions={"x1, x2, x3": "real coordinates of x (y = -x)", "n": "m - 2, nonnegative integer",
+        assumptions={"x1, x2, x3, y1, y2, y3": "real coordinates of x and y (evaluated at y = -x)",
+                     "n": "m - 2, nonnegative integer",
                      "d": "dimension, positive integer"},
         sources=(f"{PERFORMER} (review version), Theorem 2", f"{PERFORMER}, Theorem 2"),
         steps=steps, result=result, expect="fails")

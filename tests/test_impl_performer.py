@@ -31,9 +31,12 @@ def softmax_attention(q, k, v, causal=False, key_mask=None):
 
 
 def terms(x, y, w, kind):
-    """Per-omega terms of the estimator: phi_i(x) phi_i(y) times the feature count."""
-    fx, fy = P.random_features(x, w, kind), P.random_features(y, w, kind)
-    return fx * fy * fx.shape[-1]
+    """Per-omega terms of the estimator: the estimate is their mean over the rows of w."""
+    m = w.shape[0]
+    prod = P.random_features(x, w, kind) * P.random_features(y, w, kind)   # (F,)
+    if kind != "positive":                      # [sin, cos] or [+, -] blocks of one omega
+        prod = prod[..., :m] + prod[..., m:]
+    return prod * m                                                       # (m,)
 
 
 def qkv(rng, shape_lead=(2, 3), L=7, d=4, dv=5, scale=0.5, dtype=np.float64, Lk=None):
@@ -598,18 +601,23 @@ def test_stabilizer_cancels(kind, causal):
         ref, rtol=1e-10)
 
 
-def test_stabilizer_prevents_overflow():
+def test_stabilizer_prevents_underflow_to_zero():
+    # large inputs: every unstabilised feature underflows and D = 0 (output 0);
+    # the stabilised features keep the information
     rng = np.random.default_rng(36)
     q, k, v = qkv(rng, shape_lead=(), L=6, scale=30.0, dtype=np.float32)
     w = P.gaussian_matrix(8, 4, rng, dtype=np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        raw = P.favor_attention(q, k, v, w, stabilize=False)
-    assert not np.all(np.isfinite(raw))
-    for causal in (False, True):
-        out = P.favor_attention(q, k, v, w, causal=causal)
+    raw = P.favor_attention(q, k, v, w, stabilize=False)
+    np.testing.assert_array_equal(raw, 0.0)
+    bi = P.favor_attention(q, k, v, w)
+    causal = P.favor_attention(q, k, v, w, causal=True)
+    rec = P.favor_attention_recurrent(q, k, v, w)
+    for out in (bi, causal, rec):
         assert out.dtype == np.float32 and np.all(np.isfinite(out))
-        rec = P.favor_attention_recurrent(q, k, v, w) if causal else out
-        assert np.all(np.isfinite(rec))
+        assert np.all(np.abs(out).sum(axis=-1) > 0)
+    np.testing.assert_allclose(causal, rec, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bi, P.favor_attention_explicit(q, k, v, w),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_per_key_stabilizer_is_exactly_causal_and_sequence_is_not():
@@ -628,23 +636,36 @@ def test_per_key_stabilizer_is_exactly_causal_and_sequence_is_not():
     rec_a = P.favor_attention_recurrent(q, k, v, w)
     rec_b = P.favor_attention_recurrent(q, k2, v2, w)
     np.testing.assert_array_equal(rec_a[:i + 1], rec_b[:i + 1])
+    # "sequence": a future key aligned with a row of w raises the shared max C
+    k3 = k.copy()
+    r = int(np.argmax(np.linalg.norm(w, axis=1)))
+    k3[-1] = w[r] * 4 ** 0.25                         # scaled key = w_r: exponent ||w_r||^2/2
+    big_c = P.feature_max_stabilizer(k3 * 4 ** -0.25, w, over="sequence")
+    assert big_c > P.feature_max_stabilizer(k * 4 ** -0.25, w, over="sequence")
     seq_a = P.favor_attention(q, k, v, w, causal=True, key_stabilizer="sequence")
-    seq_b = P.favor_attention(q, k2, v2, w, causal=True, key_stabilizer="sequence")
+    seq_b = P.favor_attention(q, k3, v, w, causal=True, key_stabilizer="sequence")
     assert np.any(seq_a[:i + 1] != seq_b[:i + 1])   # future keys leak through rounding
     np.testing.assert_allclose(seq_a[:i + 1], seq_b[:i + 1], rtol=1e-8)
+    per_b = P.favor_attention(q, k3, v, w, causal=True)
+    np.testing.assert_array_equal(P.favor_attention(q, k, v, w, causal=True)[:L - 1],
+                                  per_b[:L - 1])
 
 
 def test_sequence_stabilizer_underflow_leak_is_large_in_float32():
-    # a huge future key underflows every earlier key: output 0 collapses to 0
-    rng = np.random.default_rng(38)
-    q, k, v = qkv(rng, shape_lead=(), L=4, scale=0.5, dtype=np.float32)
-    w = P.gaussian_matrix(4, 4, rng, dtype=np.float32)
-    k2 = k.copy()
-    k2[-1] = 60.0 * w[0] / np.linalg.norm(w[0])
-    good = P.favor_attention(q, k2, v, w, causal=True)
-    bad = P.favor_attention(q, k2, v, w, causal=True, key_stabilizer="sequence")
+    # d = 2, W = 8 I. Scaled past key (-6, -6): exponent -84; scaled future key
+    # (8, 0): exponent 32 = C. exp(-84 - 32) underflows in float32, so with the
+    # per-sequence max the first output collapses to 0 instead of v_0.
+    d = 2
+    w = 8.0 * np.eye(d, dtype=np.float32)
+    up = np.float32(d ** 0.25)
+    k = np.array([[-6.0, -6.0], [8.0, 0.0]], dtype=np.float32) * up
+    q = np.array([[0.1, 0.2], [0.3, -0.1]], dtype=np.float32)
+    v = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    good = P.favor_attention(q, k, v, w, causal=True)
+    bad = P.favor_attention(q, k, v, w, causal=True, key_stabilizer="sequence")
     np.testing.assert_allclose(good[0], v[0], rtol=1e-6)
-    assert not np.allclose(bad[0], v[0], rtol=1e-3)
+    np.testing.assert_array_equal(bad[0], 0.0)
+    np.testing.assert_allclose(good[1], bad[1], rtol=1e-5)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -733,8 +754,10 @@ def test_favor_errors():
             f(q, k, v, w[0])
         with pytest.raises(ValueError, match="q: expected at least 2 dimensions"):
             f(q[0, 0], k, v, w)
+        q_nan = q.copy()
+        q_nan[0, 0, 0] = np.nan
         with pytest.raises(ValueError, match="q: contains NaN"):
-            f(np.where(q > 1, np.nan, q), k, v, w)
+            f(q_nan, k, v, w)
         with pytest.raises(TypeError, match="v: expected dtype"):
             f(q, k, v.astype(np.complex64), w)
         with pytest.raises(ValueError, match="kind"):

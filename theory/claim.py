@@ -70,7 +70,7 @@ class Source:
         return replace(self, locator=locator)
 
     def __str__(self) -> str:
-        text = f"{self.authors}, {self.title}"
+        text = ", ".join(part for part in (self.authors, self.title) if part)
         if self.locator:
             text += f", {self.locator}"
         return text

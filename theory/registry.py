@@ -30,6 +30,14 @@ TOPIC_MODULES: tuple[str, ...] = (
     "normalization",
     "layers",
     "counting",
+    "performer",
+    "dyck",
+    "turing",
+    "convolution",
+    "recurrence",
+    "online_softmax",
+    "ode",
+    "gradients",
     "proof",
 )
 

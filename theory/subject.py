@@ -44,6 +44,12 @@ CALLABLES: dict[str, str] = {
     "attention_flops": "attention_flops(config, seq_len) -> dict of multiplication counts per layer",
     "kv_cache_bytes": "kv_cache_bytes(n_layers, n_kv_heads, d_head, seq_len, batch, dtype) -> int",
     "init_encoder": "init_encoder(config, rng) -> EncoderParams",
+    # Performer (Choromanski et al. 2021): m random vectors w (m, d)
+    "random_features": "random_features(x, w, kind='positive'|'trig'|'hyperbolic', *, stabilizer=None) -> (..., L, m or 2m)",
+    "gaussian_matrix": "gaussian_matrix(m, d, rng) -> (m, d) iid N(0, 1)",
+    "orthogonal_gaussian": "orthogonal_gaussian(m, d, rng, *, scaling='chi'|'fixed') -> (m, d) block-orthogonal rows",
+    "favor_attention": "favor_attention(q, k, v, w, *, causal=False, kind='positive', mask=None) -> (..., L, dv)",
+    "favor_attention_recurrent": "favor_attention_recurrent(q, k, v, w, *, kind='positive'): causal, one step at a time",
 }
 
 

@@ -15,6 +15,7 @@ def reference_subject() -> Subject:
     """The numpy reference implementation, ``transformer_theory.impl``."""
     from transformer_theory.impl import attention as A
     from transformer_theory.impl import layers as N
+    from transformer_theory.impl import performer as F
     from transformer_theory.impl import positional as P
     from transformer_theory.impl import transformer as T
 
@@ -51,6 +52,11 @@ def reference_subject() -> Subject:
             "count_array_parameters": T.count_array_parameters,
             "attention_flops": T.attention_flops,
             "init_encoder": T.init_encoder,
+            "random_features": F.random_features,
+            "gaussian_matrix": F.gaussian_matrix,
+            "orthogonal_gaussian": F.orthogonal_gaussian,
+            "favor_attention": F.favor_attention,
+            "favor_attention_recurrent": F.favor_attention_recurrent,
         },
     )
 

@@ -17,7 +17,8 @@ from typing import Callable
 from transformer_theory.theory.subject import Subject
 
 TOPIC_MODULES = ("attention", "masking", "heads", "permutation", "positional",
-                 "normalization", "layers", "counting", "proof")
+                 "normalization", "layers", "counting", "performer", "dyck", "turing",
+                 "convolution", "recurrence", "online_softmax", "ode", "gradients", "proof")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,264 @@
-"""Claims of topic 'normalization' (being written)."""
+"""Layer and batch normalisation: what LayerNorm standardises, the invariances
+of Ba et al.'s Table 1, and the difference between normalising a case over its
+features and normalising a feature over the batch.
+
+References
+----------
+Ba, Kiros & Hinton 2016, "Layer Normalization", §3 (Eq. 4: statistics over
+the hidden units of one case), §5.1 and Table 1 (invariance under weight
+matrix re-scaling and re-centering and single-case re-scaling; no invariance
+under weight-vector re-scaling). Ioffe & Szegedy 2015, "Batch
+Normalization", §3, Algorithm 1 (mini-batch statistics). Seed 003 ("Batch
+Normalization vs Layer Normalization").
+"""
 
 from __future__ import annotations
 
+import numpy as np
+from hypothesis import strategies as st
+
+from ..checks import Measurement, for_all, holds, single_case
+from ..claim import Evidence, Kind
 from ..registry import ClaimSet
+from ..sources import BA_2016, IOFFE_2015, SEED_003, VASWANI_2017
+from ..strategies import DTYPES, SEEDS, normal
+from ..tolerance import tolerance
+from ._common import coarser_dtype
 
 claims = ClaimSet("normalization")
+
+LN_DEFINITION = BA_2016.at("§3, Eq. (4)")
+LN_TABLE_1 = BA_2016.at("§5.1, Table 1")
+BN_ALGORITHM = IOFFE_2015.at("§3, Algorithm 1")
+SEED_003_NORM = SEED_003.at("Batch Normalization vs Layer Normalization")
+
+
+def row_condition(*inputs) -> np.ndarray:
+    """Condition number ``max|h| / sigma(h)`` of standardising each row of each input.
+
+    Rounding errors of order ``eps * |h|`` become errors of order
+    ``eps * |h| / sigma(h)`` after centring and dividing by the standard
+    deviation. Returns the largest over ``inputs`` per row (``inf`` for an
+    exactly constant row, where the standardisation is undefined).
+    """
+    kappa = None
+    for h in inputs:
+        h = np.asarray(h, dtype=np.float64)
+        sigma = np.std(h, axis=-1)                                 # (...)
+        biggest = np.max(np.abs(h), axis=-1)                       # (...)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(sigma > 0, biggest / np.where(sigma > 0, sigma, 1.0), np.inf)
+        kappa = k if kappa is None else np.maximum(kappa, k)
+    return kappa
+
+
+def conditioned_error(actual, expected, kappa: np.ndarray, tol, note: str) -> Measurement:
+    """Largest per-row deviation, each row divided by its condition number.
+
+    LayerNorm outputs are O(1) (each entry at most sqrt(E - 1) in magnitude),
+    so the deviation is already relative; dividing by the row's condition
+    number ``kappa`` states the error in the units the ill-conditioned
+    tolerance bounds.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape or not np.all(np.isfinite(a)):
+        return Measurement(float("inf"), tol, note)
+    kappa = np.broadcast_to(kappa, e.shape[:-1])                   # (...) per row
+    diff = np.max(np.abs(a - e), axis=-1)                          # (...) per row
+    weighted = np.where(np.isfinite(kappa), diff / np.maximum(kappa, 1.0), 0.0)
+    return Measurement(float(np.max(weighted, initial=0.0)), tol, note)
+
+
+@st.composite
+def _rows_case(draw, *, min_rows: int = 2):
+    rows = draw(st.integers(min_rows, 6))
+    e = draw(st.integers(2, 32))
+    dt = draw(DTYPES)
+    seed = draw(SEEDS)
+    scale = draw(st.sampled_from([0.01, 1.0, 100.0]))
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((rows, e))                             # (R, E)
+    shift = rng.uniform(-3.0, 3.0, size=(rows, 1))                 # (R, 1), in units of spread
+    x = (scale * (z + shift)).astype(dt)                           # (R, E)
+    return {"R": rows, "E": e, "dtype": dt, "seed": seed, "scale": scale, "x": x}
+
+
+@claims.claim(
+    "normalization.layernorm_standardizes",
+    title="LayerNorm gives every row mean 0 and variance 1",
+    statement=r"\varepsilon=0,\ \gamma=\mathbf 1,\ \beta=\mathbf 0:\quad "
+              r"\frac1E\sum_{e}\mathrm{LN}(x)_e=0,\qquad \frac1E\sum_{e}\mathrm{LN}(x)_e^2=1"
+              r"\qquad\text{for every row with }\sigma(x)>0",
+    sources=(LN_DEFINITION, VASWANI_2017.at("§3.1"), SEED_003_NORM),
+    kind=Kind.PROPERTY, needs=("layer_norm",),
+    notes="The variance is the biased one (divided by E), as in Ba et al. Eq. (4). Rows with "
+          "non-negligible spread: each row's error is divided by its condition number "
+          "max|x|/sigma(x), so a nearly constant row (where standardising amplifies rounding "
+          "without bound) carries no weight; rows are drawn as shifted Gaussians "
+          "(|shift| <= 3 sigma) at scales 0.01, 1 and 100.")
+def layernorm_standardizes(subject, ctx) -> Evidence:
+    def measure(c):
+        y = np.asarray(subject.layer_norm(c["x"], eps=0.0), dtype=np.float64)  # (R, E)
+        if y.shape != c["x"].shape:
+            return holds(False, f"output has shape {y.shape}")
+        kappa = row_condition(c["x"])                              # (R,)
+        tol = tolerance("ill_conditioned", coarser_dtype(c["x"]), n=c["E"])
+        mean = conditioned_error(y.mean(axis=-1, keepdims=True), np.zeros((c["R"], 1)), kappa,
+                                 tol, "a row mean is not 0")
+        if not mean.ok:
+            return mean
+        var = conditioned_error(np.mean(y * y, axis=-1, keepdims=True), np.ones((c["R"], 1)),
+                                kappa, tol, "a row's (biased) variance is not 1")
+        return max((mean, var), key=lambda m: m.error)
+    return for_all(ctx, _rows_case(), measure,
+                   detail="With eps = 0, gamma = 1, beta = 0 every row of the output has mean 0 "
+                          "and biased variance 1.")
+
+
+@st.composite
+def _linear_case(draw):
+    b = draw(st.integers(1, 3))
+    length = draw(st.integers(1, 5))
+    d_in = draw(st.integers(1, 12))
+    e = draw(st.integers(2, 12))
+    dt = draw(DTYPES)
+    seed = draw(SEEDS)
+    a = draw(st.floats(0.01, 100.0))
+    alpha = draw(st.floats(0.1, 10.0))
+    delta_scale = draw(st.sampled_from([0.1, 1.0, 3.0]))
+    rng = np.random.default_rng(seed)
+    return {"B": b, "L": length, "d_in": d_in, "E": e, "dtype": dt, "seed": seed,
+            "a": a, "alpha": alpha,
+            "x": normal(rng, (b, length, d_in), dt),
+            "W": normal(rng, (d_in, e), dt),
+            "delta": normal(rng, (d_in,), dt, delta_scale)}
+
+
+@claims.claim(
+    "normalization.layernorm_invariances",
+    title="LayerNorm is invariant to input re-scaling and to weight-matrix re-scaling and "
+          "re-centering",
+    statement=r"\mathrm{LN}(a\,xW)=\mathrm{LN}(xW)\ \ (a>0),\qquad "
+              r"\mathrm{LN}\big(x(\alpha W+\delta\mathbf 1^{\top})\big)=\mathrm{LN}(xW)\ \ "
+              r"(\alpha>0,\ \delta\in\mathbb R^{d_{\mathrm{in}}}),\qquad \varepsilon=0",
+    sources=(LN_TABLE_1, SEED_003_NORM),
+    kind=Kind.PROPERTY, needs=("layer_norm",), proof="layers.layernorm_invariance",
+    notes="Single-case re-scaling multiplies the summed inputs xW of a row by a; re-scaling "
+          "and re-centering the weight matrix maps xW to alpha xW + (x·delta) 1^T, a common "
+          "scale and a per-row shift, both removed by the row's mean and standard deviation. "
+          "The linear maps are computed by the check; only LN is the subject's. Errors are "
+          "divided by each row's condition number, as in normalization.layernorm_standardizes.")
+def layernorm_invariances(subject, ctx) -> Evidence:
+    def measure(c):
+        dt = c["dtype"]
+        x, w, delta = c["x"], c["W"], c["delta"]
+        h = x @ w                                                  # (B, L, E)
+        h_case = (dt.type(c["a"]) * x) @ w                         # (B, L, E): LN(a x W)
+        w_mat = dt.type(c["alpha"]) * w + delta[:, None]           # (d_in, E): alpha W + delta 1^T
+        h_mat = x @ w_mat                                          # (B, L, E)
+        base = subject.layer_norm(h, eps=0.0)
+        tol = tolerance("ill_conditioned", dt, n=c["d_in"] + c["E"])
+        m1 = conditioned_error(subject.layer_norm(h_case, eps=0.0), base,
+                               row_condition(h, h_case), tol,
+                               f"LN(a x W) != LN(x W) for a = {c['a']:.3g}")
+        if not m1.ok:
+            return m1
+        m2 = conditioned_error(subject.layer_norm(h_mat, eps=0.0), base,
+                               row_condition(h, h_mat), tol,
+                               "LN(x (alpha W + delta 1^T)) != LN(x W)")
+        return max((m1, m2), key=lambda m: m.error)
+    return for_all(ctx, _linear_case(), measure,
+                   detail="Re-scaling the input by a > 0, and re-scaling and re-centering the "
+                          "weight matrix, leave LN(xW) unchanged (eps = 0).")
+
+
+@claims.claim(
+    "normalization.layernorm_weight_vector_limitation",
+    title="Limitation: LayerNorm is not invariant to re-scaling a single weight vector",
+    statement=r"W'=W\,\mathrm{diag}(c,1,\dots,1),\ c\ne 1\ \Rightarrow\ "
+              r"\mathrm{LN}(xW')\ne\mathrm{LN}(xW)",
+    sources=(LN_TABLE_1, SEED_003_NORM),
+    kind=Kind.LIMITATION, needs=("layer_norm",),
+    notes="Table 1 of Ba et al. marks weight-vector re-scaling as an invariance of batch "
+          "(and weight) normalisation but not of layer normalisation: one column of W scales "
+          "one hidden unit, which LN's per-case statistics cannot undo.")
+def layernorm_weight_vector_limitation(subject, ctx) -> Evidence:
+    rng = ctx.rng()
+    x = rng.standard_normal((6, 4))                                # (N, d_in)
+    w = rng.standard_normal((4, 5))                                # (d_in, E)
+    w_vec = w.copy()
+    w_vec[:, 0] *= 3.0                                             # re-scale one weight vector
+    base = np.asarray(subject.layer_norm(x @ w, eps=0.0), dtype=np.float64)
+    changed = np.asarray(subject.layer_norm(x @ w_vec, eps=0.0), dtype=np.float64)
+    whole = np.asarray(subject.layer_norm(x @ (3.0 * w), eps=0.0), dtype=np.float64)
+    gap = float(np.max(np.abs(changed - base)))
+    whole_gap = float(np.max(np.abs(whole - base)))
+    return single_case(
+        [holds(bool(gap > 1e-2),
+               f"LN(xW') equals LN(xW) after re-scaling one column (max gap {gap:.2e})")],
+        detail=f"Multiplying column 0 of W by 3 moves LN(xW) by up to {gap:.3f}, while "
+               f"multiplying all of W by 3 moves it by {whole_gap:.1e}.",
+        example={"x": x, "W": w})
+
+
+@st.composite
+def _batch_case(draw):
+    b = draw(st.integers(2, 4))
+    length = draw(st.integers(1, 5))
+    e = draw(st.integers(2, 16))
+    dt = draw(DTYPES)
+    seed = draw(SEEDS)
+    member = draw(st.integers(0, b - 1))
+    rng = np.random.default_rng(seed)
+    x = normal(rng, (b, length, e), dt)                            # (B, L, E)
+    x2 = (3.0 * rng.standard_normal((b, length, e)) + 2.0).astype(dt)   # other members
+    x2[member] = x[member]
+    return {"B": b, "L": length, "E": e, "dtype": dt, "seed": seed, "member": member,
+            "x": x, "x2": x2}
+
+
+@claims.claim(
+    "normalization.layernorm_batch_independent",
+    title="A LayerNorm output does not depend on the other members of the batch",
+    statement=r"X_b=X'_b\ \Rightarrow\ \mathrm{LN}(X)_b=\mathrm{LN}(X')_b",
+    sources=(LN_DEFINITION, SEED_003_NORM),
+    kind=Kind.PROPERTY, needs=("layer_norm",),
+    notes="Ba et al. compute the statistics over the hidden units of one training case, so "
+          "LN behaves the same in training and at test time and for any batch size.")
+def layernorm_batch_independent(subject, ctx) -> Evidence:
+    def measure(c):
+        b = c["member"]
+        y = np.asarray(subject.layer_norm(c["x"]))                 # (B, L, E)
+        y2 = np.asarray(subject.layer_norm(c["x2"]))               # (B, L, E)
+        tol = tolerance("ill_conditioned", c["dtype"], n=c["E"])
+        return conditioned_error(y2[b], y[b], row_condition(c["x"][b]), tol,
+                                 f"member {b} changed when the other members changed")
+    return for_all(ctx, _batch_case(), measure,
+                   detail="Replacing every other batch member leaves a member's LayerNorm "
+                          "output unchanged.")
+
+
+@claims.claim(
+    "normalization.batchnorm_couples_batch",
+    title="Limitation: a BatchNorm output depends on the other members of the batch",
+    statement=r"X_b=X'_b\ \not\Rightarrow\ \mathrm{BN}(X)_b=\mathrm{BN}(X')_b",
+    sources=(BN_ALGORITHM, SEED_003_NORM),
+    kind=Kind.LIMITATION, needs=("batch_norm",),
+    notes="In training mode BatchNorm standardises each feature with the mini-batch mean and "
+          "variance, so changing one member moves every other member's output; this is why "
+          "it needs running averages at test time and LayerNorm does not.")
+def batchnorm_couples_batch(subject, ctx) -> Evidence:
+    rng = ctx.rng()
+    x = rng.standard_normal((4, 3, 5))                             # (B, L, E)
+    x2 = x.copy()
+    x2[1] = 3.0 * rng.standard_normal((3, 5)) + 2.0                # change member 1 only
+    y = np.asarray(subject.batch_norm(x), dtype=np.float64)
+    y2 = np.asarray(subject.batch_norm(x2), dtype=np.float64)
+    gap = float(np.max(np.abs(y2[0] - y[0])))
+    return single_case(
+        [holds(bool(gap > 1e-2),
+               f"member 0 is unchanged when member 1 changes (max gap {gap:.2e})")],
+        detail=f"Changing batch member 1 moves the BatchNorm output of member 0 by up to "
+               f"{gap:.3f}.",
+        example={"x": x, "x2": x2})

@@ -123,7 +123,8 @@ def _shift_case(draw):
 @claims.claim(
     "positional.sinusoidal_shift_matrix",
     title="A fixed offset acts on the sinusoidal encoding as a linear map",
-    statement=r"\forall k\ \exists M_k\in\mathbb{R}^{d\times d}\ \forall p:\quad PE(p+k)=M_k\,PE(p)",
+    statement=r"\forall k\ \exists M_k\in\mathbb{R}^{d\times d}\ \forall p:\quad "
+              r"PE(p+k)=M_k\,PE(p)",
     sources=(PE_SECTION.at("§3.5 (\"PE_{pos+k} can be represented as a linear function of "
                            "PE_{pos}\")"), SEED_004_PE),
     kind=Kind.PROPERTY, needs=("sinusoidal_encoding",), proof="positional.sinusoidal_shift",
@@ -200,16 +201,19 @@ def one_hot_distinguishable(subject, ctx) -> Evidence:
             return ortho
         rng = np.random.default_rng(c["seed"])
         x = normal(rng, (n, d), dt)                                # (N, d) token vectors
-        read = (x + pe.astype(dt)) @ basis.T - x @ basis.T         # (N, N): [j, i] = e_i·(x_j+PE_j) - e_i·x_j
-        delta = compare(read, np.eye(n), tolerance("rounding", dt), scale=np.ones(1) + np.abs(x).max(),
+        # read[j, i] = e_i·(x_j + PE_j) - e_i·x_j
+        read = (x + pe.astype(dt)) @ basis.T - x @ basis.T         # (N, N)
+        delta = compare(read, np.eye(n), tolerance("rounding", dt),
+                        scale=np.array([1.0 + float(np.max(np.abs(x)))]),
                         note="e_i·(x_j + PE_j) - e_i·x_j is not delta_ij")
         if not delta.ok:
             return delta
         same = np.broadcast_to(x[:1], (n, d)) + pe.astype(dt)      # (N, d): equal tokens + PE
         dist = np.linalg.norm(same[:, None, :] - same[None, :, :], axis=-1)   # (N, N)
-        off_diagonal = dist[~np.eye(n, dtype=bool)]
-        return holds(bool(np.all(off_diagonal > 0)),
-                     "two positions with equal tokens are indistinguishable") if n > 1 else delta
+        distinct = bool(np.all(dist[~np.eye(n, dtype=bool)] > 0))  # vacuous for N = 1
+        if not distinct:
+            return holds(False, "two positions with equal tokens are indistinguishable")
+        return delta
     return for_all(ctx, strategy, measure,
                    detail="PE PE^T = I, adding PE moves coordinate i by delta_ij, and equal "
                           "tokens get pairwise distinct rows.")

@@ -1,0 +1,29 @@
+# transformer-theory — every target creates .venv and installs what it needs.
+#   make test        the claims x subjects, unit and meta tests (ci profile, ~minutes)
+#   make test-slow   long statistical and exhaustive runs (thorough profile)
+#   make report      the theory report in report/
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test test-slow report venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,report]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	TT_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=ci -m "not slow"
+
+test-slow: $(STAMP)
+	TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow
+
+report: $(STAMP)
+	$(BIN)/transformer-theory report --out report
+
+clean:
+	rm -rf $(VENV) report .pytest_cache .hypothesis

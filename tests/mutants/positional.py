@@ -1,0 +1,99 @@
+"""Mutants of the positional encodings: bugs seen in real sinusoidal, one-hot,
+RoPE and ALiBi code."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mutants import Mutant
+
+
+def _angles(n_positions, d_model, exponent):
+    p = np.arange(n_positions, dtype=np.float64)                  # (N,)
+    i = np.arange(d_model // 2, dtype=np.float64)                 # (d/2,)
+    return p[:, None] / 10000.0 ** exponent(i, d_model)           # (N, d/2)
+
+
+def _interleave(even, odd):
+    out = np.empty((even.shape[0], 2 * even.shape[1]))            # (N, d)
+    out[:, 0::2], out[:, 1::2] = even, odd
+    return out
+
+
+def sinusoidal_swapped(n_positions, d_model, **kw):
+    """cos at even and sin at odd coordinates."""
+    a = _angles(n_positions, d_model, lambda i, d: 2 * i / d)
+    return _interleave(np.cos(a), np.sin(a))
+
+
+def sinusoidal_exponent_i_over_d(n_positions, d_model, **kw):
+    """Frequencies 10000^(-i/d): the pair index used where 2i belongs."""
+    a = _angles(n_positions, d_model, lambda i, d: i / d)
+    return _interleave(np.sin(a), np.cos(a))
+
+
+def sinusoidal_cos_off_by_one(n_positions, d_model, **kw):
+    """The cos column of pair i uses the frequency of pair i + 1 (an index off by one)."""
+    a = _angles(n_positions, d_model, lambda i, d: 2 * i / d)
+    a_next = _angles(n_positions, d_model, lambda i, d: 2 * (i + 1) / d)
+    return _interleave(np.sin(a), np.cos(a_next))
+
+
+def sinusoidal_raw_angles(n_positions, d_model, **kw):
+    """The angle table p / 10000^(2i/d) returned without applying sin and cos."""
+    a = _angles(n_positions, d_model, lambda i, d: 2 * i / d)
+    return _interleave(a, a)
+
+
+def one_hot_from_one(n_positions, d_model, **kw):
+    """Positions counted from 1: row p is e_{p+1} (np.eye(N, d, k=1))."""
+    return np.eye(n_positions, d_model, k=1)
+
+
+def rope_sign_error(x, positions=None, *, base=10000.0):
+    """The second output of each pair uses -sin: [[c, -s], [-s, c]], not a rotation."""
+    x = np.asarray(x)
+    length, d = x.shape[-2], x.shape[-1]
+    pos = np.arange(length, dtype=np.float64) if positions is None else np.asarray(
+        positions, dtype=np.float64)
+    theta = base ** (-2.0 * np.arange(d // 2) / d)                # (d/2,)
+    angles = pos[:, None] * theta[None, :]                        # (L, d/2)
+    cos, sin = np.cos(angles).astype(x.dtype), np.sin(angles).astype(x.dtype)
+    out = np.empty_like(x)
+    out[..., 0::2] = x[..., 0::2] * cos - x[..., 1::2] * sin
+    out[..., 1::2] = -x[..., 0::2] * sin + x[..., 1::2] * cos
+    return out
+
+
+def make_alibi_length_normalised(ref):
+    def alibi_length_normalised(n_heads, lq, lk, **kw):
+        """The distance penalty divided by the key length: depends on the window."""
+        return ref.alibi_bias(n_heads, lq, lk, **kw) / lk
+    return alibi_length_normalised
+
+
+MUTANTS = [
+    Mutant("sinusoidal_sin_cos_swapped", "cos at even, sin at odd coordinates",
+           claims=("positional.sinusoidal_definition",),
+           build=lambda ref: ref.replace(sinusoidal_encoding=sinusoidal_swapped)),
+    Mutant("sinusoidal_exponent_i_over_d", "frequencies 10000^(-i/d) instead of 10000^(-2i/d)",
+           claims=("positional.sinusoidal_definition",),
+           build=lambda ref: ref.replace(sinusoidal_encoding=sinusoidal_exponent_i_over_d)),
+    Mutant("sinusoidal_cos_off_by_one", "cos column of pair i uses frequency i + 1",
+           claims=("positional.sinusoidal_definition", "positional.sinusoidal_shift_matrix",
+                   "positional.sinusoidal_dot_product_relative"),
+           build=lambda ref: ref.replace(sinusoidal_encoding=sinusoidal_cos_off_by_one)),
+    Mutant("sinusoidal_raw_angles", "angle table returned without sin/cos",
+           claims=("positional.sinusoidal_bounded", "positional.sinusoidal_shift_matrix",
+                   "positional.sinusoidal_dot_product_relative"),
+           build=lambda ref: ref.replace(sinusoidal_encoding=sinusoidal_raw_angles)),
+    Mutant("one_hot_from_one", "positions counted from 1 (np.eye(N, d, k=1))",
+           claims=("positional.one_hot_distinguishable",),
+           build=lambda ref: ref.replace(one_hot_encoding=one_hot_from_one)),
+    Mutant("rope_sign_error", "second coordinate of each pair uses -sin: not a rotation",
+           claims=("positional.rope_relative",),
+           build=lambda ref: ref.replace(rope=rope_sign_error)),
+    Mutant("alibi_length_normalised", "ALiBi penalty divided by the key length",
+           claims=("positional.alibi_shift_invariance",),
+           build=lambda ref: ref.replace(alibi_bias=make_alibi_length_normalised(ref))),
+]

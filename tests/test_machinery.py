@@ -1,0 +1,205 @@
+"""Tests of the claim machinery: tolerance policy, statistics, property runner,
+registry, runner and the CLI's machine-readable output."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+from transformer_theory.theory import cli, registry
+from transformer_theory.theory.checks import Measurement, compare, for_all, holds
+from transformer_theory.theory.claim import Claim, Evidence, Kind, Source, Status
+from transformer_theory.theory.profiles import PROFILES, get_profile
+from transformer_theory.theory.runner import Context, run_claim, select
+from transformer_theory.theory.statistics import MAX_FALSE_FAILURE, mom_groups, test_mean
+from transformer_theory.theory.subject import CALLABLES, Subject
+from transformer_theory.theory.tolerance import KINDS, eps, relative_error, tolerance
+
+
+# --- tolerance --------------------------------------------------------------
+def test_tolerance_scales_with_dtype_and_reduction():
+    t64 = tolerance("reduction", np.float64, n=10)
+    t32 = tolerance("reduction", np.float32, n=10)
+    assert t64.rtol == pytest.approx(4 * 10 * eps(np.float64))
+    assert t32.rtol / t64.rtol == pytest.approx(eps(np.float32) / eps(np.float64))
+    assert tolerance("reduction", np.float64, n=20).rtol == pytest.approx(2 * t64.rtol)
+    assert tolerance("rounding", np.float64, n=1000).rtol == tolerance("rounding", np.float64).rtol
+
+
+def test_every_tolerance_kind_has_a_reason():
+    for name, rule in KINDS.items():
+        assert len(rule.reason) > 20, name
+        assert tolerance(name, np.float64).reason == rule.reason
+
+
+def test_tolerance_rejects_unknown_kind_and_bad_n():
+    with pytest.raises(ValueError, match="kind"):
+        tolerance("loose", np.float64)
+    with pytest.raises(ValueError, match="n"):
+        tolerance("reduction", np.float64, n=0)
+
+
+def test_relative_error_is_normwise_and_catches_nan_and_shape():
+    assert relative_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert relative_error([1.0, 2.5], [1.0, 2.0]) == pytest.approx(0.25)
+    assert relative_error([np.nan], [1.0]) == math.inf
+    assert relative_error([1.0, 2.0], [1.0]) == math.inf
+    assert relative_error([1e-20], [0.0], scale=[1.0]) == pytest.approx(1e-20)
+
+
+# --- statistics -------------------------------------------------------------
+def test_mom_groups_give_the_stated_false_failure_probability():
+    g = mom_groups(1e-6)
+    assert math.exp(-g / 8) <= 1e-6 < math.exp(-(g - 1) / 8)
+
+
+def test_mean_test_rejects_a_wrong_mean_and_accepts_the_right_one():
+    rng = np.random.default_rng(0)
+    x = rng.exponential(1.0, size=200_000)                       # mean 1, variance 1
+    assert test_mean(x, 1.0, 1.0).passed
+    assert not test_mean(x, 1.1, 1.0).passed
+
+
+def test_mean_test_refuses_a_weaker_error_rate():
+    with pytest.raises(ValueError, match="delta"):
+        test_mean(np.ones(1000), 1.0, 1.0, delta=1e-3)
+    assert MAX_FALSE_FAILURE == 1e-6
+
+
+def test_mean_test_false_failure_rate_is_far_below_chebyshev_level():
+    # 300 independent tests of a true hypothesis with heavy-tailed samples: none may fail.
+    rng = np.random.default_rng(1)
+    fails = 0
+    for _ in range(300):
+        x = rng.lognormal(0.0, 1.0, size=111 * 40)
+        mean, var = math.exp(0.5), (math.e - 1) * math.e
+        fails += not test_mean(x, mean, var).passed
+    assert fails == 0
+
+
+# --- property runner --------------------------------------------------------
+def _ctx(profile="ci"):
+    return Context(get_profile(profile), seed=7, claim_id="machinery.test")
+
+
+def test_for_all_passes_and_reports_the_worst_error():
+    ev = for_all(_ctx(), st.floats(0, 1), lambda x: Measurement(x * 1e-17, 1e-16), detail="d")
+    assert ev.passed and ev.cases == PROFILES["ci"].max_examples
+    assert ev.max_error <= 1e-16 and ev.tolerance == 1e-16
+
+
+def test_for_all_shrinks_to_a_minimal_falsifying_example():
+    ev = for_all(_ctx(), st.integers(0, 1000), lambda n: holds(n < 10, "too big"), detail="d")
+    assert not ev.passed
+    assert ev.falsifying_example == 10
+    assert "too big" in ev.detail
+
+
+def test_for_all_counts_an_exception_of_the_subject_as_failure():
+    def measure(n):
+        raise FloatingPointError("boom")
+    ev = for_all(_ctx(), st.integers(0, 3), measure, detail="d")
+    assert not ev.passed and "FloatingPointError: boom" in ev.detail
+
+
+def test_for_all_is_deterministic_for_a_seed():
+    seen = []
+    for _ in range(2):
+        draws = []
+        for_all(_ctx("dev"), st.integers(0, 10**9), lambda n: draws.append(n) or True, detail="d")
+        seen.append(draws)
+    assert seen[0] == seen[1]
+
+
+def test_compare_uses_the_tolerance():
+    tol = tolerance("rounding", np.float64)
+    assert compare(np.ones(3), np.ones(3) * (1 + 1e-16), tol).ok
+    assert not compare(np.ones(3), np.ones(3) * (1 + 1e-10), tol).ok
+
+
+# --- runner and registry ------------------------------------------------------
+def _claim(check, needs=("attention",)):
+    return Claim(id="machinery.example", title="t", statement="x", sources=(Source("A", "B"),),
+                 kind=Kind.PROPERTY, needs=needs, check=check)
+
+
+def test_runner_statuses():
+    subject = Subject("s", {"attention": lambda *a, **k: None})
+    assert run_claim(_claim(lambda s, c: Evidence(True, 1)), subject).status is Status.PASSED
+    assert run_claim(_claim(lambda s, c: Evidence(False, 1)), subject).status is Status.FAILED
+    assert run_claim(_claim(lambda s, c: 1 / 0), subject).status is Status.ERROR
+    assert run_claim(_claim(lambda s, c: "yes"), subject).status is Status.ERROR
+    lacking = _claim(lambda s, c: Evidence(True, 1), needs=("rope",))
+    assert run_claim(lacking, subject).status is Status.NOT_APPLICABLE
+
+
+def test_registry_ids_are_unique_topics_match_and_needs_are_known():
+    claims = registry.all_claims()
+    ids = [c.id for c in claims]
+    assert len(ids) == len(set(ids))
+    for c in claims:
+        assert c.id.startswith(c.topic + ".")
+        assert c.sources, c.id
+        assert c.statement.strip(), c.id
+        unknown = set(c.needs) - set(CALLABLES)
+        assert not unknown, f"{c.id} needs undocumented callables {unknown}"
+
+
+def test_registry_lookup_and_select():
+    c = registry.all_claims()[0]
+    assert registry.get(c.id) is c
+    with pytest.raises(KeyError):
+        registry.get("no.such.claim")
+    assert select(registry.all_claims(), "masking.*") == registry.find("masking.*")
+    assert all(x.kind is Kind.LIMITATION for x in registry.find(kind="limitation"))
+
+
+def test_issue_2_claim_count():
+    assert len([c for c in registry.all_claims() if c.topic != "proof"]) >= 35
+
+
+# --- CLI ----------------------------------------------------------------------
+def test_cli_list_json_schema(capsys):
+    assert cli.main(["list", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"claims"}
+    for rec in doc["claims"]:
+        assert set(rec) == {"id", "title", "kind", "statement", "sources", "needs", "proof"}
+
+
+def test_cli_verify_json_schema_and_exit_status(capsys):
+    code = cli.main(["verify", "--claims", "heads.kv_cache_size,attention.explicit_scale",
+                     "--profile", "ci", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert set(doc) == {"subject", "profile", "seed", "results"}
+    assert doc["subject"] == "reference" and doc["profile"] == "ci"
+    assert [r["id"] for r in doc["results"]] == ["attention.explicit_scale", "heads.kv_cache_size"]
+    for r in doc["results"]:
+        assert set(r) == {"id", "status", "cases", "max_error", "tolerance", "detail", "seconds"}
+        assert r["status"] == "passed"
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", "--claims", "nothing.matches*"])
+    assert exc.value.code == 2
+    assert "no claim id matches" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", "--profile", "fast"])
+    assert exc.value.code == 2
+
+
+def test_cli_report_writes_markdown_and_json(tmp_path, capsys):
+    code = cli.main(["report", "--out", str(tmp_path), "--claims", "positional.*",
+                     "--profile", "ci", "-q"])
+    assert code == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["schema"] == 1 and doc["subjects"] == ["reference"]
+    md = (tmp_path / "report.md").read_text()
+    for rec in doc["claims"]:
+        assert rec["id"] in md
