@@ -3,6 +3,9 @@
 #   make test-slow   long statistical and exhaustive runs (thorough profile)
 #   make report      the theory report in report/
 PYTHON ?= python3
+# PyTorch is an optional extra; `make test` installs it to run the torch conformance suite.
+# torch==2.13.0 is the CPU build available on this project's machines; set TORCH= to skip it.
+TORCH  ?= torch==2.13.0
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -13,7 +16,8 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,report]'
+	$(if $(TORCH),$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(TORCH)')
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,report,fast]'
 	touch $(STAMP)
 
 test: $(STAMP)

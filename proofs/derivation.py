@@ -460,14 +460,19 @@ def _evaluate(expr, point: dict, dps: int):
     """Evaluate with mpmath-backed ``evalf`` at ``dps`` digits; ``None`` if not a finite number."""
     out = []
     for e in _entries(expr):
-        v = sp.sympify(e).subs(point)
-        v = v.doit() if v.has(sp.Integral, sp.Sum, sp.Product, sp.Limit, sp.Subs, sp.Derivative) else v
-        v = v.evalf(dps, maxn=4 * dps)
-        if v.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not v.is_number or v.free_symbols:
+        try:
+            v = sp.sympify(e).subs(point)
+            if v.has(sp.Integral, sp.Sum, sp.Product, sp.Limit, sp.Subs, sp.Derivative):
+                v = v.doit()
+            v = v.evalf(dps, maxn=4 * dps)
+            if v.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not v.is_number or v.free_symbols:
+                return None
+            re, im = (sp.Float(part, dps) for part in v.as_real_imag())
+            # sympy Floats carry an mpf, so the conversion keeps all dps digits
+            out.append(mpmath.mpmathify(re) if im == 0
+                       else mpmath.mpc(mpmath.mpmathify(re), mpmath.mpmathify(im)))
+        except (TypeError, ValueError, ArithmeticError, AttributeError):
             return None
-        c = complex(v)  # raises if not numeric
-        del c
-        out.append(mpmath.mpmathify(v))
     return out
 
 
@@ -487,6 +492,11 @@ def _term_scale(expr, point, dps) -> list:
 
 
 def _numeric_points(symbols, symbols_domain, seed, n_points):
+    """(point iterator, number of points wanted, fewest acceptable).
+
+    The corners of the domain box come first, then seeded random points; a
+    statement without free symbols needs one evaluation.
+    """
     domains = _resolve_domains(symbols, symbols_domain)
     rng = np.random.default_rng(seed)
     corners = _corners(domains)
@@ -495,7 +505,9 @@ def _numeric_points(symbols, symbols_domain, seed, n_points):
         yield from corners
         while True:
             yield {s: _draw(domains[s], rng) for s in symbols}
-    return gen(), len(corners)
+    if not symbols:
+        return gen(), 1, 1
+    return gen(), n_points + len(corners), max(1, n_points // 2)
 
 
 def _free(*exprs) -> list:
@@ -569,7 +581,7 @@ def prove_equal(lhs, rhs, *, justification: str, symbols_domain: Mapping | None 
     if ok:
         return Step(lhs, rhs, justification, status="numeric", max_numeric_error=err,
                     reason=f"{not_closed}; both sides agree to {_fmt(err)} (relative) at "
-                           f"{n_points} random points at {dps} digits")
+                           f"{n_points} random points (and the domain corners) at {dps} digits")
     return Step(lhs, rhs, justification, status="failed", max_numeric_error=err,
                 reason=f"{not_closed}; numerically {why}")
 
@@ -606,11 +618,11 @@ def _numeric_equal(lhs, rhs, symbols_domain, seed, n_points, dps):
     """(passed, largest relative difference, why it failed)."""
     symbols = _free(lhs, rhs)
     tol = mpmath.mpf(10) ** (-mpmath.mpf(dps) / 2)
-    points, n_corners = _numeric_points(symbols, symbols_domain, seed, n_points)
+    points, wanted, fewest = _numeric_points(symbols, symbols_domain, seed, n_points)
     worst = mpmath.mpf(0)
     good, attempts = 0, 0
     with mpmath.workdps(dps):
-        while good < n_points + n_corners and attempts < 5 * (n_points + n_corners):
+        while good < wanted and attempts < 5 * wanted:
             attempts += 1
             pt = next(points)
             lv, rv = _evaluate(lhs, pt, dps), _evaluate(rhs, pt, dps)
@@ -628,7 +640,7 @@ def _numeric_equal(lhs, rhs, symbols_domain, seed, n_points, dps):
                 where = {k.name: str(v) for k, v in pt.items()}
                 return False, float(worst), (f"lhs != rhs at {where}: relative difference "
                                              f"{_fmt(err)} >= {_fmt(tol)}")
-    if good < max(1, n_points // 2):
+    if good < fewest:
         return False, None, f"could evaluate at only {good} of {attempts} points"
     return True, float(worst), ""
 
@@ -771,10 +783,13 @@ def _symbolic_sign(gap, strict, routes, time_limit):
             candidates = [("direct", gap), ("doit", gap.doit())]
     except Exception:  # _RouteTimeout or a sympy failure inside doit
         candidates = [("direct", gap)]
+    sign = "> 0" if strict else ">= 0"
     for label, cand in candidates:
         verdict = _sign_facts(cand, strict)
-        if verdict is not None:
-            return verdict, label, label
+        if verdict is True:
+            return True, label, ""
+        if verdict is False:
+            return False, f"the gap {sp.sstr(cand)[:120]} ({label}) is not {sign}", ""
     tried.append("direct")
     base = candidates[-1][1]
     extra = {"factor": sp.factor, "exp_substitution": _exp_substitution}
@@ -796,7 +811,6 @@ def _symbolic_sign(gap, strict, routes, time_limit):
             tried.append(f"{name} ({type(exc).__name__})")
             continue
         if verdict is not None:
-            sign = "> 0" if strict else ">= 0"
             if verdict is False:
                 return False, f"{name} gives a gap {sp.sstr(cand)[:120]} that is not {sign}", ""
             return True, name, ""
@@ -807,11 +821,11 @@ def _symbolic_sign(gap, strict, routes, time_limit):
 def _numeric_sign(lhs, rhs, gap, strict, symbols_domain, seed, n_points, dps):
     symbols = _free(lhs, rhs)
     tol = mpmath.mpf(10) ** (-mpmath.mpf(dps) / 2)
-    points, n_corners = _numeric_points(symbols, symbols_domain, seed, n_points)
+    points, wanted, fewest = _numeric_points(symbols, symbols_domain, seed, n_points)
     worst = mpmath.mpf(0)
     good, attempts = 0, 0
     with mpmath.workdps(dps):
-        while good < n_points + n_corners and attempts < 5 * (n_points + n_corners):
+        while good < wanted and attempts < 5 * wanted:
             attempts += 1
             pt = next(points)
             lv, rv, gv = (_evaluate(lhs, pt, dps), _evaluate(rhs, pt, dps),
@@ -828,7 +842,7 @@ def _numeric_sign(lhs, rhs, gap, strict, symbols_domain, seed, n_points, dps):
             bad = (g <= 0) if strict else (viol >= tol)
             if bad:
                 return False, float(worst), (f"violated at {_pt(pt)}: gap {mpmath.nstr(g, 8)}")
-    if good < max(1, n_points // 2):
+    if good < fewest:
         return False, None, f"could evaluate at only {good} of {attempts} points"
     return True, float(worst), ""
 

@@ -675,39 +675,39 @@ def orthogonal_bound_review_version() -> Derivation:
     """
     n = sp.Symbol("n", integer=True, nonnegative=True)
     mm = n + 2                                                   # m >= 2
-    lam, sm = lambda_factor(X, Y), softmax_kernel(X, Y)
-    s_xy = norm2(X + Y)
-    mse_plus = lam ** 2 * (sp.exp(2 * s_xy) - sp.exp(s_xy)) / mm
-    mse_ort = _mse_ort(lam, s_xy, mm, d)
+    mse_plus = Lam ** 2 * (sp.exp(2 * s) - sp.exp(s)) / mm
+    sm = Lam * sp.exp(s / 2)
+    mse_ort = _mse_ort(Lam, s, mm, d)
 
-    def at_minus_x(e):
-        """``e`` at y = -x, kept unevaluated for display (``doit`` substitutes)."""
-        return sp.Subs(e, tuple(Y), tuple(-X))
+    def at_zero(e):
+        """``e`` at s = 0 (i.e. y = -x), kept unevaluated for display."""
+        return sp.Subs(e, s, 0)
 
     steps = [
-        prove_equal(at_minus_x(s_xy), 0, justification="at y = -x: z = x + y = 0, so s = ||z||^2 = 0"),
-        prove_equal(at_minus_x(mse_plus), 0,
-                    justification="MSE+ = Lambda^2 (e^{2s} - e^{s}) / m = 0 at s = 0"),
-        prove_equal(at_minus_x(mse_ort), 0,
-                    justification="MSE_ort = MSE+ + (1 - 1/m) Lambda^2 (1F1(d; d/2; 0) - 1) = 0",
-                    routes=("hyperexpand",)),
-        prove_equal(at_minus_x(sm), sp.exp(-norm2(X)), justification="SM(x, -x) = exp(-||x||^2) > 0"),
-        prove_inequality(at_minus_x(mse_ort),
-                         at_minus_x(orthogonal_bound_rhs(mse_plus, sm, lam, mm, d, version="final")),
-                         justification="the final form holds there (with equality): "
-                                       "(SM - Lambda)^2 = 0 at x = -y",
+        prove_equal(sp.Subs(norm2(X + Y), tuple(Y), tuple(-X)), 0,
+                    justification="at y = -x: z = x + y = 0, so s = ||x + y||^2 = 0"),
+        prove_equal(sp.Subs(lambda_factor(X, Y), tuple(Y), tuple(-X)), sp.exp(-norm2(X)),
+                    justification="... and Lambda = exp(-||x||^2) > 0"),
+        prove_equal(at_zero(mse_plus), 0, justification="MSE+ = Lambda^2 (e^{2s} - e^{s}) / m = 0 at s = 0"),
+        prove_equal(at_zero(mse_ort), 0,
+                    justification="MSE_ort = MSE+ + (1 - 1/m) Lambda^2 (1F1(d; d/2; 0) - 1) = 0: "
+                                  "the estimator is exact", routes=("hyperexpand",)),
+        prove_equal(at_zero(sm), Lam, justification="SM = Lambda e^{s/2} = Lambda > 0 at s = 0"),
+        prove_inequality(at_zero(mse_ort),
+                         at_zero(orthogonal_bound_rhs(mse_plus, sm, Lam, mm, d, version="final")),
+                         justification="the final form holds there (with equality): (SM - Lambda)^2 = 0",
                          routes=("hyperexpand", "simplify")),
     ]
     result = prove_inequality(
-        at_minus_x(mse_ort),
-        at_minus_x(orthogonal_bound_rhs(mse_plus, sm, lam, mm, d, version="review")),
-        justification="review version at x = -y, m = n + 2 >= 2: 0 <= -(1 - 1/m) 2/(d+2) e^{-2||x||^2} "
+        at_zero(mse_ort), at_zero(orthogonal_bound_rhs(mse_plus, sm, Lam, mm, d, version="review")),
+        justification="review version at x = -y, m = n + 2 >= 2: 0 <= -(1 - 1/m) 2/(d+2) Lambda^2 "
                       "is false",
         routes=("hyperexpand", "simplify", "factor"))
     return Derivation(
         id="performer.orthogonal_bound_review_version",
         title="Limitation: the review version MSE_ort <= MSE+ - (1-1/m) 2/(d+2) SM^2 fails at x = -y",
         assumptions={"x1, x2, x3, y1, y2, y3": "real coordinates of x and y (evaluated at y = -x)",
+                     "Lambda": "exp(-(||x||^2+||y||^2)/2), positive", "s": "||x + y||^2, nonnegative",
                      "n": "m - 2, nonnegative integer",
                      "d": "dimension, positive integer"},
         sources=(f"{PERFORMER} (review version), Theorem 2", f"{PERFORMER}, Theorem 2"),
