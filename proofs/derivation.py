@@ -30,7 +30,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import mpmath
 import numpy as np
@@ -676,6 +676,11 @@ def prove_inequality(lhs, rhs, *, justification: str, relation: str = "<=",
     Step
         With ``relation`` set; ``max_numeric_error`` is the largest relative
         violation seen (0 when none).
+
+    References
+    ----------
+    Meurer et al. 2017, SymPy, PeerJ Comput. Sci. 3:e103 (the assumptions system that
+    decides signs).
     """
     if relation not in _FLIP:
         raise ValueError(f"relation: expected one of {tuple(_FLIP)}, got {relation!r}")
@@ -723,8 +728,11 @@ def _exp_substitution(e):
     ``alpha`` is free of ``a`` with a sign sympy knows and ``alpha / lam`` is an exact
     rational, becomes ``exp(e0) (1 + u)**(q alpha / lam)``; ``lam = |alpha|`` of the
     first such factor and ``q`` the common denominator.  Sound because ``a >= 0`` and
-    ``lam > 0`` give ``exp(lam a / q) >= 1``; a symbol whose factors do not fit is skipped.  The result is put over a
-    common denominator and factored so that sympy's sign rules can see it.
+    ``lam > 0`` give ``exp(lam a / q) >= 1``; a symbol whose factors do not fit is
+    skipped.  (If ``a`` also occurs outside the exponentials, treating ``u`` and ``a``
+    as independent only strengthens the statement, so either verdict stays sound.)
+    The result is put over a common denominator and factored so that sympy's sign
+    rules can see it.
     """
     e = sp.sympify(e)
     e = e.replace(lambda q: isinstance(q, sp.Pow) and q.base.is_number and q.base.is_positive

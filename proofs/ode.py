@@ -28,7 +28,7 @@ def residual_stack(a, T, L):
     return (1 + a * T / L) ** L
 
 
-@derivation("ode.residual_euler", claims=("ode.residual_euler",))
+@derivation("ode.residual_euler", claims=("ode.residual_euler_convergence",))
 def residual_euler() -> Derivation:
     """For dx/dt = a x: (1 + aT/L)^L -> e^{aT}, with error a^2 T^2 e^{aT} / (2L) + O(1/L^2).
 

@@ -378,7 +378,9 @@ def hyperbolic_mse() -> Derivation:
 @derivation("performer.relative_mse", claims=("performer.mse_lemma2",
                                               "performer.hyperbolic_beats_positive"))
 def relative_mse() -> Derivation:
-    """MSE / SM^2: trig (2/m) sinh^2(||x-y||^2/2), positive (e^{||x+y||^2}-1)/m, hyp (2/m) sinh^2(||x+y||^2/2).
+    """MSE / SM^2: trig (2/m) sinh^2(t/2), positive (e^s - 1)/m, hyperbolic (2/m) sinh^2(s/2).
+
+    Here ``s = ||x + y||^2`` and ``t = ||x - y||^2``.
 
     References
     ----------
@@ -453,7 +455,7 @@ def regimes() -> Derivation:
         prove_equal(sp.Limit(softmax_kernel(x_a, y_a), R, sp.oo), 0,
                     justification="... while SM(x, y) = exp(-R^2) -> 0"),
         prove_equal(sp.Limit(positive_mse_formula(x_b, y_b, m), R, sp.oo), 0,
-                    justification="off the line (y = R u + v, v ⊥ u): MSE+ = (1/m) e^{||v||^2}"
+                    justification="off the line (y = R u + v, v perpendicular to u): MSE+ = (1/m) e^{||v||^2}"
                                   "(1 - e^{-||v||^2}) SM^2 -> 0 with SM = e^{-R^2}",
                     routes=("simplify",)),
         prove_equal(sp.Limit(trig_mse_formula(x_a, y_a, m), R, sp.oo), sp.oo,
@@ -509,7 +511,7 @@ def orthogonal_pair_moment_derivation() -> Derivation:
     steps = [
         given(sp.Symbol(r"(w_1, w_2)"), sp.Symbol(r"(\rho_1 Q e_1, \rho_2 Q e_2)"),
               justification="orthogonal features: Q Haar-random orthogonal, rho_i ~ chi_d "
-                            "independent, so each w_i ~ N(0, I_d) and w_1 ⊥ w_2"),
+                            "independent, so each w_i ~ N(0, I_d) and w_1 perpendicular to w_2"),
         prove_equal(norm2(W1 + W2), norm2(W1) + norm2(W2) + 2 * dot(W1, W2),
                     justification="||w1 + w2||^2 = ||w1||^2 + ||w2||^2 as w1^T w2 = 0 (Pythagoras)",
                     routes=("expand",)),

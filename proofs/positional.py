@@ -64,7 +64,8 @@ def sinusoidal_shift() -> Derivation:
     relative = sum(sp.cos(om * k) for om in omegas)
     steps = [
         given(sp.Symbol(r"\omega_i"), 10000 ** (-2 * i / dm),
-              justification="frequencies of Vaswani et al. §3.5; the algebra below holds for any omega_i > 0"),
+              justification="frequencies of Vaswani et al. §3.5; the algebra below holds for "
+                            "any omega_i > 0"),
         prove_equal(sinusoidal_pe(p + k, [w]), shift_matrix(k, [w]) * sinusoidal_pe(p, [w]),
                     justification="one frequency: angle-addition formulas; the block depends on k only",
                     routes=("trigsimp",)),
@@ -73,7 +74,8 @@ def sinusoidal_shift() -> Derivation:
         prove_equal(shift_matrix(k, [w]).det(), 1, justification="det M_k = cos^2 + sin^2 = 1",
                     routes=("trigsimp",)),
         prove_equal(dot, relative,
-                    justification="PE(p)^T PE(p+k) = sum_i cos(omega_i k): sin a sin b + cos a cos b = cos(a - b)",
+                    justification="PE(p)^T PE(p+k) = sum_i cos(omega_i k): "
+                                  "sin a sin b + cos a cos b = cos(a - b)",
                     routes=("trigsimp",)),
         prove_equal(sp.diff(dot, p), 0, justification="the dot product does not depend on p",
                     routes=("trigsimp",)),

@@ -67,6 +67,8 @@ def derivation(id: str, *, claims: tuple[str, ...] = (), expect: str = "holds"):
         build.__doc__ = builder.__doc__
         build.__wrapped__ = builder
         build.derivation_id = id
+        build.expect = expect
+        build.claims = claims
         DERIVATIONS[id] = build
         return build
 

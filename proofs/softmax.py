@@ -21,7 +21,8 @@ from .registry import derivation
 __all__ = ["softmax_vector", "online_state", "online_merge", "ONLINE_IDENTITY"]
 
 MILAKOV = "Milakov & Gimelshein 2018, Online normalizer calculation for softmax, arXiv:1805.02867"
-DAO = "Dao et al. 2022, FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness, NeurIPS, §3.1"
+DAO = ("Dao et al. 2022, FlashAttention: Fast and Memory-Efficient Exact Attention with "
+       "IO-Awareness, NeurIPS, §3.1")
 KATHAROPOULOS = ("Katharopoulos et al. 2020, Transformers are RNNs: Fast Autoregressive Transformers "
                  "with Linear Attention, ICML, §3.4")
 
@@ -40,7 +41,7 @@ def _scores(n: int, name: str = "s") -> sp.Matrix:
 # 9. Shift invariance
 # --------------------------------------------------------------------------
 
-@derivation("softmax.shift_invariance", claims=("softmax.shift_invariance",))
+@derivation("softmax.shift_invariance", claims=("attention.softmax_shift_invariance",))
 def shift_invariance() -> Derivation:
     """softmax(s + c 1) = softmax(s): the factor e^c cancels.
 
@@ -121,7 +122,7 @@ def jacobian() -> Derivation:
 # 11. Temperature bound
 # --------------------------------------------------------------------------
 
-@derivation("softmax.temperature_bound", claims=("softmax.temperature_limit",))
+@derivation("softmax.temperature_bound", claims=("attention.temperature_limit",))
 def temperature_bound() -> Derivation:
     """|softmax(beta s)_j - 1[j = argmax]| <= (n - 1) exp(-beta gap) (n = 4), and the beta -> oo limit.
 
@@ -195,7 +196,7 @@ def online_merge(a: sp.Matrix, b: sp.Matrix) -> sp.Matrix:
     return sp.Matrix([M, ca * a[1] + cb * b[1], ca * a[2] + cb * b[2]])
 
 
-@derivation("softmax.online_merge", claims=("attention.online_softmax",))
+@derivation("softmax.online_merge", claims=("online_softmax.any_split_any_order", "online_softmax.merge_monoid"))
 def online_merge_derivation() -> Derivation:
     """The (m, l, o) merge is associative, commutative, has identity (-oo, 0, 0), and o/l = softmax(s) v.
 
@@ -247,7 +248,7 @@ def online_merge_derivation() -> Derivation:
 # 13. Causal linear attention as a recurrence
 # --------------------------------------------------------------------------
 
-@derivation("attention.linear_recurrence", claims=("attention.linear_attention_recurrence",))
+@derivation("attention.linear_recurrence", claims=("recurrence.linear_attention_rnn",))
 def linear_recurrence() -> Derivation:
     """S_i = S_{i-1} + phi(k_i) v_i^T, z_i = z_{i-1} + phi(k_i) equals masked linear attention (L = 3).
 
