@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,report,fast]'
 	touch $(STAMP)
 
+# Single-threaded BLAS: the tests use small matrices, where threads only add overhead.
+THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: $(STAMP)
-	TT_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=ci -m "not slow"
+	$(THREADS) TT_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=ci -m "not slow"
 
 test-slow: $(STAMP)
-	TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow
+	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow
 
 report: $(STAMP)
 	$(BIN)/transformer-theory report --out report

@@ -15,8 +15,10 @@ CASES = [(m, cid) for m in MUTANTS for cid in m.claims]
 
 
 def test_every_claim_has_a_mutant():
+    # Symbolic claims (topic "proof") need no implementation; tests/test_proof_claims.py
+    # shows each one rejecting a wrong result instead.
     covered = {cid for m in MUTANTS for cid in m.claims}
-    missing = [c.id for c in registry.all_claims() if c.id not in covered]
+    missing = [c.id for c in registry.all_claims() if c.id not in covered and c.topic != "proof"]
     assert not missing, f"claims without a mutant: {missing}"
 
 

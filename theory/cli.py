@@ -31,7 +31,7 @@ from .subjects import SUBJECTS, get_subject
 
 #: Extra sub-commands, one module each in ``theory/commands/`` exposing
 #: ``register(subparsers)`` (the parser's ``func`` returns the exit status).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("turing",)
 
 
 class UsageError(Exception):
@@ -188,8 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the theory report")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--subjects", default="reference",
-                   help=f"comma-separated subjects (from {', '.join(sorted(SUBJECTS))})")
+    p.add_argument("--subjects", default="reference", metavar="A,B|all",
+                   help=f"comma-separated subjects (from {', '.join(sorted(SUBJECTS))}), or "
+                        f"'all' for every subject installed here (default: reference)")
+    p.add_argument("--no-figures", action="store_true",
+                   help="skip the report's own figures (quick runs; claim figures stay)")
     run_options(p, "--subjects")
     p.set_defaults(func=cmd_report)
 

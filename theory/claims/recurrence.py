@@ -1,7 +1,195 @@
-"""Claims of topic 'recurrence' (being written)."""
+"""Recurrence: linear attention is an RNN; RNN vs transformer critical paths; gradients
+through a linear RNN scale as the spectral radius to the power T.
+
+References
+----------
+Katharopoulos et al. 2020, Transformers are RNNs, ICML, §3.2 and §3.4.
+Vaswani et al. 2017, §4 (Table 1, maximum path lengths).
+Pascanu, Mikolov & Bengio 2013, On the difficulty of training recurrent neural
+networks, ICML, §2.
+Seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt): RNN path linear in N, the
+transformer's constant. Seed 000 (shared/seeds/000_dca4bc6ff5cc76c0.txt):
+vanishing/exploding gradients.
+"""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+from hypothesis import strategies as st
+
+from transformer_theory.impl import recurrence as R
+
+from ..checks import Measurement, compare, for_all, holds, single_case
+from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
+from ..sources import KATHAROPOULOS_2020, SEED_000, SEED_003, SEED_004, VASWANI_2017
+from ..strategies import DTYPES, SEEDS, leading_dims, normal
+from ..tolerance import tolerance
+from .turing import construction_mutation
 
 claims = ClaimSet("recurrence")
+
+PASCANU_2013 = Source("Pascanu, Mikolov & Bengio 2013",
+                      "On the difficulty of training recurrent neural networks, ICML")
+
+#: Sequence lengths of the critical-path claim: every N up to 16, then a grid up to 256.
+CRITICAL_PATH_N = tuple(range(1, 17)) + (24, 32, 48, 64, 96, 128, 192, 256)
+
+
+@st.composite
+def _linear_case(draw):
+    lead = draw(leading_dims())
+    length = draw(st.integers(1, 12), label="L")
+    e, ev = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    dt, seed, scale = draw(DTYPES), draw(SEEDS), draw(st.sampled_from([0.3, 1.0, 3.0]))
+    rng = np.random.default_rng(seed)
+    return {"lead": lead, "L": length, "E": e, "Ev": ev, "dtype": dt, "seed": seed,
+            "q": normal(rng, (*lead, length, e), dt, scale),
+            "k": normal(rng, (*lead, length, e), dt, scale),
+            "v": normal(rng, (*lead, length, ev), dt)}
+
+
+@claims.claim(
+    "recurrence.linear_attention_rnn",
+    title="Causal linear attention computed as an RNN equals the masked quadratic form",
+    statement=r"S_i=S_{i-1}+\phi(k_i)v_i^{\top},\ z_i=z_{i-1}+\phi(k_i):\quad "
+              r"\frac{\phi(q_i)^{\top}S_i}{\phi(q_i)^{\top}z_i}"
+              r"=\frac{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)\,v_j}{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)}",
+    sources=(KATHAROPOULOS_2020.at("§3.4 (causal masking) and §3.2, eq. 7 (phi = elu + 1)"),
+             SEED_004.at("RNN encoders"), SEED_000.at("RNN: if state = phi, similar to convolution")),
+    kind=Kind.PROPERTY, needs=("attention",), proof="attention.linear_recurrence",
+    notes="The right-hand side is computed by the subject's softmax attention with zero "
+          "content scores, the additive bias log(phi(q_i).phi(k_j)) and causal=True: "
+          "softmax(log A + log M) = (A*M)/rowsum(A*M). The left-hand side is the reference "
+          "recurrence, one position at a time.")
+def linear_attention_rnn(subject, ctx) -> Evidence:
+    mutation = construction_mutation(subject, "linear_attention")
+
+    def measure(c):
+        rnn = R.causal_linear_attention_recurrent(c["q"], c["k"], c["v"], _mutation=mutation)
+        bias = R.kernel_log_bias(c["q"], c["k"]).astype(c["dtype"])
+        zeros = np.zeros((*c["lead"], c["L"], 1), dtype=c["dtype"])
+        masked = subject.attention(zeros, zeros, c["v"], bias=bias, causal=True)
+        tol = tolerance("composite", c["dtype"], n=c["E"] + c["L"])
+        return compare(rnn, masked, tol, scale=c["v"],
+                       note="the recurrence differs from masked linear attention")
+    return for_all(ctx, _linear_case(), measure,
+                   detail="The (S_i, z_i) recurrence reproduces causal linear attention with "
+                          "phi = elu + 1 (computed by the subject as softmax attention with a "
+                          "log-kernel bias), for L up to 12 and batch/head dims.")
+
+
+@claims.claim(
+    "recurrence.critical_path",
+    title="An RNN encoder's critical path grows linearly in N; a transformer's is constant",
+    statement=r"\mathrm{path}_{\mathrm{RNN}}(N)=N+1,\qquad "
+              r"\mathrm{path}_{\mathrm{Transformer}}(N,D)=4D+1\quad(1\le N\le 256)",
+    sources=(SEED_004.at("items 2-3 and 14: the longest path is linear for the RNN, "
+                         "constant for the transformer"),
+             SEED_003.at("Problems with RNNs: path length grows with sequence"),
+             VASWANI_2017.at("§4, Table 1 (maximum path length)")),
+    kind=Kind.CONSTRUCTION, needs=(),
+    notes="Nodes are computed vectors (x_i, h_t; q_i, k_i, v_i, the attention row a_i, its "
+          "output o_i, the FFN output y_i); an N-ary reduction (a softmax row) is one node. "
+          "Longest paths are counted in nodes on the dependency graphs built for every N up "
+          "to 16 and then N = 24, 32, ..., 256, with D = 1, 2, 3 layers.")
+def critical_path(subject, ctx) -> Evidence:
+    mutation = construction_mutation(subject, "encoder_graph")
+    rnn = [R.longest_path(R.rnn_encoder_graph(n)) for n in CRITICAL_PATH_N]
+    measurements = [holds(p == n + 1, f"RNN, N={n}: longest path {p}, expected {n + 1}")
+                    for n, p in zip(CRITICAL_PATH_N, rnn)]
+    slope, _ = R.least_squares_slope(np.array(CRITICAL_PATH_N, float), np.array(rnn, float))
+    series = [{"label": "RNN encoder", "x": list(CRITICAL_PATH_N), "y": rnn, "yerr": None,
+               "style": "line"}]
+    constant = {}
+    for depth in (1, 2, 3):
+        paths = []
+        for n in CRITICAL_PATH_N:
+            p = R.longest_path(R.transformer_encoder_graph(n, depth, _mutation=mutation))
+            paths.append(p)
+            measurements.append(holds(p == 4 * depth + 1,
+                                      f"transformer, D={depth}, N={n}: longest path {p}, "
+                                      f"expected {4 * depth + 1}"))
+            if p != 4 * depth + 1:
+                break
+        constant[depth] = sorted(set(paths))
+        series.append({"label": f"transformer encoder, D={depth}",
+                       "x": list(CRITICAL_PATH_N[:len(paths)]), "y": paths, "yerr": None,
+                       "style": "line"})
+    figure = {"type": "lines", "title": "Critical path of the encoder's dependency graph",
+              "xlabel": "sequence length N", "ylabel": "nodes on the longest path",
+              "xscale": "log", "yscale": "log", "series": series}
+    return single_case(
+        measurements, figure=figure,
+        detail=f"RNN: longest paths from {rnn[0]} to {rnn[-1]} nodes for N = 1..256 "
+               f"(least-squares slope {slope:.3f} nodes per token); transformer: "
+               + ", ".join(f"D={d}: {v} nodes" for d, v in constant.items())
+               + " over the same N.")
+
+
+def _spectra(rng):
+    """(label, W, rho, kappa): real spectra with rho in {0.8, 0.95, 1, 1.05, 1.2}, plus a
+    Gaussian matrix (complex eigenvalues, rho near 1)."""
+    n = 6
+    out = []
+    for rho in (0.8, 0.95, 1.0, 1.05, 1.2):
+        lam = np.concatenate([[rho], rho * rng.uniform(-0.9, 0.9, n - 1)])
+        w, kappa = R.matrix_with_spectrum(lam, rng)
+        out.append((f"rho={rho}", w, rho, kappa))
+    g = rng.standard_normal((n, n)) / math.sqrt(n)
+    lam, p = np.linalg.eig(g)
+    out.append((f"Gaussian, rho={np.max(np.abs(lam)):.3f}", g, float(np.max(np.abs(lam))),
+                float(np.linalg.cond(p))))
+    return out
+
+
+@claims.claim(
+    "recurrence.gradient_spectral_radius",
+    title="Gradients through a linear RNN vanish or explode as ρ(W)^T",
+    statement=r"\rho(W)^T\le\Bigl\|\frac{\partial h_T}{\partial h_0}\Bigr\|_2=\|W^T\|_2\le\kappa(P)\,\rho(W)^T,"
+              r"\quad\text{so the slope of }\log\|\partial h_T/\partial h_0\|\text{ in }T\text{ is }\log\rho(W)",
+    sources=(PASCANU_2013.at("§2.1 (exploding and vanishing gradients, spectral radius)"),
+             SEED_000.at("RNN: vanishing/exploding gradients")),
+    kind=Kind.CONSTRUCTION, needs=(),
+    notes="W = P diag(lambda) P^{-1} (kappa(P) its eigenvector condition number). The Jacobian "
+          "is accumulated by the chain rule through T = 1..150 steps. Every log-norm must lie in "
+          "[T log rho, T log rho + log kappa] (up to the composite rounding tolerance), and the "
+          "least-squares slope within the bound that residual band implies.")
+def gradient_spectral_radius(subject, ctx) -> Evidence:
+    mutation = construction_mutation(subject, "rnn_jacobian")
+    rng = ctx.rng("spectra")
+    steps = 150
+    t = np.arange(1, steps + 1, dtype=float)
+    measurements, series, slopes = [], [], []
+    for label, w, rho, kappa in _spectra(rng):
+        norms = R.state_jacobian_norms(w, steps, _mutation=mutation)          # (T,)
+        resid = np.log(norms) - t * math.log(rho)                            # in [0, log kappa]
+        tol = tolerance("composite", np.float64, n=steps * w.shape[0]).rtol * max(kappa, 1.0)
+        low = float(np.max(-resid))
+        high = float(np.max(resid - math.log(kappa)))
+        measurements.append(Measurement(max(low, high, 0.0), tol,
+                                        f"{label}: log-norm leaves [T log rho, T log rho + log "
+                                        f"kappa] by {max(low, high):.3g}"))
+        slope, _ = R.least_squares_slope(t, np.log(norms))
+        bound = R.slope_error_bound(t, math.log(kappa)) + tol
+        slopes.append((label, slope, math.log(rho), bound))
+        measurements.append(Measurement(abs(slope - math.log(rho)), bound,
+                                        f"{label}: slope {slope:.4f} vs log rho "
+                                        f"{math.log(rho):.4f}"))
+        every = t[::10].astype(int)
+        series.append({"label": f"{label} (measured)", "x": every.tolist(),
+                       "y": norms[every - 1].tolist(), "yerr": None, "style": "points"})
+        series.append({"label": f"{label}: rho^T", "x": every.tolist(),
+                       "y": (rho ** every.astype(float)).tolist(), "yerr": None, "style": "line"})
+    figure = {"type": "lines", "title": "Norm of dh_T/dh_0 through a linear RNN",
+              "xlabel": "T (steps)", "ylabel": "||dh_T/dh_0||_2", "xscale": "linear",
+              "yscale": "log", "series": series}
+    ev = single_case(
+        measurements, figure=figure,
+        detail="Measured slopes of log||dh_T/dh_0|| (T = 1..150) against log rho: " +
+               "; ".join(f"{lab}: {s:.4f} vs {lr:.4f} (± {b:.3f})" for lab, s, lr, b in slopes))
+    ev.tolerance_reason = ("per-step band [0, log kappa(P)] from W = P diag P^-1 (plus composite "
+                           "rounding), and the least-squares slope error that band implies")
+    return ev
