@@ -113,3 +113,37 @@ def test_mean(samples, expected: float, variance: float, *,
 
 
 test_mean.__test__ = False  # not a pytest test despite the name
+
+
+def hoeffding_tail(n: int, deviation: float) -> float:
+    """Hoeffding's bound on a mean of ``n`` independent ``[0, 1]`` variables falling short.
+
+    ``Pr[mean <= E mean - deviation] <= exp(-2 n deviation^2)`` (one-sided).
+
+    Parameters
+    ----------
+    n : int
+        Number of independent variables, ``n >= 1``.
+    deviation : float
+        The shortfall ``> 0`` (a shortfall ``<= 0`` gives the trivial bound 1).
+
+    Returns
+    -------
+    float
+        The bound, in ``(0, 1]``.
+
+    References
+    ----------
+    Hoeffding 1963, "Probability Inequalities for Sums of Bounded Random
+    Variables", JASA 58, Theorem 1 (Eq. 2.3).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n: expected an integer, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n}")
+    deviation = float(deviation)
+    if not math.isfinite(deviation):
+        raise ValueError(f"deviation: expected a finite number, got {deviation}")
+    if deviation <= 0:
+        return 1.0
+    return math.exp(-2.0 * n * deviation * deviation)
