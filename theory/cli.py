@@ -31,7 +31,7 @@ from .subjects import SUBJECTS, get_subject
 
 #: Extra sub-commands, one module each in ``theory/commands/`` exposing
 #: ``register(subparsers)`` (the parser's ``func`` returns the exit status).
-COMMAND_MODULES: tuple[str, ...] = ("turing", "dyck")
+COMMAND_MODULES: tuple[str, ...] = ("turing", "dyck", "check")
 
 
 class UsageError(Exception):

@@ -50,7 +50,73 @@ CALLABLES: dict[str, str] = {
     "orthogonal_gaussian": "orthogonal_gaussian(m, d, rng, *, scaling='chi'|'fixed') -> (m, d) block-orthogonal rows",
     "favor_attention": "favor_attention(q, k, v, w, *, causal=False, kind='positive', mask=None) -> (..., L, dv)",
     "favor_attention_recurrent": "favor_attention_recurrent(q, k, v, w, *, kind='positive'): causal, one step at a time",
+    # Gradients (backward passes; impl/gradients.py is the reference)
+    "softmax_jacobian": "softmax_jacobian(x) -> (..., n, n), d softmax(x)_i / d x_j over the last axis",
+    "softmax_backward": "softmax_backward(x, d_out, axis=-1) -> dL/dx given dL/d softmax(x)",
+    "attention_backward": "attention_backward(q, k, v, d_out, *, mask=None, causal=False, scale=None) -> (dq, dk, dv)",
+    "layer_norm_backward": "layer_norm_backward(x, d_out, gamma=None, beta=None, *, eps=1e-5) -> (dx, dgamma, dbeta)",
+    "feed_forward_backward": "feed_forward_backward(x, params: FFNParams, d_out, *, activation='relu') -> (dx, FFNParams of gradients)",
+    # Whole sequence maps (transformer-theory check TARGET --as encoder | --as causal)
+    "encoder_map": "f(x) -> y on (B, L, E) without positional encoding: permutation equivariant, batch independent",
+    "causal_map": "f(x) -> y on (B, L, E), causal: output i depends on inputs <= i only (prefix consistent)",
 }
+
+#: Options of a subject: conventions that differ legitimately between
+#: implementations. A claim whose statement depends on one reads it with
+#: :func:`convention` and checks the subject against the convention it
+#: declares, so a difference is reported as a convention, never as a failure.
+#: The first value listed is the contract's (the reference's) and the default.
+OPTIONS: dict[str, str] = {
+    "fully_masked_row": "'zeros' | 'nan': what attention returns for a query whose every key is "
+                        "masked (the contract: zeros; PyTorch's nn.MultiheadAttention fast path, "
+                        "nn.TransformerEncoderLayer and torch.softmax of an all -inf row: NaN). "
+                        "Under 'nan' such a row must be all NaN or all zero; 'uniform' (JAX's "
+                        "finite mask value: the average of all values) must be finite. A string, "
+                        "or a mapping from callable name to convention",
+    "causal_alignment": "'top-left' | 'bottom-right': what causal=True means when Lq != Lk "
+                        "(PyTorch is_causal: top-left; FlashAttention >= 2.1: bottom-right)",
+    "layout": "'(B, H, L, E)' | '(B, L, H, E)': axis order of attention inputs (the conformance "
+              "loader transposes a (B, L, H, E) callable into the contract)",
+    "sinusoidal_interleaving": "'sin at even, cos at odd' | 'sin first half, cos second half' "
+                               "(the loader permutes the columns of the second into the first)",
+    "gqa_mapping": "'h -> h // (H // G)' | 'h -> h % G': which kv head query head h reads "
+                   "(repeat_interleave vs repeat; the loader permutes the query heads)",
+    "compute_dtype": "'input' | 'float32 softmax': the precision a callable computes in "
+                     "(JAX's dot_product_attention runs its softmax in float32 for every input "
+                     "dtype). Reported; float64 claims still hold it to float64 tolerances",
+    "d_model": "int: the width E a sequence map (encoder_map, causal_map) accepts",
+    "n_layers": "int: depth of an opaque sequence map, for its tolerance (default 1)",
+    "d_ff": "int: FFN width of an opaque sequence map, for its tolerance (default 4 d_model)",
+    "tensors": "'numpy' | 'torch' | 'jax': what a user callable takes and returns (the loader "
+               "converts numpy arrays at the boundary; a torch nn.Module implies 'torch')",
+    "rng": "'generator' | 'seed': whether a random-matrix callable takes a numpy Generator or an "
+           "integer seed",
+    "origin": "how the subject was built (target, as, options); used for reproduction snippets, "
+              "not a convention",
+}
+
+#: The contract's value of each convention (what the reference does).
+CONTRACT_CONVENTIONS: dict[str, Any] = {
+    "fully_masked_row": "zeros",
+    "causal_alignment": "top-left",
+    "layout": "(B, H, L, E)",
+    "sinusoidal_interleaving": "sin at even, cos at odd",
+    "gqa_mapping": "h -> h // (H // G)",
+    "compute_dtype": "input",
+}
+
+
+def convention(subject: "Subject", name: str, callable_name: str | None = None) -> Any:
+    """The convention ``name`` a subject declares (for ``callable_name``), else the contract's.
+
+    An option may be one value for the whole subject or a mapping from
+    callable name to value (``{"attention": "zeros", "softmax": "nan"}``);
+    callables the mapping does not list follow the contract.
+    """
+    value = subject.options.get(name, CONTRACT_CONVENTIONS.get(name))
+    if isinstance(value, Mapping):
+        return value.get(callable_name, CONTRACT_CONVENTIONS.get(name))
+    return value
 
 
 @dataclass(frozen=True)

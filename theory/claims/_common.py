@@ -45,3 +45,45 @@ def coarser_dtype(*arrays) -> np.dtype:
     """float32 if any array is float32 (the tolerance follows the coarsest dtype)."""
     dts = [np.asarray(a).dtype for a in arrays]
     return np.dtype(np.float32) if any(d == np.float32 for d in dts) else np.dtype(np.float64)
+
+
+def settle_fully_masked_rows(subject, callable_name: str, out, dead):
+    """Honour the subject's ``fully_masked_row`` convention on the rows ``dead``.
+
+    Under the contract (``"zeros"``) nothing changes: the claim checks the zeros
+    itself. Under ``"nan"`` (PyTorch's math kernel and ``torch.softmax`` of an
+    all ``-inf`` row) a fully masked row may be NaN: it must be all NaN or all
+    zero. Under ``"uniform"`` (JAX's large finite negative mask value: the
+    uniform average of the values) it must be finite. Either way it is then set
+    to zero so the rest of the check compares finite numbers.
+
+    Parameters
+    ----------
+    subject : Subject
+    callable_name : str
+        The callable whose convention applies (options may differ per callable).
+    out : array_like, (..., L, D)
+    dead : array_like of bool, broadcastable to ``out.shape[:-1]``
+        True on the fully masked rows.
+
+    Returns
+    -------
+    (out, problem)
+        The settled output and ``None``, or the output and a message when a
+        fully masked row is neither NaN nor zero.
+    """
+    from ..subject import convention
+
+    out = np.asarray(out)
+    dead = np.broadcast_to(np.asarray(dead, dtype=bool), out.shape[:-1])
+    rule = convention(subject, "fully_masked_row", callable_name)
+    if rule not in ("nan", "uniform") or not dead.any():
+        return out, None
+    rows = out[dead]                                              # (n_dead, D)
+    if rule == "nan" and not np.all(np.all(np.isnan(rows), axis=-1) | np.all(rows == 0, axis=-1)):
+        return out, "a fully masked row is neither all NaN nor all zero"
+    if rule == "uniform" and not np.all(np.isfinite(rows)):
+        return out, "a fully masked row is not finite"
+    settled = out.copy()
+    settled[dead] = 0
+    return settled, None
