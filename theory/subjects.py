@@ -1,7 +1,8 @@
 """The built-in subjects: ``reference`` (numpy) and, when numba is installed, ``fast``.
 
 Each subject is built on demand from its modules, so importing the theory
-package does not import numba or torch.
+package does not import numba or torch. ``torch`` and ``jax`` (the adapters of
+``impl/adapters/``) are registered when their package is installed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .subject import Subject
 def reference_subject() -> Subject:
     """The numpy reference implementation, ``transformer_theory.impl``."""
     from transformer_theory.impl import attention as A
+    from transformer_theory.impl import gradients as D
     from transformer_theory.impl import layers as N
     from transformer_theory.impl import performer as F
     from transformer_theory.impl import positional as P
@@ -57,14 +59,93 @@ def reference_subject() -> Subject:
             "orthogonal_gaussian": F.orthogonal_gaussian,
             "favor_attention": F.favor_attention,
             "favor_attention_recurrent": F.favor_attention_recurrent,
+            "softmax_jacobian": D.softmax_jacobian,
+            "softmax_backward": D.softmax_backward,
+            "attention_backward": D.attention_backward,
+            "layer_norm_backward": D.layer_norm_backward,
+            "feed_forward_backward": D.feed_forward_backward,
         },
     )
+
+
+def fast_subject() -> Subject:
+    """The numba accelerated path, ``transformer_theory.impl.fast`` (needs numba).
+
+    Same options as the reference: the accelerated path implements the same
+    conventions. ``attention_weights``, ``init_kv_cache``, ``kv_cache_bytes``, the
+    random matrices and the ALiBi bias are the reference's own functions
+    (nothing to fuse; the ALiBi claim then exercises the fast ``bias`` path).
+    """
+    import transformer_theory.impl.fast as X
+    from transformer_theory.impl import positional as P
+
+    X.warm_up()          # compile or load every kernel now, once, not inside a claim
+    reference = reference_subject()
+    return Subject(
+        name="fast",
+        description="numba accelerated path (transformer_theory.impl.fast)",
+        options=dict(reference.options),
+        callables={
+            "softmax": X.softmax,
+            "attention": X.attention,
+            "attention_weights": X.attention_weights,
+            "multi_head_attention": X.multi_head_attention,
+            "grouped_query_attention": X.grouped_query_attention,
+            "cross_attention": X.cross_attention,
+            "decode_step": X.decode_step,
+            "init_kv_cache": X.init_kv_cache,
+            "kv_cache_bytes": X.kv_cache_bytes,
+            "layer_norm": X.layer_norm,
+            "feed_forward": X.feed_forward,
+            "random_features": X.random_features,
+            "gaussian_matrix": X.gaussian_matrix,
+            "orthogonal_gaussian": X.orthogonal_gaussian,
+            "favor_attention": X.favor_attention,
+            "favor_attention_recurrent": X.favor_attention_recurrent,
+            "alibi_bias": P.alibi_bias,
+        },
+    )
+
+
+def torch_subject() -> Subject:
+    """PyTorch behind the numpy contract (``transformer_theory.impl.adapters.torch``)."""
+    from transformer_theory.impl.adapters.torch import torch_subject as build
+
+    return build()
+
+
+def jax_subject() -> Subject:
+    """JAX behind the numpy contract (``transformer_theory.impl.adapters.jax``)."""
+    from transformer_theory.impl.adapters.jax import jax_subject as build
+
+    return build()
+
+
+def _importable(package: str) -> bool:
+    """Whether ``package`` can be imported, found without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
 
 
 #: Subject factories by name.
 SUBJECTS: dict[str, Callable[[], Subject]] = {
     "reference": reference_subject,
 }
+
+# Optional frameworks: registered only when installed, so that collecting the
+# tests (which parametrize over SUBJECTS) never imports or needs them.
+if _importable("numba"):
+    SUBJECTS["fast"] = fast_subject
+if _importable("torch"):
+    SUBJECTS["torch"] = torch_subject
+
+#: Built-in subjects that ``transformer-theory check`` knows but the test matrix
+#: (tests/test_claims.py) does not run. JAX: ``jax.nn.dot_product_attention``
+#: compiles once per input shape (the whole registry takes tens of minutes) and
+#: differs from the contract in documented ways (a float32 softmax for float64
+#: inputs, uniform rows when fully masked); ``check jax`` runs it on demand.
+OPTIONAL_SUBJECTS: dict[str, Callable[[], Subject]] = {"jax": jax_subject}
 
 
 def get_subject(name: str) -> Subject:

@@ -1,0 +1,561 @@
+"""``make bench``: the accelerated path against the reference and PyTorch, as ratios.
+
+Issue 9's benchmark. Every timing figure is a ratio of two timings measured in
+the same process, each the median of ``--repeats`` (>= 5) runs after a warm-up
+run; implementations are interleaved run by run, and the process sleeps
+``--pause`` (>= 0.3 s) before every timed run, because OpenBLAS threads spin for
+about 0.1 s after a numpy matmul and slow whatever runs next (the issue's
+"measurement trap"). It reports:
+
+* the GEMM rate of this machine (numpy matmul, all cores), the yardstick;
+* scaled dot-product attention, B*H = 8, d = 64, L in {512, ..., 8192}, causal
+  and not, float32 and float64: the numpy reference, the fast path, and
+  ``torch.nn.functional.scaled_dot_product_attention`` (torch threads = cores)
+  when torch is installed; accuracy of the fast path against float64;
+* where the fast kernel's time goes (block products vs softmax passes), from
+  ``benchmarks/profile_attention.py``;
+* FAVOR+ (m = 256): L up to 65,536 against exact attention, the crossover L
+  and the growth ratio time(65,536) / time(16,384);
+* peak extra memory of each implementation, measured in a fresh process
+  (peak resident set after ``/proc/self/clear_refs``, minus the resident set
+  before the call);
+* compile time on first call (empty numba cache) and load time from the cache,
+  each in a fresh process.
+
+Writes ``benchmarks/results.json`` and prints the tables. Not a test: nothing
+here asserts a timing.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench.py            # the full grid (~15 min)
+    .venv/bin/python benchmarks/bench.py --quick    # a smaller grid (~3 min)
+
+References
+----------
+Dao et al. 2022, FlashAttention, §4 (speed and memory against sequence
+length); Choromanski et al. 2021, Rethinking Attention with Performers, §4
+(FAVOR+ against exact attention as L grows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results.json"
+HEAD_DIM = 64
+SLABS = 8                       # B * H
+
+#: The issue's targets (measured at float32, B*H = 8, d = 64, L = 4096).
+TARGETS = {
+    "fast_vs_torch": 1.0,        # time ratio, <= (stretch 0.9)
+    "fast_vs_gemm": 0.70,        # fraction of the GEMM FLOP rate, >=
+    "reference_vs_fast": 5.0,    # speed-up over the reference, >=
+    "memory_fraction": 0.05,     # peak extra memory / naive L x L scores at L = 16384, <=
+    "favor_growth": 4.5,         # time(65536) / time(16384), <=
+    "accuracy_float32": 2e-6,    # max abs error against float64, <=
+    "accuracy_float64": 5e-15,
+    "cold_compile_per_dtype": 10.0,   # seconds, <=
+    "cache_load_all": 0.5,            # seconds, <=
+}
+
+
+# ---------------------------------------------------------------------------
+# timing
+# ---------------------------------------------------------------------------
+
+def timed_medians(calls: dict, repeats: int, pause: float) -> dict:
+    """Median seconds of each zero-argument callable, runs interleaved.
+
+    Each callable runs once untimed (warm-up), then ``repeats`` times; before
+    every run the process sleeps ``pause`` seconds so that spinning BLAS threads
+    of the previous run are idle.
+    """
+    for fn in calls.values():
+        time.sleep(pause)
+        fn()
+    runs = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            gc.collect()
+            time.sleep(pause)
+            t0 = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in runs.items()}
+
+
+def environment() -> dict:
+    """Versions, cores and BLAS of this run."""
+    env = {"python": platform.python_version(), "machine": platform.machine(),
+           "processor": platform.processor(), "cores": os.cpu_count(),
+           "numpy": np.__version__}
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        env["cpu"] = names[0] if names else None
+    except OSError:
+        pass
+    try:
+        with open("/proc/loadavg") as f:
+            env["load_average_at_start"] = f.read().split()[:3]
+    except OSError:
+        pass
+    import numba
+
+    env["numba"] = numba.__version__
+    env["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+    except ImportError:
+        env["torch"] = None
+    return env
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch
+
+
+def _inputs(length: int, dtype, slabs: int = SLABS, seed: int = 0):
+    """q, k, v of shape (1, B*H, L, d): 4-d, as torch's CPU flash kernel requires."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal((1, slabs, length, HEAD_DIM)).astype(dtype)
+                 for _ in range(3))
+
+
+def attention_flops(length: int, causal: bool, slabs: int = SLABS) -> float:
+    """4 L^2 d per head (two products of 2 L^2 d), half of it when causal."""
+    return 4.0 * length * length * HEAD_DIM * slabs / (2 if causal else 1)
+
+
+# ---------------------------------------------------------------------------
+# sections
+# ---------------------------------------------------------------------------
+
+def gemm_rates(repeats: int, pause: float, n: int = 4096) -> dict:
+    """GEMM FLOP rate of numpy matmul (its BLAS, all cores), per dtype."""
+    out = {}
+    for dtype in (np.float32, np.float64):
+        a = np.random.default_rng(1).standard_normal((n, n)).astype(dtype)
+        b = np.random.default_rng(2).standard_normal((n, n)).astype(dtype)
+        sec = timed_medians({"gemm": lambda: a @ b}, repeats, pause)["gemm"]
+        out[np.dtype(dtype).name] = {"n": n, "seconds": sec, "gflops": 2.0 * n ** 3 / sec / 1e9}
+    return out
+
+
+def attention_grid(lengths, repeats: int, pause: float, gemm: dict, reference_max: int) -> list:
+    """Reference, fast and torch SDPA on the grid; times and ratios."""
+    import transformer_theory.impl.fast as F
+    from transformer_theory.impl import attention as R
+
+    torch = _torch()
+    rows = []
+    for dtype in (np.float32, np.float64):
+        name = np.dtype(dtype).name
+        for causal in (False, True):
+            for length in lengths:
+                q, k, v = _inputs(length, dtype)
+                calls = {"fast": lambda: F.attention(q, k, v, causal=causal)}
+                if torch is not None:
+                    tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+                    calls["torch"] = lambda: torch.nn.functional.scaled_dot_product_attention(
+                        tq, tk, tv, is_causal=causal)
+                if length <= reference_max:
+                    calls["reference"] = lambda: R.attention(q, k, v, causal=causal)
+                sec = timed_medians(calls, repeats, pause)
+                flops = attention_flops(length, causal)
+                row = {"dtype": name, "causal": causal, "L": length, "BH": SLABS, "d": HEAD_DIM,
+                       "seconds": sec, "flops": flops,
+                       "fast_vs_gemm": flops / sec["fast"] / 1e9 / gemm[name]["gflops"]}
+                if "torch" in sec:
+                    row["fast_vs_torch"] = sec["fast"] / sec["torch"]
+                    row["torch_vs_gemm"] = flops / sec["torch"] / 1e9 / gemm[name]["gflops"]
+                if "reference" in sec:
+                    row["reference_vs_fast"] = sec["reference"] / sec["fast"]
+                rows.append(row)
+                print(_attention_line(row), flush=True)
+    return rows
+
+
+def accuracy(length: int) -> list:
+    """Max abs error of the fast path against the float64 reference (same inputs)."""
+    import transformer_theory.impl.fast as F
+    from transformer_theory.impl import attention as R
+
+    out = []
+    for causal in (False, True):
+        q, k, v = _inputs(length, np.float64, seed=5)
+        exact = R.attention(q, k, v, causal=causal)
+        for dtype in (np.float32, np.float64):
+            got = F.attention(q.astype(dtype), k.astype(dtype), v.astype(dtype), causal=causal)
+            ref = exact if dtype == np.float64 else R.attention(
+                *(a.astype(dtype).astype(np.float64) for a in (q, k, v)), causal=causal)
+            out.append({"dtype": np.dtype(dtype).name, "causal": causal, "L": length,
+                        "max_abs_error": float(np.max(np.abs(got - ref)))})
+        del exact
+    return out
+
+
+def kernel_profile(length: int, repeats: int, pause: float) -> list:
+    """Where the fast kernel's time goes at the target shape."""
+    sys.path.insert(0, str(HERE))
+    profile_attention = importlib.import_module("profile_attention")
+    out = []
+    for dtype in (np.float32, np.float64):
+        q, k, v = _inputs(length, dtype)
+        for causal in (False, True):
+            p = profile_attention.profile(q, k, v, causal, repeats=repeats, pause=pause)
+            total = p["total"]
+            out.append({"dtype": np.dtype(dtype).name, "causal": causal, "L": length,
+                        "seconds": p, "fractions": {key: p[key] / total for key in
+                                                    ("scores", "softmax", "values", "other")}})
+    exp = importlib.import_module("transformer_theory.impl.fast._numeric").fast_exp_array
+    for dtype in (np.float32, np.float64):
+        x = -np.abs(np.random.default_rng(3).standard_normal(1 << 22)).astype(dtype) * 10
+        sec = timed_medians({"fast_exp": lambda: exp(x), "np.exp": lambda: np.exp(x)},
+                            repeats, pause)
+        out.append({"dtype": np.dtype(dtype).name, "exp_ns_per_element":
+                    {key: s / x.size * 1e9 for key, s in sec.items()}})
+    return out
+
+
+def favor_grid(lengths, exact_max: int, repeats: int, pause: float, m: int = 256) -> dict:
+    """FAVOR+ (fast path) against exact attention (fast path), causal and not."""
+    import transformer_theory.impl.fast as F
+    from transformer_theory.impl.performer import favor_attention as favor_reference
+    from transformer_theory.impl.performer import orthogonal_gaussian
+
+    w = orthogonal_gaussian(m, HEAD_DIM, np.random.default_rng(4)).astype(np.float32)
+    rows = []
+    for causal in (False, True):
+        for length in lengths:
+            q, k, v = _inputs(length, np.float32)
+            q, k = q / 2, k / 2
+            calls = {"favor": lambda: F.favor_attention(q, k, v, w, causal=causal)}
+            if length <= exact_max:
+                calls["exact"] = lambda: F.attention(q, k, v, causal=causal)
+            if length == min(lengths):
+                calls["favor_reference"] = lambda: favor_reference(q, k, v, w, causal=causal)
+            sec = timed_medians(calls, repeats, pause)
+            rows.append({"causal": causal, "L": length, "m": m, "seconds": sec})
+            print("  FAVOR+ %-6s L=%6d  %s" % ("causal" if causal else "bidir", length,
+                                             "  ".join(f"{k} {s * 1e3:9.1f} ms"
+                                                       for k, s in sec.items())), flush=True)
+    summary = {}
+    for causal in (False, True):
+        mine = [r for r in rows if r["causal"] == causal]
+        by_len = {r["L"]: r["seconds"] for r in mine}
+        key = "causal" if causal else "bidirectional"
+        summary[key] = {"crossover_L": _crossover(mine)}
+        if 65536 in by_len and 16384 in by_len:
+            summary[key]["growth_65536_over_16384"] = by_len[65536]["favor"] / by_len[16384]["favor"]
+        small = min(by_len)
+        if "favor_reference" in by_len[small]:
+            summary[key]["reference_vs_fast_at_L"] = {
+                "L": small, "ratio": by_len[small]["favor_reference"] / by_len[small]["favor"]}
+    return {"rows": rows, "summary": summary}
+
+
+def _crossover(rows: list) -> float | None:
+    """Smallest L where FAVOR+ is faster than exact attention (log-log interpolation)."""
+    pts = [(r["L"], r["seconds"]["favor"], r["seconds"]["exact"]) for r in rows
+           if "exact" in r["seconds"]]
+    for (l0, f0, e0), (l1, f1, e1) in zip(pts, pts[1:]):
+        d0, d1 = math.log(f0 / e0), math.log(f1 / e1)
+        if d0 > 0 >= d1:
+            t = d0 / (d0 - d1)
+            return float(math.exp(math.log(l0) + t * (math.log(l1) - math.log(l0))))
+    if pts and pts[0][1] <= pts[0][2]:
+        return float(pts[0][0])       # already faster at the smallest L measured
+    return None
+
+
+# ---------------------------------------------------------------------------
+# fresh-process probes: memory, compile and cache load
+# ---------------------------------------------------------------------------
+
+def _rss_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def probe_memory(impl: str, length: int, dtype: str, causal: bool, slabs: int) -> dict:
+    """(child process) Peak extra resident memory of one call of ``impl``."""
+    q, k, v = _inputs(length, np.dtype(dtype), slabs)
+    if impl == "fast":
+        import transformer_theory.impl.fast as F
+
+        small = _inputs(256, np.dtype(dtype), slabs)
+        F.attention(*small, causal=causal)
+        fn = lambda: F.attention(q, k, v, causal=causal)                    # noqa: E731
+    elif impl == "torch":
+        torch = _torch()
+        tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+        small = [torch.from_numpy(a) for a in _inputs(256, np.dtype(dtype), slabs)]
+        torch.nn.functional.scaled_dot_product_attention(*small, is_causal=causal)
+        fn = lambda: torch.nn.functional.scaled_dot_product_attention(       # noqa: E731
+            tq, tk, tv, is_causal=causal)
+    else:
+        from transformer_theory.impl import attention as R
+
+        R.attention(*_inputs(64, np.dtype(dtype), slabs), causal=causal)
+        fn = lambda: R.attention(q, k, v, causal=causal)                    # noqa: E731
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:      # reset the peak (VmHWM) to now
+        f.write("5")
+    before = _rss_bytes("VmRSS")
+    t0 = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - t0
+    peak = _rss_bytes("VmHWM")
+    del out
+    return {"impl": impl, "L": length, "dtype": dtype, "causal": causal, "BH": slabs,
+            "extra_bytes": peak - before, "seconds": seconds}
+
+
+def _child(args: list, env: dict | None = None, timeout: float = 1800) -> dict:
+    """Run this script in a fresh process with ``args``; parse its last JSON line."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve())] + args,
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(lines[-1])
+
+
+def memory_section(length: int, quick: bool) -> list:
+    """Peak extra memory of each implementation in a fresh process."""
+    jobs = [("fast", False, SLABS), ("fast", True, SLABS), ("torch", False, SLABS),
+            ("fast", False, 1), ("torch", False, 1), ("reference", False, 1)]
+    if quick:
+        jobs = [("fast", False, SLABS), ("reference", False, 1)]
+    out = []
+    for impl, causal, slabs in jobs:
+        if impl == "torch" and _torch() is None:
+            continue
+        res = _child(["--probe-memory", impl, str(length), "float32", str(int(causal)),
+                      str(slabs)])
+        if "extra_bytes" in res:
+            naive = slabs * length * length * 4
+            res["naive_scores_bytes"] = naive
+            res["fraction_of_naive"] = res["extra_bytes"] / naive
+            res["fraction_of_one_head_LxL"] = res["extra_bytes"] / (length * length * 4)
+        out.append(res)
+        print("  memory %-9s BH=%d causal=%-5s %s" % (impl, slabs, causal, _mem_text(res)),
+              flush=True)
+    return out
+
+
+def _mem_text(res: dict) -> str:
+    if "extra_bytes" not in res:
+        return f"error: {res.get('error')}"
+    return (f"extra {res['extra_bytes'] / 2**20:9.1f} MiB = {100 * res['fraction_of_naive']:.2f}% "
+            f"of the naive scores ({res['naive_scores_bytes'] / 2**20:.0f} MiB)")
+
+
+def probe_compile(dtypes: list) -> dict:
+    """(child process) Seconds to import numba, import the fast path, and warm up ``dtypes``."""
+    t0 = time.perf_counter()
+    import numba  # noqa: F401
+    t1 = time.perf_counter()
+    import transformer_theory.impl.fast as F
+    t2 = time.perf_counter()
+    F.warm_up(dtypes)
+    t3 = time.perf_counter()
+    return {"dtypes": dtypes, "import_numba": t1 - t0, "import_fast": t2 - t1,
+            "warm_up": t3 - t2}
+
+
+def compile_section() -> dict:
+    """Cold compile per dtype (empty numba cache), then loading everything from the cache."""
+    with tempfile.TemporaryDirectory(prefix="tt-numba-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold = {dt: _child(["--probe-compile", dt], env) for dt in ("float32", "float64")}
+        load = _child(["--probe-compile", "float32", "float64"], env)
+    out = {"cold": cold, "load": load}
+    for dt, res in cold.items():
+        print(f"  cold compile {dt}: {res.get('warm_up', float('nan')):.1f} s", flush=True)
+    print("  load from cache (both dtypes): kernels %.2f s, import numba %.2f s, import fast "
+          "%.2f s" % (load.get("warm_up", float("nan")), load.get("import_numba", float("nan")),
+                      load.get("import_fast", float("nan"))), flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# tables and targets
+# ---------------------------------------------------------------------------
+
+def _attention_line(row: dict) -> str:
+    sec = row["seconds"]
+    parts = [f"{row['dtype']:7s} {'causal' if row['causal'] else 'full  '} L={row['L']:5d}",
+             f"fast {sec['fast'] * 1e3:9.1f} ms ({100 * row['fast_vs_gemm']:4.0f}% GEMM)"]
+    if "torch" in sec:
+        parts.append(f"torch {sec['torch'] * 1e3:9.1f} ms ({100 * row['torch_vs_gemm']:4.0f}% GEMM)"
+                     f"  fast/torch {row['fast_vs_torch']:5.2f}")
+    if "reference" in sec:
+        parts.append(f"reference/fast {row['reference_vs_fast']:6.1f}")
+    return "  " + "  ".join(parts)
+
+
+def evaluate_targets(results: dict, target_length: int) -> list:
+    """The issue's target table with the measured figures."""
+    rows = []
+    att = [r for r in results["attention"] if r["L"] == target_length]
+
+    def add(what, target, measured, met):
+        rows.append({"what": what, "target": target, "measured": measured, "met": met})
+
+    for r in att:
+        label = f"{r['dtype']} {'causal' if r['causal'] else 'full'} L={r['L']}"
+        if "fast_vs_torch" in r:
+            add(f"fast/torch time, {label}", "<= 1.0 (stretch 0.9)",
+                round(r["fast_vs_torch"], 3), r["fast_vs_torch"] <= TARGETS["fast_vs_torch"])
+        add(f"fast vs GEMM rate, {label}", ">= 70%", round(r["fast_vs_gemm"], 3),
+            r["fast_vs_gemm"] >= TARGETS["fast_vs_gemm"])
+        if "reference_vs_fast" in r:
+            add(f"reference/fast time, {label}", ">= 5x", round(r["reference_vs_fast"], 2),
+                r["reference_vs_fast"] >= TARGETS["reference_vs_fast"])
+    for m in results.get("memory", []):
+        if m.get("impl") == "fast" and "fraction_of_naive" in m:
+            add(f"fast peak extra memory, L={m['L']} BH={m['BH']} causal={m['causal']}",
+                "<= 5% of naive scores", round(m["fraction_of_naive"], 5),
+                m["fraction_of_naive"] <= TARGETS["memory_fraction"])
+    favor = results.get("favor", {}).get("summary", {})
+    for key, s in favor.items():
+        if "growth_65536_over_16384" in s:
+            add(f"FAVOR+ {key} time(65536)/time(16384)", "<= 4.5",
+                round(s["growth_65536_over_16384"], 2),
+                s["growth_65536_over_16384"] <= TARGETS["favor_growth"])
+    for a in results.get("accuracy", []):
+        limit = TARGETS["accuracy_" + a["dtype"]]
+        add(f"accuracy {a['dtype']} {'causal' if a['causal'] else 'full'} L={a['L']}",
+            f"<= {limit:g}", a["max_abs_error"], a["max_abs_error"] <= limit)
+    comp = results.get("compile", {})
+    for dt, res in comp.get("cold", {}).items():
+        if "warm_up" in res:
+            add(f"cold compile {dt}", "<= 10 s", round(res["warm_up"], 2),
+                res["warm_up"] <= TARGETS["cold_compile_per_dtype"])
+    if "warm_up" in comp.get("load", {}):
+        add("load all kernels from cache (fresh process)", "<= 0.5 s",
+            round(comp["load"]["warm_up"], 3), comp["load"]["warm_up"] <= TARGETS["cache_load_all"])
+    return rows
+
+
+def print_targets(rows: list) -> None:
+    print("\n| what | target | measured | met |\n| --- | --- | --- | --- |")
+    for r in rows:
+        measured = r["measured"]
+        text = f"{measured:.3g}" if isinstance(measured, float) else str(measured)
+        print(f"| {r['what']} | {r['target']} | {text} | {'yes' if r['met'] else 'no'} |")
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller grid, 5 repeats")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (>= 5)")
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds before each run (>= 0.3)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: "
+                        "attention,accuracy,profile,favor,memory,compile")
+    parser.add_argument("--probe-memory", nargs=5, metavar=("IMPL", "L", "DTYPE", "CAUSAL", "BH"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--probe-compile", nargs="+", metavar="DTYPE", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.probe_memory:
+        impl, length, dtype, causal, slabs = args.probe_memory
+        print(json.dumps(probe_memory(impl, int(length), dtype, bool(int(causal)), int(slabs))))
+        return 0
+    if args.probe_compile:
+        print(json.dumps(probe_compile(args.probe_compile)))
+        return 0
+
+    repeats, pause = max(5, args.repeats), max(0.3, args.pause)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.quick:
+        lengths, ref_max, favor_lengths, exact_max, target_length = \
+            [512, 1024, 2048], 2048, [1024, 4096, 16384], 4096, 2048
+    else:
+        lengths, ref_max, favor_lengths, exact_max, target_length = \
+            [512, 1024, 2048, 4096, 8192], 4096, [1024, 4096, 16384, 65536], 16384, 4096
+
+    results = {"environment": environment(),
+               "config": {"repeats": repeats, "pause_seconds": pause, "BH": SLABS, "d": HEAD_DIM,
+                          "lengths": lengths, "reference_max_L": ref_max,
+                          "favor_lengths": favor_lengths, "exact_max_L": exact_max,
+                          "target_L": target_length, "quick": args.quick,
+                          "timing": "median of runs after one warm-up; implementations "
+                                    "interleaved; sleep before every run"}}
+    started = time.perf_counter()
+    print("GEMM rate (numpy matmul, all cores):", flush=True)
+    results["gemm"] = gemm_rates(repeats, pause)
+    for dt, g in results["gemm"].items():
+        print(f"  {dt}: {g['gflops']:.1f} GFLOP/s", flush=True)
+    import transformer_theory.impl.fast as F
+
+    F.warm_up()
+    if "attention" not in skip:
+        print("Attention (B*H = 8, d = 64):", flush=True)
+        results["attention"] = attention_grid(lengths, repeats, pause, results["gemm"], ref_max)
+    if "accuracy" not in skip:
+        results["accuracy"] = accuracy(target_length)
+        for a in results["accuracy"]:
+            print(f"  accuracy {a['dtype']} causal={a['causal']}: {a['max_abs_error']:.2e}")
+    if "profile" not in skip:
+        print("Where the fast kernel's time goes:", flush=True)
+        results["profile"] = kernel_profile(target_length, repeats, pause)
+        for p in results["profile"]:
+            if "fractions" in p:
+                print("  %s %s: %s" % (p["dtype"], "causal" if p["causal"] else "full",
+                                       "  ".join(f"{k} {100 * v:.0f}%"
+                                                 for k, v in p["fractions"].items())))
+            else:
+                print("  exp %s: %s" % (p["dtype"], "  ".join(
+                    f"{k} {v:.2f} ns/elem" for k, v in p["exp_ns_per_element"].items())))
+    if "favor" not in skip:
+        print("FAVOR+ (m = 256, float32) against exact attention (fast path):", flush=True)
+        results["favor"] = favor_grid(favor_lengths, exact_max, repeats, pause)
+        print("  summary:", json.dumps(results["favor"]["summary"]), flush=True)
+    if "memory" not in skip:
+        print("Peak extra memory at L = 16384 (fresh processes, float32):", flush=True)
+        results["memory"] = memory_section(16384, args.quick)
+    if "compile" not in skip:
+        print("Compile and cache load (fresh processes):", flush=True)
+        results["compile"] = compile_section()
+    results["targets"] = evaluate_targets(results, target_length)
+    results["seconds"] = time.perf_counter() - started
+    print_targets(results["targets"])
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"\nwrote {args.out} ({results['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""Scalar building blocks shared by the numba kernels of the accelerated path.
+
+Three things numba does not provide on a machine without Intel's SVML:
+
+* a vectorisable ``exp``: numba lowers ``math.exp`` / ``np.exp`` inside a loop
+  to one scalar libm call per element, so a softmax loop never vectorises.
+  :func:`fast_exp` is Cody-Waite range reduction plus a polynomial, written
+  with plain arithmetic and one bit construction of ``2**n``, which LLVM
+  vectorises like any other loop body;
+* a vectorisable ``max`` reduction: numba's ``max(a, b)`` is a compare and a
+  branch, which the loop vectoriser does not recognise as a reduction;
+  :func:`fmax` emits ``llvm.maxnum`` instead;
+* control over the vector width: LLVM prefers 256-bit vectors on AVX-512
+  machines; :func:`prefer_wide_vectors` marks the calling function so that its
+  loops may use the full register width.
+
+The kernels are compiled with :data:`FASTMATH` (reassociation, so that sums
+and maxima vectorise). :func:`fast_exp` is compiled *without* reassociation
+(only ``contract``): its range reduction ``(x - n c_1) - n c_2`` must not be
+re-associated into ``x - n (c_1 + c_2)``. LLVM keeps fast-math flags per
+instruction, so the strict instructions stay strict after inlining.
+
+Also here: :func:`run_tasks`, the parallel loop of the kernels, and
+:func:`single_threaded_blas`, because the kernels call BLAS from several
+threads at once (``np.dot`` on blocks) and a multi-threaded BLAS called from
+inside a parallel region oversubscribes the cores.
+
+Why threads and ``nogil`` kernels rather than ``parallel=True``: every kernel
+is a serial ``@njit(nogil=True)`` function over a strided subset of its tasks
+(``range(first, n_tasks, stride)``), and :func:`run_tasks` runs one subset
+per thread. Measured on the 2-core machine of issue 9, a ``prange`` kernel
+costs about twice the compile time and cache-load time of the serial one and
+pays a thread hand-off on every call (milliseconds when the cores are busy),
+which dominates the thousands of small calls of the claims; with
+:func:`run_tasks` a small problem runs inline in the calling thread and a large
+one is split exactly as ``prange`` would split it, over (batch*head, query
+block) for attention.
+
+Caching note: numba's on-disk cache (``cache=True``) is invalidated by changes
+to a kernel's own source file only. A change here does not invalidate the
+kernels that inline these helpers; delete ``impl/fast/__pycache__`` after
+editing this file.
+
+References
+----------
+Cody & Waite 1980, Software Manual for the Elementary Functions, ch. 6 (exp:
+reduction by ``n ln 2`` split into a short and a long constant).
+Moshier 1989, Methods and Programs for Mathematical Functions (Cephes
+``expf``: the degree-5 minimax polynomial and the ``ln 2`` split for float32;
+the split for float64).
+Muller 2016, Elementary Functions: Algorithms and Implementation, §11.3
+(building ``2**n`` from its exponent bits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from llvmlite import ir
+from numba import config as numba_config
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+__all__ = [
+    "FASTMATH",
+    "JIT",
+    "JIT_INLINE",
+    "MIN_PARALLEL_WORK",
+    "fast_exp",
+    "fast_exp_array",
+    "fmax",
+    "matmul",
+    "matmul_nt",
+    "matmul_tn",
+    "matvec",
+    "prefer_wide_vectors",
+    "single_threaded_blas",
+    "run_tasks",
+    "num_threads",
+    "as_kernel_array",
+    "typed",
+]
+
+#: Fast-math flags of the kernels: reassociation lets sums and maxima
+#: vectorise, ``contract`` allows FMA, ``nsz``/``arcp`` are harmless here, and
+#: ``nnan`` holds because every input is validated finite and no kernel forms
+#: ``inf - inf``. ``ninf`` is *not* set: masked logits are ``-inf``.
+FASTMATH = frozenset({"reassoc", "contract", "arcp", "nsz", "nnan"})
+
+#: Options of every serial kernel. ``error_model="numpy"``: a float division by
+#: zero gives inf (as in numpy) instead of raising ZeroDivisionError.
+JIT = dict(cache=True, nogil=True, fastmath=set(FASTMATH), error_model="numpy")
+
+#: Options of the block helpers called only from kernels: inlined into the
+#: caller's numba IR, so that LLVM optimises their code once, in place.
+JIT_INLINE = dict(JIT, inline="always")
+
+#: Below this many floating-point operations a call runs in the calling thread.
+MIN_PARALLEL_WORK = 2_000_000
+
+
+# ---------------------------------------------------------------------------
+# LLVM-level helpers
+# ---------------------------------------------------------------------------
+
+@intrinsic
+def _pow2(typingctx, n):
+    """``2**n`` for an integral-valued float ``n`` in the normal exponent range.
+
+    Builds the IEEE bit pattern directly: biased exponent ``n + bias`` shifted
+    into the exponent field, zero mantissa.
+    """
+    if n == types.float32:
+        sig, int_t, float_t, bias, shift = types.float32(types.float32), ir.IntType(32), \
+            ir.FloatType(), 127, 23
+    elif n == types.float64:
+        sig, int_t, float_t, bias, shift = types.float64(types.float64), ir.IntType(64), \
+            ir.DoubleType(), 1023, 52
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i = builder.fptosi(args[0], int_t)
+        i = builder.add(i, ir.Constant(int_t, bias))
+        i = builder.shl(i, ir.Constant(int_t, shift))
+        return builder.bitcast(i, float_t)
+
+    return sig, codegen
+
+
+@intrinsic
+def fmax(typingctx, a, b):
+    """``max(a, b)`` as ``llvm.maxnum`` (no NaNs: inputs are validated finite).
+
+    Unlike numba's ``max``, the loop vectoriser recognises a chain of these as
+    a max-reduction.
+    """
+    if a != b or a not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [ty], ir.FunctionType(ty, [ty, ty]))
+        return builder.call(fn, args, fastmath=("nnan", "nsz"))
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Let the calling function's loops use 512-bit vectors where the CPU has them.
+
+    LLVM's default tuning for AVX-512 CPUs caps auto-vectorisation at 256 bits
+    (``prefer-vector-width=256``); the per-function attribute lifts the cap.
+    It is only a hint: on CPUs without AVX-512 nothing changes.
+    """
+    def codegen(context, builder, signature, args):
+        # llvmlite's FunctionAttributes only admits enum attributes by name; the
+        # string attribute is added to the underlying set and printed verbatim.
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+# ---------------------------------------------------------------------------
+# exp
+# ---------------------------------------------------------------------------
+
+# float32 (Cephes expf): |r| <= ln2/2, degree-5 minimax polynomial, < 1 ulp.
+_F = np.float32
+_LO32 = _F(-87.33654)          # below: exp underflows to a subnormal -> 0
+_HI32 = _F(88.72283)           # above: exp overflows -> inf
+_LOG2E32 = _F(1.44269504088896341)
+_C1_32 = _F(0.693359375)       # ln 2 = C1 - C2, C1 with 9 significant bits
+_C2_32 = _F(-2.12194440e-4)
+_P0_32, _P1_32, _P2_32 = _F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3)
+_P3_32, _P4_32, _P5_32 = _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1)
+_HALF32, _ONE32, _ZERO32, _INF32 = _F(0.5), _F(1.0), _F(0.0), _F(np.inf)
+
+# float64: |r| <= ln2/2, Taylor polynomial of degree 13 (remainder < 2e-18).
+_LO64 = -708.3964185322641     # below: subnormal range -> 0
+_HI64 = 709.782712893384       # above: overflow -> inf
+_LOG2E64 = 1.4426950408889634
+_C1_64 = 6.93145751953125e-1   # ln 2 = C1 + C2, C1 with 15 significant bits
+_C2_64 = 1.42860682030941723212e-6
+_A2, _A3, _A4, _A5 = 1 / 2, 1 / 6, 1 / 24, 1 / 120
+_A6, _A7, _A8, _A9 = 1 / 720, 1 / 5040, 1 / 40320, 1 / 362880
+_A10, _A11 = 1 / 3628800, 1 / 39916800
+_A12, _A13 = 1 / math.factorial(12), 1 / math.factorial(13)
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _exp_f32(x):
+    """exp for float32: 0 below the normal range, inf above it, < 1 ulp between."""
+    xc = min(max(x, _LO32), _HI32)
+    n = np.floor(xc * _LOG2E32 + _HALF32)                 # nearest integer to x / ln 2
+    r = xc - n * _C1_32
+    r = r - n * _C2_32                                     # r = x - n ln 2, |r| <= ln2/2
+    p = ((((_P0_32 * r + _P1_32) * r + _P2_32) * r + _P3_32) * r + _P4_32) * r + _P5_32
+    p = p * r * r + r + _ONE32                             # exp(r)
+    top = n > _F(127.0)                                    # 2**128 is not a float32:
+    y = (p + p if top else p) * _pow2(n - _ONE32 if top else n)   # use 2 * 2**127
+    y = _ZERO32 if x < _LO32 else y
+    return _INF32 if x > _HI32 else y
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _exp_f64(x):
+    """exp for float64: 0 below the normal range, inf above it, about 1 ulp between."""
+    xc = min(max(x, _LO64), _HI64)
+    n = np.floor(xc * _LOG2E64 + 0.5)
+    r = xc - n * _C1_64
+    r = r - n * _C2_64
+    p = ((((((((((_A13 * r + _A12) * r + _A11) * r + _A10) * r + _A9) * r + _A8) * r
+              + _A7) * r + _A6) * r + _A5) * r + _A4) * r + _A3) * r + _A2
+    p = p * r * r + r + 1.0
+    top = n > 1023.0                                       # 2**1024 is not a float64:
+    y = (p + p if top else p) * _pow2(n - 1.0 if top else n)      # use 2 * 2**1023
+    y = 0.0 if x < _LO64 else y
+    return np.inf if x > _HI64 else y
+
+
+def fast_exp(x):
+    """``exp(x)`` for a float32 or float64 scalar inside a numba kernel.
+
+    Relative error about one ulp in the normal range; results that would be
+    subnormal are flushed to 0 (an absolute error below 1.2e-38 in float32,
+    2.3e-308 in float64); ``-inf`` gives 0 and overflow gives ``inf``, as
+    ``np.exp`` does. Only callable from compiled code.
+    """
+    raise NotImplementedError("fast_exp is only available inside numba-compiled code")
+
+
+@overload(fast_exp)
+def _fast_exp_overload(x):
+    if x == types.float32:
+        return lambda x: _exp_f32(x)
+    if x == types.float64:
+        return lambda x: _exp_f64(x)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# arrays and BLAS threads
+# ---------------------------------------------------------------------------
+
+def as_kernel_array(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` in ``dtype``, C-contiguous and writeable (copied only if needed).
+
+    Kernels are compiled once per argument *type*; numba's array type includes
+    the layout and the read-only flag, so normalising both keeps one
+    specialisation per dtype.
+    """
+    out = np.ascontiguousarray(a, dtype=dtype)
+    if not out.flags.writeable:
+        out = out.copy()
+    return out
+
+
+def _find_blas_thread_setters():
+    """(get, set) of the BLAS library numba's ``np.dot`` calls, or None.
+
+    numba calls BLAS through ``scipy.linalg.cython_blas``; SciPy's wheels ship
+    OpenBLAS as ``scipy.libs/libscipy_openblas*.so`` (symbols prefixed
+    ``scipy_``), other builds link a system ``libopenblas``.
+    """
+    try:
+        import scipy
+    except ImportError:                                   # pragma: no cover
+        return None
+    root = os.path.dirname(os.path.dirname(scipy.__file__))
+    candidates = sorted(glob.glob(os.path.join(root, "scipy.libs", "*openblas*")))
+    candidates += ["libopenblas.so.0", "libopenblas.so"]
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas_", "openblas_"):
+            getter = getattr(lib, prefix + "get_num_threads", None)
+            setter = getattr(lib, prefix + "set_num_threads", None)
+            if getter is not None and setter is not None:
+                getter.restype = ctypes.c_int
+                setter.argtypes = [ctypes.c_int]
+                return getter, setter
+    return None
+
+
+_BLAS_THREADS = None
+_BLAS_LOCK = threading.RLock()
+_BLAS_DEPTH = [0, 1]          # [nesting depth, saved thread count]
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the body with the kernels' BLAS limited to one thread per caller.
+
+    The kernels parallelise over (batch, head, block) with numba threads and
+    call ``np.dot`` on blocks from each of them; BLAS must not start its own
+    threads on top. The previous thread count is restored on exit. Nested use
+    is cheap; if the BLAS library is not found this does nothing.
+    """
+    global _BLAS_THREADS
+    if _BLAS_THREADS is None:
+        _BLAS_THREADS = _find_blas_thread_setters() or False
+    if not _BLAS_THREADS:
+        yield
+        return
+    getter, setter = _BLAS_THREADS
+    with _BLAS_LOCK:
+        if _BLAS_DEPTH[0] == 0:
+            _BLAS_DEPTH[1] = getter()
+            if _BLAS_DEPTH[1] != 1:
+                setter(1)
+        _BLAS_DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_DEPTH[0] -= 1
+            if _BLAS_DEPTH[0] == 0 and _BLAS_DEPTH[1] != 1:
+                setter(_BLAS_DEPTH[1])
+
+
+# ---------------------------------------------------------------------------
+# typed constants
+# ---------------------------------------------------------------------------
+
+def typed(like, value):
+    """``value`` converted to the float type of ``like`` (a scalar or an array; compiled code only).
+
+    numba types ``float32 + 1`` as float64; kernels that are generic over the
+    dtype build their constants with this instead of literals.
+    """
+    raise NotImplementedError("typed is only available inside numba-compiled code")
+
+
+@overload(typed)
+def _typed_overload(like, value):
+    if isinstance(like, types.Array):                     # an array: its dtype
+        like = like.dtype
+    if like == types.float32:
+        return lambda like, value: np.float32(value)
+    if like == types.float64:
+        return lambda like, value: np.float64(value)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# the parallel loop
+# ---------------------------------------------------------------------------
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def num_threads() -> int:
+    """Threads the kernels use: numba's setting (``NUMBA_NUM_THREADS``, default all cores)."""
+    return max(1, int(numba_config.NUMBA_NUM_THREADS))
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The helper threads (one fewer than :func:`num_threads`), created on first use."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, num_threads() - 1),
+                                       thread_name_prefix="transformer-theory-fast")
+        return _POOL
+
+
+def run_tasks(kernel, n_tasks: int, work: float) -> None:
+    """Run ``kernel(first, stride)`` over ``n_tasks`` tasks on the available cores.
+
+    ``kernel(first, stride)`` must process tasks ``first, first + stride, ...``
+    (a ``nogil`` numba kernel writing disjoint parts of a preallocated output).
+    With ``T`` threads, thread ``r`` runs ``kernel(r, T)``; the calling thread
+    takes ``r = 0``. A problem of fewer than :data:`MIN_PARALLEL_WORK`
+    operations, or of one task, runs inline as ``kernel(0, 1)``. The strided
+    split balances tasks of unequal cost (causal query blocks).
+
+    Parameters
+    ----------
+    kernel : callable (first, stride) -> None
+    n_tasks : int
+    work : float
+        Estimated floating-point operations of the whole call.
+    """
+    threads = min(num_threads(), n_tasks)
+    if threads <= 1 or work < MIN_PARALLEL_WORK:
+        kernel(0, 1)
+        return
+    pool = _pool()
+    futures = [pool.submit(kernel, r, threads) for r in range(1, threads)]
+    try:
+        kernel(0, threads)
+    finally:
+        for f in futures:
+            f.result()
+
+
+@njit(**JIT)
+def _exp_elements(x, out):
+    prefer_wide_vectors()
+    for i in range(x.shape[0]):
+        out[i] = fast_exp(x[i])
+
+
+def fast_exp_array(x) -> np.ndarray:
+    """:func:`fast_exp` of every element of a float32/float64 array (for tests and benchmarks).
+
+    Parameters
+    ----------
+    x : array_like, float32 or float64
+
+    Returns
+    -------
+    np.ndarray
+        Same shape and dtype as ``x``.
+    """
+    arr = np.asarray(x)
+    if arr.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x: expected dtype float32 or float64, got {arr.dtype}")
+    flat = as_kernel_array(arr.reshape(-1), arr.dtype)
+    out = np.empty_like(flat)
+    _exp_elements(flat, out)
+    return out.reshape(arr.shape)
+
+
+# ---------------------------------------------------------------------------
+# block products
+# ---------------------------------------------------------------------------
+# Every kernel multiplies blocks through these four helpers, so numba compiles
+# one BLAS wrapper per layout combination and dtype (compile time), and every
+# product writes into a preallocated block (no allocation in the loops).
+
+@njit(**JIT)
+def matmul(a, b, out):
+    """out (m, n) = a (m, k) @ b (k, n); all C-contiguous blocks (BLAS gemm)."""
+    np.dot(a, b, out)
+
+
+@njit(**JIT)
+def matmul_nt(a, b, out):
+    """out (m, n) = a (m, k) @ b (n, k)^T; C-contiguous blocks (BLAS gemm, b transposed)."""
+    np.dot(a, b.T, out)
+
+
+@njit(**JIT)
+def matmul_tn(a, b, out):
+    """out (m, n) = a (k, m)^T @ b (k, n); C-contiguous blocks (BLAS gemm, a transposed)."""
+    np.dot(a.T, b, out)
+
+
+@njit(**JIT)
+def matvec(a, x, out):
+    """out (m,) = a (m, k) @ x (k,), as a vectorised loop (no BLAS call)."""
+    zero = typed(out, 0.0)
+    for i in range(a.shape[0]):
+        total = zero
+        for j in range(a.shape[1]):
+            total += a[i, j] * x[j]
+        out[i] = total

@@ -1,0 +1,620 @@
+"""The accelerated path (``transformer_theory.impl.fast``) against the reference (issue 9).
+
+* differential Hypothesis tests, fast vs reference, on random shapes (L = 1,
+  Lq != Lk, several blocks with odd remainders: block sizes are shrunk so that
+  the small shapes cross many block boundaries), masks, biases, dtypes;
+* numerically hard inputs: logits up to +-1e4, fully masked rows, a single key;
+* bad input raises the reference's own error before any compiled code runs;
+* the numerical building blocks (exp, the parallel loop, BLAS threads).
+
+Tolerances come from the policy (``theory/tolerance.py``). The kernels are
+compiled (or loaded from numba's cache) once per session by the ``fast``
+fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import transformer_theory.impl.fast as F  # noqa: E402
+from transformer_theory.impl import attention as RA  # noqa: E402
+from transformer_theory.impl import layers as RL  # noqa: E402
+from transformer_theory.impl import performer as RP  # noqa: E402
+from transformer_theory.theory.subjects import SUBJECTS, get_subject  # noqa: E402
+from transformer_theory.theory.tolerance import relative_error, tolerance  # noqa: E402
+
+FA = importlib.import_module("transformer_theory.impl.fast.attention")
+FL = importlib.import_module("transformer_theory.impl.fast.layers")
+FP = importlib.import_module("transformer_theory.impl.fast.performer")
+FN = importlib.import_module("transformer_theory.impl.fast._numeric")
+
+DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
+SEEDS = st.integers(0, 2**32 - 1)
+
+KERNELS = [(FA, "_softmax_tasks"), (FA, "_flash_tasks"), (FA, "_project_tasks"),
+           (FA, "_merge_tasks"),
+           (FL, "_layer_norm_tasks"), (FL, "_feed_forward_tasks"), (FL, "_linear_tasks"),
+           (FP, "_features_tasks"), (FP, "_favor_bidirectional_tasks"),
+           (FP, "_favor_causal_tasks"), (FP, "_favor_recurrent_tasks")]
+
+
+@pytest.fixture(scope="session")
+def fast():
+    """The accelerated path with every kernel compiled or loaded: JIT warm-up, once."""
+    F.warm_up()
+    return F
+
+
+def assert_close(actual, expected, kind, dtype, n, scale=None):
+    """Norm-wise relative error within the policy's tolerance (shapes and dtypes equal)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape
+    assert actual.dtype == expected.dtype
+    tol = tolerance(kind, dtype, n)
+    err = relative_error(actual, expected, scale)
+    assert tol.allows(err), f"relative error {err:.3e} > {tol.rtol:.3e} ({tol.reason})"
+
+
+@contextlib.contextmanager
+def blocks(block_q: int, block_k: int):
+    """Run the attention kernel with other block sizes (they are call arguments)."""
+    saved = FA.BLOCK_Q, FA.BLOCK_K
+    FA.BLOCK_Q, FA.BLOCK_K = block_q, block_k
+    try:
+        yield
+    finally:
+        FA.BLOCK_Q, FA.BLOCK_K = saved
+
+
+@contextlib.contextmanager
+def always_parallel():
+    """Split every call over the threads, however small."""
+    saved = FN.MIN_PARALLEL_WORK
+    FN.MIN_PARALLEL_WORK = 0
+    try:
+        yield
+    finally:
+        FN.MIN_PARALLEL_WORK = saved
+
+
+def normal(rng, shape, dtype, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+@pytest.mark.parametrize("dtype, lo, hi", [(np.float32, -110.0, 95.0),
+                                           (np.float64, -760.0, 720.0)])
+def test_fast_exp_within_two_ulps_and_flushes_like_exp(fast, dtype, lo, hi):
+    x = np.concatenate([np.linspace(lo, hi, 200_001), [-np.inf, 0.0, -0.0, 1.0]]).astype(dtype)
+    got = FN.fast_exp_array(x)
+    assert got.dtype == dtype
+    exact = np.exp(x.astype(np.longdouble))
+    info = np.finfo(dtype)
+    normal_range = (exact >= info.tiny) & (exact <= info.max)
+    rel = np.abs(got[normal_range] - exact[normal_range]) / exact[normal_range]
+    assert float(np.max(rel)) <= 2 * info.eps
+    assert np.all(got[exact < info.tiny] == 0)              # subnormal results flushed to 0
+    assert np.all(np.isposinf(got[exact > info.max]))       # overflow is inf, as np.exp
+    assert got[-4] == 0 and got[-3] == 1 and got[-2] == 1   # exp(-inf), exp(0), exp(-0)
+
+
+def test_fast_exp_array_refuses_other_dtypes():
+    with pytest.raises(TypeError, match="x: expected dtype float32 or float64, got int64"):
+        FN.fast_exp_array(np.arange(3))
+
+
+@pytest.mark.parametrize("n_tasks, parallel", [(1, True), (7, True), (7, False), (0, True)])
+def test_run_tasks_runs_every_task_exactly_once(n_tasks, parallel):
+    seen = []
+
+    def kernel(first, stride):
+        seen.extend(range(first, n_tasks, stride))
+
+    with always_parallel() if parallel else contextlib.nullcontext():
+        FN.run_tasks(kernel, n_tasks, 1e9)
+    assert sorted(seen) == list(range(n_tasks))
+
+
+def test_run_tasks_propagates_an_error_from_a_helper_thread():
+    def kernel(first, stride):
+        if first == 1:
+            raise RuntimeError("task failed")
+
+    if FN.num_threads() < 2:
+        pytest.skip("one thread: no helper threads")
+    with always_parallel(), pytest.raises(RuntimeError, match="task failed"):
+        FN.run_tasks(kernel, 4, 1e9)
+
+
+def test_single_threaded_blas_restores_the_thread_count():
+    found = FN._find_blas_thread_setters()
+    if not found:
+        pytest.skip("BLAS thread control not found")
+    getter, setter = found
+    before = getter()
+    setter(2)
+    try:
+        with FN.single_threaded_blas():
+            assert getter() == 1
+            with FN.single_threaded_blas():       # nested use
+                assert getter() == 1
+            assert getter() == 1
+        assert getter() == 2
+    finally:
+        setter(before)
+
+
+def test_as_kernel_array_gives_writeable_c_contiguous_arrays():
+    ro = np.broadcast_to(np.arange(3.0), (2, 3))
+    out = FN.as_kernel_array(ro, np.float32)
+    assert out.flags.c_contiguous and out.flags.writeable and out.dtype == np.float32
+    a = np.zeros((2, 3))
+    assert FN.as_kernel_array(a, np.float64) is a           # no copy when already fine
+
+
+def test_fast_subject_mirrors_the_reference():
+    assert "fast" in SUBJECTS
+    fast_s, ref = get_subject("fast"), get_subject("reference")
+    assert dict(fast_s.options) == dict(ref.options)
+    for name in ("softmax", "attention", "attention_weights", "multi_head_attention",
+                 "grouped_query_attention", "decode_step", "init_kv_cache", "layer_norm",
+                 "feed_forward", "random_features", "favor_attention",
+                 "favor_attention_recurrent"):
+        assert fast_s.has(name) and ref.has(name)
+    assert fast_s.attention is F.attention
+    assert fast_s.attention_weights is RA.attention_weights
+
+
+# --------------------------------------------------------------------------- softmax
+
+@given(dtype=DTYPES, seed=SEEDS, shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+       magnitude=st.sampled_from([1.0, 1e4]), masked=st.floats(0.0, 1.0), data=st.data())
+def test_softmax_equals_reference(fast, dtype, seed, shape, magnitude, masked, data):
+    rng = np.random.default_rng(seed)
+    x = normal(rng, tuple(shape), dtype, magnitude)
+    x[rng.random(x.shape) < masked] = -np.inf                       # masked logits, whole rows too
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    out = fast.softmax(x, axis)
+    expected = RA.softmax(x, axis)
+    assert_close(out, expected, "rounding", dtype, 1)
+    np.testing.assert_array_equal(out == 0, expected == 0)         # same support
+
+
+# --------------------------------------------------------------------------- attention
+
+@st.composite
+def attention_inputs(draw, max_len=24):
+    """q, k, v and the optional arguments of ``attention``, plus block sizes."""
+    dtype = draw(DTYPES)
+    lead = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
+    lq, lk = draw(st.integers(1, max_len)), draw(st.integers(1, max_len))
+    e, ev = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    rng = np.random.default_rng(draw(SEEDS))
+    logit_scale = draw(st.sampled_from([0.3, 1.0, 4.0]))
+    kw = {}
+    mask_kind = draw(st.sampled_from(["none", "full", "key-padding", "shared"]))
+    if mask_kind == "full":
+        kw["mask"] = rng.random(lead + (lq, lk)) < 0.7
+    elif mask_kind == "key-padding":
+        kw["mask"] = rng.random(lead + (1, lk)) < 0.7
+    elif mask_kind == "shared":
+        kw["mask"] = rng.random((lq, lk)) < 0.6
+    kw["causal"] = draw(st.sampled_from([False, True, "top-left", "bottom-right"]))
+    if draw(st.booleans()):
+        kw["scale"] = draw(st.floats(0.05, 3.0))
+    if draw(st.booleans()):
+        shape = draw(st.sampled_from([lead + (lq, lk), (lq, lk), (1, lk)]))
+        kw["bias"] = normal(rng, shape, dtype)
+    return {
+        "q": normal(rng, lead + (lq, e), dtype, logit_scale),
+        "k": normal(rng, lead + (lk, e), dtype, logit_scale),
+        "v": normal(rng, lead + (lk, ev), dtype),
+        "kw": kw, "dtype": dtype, "n": e + lk,
+        "blocks": (draw(st.sampled_from([1, 3, 4, 7, 256])),
+                   draw(st.sampled_from([1, 2, 5, 8, 512]))),
+    }
+
+
+@given(case=attention_inputs())
+def test_attention_equals_reference(fast, case):
+    with blocks(*case["blocks"]):
+        out = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
+    expected = RA.attention(case["q"], case["k"], case["v"], **case["kw"])
+    assert_close(out, expected, "reduction", case["dtype"], case["n"], scale=case["v"])
+    assert np.all(out[np.all(expected == 0, axis=-1)] == 0)   # fully masked rows: exact zeros
+
+
+@given(case=attention_inputs(max_len=12))
+def test_attention_parallel_split_is_bitwise_the_serial_result(fast, case):
+    with blocks(*case["blocks"]):
+        serial = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
+        with always_parallel():
+            parallel = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
+    np.testing.assert_array_equal(parallel, serial)
+
+
+@given(dtype=DTYPES, seed=SEEDS, lq=st.integers(1, 10), lk=st.integers(1, 10),
+       causal=st.sampled_from([False, True, "bottom-right"]),
+       values=st.lists(st.floats(-100, 100, width=32), min_size=20, max_size=20))
+def test_attention_logits_up_to_1e4(fast, dtype, seed, lq, lk, causal, values):
+    """E = 1 and entries up to 100, scale 1: logits up to +-1e4 (the softmax is nearly hard)."""
+    rng = np.random.default_rng(seed)
+    vals = np.array(values, dtype=dtype)
+    q = vals[:lq].reshape(1, lq, 1)
+    k = vals[10:10 + lk].reshape(1, lk, 1)
+    v = normal(rng, (1, lk, 3), dtype)
+    out = fast.attention(q, k, v, causal=causal, scale=1.0)
+    expected = RA.attention(q, k, v, causal=causal, scale=1.0)
+    assert np.all(np.isfinite(out))
+    assert_close(out, expected, "reduction", dtype, 1 + lk, scale=v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_attention_fully_masked_rows_and_a_single_key(fast, dtype):
+    rng = np.random.default_rng(3)
+    q, k, v = normal(rng, (2, 5, 4), dtype), normal(rng, (2, 6, 4), dtype), normal(rng, (2, 6, 3), dtype)
+    mask = np.ones((2, 5, 6), dtype=bool)
+    mask[0, 1] = False
+    mask[1, :, :] = False
+    out = fast.attention(q, k, v, mask=mask)
+    assert np.all(out[0, 1] == 0) and np.all(out[1] == 0) and np.all(np.isfinite(out))
+    bottom = fast.attention(q[:, :5], k[:, :2], v[:, :2], causal="bottom-right")
+    assert np.all(bottom[:, :3] == 0)                           # rows i < Lq - Lk see no key
+    one_key = fast.attention(q, k[:, :1], v[:, :1])             # weights exactly 1
+    np.testing.assert_array_equal(one_key, np.broadcast_to(v[:, :1], one_key.shape))
+
+
+@pytest.mark.parametrize("dtype, atol", [(np.float32, 2e-6), (np.float64, 5e-15)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_accuracy_target_against_float64(fast, dtype, atol, causal):
+    """The issue's accuracy targets, on d = 64 and lengths crossing the default blocks."""
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((2, 600, 64)) for _ in range(3))
+    out = fast.attention(*(a.astype(dtype) for a in (q, k, v)), causal=causal)
+    exact = RA.attention(*(a.astype(dtype).astype(np.float64) for a in (q, k, v)),
+                         causal=causal)
+    assert out.dtype == dtype
+    assert float(np.max(np.abs(out - exact))) <= atol
+
+
+def test_attention_keeps_inputs_and_accepts_views(fast):
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((3, 8, 4))
+    q = np.broadcast_to(base[0], (2, 8, 4))                     # read-only, zero strides
+    k = base[:, ::2, :][:2]                                     # non-contiguous
+    v = np.asfortranarray(rng.standard_normal((2, 4, 5)))
+    before = [a.copy() for a in (q, k, v)]
+    out = fast.attention(q, k, v, causal=True)
+    np.testing.assert_allclose(out, RA.attention(q, k, v, causal=True), rtol=1e-13, atol=1e-14)
+    for a, b in zip((q, k, v), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_attention_dtype_promotion(fast):
+    rng = np.random.default_rng(5)
+    q32 = normal(rng, (3, 4), np.float32)
+    assert fast.attention(q32, q32, q32).dtype == np.float32
+    assert fast.attention(q32, q32, q32.astype(np.float64)).dtype == np.float64
+    assert fast.attention(q32, q32, q32, bias=np.zeros((3, 3))).dtype == np.float64
+    assert fast.attention(np.ones((2, 3), int), np.ones((2, 3)), np.ones((2, 3))).dtype == np.float64
+
+
+# --------------------------------------------------------------------------- heads, decoding
+
+@st.composite
+def head_inputs(draw):
+    dtype = draw(DTYPES)
+    rng = np.random.default_rng(draw(SEEDS))
+    g = draw(st.integers(1, 3))
+    h = g * draw(st.integers(1, 3))
+    e = draw(st.sampled_from([4, 6, 8]))
+    b, lq, lk = draw(st.integers(1, 2)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    params = RA.init_grouped_query(e, h, g, rng, d_head=draw(st.integers(1, 4)), dtype=dtype,
+                                   bias=draw(st.booleans()))
+    kw = {"causal": draw(st.sampled_from([False, True, "bottom-right"]))}
+    if draw(st.booleans()):
+        kw["mask"] = rng.random((b, lq, lk)) < 0.7
+    if draw(st.booleans()):
+        kw["bias"] = normal(rng, (h, lq, lk), dtype)
+    return {"params": params, "x_q": normal(rng, (b, lq, e), dtype),
+            "x_kv": normal(rng, (b, lk, e), dtype), "kw": kw, "dtype": dtype,
+            "n": 2 * e + lk + h, "blocks": (draw(st.sampled_from([2, 5, 256])),
+                                           draw(st.sampled_from([3, 512])))}
+
+
+@given(case=head_inputs())
+def test_grouped_and_multi_head_attention_equal_reference(fast, case):
+    p = case["params"]
+    with blocks(*case["blocks"]):
+        out = fast.grouped_query_attention(case["x_q"], case["x_kv"], p, **case["kw"])
+        mha = RA.gqa_to_mha_params(p)
+        out_mha = fast.multi_head_attention(case["x_q"], case["x_kv"], mha, **case["kw"])
+    expected = RA.grouped_query_attention(case["x_q"], case["x_kv"], p, **case["kw"])
+    assert_close(out, expected, "composite", case["dtype"], case["n"])
+    assert_close(out_mha, expected, "composite", case["dtype"], case["n"])
+
+
+@given(dtype=DTYPES, seed=SEEDS, b=st.integers(1, 2), lq=st.integers(1, 6),
+       lk=st.integers(1, 6), padded=st.booleans())
+def test_cross_attention_equals_reference(fast, dtype, seed, b, lq, lk, padded):
+    rng = np.random.default_rng(seed)
+    p = RA.init_multi_head(6, 2, rng, d_kv=5, dtype=dtype)
+    x, memory = normal(rng, (b, lq, 6), dtype), normal(rng, (b, lk, 5), dtype)
+    mm = (rng.random((b, lk)) < 0.7) if padded else None
+    out = fast.cross_attention(x, memory, p, memory_mask=mm)
+    assert_close(out, RA.cross_attention(x, memory, p, memory_mask=mm), "composite", dtype,
+                 11 + lk)
+
+
+@given(dtype=DTYPES, seed=SEEDS, g=st.integers(1, 2), r=st.integers(1, 2),
+       length=st.integers(1, 7), batch=st.sampled_from([(), (2,), (1, 2)]))
+def test_decode_steps_equal_reference_and_leave_the_cache(fast, dtype, seed, g, r, length, batch):
+    rng = np.random.default_rng(seed)
+    p = RA.init_grouped_query(4, g * r, g, rng, dtype=dtype)
+    x = normal(rng, batch + (length, 4), dtype)
+    cache_f = fast.init_kv_cache(p, batch, length + 1, dtype)
+    cache_r = RA.init_kv_cache(p, batch, length + 1, dtype)
+    for t in range(length):
+        old = cache_f.k.copy(), cache_f.v.copy(), cache_f.length
+        y_f, new_f = fast.decode_step(x[..., t:t + 1, :], p, cache_f)
+        np.testing.assert_array_equal(cache_f.k, old[0])           # input cache untouched
+        assert cache_f.length == old[2]
+        y_r, cache_r = RA.decode_step(x[..., t:t + 1, :], p, cache_r)
+        assert_close(y_f, y_r, "composite", dtype, 12 + t)
+        assert_close(new_f.k, cache_r.k, "composite", dtype, 4)
+        assert new_f.length == t + 1 and new_f.k.dtype == dtype
+        cache_f = new_f
+    full = RA.grouped_query_attention(x, x, p, causal=True)
+    assert_close(fast.decode_sequence(x, p), full, "composite", dtype, 12 + length)
+
+
+# --------------------------------------------------------------------------- layers
+
+@st.composite
+def rows(draw):
+    dtype = draw(DTYPES)
+    rng = np.random.default_rng(draw(SEEDS))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2))) + \
+        (draw(st.integers(1, 12)),)
+    x = normal(rng, shape, dtype, draw(st.sampled_from([1e-20, 1.0, 1e20])))
+    flat = x.reshape(-1, shape[-1])
+    if draw(st.booleans()):
+        flat[0] = flat[0, 0]                                        # a constant row
+    return rng, x, dtype
+
+
+@given(case=rows(), eps=st.sampled_from([0.0, 1e-5, 1.0]), affine=st.booleans(),
+       mixed=st.booleans())
+def test_layer_norm_equals_reference(fast, case, eps, affine, mixed):
+    rng, x, dtype = case
+    e = x.shape[-1]
+    g = b = None
+    if affine:
+        pdt = np.float64 if mixed else dtype
+        g, b = normal(rng, (e,), pdt), normal(rng, (e,), pdt)
+    out = fast.layer_norm(x, g, b, eps=eps)
+    expected = RL.layer_norm(x, g, b, eps=eps)
+    scale = max(1.0, float(np.max(np.abs(expected))))          # outputs are O(1) by design
+    assert_close(out, expected, "ill_conditioned", dtype, e, scale=np.array(scale))
+
+
+@given(case=rows(), activation=st.sampled_from(["relu", "gelu", "tanh", "sigmoid", RL.relu,
+                                                 "callable"]),
+       bias=st.booleans(), d_ff=st.integers(1, 20))
+def test_feed_forward_equals_reference(fast, case, activation, bias, d_ff):
+    rng, x, dtype = case
+    x = x / np.max(np.abs(x)) if x.size else x                     # O(1) activations
+    params = RL.init_ffn(x.shape[-1], d_ff, rng, bias=bias, dtype=dtype)
+    act = (lambda h: np.sin(h) * h) if activation == "callable" else activation
+    out = fast.feed_forward(x, params, activation=act)
+    expected = RL.feed_forward(x, params, activation=act)
+    assert_close(out, expected, "composite", dtype, x.shape[-1] + d_ff,
+                 scale=np.abs(expected).max() + 1.0)
+
+
+def test_feed_forward_with_many_rows_uses_blocks(fast):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 301, 16))                          # rows over several blocks
+    params = RL.init_ffn(16, 40, rng)
+    with always_parallel():
+        out = fast.feed_forward(x, params, activation="gelu")
+    assert_close(out, RL.feed_forward(x, params, activation="gelu"), "composite", np.float64, 56)
+
+
+# --------------------------------------------------------------------------- performer
+
+@st.composite
+def favor_inputs(draw):
+    dtype = draw(DTYPES)
+    rng = np.random.default_rng(draw(SEEDS))
+    lead = tuple(draw(st.lists(st.integers(1, 2), max_size=2)))
+    length, d, dv, m = (draw(st.integers(1, 13)), draw(st.integers(1, 6)),
+                        draw(st.integers(1, 4)), draw(st.integers(1, 9)))
+    causal = draw(st.booleans())
+    lk = length if causal else draw(st.integers(1, 13))
+    kw = {"causal": causal, "kind": draw(st.sampled_from(["positive", "hyperbolic"])),
+          "stabilize": draw(st.booleans()),
+          "key_stabilizer": draw(st.sampled_from(["per-key", "sequence"])),
+          "chunk_size": draw(st.sampled_from([1, 3, 4, 64]))}
+    if draw(st.booleans()):
+        kw["mask"] = rng.random(lead + (lk,)) < 0.8
+    return {"q": normal(rng, lead + (length, d), dtype), "k": normal(rng, lead + (lk, d), dtype),
+            "v": normal(rng, lead + (lk, dv), dtype), "w": normal(rng, (m, d), dtype),
+            "kw": kw, "dtype": dtype, "n": d + 2 * m + lk}
+
+
+@given(case=favor_inputs())
+def test_favor_attention_equals_reference(fast, case):
+    args = case["q"], case["k"], case["v"], case["w"]
+    out = fast.favor_attention(*args, **case["kw"])
+    expected = RP.favor_attention(*args, **case["kw"])
+    assert_close(out, expected, "ill_conditioned", case["dtype"], case["n"], scale=case["v"])
+
+
+@given(case=favor_inputs())
+def test_favor_recurrent_and_features_equal_reference(fast, case):
+    q, v, w = case["q"], case["v"][..., :case["q"].shape[-2], :], case["w"]
+    k = case["k"][..., :q.shape[-2], :]
+    if k.shape[-2] != q.shape[-2]:
+        k = q[..., ::-1, :].copy()
+        v = np.ones(q.shape[:-1] + (2,), dtype=q.dtype)
+    kind = case["kw"]["kind"]
+    out = fast.favor_attention_recurrent(q, k, v, w, kind=kind)
+    expected = RP.favor_attention_recurrent(q, k, v, w, kind=kind)
+    assert_close(out, expected, "ill_conditioned", case["dtype"], case["n"], scale=v)
+    # The exponent w.x - |x|^2/2 is a sum of 2d terms of size up to `size`: its absolute
+    # rounding error, which is the relative error of exp(.), is within gamma_{2d} * size.
+    d = q.shape[-1]
+    size = float(np.max(np.abs(q)) ** 2 * d * (1 + np.max(np.abs(w)))) + 1.0
+    n = 2 * d * math.ceil(size)
+    for feature_kind in ("trig", "positive", "hyperbolic"):
+        phi = fast.random_features(q, w, feature_kind)
+        assert_close(phi, RP.random_features(q, w, feature_kind), "reduction", case["dtype"], n)
+    stab = RP.feature_max_stabilizer(q, w, kind)
+    assert_close(fast.random_features(q, w, kind, stabilizer=stab),
+                 RP.random_features(q, w, kind, stabilizer=stab), "reduction", case["dtype"], n)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 64])
+def test_causal_favor_is_exactly_causal(fast, chunk_size):
+    """Editing keys after position i leaves output i bit for bit (per-key stabiliser)."""
+    rng = np.random.default_rng(9)
+    q, k, v = rng.standard_normal((3, 2, 11, 4)), rng.standard_normal((3, 2, 11, 4)), \
+        rng.standard_normal((3, 2, 11, 3))
+    w = rng.standard_normal((6, 4))
+    out = fast.favor_attention(q, k, v, w, causal=True, chunk_size=chunk_size)
+    k2, v2 = k.copy(), v.copy()
+    k2[..., 6:, :] = 5 * rng.standard_normal(k2[..., 6:, :].shape)
+    v2[..., 6:, :] = 5 * rng.standard_normal(v2[..., 6:, :].shape)
+    out2 = fast.favor_attention(q, k2, v2, w, causal=True, chunk_size=chunk_size)
+    np.testing.assert_array_equal(out2[..., :6, :], out[..., :6, :])
+
+
+def test_favor_long_sequence_and_parallel_split(fast):
+    rng = np.random.default_rng(10)
+    q, k = rng.standard_normal((2, 2, 300, 8)) / 2, rng.standard_normal((2, 2, 300, 8)) / 2
+    v, w = rng.standard_normal((2, 2, 300, 5)), rng.standard_normal((16, 8))
+    for causal in (False, True):
+        serial = fast.favor_attention(q, k, v, w, causal=causal)
+        with always_parallel():
+            parallel = fast.favor_attention(q, k, v, w, causal=causal)
+        np.testing.assert_array_equal(parallel, serial)
+        assert_close(serial, RP.favor_attention(q, k, v, w, causal=causal), "ill_conditioned",
+                     np.float64, 8 + 32 + 300, scale=v)
+
+
+# --------------------------------------------------------------------------- bad input
+
+RNG = np.random.default_rng(0)
+Q, K, V = RNG.standard_normal((2, 5, 4)), RNG.standard_normal((2, 6, 4)), \
+    RNG.standard_normal((2, 6, 3))
+MHA = RA.init_multi_head(4, 2, RNG)
+GQA = RA.init_grouped_query(4, 2, 1, RNG)
+FFN = RL.init_ffn(4, 8, RNG)
+W = RNG.standard_normal((5, 4))
+BIG = np.full((2, 5, 4), 1e20, dtype=np.float32)
+NAN = Q.copy()
+NAN[0, 0, 0] = np.nan
+
+BAD_CALLS = [
+    ("softmax", (NAN,), {}),
+    ("softmax", (np.array([1.0, np.inf]),), {}),
+    ("softmax", (Q,), {"axis": 3}),
+    ("softmax", (Q,), {"axis": 1.0}),
+    ("softmax", (np.float64(1.0),), {}),
+    ("attention", (Q, K[..., :3], V), {}),
+    ("attention", (Q, K, V[:, :5]), {}),
+    ("attention", (Q, K[:1], V[:1]), {}),
+    ("attention", (Q[0, 0], K, V), {}),
+    ("attention", (Q, K, V), {"mask": np.ones((4, 4), dtype=bool)}),
+    ("attention", (Q, K, V), {"mask": np.ones((5, 6))}),
+    ("attention", (Q, K, V), {"causal": "top-right"}),
+    ("attention", (Q, K, V), {"scale": -1.0}),
+    ("attention", (Q, K, V), {"scale": "big"}),
+    ("attention", (Q, K, V), {"bias": np.zeros((3, 3))}),
+    ("attention", (NAN, K, V), {}),
+    ("attention", (Q.astype(np.float16), K, V), {}),
+    ("attention", (BIG, BIG, BIG), {}),                      # the logits overflow float32
+    ("multi_head_attention", (Q, Q, GQA), {}),
+    ("multi_head_attention", (Q[..., :3], Q, MHA), {}),
+    ("multi_head_attention", (Q, Q, MHA), {"mask": np.ones((2, 5, 4), dtype=bool)}),
+    ("multi_head_attention", (Q, Q, MHA), {"bias": np.zeros((3, 5, 5))}),
+    ("grouped_query_attention", (Q, Q, "params"), {}),
+    ("grouped_query_attention", (Q, Q[:1], GQA), {}),
+    ("cross_attention", (Q, K, MHA), {"memory_mask": np.ones((2, 5), dtype=bool)}),
+    ("decode_step", (Q[:, :2], GQA, RA.init_kv_cache(GQA, (2,), 3)), {}),
+    ("decode_step", (Q[:, :1], GQA, "cache"), {}),
+    ("decode_step", (Q[:1, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)), {}),
+    ("decode_step", (Q[:, :1], GQA, RA.KVCache(np.zeros((2, 1, 1, 2)), np.zeros((2, 1, 1, 2)), 1)),
+     {}),
+    ("layer_norm", (np.float64(1.0),), {}),
+    ("layer_norm", (Q,), {"gamma": np.array([1.0, np.inf, 1.0, 1.0])}),
+    ("layer_norm", (Q,), {"beta": np.ones(3)}),
+    ("layer_norm", (Q,), {"eps": -1.0}),
+    ("feed_forward", (Q, FFN), {"activation": "swish"}),
+    ("feed_forward", (Q, "params"), {}),
+    ("feed_forward", (Q[..., :3], FFN), {}),
+    ("random_features", (Q, W), {"kind": "cosine"}),
+    ("random_features", (Q, W[:, :3]), {}),
+    ("random_features", (Q, W), {"kind": "trig", "stabilizer": np.zeros((2, 5, 1))}),
+    ("random_features", (Q, W), {"stabilizer": np.zeros((2, 4, 1))}),
+    ("favor_attention", (Q, K, V, W), {"causal": True}),
+    ("favor_attention", (Q, K, V, W), {"key_stabilizer": "global"}),
+    ("favor_attention", (Q, K, V, W), {"chunk_size": 0}),
+    ("favor_attention", (Q, K, V, W), {"mask": np.ones((2, 5), dtype=bool)}),
+    ("favor_attention", (Q, K, V, W), {"stabilize": 1}),
+    ("favor_attention_recurrent", (Q, K, V, W), {}),
+    ("favor_attention_recurrent", (Q, Q, Q[..., :2], W), {"kind": "exp"}),
+]
+
+_REFERENCE = {"softmax": RA, "attention": RA, "multi_head_attention": RA, "grouped_query_attention": RA,
+              "cross_attention": RA, "decode_step": RA, "layer_norm": RL, "feed_forward": RL,
+              "random_features": RP, "favor_attention": RP, "favor_attention_recurrent": RP}
+
+
+@pytest.mark.parametrize("name, args, kwargs", BAD_CALLS,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_CALLS)])
+def test_bad_input_raises_the_reference_error_before_compiled_code(fast, monkeypatch, name,
+                                                                   args, kwargs):
+    for module, kernel in KERNELS:
+        def entered(*a, _kernel=kernel, **k):
+            raise AssertionError(f"{_kernel} was entered with bad input")
+        monkeypatch.setattr(module, kernel, entered)
+    with pytest.raises((ValueError, TypeError)) as expected:
+        getattr(_REFERENCE[name], name)(*args, **kwargs)
+    with pytest.raises(expected.type) as got:
+        getattr(fast, name)(*args, **kwargs)
+    assert str(got.value) == str(expected.value)
+
+
+def test_large_but_finite_logits_use_the_kernel_or_agree(fast):
+    """Inputs near the overflow bound: the fast path still equals the reference."""
+    q = np.full((1, 3, 2), 1e18, dtype=np.float32)
+    k = np.full((1, 3, 2), 1e-18, dtype=np.float32)
+    v = np.arange(6, dtype=np.float32).reshape(1, 3, 2)
+    np.testing.assert_allclose(fast.attention(q, k, v), RA.attention(q, k, v), rtol=1e-6)
+
+
+def test_empty_inputs_give_empty_outputs(fast):
+    out = fast.attention(np.zeros((2, 3, 1)), np.zeros((2, 4, 1)), np.zeros((2, 4, 0)))
+    assert out.shape == (2, 3, 0)
+    assert fast.attention(np.zeros((0, 3, 1)), np.zeros((0, 4, 1)), np.zeros((0, 4, 2))).shape \
+        == (0, 3, 2)
+    assert fast.layer_norm(np.zeros((0, 4))).shape == (0, 4)
+    assert fast.random_features(np.zeros((0, 3)), np.ones((2, 3))).shape == (0, 2)
+
+
+def test_math_constants_of_the_exp():
+    assert math.isclose(float(FN._C1_64) + float(FN._C2_64), math.log(2), rel_tol=1e-16)
+    assert math.isclose(float(FN._C1_32) + float(FN._C2_32), math.log(2), rel_tol=1e-7)
