@@ -30,7 +30,14 @@ test-slow: $(STAMP)
 	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow
 
 report: $(STAMP)
-	$(BIN)/transformer-theory report --out report
+	$(BIN)/transformer-theory report --out report --subjects reference,fast,torch
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .hypothesis
+
+# make bench: speed and memory of the accelerated path (benchmarks/bench.py) against the
+# reference and torch SDPA, as ratios measured in one process; writes benchmarks/results.json.
+# Not a test (nothing asserts a timing); about 15 minutes, --quick for a smaller grid.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json
