@@ -1,6 +1,7 @@
 # transformer-theory — every target creates .venv and installs what it needs.
 #   make test        the claims x subjects, unit and meta tests (ci profile, ~minutes)
-#   make test-slow   long statistical and exhaustive runs (thorough profile)
+#   make test-slow   every claim under the thorough profile, and the tests marked slow
+#   make bench       speed and memory of the accelerated path (benchmarks/results.json)
 #   make report      the theory report in report/
 PYTHON ?= python3
 # PyTorch is an optional extra; `make test` installs it to run the torch conformance suite.
@@ -26,7 +27,10 @@ THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: $(STAMP)
 	$(THREADS) TT_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=ci -m "not slow"
 
+# The thorough profile: every claim on every subject with 1000 Hypothesis examples, 8x the
+# Monte Carlo samples and the long exhaustive runs (Dyck to length 12), plus the tests marked slow.
 test-slow: $(STAMP)
+	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m "slow or not slow" tests/test_claims.py
 	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow
 
 report: $(STAMP)

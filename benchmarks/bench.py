@@ -222,7 +222,7 @@ def kernel_profile(length: int, repeats: int, pause: float) -> list:
     profile_attention = importlib.import_module("profile_attention")
     out = []
     for dtype in (np.float32, np.float64):
-        q, k, v = _inputs(length, dtype)
+        q, k, v = (a.reshape(SLABS, length, HEAD_DIM) for a in _inputs(length, dtype))
         for causal in (False, True):
             p = profile_attention.profile(q, k, v, causal, repeats=repeats, pause=pause)
             total = p["total"]
@@ -230,12 +230,15 @@ def kernel_profile(length: int, repeats: int, pause: float) -> list:
                         "seconds": p, "fractions": {key: p[key] / total for key in
                                                     ("scores", "softmax", "values", "other")}})
     exp = importlib.import_module("transformer_theory.impl.fast._numeric").fast_exp_array
+    calls = 256                               # 64 Ki elements per call: the array stays in L2
     for dtype in (np.float32, np.float64):
-        x = -np.abs(np.random.default_rng(3).standard_normal(1 << 22)).astype(dtype) * 10
-        sec = timed_medians({"fast_exp": lambda: exp(x), "np.exp": lambda: np.exp(x)},
+        x = -np.abs(np.random.default_rng(3).standard_normal(1 << 16)).astype(dtype) * 10
+        out_np = np.empty_like(x)
+        sec = timed_medians({"fast_exp": lambda: [exp(x) for _ in range(calls)],
+                             "np.exp": lambda: [np.exp(x, out=out_np) for _ in range(calls)]},
                             repeats, pause)
         out.append({"dtype": np.dtype(dtype).name, "exp_ns_per_element":
-                    {key: s / x.size * 1e9 for key, s in sec.items()}})
+                    {key: s / (calls * x.size) * 1e9 for key, s in sec.items()}})
     return out
 
 
@@ -423,7 +426,7 @@ def _attention_line(row: dict) -> str:
 def evaluate_targets(results: dict, target_length: int) -> list:
     """The issue's target table with the measured figures."""
     rows = []
-    att = [r for r in results["attention"] if r["L"] == target_length]
+    att = [r for r in results.get("attention", []) if r["L"] == target_length]
 
     def add(what, target, measured, met):
         rows.append({"what": what, "target": target, "measured": measured, "met": met})
@@ -462,6 +465,16 @@ def evaluate_targets(results: dict, target_length: int) -> list:
         add("load all kernels from cache (fresh process)", "<= 0.5 s",
             round(comp["load"]["warm_up"], 3), comp["load"]["warm_up"] <= TARGETS["cache_load_all"])
     return rows
+
+
+def _show_profile(rows: list) -> None:
+    for p in rows:
+        if "fractions" in p:
+            print("  %s %s: %s" % (p["dtype"], "causal" if p["causal"] else "full",
+                                   "  ".join(f"{k} {100 * v:.0f}%" for k, v in p["fractions"].items())))
+        else:
+            print("  exp %s: %s" % (p["dtype"], "  ".join(
+                f"{k} {v:.2f} ns/elem" for k, v in p["exp_ns_per_element"].items())))
 
 
 def print_targets(rows: list) -> None:
@@ -514,41 +527,39 @@ def main(argv=None) -> int:
                           "timing": "median of runs after one warm-up; implementations "
                                     "interleaved; sleep before every run"}}
     started = time.perf_counter()
-    print("GEMM rate (numpy matmul, all cores):", flush=True)
-    results["gemm"] = gemm_rates(repeats, pause)
-    for dt, g in results["gemm"].items():
-        print(f"  {dt}: {g['gflops']:.1f} GFLOP/s", flush=True)
+
+    def section(name, title, compute, show=None):
+        """Run one section; record its result (or its error) and save the JSON so far."""
+        if name in skip:
+            return
+        print(title, flush=True)
+        try:
+            results[name] = compute()
+            if show is not None:
+                show(results[name])
+        except Exception as exc:            # a benchmark reports, it does not stop
+            results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+            print(f"  {name} failed: {type(exc).__name__}: {exc}", flush=True)
+        args.out.write_text(json.dumps(results, indent=1))
+
+    section("gemm", "GEMM rate (numpy matmul, all cores):", lambda: gemm_rates(repeats, pause),
+            lambda g: [print(f"  {dt}: {v['gflops']:.1f} GFLOP/s") for dt, v in g.items()])
     import transformer_theory.impl.fast as F
 
     F.warm_up()
-    if "attention" not in skip:
-        print("Attention (B*H = 8, d = 64):", flush=True)
-        results["attention"] = attention_grid(lengths, repeats, pause, results["gemm"], ref_max)
-    if "accuracy" not in skip:
-        results["accuracy"] = accuracy(target_length)
-        for a in results["accuracy"]:
-            print(f"  accuracy {a['dtype']} causal={a['causal']}: {a['max_abs_error']:.2e}")
-    if "profile" not in skip:
-        print("Where the fast kernel's time goes:", flush=True)
-        results["profile"] = kernel_profile(target_length, repeats, pause)
-        for p in results["profile"]:
-            if "fractions" in p:
-                print("  %s %s: %s" % (p["dtype"], "causal" if p["causal"] else "full",
-                                       "  ".join(f"{k} {100 * v:.0f}%"
-                                                 for k, v in p["fractions"].items())))
-            else:
-                print("  exp %s: %s" % (p["dtype"], "  ".join(
-                    f"{k} {v:.2f} ns/elem" for k, v in p["exp_ns_per_element"].items())))
-    if "favor" not in skip:
-        print("FAVOR+ (m = 256, float32) against exact attention (fast path):", flush=True)
-        results["favor"] = favor_grid(favor_lengths, exact_max, repeats, pause)
-        print("  summary:", json.dumps(results["favor"]["summary"]), flush=True)
-    if "memory" not in skip:
-        print("Peak extra memory at L = 16384 (fresh processes, float32):", flush=True)
-        results["memory"] = memory_section(16384, args.quick)
-    if "compile" not in skip:
-        print("Compile and cache load (fresh processes):", flush=True)
-        results["compile"] = compile_section()
+    section("attention", "Attention (B*H = 8, d = 64):",
+            lambda: attention_grid(lengths, repeats, pause, results["gemm"], ref_max))
+    section("accuracy", "Accuracy against float64:", lambda: accuracy(target_length),
+            lambda acc: [print(f"  {a['dtype']} causal={a['causal']}: {a['max_abs_error']:.2e}")
+                         for a in acc])
+    section("profile", "Where the fast kernel's time goes:",
+            lambda: kernel_profile(target_length, repeats, pause), _show_profile)
+    section("favor", "FAVOR+ (m = 256, float32) against exact attention (fast path):",
+            lambda: favor_grid(favor_lengths, exact_max, repeats, pause),
+            lambda f: print("  summary:", json.dumps(f["summary"])))
+    section("memory", "Peak extra memory at L = 16384 (fresh processes, float32):",
+            lambda: memory_section(16384, args.quick))
+    section("compile", "Compile and cache load (fresh processes):", compile_section)
     results["targets"] = evaluate_targets(results, target_length)
     results["seconds"] = time.perf_counter() - started
     print_targets(results["targets"])

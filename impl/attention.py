@@ -1262,6 +1262,34 @@ def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCach
     return KVCache(k, v, 0)
 
 
+def _check_decode_args(x_t, params, cache):
+    """The checks of :func:`decode_step` (shared with the accelerated path); returns ``x_t`` as an array."""
+    _check_params(params)
+    if not isinstance(cache, KVCache):
+        raise TypeError(f"cache: expected KVCache, got {type(cache).__name__}")
+    if params.d_kv != params.d_model:
+        raise ValueError(
+            f"params: self-attention decoding needs d_kv == d_model, got d_kv = {params.d_kv}, "
+            f"d_model = {params.d_model}")
+    x_t = as_float_array(x_t, "x_t", ndim_min=2)
+    if x_t.shape[-2] != 1 or x_t.shape[-1] != params.d_model:
+        raise ValueError(
+            f"x_t: expected shape (..., 1, {params.d_model}), got {x_t.shape}")
+    if x_t.shape[:-2] != cache.batch_shape:
+        raise ValueError(
+            f"x_t: leading dims must equal the cache's batch shape {cache.batch_shape}, "
+            f"got shape {x_t.shape}")
+    expected_k = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_head)
+    expected_v = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_value)
+    if cache.k.shape != expected_k or cache.v.shape != expected_v:
+        raise ValueError(
+            f"cache: expected k {expected_k} and v {expected_v} for these params, "
+            f"got k {cache.k.shape} and v {cache.v.shape}")
+    if cache.length >= cache.max_len:
+        raise ValueError(f"cache: full (length = max_len = {cache.max_len})")
+    return x_t
+
+
 def decode_step(x_t, params, cache: KVCache):
     """One step of incremental (causal) self-attention decoding with a KV cache.
 
@@ -1293,29 +1321,7 @@ def decode_step(x_t, params, cache: KVCache):
     Inference, §2; seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, note 24:
     teacher forcing computes all positions at once; decoding does one at a time).
     """
-    _check_params(params)
-    if not isinstance(cache, KVCache):
-        raise TypeError(f"cache: expected KVCache, got {type(cache).__name__}")
-    if params.d_kv != params.d_model:
-        raise ValueError(
-            f"params: self-attention decoding needs d_kv == d_model, got d_kv = {params.d_kv}, "
-            f"d_model = {params.d_model}")
-    x_t = as_float_array(x_t, "x_t", ndim_min=2)
-    if x_t.shape[-2] != 1 or x_t.shape[-1] != params.d_model:
-        raise ValueError(
-            f"x_t: expected shape (..., 1, {params.d_model}), got {x_t.shape}")
-    if x_t.shape[:-2] != cache.batch_shape:
-        raise ValueError(
-            f"x_t: leading dims must equal the cache's batch shape {cache.batch_shape}, "
-            f"got shape {x_t.shape}")
-    expected_k = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_head)
-    expected_v = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_value)
-    if cache.k.shape != expected_k or cache.v.shape != expected_v:
-        raise ValueError(
-            f"cache: expected k {expected_k} and v {expected_v} for these params, "
-            f"got k {cache.k.shape} and v {cache.v.shape}")
-    if cache.length >= cache.max_len:
-        raise ValueError(f"cache: full (length = max_len = {cache.max_len})")
+    x_t = _check_decode_args(x_t, params, cache)
 
     dtype = common_float_dtype(x_t, cache.k, cache.v, *_param_arrays(params))
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _cast_params(params, dtype)

@@ -412,6 +412,35 @@ def feature_max_stabilizer(x, w, kind: str = "positive", *,
     return np.max(expo, axis=axes, keepdims=True)
 
 
+def _check_feature_args(x, w, kind, stabilizer):
+    """The checks of :func:`random_features` (shared with the accelerated path).
+
+    Returns ``(x, w, stabilizer, dtype)``: the arrays as validated (not yet cast) and
+    the common float dtype of the output.
+    """
+    _check_kind(kind)
+    x = as_float_array(x, "x", ndim_min=1)
+    w = _check_w(w, x.shape[-1])
+    arrays = [x, w]
+    target = x.shape[:-1] + (1,)
+    if stabilizer is not None:
+        if kind == "trig":
+            raise ValueError("stabilizer: only defined for kind 'positive' or "
+                             "'hyperbolic' (trig features are not exponentials), "
+                             "got kind 'trig'")
+        stabilizer = as_float_array(stabilizer, "stabilizer", ndim_min=0)
+        try:
+            ok = np.broadcast_shapes(stabilizer.shape, target) == target
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"stabilizer: expected a shape broadcastable to {target} "
+                             f"(x.shape[:-1] + (1,)), got shape {stabilizer.shape}")
+        arrays.append(stabilizer)
+    dtype = common_float_dtype(*arrays)
+    return x, w, stabilizer, dtype
+
+
 def random_features(x, w, kind: str = "positive", *, stabilizer=None) -> np.ndarray:
     """The random feature map ``phi(x)`` with ``E[phi(x)^T phi(y)] = exp(x^T y)``.
 
@@ -448,26 +477,7 @@ def random_features(x, w, kind: str = "positive", *, stabilizer=None) -> np.ndar
     Lemma 1 (positive and hyperbolic features); Rahimi & Recht 2007 (trig).
     Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt).
     """
-    _check_kind(kind)
-    x = as_float_array(x, "x", ndim_min=1)
-    w = _check_w(w, x.shape[-1])
-    arrays = [x, w]
-    target = x.shape[:-1] + (1,)
-    if stabilizer is not None:
-        if kind == "trig":
-            raise ValueError("stabilizer: only defined for kind 'positive' or "
-                             "'hyperbolic' (trig features are not exponentials), "
-                             "got kind 'trig'")
-        stabilizer = as_float_array(stabilizer, "stabilizer", ndim_min=0)
-        try:
-            ok = np.broadcast_shapes(stabilizer.shape, target) == target
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"stabilizer: expected a shape broadcastable to {target} "
-                             f"(x.shape[:-1] + (1,)), got shape {stabilizer.shape}")
-        arrays.append(stabilizer)
-    dtype = common_float_dtype(*arrays)
+    x, w, stabilizer, dtype = _check_feature_args(x, w, kind, stabilizer)
     x = x.astype(dtype, copy=False)
     w = w.astype(dtype, copy=False)
     m = w.shape[0]

@@ -74,6 +74,7 @@ __all__ = [
     "JIT_INLINE",
     "MIN_PARALLEL_WORK",
     "fast_exp",
+    "fast_exp_nonpositive",
     "fast_exp_array",
     "fmax",
     "matmul",
@@ -198,14 +199,30 @@ _A12, _A13 = 1 / math.factorial(12), 1 / math.factorial(13)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def _exp_f32(x):
-    """exp for float32: 0 below the normal range, inf above it, < 1 ulp between."""
-    xc = min(max(x, _LO32), _HI32)
+def _reduce_f32(xc):
+    """``(n, exp(r))`` with ``xc = n ln 2 + r``, ``|r| <= ln2/2``, for a clamped float32 ``xc``."""
     n = np.floor(xc * _LOG2E32 + _HALF32)                 # nearest integer to x / ln 2
     r = xc - n * _C1_32
     r = r - n * _C2_32                                     # r = x - n ln 2, |r| <= ln2/2
     p = ((((_P0_32 * r + _P1_32) * r + _P2_32) * r + _P3_32) * r + _P4_32) * r + _P5_32
-    p = p * r * r + r + _ONE32                             # exp(r)
+    return n, p * r * r + r + _ONE32                       # exp(r)
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _reduce_f64(xc):
+    """``(n, exp(r))`` with ``xc = n ln 2 + r``, ``|r| <= ln2/2``, for a clamped float64 ``xc``."""
+    n = np.floor(xc * _LOG2E64 + 0.5)
+    r = xc - n * _C1_64
+    r = r - n * _C2_64
+    p = ((((((((((_A13 * r + _A12) * r + _A11) * r + _A10) * r + _A9) * r + _A8) * r
+              + _A7) * r + _A6) * r + _A5) * r + _A4) * r + _A3) * r + _A2
+    return n, p * r * r + r + 1.0
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _exp_f32(x):
+    """exp for float32: 0 below the normal range, inf above it, < 1 ulp between."""
+    n, p = _reduce_f32(min(max(x, _LO32), _HI32))
     top = n > _F(127.0)                                    # 2**128 is not a float32:
     y = (p + p if top else p) * _pow2(n - _ONE32 if top else n)   # use 2 * 2**127
     y = _ZERO32 if x < _LO32 else y
@@ -215,17 +232,43 @@ def _exp_f32(x):
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
 def _exp_f64(x):
     """exp for float64: 0 below the normal range, inf above it, about 1 ulp between."""
-    xc = min(max(x, _LO64), _HI64)
-    n = np.floor(xc * _LOG2E64 + 0.5)
-    r = xc - n * _C1_64
-    r = r - n * _C2_64
-    p = ((((((((((_A13 * r + _A12) * r + _A11) * r + _A10) * r + _A9) * r + _A8) * r
-              + _A7) * r + _A6) * r + _A5) * r + _A4) * r + _A3) * r + _A2
-    p = p * r * r + r + 1.0
+    n, p = _reduce_f64(min(max(x, _LO64), _HI64))
     top = n > 1023.0                                       # 2**1024 is not a float64:
     y = (p + p if top else p) * _pow2(n - 1.0 if top else n)      # use 2 * 2**1023
     y = 0.0 if x < _LO64 else y
     return np.inf if x > _HI64 else y
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _exp_nonpositive_f32(x):
+    """exp for float32 x <= 0 (softmax arguments): no overflow branch needed."""
+    n, p = _reduce_f32(max(x, _LO32))
+    return _ZERO32 if x < _LO32 else p * _pow2(n)
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _exp_nonpositive_f64(x):
+    """exp for float64 x <= 0 (softmax arguments): no overflow branch needed."""
+    n, p = _reduce_f64(max(x, _LO64))
+    return 0.0 if x < _LO64 else p * _pow2(n)
+
+
+def fast_exp_nonpositive(x):
+    """:func:`fast_exp` for arguments ``x <= 0`` (up to a rounding error), as in a softmax.
+
+    Leaves out the overflow handling, which such arguments never need; valid
+    for ``x`` below about 88 (float32) or 709 (float64). Compiled code only.
+    """
+    raise NotImplementedError("fast_exp_nonpositive is only available inside numba-compiled code")
+
+
+@overload(fast_exp_nonpositive)
+def _fast_exp_nonpositive_overload(x):
+    if x == types.float32:
+        return lambda x: _exp_nonpositive_f32(x)
+    if x == types.float64:
+        return lambda x: _exp_nonpositive_f64(x)
+    return None
 
 
 def fast_exp(x):

@@ -67,7 +67,7 @@ from ._numeric import (
     JIT,
     JIT_INLINE,
     as_kernel_array,
-    fast_exp,
+    fast_exp_nonpositive,
     fmax,
     matmul,
     matmul_nt,
@@ -135,7 +135,7 @@ def _softmax_tasks(x, first, stride, out):
         if m == neg_inf:                                 # fully masked row
             m = zero
         for j in range(row.shape[0]):
-            p[j] = fast_exp(row[j] - m)                  # every entry in [0, 1]
+            p[j] = fast_exp_nonpositive(row[j] - m)      # every entry in [0, 1]
         total = zero
         for j in range(row.shape[0]):
             total += p[j]
@@ -186,13 +186,16 @@ def softmax(x, axis: int = -1) -> np.ndarray:
 
 @njit(**JIT_INLINE)
 def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
-                        mask_n, use_mask, bias_n, use_bias, block_k, out_blk):
+                        mask_n, use_mask, bias_n, use_bias, block_k, m, l, acc, pv, s_buf,
+                        out_blk):
     """Online-softmax attention of one block of queries over keys ``[0, lk)``.
 
     q_blk (bq, E), k_n (>= lk, E), v_n (>= lk, Ev), out_blk (bq, Ev); query
     ``row0 + i`` may see key ``j`` iff ``j <= row0 + i + offset`` (if causal)
     and ``mask_n[row, j]``; ``bias_n[row, j]`` is added to its logit. ``mask_n``
     and ``bias_n`` have 1 row (shared by all queries) or one per query.
+    ``m``, ``l`` (>= bq,), ``acc``, ``pv`` (>= bq, Ev) and ``s_buf``
+    (>= bq * block_k,) are the caller's work buffers (allocated once per thread).
     """
     prefer_wide_vectors()
     bq = q_blk.shape[0]
@@ -200,11 +203,13 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     one = typed(scale, 1.0)
     zero = typed(scale, 0.0)
     neg_inf = typed(scale, -np.inf)
-    m = np.full(bq, neg_inf)                             # (bq,) running max of the logits
-    l = np.zeros(bq, dtype=q_blk.dtype)                  # (bq,) running sum of exp(logit - m)
-    acc = np.zeros((bq, ev), dtype=q_blk.dtype)          # (bq, Ev) unnormalised output
-    pv = np.empty((bq, ev), dtype=q_blk.dtype)           # (bq, Ev) P V of one key block
-    s_buf = np.empty(bq * block_k, dtype=q_blk.dtype)
+    m = m[:bq]                                           # (bq,) running max of the logits
+    l = l[:bq]                                           # (bq,) running sum of exp(logit - m)
+    acc = acc[:bq]                                       # (bq, Ev) unnormalised output
+    pv = pv[:bq]                                         # (bq, Ev) P V of one key block
+    m[:] = neg_inf
+    l[:] = zero
+    acc[:, :] = zero
     key_end = lk
     if causal:                                           # the last row sees keys < row0+bq+offset
         key_end = min(lk, max(0, row0 + bq + offset))
@@ -242,10 +247,10 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                     row[j] = zero
                 continue
             m_new = fmax(m[i], step * row_max)
-            correction = fast_exp(m[i] - m_new)          # 0 on the first visible block
+            correction = fast_exp_nonpositive(m[i] - m_new)   # 0 on the first visible block
             total = zero
             for j in range(visible):                     # P = exp(logit - m'), and its sum
-                p = fast_exp(step * row[j] - m_new)
+                p = fast_exp_nonpositive(step * row[j] - m_new)
                 row[j] = p
                 total += p
             for j in range(visible, bk):
@@ -271,24 +276,31 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
 
 @njit(**JIT)
 def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, use_mask,
-                 bias, bias_index, use_bias, block_q, block_k, first, stride, out):
-    """Tasks ``first, first + stride, ...`` of attention of q (N, Lq, E) over k, v.
+                 bias, bias_index, use_bias, block_q, block_k, order, first, stride, out):
+    """Tasks ``order[first], order[first + stride], ...`` of attention of q (N, Lq, E).
 
-    A task is one (query slab ``n``, query block) pair; slab ``n`` reads kv slab
-    ``n // group`` (grouped-query attention: K/V are indexed, never copied),
-    mask slab ``mask_index[n]`` and bias slab ``bias_index[n]``, over the first
-    ``lk`` keys. Writes out (N, Lq, Ev).
+    Task ``t`` is the (query slab ``n = t // n_blocks``, query block
+    ``t % n_blocks``) pair; slab ``n`` reads kv slab ``n // group`` (grouped-query
+    attention: K/V are indexed, never copied), mask slab ``mask_index[n]`` and
+    bias slab ``bias_index[n]``, over the first ``lk`` keys. Writes out (N, Lq, Ev).
     """
     n_slabs, lq, _ = q.shape
+    ev = v.shape[2]
     n_blocks = (lq + block_q - 1) // block_q
-    for task in range(first, n_slabs * n_blocks, stride):
+    m = np.empty(block_q, dtype=q.dtype)                 # work buffers of this thread
+    l = np.empty(block_q, dtype=q.dtype)
+    acc = np.empty((block_q, ev), dtype=q.dtype)
+    pv = np.empty((block_q, ev), dtype=q.dtype)
+    s_buf = np.empty(block_q * block_k, dtype=q.dtype)
+    for position in range(first, n_slabs * n_blocks, stride):
+        task = order[position]
         n = task // n_blocks
         i0 = (task % n_blocks) * block_q
         i1 = min(i0 + block_q, lq)
         kv = n // group
         _attend_query_block(q[n, i0:i1], k[kv], v[kv], lk, scale, causal, offset, i0,
                             mask[mask_index[n]], use_mask, bias[bias_index[n]], use_bias,
-                            block_k, out[n, i0:i1])
+                            block_k, m, l, acc, pv, s_buf, out[n, i0:i1])
 
 
 @njit(**JIT)
@@ -377,6 +389,27 @@ def _block_sizes(n_slabs: int, lq: int, lk: int) -> tuple[int, int]:
     return block_q, block_k
 
 
+def _task_order(n_slabs: int, n_blocks: int, causal: bool, threads: int) -> np.ndarray:
+    """The order in which the threads take the (slab, query block) tasks.
+
+    Thread ``r`` of ``T`` takes positions ``r, r + T, ...``. Without a causal
+    mask all tasks cost the same and the order is the natural one. With it, a
+    task's cost grows with its query block; tasks are then sorted by cost and
+    dealt out in a snake (``0..T-1``, then ``T-1..0``, ...), so that every
+    thread gets an equal share of heavy and light blocks.
+    """
+    tasks = np.arange(n_slabs * n_blocks, dtype=np.int64)
+    if not causal or threads <= 1:
+        return tasks
+    by_cost = tasks.reshape(n_slabs, n_blocks)[:, ::-1].T.ravel()      # heaviest blocks first
+    order = by_cost.copy()
+    full = len(order) // threads * threads
+    rounds = order[:full].reshape(-1, threads)
+    rounds[1::2] = rounds[1::2, ::-1]                                   # snake
+    order[:full] = rounds.ravel()
+    return order
+
+
 def _scores_may_overflow(q, k, scale: float, bias, dtype) -> bool:
     """Whether some logit ``scale q.k + bias`` could overflow ``dtype``.
 
@@ -410,15 +443,16 @@ def _run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, 
     mask, mask_index = mask_slabs if use_mask else _no_slabs(n_slabs, np.bool_)
     bias, bias_index = bias_slabs if use_bias else _no_slabs(n_slabs, dtype)
     block_q, block_k = _block_sizes(n_slabs, lq, lk)
-    n_tasks = n_slabs * -(-lq // block_q)
+    n_blocks = -(-lq // block_q)
+    order = _task_order(n_slabs, n_blocks, causal, min(num_threads(), n_slabs * n_blocks))
     scale = dtype.type(scale)
 
     def kernel(first, stride):
         _flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
-                     bias, bias_index, use_bias, block_q, block_k, first, stride, out)
+                     bias, bias_index, use_bias, block_q, block_k, order, first, stride, out)
 
     with single_threaded_blas():
-        run_tasks(kernel, n_tasks, 2.0 * n_slabs * lq * lk * (e + ev))
+        run_tasks(kernel, len(order), 2.0 * n_slabs * lq * lk * (e + ev))
     return out
 
 
@@ -684,34 +718,6 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
 # KV cache and incremental decoding
 # ---------------------------------------------------------------------------
 
-def _check_decode_args(x_t, params, cache):
-    """The reference's checks of ``decode_step``, in its order, with its messages."""
-    _ref._check_params(params)
-    if not isinstance(cache, KVCache):
-        raise TypeError(f"cache: expected KVCache, got {type(cache).__name__}")
-    if params.d_kv != params.d_model:
-        raise ValueError(
-            f"params: self-attention decoding needs d_kv == d_model, got d_kv = {params.d_kv}, "
-            f"d_model = {params.d_model}")
-    x_t = as_float_array(x_t, "x_t", ndim_min=2)
-    if x_t.shape[-2] != 1 or x_t.shape[-1] != params.d_model:
-        raise ValueError(
-            f"x_t: expected shape (..., 1, {params.d_model}), got {x_t.shape}")
-    if x_t.shape[:-2] != cache.batch_shape:
-        raise ValueError(
-            f"x_t: leading dims must equal the cache's batch shape {cache.batch_shape}, "
-            f"got shape {x_t.shape}")
-    expected_k = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_head)
-    expected_v = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_value)
-    if cache.k.shape != expected_k or cache.v.shape != expected_v:
-        raise ValueError(
-            f"cache: expected k {expected_k} and v {expected_v} for these params, "
-            f"got k {cache.k.shape} and v {cache.v.shape}")
-    if cache.length >= cache.max_len:
-        raise ValueError(f"cache: full (length = max_len = {cache.max_len})")
-    return x_t
-
-
 def decode_step(x_t, params, cache: KVCache):
     """One step of incremental causal self-attention decoding with a KV cache.
 
@@ -741,7 +747,7 @@ def decode_step(x_t, params, cache: KVCache):
     Vaswani et al. 2017, §3.2.3; seed 004
     (shared/seeds/004_d5b314f5ea1e15da.txt, note 24).
     """
-    x_t = _check_decode_args(x_t, params, cache)
+    x_t = _ref._check_decode_args(x_t, params, cache)
     dtype = common_float_dtype(x_t, cache.k, cache.v, *_ref._param_arrays(params))
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _ref._cast_params(params, dtype)
     t = cache.length

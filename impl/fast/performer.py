@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from .. import performer as _ref
-from .._validate import as_float_array, check_choice, check_positive_int, common_float_dtype
+from .._validate import check_choice, check_positive_int
 from ..performer import (  # noqa: F401  (re-exported: random matrices are not kernels)
     FEATURE_KINDS,
     KEY_STABILIZERS,
@@ -94,11 +94,11 @@ def _features_of_block(x_blk, w, kind, mode, shift_blk, feats, c_blk):
     n_rows, d = x_blk.shape
     m = w.shape[0]
     n_feat = feats.shape[1]
-    half = typed(feats[0, 0], 0.5)
-    zero = typed(feats[0, 0], 0.0)
+    half = typed(feats, 0.5)
+    zero = typed(feats, 0.0)
     wx = np.empty((n_rows, m), dtype=x_blk.dtype)                  # (R, m)
     matmul_nt(x_blk, w, wx)
-    root = np.sqrt(typed(feats[0, 0], n_feat))
+    root = np.sqrt(typed(feats, n_feat))
     for i in range(n_rows):
         sq = zero
         for e in range(d):
@@ -183,26 +183,8 @@ def random_features(x, w, kind: str = "positive", *, stabilizer=None) -> np.ndar
     Lemma 1; Rahimi & Recht 2007 (trig). Seed 002
     (shared/seeds/002_c6f7e64caf2ae364.txt).
     """
-    _ref._check_kind(kind)
-    x = as_float_array(x, "x", ndim_min=1)
-    w = _ref._check_w(w, x.shape[-1])
-    arrays = [x, w]
+    x, w, stabilizer, dtype = _ref._check_feature_args(x, w, kind, stabilizer)
     target = x.shape[:-1] + (1,)
-    if stabilizer is not None:
-        if kind == "trig":
-            raise ValueError("stabilizer: only defined for kind 'positive' or "
-                             "'hyperbolic' (trig features are not exponentials), "
-                             "got kind 'trig'")
-        stabilizer = as_float_array(stabilizer, "stabilizer", ndim_min=0)
-        try:
-            ok = np.broadcast_shapes(stabilizer.shape, target) == target
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"stabilizer: expected a shape broadcastable to {target} "
-                             f"(x.shape[:-1] + (1,)), got shape {stabilizer.shape}")
-        arrays.append(stabilizer)
-    dtype = common_float_dtype(*arrays)
     d = x.shape[-1]
     x2 = as_kernel_array(x.reshape((math.prod(x.shape[:-1]), d)), dtype)     # (N, d)
     if stabilizer is None:
