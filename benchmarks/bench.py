@@ -39,6 +39,7 @@ length); Choromanski et al. 2021, Rethinking Attention with Performers, §4
 
 from __future__ import annotations
 
+import contextlib
 import argparse
 import gc
 import importlib
@@ -229,17 +230,79 @@ def kernel_profile(length: int, repeats: int, pause: float) -> list:
             out.append({"dtype": np.dtype(dtype).name, "causal": causal, "L": length,
                         "seconds": p, "fractions": {key: p[key] / total for key in
                                                     ("scores", "softmax", "values", "other")}})
-    exp = importlib.import_module("transformer_theory.impl.fast._numeric").fast_exp_array
+    numeric = importlib.import_module("transformer_theory.impl.fast._numeric")
     calls = 256                               # 64 Ki elements per call: the array stays in L2
     for dtype in (np.float32, np.float64):
         x = -np.abs(np.random.default_rng(3).standard_normal(1 << 16)).astype(dtype) * 10
         out_np = np.empty_like(x)
-        sec = timed_medians({"fast_exp": lambda: [exp(x) for _ in range(calls)],
+        out_fast = np.empty_like(x)
+        numeric._exp_elements(x, out_fast)                    # compile outside the timing
+        sec = timed_medians({"fast_exp": lambda: [numeric._exp_elements(x, out_fast)
+                                                  for _ in range(calls)],
                              "np.exp": lambda: [np.exp(x, out=out_np) for _ in range(calls)]},
                             repeats, pause)
         out.append({"dtype": np.dtype(dtype).name, "exp_ns_per_element":
                     {key: s / (calls * x.size) * 1e9 for key, s in sec.items()}})
+    out.extend(block_gemm_rates(repeats, pause))
     return out
+
+
+def block_gemm_rates(repeats: int, pause: float, calls: int = 200) -> list:
+    """GFLOP/s of the kernel's two block products, one thread: numba's BLAS against torch's.
+
+    The fused kernel spends most of its time in ``S = Q_b K_b^T`` (BLOCK_Q x d
+    times d x BLOCK_K) and ``P V_b`` (BLOCK_Q x BLOCK_K times BLOCK_K x d). With
+    d = 64 these are small-k / small-n products, where BLAS libraries differ.
+    numba calls the OpenBLAS that scipy bundles; torch uses its own BLAS. The
+    ratio bounds what any kernel built on numba's ``np.dot`` can reach against
+    torch's SDPA.
+    """
+    fast = importlib.import_module("transformer_theory.impl.fast.attention")
+    numeric = importlib.import_module("transformer_theory.impl.fast._numeric")
+    torch = _torch()
+    bq, bk, d = fast.BLOCK_Q, fast.BLOCK_K, HEAD_DIM
+    rows = []
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(5)
+        q = rng.standard_normal((bq, d)).astype(dtype)                  # (bq, d)
+        k = rng.standard_normal((bk, d)).astype(dtype)                  # (bk, d)
+        p = rng.random((bq, bk)).astype(dtype)                          # (bq, bk)
+        s = np.empty((bq, bk), dtype)
+        o = np.empty((bq, d), dtype)
+        numeric.matmul_nt(q, k, s)
+        numeric.matmul(p, k, o)                                         # compile first
+        pairs = {"scores": (lambda: numeric.matmul_nt(q, k, s), "q k^T"),
+                 "values": (lambda: numeric.matmul(p, k, o), "p v")}
+        if torch is not None:
+            tq, tk, tp, ts, to = (torch.from_numpy(a) for a in (q, k, p, s, o))
+        for part, (fn, what) in pairs.items():
+            timed = {"numba": lambda fn=fn: [fn() for _ in range(calls)]}
+            if torch is not None:
+                if part == "scores":
+                    timed["torch"] = lambda: [torch.mm(tq, tk.T, out=ts) for _ in range(calls)]
+                else:
+                    timed["torch"] = lambda: [torch.mm(tp, tk, out=to) for _ in range(calls)]
+            with numeric.single_threaded_blas(), _torch_threads(torch, 1):
+                sec = timed_medians(timed, repeats, pause)
+            flops = 2.0 * bq * bk * d * calls
+            rows.append({"dtype": np.dtype(dtype).name, "block_gemm": part, "shape": what,
+                         "block": [bq, bk, d],
+                         "gflops": {key: flops / v / 1e9 for key, v in sec.items()}})
+    return rows
+
+
+@contextlib.contextmanager
+def _torch_threads(torch, n: int):
+    """torch's intra-op threads set to ``n`` inside the block (no-op without torch)."""
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def favor_grid(lengths, exact_max: int, repeats: int, pause: float, m: int = 256) -> dict:
@@ -469,7 +532,11 @@ def evaluate_targets(results: dict, target_length: int) -> list:
 
 def _show_profile(rows: list) -> None:
     for p in rows:
-        if "fractions" in p:
+        if "block_gemm" in p:
+            print("  block GEMM %s %s %s (1 thread): %s" % (
+                p["dtype"], p["shape"], "x".join(map(str, p["block"])),
+                "  ".join(f"{k} {v:.1f} GFLOP/s" for k, v in p["gflops"].items())))
+        elif "fractions" in p:
             print("  %s %s: %s" % (p["dtype"], "causal" if p["causal"] else "full",
                                    "  ".join(f"{k} {100 * v:.0f}%" for k, v in p["fractions"].items())))
         else:
