@@ -29,8 +29,10 @@ test: $(STAMP)
 
 # The thorough profile: every claim on every subject with 1000 Hypothesis examples, 8x the
 # Monte Carlo samples and the long exhaustive runs (Dyck to length 12), plus the tests marked slow.
+# SLOW_ARGS narrows the claim run, e.g. make test-slow SLOW_ARGS='-k reference' (one subject).
+SLOW_ARGS ?=
 test-slow: $(STAMP)
-	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m "slow or not slow" tests/test_claims.py
+	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m "slow or not slow" --durations=15 $(SLOW_ARGS) tests/test_claims.py
 	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow
 
 report: $(STAMP)
