@@ -345,6 +345,112 @@ def test_linearised_output_mse_scales_and_vanishes_for_constant_values():
 
 
 # --------------------------------------------------------------------------
+# the normalised-output MSE ratio (claim 15, second part)
+# --------------------------------------------------------------------------
+
+def test_output_error_range_by_hand():
+    v = np.array([[1.0, 0.0], [-1.0, 2.0], [0.0, 1.0]])
+    exact = np.array([[0.5, 1.0]])
+    # column 0 reaches max(0.5 + 1, 1 - 0.5) = 1.5; column 1 max(1 - 0, 2 - 1) = 1
+    assert C.output_error_range(exact, v) == pytest.approx((1.5 ** 2 + 1.0) / 2, rel=1e-12)
+    assert C.output_error_range(exact, v) <= np.mean(np.ptp(v, axis=0) ** 2)
+    assert 0 < C.hull_pad(v) < 1e-13
+
+
+def test_output_errors_by_hand():
+    v = np.array([[1.0, 0.0], [-1.0, 2.0], [0.0, 1.0]])
+    exact = np.array([[0.5, 1.0]])
+    a_hat = np.array([[[1.0, 1.0, 2.0]],                 # o_hat = (0, 1)
+                      [[1.0, 0.0, 0.0]],                 # o_hat = v_1 = (1, 0)
+                      [[0.0, 0.0, 0.0]]])                # no normaliser
+    err, inside = C.output_errors(a_hat[:2], v, exact)
+    np.testing.assert_allclose(err, [(0.25 + 0.0) / 2, (0.25 + 1.0) / 2], rtol=1e-14)
+    assert inside
+    assert np.all(err <= C.output_error_range(exact, v))
+    err, inside = C.output_errors(a_hat, v, exact)
+    assert err[2] == math.inf and not inside
+    negative = np.array([[[2.0, -0.5, 0.0]]])            # a negative weight: o_hat = (5/3, -2/3)
+    assert not C.output_errors(negative, v, exact)[1]
+
+
+def test_two_key_case_has_the_stated_geometry():
+    qs, ks, v = C.two_key_case()
+    z = qs + ks                                                          # (2, 2)
+    np.testing.assert_allclose(z, [[0.0, 1.0], [0.0, -1.0]])             # +-sqrt(s) e_2
+    exact = C.exact_output(qs, ks, v)
+    assert exact.shape == (1, 1) and abs(exact[0, 0]) < 1e-15
+    assert C.output_error_range(exact, v) == pytest.approx(1.0, rel=1e-12)
+    for m in (64, 256):                                                  # first order sinh(s)/m
+        assert C.linearised_output_mse(qs, ks, v, m) == pytest.approx(math.sinh(1.0) / m)
+
+
+def test_attention_matrix_estimates_match_the_features_of_each_matrix(ref):
+    rng = np.random.default_rng(9)
+    qs, ks = 0.4 * rng.standard_normal((2, 3)), 0.4 * rng.standard_normal((4, 3))
+    ws = rng.standard_normal((5, 6, 3))
+    a_hat = C.attention_matrix_estimates(ref, qs, ks, 5, C.stacked_draws(ws), 6)
+    assert a_hat.shape == (5, 2, 4)
+    for j in range(5):
+        expected = P.random_features(qs, ws[j]) @ P.random_features(ks, ws[j]).T
+        np.testing.assert_allclose(a_hat[j], expected, rtol=1e-12)
+
+
+def _two_key_errors(m, n, rng):
+    """Draws of err for the two-key case from its one-dimensional law.
+
+    ``phi(q')_r phi(k'_{1,2})_r = e^{-b^2} e^{+-t_r - s/2}`` with ``t_r = sqrt(s)
+    w_r^T e_2 ~ N(0, s)``, so ``o_hat = sum sinh(t_r) / sum cosh(t_r)`` and
+    ``err = o_hat^2`` (``v = (1, -1)``, exact output 0), here with ``s = 1``.
+    """
+    out = []
+    for start in range(0, n, 8192):                       # chunks keep the arrays small
+        e = np.exp(math.sqrt(C.RATIO_S) * rng.standard_normal((min(8192, n - start), m)))
+        up, down = e.sum(axis=1), (1.0 / e).sum(axis=1)  # sums of e^{+-t_r}
+        out.append(((up - down) / (up + down)) ** 2)
+    return np.concatenate(out)
+
+
+def test_two_key_law_matches_the_sampled_errors(ref):
+    rng = np.random.default_rng(10)
+    qs, ks, v = C.two_key_case()
+    a_hat = C.attention_matrix_estimates(ref, qs, ks, 4000, C.iid_draws(64, 2, rng), 64)
+    err, inside = C.output_errors(a_hat, v, C.exact_output(qs, ks, v))
+    law = _two_key_errors(64, 4000, np.random.default_rng(11))
+    assert inside
+    sd = math.sqrt((np.var(err) + np.var(law)) / 4000)
+    assert abs(err.mean() - law.mean()) < 6 * sd
+
+
+def test_ratio_decision_accepts_the_true_errors_and_rejects_a_ratio_of_two():
+    rng = np.random.default_rng(12)
+    e64, e256 = _two_key_errors(64, 60_000, rng), _two_key_errors(256, 150_000, rng)
+    ok = C.output_mse_ratio_test(e64, e256, 1.0, 1.0, 4e-7, "ratio")
+    assert ok.passed and ok.test.inside
+    assert 3.5 < ok.test.estimate < 4.1 and ok.ratio == 0.0
+    # the m = 256 errors doubled: ratio ~1.9, an error that does not decay like 1/m
+    bad = C.output_mse_ratio_test(e64, 2.0 * e256, 1.0, 2.0, 4e-7, "ratio")
+    assert not bad.passed and bad.ratio > 1
+    assert bad.test.interval[1] < 3.0
+    ev = C.statistical_evidence([bad], detail="x.")
+    assert not ev.passed and "is disjoint from [3, 5]" in ev.detail
+    assert ev.statistics["ratio"]["passed"] is False
+
+
+def test_ratio_gate_rejects_the_capped_features_mutant(ref):
+    mutant = next(mu for mu in MUTANTS if mu.name == "features_capped_at_64").build(ref)
+    qs, ks, v = C.two_key_case()
+    exact = C.exact_output(qs, ks, v)
+    rng = np.random.default_rng(13)
+    errs = {}
+    for m, n in ((64, 20_000), (256, 40_000)):
+        a_hat = C.attention_matrix_estimates(mutant, qs, ks, n, C.iid_draws(m, 2, rng), m)
+        errs[m], inside = C.output_errors(a_hat, v, exact)
+        assert inside                                    # still convex: only the rate is wrong
+    test = C.output_mse_ratio_test(errs[64], errs[256], 1.0, 1.0, 4e-7, "ratio")
+    assert not test.passed and test.test.interval[1] < 2.0
+
+
+# --------------------------------------------------------------------------
 # replicates, draws, sampler calls
 # --------------------------------------------------------------------------
 

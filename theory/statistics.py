@@ -10,8 +10,17 @@ heavy-tailed terms too, so the default estimator is the median of means:
     off only if at least g/2 groups are, which by Hoeffding's inequality has
     probability <= exp(-g/8). Hence g = ceil(8 ln(1/delta)) groups.
 
+When every draw lies in a range ``[a, b]`` known in advance (a bounded error,
+a normalised output), :func:`empirical_bernstein_interval` gives a confidence
+interval without any variance from the theory: Maurer & Pontil's empirical
+Bernstein bound, whose price is a term ``7 (b - a) ln(4/delta) / (3 (n - 1))``.
+:func:`test_ratio` turns two such intervals into one for a ratio of means.
+
 References
 ----------
+Maurer & Pontil 2009, "Empirical Bernstein Bounds and Sample Variance
+Penalization", COLT (arXiv:0907.3740), Theorem 4 (the empirical Bernstein
+interval).
 Nemirovsky & Yudin 1983, *Problem Complexity and Method Efficiency in
 Optimization* (median of means); Lugosi & Mendelson 2019, "Mean estimation and
 regression under heavy-tailed distributions: a survey", Found. Comput. Math.,
@@ -147,3 +156,332 @@ def hoeffding_tail(n: int, deviation: float) -> float:
     if deviation <= 0:
         return 1.0
     return math.exp(-2.0 * n * deviation * deviation)
+
+
+# --------------------------------------------------------------------------
+# bounded samples: the empirical Bernstein interval and ratios of means
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BoundedMeanInterval:
+    """A confidence interval for the mean of independent draws with a known range.
+
+    Attributes
+    ----------
+    estimate : float
+        The sample mean.
+    lower, upper : float
+        The interval; it contains the true mean with probability at least
+        ``1 - delta`` (and is clipped to ``value_range``, where the mean lies).
+    samples : int
+        Number of draws ``n``.
+    sample_variance : float
+        The unbiased sample variance ``V_n`` (``ddof=1``).
+    value_range : (float, float)
+        The interval ``[a, b]`` every draw lies in (known before sampling).
+    delta : float
+        The two-sided non-coverage probability.
+    method : str
+    """
+
+    estimate: float
+    lower: float
+    upper: float
+    samples: int
+    sample_variance: float
+    value_range: tuple[float, float]
+    delta: float
+    method: str
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return (self.lower, self.upper)
+
+    @property
+    def halfwidth(self) -> float:
+        """The larger distance from the estimate to an end of the interval."""
+        return max(self.estimate - self.lower, self.upper - self.estimate)
+
+    def contains(self, value: float) -> bool:
+        return bool(self.lower <= value <= self.upper)
+
+    def to_json(self) -> dict:
+        return {"estimate": self.estimate, "interval": [self.lower, self.upper],
+                "halfwidth": self.halfwidth, "samples": self.samples,
+                "sample_variance": self.sample_variance,
+                "value_range": list(self.value_range),
+                "false_failure_probability": self.delta, "method": self.method}
+
+
+def _check_delta(delta) -> float:
+    delta = float(delta)
+    if not 0 < delta < 1:
+        raise ValueError(f"delta: expected a probability in (0, 1), got {delta}")
+    return delta
+
+
+def _check_range(value_range, name: str) -> tuple[float, float]:
+    try:
+        a, b = (float(t) for t in value_range)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a pair (a, b) of numbers, got {value_range!r}") \
+            from None
+    if not (math.isfinite(a) and math.isfinite(b) and a < b):
+        raise ValueError(f"{name}: expected finite a < b, got ({a}, {b})")
+    return a, b
+
+
+def _bounded_samples(samples, value_range: tuple[float, float], name: str) -> np.ndarray:
+    x = np.asarray(samples)
+    if x.dtype == np.bool_ or x.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: expected real numbers, got dtype {x.dtype}")
+    x = x.astype(np.float64, copy=False).ravel()
+    if x.size < 2:
+        raise ValueError(f"{name}: expected at least 2 draws, got {x.size}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    a, b = value_range
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if lo < a or hi > b:
+        raise ValueError(f"{name}: expected every draw in [{a}, {b}], got values in "
+                         f"[{lo}, {hi}]")
+    return x
+
+
+def empirical_bernstein_halfwidth(n: int, sample_variance: float, width: float,
+                                  delta: float) -> float:
+    """Half-width of the two-sided empirical Bernstein interval.
+
+    ``sqrt(2 V_n ln(4/delta) / n) + 7 (b - a) ln(4/delta) / (3 (n - 1))``:
+    Maurer & Pontil's Theorem 4 (one-sided, ``ln(2/delta')``) applied to the
+    draws and to their reflection ``a + b - X`` with ``delta' = delta/2`` each,
+    after the affine map of ``[a, b]`` onto ``[0, 1]`` (``V_n`` scales by
+    ``(b - a)^2``).
+
+    Parameters
+    ----------
+    n : int
+        Number of draws, ``n >= 2``.
+    sample_variance : float
+        The unbiased sample variance ``V_n = sum_{i<j} (X_i - X_j)^2 / (n (n-1))``.
+    width : float
+        ``b - a``, the length of the known range.
+    delta : float
+        Two-sided non-coverage probability in ``(0, 1)``.
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    Maurer & Pontil 2009, "Empirical Bernstein Bounds and Sample Variance
+    Penalization", COLT, Theorem 4.
+    """
+    log_term = math.log(4.0 / delta)
+    return (math.sqrt(2.0 * sample_variance * log_term / n)
+            + 7.0 * width * log_term / (3.0 * (n - 1)))
+
+
+def empirical_bernstein_interval(samples, value_range, *,
+                                 delta: float = MAX_FALSE_FAILURE) -> BoundedMeanInterval:
+    """A confidence interval for ``E X`` from iid draws known to lie in ``[a, b]``.
+
+    Maurer & Pontil's empirical Bernstein inequality (Theorem 4): for iid
+    ``Z_1..Z_n`` in ``[0, 1]`` and ``delta > 0``, with probability at least
+    ``1 - delta``,
+
+        E Z - mean(Z) <= sqrt(2 V_n ln(2/delta) / n) + 7 ln(2/delta) / (3 (n - 1)),
+
+    ``V_n`` the unbiased sample variance. Applied to ``Z = (X - a)/(b - a)``
+    and to ``1 - Z``, each at ``delta/2``, it gives the two-sided interval
+    ``mean(X) +- h`` with ``h`` from :func:`empirical_bernstein_halfwidth`,
+    which misses ``E X`` with probability at most ``delta``. No variance is
+    assumed: the range ``[a, b]`` pays for it, through the ``7 (b - a)/3n``
+    term. The interval is clipped to ``[a, b]``.
+
+    Parameters
+    ----------
+    samples : array_like
+        Independent, identically distributed draws (flattened), at least 2,
+        every one in ``value_range`` (a draw outside it is refused: the bound
+        would not hold).
+    value_range : (float, float)
+        ``(a, b)``, finite with ``a < b``, known before sampling.
+    delta : float
+        Two-sided non-coverage probability in ``(0, 1)``. A claim uses at most
+        :data:`MAX_FALSE_FAILURE` (its share of it); larger values are for
+        checking coverage by simulation.
+
+    Returns
+    -------
+    BoundedMeanInterval
+
+    References
+    ----------
+    Maurer & Pontil 2009, "Empirical Bernstein Bounds and Sample Variance
+    Penalization", COLT (arXiv:0907.3740), Theorem 4. Audibert, Munos &
+    Szepesvari 2009, "Exploration-exploitation tradeoff using variance
+    estimates in multi-armed bandits", TCS 410, Theorem 1 (an empirical
+    Bernstein bound with constants ``ln(3/delta)`` and ``3``).
+    """
+    return _eb_interval(samples, value_range, delta, "samples", "value_range")
+
+
+def _eb_interval(samples, value_range, delta, name: str, range_name: str) -> BoundedMeanInterval:
+    delta = _check_delta(delta)
+    a, b = _check_range(value_range, range_name)
+    x = _bounded_samples(samples, (a, b), name)
+    n = x.size
+    mean = float(np.mean(x))
+    var = float(np.var(x, ddof=1))
+    h = empirical_bernstein_halfwidth(n, var, b - a, delta)
+    return BoundedMeanInterval(
+        estimate=mean, lower=max(a, mean - h), upper=min(b, mean + h), samples=n,
+        sample_variance=var, value_range=(a, b), delta=delta,
+        method="empirical Bernstein interval (Maurer & Pontil 2009, Theorem 4, both tails "
+               "at delta/2) from the known range of each draw")
+
+
+@dataclass(frozen=True)
+class RatioTest:
+    """Outcome of testing that a ratio of two nonnegative means lies in a target interval.
+
+    The interval ``[lo_N / hi_D, hi_N / lo_D]`` built from the two mean
+    intervals contains ``E N / E D`` whenever both of them cover, so with
+    probability at least ``1 - (delta_N + delta_D)`` (union bound).
+
+    ``passed`` follows the suite's convention for statistical claims: fail
+    only when the data are incompatible with the statement, i.e. when the
+    ratio interval is disjoint from ``target``; a true statement then fails
+    with probability at most ``delta``. ``inside`` is the stronger, positive
+    confirmation that the whole ratio interval lies in ``target``.
+
+    Attributes
+    ----------
+    numerator, denominator : BoundedMeanInterval
+    target : (float, float)
+        The stated range of the ratio.
+    expected : float or None
+        A nominal analytic value (e.g. a first-order one) reported as ``nominal``;
+        not used in the decision.
+    """
+
+    numerator: BoundedMeanInterval
+    denominator: BoundedMeanInterval
+    target: tuple[float, float]
+    expected: float | None = None
+
+    @property
+    def estimate(self) -> float:
+        den = self.denominator.estimate
+        return self.numerator.estimate / den if den > 0 else math.inf
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        num, den = self.numerator, self.denominator
+        lo = num.lower / den.upper
+        hi = num.upper / den.lower if den.lower > 0 else math.inf
+        return (lo, hi)
+
+    @property
+    def delta(self) -> float:
+        return self.numerator.delta + self.denominator.delta
+
+    @property
+    def samples(self) -> int:
+        return self.numerator.samples + self.denominator.samples
+
+    @property
+    def passed(self) -> bool:
+        lo, hi = self.interval
+        return bool(lo <= self.target[1] and hi >= self.target[0])
+
+    @property
+    def inside(self) -> bool:
+        lo, hi = self.interval
+        return bool(self.target[0] <= lo and hi <= self.target[1])
+
+    @property
+    def error(self) -> float:
+        """Distance from the estimate to the target interval (0 inside it)."""
+        t0, t1 = self.target
+        return max(t0 - self.estimate, self.estimate - t1, 0.0)
+
+    @property
+    def halfwidth(self) -> float:
+        """The interval's extent on the side facing the target (both sides if inside).
+
+        ``error / halfwidth > 1`` exactly when the test fails.
+        """
+        lo, hi = self.interval
+        est = self.estimate
+        if est > self.target[1]:
+            return est - lo
+        if est < self.target[0]:
+            return hi - est
+        return max(est - lo, hi - est)
+
+    def to_json(self) -> dict:
+        lo, hi = self.interval
+        # "analytic" is the statement's range (the report puts it beside the interval);
+        # the nominal value is only shown
+        return {"estimate": self.estimate, "interval": [lo, hi],
+                "analytic": f"[{self.target[0]:g}, {self.target[1]:g}]",
+                "nominal": self.expected, "target": list(self.target), "passed": self.passed,
+                "interval_inside_target": self.inside, "samples": self.samples,
+                "false_failure_probability": self.delta,
+                "method": ("ratio of two empirical Bernstein intervals, "
+                           "[lo_N / hi_D, hi_N / lo_D] (union bound); fails only when it is "
+                           f"disjoint from [{self.target[0]:g}, {self.target[1]:g}]")}
+
+
+def test_ratio(numerator_samples, denominator_samples, *, numerator_range,
+               denominator_range, target, delta: float = MAX_FALSE_FAILURE,
+               expected: float | None = None) -> RatioTest:
+    """Test ``E N / E D in target`` from iid draws of two nonnegative bounded variables.
+
+    Each mean gets an :func:`empirical_bernstein_interval` at ``delta / 2``.
+
+    Parameters
+    ----------
+    numerator_samples, denominator_samples : array_like
+        Independent draws of ``N`` and of ``D`` (the two sets independent or not:
+        only the union bound is used).
+    numerator_range, denominator_range : (float, float)
+        Known ranges ``[a, b]`` with ``a >= 0`` (nonnegative variables).
+    target : (float, float)
+        The stated range ``[t0, t1]`` of the ratio, ``0 <= t0 <= t1``.
+    delta : float
+        The total false-failure probability, in ``(0, 1)``.
+    expected : float, optional
+        A nominal analytic value for display.
+
+    Returns
+    -------
+    RatioTest
+
+    References
+    ----------
+    Maurer & Pontil 2009, COLT, Theorem 4 (each interval); the union bound.
+    """
+    delta = _check_delta(delta)
+    for name, value in (("numerator_range", numerator_range),
+                        ("denominator_range", denominator_range)):
+        a, b = _check_range(value, name)
+        if a < 0:
+            raise ValueError(f"{name}: expected a range of nonnegative values, got ({a}, {b})")
+    try:
+        t0, t1 = (float(t) for t in target)
+    except (TypeError, ValueError):
+        raise TypeError(f"target: expected a pair (t0, t1) of numbers, got {target!r}") from None
+    if not (math.isfinite(t0) and math.isfinite(t1) and 0 <= t0 <= t1):
+        raise ValueError(f"target: expected finite 0 <= t0 <= t1, got ({t0}, {t1})")
+    num = _eb_interval(numerator_samples, numerator_range, delta / 2, "numerator_samples",
+                       "numerator_range")
+    den = _eb_interval(denominator_samples, denominator_range, delta / 2,
+                       "denominator_samples", "denominator_range")
+    return RatioTest(num, den, (t0, t1), None if expected is None else float(expected))
+
+
+test_ratio.__test__ = False  # not a pytest test despite the name

@@ -95,6 +95,24 @@ def _positive_over_m(x, w, stabilizer):
     return np.exp(expo) / w.shape[0]
 
 
+#: The fixed feature budget of :func:`_positive_capped_at_64`.
+_FEATURE_CAP = 64
+
+
+def _positive_capped_at_64(x, w, stabilizer):
+    """A fixed budget of 64 random vectors: rows of ``W`` beyond the 64th are ignored.
+
+    Each estimate stays unbiased (the 64 features used are normalised by
+    1/sqrt(64)), so the normalised output is as good as with m = 64 at every
+    m >= 64: its error stops decaying, and MSE(64)/MSE(256) is ~1, not ~4.
+    """
+    used = w[:_FEATURE_CAP]                                              # (min(m, 64), d)
+    expo = x @ used.T - 0.5 * np.sum(x * x, axis=-1, keepdims=True)      # (..., L, 64)
+    if stabilizer is not None:
+        expo = expo - stabilizer
+    return np.exp(expo) / math.sqrt(used.shape[0])
+
+
 def _stabilizer_ignored(x, w, stabilizer):
     return F.random_features(x, w, "positive")
 
@@ -203,6 +221,12 @@ MUTANTS = [
     Mutant("positive_expm1", "positive features computed with expm1 instead of exp",
            ("performer.positive_normalizer_positive",),
            lambda ref: ref.replace(random_features=_features_with(positive=_positive_expm1))),
+    Mutant("features_capped_at_64",
+           "a fixed budget of 64 random features: the rows of W beyond the 64th are silently "
+           "dropped (a hard-coded nb_features), so the output error stops decaying at m = 64",
+           ("performer.attention_error_rate",),
+           lambda ref: ref.replace(random_features=_features_with(
+               positive=_positive_capped_at_64))),
     Mutant("features_over_m", "positive features normalised by 1/m instead of 1/sqrt(m)",
            ("performer.unbiased",),
            lambda ref: ref.replace(random_features=_features_with(positive=_positive_over_m))),
