@@ -29,6 +29,7 @@ test: $(STAMP)
 
 # The thorough profile: every claim on every subject with 1000 Hypothesis examples, 8x the
 # Monte Carlo samples and the long exhaustive runs (Dyck to length 12), plus the tests marked slow.
+# Hours on 2 cores: dyck.recognizer_exact and dyck.soft_recognizer take ~15 min each per subject.
 # SLOW_ARGS narrows the claim run, e.g. make test-slow SLOW_ARGS='-k reference' (one subject).
 SLOW_ARGS ?=
 test-slow: $(STAMP)

@@ -7,10 +7,13 @@ Tokens are integers in ``[0, 2k)``: a token ``t < k`` opens a bracket of type
 prefix is the number of openers it leaves unclosed. ``Dyck_{k,D}`` is the set
 of balanced, correctly nested strings whose depth never exceeds ``D``; the
 empty string belongs to it. :func:`is_dyck` is the reference, written as a
-stack; it is the only place (with :func:`reference_allowed_sets`) where a
-stack appears. The networks below contain none: every layer is the suite's
-own attention, feed-forward network, layer norm and residual connection,
-applied to weight matrices written down here.
+stack; it is the only place (with its batched twin :func:`is_dyck_batch` and
+:func:`reference_allowed_sets`) where a stack appears. The networks below
+contain none: every layer is the suite's own attention, feed-forward network,
+layer norm and residual connection, applied to weight matrices written down
+here. :func:`accepts_batch_shared` runs the recognisers for several depths
+on one batch, computing the matching layers they have in common once (the
+exhaustive check of ``dyck.recognizer_exact``).
 
 Two constructions (Yao et al. 2021):
 
@@ -86,6 +89,8 @@ __all__ = [
     "build_recognizer",
     "build_generator",
     "is_dyck",
+    "is_dyck_batch",
+    "accepts_batch_shared",
     "max_depth",
     "reference_allowed_next",
     "reference_allowed_sets",
@@ -206,6 +211,54 @@ def is_dyck(tokens, k: int, D: int) -> bool:
         elif not stack or stack.pop() != t - k:
             return False
     return not stack
+
+
+def is_dyck_batch(tokens, k: int, D: int) -> np.ndarray:
+    """The reference :func:`is_dyck` for a batch ``(B, n)`` of equal-length strings.
+
+    The same stack, run on all ``B`` strings at once: a loop over the ``n``
+    positions, vectorised over the strings. Each string keeps a stack of
+    ``D + 1`` type slots and its height; an opener writes its type at the
+    height and raises it, a closer must find its own type just below the
+    height and lowers it. A string fails as soon as its height exceeds ``D``
+    or a closer does not match; after a failure its stack is no longer
+    consulted (its height is clipped to stay inside the slots).
+
+    Parameters
+    ----------
+    tokens : array_like of int, shape (B, n)
+        Tokens in ``[0, 2k)``; ``n`` may be 0.
+    k : int
+        Number of bracket types (>= 1).
+    D : int
+        Depth bound (>= 1).
+
+    Returns
+    -------
+    np.ndarray of bool, shape (B,)
+        Entry ``b`` equals ``is_dyck(tokens[b], k, D)``.
+
+    References
+    ----------
+    Yao et al. 2021, §3 (definition of Dyck_{k,D}).
+    """
+    k = _check_k(k)
+    D = _check_depth(D)
+    arr = _check_token_batch(tokens, k)
+    bsz, n = arr.shape
+    rows = np.arange(bsz)                                           # (B,)
+    stack = np.zeros((bsz, D + 1), dtype=np.int64)                  # (B, D+1) type slots
+    height = np.zeros(bsz, dtype=np.int64)                          # (B,)
+    ok = np.ones(bsz, dtype=bool)                                   # (B,)
+    for t in range(n):                                              # positions, not strings
+        tok = arr[:, t]                                             # (B,)
+        opener = tok < k                                            # (B,)
+        top = stack[rows, np.maximum(height - 1, 0)]                # (B,) type below the height
+        closes_top = (height > 0) & (top == tok - k)                # (B,)
+        ok &= np.where(opener, height < D, closes_top)
+        stack[rows, height] = np.where(opener, tok, stack[rows, height])
+        height = np.clip(height + np.where(opener, 1, -1), 0, D)    # (B,) stays a valid slot
+    return ok & (height == 0)
 
 
 def reference_allowed_sets(tokens, k: int, D: int) -> list[set[int]]:
@@ -860,8 +913,32 @@ class DyckRecognizer:
         if self.n_max is not None and n > self.n_max:
             raise ValueError(f"tokens: expected length <= n_max = {self.n_max}, got {n}")
 
-    def forward(self, tokens, *, keep_states: bool = False):
+    def _input_stream(self, tokens, bucket: bool):
+        """Validated tokens to ``(x, bsz, length, attend)``: the embedded stream, padded if asked
+        (``bucket``)."""
+        tokens = _check_token_batch(tokens, self.k)
+        n = tokens.shape[1]
+        self._check_length(n)
+        x = self.embed(tokens)                                     # (B, L, W)
+        bsz, length = x.shape[:2]
+        if bucket:
+            x = _pad_stream(x)                                     # (B', L', W) bucketed
+        return x, bsz, length, self._attend(n)
+
+    def forward(self, tokens, *, keep_states: bool = False, bucket: bool = True):
         """Run the network on a batch ``(B, n)`` of tokens.
+
+        Parameters
+        ----------
+        tokens : array_like of int, (B, n)
+        keep_states : bool
+            Record every layer's input, output and attention probes.
+        bucket : bool
+            Pad the batch and the length to the sizes of :func:`_bucket`
+            first (the default), so that compiled backends see few shapes.
+            The padding is invisible to the real positions, so the result is
+            the same either way; a caller that runs many batches of one shape
+            (the exhaustive enumeration) saves the padded work with ``False``.
 
         Returns
         -------
@@ -871,13 +948,7 @@ class DyckRecognizer:
             Per layer ``(x_before, x_after, probes)`` if ``keep_states``,
             else empty.
         """
-        tokens = _check_token_batch(tokens, self.k)
-        n = tokens.shape[1]
-        self._check_length(n)
-        attend = self._attend(n)
-        x = self.embed(tokens)                                     # (B, L, W)
-        bsz, length = x.shape[:2]
-        x = _pad_stream(x)                                         # (B', L', W) bucketed
+        x, bsz, length, attend = self._input_stream(tokens, bucket)
         record = []
         for layer in self.layers:
             x_new, probes = _run_layer(x, layer, attend, self.strict_masks, self.ops, length)
@@ -886,9 +957,12 @@ class DyckRecognizer:
             x = x_new
         return x[:bsz, :length], record
 
-    def accepts_batch(self, tokens) -> np.ndarray:
-        """Accept/reject for a batch ``(B, n)`` of equal-length strings: bool (B,)."""
-        x, _ = self.forward(tokens)
+    def accepts_batch(self, tokens, *, bucket: bool = True) -> np.ndarray:
+        """Accept/reject for a batch ``(B, n)`` of equal-length strings: bool (B,).
+
+        ``bucket`` as in :meth:`forward` (the answer does not depend on it).
+        """
+        x, _ = self.forward(tokens, bucket=bucket)
         return x[:, -1, self.layout.index("accept")] > 0.5         # (B,)
 
     def accepts(self, tokens) -> bool:
@@ -1116,6 +1190,127 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
     return DyckRecognizer(k=k, D=D, attention=attention, n_max=n_max, layers=layers,
                           embedding=_recognizer_embedding(k, codes, layout), layout=layout,
                           ops=ops, beta=beta, strict_masks=_mutation != "non_strict_mask")
+
+
+def _same_array(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.shape == b.shape and np.array_equal(a, b))
+
+
+def _same_layer(a: Layer, b: Layer) -> bool:
+    """Whether two layers compute the same function: same kind, masks and weights."""
+    if a is b:
+        return True
+    if (a.name, a.norm_eps, len(a.heads), len(a.ffns)) != \
+            (b.name, b.norm_eps, len(b.heads), len(b.ffns)):
+        return False
+    heads = all(ha.mask == hb.mask and all(_same_array(getattr(ha, w), getattr(hb, w))
+                                          for w in ("w_q", "w_k", "w_v", "w_o"))
+                for ha, hb in zip(a.heads, b.heads))
+    ffns = all(all(_same_array(getattr(fa, w), getattr(fb, w)) for w in ("w1", "b1", "w2", "b2"))
+               for fa, fb in zip(a.ffns, b.ffns))
+    return heads and ffns
+
+
+def _shared_trunk(nets: Sequence[DyckRecognizer], n: int) -> DyckRecognizer | None:
+    """The network whose layers all of ``nets`` start with, if they verifiably share them.
+
+    Returns the network with the most layers if every network runs on the same
+    ops, embedding, masks and softmax scale (for length ``n``) and each one's
+    layers except its last are, weight for weight, the first layers of that
+    network; otherwise None.
+    """
+    deepest = max(nets, key=lambda r: r.num_layers)
+    trunk = deepest.layers[:-1]
+    for r in nets:
+        if (r.k, r.attention, r.ops, r.strict_masks, r.width) != \
+                (deepest.k, deepest.attention, deepest.ops, deepest.strict_masks, deepest.width):
+            return None
+        if r.layout.slices != deepest.layout.slices or \
+                not _same_array(r.embedding, deepest.embedding) or r.scale(n) != deepest.scale(n):
+            return None
+        if not all(_same_layer(a, b) for a, b in zip(r.layers[:-1], trunk)):
+            return None
+    return deepest
+
+
+def accepts_batch_shared(recognizers: Sequence[DyckRecognizer], tokens, *,
+                         bucket: bool = True) -> np.ndarray:
+    """Accept/reject of several recognisers on one batch, running their common layers once.
+
+    The recognisers of Dyck_{k,1}, Dyck_{k,2}, ..., Dyck_{k,D} built by
+    :func:`build_recognizer` are ``D'`` copies of the *same* matching layer
+    followed by the same deciding layer; the network for ``D' < D`` is the
+    first ``D'`` layers of the network for ``D`` plus the deciding layer. So
+    the forward passes of all of them are computed by running the deepest
+    network's matching layers once and applying each network's last layer to
+    the stream after its own number of layers. This is the same arithmetic,
+    in the same order, as each network's own forward pass (no step is
+    skipped or approximated); the sharing is *checked*, weight for weight
+    (:func:`_shared_trunk`), and when the networks do not share their layers
+    each one is run on its own.
+
+    Parameters
+    ----------
+    recognizers : sequence of DyckRecognizer
+        Networks with the same ``k`` (and, to share work, the same ops,
+        embedding and attention).
+    tokens : array_like of int, (B, n)
+    bucket : bool
+        As in :meth:`DyckRecognizer.forward`.
+
+    Returns
+    -------
+    np.ndarray of bool, (R, B)
+        Row ``r`` equals ``recognizers[r].accepts_batch(tokens)``.
+
+    Raises
+    ------
+    TypeError
+        If ``recognizers`` holds something that is not a :class:`DyckRecognizer`.
+    ValueError
+        If it is empty or its networks differ in ``k``; bad tokens as in
+        :meth:`DyckRecognizer.forward`.
+
+    References
+    ----------
+    Yao et al. 2021, §4.1 (the recogniser of Dyck_{k,D} stacks D identical
+    matching layers; Theorem 4.1).
+    """
+    if isinstance(recognizers, DyckRecognizer):
+        raise TypeError("recognizers: expected a sequence of DyckRecognizer, got one "
+                        "DyckRecognizer (use its accepts_batch)")
+    nets = list(recognizers)
+    if not nets:
+        raise ValueError("recognizers: expected at least one DyckRecognizer, got none")
+    for i, r in enumerate(nets):
+        if not isinstance(r, DyckRecognizer):
+            raise TypeError(f"recognizers[{i}]: expected a DyckRecognizer, "
+                            f"got {type(r).__name__}")
+        if r.k != nets[0].k:
+            raise ValueError(f"recognizers[{i}]: expected k = {nets[0].k} like recognizers[0], "
+                             f"got k = {r.k}")
+    tokens = _check_token_batch(tokens, nets[0].k)
+    deepest = _shared_trunk(nets, tokens.shape[1])
+    if deepest is None:
+        return np.stack([r.accepts_batch(tokens, bucket=bucket) for r in nets])  # (R, B)
+    for r in nets:
+        r._check_length(tokens.shape[1])
+    x, bsz, length, attend = deepest._input_stream(tokens, bucket)  # (B', L', W)
+    accept = deepest.layout.index("accept")
+    wanted = {r.num_layers - 1 for r in nets}                      # trunk depths to decide at
+    after = {0: x} if 0 in wanted else {}
+    for depth, layer in enumerate(deepest.layers[:max(wanted)], start=1):  # the shared layers
+        x, _ = _run_layer(x, layer, attend, deepest.strict_masks, deepest.ops, length)
+        if depth in wanted:
+            after[depth] = x
+    out = np.empty((len(nets), bsz), dtype=bool)                   # (R, B)
+    for i, r in enumerate(nets):                                   # each network's last layer
+        y, _ = _run_layer(after[r.num_layers - 1], r.layers[-1], attend, deepest.strict_masks,
+                          deepest.ops, length)                     # (B', L', W)
+        out[i] = y[:bsz, length - 1, accept] > 0.5
+    return out
 
 
 # ---------------------------------------------------------------------------
