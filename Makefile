@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # The thorough profile: every claim on every subject with 1000 Hypothesis examples, 8x the
 # Monte Carlo samples and the long exhaustive runs (Dyck to length 12), plus the tests marked slow.
-# Hours on 2 cores: dyck.recognizer_exact and dyck.soft_recognizer take ~15 min each per subject.
+# Hours on 2 cores: dyck.recognizer_exact and dyck.soft_recognizer take 15-17 min each per subject.
 # SLOW_ARGS narrows the claim run, e.g. make test-slow SLOW_ARGS='-k reference' (one subject).
 SLOW_ARGS ?=
 test-slow: $(STAMP)
@@ -44,7 +44,7 @@ clean:
 
 # make bench: speed and memory of the accelerated path (benchmarks/bench.py) against the
 # reference and torch SDPA, as ratios measured in one process; writes benchmarks/results.json.
-# Not a test (nothing asserts a timing); about 15 minutes, --quick for a smaller grid.
+# Not a test (nothing asserts a timing); about 10 minutes on 2 cores, --quick for a smaller grid.
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json

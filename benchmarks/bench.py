@@ -27,7 +27,7 @@ here asserts a timing.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench.py            # the full grid (~15 min)
+    .venv/bin/python benchmarks/bench.py            # the full grid (~10 min on 2 cores)
     .venv/bin/python benchmarks/bench.py --quick    # a smaller grid (~3 min)
 
 References
