@@ -119,6 +119,23 @@ def convention(subject: "Subject", name: str, callable_name: str | None = None) 
     return value
 
 
+#: The subject option of the construction test hook: a mapping from a construction's key
+#: (``"dyck"``, ``"turing"``, ``"convolution"``, ...) to the name of a deliberate bug.
+CONSTRUCTION_MUTATIONS = "construction_mutations"
+
+
+def construction_mutation(subject: "Subject", key: str) -> str | None:
+    """The deliberate bug a mutant subject asks construction ``key`` for, else None.
+
+    Explicit weight constructions (Dyck, Turing, convolution, ...) have no
+    subject callable a mutant could break, so each accepts a documented
+    ``_mutation`` argument, and the claims pass on what the subject's option
+    :data:`CONSTRUCTION_MUTATIONS` names for their key. Only the mutant tests
+    (``tests/mutants``) set the option; real subjects never do.
+    """
+    return dict(subject.options.get(CONSTRUCTION_MUTATIONS, {})).get(key)
+
+
 @dataclass(frozen=True)
 class Subject:
     """An implementation under test.

@@ -7,8 +7,7 @@ import numpy as np
 
 from transformer_theory.impl import attention as A
 
-from . import Mutant
-from .turing import with_construction_mutation
+from . import Mutant, with_construction_mutation
 
 
 def _ignores_bias(ref):

@@ -1,8 +1,8 @@
 """Mutants of the Dyck_{k,D} constructions.
 
 Two kinds: a subject whose callable is broken (the construction is built with
-it), and a deliberately broken construction selected through the test hook
-``options["dyck_mutation"]`` that ``theory/claims/dyck.py`` passes to
+it), and a deliberately broken construction selected through the test hook (the
+construction mutation ``"dyck"``) that ``theory/claims/dyck.py`` passes to
 ``build_recognizer(..., _mutation=...)`` / ``build_generator``.
 """
 
@@ -12,17 +12,12 @@ import numpy as np
 
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as N
-from transformer_theory.theory.subject import Subject
 
-from . import Mutant
+from . import Mutant, with_construction_mutation
 
 
 def _hook(name: str):
-    def build(ref):
-        options = dict(ref.options)
-        options["dyck_mutation"] = name
-        return Subject(ref.name, ref.callables, options, ref.description)
-    return build
+    return lambda ref: with_construction_mutation(ref, "dyck", name)
 
 
 def _attention_is_hard(ref):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from transformer_theory.impl import layers as N
 
-from . import Mutant
-from .turing import with_construction_mutation
+from . import Mutant, with_construction_mutation
 
 
 def _drops_output_bias(ref):

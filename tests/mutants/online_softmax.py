@@ -7,9 +7,8 @@ import numpy as np
 
 from transformer_theory.impl import attention as A
 
-from . import Mutant
+from . import Mutant, with_construction_mutation
 from ._build import attention_from, naive_weights
-from .turing import with_construction_mutation
 
 
 def _missing_scale(ref):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from transformer_theory.impl import attention as A
 
-from . import Mutant
-from .turing import with_construction_mutation
+from . import Mutant, with_construction_mutation
 
 
 def _ignores_causal(ref):

@@ -6,18 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from transformer_theory.impl import attention as A
-from transformer_theory.theory.subject import Subject
 
-from . import Mutant
-
-
-def with_construction_mutation(ref: Subject, key: str, mutation: str) -> Subject:
-    """The reference subject asking a construction for a deliberate bug (test hook)."""
-    options = dict(ref.options)
-    hooks = dict(options.get("construction_mutations", {}))
-    hooks[key] = mutation
-    options["construction_mutations"] = hooks
-    return Subject(ref.name, ref.callables, options, ref.description)
+from . import Mutant, with_construction_mutation
 
 
 def _ignores_scale(ref):

@@ -25,8 +25,8 @@ from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import CORDONNIER_2020, SEED_000
 from ..strategies import DTYPES, SEEDS, normal
+from ..subject import construction_mutation
 from ..tolerance import tolerance
-from .turing import construction_mutation
 
 claims = ClaimSet("convolution")
 

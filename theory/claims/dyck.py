@@ -14,7 +14,8 @@ So what a claim needs from a subject is what the construction runs on:
   ``eps = 0``).
 
 Test hook: ``tests/mutants/dyck.py`` builds deliberately broken
-constructions by setting ``subject.options["dyck_mutation"]`` to one of
+constructions by setting the construction mutation ``"dyck"``
+(:func:`~transformer_theory.theory.subject.construction_mutation`) to one of
 ``RECOGNIZER_MUTATIONS`` / ``GENERATOR_MUTATIONS`` of the construction module
 (a layer without the type check, a non-strict mask, one layer fewer or more,
 too small a beta, one-hot type codes, a generator preferring the earliest
@@ -60,6 +61,7 @@ from ..checks import Measurement, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import HAHN_2020, SEED_000, YAO_2021
+from ..subject import construction_mutation
 
 claims = ClaimSet("dyck")
 
@@ -74,8 +76,8 @@ LEMMA_5 = HAHN_2020.at("Lemma 5 (soft attention)")
 # ---------------------------------------------------------------------------
 
 def _mutation(subject, allowed) -> str | None:
-    """The test hook (``options["dyck_mutation"]``) if it names one of ``allowed``."""
-    m = subject.options.get("dyck_mutation")
+    """The test hook (construction mutation ``"dyck"``) if it names one of ``allowed``."""
+    m = construction_mutation(subject, "dyck")
     return m if m in allowed else None
 
 

@@ -21,7 +21,7 @@ from ..checks import Measurement, single_case
 from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
 from ..sources import SEED_002
-from .turing import construction_mutation
+from ..subject import construction_mutation
 
 claims = ClaimSet("ode")
 

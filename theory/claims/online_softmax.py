@@ -25,9 +25,9 @@ from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
 from ..sources import DAO_2022, MILAKOV_2018, SEED_001, ZAHEER_2020
 from ..strategies import DTYPES, SEEDS, attention_case, leading_dims, normal, random_mask
+from ..subject import construction_mutation
 from ..tolerance import tolerance
 from ._common import coarser_dtype, definition_attention
-from .turing import construction_mutation
 
 claims = ClaimSet("online_softmax")
 

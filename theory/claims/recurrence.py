@@ -26,8 +26,8 @@ from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
 from ..sources import KATHAROPOULOS_2020, SEED_000, SEED_003, SEED_004, VASWANI_2017
 from ..strategies import DTYPES, SEEDS, leading_dims, normal
+from ..subject import construction_mutation
 from ..tolerance import tolerance
-from .turing import construction_mutation
 
 claims = ClaimSet("recurrence")
 

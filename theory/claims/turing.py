@@ -28,6 +28,7 @@ from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import PEREZ_2021, SEED_000, WEI_2022
 from ..strategies import DTYPES
+from ..subject import construction_mutation
 from ..tolerance import tolerance
 
 claims = ClaimSet("turing")
@@ -36,11 +37,6 @@ SEED000_TM = SEED_000.at("Theorems: simulate a T-step Turing machine with depth 
 
 #: Steps of the long runs that every profile checks (the issue asks for T >= 24).
 LONG_RUNS = (("1011", 24), ("10011", 30))
-
-
-def construction_mutation(subject, key: str):
-    """The deliberate construction bug a mutant subject asks for (test hook), else None."""
-    return dict(subject.options.get("construction_mutations", {})).get(key)
 
 
 @st.composite
