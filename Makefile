@@ -34,7 +34,7 @@ test: $(STAMP)
 SLOW_ARGS ?=
 test-slow: $(STAMP)
 	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m "slow or not slow" --durations=15 $(SLOW_ARGS) tests/test_claims.py
-	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow
+	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow || test $$? -eq 5  # 5: none collected (jax absent)
 
 report: $(STAMP)
 	$(BIN)/transformer-theory report --out report --subjects reference,fast,torch
