@@ -192,8 +192,8 @@ _HALF32, _ONE32, _ZERO32, _INF32 = _F(0.5), _F(1.0), _F(0.0), _F(np.inf)
 # interpolant of (exp(r) - 1 - r)/r^2 at 10 nodes on [-ln2/2, ln2/2] (mpmath.chebyfit at 40
 # digits, rounded to float64), near-minimax; its relative error in exp is 1.7e-17 (0.15 ulp).
 # It replaced the Taylor polynomial of degree 13: two multiply-adds fewer, and evaluated by
-# Estrin's scheme (a dependency chain of 4 multiply-adds instead of 9), measured 0.99 against
-# 1.25 ns/element.
+# Estrin's scheme (a dependency chain of about 5 operations, against 11 for Horner's rule);
+# measured 0.99 against 1.25 ns/element.
 _LO64 = -708.3964185322641     # below: subnormal range -> 0
 _HI64 = 709.782712893384       # above: overflow -> inf
 _LOG2E64 = 1.4426950408889634
