@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, reject
+from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from .claim import Evidence
+from .declared import DontCare, NotApplicable
 from .tolerance import Tolerance, relative_error
 
 
@@ -48,7 +50,13 @@ class Violation(AssertionError):
 
 
 def compare(actual, expected, tol: Tolerance, *, scale=None, note: str = "") -> Measurement:
-    """Norm-wise relative error of ``actual`` against ``expected`` under ``tol``."""
+    """Norm-wise relative error of ``actual`` against ``expected`` under ``tol``.
+
+    The tolerance is re-derived at comparison time (:meth:`Tolerance.refreshed`),
+    so that it follows an output precision seen after it was asked for.
+    """
+    if isinstance(tol, Tolerance):
+        tol = tol.refreshed()
     return Measurement(relative_error(actual, expected, scale), tol, note)
 
 
@@ -122,6 +130,8 @@ def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measureme
             result = measure(case)
         except Violation:
             raise
+        except DontCare:
+            reject()                      # outside what the declared convention defines
         except Exception as exc:  # the subject (or its input) broke on a valid case
             state["failing"], state["exception"] = case, f"{type(exc).__name__}: {exc}"
             state["failing_measure"] = None
@@ -141,6 +151,11 @@ def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measureme
         run()
     except Violation:
         pass
+    except (Unsatisfiable, FailedHealthCheck) as exc:
+        if state["cases"] or state["failing"] is not None:
+            raise
+        raise NotApplicable("every case drawn lies outside what the subject's declared "
+                            "conventions define") from exc
     worst = state["worst"]
     if state["failing"] is None:
         return Evidence(

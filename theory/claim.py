@@ -171,6 +171,10 @@ class Claim:
         Id of the ``proofs/`` derivation behind the claim.
     notes : str
         Anything a reader should know (conventions, what the check does).
+    keywords : tuple of (str, str)
+        Optional contract keywords the check passes, as (callable, keyword)
+        pairs, e.g. ``(("attention", "bias"),)``: a subject whose callable does
+        not take one gets ``not_applicable`` (``theory/capabilities.py``).
     """
 
     id: str
@@ -182,6 +186,7 @@ class Claim:
     check: CheckFn = field(repr=False, compare=False)
     proof: str | None = None
     notes: str = ""
+    keywords: tuple[tuple[str, str], ...] = ()
 
     @property
     def topic(self) -> str:

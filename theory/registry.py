@@ -38,6 +38,8 @@ TOPIC_MODULES: tuple[str, ...] = (
     "online_softmax",
     "ode",
     "gradients",
+    "conformance",
+    "contract",
     "proof",
 )
 
@@ -51,7 +53,8 @@ class ClaimSet:
 
     def claim(self, id: str, *, title: str, statement: str, sources: Iterable[Source],
               kind: Kind, needs: Iterable[str], proof: str | None = None,
-              notes: str = "") -> Callable[[CheckFn], CheckFn]:
+              notes: str = "", keywords: Iterable[tuple[str, str]] = ()
+              ) -> Callable[[CheckFn], CheckFn]:
         """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim."""
         if not id.startswith(self.topic + "."):
             raise ValueError(f"id: claim {id!r} must start with its topic {self.topic + '.'!r}")
@@ -59,7 +62,8 @@ class ClaimSet:
         def decorate(check: CheckFn) -> CheckFn:
             self.add(Claim(id=id, title=title, statement=statement, sources=tuple(sources),
                            kind=Kind(kind), needs=tuple(needs), check=check, proof=proof,
-                           notes=notes or (check.__doc__ or "").strip()))
+                           notes=notes or (check.__doc__ or "").strip(),
+                           keywords=tuple(tuple(k) for k in keywords)))
             return check
 
         return decorate

@@ -16,6 +16,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .claim import Claim, Evidence, Status, _json_float
+from transformer_theory.impl.contract.conventions import option_value
+
+from .capabilities import missing_keyword
+from .conventions import conform
+from .declared import Declared, NotApplicable, declared_for
 from .profiles import Profile, get_profile
 from .subject import Subject
 
@@ -57,6 +62,7 @@ class Result:
     evidence: Evidence | None
     seconds: float
     error: str | None = None
+    reason: str | None = None
 
     @property
     def id(self) -> str:
@@ -64,7 +70,7 @@ class Result:
 
     def detail(self) -> str:
         if self.status is Status.NOT_APPLICABLE:
-            return "subject lacks: " + ", ".join(self.claim.needs)
+            return self.reason or "subject lacks: " + ", ".join(self.claim.needs)
         if self.status is Status.ERROR:
             return self.error or "error"
         return self.evidence.detail if self.evidence else ""
@@ -92,21 +98,49 @@ class Result:
         return record
 
 
+def declarations(subject: Subject, claim: Claim) -> Declared:
+    """What ``subject`` declares that concerns ``claim``'s run (``theory/declared.py``)."""
+    options = subject.options
+    dtypes = options.get("dtypes")
+    order = (np.dtype(np.float64), np.dtype(np.float32))
+    allowed = tuple(d for d in order if dtypes is None or d.name in dtypes) or order
+    compute = {name: option_value(options, "compute_dtype", name) for name in claim.needs}
+    lowered = sorted(n for n, v in compute.items() if v not in (None, "input"))
+    return Declared(
+        dtypes=allowed,
+        value_dim_equal=option_value(options, "value_dim") == "equal",
+        self_attention_only=(options.get("origin") or {}).get("as") == "gqa_self",
+        precision=np.dtype(np.float32) if lowered else None,
+        precision_reason=(f"declared compute_dtype={compute[lowered[0]]} for "
+                          f"{', '.join(lowered)}") if lowered else "")
+
+
 def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None = None,
               seed: int = DEFAULT_SEED) -> Result:
     """Run one claim against one subject and never raise.
 
-    A check that raises is reported as ``error`` with its traceback's last
-    line; a subject lacking a needed callable gives ``not_applicable``.
+    The claim sees the contract view of the subject (``conventions.conform``):
+    every declared convention honoured, tolerances following the declared
+    precision, strategies drawing the declared dtypes. A check that raises is
+    reported as ``error`` with its traceback's last line; a subject lacking a
+    needed callable, an optional keyword the claim passes, or a declared
+    capability the claim needs gives ``not_applicable`` with the reason.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if not claim.applicable_to(subject):
         return Result(claim, subject.name, Status.NOT_APPLICABLE, None, 0.0)
+    missing = missing_keyword(subject, claim.keywords)
+    if missing:
+        return Result(claim, subject.name, Status.NOT_APPLICABLE, None, 0.0, reason=missing)
+    view = conform(subject)
     ctx = Context(prof, int(seed), claim.id)
     start = time.perf_counter()
     try:
-        with np.errstate(all="ignore"):
-            evidence = claim.check(subject, ctx)
+        with np.errstate(all="ignore"), declared_for(declarations(view, claim)) as declared:
+            evidence = claim.check(view, ctx)
+    except NotApplicable as exc:
+        return Result(claim, subject.name, Status.NOT_APPLICABLE, None,
+                      time.perf_counter() - start, reason=str(exc.args[0] if exc.args else exc))
     except Exception as exc:  # the check itself broke: report, do not stop the run
         tb = traceback.format_exc(limit=-3)
         return Result(claim, subject.name, Status.ERROR, None,
@@ -115,6 +149,9 @@ def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None =
     if not isinstance(evidence, Evidence):
         return Result(claim, subject.name, Status.ERROR, None, seconds,
                       error=f"check returned {type(evidence).__name__}, not Evidence")
+    note = declared.summary()
+    if note and note not in evidence.detail:
+        evidence.detail = f"{evidence.detail} {note}".strip()
     status = Status.PASSED if evidence.passed else Status.FAILED
     return Result(claim, subject.name, status, evidence, seconds)
 

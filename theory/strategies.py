@@ -15,6 +15,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from .declared import choose_dtype, value_dim_equal
+
 # --- named dimensions -------------------------------------------------------
 #: Batch size B.
 BATCH = st.integers(1, 3)
@@ -24,8 +26,9 @@ HEADS = st.integers(1, 4)
 SEQ = st.integers(1, 12)
 #: Embedding / head dimension E.
 EMBED = st.integers(1, 16)
-#: Floating dtypes of the contract.
-DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
+#: Floating dtypes of the contract, restricted to those the subject under test declares
+#: (option ``dtypes``): a draw it does not accept becomes the first one it does.
+DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)]).map(choose_dtype)
 #: A numpy seed.
 SEEDS = st.integers(0, 2**32 - 1)
 #: Magnitude of generated values (logit scale grows with its square).
@@ -54,7 +57,7 @@ def attention_case(draw, *, dtype=None, lead=None, self_attention: bool = False,
     lq = draw(st.integers(min_seq, max_seq))
     lk = lq if self_attention else draw(st.integers(min_seq, max_seq))
     e = draw(st.integers(1, max_embed))
-    ev = draw(st.integers(1, max_embed))
+    ev = e if value_dim_equal() else draw(st.integers(1, max_embed))
     dt = draw(DTYPES) if dtype is None else np.dtype(dtype)
     seed = draw(SEEDS)
     scale = draw(SCALES)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .declared import effective_dtype
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -36,11 +38,28 @@ class Tolerance:
         The policy kind it came from.
     reason : str
         One line: why this much error is legitimate.
+    dtype : numpy dtype, optional
+        The data's dtype it was asked for, and
+    n : int
+        the reduction size: kept so that :meth:`refreshed` can re-derive it.
     """
 
     rtol: float
     kind: str
     reason: str
+    dtype: np.dtype | None = None
+    n: int = 1
+
+    def refreshed(self) -> "Tolerance":
+        """The same policy re-derived now: an output seen coarser since then lowers it.
+
+        A claim often asks for its tolerance before calling the subject; if the
+        subject then returns float32 for float64 input, the comparison is made
+        in the output's precision (``theory/declared.py``).
+        """
+        if self.dtype is None or self.kind not in KINDS:
+            return self
+        return tolerance(self.kind, self.dtype, self.n)
 
     def allows(self, error: float) -> bool:
         return bool(np.isfinite(error) and error <= self.rtol)
@@ -90,6 +109,9 @@ def tolerance(kind: str, dtype, n: int = 1) -> Tolerance:
     kind : {"exact", "rounding", "reduction", "composite", "ill_conditioned"}
     dtype : numpy dtype
         The dtype the subject computed in (the coarser one if they differ).
+        While a claim runs, float64 is held to float32 when the subject
+        declared ``compute_dtype`` float32 or returned float32 for float64
+        input (:func:`transformer_theory.theory.declared.effective_dtype`).
     n : int
         Size of the reduction (ignored by kinds that do not use it).
 
@@ -102,8 +124,12 @@ def tolerance(kind: str, dtype, n: int = 1) -> Tolerance:
     if n < 1:
         raise ValueError(f"n: expected a reduction size >= 1, got {n}")
     rule = KINDS[kind]
-    scale = rule.c * eps(dtype) * (n if rule.uses_n else 1)
-    return Tolerance(rtol=scale, kind=kind, reason=rule.reason)
+    held = effective_dtype(dtype)
+    scale = rule.c * eps(held) * (n if rule.uses_n else 1)
+    reason = rule.reason
+    if held != np.dtype(dtype):
+        reason += f" (held to {held}: the subject declared or returned {held} precision)"
+    return Tolerance(rtol=scale, kind=kind, reason=reason, dtype=np.dtype(dtype), n=n)
 
 
 def relative_error(actual, expected, scale=None) -> float:

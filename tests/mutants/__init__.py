@@ -16,9 +16,7 @@ from typing import Callable
 
 from transformer_theory.theory.subject import CONSTRUCTION_MUTATIONS, Subject
 
-TOPIC_MODULES = ("attention", "masking", "heads", "permutation", "positional",
-                 "normalization", "layers", "counting", "performer", "dyck", "turing",
-                 "convolution", "recurrence", "online_softmax", "ode", "gradients", "proof")
+from transformer_theory.theory.registry import TOPIC_MODULES  # one list of topics
 
 
 def with_construction_mutation(ref: Subject, key: str, mutation: str) -> Subject:

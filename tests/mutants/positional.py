@@ -65,6 +65,17 @@ def rope_sign_error(x, positions=None, *, base=10000.0):
     return out
 
 
+def rope_split_halves(x, positions=None, *, base=10000.0):
+    """GPT-NeoX rotate_half pairing (i, i + d/2), undeclared: a correct RoPE of the other
+    layout, which the contract's interleaved definition rejects (diagnosis: rope_pairing)."""
+    from transformer_theory.impl.positional import rope
+
+    x = np.asarray(x)
+    d = x.shape[-1]
+    perm = np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])
+    return rope(x[..., np.argsort(perm)], positions, base=base)[..., perm]
+
+
 def make_alibi_length_normalised(ref):
     def alibi_length_normalised(n_heads, lq, lk, **kw):
         """The distance penalty divided by the key length: depends on the window."""
@@ -90,8 +101,11 @@ MUTANTS = [
     Mutant("one_hot_from_one", "positions counted from 1 (np.eye(N, d, k=1))",
            claims=("positional.one_hot_distinguishable",),
            build=lambda ref: ref.replace(one_hot_encoding=one_hot_from_one)),
+    Mutant("rope_split_halves", "GPT-NeoX pairing (i, i + d/2) where interleaved pairs are "
+           "declared", claims=("positional.rope_definition",),
+           build=lambda ref: ref.replace(rope=rope_split_halves)),
     Mutant("rope_sign_error", "second coordinate of each pair uses -sin: not a rotation",
-           claims=("positional.rope_relative",),
+           claims=("positional.rope_relative", "positional.rope_definition"),
            build=lambda ref: ref.replace(rope=rope_sign_error)),
     Mutant("alibi_length_normalised", "ALiBi penalty divided by the key length",
            claims=("positional.alibi_shift_invariance",),

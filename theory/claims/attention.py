@@ -20,7 +20,7 @@ from ..sources import SEED_000, SEED_004, VASWANI_2017
 from ..statistics import test_mean
 from ..strategies import DTYPES, SEEDS, attention_case, logits, normal, random_mask
 from ..tolerance import tolerance
-from ._common import coarser_dtype, definition_attention, settle_fully_masked_rows
+from ._common import coarser_dtype, definition_attention
 
 claims = ClaimSet("attention")
 
@@ -190,10 +190,11 @@ def extreme_logits_finite(subject, ctx) -> Evidence:
     statement=r"M_{i\cdot}=0\ \Rightarrow\ o_i=0",
     sources=(VASWANI_2017.at("§3.2.3"),),
     kind=Kind.PROPERTY, needs=("attention",),
-    notes="The contract's convention (DESIGN.md); PyTorch's math kernel returns NaN there, "
-          "a documented convention difference: a subject declaring the option "
-          "fully_masked_row = 'nan' is held to that instead (the row all NaN or all zero, "
-          "every other row finite).")
+    notes="The contract's convention (DESIGN.md). PyTorch's math kernel returns NaN there and "
+          "JAX the uniform average, documented conventions: a subject declaring "
+          "fully_masked_row = 'nan' or 'uniform' is checked against its declaration by the "
+          "shared machinery (theory/conventions.py) and by contract.fully_masked_row, and "
+          "this claim sees the contract's zeros.")
 def fully_masked_row_zero(subject, ctx) -> Evidence:
     strategy = st.tuples(attention_case(lead=(2,)), st.data())
 
@@ -204,10 +205,6 @@ def fully_masked_row_zero(subject, ctx) -> Evidence:
         dead = data.draw(st.integers(0, c["Lq"] - 1), label="masked_row")
         mask[:, dead, :] = False
         out = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=mask))
-        out, problem = settle_fully_masked_rows(subject, "attention", out,
-                                                ~mask.any(axis=-1))  # the subject's option
-        if problem:
-            return holds(False, problem)
         if not np.all(np.isfinite(out)):
             return holds(False, "NaN or inf in the output")
         return holds(bool(np.all(out[:, dead, :] == 0)), "fully masked row is not zero")

@@ -18,6 +18,7 @@ from ..checks import Measurement, compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import AINSLIE_2023, POPE_2023, SEED_000, SEED_003, SHAZEER_2019, VASWANI_2017
+from ..declared import self_attention_only
 from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
 from ..tolerance import tolerance
 from ._common import coarser_dtype
@@ -40,9 +41,13 @@ def _mha_case(draw, *, gqa: bool = False):
     dt = draw(DTYPES)
     causal = draw(st.sampled_from([False, True]))
     rng = np.random.default_rng(seed)
+    x_q = normal(rng, (b, lq, e), dt)
+    if self_attention_only():                  # a self-attention target (--as gqa_self)
+        lk, x_kv = lq, x_q
+    else:
+        x_kv = normal(rng, (b, lk, e), dt)
     return {"seed": seed, "H": h, "G": g, "E": e, "d_head": d_head, "B": b, "Lq": lq, "Lk": lk,
-            "dtype": dt, "causal": causal,
-            "x_q": normal(rng, (b, lq, e), dt), "x_kv": normal(rng, (b, lk, e), dt)}
+            "dtype": dt, "causal": causal, "x_q": x_q, "x_kv": x_kv}
 
 
 @claims.claim(
@@ -129,8 +134,9 @@ def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
     sources=(AINSLIE_2023.at("§2"), SHAZEER_2019.at("§3")),
     kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"))
 def gqa_extremes(subject, ctx) -> Evidence:
-    from transformer_theory.impl.attention import (MultiHeadParams, init_grouped_query,
-                                                   init_multi_head, mha_to_gqa_params)
+    from transformer_theory.impl.attention import (init_grouped_query, init_multi_head,
+                                                   mha_to_gqa_params)
+    from transformer_theory.impl.contract import MultiHeadParams
 
     def measure(c):
         rng = np.random.default_rng(c["seed"] + 4)

@@ -1720,6 +1720,7 @@ def causality(subject, ctx) -> Evidence:
               r"\ \Rightarrow\ o_i\ \text{depends on}\ k_{j},\ j>i",
     sources=(GOOGLE_FAVOR, PREFIX),
     kind=Kind.LIMITATION, needs=("random_features", "favor_attention"),
+    keywords=(("random_features", "stabilizer"),),
     notes="In exact arithmetic a factor e^{-C} common to all keys cancels in D^-1; in floating "
           "point C depends on future keys, and once a future key raises C the earlier keys' "
           "features exp(a_j - C) underflow. The causal prefix sums are built here from the "

@@ -271,6 +271,41 @@ def rope_relative(subject, ctx) -> Evidence:
                           "invariant.")
 
 
+@claims.claim(
+    "positional.rope_definition",
+    title="RoPE rotates coordinate pairs (2i, 2i+1) by the angle p·θ_i, θ_i = 10000^(−2i/d)",
+    statement=r"\begin{pmatrix}y_{2i}\\y_{2i+1}\end{pmatrix}=\begin{pmatrix}\cos p\theta_i&"
+              r"-\sin p\theta_i\\\sin p\theta_i&\cos p\theta_i\end{pmatrix}"
+              r"\begin{pmatrix}x_{2i}\\x_{2i+1}\end{pmatrix},\quad\theta_i=10000^{-2i/d}",
+    sources=(SU_2021.at("the computationally efficient realisation of the rotary matrix "
+                        "multiplication"),),
+    kind=Kind.PROPERTY, needs=("rope",),
+    notes="Each row is rotated at its own position through the positions argument and "
+          "compared with the RoFormer formula in float64. It tells the contract's interleaved "
+          "pairs from the split-halves pairing of GPT-NeoX (declare rope_pairing=half), which "
+          "rope_relative cannot: both pairings are relative. Angles up to ~512 radians carry "
+          "absolute rounding errors ~512 eps, hence a reduction tolerance over the largest "
+          "position.")
+def rope_definition(subject, ctx) -> Evidence:
+    def measure(c):
+        x, pos = c["q"], c["m"]
+        out = subject.rope(x, positions=pos)
+        d = c["d"]
+        theta = 10000.0 ** (-np.arange(0, d, 2, dtype=np.float64) / d)        # (d/2,)
+        angle = pos[:, None] * theta[None, :]                                # (L, d/2)
+        x64 = x.astype(np.float64)
+        expected = np.empty_like(x64)                                        # (L, d)
+        expected[:, 0::2] = x64[:, 0::2] * np.cos(angle) - x64[:, 1::2] * np.sin(angle)
+        expected[:, 1::2] = x64[:, 0::2] * np.sin(angle) + x64[:, 1::2] * np.cos(angle)
+        largest = int(np.max(np.abs(pos), initial=0)) + 1
+        tol = tolerance("reduction", c["dtype"], n=2 + largest)
+        return compare(out, expected, tol, scale=x64,
+                       note="rope(x, p) differs from the RoFormer rotation of pairs (2i, 2i+1)")
+    return for_all(ctx, _rope_case(), measure,
+                   detail="Rows rotated at positions in [0, 512) equal the RoFormer rotation of "
+                          "the interleaved pairs with theta_i = 10000^(-2i/d).")
+
+
 @st.composite
 def _alibi_case(draw):
     h = draw(st.integers(1, 8))
@@ -293,7 +328,7 @@ def _alibi_case(draw):
               r"\mathrm{Attn}\big(X_{0:t+L};\,B^{(t+L)},\ M_{ij}=[t\le j\le i]\big)_{t:t+L},"
               r"\qquad B_{h,i,j}=-m_h\,(i-j)",
     sources=(PRESS_2022.at("§3, Figure 3"),),
-    kind=Kind.PROPERTY, needs=("alibi_bias", "attention"),
+    kind=Kind.PROPERTY, needs=("alibi_bias", "attention"), keywords=(("attention", "bias"),),
     notes="The bias depends only on the query-key distance, so a sequence embedded at "
           "positions t..t+L-1 of a longer causal window, with the t leading keys masked out "
           "for every query, attends exactly as it does alone. The subject's alibi_bias (H, Lq, "

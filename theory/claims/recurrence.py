@@ -25,6 +25,7 @@ from ..checks import Measurement, compare, for_all, holds, single_case
 from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
 from ..sources import KATHAROPOULOS_2020, SEED_000, SEED_003, SEED_004, VASWANI_2017
+from ..declared import value_dim_equal
 from ..strategies import DTYPES, SEEDS, leading_dims, normal
 from ..subject import construction_mutation
 from ..tolerance import tolerance
@@ -42,7 +43,8 @@ CRITICAL_PATH_N = tuple(range(1, 17)) + (24, 32, 48, 64, 96, 128, 192, 256)
 def _linear_case(draw):
     lead = draw(leading_dims())
     length = draw(st.integers(1, 12), label="L")
-    e, ev = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    e = draw(st.integers(1, 8))
+    ev = e if value_dim_equal() else draw(st.integers(1, 8))
     dt, seed, scale = draw(DTYPES), draw(SEEDS), draw(st.sampled_from([0.3, 1.0, 3.0]))
     rng = np.random.default_rng(seed)
     return {"lead": lead, "L": length, "E": e, "Ev": ev, "dtype": dt, "seed": seed,
@@ -59,7 +61,7 @@ def _linear_case(draw):
               r"=\frac{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)\,v_j}{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)}",
     sources=(KATHAROPOULOS_2020.at("§3.4 (causal masking) and §3.2, eq. 7 (phi = elu + 1)"),
              SEED_004.at("RNN encoders"), SEED_000.at("RNN: if state = phi, similar to convolution")),
-    kind=Kind.PROPERTY, needs=("attention",), proof="attention.linear_recurrence",
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "bias"),), proof="attention.linear_recurrence",
     notes="The right-hand side is computed by the subject's softmax attention with zero "
           "content scores, the additive bias log(phi(q_i).phi(k_j)) and causal=True: "
           "softmax(log A + log M) = (A*M)/rowsum(A*M). The left-hand side is the reference "

@@ -1,0 +1,74 @@
+"""The contract's vocabulary: every callable name a claim may need.
+
+A subject (``transformer_theory.theory.subject.Subject``) maps these names to
+callables on numpy arrays. One line per name states the signature; the
+reference function of the same name is the full specification, and
+``transformer-theory list`` prints this table.
+
+References
+----------
+DESIGN.md, "Contract (numpy at the boundary)".
+"""
+
+from __future__ import annotations
+
+__all__ = ["CALLABLES", "ALIASES"]
+
+#: Every callable name a claim may need, with its contract (one line each;
+#: the reference function's docstring is the full specification).
+CALLABLES: dict[str, str] = {
+    "softmax": "softmax(x, axis=-1) -> probabilities along axis",
+    "attention": "attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> (..., Lq, Ev)",
+    "attention_weights": "attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -> (..., Lq, Lk)",
+    "multi_head_attention": "multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False) -> (..., Lq, E)",
+    "grouped_query_attention": "grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False)",
+    "cross_attention": "cross_attention(x, memory, params, *, memory_mask=None) -> (..., Lq, E)",
+    "decode_step": "decode_step(x_t, params, cache) -> (y_t, cache): one step of incremental decoding with a KV cache",
+    "init_kv_cache": "init_kv_cache(params, batch_shape, max_len, dtype) -> KVCache",
+    "sinusoidal_encoding": "sinusoidal_encoding(n_positions, d_model) -> (N, d), Vaswani et al. §3.5",
+    "one_hot_encoding": "one_hot_encoding(n_positions, d_model) -> (N, d) rows e_i (d >= N)",
+    "rope": "rope(x, positions=None) -> x rotated pairwise by position (RoFormer)",
+    "alibi_bias": "alibi_bias(n_heads, lq, lk) -> (H, Lq, Lk) additive logit bias (Press et al.)",
+    "layer_norm": "layer_norm(x, gamma=None, beta=None, *, eps=1e-5) over the last axis",
+    "batch_norm": "batch_norm(x, gamma=None, beta=None, *, eps=1e-5), statistics over all axes but the last",
+    "feed_forward": "feed_forward(x, params: FFNParams, *, activation='relu') -> act(x W1 + b1) W2 + b2",
+    "sigmoid": "sigmoid(x)",
+    "tanh": "tanh(x)",
+    "encoder": "encoder(x, params: EncoderParams, *, mask=None, causal=False) -> (..., L, E)",
+    "classify": "classify(x, params: ClassifierParams, *, mask=None) -> (..., C) logits",
+    "seq2seq_logits": "seq2seq_logits(src_tokens, tgt_tokens, params) -> (B, Lt, V), teacher forcing",
+    "seq2seq_logits_incremental": "seq2seq_logits_incremental(src_tokens, tgt_tokens, params): step by step with a KV cache",
+    "count_parameters": "count_parameters(config) -> int, closed form",
+    "count_array_parameters": "count_array_parameters(params) -> int, counted from the arrays",
+    "attention_flops": "attention_flops(config, seq_len) -> dict of multiplication counts per layer",
+    "kv_cache_bytes": "kv_cache_bytes(n_layers, n_kv_heads, d_head, seq_len, batch, dtype) -> int",
+    "init_encoder": "init_encoder(config, rng) -> EncoderParams",
+    # Performer (Choromanski et al. 2021): m random vectors w (m, d)
+    "random_features": "random_features(x, w, kind='positive'|'trig'|'hyperbolic', *, stabilizer=None) -> (..., L, m or 2m)",
+    "gaussian_matrix": "gaussian_matrix(m, d, rng) -> (m, d) iid N(0, 1)",
+    "orthogonal_gaussian": "orthogonal_gaussian(m, d, rng, *, scaling='chi'|'fixed') -> (m, d) block-orthogonal rows",
+    "favor_attention": "favor_attention(q, k, v, w, *, causal=False, kind='positive', mask=None) -> (..., L, dv)",
+    "favor_attention_recurrent": "favor_attention_recurrent(q, k, v, w, *, kind='positive'): causal, one step at a time",
+    # Gradients (backward passes; impl/gradients.py is the reference)
+    "softmax_jacobian": "softmax_jacobian(x) -> (..., n, n), d softmax(x)_i / d x_j over the last axis",
+    "softmax_backward": "softmax_backward(x, d_out, axis=-1) -> dL/dx given dL/d softmax(x)",
+    "attention_backward": "attention_backward(q, k, v, d_out, *, mask=None, causal=False, scale=None) -> (dq, dk, dv)",
+    "layer_norm_backward": "layer_norm_backward(x, d_out, gamma=None, beta=None, *, eps=1e-5) -> (dx, dgamma, dbeta)",
+    "feed_forward_backward": "feed_forward_backward(x, params: FFNParams, d_out, *, activation='relu') -> (dx, FFNParams of gradients)",
+    # Whole sequence maps (transformer-theory check TARGET --as encoder | --as causal)
+    "encoder_map": "f(x) -> y on (B, L, E) without positional encoding: permutation equivariant, batch independent",
+    "causal_map": "f(x) -> y on (B, L, E), causal: output i depends on inputs <= i only (prefix consistent)",
+}
+
+#: Short names accepted for ``--as`` (and in mappings), each standing for a contract name.
+ALIASES: dict[str, str] = {
+    "encoder": "encoder_map",         # a whole sequence map f(x) -> y, non-causal
+    "causal": "causal_map",           # a whole sequence map, causal
+    "feature_map": "random_features",
+    "orthogonal": "orthogonal_gaussian",
+    "favor": "favor_attention",
+    "mha": "multi_head_attention",
+    "gqa": "grouped_query_attention",
+    "gqa_self": "grouped_query_attention",   # f(x, params): self-attention only (option form)
+    "layernorm": "layer_norm",
+}

@@ -1,0 +1,223 @@
+"""Conformance claims: whole sequence maps, and the LayerNorm definition.
+
+For a whole model declared as a sequence map (``transformer-theory check
+--as encoder`` or ``--as causal``) the claims that hold of any transformer
+without positional encoding, or of any causal one; and LayerNorm against its
+definition (Ba et al. 2016) for implementations of ``layer_norm`` alone.
+
+References
+----------
+Vaswani et al. 2017, §3.1, §3.2.3, §3.5; Ba et al. 2016, §3; seeds 003 and 004.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..checks import compare, for_all, holds
+from ..claim import Evidence, Kind
+from ..registry import ClaimSet
+from ..sources import BA_2016, SEED_003, SEED_004, VASWANI_2017
+from ..strategies import DTYPES, SEEDS, normal
+from ..tolerance import tolerance
+
+claims = ClaimSet("conformance")
+
+NO_POSITION = VASWANI_2017.at("§3.5")
+DECODER_MASK = VASWANI_2017.at("§3.2.3")
+
+
+def _map_width(subject) -> int:
+    width = subject.options.get("d_model")
+    if not isinstance(width, int):
+        raise ValueError("subject option d_model: a sequence map needs its width "
+                         "(--option d_model=E)")
+    return width
+
+
+def _map_tolerance(subject, dtype, length: int):
+    """Composite tolerance over the reductions of n_layers transformer blocks of width E.
+
+    Per block: the Q/K/V and output projections and the FFN's two layers
+    (about 4E + d_ff terms) and the attention average over L positions. An
+    opaque map declares its depth and FFN width with the options ``n_layers``
+    (default 1) and ``d_ff`` (default 4E).
+    """
+    e = _map_width(subject)
+    layers = int(subject.options.get("n_layers", 1))
+    d_ff = int(subject.options.get("d_ff", 4 * e))
+    return tolerance("composite", dtype, n=layers * (4 * e + length + d_ff))
+
+
+@st.composite
+def _sequence_case(draw, width: int, min_batch: int = 1, min_len: int = 1):
+    b = draw(st.integers(min_batch, 3))
+    length = draw(st.integers(min_len, 8))
+    dt = draw(DTYPES)
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    return {"B": b, "L": length, "E": width, "dtype": dt, "seed": seed,
+            "x": normal(rng, (b, length, width), dt), "perm": rng.permutation(length)}
+
+
+def _out_dtype(*arrays):
+    dts = [np.asarray(a).dtype for a in arrays]
+    return np.dtype(np.float32) if any(d == np.float32 for d in dts) else np.dtype(np.float64)
+
+
+@claims.claim(
+    "conformance.encoder_map_permutation_equivariance",
+    title="A sequence map without positional encoding is permutation equivariant",
+    statement=r"f(PX)=P\,f(X)\quad\forall\ \text{permutations }P\ \text{of the positions}",
+    sources=(NO_POSITION, SEED_003.at("Transformer Architecture is invariant to permutations")),
+    kind=Kind.PROPERTY, needs=("encoder_map",),
+    notes="For a whole model declared as an encoder (transformer-theory check --as encoder): "
+          "attention, FFN, LayerNorm and residuals treat positions as a set unless position "
+          "is injected.")
+def encoder_map_permutation_equivariance(subject, ctx) -> Evidence:
+    width = _map_width(subject)
+
+    def measure(c):
+        out = np.asarray(subject.encoder_map(c["x"]))
+        if out.shape[:2] != (c["B"], c["L"]):
+            return holds(False, f"output shape {out.shape} for input {c['x'].shape}")
+        permuted = np.asarray(subject.encoder_map(c["x"][:, c["perm"]]))
+        tol = _map_tolerance(subject, _out_dtype(out, c["x"]), c["L"])
+        return compare(permuted, out[:, c["perm"]], tol, note="f(PX) != P f(X)")
+    return for_all(ctx, _sequence_case(width), measure,
+                   detail="Permuting the positions of the input permutes the outputs the same way.")
+
+
+@claims.claim(
+    "conformance.encoder_map_batch_independence",
+    title="A sequence map treats batch members independently",
+    statement=r"X_b=X'_b\ \Rightarrow\ f(X)_b=f(X')_b,\qquad f(X)_b=f(X_b)",
+    sources=(VASWANI_2017.at("§3.1"), BA_2016.at("§3 (statistics per training case)")),
+    kind=Kind.PROPERTY, needs=("encoder_map",),
+    notes="Changing the other members of the batch, or running the member alone, leaves its "
+          "output unchanged: no batch statistics, no mixing across the batch axis.")
+def encoder_map_batch_independence(subject, ctx) -> Evidence:
+    return _batch_independence(subject, ctx, "encoder_map")
+
+
+def _batch_independence(subject, ctx, name: str) -> Evidence:
+    fn = getattr(subject, name)
+    strategy = st.tuples(_sequence_case(_map_width(subject), min_batch=2), st.data())
+
+    def measure(args):
+        c, data = args
+        b = data.draw(st.integers(0, c["B"] - 1), label="member")
+        rng = np.random.default_rng(c["seed"] + 1)
+        other = (3.0 * rng.standard_normal(c["x"].shape) + 2.0).astype(c["dtype"])
+        other[b] = c["x"][b]
+        out = np.asarray(fn(c["x"]))
+        tol = _map_tolerance(subject, _out_dtype(out, c["x"]), c["L"])
+        changed = compare(np.asarray(fn(other))[b], out[b], tol,
+                          note=f"member {b} changed when the other members changed")
+        if not changed.ok:
+            return changed
+        alone = compare(np.asarray(fn(c["x"][b:b + 1]))[0], out[b], tol,
+                        note=f"member {b} alone differs from member {b} in the batch")
+        return max((changed, alone), key=lambda m: m.error)
+    return for_all(ctx, strategy, measure,
+                   detail="Replacing the other batch members, or running a member alone, leaves "
+                          "its output unchanged.")
+
+
+@claims.claim(
+    "conformance.causal_map_future_invariance",
+    title="A causal sequence map: output i ignores every input after i",
+    statement=r"x'_{\le t}=x_{\le t}\ \Rightarrow\ f(x')_{\le t}=f(x)_{\le t}",
+    sources=(DECODER_MASK, SEED_004.at("items 24–26")),
+    kind=Kind.PROPERTY, needs=("causal_map",),
+    notes="For a whole model declared causal (transformer-theory check --as causal): "
+          "rewriting the inputs after position t leaves outputs 0..t unchanged.")
+def causal_map_future_invariance(subject, ctx) -> Evidence:
+    strategy = st.tuples(_sequence_case(_map_width(subject), min_len=2), st.data())
+
+    def measure(args):
+        c, data = args
+        t = data.draw(st.integers(0, c["L"] - 2), label="last_kept_position")
+        rng = np.random.default_rng(c["seed"] + 2)
+        x2 = c["x"].copy()
+        x2[:, t + 1:] = normal(rng, x2[:, t + 1:].shape, c["dtype"], 3.0)
+        out = np.asarray(subject.causal_map(c["x"]))
+        out2 = np.asarray(subject.causal_map(x2))
+        tol = _map_tolerance(subject, _out_dtype(out, c["x"]), c["L"])
+        return compare(out2[:, :t + 1], out[:, :t + 1], tol,
+                       note=f"an output up to position {t} changed when later inputs changed")
+    return for_all(ctx, strategy, measure,
+                   detail="Changing inputs after position t leaves the outputs at 0..t unchanged.")
+
+
+@claims.claim(
+    "conformance.causal_map_prefix_consistency",
+    title="A causal sequence map is prefix consistent",
+    statement=r"f(x_{1:t})=f(x_{1:L})_{1:t}\qquad\text{for all }t\le L",
+    sources=(DECODER_MASK, SEED_004.at("items 24–26: all predictions at once with a mask")),
+    kind=Kind.PROPERTY, needs=("causal_map",),
+    notes="Running the map on a prefix gives the prefix of its outputs on the whole sequence: "
+          "what makes teacher forcing and incremental decoding agree.")
+def causal_map_prefix_consistency(subject, ctx) -> Evidence:
+    strategy = st.tuples(_sequence_case(_map_width(subject), min_len=2), st.data())
+
+    def measure(args):
+        c, data = args
+        t = data.draw(st.integers(1, c["L"] - 1), label="prefix_length")
+        full = np.asarray(subject.causal_map(c["x"]))
+        prefix = np.asarray(subject.causal_map(c["x"][:, :t]))
+        tol = _map_tolerance(subject, _out_dtype(full, c["x"]), c["L"])
+        return compare(prefix, full[:, :t], tol, note=f"f(x[:{t}]) != f(x)[:{t}]")
+    return for_all(ctx, strategy, measure,
+                   detail="The map on x[:t] equals the first t outputs of the map on x.")
+
+
+@st.composite
+def _layer_norm_rows(draw):
+    rows, e = draw(st.integers(1, 6)), draw(st.integers(2, 32))
+    dt = draw(DTYPES)
+    seed = draw(SEEDS)
+    eps = draw(st.sampled_from([1e-5, 1e-3, 0.1, 1.0]))
+    affine = draw(st.booleans())
+    scale = draw(st.sampled_from([0.1, 1.0, 10.0]))
+    rng = np.random.default_rng(seed)
+    return {"R": rows, "E": e, "dtype": dt, "seed": seed, "eps": eps,
+            "x": normal(rng, (rows, e), dt, scale),
+            "gamma": normal(rng, (e,), dt) if affine else None,
+            "beta": normal(rng, (e,), dt) if affine else None}
+
+
+@claims.claim(
+    "conformance.layer_norm_definition",
+    title="LayerNorm is (x − mean)/√(var + ε)·γ + β with the biased variance",
+    statement=r"\mathrm{LN}(x)=\frac{x-\mu}{\sqrt{\sigma^2+\varepsilon}}\odot\gamma+\beta,\quad "
+              r"\mu=\tfrac1E\sum_e x_e,\ \sigma^2=\tfrac1E\sum_e(x_e-\mu)^2",
+    sources=(BA_2016.at("§3, Eq. (4)"), VASWANI_2017.at("§3.1")),
+    kind=Kind.PROPERTY, needs=("layer_norm",),
+    notes="eps in {1e-5, 1e-3, 0.1, 1} so that an eps outside the square root (sigma + eps) "
+          "or an unbiased variance shows; errors are divided by each row's condition number "
+          "max|x| / sqrt(var + eps), as in normalization.layernorm_standardizes.")
+def layer_norm_definition(subject, ctx) -> Evidence:
+    from .normalization import conditioned_error
+
+    def measure(c):
+        y = subject.layer_norm(c["x"], c["gamma"], c["beta"], eps=c["eps"])
+        x = np.asarray(c["x"], dtype=np.float64)
+        mu = x.mean(axis=-1, keepdims=True)
+        var = np.mean((x - mu) ** 2, axis=-1, keepdims=True)
+        expected = (x - mu) / np.sqrt(var + c["eps"])
+        size = 1.0                                   # the output's scale: |gamma| + |beta|
+        if c["gamma"] is not None:
+            expected = expected * c["gamma"]
+            size = max(size, float(np.max(np.abs(c["gamma"]))))
+        if c["beta"] is not None:
+            expected = expected + c["beta"]
+            size += float(np.max(np.abs(c["beta"])))
+        kappa = np.max(np.abs(x), axis=-1) / np.sqrt(var[..., 0] + c["eps"])     # (R,)
+        tol = tolerance("ill_conditioned", _out_dtype(y, c["x"]), n=c["E"])
+        return conditioned_error(y, expected, size * np.maximum(kappa, 1.0), tol,
+                                 "LN(x) differs from (x - mean)/sqrt(var + eps) * gamma + beta")
+    return for_all(ctx, _layer_norm_rows(), measure,
+                   detail="Outputs equal the float64 definition for eps from 1e-5 to 1, with and "
+                          "without gamma and beta.")
