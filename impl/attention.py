@@ -25,6 +25,10 @@ logical AND. Two alignments of the causal mask exist when ``Lq != Lk``:
 
 A query whose every key is masked receives the zero vector (never NaN).
 
+The parameter types (``MultiHeadParams``, ``GroupedQueryParams``,
+``KVCache``) and the validators are those of :mod:`.contract`; they are
+re-exported here.
+
 Grouped-query attention: head mapping
 -------------------------------------
 With ``H`` query heads and ``G`` key/value heads (``G`` divides ``H``), each kv
@@ -56,20 +60,32 @@ head, concatenate the heads, multiply by W^O.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
-from ._validate import (
-    FLOAT_DTYPES,
-    as_bool_mask,
+from .contract.params import (  # noqa: F401  (re-exported: the contract's types)
+    AttentionParams,
+    GroupedQueryParams,
+    KVCache,
+    MultiHeadParams,
+    check_attention_params,
+    check_decode_args,
+)
+from .contract.validate import (
+    allowed_keys,
     as_float_array,
+    causal_triangle,
     check_batch_dims,
+    check_bias,
+    check_float_dtype,
+    check_memory_mask,
     check_positive_int,
+    check_projection_inputs,
+    check_qkv,
     check_rng,
-    check_same_dim,
     common_float_dtype,
+    normalize_axis,
+    resolve_scale,
 )
 
 __all__ = [
@@ -101,21 +117,10 @@ __all__ = [
 #: Relative tolerance under which two hard-attention scores count as tied.
 HARD_ATTENTION_TIE_RTOL = 1e-9
 
-_CAUSAL_CHOICES = (False, True, "top-left", "bottom-right")
-
 
 # ---------------------------------------------------------------------------
 # Softmax and masks
 # ---------------------------------------------------------------------------
-
-def _normalize_axis(axis, ndim: int, name: str = "axis") -> int:
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer, got {type(axis).__name__}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for a {ndim}-d array, got {axis}")
-    return int(axis) % ndim
-
 
 def _softmax_unchecked(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Max-subtracted softmax; rows that are entirely -inf give zeros."""
@@ -156,7 +161,7 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     arr = as_float_array(x, "x", ndim_min=1, finite=False)
     if np.any(np.isnan(arr)) or np.any(np.isposinf(arr)):
         raise ValueError("x: contains NaN or +inf values (only -inf, for masked logits, is allowed)")
-    ax = _normalize_axis(axis, arr.ndim)
+    ax = normalize_axis(axis, arr.ndim)
     return _softmax_unchecked(arr, ax)
 
 
@@ -191,10 +196,7 @@ def causal_mask(lq: int, lk: int, *, align: str = "top-left") -> np.ndarray:
     lk = _check_length(lk, "lk")
     if align not in ("top-left", "bottom-right"):
         raise ValueError(f"align: expected one of ('top-left', 'bottom-right'), got {align!r}")
-    offset = 0 if align == "top-left" else lk - lq
-    i = np.arange(lq)[:, None]                    # (Lq, 1)
-    j = np.arange(lk)[None, :]                    # (1, Lk)
-    return j <= i + offset                        # (Lq, Lk)
+    return causal_triangle(lq, lk, align)         # (Lq, Lk)
 
 
 def sliding_window_mask(lq: int, lk: int, window: int, *, causal: bool = True) -> np.ndarray:
@@ -239,55 +241,6 @@ def sliding_window_mask(lq: int, lk: int, window: int, *, causal: bool = True) -
 # Scaled dot-product attention
 # ---------------------------------------------------------------------------
 
-def _causal_alignment(causal) -> str | None:
-    """Map the ``causal`` argument to an alignment name, or None for no mask."""
-    if isinstance(causal, (bool, np.bool_)):
-        return "top-left" if causal else None
-    if isinstance(causal, str) and causal in ("top-left", "bottom-right"):
-        return causal
-    raise ValueError(f"causal: expected one of {_CAUSAL_CHOICES!r}, got {causal!r}")
-
-
-def _resolve_scale(scale, embed_dim: int) -> float:
-    """The softmax temperature: ``1/sqrt(E)`` by default, else a positive finite real."""
-    if scale is None:
-        return 1.0 / math.sqrt(embed_dim)
-    if isinstance(scale, (bool, np.bool_)) or not isinstance(
-            scale, (int, float, np.integer, np.floating)):
-        raise TypeError(f"scale: expected a real number or None, got {type(scale).__name__}")
-    value = float(scale)        # a Python float keeps float32 computations in float32
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
-    return value
-
-
-def _allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
-    """Combine ``mask`` (True = may attend) and ``causal`` by AND; None = all allowed."""
-    align = _causal_alignment(causal)
-    allowed = None
-    if mask is not None:
-        allowed = as_bool_mask(mask, "mask", tuple(lead) + (lq, lk))   # (..., Lq, Lk)
-    if align is not None:
-        tri = causal_mask(lq, lk, align=align)                          # (Lq, Lk)
-        allowed = tri if allowed is None else (allowed & tri)
-    return allowed
-
-
-def _check_bias(bias, target_shape: tuple) -> np.ndarray | None:
-    """Validate an additive logit bias broadcastable to ``target_shape``."""
-    if bias is None:
-        return None
-    b = as_float_array(bias, "bias", ndim_min=0)
-    try:
-        shape = np.broadcast_shapes(b.shape, target_shape)
-    except ValueError:
-        shape = None
-    if shape != tuple(target_shape):
-        raise ValueError(
-            f"bias: expected an array broadcastable to {tuple(target_shape)}, got shape {b.shape}")
-    return b
-
-
 def _scores(q: np.ndarray, k: np.ndarray, scale: float, bias: np.ndarray | None) -> np.ndarray:
     """Scaled logits ``s q k^T + bias``; refuses overflow to inf rather than returning NaN."""
     with np.errstate(over="ignore", invalid="ignore"):        # overflow is reported below
@@ -306,29 +259,12 @@ def _mask_scores(scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
     return np.where(allowed, scores, -np.inf)     # (..., Lq, Lk)
 
 
-def _validate_qkv(q, k, v=None):
-    """Validate q, k (and v) against the contract; return the arrays."""
-    q = as_float_array(q, "q", ndim_min=2)
-    k = as_float_array(k, "k", ndim_min=2)
-    named = [("q", q), ("k", k)]
-    if v is not None:
-        v = as_float_array(v, "v", ndim_min=2)
-        named.append(("v", v))
-    check_batch_dims(named, n_trailing=2)
-    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
-    if q.shape[-1] == 0:
-        raise ValueError(f"q: embedding dim E must be >= 1, got shape {q.shape}")
-    if v is not None:
-        check_same_dim(k, "k", v, "v", -2, "key length Lk")
-    return q, k, v
-
-
 def _weights(q, k, mask, causal, scale, bias):
-    """Shared body of attention_weights/attention after q, k are validated."""
+    """Shared checks of attention_weights/attention after q, k are validated."""
     lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
-    scale = _resolve_scale(scale, q.shape[-1])
-    allowed = _allowed_keys(mask, causal, lead, lq, lk)
-    bias = _check_bias(bias, tuple(lead) + (lq, lk))
+    scale = resolve_scale(scale, q.shape[-1])
+    allowed = allowed_keys(mask, causal, lead, lq, lk)              # (..., Lq, Lk) or None
+    bias = check_bias(bias, tuple(lead) + (lq, lk))
     return scale, allowed, bias
 
 
@@ -359,7 +295,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1).
     """
-    q, k, _ = _validate_qkv(q, k)
+    q, k, _ = check_qkv(q, k)
     scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
     dtype = common_float_dtype(*(a for a in (q, k, bias) if a is not None))
     q, k = q.astype(dtype, copy=False), k.astype(dtype, copy=False)
@@ -400,7 +336,7 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     (shared/seeds/004_d5b314f5ea1e15da.txt): attention as a differentiable
     dictionary look-up.
     """
-    q, k, v = _validate_qkv(q, k, v)
+    q, k, v = check_qkv(q, k, v)
     scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
     dtype = common_float_dtype(*(a for a in (q, k, v, bias) if a is not None))
     q, k, v = (a.astype(dtype, copy=False) for a in (q, k, v))
@@ -454,7 +390,7 @@ def hard_attention(q, k, v, *, mask=None, causal=False, scale=None) -> np.ndarra
     Self-Attention in Neural Sequence Models, §3 (unique hard attention, which
     this equals when the maximiser is unique).
     """
-    q, k, v = _validate_qkv(q, k, v)
+    q, k, v = check_qkv(q, k, v)
     scale, allowed, _ = _weights(q, k, mask, causal, scale, None)
     dtype = common_float_dtype(q, k, v)
     scores = _scores(q.astype(np.float64), k.astype(np.float64), scale, None)  # (..., Lq, Lk)
@@ -463,225 +399,8 @@ def hard_attention(q, k, v, *, mask=None, causal=False, scale=None) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------
-# Parameter containers
+# Initialisation (the parameter types are in .contract.params)
 # ---------------------------------------------------------------------------
-
-def _param(value, owner: str, field: str, shape: tuple, *, optional: bool = False):
-    """Validate one parameter array against its expected shape (None allowed if optional)."""
-    name = f"{owner}.{field}"
-    if value is None:
-        if optional:
-            return None
-        raise TypeError(f"{name}: expected an array, got None")
-    arr = as_float_array(value, name, ndim=len(shape), ndim_min=0)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
-    return arr
-
-
-def _head_weights(value, owner: str, field: str):
-    """A 3-d per-head weight (heads, d_in, d_out); only its rank is checked here."""
-    name = f"{owner}.{field}"
-    if value is None:
-        raise TypeError(f"{name}: expected an array, got None")
-    arr = as_float_array(value, name, ndim=3)
-    if 0 in arr.shape:
-        raise ValueError(f"{name}: expected non-empty dims, got shape {arr.shape}")
-    return arr
-
-
-@dataclass
-class MultiHeadParams:
-    """Weights of multi-head attention with ``H`` heads.
-
-    Attributes
-    ----------
-    w_q : (H, E, Dh)      per-head query projections
-    w_k : (H, Ekv, Dh)    per-head key projections
-    w_v : (H, Ekv, Dv)    per-head value projections
-    b_q : (H, Dh) or None
-    b_k : (H, Dh) or None
-    b_v : (H, Dv) or None
-    w_o : (H*Dv, E)       output projection applied to the concatenated heads
-                          (rows ``h*Dv:(h+1)*Dv`` belong to head ``h``)
-    b_o : (E,) or None
-
-    References
-    ----------
-    Vaswani et al. 2017, Attention Is All You Need, §3.2.2; seed 003
-    (shared/seeds/003_8876c6ab28e0baf8.txt): separate Q/K/V weight matrices
-    per head, concatenation, then W^O.
-    """
-
-    w_q: np.ndarray
-    w_k: np.ndarray
-    w_v: np.ndarray
-    b_q: np.ndarray | None
-    b_k: np.ndarray | None
-    b_v: np.ndarray | None
-    w_o: np.ndarray
-    b_o: np.ndarray | None
-
-    def __post_init__(self):
-        owner = type(self).__name__
-        self.w_q = _head_weights(self.w_q, owner, "w_q")
-        h, e, dh = self.w_q.shape
-        self.w_k = _head_weights(self.w_k, owner, "w_k")
-        ekv = self.w_k.shape[1]
-        self.w_k = _param(self.w_k, owner, "w_k", (h, ekv, dh))
-        self.w_v = _head_weights(self.w_v, owner, "w_v")
-        dv = self.w_v.shape[2]
-        self.w_v = _param(self.w_v, owner, "w_v", (h, ekv, dv))
-        self.b_q = _param(self.b_q, owner, "b_q", (h, dh), optional=True)
-        self.b_k = _param(self.b_k, owner, "b_k", (h, dh), optional=True)
-        self.b_v = _param(self.b_v, owner, "b_v", (h, dv), optional=True)
-        self.w_o = _param(self.w_o, owner, "w_o", (h * dv, e))
-        self.b_o = _param(self.b_o, owner, "b_o", (e,), optional=True)
-
-    @property
-    def n_heads(self) -> int:
-        """Number of query heads H."""
-        return self.w_q.shape[0]
-
-    @property
-    def n_kv_heads(self) -> int:
-        """Number of key/value heads (equal to H for multi-head attention)."""
-        return self.w_k.shape[0]
-
-    @property
-    def d_model(self) -> int:
-        """Query/output width E."""
-        return self.w_q.shape[1]
-
-    @property
-    def d_kv(self) -> int:
-        """Width Ekv of the key/value input."""
-        return self.w_k.shape[1]
-
-    @property
-    def d_head(self) -> int:
-        """Query/key width per head Dh."""
-        return self.w_q.shape[2]
-
-    @property
-    def d_value(self) -> int:
-        """Value width per head Dv."""
-        return self.w_v.shape[2]
-
-
-@dataclass
-class GroupedQueryParams:
-    """Weights of grouped-query attention: ``H`` query heads, ``G`` kv heads.
-
-    Query head ``h`` uses kv group ``h // (H // G)`` (see the module
-    docstring). ``G = 1`` is multi-query attention.
-
-    Attributes
-    ----------
-    w_q : (H, E, Dh)
-    w_k : (G, Ekv, Dh)     ``Ekv = E`` for self-attention
-    w_v : (G, Ekv, Dv)
-    b_q : (H, Dh) or None
-    b_k : (G, Dh) or None
-    b_v : (G, Dv) or None
-    w_o : (H*Dv, E)
-    b_o : (E,) or None
-
-    References
-    ----------
-    Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding:
-    One Write-Head is All You Need, §3 (multi-query attention).
-    """
-
-    w_q: np.ndarray
-    w_k: np.ndarray
-    w_v: np.ndarray
-    b_q: np.ndarray | None
-    b_k: np.ndarray | None
-    b_v: np.ndarray | None
-    w_o: np.ndarray
-    b_o: np.ndarray | None
-
-    def __post_init__(self):
-        owner = type(self).__name__
-        self.w_q = _head_weights(self.w_q, owner, "w_q")
-        h, e, dh = self.w_q.shape
-        self.w_k = _head_weights(self.w_k, owner, "w_k")
-        g, ekv = self.w_k.shape[:2]
-        if h % g != 0:
-            raise ValueError(
-                f"{owner}.w_k: the number of kv heads G must divide the number of query "
-                f"heads H = {h}, got G = {g} (w_k shape {self.w_k.shape})")
-        self.w_k = _param(self.w_k, owner, "w_k", (g, ekv, dh))
-        self.w_v = _head_weights(self.w_v, owner, "w_v")
-        dv = self.w_v.shape[2]
-        self.w_v = _param(self.w_v, owner, "w_v", (g, ekv, dv))
-        self.b_q = _param(self.b_q, owner, "b_q", (h, dh), optional=True)
-        self.b_k = _param(self.b_k, owner, "b_k", (g, dh), optional=True)
-        self.b_v = _param(self.b_v, owner, "b_v", (g, dv), optional=True)
-        self.w_o = _param(self.w_o, owner, "w_o", (h * dv, e))
-        self.b_o = _param(self.b_o, owner, "b_o", (e,), optional=True)
-
-    @property
-    def n_heads(self) -> int:
-        """Number of query heads H."""
-        return self.w_q.shape[0]
-
-    @property
-    def n_kv_heads(self) -> int:
-        """Number of key/value heads G."""
-        return self.w_k.shape[0]
-
-    @property
-    def group_size(self) -> int:
-        """Query heads per kv head, r = H // G."""
-        return self.n_heads // self.n_kv_heads
-
-    @property
-    def d_model(self) -> int:
-        """Query/output width E."""
-        return self.w_q.shape[1]
-
-    @property
-    def d_kv(self) -> int:
-        """Width Ekv of the key/value input."""
-        return self.w_k.shape[1]
-
-    @property
-    def d_head(self) -> int:
-        """Query/key width per head Dh."""
-        return self.w_q.shape[2]
-
-    @property
-    def d_value(self) -> int:
-        """Value width per head Dv."""
-        return self.w_v.shape[2]
-
-
-AttentionParams = Union[MultiHeadParams, GroupedQueryParams]
-
-
-def _check_params(params, name: str = "params", *, allowed=(MultiHeadParams, GroupedQueryParams)):
-    if not isinstance(params, allowed):
-        expected = " or ".join(t.__name__ for t in allowed)
-        raise TypeError(f"{name}: expected {expected}, got {type(params).__name__}")
-    return params
-
-
-def _param_arrays(params) -> list:
-    return [a for a in (params.w_q, params.w_k, params.w_v, params.b_q, params.b_k,
-                        params.b_v, params.w_o, params.b_o) if a is not None]
-
-
-def _check_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
-    return dt
-
 
 def _glorot_normal(rng, shape, fan_in: int) -> np.ndarray:
     """Normal weights with standard deviation 1/sqrt(fan_in) (float64)."""
@@ -713,7 +432,7 @@ def _init_projections(rng, d_model, n_heads, n_kv_heads, d_head, d_value, d_kv, 
     rng = check_rng(rng)
     if not isinstance(bias, (bool, np.bool_)):
         raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
-    dt = _check_dtype(dtype)
+    dt = check_float_dtype(dtype)
     w_q = _glorot_normal(rng, (n_heads, d_model, d_head), d_model)        # (H, E, Dh)
     w_k = _glorot_normal(rng, (n_kv_heads, d_kv, d_head), d_kv)           # (G, Ekv, Dh)
     w_v = _glorot_normal(rng, (n_kv_heads, d_kv, d_value), d_kv)          # (G, Ekv, Dv)
@@ -856,7 +575,7 @@ def gqa_to_mha_params(params: GroupedQueryParams) -> MultiHeadParams:
     ----------
     Ainslie et al. 2023, GQA, §2.
     """
-    _check_params(params, allowed=(GroupedQueryParams,))
+    check_attention_params(params, allowed=(GroupedQueryParams,))
     r = params.group_size
     rep = (lambda a: None if a is None else np.repeat(a, r, axis=0))
     return MultiHeadParams(
@@ -881,7 +600,7 @@ def mha_to_gqa_params(params: MultiHeadParams) -> GroupedQueryParams:
     ----------
     Ainslie et al. 2023, GQA, §2 (GQA with G = H is multi-head attention).
     """
-    _check_params(params, allowed=(MultiHeadParams,))
+    check_attention_params(params, allowed=(MultiHeadParams,))
     cp = (lambda a: None if a is None else a.copy())
     return GroupedQueryParams(*(cp(a) for a in (
         params.w_q, params.w_k, params.w_v, params.b_q, params.b_k, params.b_v,
@@ -934,35 +653,15 @@ def _grouped_attend(q, k, v, allowed, scale, bias):
     return o.reshape(*lead, n_heads, lq, dv)                # (..., H, Lq, Dv)
 
 
-def _validate_inputs(x_q, x_kv, params):
-    """Validate x_q (..., Lq, E), x_kv (..., Lk, Ekv) against params; common dtype."""
-    x_q = as_float_array(x_q, "x_q", ndim_min=2)
-    x_kv = as_float_array(x_kv, "x_kv", ndim_min=2)
-    check_batch_dims([("x_q", x_q), ("x_kv", x_kv)], n_trailing=2)
-    if x_q.shape[-1] != params.d_model:
-        raise ValueError(
-            f"x_q: expected last dim d_model = {params.d_model}, got shape {x_q.shape}")
-    if x_kv.shape[-1] != params.d_kv:
-        raise ValueError(
-            f"x_kv: expected last dim d_kv = {params.d_kv}, got shape {x_kv.shape}")
-    return x_q, x_kv
-
-
-def _cast_params(params, dtype):
-    return [None if a is None else a.astype(dtype, copy=False) for a in (
-        params.w_q, params.w_k, params.w_v, params.b_q, params.b_k, params.b_v,
-        params.w_o, params.b_o)]
-
-
 def _attend_projected(x_q, x_kv, params, mask, causal, bias):
-    """Shared batched body of multi-head and grouped-query attention."""
-    x_q, x_kv = _validate_inputs(x_q, x_kv, params)
+    """Shared batched body of multi-head, grouped-query and cross-attention."""
+    x_q, x_kv = check_projection_inputs(x_q, x_kv, params)
     lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
-    allowed = _allowed_keys(mask, causal, lead, lq, lk)                  # (..., Lq, Lk)
-    bias = _check_bias(bias, tuple(lead) + (params.n_heads, lq, lk))
+    allowed = allowed_keys(mask, causal, lead, lq, lk)                   # (..., Lq, Lk)
+    bias = check_bias(bias, tuple(lead) + (params.n_heads, lq, lk))
     extra = [] if bias is None else [bias]
-    dtype = common_float_dtype(x_q, x_kv, *_param_arrays(params), *extra)
-    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _cast_params(params, dtype)
+    dtype = common_float_dtype(x_q, x_kv, *params.arrays(), *extra)
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
     x_q, x_kv = x_q.astype(dtype, copy=False), x_kv.astype(dtype, copy=False)
     if bias is not None:
         bias = bias.astype(dtype, copy=False)
@@ -1007,7 +706,7 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     (shared/seeds/004_d5b314f5ea1e15da.txt, notes 15-16: multi-head attention
     "efficiently implemented with tensor operations").
     """
-    _check_params(params, allowed=(MultiHeadParams,))
+    check_attention_params(params, allowed=(MultiHeadParams,))
     return _attend_projected(x_q, x_kv, params, mask, causal, bias)
 
 
@@ -1034,10 +733,10 @@ def multi_head_attention_per_head(x_q, x_kv, params: MultiHeadParams, *, mask=No
     (shared/seeds/003_8876c6ab28e0baf8.txt): "concatenate all the attention
     heads", then "multiply with a weight matrix W^O".
     """
-    _check_params(params, allowed=(MultiHeadParams,))
-    x_q, x_kv = _validate_inputs(x_q, x_kv, params)
-    dtype = common_float_dtype(x_q, x_kv, *_param_arrays(params))
-    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _cast_params(params, dtype)
+    check_attention_params(params, allowed=(MultiHeadParams,))
+    x_q, x_kv = check_projection_inputs(x_q, x_kv, params)
+    dtype = common_float_dtype(x_q, x_kv, *params.arrays())
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
     x_q, x_kv = x_q.astype(dtype, copy=False), x_kv.astype(dtype, copy=False)
     heads = []
     for h in range(params.n_heads):
@@ -1072,28 +771,6 @@ def self_attention(x, params: MultiHeadParams, **kw) -> np.ndarray:
     return multi_head_attention(x, x, params, **kw)
 
 
-def _memory_mask(memory_mask, x: np.ndarray, memory: np.ndarray):
-    """Turn a key-padding (..., Lk) or full (..., Lq, Lk) memory mask into an attention mask."""
-    if memory_mask is None:
-        return None
-    m = np.asarray(memory_mask)
-    if m.dtype != np.bool_:
-        raise TypeError(
-            f"memory_mask: expected dtype bool (True = real token), got {m.dtype}")
-    lead, lk = x.shape[:-2], memory.shape[-2]
-    if m.ndim == x.ndim - 1:                       # key padding (..., Lk)
-        if m.shape != tuple(lead) + (lk,):
-            raise ValueError(
-                f"memory_mask: a key-padding mask must have shape {tuple(lead) + (lk,)}, "
-                f"got {m.shape}")
-        return m[..., None, :]                     # (..., 1, Lk)
-    if m.ndim == x.ndim:                           # full (..., Lq, Lk)
-        return m
-    raise ValueError(
-        f"memory_mask: expected a key-padding mask of shape {tuple(lead) + (lk,)} or a full "
-        f"mask broadcastable to {tuple(lead) + (x.shape[-2], lk)}, got shape {m.shape}")
-
-
 def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> np.ndarray:
     """Encoder-decoder attention: queries from ``x``, keys and values from ``memory``.
 
@@ -1119,11 +796,11 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     attention"); seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, notes 22-23:
     the output so far is the query, the input encodings are keys and values).
     """
-    _check_params(params)
+    check_attention_params(params)
     x_arr = as_float_array(x, "x", ndim_min=2)
     mem_arr = as_float_array(memory, "memory", ndim_min=2)
     check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
-    mask = _memory_mask(memory_mask, x_arr, mem_arr)
+    mask = check_memory_mask(memory_mask, x_arr, mem_arr)
     return _attend_projected(x_arr, mem_arr, params, mask, False, None)
 
 
@@ -1156,69 +833,13 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding:
     One Write-Head is All You Need, §3.
     """
-    _check_params(params)
+    check_attention_params(params)
     return _attend_projected(x_q, x_kv, params, mask, causal, bias)
 
 
 # ---------------------------------------------------------------------------
 # KV cache and incremental decoding
 # ---------------------------------------------------------------------------
-
-@dataclass
-class KVCache:
-    """Keys and values of the positions decoded so far.
-
-    Attributes
-    ----------
-    k : (..., G, Lmax, Dh)
-        Cached keys; positions ``[0, length)`` are filled.
-    v : (..., G, Lmax, Dv)
-        Cached values.
-    length : int
-        Number of filled positions, ``0 <= length <= Lmax``.
-
-    References
-    ----------
-    Pope et al. 2023, Efficiently Scaling Transformer Inference, §2
-    (the KV cache and its memory); Shazeer 2019, Fast Transformer Decoding, §2.
-    """
-
-    k: np.ndarray
-    v: np.ndarray
-    length: int
-
-    def __post_init__(self):
-        self.k = as_float_array(self.k, "KVCache.k", ndim_min=3)
-        self.v = as_float_array(self.v, "KVCache.v", ndim_min=3)
-        if self.k.shape[:-1] != self.v.shape[:-1]:
-            raise ValueError(
-                f"KVCache.v: expected shape {self.k.shape[:-1]} + (Dv,) to match KVCache.k, "
-                f"got {self.v.shape} (k has shape {self.k.shape})")
-        self.length = check_positive_int(self.length, "KVCache.length", minimum=0)
-        if self.length > self.max_len:
-            raise ValueError(
-                f"KVCache.length: expected at most max_len = {self.max_len}, got {self.length}")
-
-    @property
-    def max_len(self) -> int:
-        """Capacity Lmax in positions."""
-        return self.k.shape[-2]
-
-    @property
-    def n_kv_heads(self) -> int:
-        """Number of cached kv heads G."""
-        return self.k.shape[-3]
-
-    @property
-    def batch_shape(self) -> tuple:
-        """Leading dims of the cached arrays."""
-        return self.k.shape[:-3]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the cached key and value arrays."""
-        return int(self.k.nbytes + self.v.nbytes)
-
 
 def _batch_shape(batch_shape) -> tuple:
     if isinstance(batch_shape, (int, np.integer)) and not isinstance(batch_shape, (bool, np.bool_)):
@@ -1252,42 +873,14 @@ def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCach
     ----------
     Pope et al. 2023, Efficiently Scaling Transformer Inference, §2.
     """
-    _check_params(params)
+    check_attention_params(params)
     batch = _batch_shape(batch_shape)
     max_len = check_positive_int(max_len, "max_len")
-    dt = _check_dtype(dtype)
+    dt = check_float_dtype(dtype)
     g = params.n_kv_heads
     k = np.zeros(batch + (g, max_len, params.d_head), dtype=dt)    # (..., G, Lmax, Dh)
     v = np.zeros(batch + (g, max_len, params.d_value), dtype=dt)   # (..., G, Lmax, Dv)
     return KVCache(k, v, 0)
-
-
-def _check_decode_args(x_t, params, cache):
-    """The checks of :func:`decode_step` (shared with the accelerated path); returns ``x_t`` as an array."""
-    _check_params(params)
-    if not isinstance(cache, KVCache):
-        raise TypeError(f"cache: expected KVCache, got {type(cache).__name__}")
-    if params.d_kv != params.d_model:
-        raise ValueError(
-            f"params: self-attention decoding needs d_kv == d_model, got d_kv = {params.d_kv}, "
-            f"d_model = {params.d_model}")
-    x_t = as_float_array(x_t, "x_t", ndim_min=2)
-    if x_t.shape[-2] != 1 or x_t.shape[-1] != params.d_model:
-        raise ValueError(
-            f"x_t: expected shape (..., 1, {params.d_model}), got {x_t.shape}")
-    if x_t.shape[:-2] != cache.batch_shape:
-        raise ValueError(
-            f"x_t: leading dims must equal the cache's batch shape {cache.batch_shape}, "
-            f"got shape {x_t.shape}")
-    expected_k = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_head)
-    expected_v = cache.batch_shape + (params.n_kv_heads, cache.max_len, params.d_value)
-    if cache.k.shape != expected_k or cache.v.shape != expected_v:
-        raise ValueError(
-            f"cache: expected k {expected_k} and v {expected_v} for these params, "
-            f"got k {cache.k.shape} and v {cache.v.shape}")
-    if cache.length >= cache.max_len:
-        raise ValueError(f"cache: full (length = max_len = {cache.max_len})")
-    return x_t
 
 
 def decode_step(x_t, params, cache: KVCache):
@@ -1321,10 +914,9 @@ def decode_step(x_t, params, cache: KVCache):
     Inference, §2; seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, note 24:
     teacher forcing computes all positions at once; decoding does one at a time).
     """
-    x_t = _check_decode_args(x_t, params, cache)
-
-    dtype = common_float_dtype(x_t, cache.k, cache.v, *_param_arrays(params))
-    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _cast_params(params, dtype)
+    x_t = check_decode_args(x_t, params, cache)
+    dtype = common_float_dtype(x_t, cache.k, cache.v, *params.arrays())
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
     x_t = x_t.astype(dtype, copy=False)
     t = cache.length
     q = _project(x_t, w_q, b_q)                          # (..., H, 1, Dh)
@@ -1358,12 +950,12 @@ def decode_sequence(x, params) -> np.ndarray:
     Pope et al. 2023, Efficiently Scaling Transformer Inference, §2;
     Vaswani et al. 2017, §3.2.3.
     """
-    _check_params(params)
+    check_attention_params(params)
     x = as_float_array(x, "x", ndim_min=2)
     length = x.shape[-2]
     if length == 0:
         raise ValueError(f"x: expected at least one position, got shape {x.shape}")
-    dtype = common_float_dtype(x, *_param_arrays(params))
+    dtype = common_float_dtype(x, *params.arrays())
     cache = init_kv_cache(params, x.shape[:-2], length, dtype=dtype)
     outputs = []
     for t in range(length):       # inherently sequential: one position per step

@@ -62,10 +62,22 @@ import math
 import numpy as np
 from scipy import special
 
-from ._validate import as_float_array, check_choice, check_dim, common_float_dtype
-from .attention import (_allowed_keys, _mask_scores, _resolve_scale, _scores,
-                        _softmax_unchecked, _validate_qkv)
-from .layers import FFNParams, _check_eps, _optional_vector, get_activation
+from .attention import attention_weights, softmax
+from .contract.params import FFNParams
+from .contract.validate import (
+    ACTIVATION_NAMES,
+    allowed_keys,
+    as_float_array,
+    check_choice,
+    check_eps,
+    check_instance,
+    check_optional_vector,
+    check_qkv,
+    common_float_dtype,
+    normalize_axis,
+    resolve_scale,
+)
+from .layers import get_activation
 
 __all__ = [
     "softmax_jacobian",
@@ -119,7 +131,7 @@ def softmax_jacobian(x) -> np.ndarray:
     units); proofs/softmax.py, derivation ``softmax.jacobian``.
     """
     x = _logits(x)
-    p = _softmax_unchecked(x, -1)                                 # (..., n)
+    p = softmax(x, -1)                                            # (..., n)
     eye = np.eye(x.shape[-1], dtype=x.dtype)                      # (n, n)
     return p[..., :, None] * eye - p[..., :, None] * p[..., None, :]   # (..., n, n)
 
@@ -151,15 +163,10 @@ def softmax_backward(x, d_out, axis: int = -1) -> np.ndarray:
     2017, §3.2.1 (the forward softmax).
     """
     x = _logits(x)
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"axis: expected an integer, got {type(axis).__name__}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(
-            f"axis: expected an axis in [{-x.ndim}, {x.ndim - 1}] for a {x.ndim}-d array, "
-            f"got {axis}")
+    axis = normalize_axis(axis, x.ndim)
     g = _check_grad(d_out, x.shape)
     dtype = common_float_dtype(x, g)
-    p = _softmax_unchecked(x.astype(dtype, copy=False), int(axis))          # (...)
+    p = softmax(x.astype(dtype, copy=False), axis)                        # (...)
     g = g.astype(dtype, copy=False)
     return p * (g - np.sum(g * p, axis=axis, keepdims=True))              # (...)
 
@@ -201,15 +208,14 @@ def attention_backward(q, k, v, d_out, *, mask=None, causal=False, scale=None):
     Dao et al. 2022, FlashAttention, Appendix B.2 (standard attention
     backward pass); Vaswani et al. 2017, Attention Is All You Need, §3.2.1.
     """
-    q, k, v = _validate_qkv(q, k, v)
+    q, k, v = check_qkv(q, k, v)
     lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
     g = _check_grad(d_out, tuple(lead) + (lq, v.shape[-1]))
-    s = _resolve_scale(scale, q.shape[-1])
-    allowed = _allowed_keys(mask, causal, lead, lq, lk)                    # (..., Lq, Lk)
+    s = resolve_scale(scale, q.shape[-1])
+    allowed_keys(mask, causal, lead, lq, lk)              # validates mask and causal first
     dtype = common_float_dtype(q, k, v, g)
     q, k, v, g = (a.astype(dtype, copy=False) for a in (q, k, v, g))
-    scores = _mask_scores(_scores(q, k, s, None), allowed)                 # (..., Lq, Lk)
-    p = _softmax_unchecked(scores, -1)                                     # (..., Lq, Lk)
+    p = attention_weights(q, k, mask=mask, causal=causal, scale=s)          # (..., Lq, Lk)
     dv = np.matmul(np.swapaxes(p, -1, -2), g)                              # (..., Lk, Ev)
     dp = np.matmul(g, np.swapaxes(v, -1, -2))                              # (..., Lq, Lk)
     row = np.sum(dp * p, axis=-1, keepdims=True)                           # (..., Lq, 1)
@@ -256,9 +262,9 @@ def layer_norm_backward(x, d_out, gamma=None, beta=None, *, eps: float = 1e-5):
     """
     x = as_float_array(x, "x", ndim_min=1)
     e = x.shape[-1]
-    gamma = _optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
-    beta = _optional_vector(beta, "beta", e, "d_model (last dim of x)")
-    eps = _check_eps(eps)
+    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
+    beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
+    eps = check_eps(eps)
     g = _check_grad(d_out, x.shape)
     dtype = common_float_dtype(*(a for a in (x, gamma, beta, g) if a is not None))
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
@@ -348,23 +354,14 @@ def feed_forward_backward(x, params: FFNParams, d_out, *, activation: str = "rel
     Vaswani et al. 2017, Attention Is All You Need, §3.3 (the forward pass);
     Goodfellow, Bengio & Courville 2016, Deep Learning, §6.5.
     """
-    if not isinstance(params, FFNParams):
-        raise TypeError(f"params: expected FFNParams, got {type(params).__name__}")
+    check_instance(params, "params", FFNParams)
     if not isinstance(activation, str):
         raise TypeError(
             f"activation: expected an activation name (str), got {type(activation).__name__}")
-    check_choice(activation, "activation", ("relu", "gelu", "tanh", "sigmoid"))
+    check_choice(activation, "activation", ACTIVATION_NAMES)
     x = as_float_array(x, "x", ndim_min=1)
-    e = x.shape[-1]
-    w1 = as_float_array(params.w1, "params.w1", ndim=2)
-    check_dim(w1, 0, e, "params.w1", "d_model (last dim of x)")
-    f = w1.shape[1]
-    w2 = as_float_array(params.w2, "params.w2", ndim=2)
-    if w2.shape != (f, e):
-        raise ValueError(
-            f"params.w2: expected shape (d_ff, d_model) = {(f, e)}, got shape {w2.shape}")
-    b1 = _optional_vector(params.b1, "params.b1", f, "d_ff (columns of w1)")
-    b2 = _optional_vector(params.b2, "params.b2", e, "d_model (last dim of x)")
+    w1, b1, w2, b2 = params.validate(x.shape[-1])
+    e, f = w1.shape
     g = _check_grad(d_out, x.shape)
     dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2, g) if a is not None))
     x, w1, w2, g = (a.astype(dtype, copy=False) for a in (x, w1, w2, g))

@@ -3,9 +3,10 @@
 Activations, layer and batch normalisation, the position-wise feed-forward
 network and the residual connection. Every function takes and returns numpy
 arrays and follows the reference contract (DESIGN.md, "Contract"): inputs are
-validated by :mod:`._validate`, nothing is broadcast silently, non-finite
+validated by :mod:`.contract.validate`, nothing is broadcast silently, non-finite
 inputs are refused, and float32 in gives float32 out (float64 as soon as any
-float input is float64).
+float input is float64). The parameter types ``LayerNormParams`` and
+``FFNParams`` are those of :mod:`.contract.params` (re-exported here).
 
 Shapes use ``E`` for the model width ``d_model`` and ``F`` for the hidden
 width ``d_ff`` of the feed-forward network; ``...`` stands for any leading
@@ -25,18 +26,20 @@ dense feed-forward layer, "Batch Normalization vs Layer Normalization".
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from scipy import special
 
-from ._validate import (
-    FLOAT_DTYPES,
+from .contract.params import FFNParams, LayerNormParams
+from .contract.validate import (
+    ACTIVATION_NAMES,
     as_float_array,
     check_choice,
-    check_dim,
+    check_eps,
+    check_float_dtype,
+    check_instance,
+    check_optional_vector,
     check_positive_int,
     check_rng,
     common_float_dtype,
@@ -49,6 +52,7 @@ __all__ = [
     "gelu",
     "ACTIVATIONS",
     "get_activation",
+    "resolve_activation",
     "LayerNormParams",
     "init_layer_norm",
     "layer_norm",
@@ -58,40 +62,6 @@ __all__ = [
     "feed_forward",
     "residual",
 ]
-
-
-# ---------------------------------------------------------------------------
-# small private validators for scalars and dtypes
-# ---------------------------------------------------------------------------
-
-def _check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
-    """Return ``dtype`` as a numpy dtype if it is float32 or float64, else raise."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
-    return dt
-
-
-def _check_eps(eps) -> float:
-    """Return ``eps`` as a float if it is a finite real number >= 0, else raise."""
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps: expected a real number >= 0, got {type(eps).__name__}")
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps: expected a finite real number >= 0, got {eps}")
-    return eps
-
-
-def _optional_vector(v, name: str, length: int, what: str) -> np.ndarray | None:
-    """Validate an optional per-feature vector of shape ``(length,)``."""
-    if v is None:
-        return None
-    arr = as_float_array(v, name, ndim=1)
-    check_dim(arr, 0, length, name, what)
-    return arr
 
 
 # ---------------------------------------------------------------------------
@@ -213,12 +183,8 @@ def gelu(x, *, approximate: str = "none") -> np.ndarray:
 
 
 #: Activation functions by name, for ``feed_forward(..., activation=name)``.
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": relu,
-    "gelu": gelu,
-    "tanh": tanh,
-    "sigmoid": sigmoid,
-}
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = dict(
+    zip(ACTIVATION_NAMES, (relu, gelu, tanh, sigmoid)))
 
 
 def get_activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -252,22 +218,6 @@ def get_activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
 # normalisation
 # ---------------------------------------------------------------------------
 
-@dataclass
-class LayerNormParams:
-    """Affine parameters of a layer norm.
-
-    Attributes
-    ----------
-    gamma : numpy.ndarray
-        Gain, shape ``(E,)``.
-    beta : numpy.ndarray
-        Bias, shape ``(E,)``.
-    """
-
-    gamma: np.ndarray  # (E,)
-    beta: np.ndarray   # (E,)
-
-
 def init_layer_norm(d_model: int, *, dtype=np.float64) -> LayerNormParams:
     """The standard initialisation of a layer norm: ``gamma = 1``, ``beta = 0``.
 
@@ -287,7 +237,7 @@ def init_layer_norm(d_model: int, *, dtype=np.float64) -> LayerNormParams:
     Ba, Kiros & Hinton 2016, Layer Normalization, §3.
     """
     d_model = check_positive_int(d_model, "d_model")
-    dt = _check_float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     return LayerNormParams(gamma=np.ones(d_model, dtype=dt), beta=np.zeros(d_model, dtype=dt))
 
 
@@ -382,9 +332,9 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     """
     x = as_float_array(x, "x", ndim_min=1)
     e = x.shape[-1]
-    gamma = _optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
-    beta = _optional_vector(beta, "beta", e, "d_model (last dim of x)")
-    eps = _check_eps(eps)
+    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
+    beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
+    eps = check_eps(eps)
     dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
     xhat = _standardise(x, (x.ndim - 1,), eps)                    # (..., E)
     return _affine(xhat, gamma, beta, dtype)
@@ -429,9 +379,9 @@ def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     """
     x = as_float_array(x, "x", ndim_min=2)
     e = x.shape[-1]
-    gamma = _optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
-    beta = _optional_vector(beta, "beta", e, "d_model (last dim of x)")
-    eps = _check_eps(eps)
+    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
+    beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
+    eps = check_eps(eps)
     dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
     xhat = _standardise(x, tuple(range(x.ndim - 1)), eps)         # (..., E)
     return _affine(xhat, gamma, beta, dtype)
@@ -440,28 +390,6 @@ def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # position-wise feed-forward network and residual connection
 # ---------------------------------------------------------------------------
-
-@dataclass
-class FFNParams:
-    """Weights of the position-wise feed-forward network.
-
-    Attributes
-    ----------
-    w1 : numpy.ndarray
-        First linear map, shape ``(E, F)``.
-    b1 : numpy.ndarray or None
-        First bias, shape ``(F,)``, or ``None`` for no bias.
-    w2 : numpy.ndarray
-        Second linear map, shape ``(F, E)``.
-    b2 : numpy.ndarray or None
-        Second bias, shape ``(E,)``, or ``None`` for no bias.
-    """
-
-    w1: np.ndarray          # (E, F)
-    b1: np.ndarray | None   # (F,)
-    w2: np.ndarray          # (F, E)
-    b2: np.ndarray | None   # (E,)
-
 
 def init_ffn(d_model: int, d_ff: int, rng: np.random.Generator, *, bias: bool = True,
              dtype=np.float64) -> FFNParams:
@@ -499,7 +427,7 @@ def init_ffn(d_model: int, d_ff: int, rng: np.random.Generator, *, bias: bool = 
     rng = check_rng(rng)
     if not isinstance(bias, (bool, np.bool_)):
         raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
-    dt = _check_float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     w1 = rng.normal(0.0, 1.0 / math.sqrt(d_model), size=(d_model, d_ff))   # (E, F)
     w2 = rng.normal(0.0, 1.0 / math.sqrt(d_ff), size=(d_ff, d_model))      # (F, E)
     b1 = b2 = None
@@ -509,8 +437,19 @@ def init_ffn(d_model: int, d_ff: int, rng: np.random.Generator, *, bias: bool = 
     return FFNParams(w1=w1.astype(dt), b1=b1, w2=w2.astype(dt), b2=b2)
 
 
-def _resolve_activation(activation) -> Callable[[np.ndarray], np.ndarray]:
-    """A name from :data:`ACTIVATIONS`, or a callable used as is."""
+def resolve_activation(activation) -> Callable[[np.ndarray], np.ndarray]:
+    """The ``activation`` argument of :func:`feed_forward` as a function.
+
+    Parameters
+    ----------
+    activation : str or callable
+        A name from :data:`ACTIVATIONS` (looked up with :func:`get_activation`),
+        or a function of one array, returned as is.
+
+    Returns
+    -------
+    callable
+    """
     if callable(activation):
         return activation
     return get_activation(activation)
@@ -544,20 +483,10 @@ def feed_forward(x, params: FFNParams, *, activation="relu") -> np.ndarray:
     Seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt), "Dense Feed Forward
     Layer": R_i = ReLU(Z_i W_1 + b_1) W_2 + b_2.
     """
-    if not isinstance(params, FFNParams):
-        raise TypeError(f"params: expected FFNParams, got {type(params).__name__}")
-    act = _resolve_activation(activation)
+    check_instance(params, "params", FFNParams)
+    act = resolve_activation(activation)
     x = as_float_array(x, "x", ndim_min=1)
-    e = x.shape[-1]
-    w1 = as_float_array(params.w1, "params.w1", ndim=2)
-    check_dim(w1, 0, e, "params.w1", "d_model (last dim of x)")
-    f = w1.shape[1]
-    w2 = as_float_array(params.w2, "params.w2", ndim=2)
-    if w2.shape != (f, e):
-        raise ValueError(
-            f"params.w2: expected shape (d_ff, d_model) = {(f, e)}, got shape {w2.shape}")
-    b1 = _optional_vector(params.b1, "params.b1", f, "d_ff (columns of w1)")
-    b2 = _optional_vector(params.b2, "params.b2", e, "d_model (last dim of x)")
+    w1, b1, w2, b2 = params.validate(x.shape[-1])
     dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2) if a is not None))
 
     x = x.astype(dtype, copy=False)

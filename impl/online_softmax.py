@@ -60,7 +60,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ._validate import (
+from .attention import causal_mask, sliding_window_mask
+from .contract.validate import (
     as_bool_mask,
     as_float_array,
     check_batch_dims,
@@ -68,7 +69,6 @@ from ._validate import (
     check_same_dim,
     common_float_dtype,
 )
-from .attention import causal_mask, sliding_window_mask
 
 __all__ = [
     "OnlineState",

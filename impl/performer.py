@@ -42,14 +42,16 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import hyp0f1, hyp1f1
 
-from ._validate import (
+from .contract.validate import (  # noqa: F401  (FEATURE_KINDS re-exported)
+    FEATURE_KINDS,
     as_float_array,
-    check_batch_dims,
     check_choice,
-    check_dim,
+    check_favor_args,
+    check_feature_args,
+    check_feature_kind,
     check_positive_int,
+    check_random_matrix,
     check_rng,
-    check_same_dim,
     common_float_dtype,
 )
 
@@ -79,9 +81,6 @@ __all__ = [
     "favor_attention_recurrent",
 ]
 
-#: The feature maps of Lemma 1 (and the trigonometric baseline).
-FEATURE_KINDS = ("trig", "positive", "hyperbolic")
-
 #: Kinds whose features are exponentials, so a stabiliser can be subtracted.
 _EXP_KINDS = ("positive", "hyperbolic")
 
@@ -93,22 +92,8 @@ _ROW_NORM_ULPS = 1000
 
 
 # --------------------------------------------------------------------------
-# validation helpers
+# validation helpers (those the numba path shares are in .contract.validate)
 # --------------------------------------------------------------------------
-
-def _check_kind(kind) -> None:
-    check_choice(kind, "kind", FEATURE_KINDS)
-
-
-def _check_w(w, d: int, name: str = "w") -> np.ndarray:
-    """``w`` as a (m, d) float array whose columns match the input dimension."""
-    w = as_float_array(w, name, ndim=2)
-    if w.shape[0] < 1:
-        raise ValueError(f"{name}: expected at least one random vector (m >= 1), "
-                         f"got shape {w.shape}")
-    check_dim(w, 1, d, name, "the input dimension d")
-    return w
-
 
 def _check_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
     """Two (..., d) arrays of exactly the same shape (no broadcasting)."""
@@ -146,7 +131,7 @@ def feature_dimension(m: int, kind: str = "positive") -> int:
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.3.
     """
     m = check_positive_int(m, "m")
-    _check_kind(kind)
+    check_feature_kind(kind)
     return m if kind == "positive" else 2 * m
 
 
@@ -405,40 +390,11 @@ def feature_max_stabilizer(x, w, kind: str = "positive", *,
     check_choice(kind, "kind", _EXP_KINDS)
     check_choice(over, "over", ("features", "sequence"))
     x = as_float_array(x, "x", ndim_min=1 if over == "features" else 2)
-    w = _check_w(w, x.shape[-1])
+    w = check_random_matrix(w, x.shape[-1])
     dtype = common_float_dtype(x, w)
     expo = _exponents(x.astype(dtype, copy=False), w.astype(dtype, copy=False), kind)
     axes = (-1,) if over == "features" else (-2, -1)
     return np.max(expo, axis=axes, keepdims=True)
-
-
-def _check_feature_args(x, w, kind, stabilizer):
-    """The checks of :func:`random_features` (shared with the accelerated path).
-
-    Returns ``(x, w, stabilizer, dtype)``: the arrays as validated (not yet cast) and
-    the common float dtype of the output.
-    """
-    _check_kind(kind)
-    x = as_float_array(x, "x", ndim_min=1)
-    w = _check_w(w, x.shape[-1])
-    arrays = [x, w]
-    target = x.shape[:-1] + (1,)
-    if stabilizer is not None:
-        if kind == "trig":
-            raise ValueError("stabilizer: only defined for kind 'positive' or "
-                             "'hyperbolic' (trig features are not exponentials), "
-                             "got kind 'trig'")
-        stabilizer = as_float_array(stabilizer, "stabilizer", ndim_min=0)
-        try:
-            ok = np.broadcast_shapes(stabilizer.shape, target) == target
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"stabilizer: expected a shape broadcastable to {target} "
-                             f"(x.shape[:-1] + (1,)), got shape {stabilizer.shape}")
-        arrays.append(stabilizer)
-    dtype = common_float_dtype(*arrays)
-    return x, w, stabilizer, dtype
 
 
 def random_features(x, w, kind: str = "positive", *, stabilizer=None) -> np.ndarray:
@@ -477,7 +433,7 @@ def random_features(x, w, kind: str = "positive", *, stabilizer=None) -> np.ndar
     Lemma 1 (positive and hyperbolic features); Rahimi & Recht 2007 (trig).
     Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt).
     """
-    x, w, stabilizer, dtype = _check_feature_args(x, w, kind, stabilizer)
+    x, w, stabilizer, dtype = check_feature_args(x, w, kind, stabilizer)
     x = x.astype(dtype, copy=False)
     w = w.astype(dtype, copy=False)
     m = w.shape[0]
@@ -519,7 +475,7 @@ def regularized_features(x, w, *, stabilizer=None) -> np.ndarray:
     regularised softmax-kernel SMREG (appendix; arXiv:2009.14794).
     """
     x = as_float_array(x, "x", ndim_min=1)
-    w = _check_w(w, x.shape[-1])
+    w = check_random_matrix(w, x.shape[-1])
     d = w.shape[1]
     norms = np.linalg.norm(w.astype(np.float64), axis=1)                # (m,)
     tol = _ROW_NORM_ULPS * np.finfo(w.dtype).eps * math.sqrt(d)
@@ -549,7 +505,7 @@ def sm_estimate(x, y, w, kind: str = "positive") -> np.ndarray:
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.3
     (estimators SM^trig_m, SM^+_m, SM^hyp+_m).
     """
-    _check_kind(kind)
+    check_feature_kind(kind)
     x, y = _check_pair(x, y)
     phi_x = random_features(x, w, kind)   # (..., F)
     phi_y = random_features(y, w, kind)   # (..., F)
@@ -848,43 +804,6 @@ def variance_moments(x, y, m: int) -> PositiveEstimatorMoments:
 # FAVOR+
 # --------------------------------------------------------------------------
 
-def _validate_qkv(q, k, v, w, causal, mask):
-    """Shapes: q (..., L, d), k (..., Lk, d), v (..., Lk, dv), w (m, d)."""
-    q = as_float_array(q, "q", ndim_min=2)
-    k = as_float_array(k, "k", ndim_min=2)
-    v = as_float_array(v, "v", ndim_min=2)
-    check_batch_dims([("q", q), ("k", k), ("v", v)], 2)
-    check_same_dim(q, "q", k, "k", -1, "the head dimension d")
-    check_same_dim(k, "k", v, "v", -2, "the key length Lk")
-    if q.shape[-2] < 1 or k.shape[-2] < 1:
-        raise ValueError(f"q, k: expected at least one query and one key, got shapes "
-                         f"{q.shape} and {k.shape}")
-    w = _check_w(w, q.shape[-1])
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal: expected a bool, got {type(causal).__name__}")
-    if causal and q.shape[-2] != k.shape[-2]:
-        raise ValueError(f"k: causal FAVOR+ needs Lq == Lk, got q shape {q.shape} "
-                         f"and k shape {k.shape}")
-    lead = q.shape[:-2]
-    lk = k.shape[-2]
-    if mask is not None:
-        mk = np.asarray(mask)
-        if mk.dtype != np.bool_:
-            raise TypeError(f"mask: expected dtype bool (True = real token), got {mk.dtype}")
-        target = lead + (lk,)
-        if mk.ndim < 1 or mk.shape[-1] != lk:
-            raise ValueError(f"mask: expected a key-padding mask of shape (..., Lk) = "
-                             f"{target}, got shape {mk.shape}")
-        try:
-            mask = np.broadcast_to(mk, target)
-        except ValueError:
-            raise ValueError(f"mask: expected a shape broadcastable to {target}, "
-                             f"got shape {mk.shape}") from None
-    dtype = common_float_dtype(q, k, v, w)
-    q, k, v, w = (a.astype(dtype, copy=False) for a in (q, k, v, w))
-    return q, k, v, w, mask, dtype
-
-
 def _query_features(qs, w, kind, stabilize):
     """``Q'``; for exp-features the per-query max is subtracted (cancels in D^{-1})."""
     if kind == "trig" or not stabilize:
@@ -1066,12 +985,12 @@ def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
     form; Katharopoulos et al. 2020, Transformers are RNNs, §3.2-3.4 (causal
     linear attention as a prefix sum).
     """
-    _check_kind(kind)
+    check_feature_kind(kind)
     check_choice(key_stabilizer, "key_stabilizer", KEY_STABILIZERS)
     if not isinstance(stabilize, (bool, np.bool_)):
         raise TypeError(f"stabilize: expected a bool, got {type(stabilize).__name__}")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    q, k, v, w, mask, dtype = _validate_qkv(q, k, v, w, causal, mask)
+    q, k, v, w, mask, dtype = check_favor_args(q, k, v, w, causal, mask)
     scale = dtype.type(q.shape[-1] ** -0.25)
     qf = _query_features(q * scale, w, kind, stabilize)                     # (..., L, F)
     kf, log_w = _key_features(k * scale, w, kind, stabilize, key_stabilizer, mask)
@@ -1104,10 +1023,10 @@ def favor_attention_explicit(q, k, v, w, *, causal: bool = False,
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.2,
     Eq. (4)-(5) (``A_hat``, ``D``) and Algorithm 1.
     """
-    _check_kind(kind)
+    check_feature_kind(kind)
     if not isinstance(stabilize, (bool, np.bool_)):
         raise TypeError(f"stabilize: expected a bool, got {type(stabilize).__name__}")
-    q, k, v, w, mask, dtype = _validate_qkv(q, k, v, w, causal, mask)
+    q, k, v, w, mask, dtype = check_favor_args(q, k, v, w, causal, mask)
     scale = dtype.type(q.shape[-1] ** -0.25)
     qf = _query_features(q * scale, w, kind, stabilize)                     # (..., L, F)
     kf, log_w = _key_features(k * scale, w, kind, stabilize, "per-key", mask)
@@ -1148,8 +1067,8 @@ def favor_attention_recurrent(q, k, v, w, *, kind: str = "positive") -> np.ndarr
     (unidirectional case, prefix sums); Katharopoulos et al. 2020,
     Transformers are RNNs, §3.4 (the recurrent form).
     """
-    _check_kind(kind)
-    q, k, v, w, _, dtype = _validate_qkv(q, k, v, w, True, None)
+    check_feature_kind(kind)
+    q, k, v, w, _, dtype = check_favor_args(q, k, v, w, True, None)
     scale = dtype.type(q.shape[-1] ** -0.25)
     qf = _query_features(q * scale, w, kind, True)                          # (..., L, F)
     kf, log_w = _key_features(k * scale, w, kind, True, "per-key", None)    # (..., L, F)

@@ -36,11 +36,11 @@ import numbers
 
 import numpy as np
 
-from ._validate import (
-    FLOAT_DTYPES,
+from .contract.validate import (
     as_float_array,
     check_choice,
     check_dim,
+    check_float_dtype,
     check_positive_int,
     check_rng,
     common_float_dtype,
@@ -90,17 +90,6 @@ def _check_even_dim(d, name: str) -> int:
     if d % 2:
         raise ValueError(f"{name}: expected an even integer (pairs of coordinates), got {d}")
     return d
-
-
-def _check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
-    """Return ``dtype`` as a numpy dtype if it is float32 or float64, else raise."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
-    return dt
 
 
 def _pair_rotation(angles: np.ndarray, *, sign: float) -> np.ndarray:
@@ -183,7 +172,7 @@ def sinusoidal_encoding(n_positions: int, d_model: int, *, base: float = 10000.0
     """
     n_positions = check_positive_int(n_positions, "n_positions")
     omega = sinusoidal_frequencies(d_model, base=base)            # (d/2,)
-    dt = _check_float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     p = np.arange(n_positions, dtype=np.float64)                  # (N,)
     angles = p[:, None] * omega[None, :]                          # (N, d/2)
     pe = np.empty((n_positions, 2 * omega.shape[0]))              # (N, d)
@@ -267,7 +256,7 @@ def one_hot_encoding(n_positions: int, d_model: int, *, dtype=np.float64) -> np.
         raise ValueError(
             f"d_model: expected d_model >= n_positions = {n_positions} for one-hot "
             f"positions, got {d_model}")
-    dt = _check_float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     return np.eye(n_positions, d_model, dtype=dt)                 # (N, d)
 
 
@@ -338,7 +327,7 @@ def init_learned_positional(n_positions: int, d_model: int, rng: np.random.Gener
     std = _check_real(std, "std")
     if std < 0:
         raise ValueError(f"std: expected a real number >= 0, got {std}")
-    dt = _check_float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     return rng.normal(0.0, std, size=(n_positions, d_model)).astype(dt)  # (N, d)
 
 
@@ -576,7 +565,7 @@ def alibi_bias(n_heads: int, lq: int, lk: int, *,
     lq = check_positive_int(lq, "lq")
     lk = check_positive_int(lk, "lk")
     check_choice(causal_alignment, "causal_alignment", ("bottom-right", "top-left"))
-    dt = _check_float_dtype(dtype)
+    dt = check_float_dtype(dtype)
     offset = lk - lq if causal_alignment == "bottom-right" else 0
     i_abs = np.arange(lq) + offset                                # (Lq,)
     j = np.arange(lk)                                             # (Lk,)

@@ -2,7 +2,9 @@
 
 Built from :mod:`.attention` (multi-head / grouped-query attention, KV cache),
 :mod:`.layers` (LayerNorm, position-wise FFN, residual) and :mod:`.positional`
-(sinusoidal encoding).
+(sinusoidal encoding). The configuration and parameter types
+(``EncoderConfig``, ``EncoderParams``, ``Seq2SeqParams``, ...) are those of
+:mod:`.contract.params`, re-exported here.
 
 Sublayer order
 --------------
@@ -36,21 +38,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Union
 
 import numpy as np
 
-from ._validate import (
-    as_float_array,
-    check_positive_int,
-    check_rng,
-    common_float_dtype,
-)
 from .attention import (
-    GroupedQueryParams,
-    KVCache,
-    MultiHeadParams,
     cross_attention,
     decode_step,
     grouped_query_attention,
@@ -59,10 +50,28 @@ from .attention import (
     init_multi_head,
     multi_head_attention,
 )
-from .layers import (
-    ACTIVATIONS,
-    FFNParams,
+from .contract.params import (  # noqa: F401  (re-exported: the contract's types)
+    AttentionParams,
+    ClassifierParams,
+    DecoderLayerParams,
+    DecoderParams,
+    EncoderConfig,
+    EncoderLayerParams,
+    EncoderParams,
+    GroupedQueryParams,
+    KVCache,
     LayerNormParams,
+    MultiHeadParams,
+    Seq2SeqParams,
+)
+from .contract.validate import (
+    as_float_array,
+    check_instance,
+    check_positive_int,
+    check_rng,
+    common_float_dtype,
+)
+from .layers import (
     feed_forward,
     init_ffn,
     init_layer_norm,
@@ -95,111 +104,10 @@ __all__ = [
     "attention_flops",
 ]
 
-AttentionParams = Union[MultiHeadParams, GroupedQueryParams]
-
 
 # ---------------------------------------------------------------------------
-# Configuration
+# Shared pieces (the parameter types and EncoderConfig are in .contract.params)
 # ---------------------------------------------------------------------------
-
-@dataclass
-class EncoderConfig:
-    """Hyper-parameters of a transformer stack (also used for decoders).
-
-    Attributes
-    ----------
-    d_model : int
-        Model width E.
-    n_heads : int
-        Query heads H.
-    d_ff : int
-        Hidden width F of the feed-forward network.
-    n_layers : int
-        Number of blocks.
-    d_head : int or None
-        Per-head width Dh (queries, keys and values); default ``d_model // n_heads``.
-    n_kv_heads : int or None
-        ``None``: multi-head attention. Otherwise grouped-query attention with
-        this many key/value heads G, a divisor of H (1 = multi-query).
-    bias : bool
-        Biases in the attention projections and the FFN.
-    norm : {"post", "pre"}
-        LayerNorm placement (see the module docstring).
-    eps : float
-        LayerNorm epsilon (finite, >= 0).
-    activation : str or callable
-        FFN activation, a name from :data:`layers.ACTIVATIONS` or a function.
-
-    References
-    ----------
-    Vaswani et al. 2017, Attention Is All You Need, §3.1, §3.3 and Table 3.
-    """
-
-    d_model: int
-    n_heads: int
-    d_ff: int
-    n_layers: int = 1
-    d_head: int | None = None
-    n_kv_heads: int | None = None
-    bias: bool = True
-    norm: str = "post"
-    eps: float = 1e-5
-    activation: Union[str, Callable] = "relu"
-
-    def __post_init__(self):
-        self.d_model = check_positive_int(self.d_model, "d_model")
-        self.n_heads = check_positive_int(self.n_heads, "n_heads")
-        self.d_ff = check_positive_int(self.d_ff, "d_ff")
-        self.n_layers = check_positive_int(self.n_layers, "n_layers")
-        if self.d_head is None:
-            if self.d_model // self.n_heads < 1:
-                raise ValueError(
-                    f"d_head: default d_model // n_heads is 0 (d_model = {self.d_model}, "
-                    f"n_heads = {self.n_heads}); pass d_head explicitly")
-        else:
-            self.d_head = check_positive_int(self.d_head, "d_head")
-        if self.n_kv_heads is not None:
-            self.n_kv_heads = check_positive_int(self.n_kv_heads, "n_kv_heads")
-            if self.n_heads % self.n_kv_heads != 0:
-                raise ValueError(
-                    f"n_kv_heads: expected a divisor of n_heads = {self.n_heads}, "
-                    f"got {self.n_kv_heads}")
-        if not isinstance(self.bias, (bool, np.bool_)):
-            raise TypeError(f"bias: expected a bool, got {type(self.bias).__name__}")
-        self.bias = bool(self.bias)
-        if self.norm not in ("post", "pre"):
-            raise ValueError(f"norm: expected one of ('post', 'pre'), got {self.norm!r}")
-        if isinstance(self.eps, (bool, np.bool_)) or not isinstance(
-                self.eps, (int, float, np.integer, np.floating)):
-            raise TypeError(f"eps: expected a real number, got {type(self.eps).__name__}")
-        if not math.isfinite(self.eps) or self.eps < 0:
-            raise ValueError(f"eps: expected a finite number >= 0, got {self.eps!r}")
-        self.eps = float(self.eps)
-        if isinstance(self.activation, str):
-            if self.activation not in ACTIVATIONS:
-                raise ValueError(
-                    f"activation: expected one of {tuple(ACTIVATIONS)!r} or a callable, "
-                    f"got {self.activation!r}")
-        elif not callable(self.activation):
-            raise TypeError(
-                f"activation: expected a name or a callable, got {type(self.activation).__name__}")
-
-    @property
-    def head_dim(self) -> int:
-        """Resolved per-head width Dh."""
-        return self.d_head if self.d_head is not None else self.d_model // self.n_heads
-
-    @property
-    def kv_heads(self) -> int:
-        """Resolved number of key/value heads G (H for multi-head attention)."""
-        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
-
-
-def _check_config(config, name: str = "config") -> EncoderConfig:
-    if not isinstance(config, EncoderConfig):
-        raise TypeError(f"{name}: expected EncoderConfig, got {type(config).__name__}")
-    return config
-
 
 def _init_attention(config: EncoderConfig, rng, dtype) -> AttentionParams:
     """Multi-head weights, or grouped-query weights when ``n_kv_heads`` is set."""
@@ -240,58 +148,9 @@ def _check_model_input(x, config: EncoderConfig, name: str = "x") -> np.ndarray:
     return x
 
 
-def _check_layers(layers, cls, config: EncoderConfig, owner: str) -> list:
-    if not isinstance(layers, (list, tuple)):
-        raise TypeError(f"{owner}.layers: expected a list, got {type(layers).__name__}")
-    if len(layers) != config.n_layers:
-        raise ValueError(
-            f"{owner}.layers: expected n_layers = {config.n_layers} layers, got {len(layers)}")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, cls):
-            raise TypeError(
-                f"{owner}.layers[{i}]: expected {cls.__name__}, got {type(layer).__name__}")
-    return list(layers)
-
-
 # ---------------------------------------------------------------------------
 # Encoder
 # ---------------------------------------------------------------------------
-
-@dataclass
-class EncoderLayerParams:
-    """One encoder block: self-attention, LayerNorm, FFN, LayerNorm.
-
-    Attributes
-    ----------
-    attn : MultiHeadParams or GroupedQueryParams
-    ln1 : LayerNormParams   (around the attention sublayer)
-    ffn : FFNParams
-    ln2 : LayerNormParams   (around the FFN sublayer)
-    """
-
-    attn: AttentionParams
-    ln1: LayerNormParams
-    ffn: FFNParams
-    ln2: LayerNormParams
-
-
-@dataclass
-class EncoderParams:
-    """A stack of ``config.n_layers`` encoder blocks.
-
-    Attributes
-    ----------
-    config : EncoderConfig
-    layers : list of EncoderLayerParams
-    """
-
-    config: EncoderConfig
-    layers: list = field(default_factory=list)
-
-    def __post_init__(self):
-        _check_config(self.config, "EncoderParams.config")
-        self.layers = _check_layers(self.layers, EncoderLayerParams, self.config, "EncoderParams")
-
 
 def _init_encoder_layer(config: EncoderConfig, rng, dtype) -> EncoderLayerParams:
     return EncoderLayerParams(
@@ -318,7 +177,7 @@ def init_encoder(config: EncoderConfig, rng: np.random.Generator, dtype=np.float
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.1.
     """
-    _check_config(config)
+    check_instance(config, "config", EncoderConfig)
     check_rng(rng)
     layers = [_init_encoder_layer(config, rng, dtype) for _ in range(config.n_layers)]
     return EncoderParams(config=config, layers=layers)
@@ -353,9 +212,8 @@ def encoder_layer(x, layer: EncoderLayerParams, config: EncoderConfig, *, mask=N
     seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt, "Transformers – Encoders",
     "Add Residual Connections and Layer Normalization").
     """
-    _check_config(config)
-    if not isinstance(layer, EncoderLayerParams):
-        raise TypeError(f"layer: expected EncoderLayerParams, got {type(layer).__name__}")
+    check_instance(config, "config", EncoderConfig)
+    check_instance(layer, "layer", EncoderLayerParams)
     x = _check_model_input(x, config)
     x = _sublayer(x, layer.ln1, config,
                   lambda z: _attend(z, z, layer.attn, mask=mask, causal=causal))   # (..., L, E)
@@ -386,8 +244,7 @@ def encoder(x, params: EncoderParams, *, mask=None, causal=False) -> np.ndarray:
     Vaswani et al. 2017, Attention Is All You Need, §3.1 (N = 6 identical
     layers); seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt, "Multiple Layers").
     """
-    if not isinstance(params, EncoderParams):
-        raise TypeError(f"params: expected EncoderParams, got {type(params).__name__}")
+    check_instance(params, "params", EncoderParams)
     x = _check_model_input(x, params.config)
     for layer in params.layers:      # one block after another
         x = encoder_layer(x, layer, params.config, mask=mask, causal=causal)   # (..., L, E)
@@ -397,46 +254,6 @@ def encoder(x, params: EncoderParams, *, mask=None, causal=False) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Decoder
 # ---------------------------------------------------------------------------
-
-@dataclass
-class DecoderLayerParams:
-    """One decoder block: masked self-attention, cross-attention, FFN, each with a LayerNorm.
-
-    Attributes
-    ----------
-    self_attn : MultiHeadParams or GroupedQueryParams
-    ln1 : LayerNormParams
-    cross_attn : MultiHeadParams or GroupedQueryParams
-    ln2 : LayerNormParams
-    ffn : FFNParams
-    ln3 : LayerNormParams
-    """
-
-    self_attn: AttentionParams
-    ln1: LayerNormParams
-    cross_attn: AttentionParams
-    ln2: LayerNormParams
-    ffn: FFNParams
-    ln3: LayerNormParams
-
-
-@dataclass
-class DecoderParams:
-    """A stack of ``config.n_layers`` decoder blocks.
-
-    Attributes
-    ----------
-    config : EncoderConfig
-    layers : list of DecoderLayerParams
-    """
-
-    config: EncoderConfig
-    layers: list = field(default_factory=list)
-
-    def __post_init__(self):
-        _check_config(self.config, "DecoderParams.config")
-        self.layers = _check_layers(self.layers, DecoderLayerParams, self.config, "DecoderParams")
-
 
 def init_decoder(config: EncoderConfig, rng: np.random.Generator, dtype=np.float64) -> DecoderParams:
     """Random decoder weights (LayerNorms start at gamma = 1, beta = 0).
@@ -455,7 +272,7 @@ def init_decoder(config: EncoderConfig, rng: np.random.Generator, dtype=np.float
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.1 (decoder).
     """
-    _check_config(config)
+    check_instance(config, "config", EncoderConfig)
     check_rng(rng)
     layers = []
     for _ in range(config.n_layers):
@@ -513,8 +330,7 @@ def decoder(y, memory, params: DecoderParams, *, memory_mask=None) -> np.ndarray
     (shared/seeds/004_d5b314f5ea1e15da.txt, notes 22-26: decoding attends to
     the input encodings; the mask keeps earlier outputs from seeing later ones).
     """
-    if not isinstance(params, DecoderParams):
-        raise TypeError(f"params: expected DecoderParams, got {type(params).__name__}")
+    check_instance(params, "params", DecoderParams)
     config = params.config
     y = _check_model_input(y, config, "y")
     memory = _check_model_input(memory, config, "memory")
@@ -528,63 +344,6 @@ def decoder(y, memory, params: DecoderParams, *, memory_mask=None) -> np.ndarray
 # ---------------------------------------------------------------------------
 # Encoder-decoder (seq2seq)
 # ---------------------------------------------------------------------------
-
-@dataclass
-class Seq2SeqParams:
-    """An encoder-decoder transformer with token embeddings and an output layer.
-
-    Attributes
-    ----------
-    encoder : EncoderParams
-    decoder : DecoderParams
-    src_embedding : (V_src, E)
-    tgt_embedding : (V_tgt, E)
-    w_out : (E, V_tgt)
-    b_out : (V_tgt,)
-    """
-
-    encoder: EncoderParams
-    decoder: DecoderParams
-    src_embedding: np.ndarray
-    tgt_embedding: np.ndarray
-    w_out: np.ndarray
-    b_out: np.ndarray
-
-    def __post_init__(self):
-        if not isinstance(self.encoder, EncoderParams):
-            raise TypeError(
-                f"Seq2SeqParams.encoder: expected EncoderParams, got {type(self.encoder).__name__}")
-        if not isinstance(self.decoder, DecoderParams):
-            raise TypeError(
-                f"Seq2SeqParams.decoder: expected DecoderParams, got {type(self.decoder).__name__}")
-        e = self.encoder.config.d_model
-        if self.decoder.config.d_model != e:
-            raise ValueError(
-                f"Seq2SeqParams.decoder: d_model must equal the encoder's {e}, "
-                f"got {self.decoder.config.d_model}")
-        self.src_embedding = as_float_array(self.src_embedding, "Seq2SeqParams.src_embedding", ndim=2)
-        self.tgt_embedding = as_float_array(self.tgt_embedding, "Seq2SeqParams.tgt_embedding", ndim=2)
-        self.w_out = as_float_array(self.w_out, "Seq2SeqParams.w_out", ndim=2)
-        self.b_out = as_float_array(self.b_out, "Seq2SeqParams.b_out", ndim=1)
-        v = self.tgt_embedding.shape[0]
-        for name, arr, shape in (("src_embedding", self.src_embedding,
-                                  (self.src_embedding.shape[0], e)),
-                                 ("tgt_embedding", self.tgt_embedding, (v, e)),
-                                 ("w_out", self.w_out, (e, v)),
-                                 ("b_out", self.b_out, (v,))):
-            if arr.shape != shape or 0 in arr.shape:
-                raise ValueError(f"Seq2SeqParams.{name}: expected shape {shape}, got {arr.shape}")
-
-    @property
-    def src_vocab(self) -> int:
-        """Source vocabulary size."""
-        return self.src_embedding.shape[0]
-
-    @property
-    def tgt_vocab(self) -> int:
-        """Target vocabulary size."""
-        return self.tgt_embedding.shape[0]
-
 
 def init_seq2seq(config: EncoderConfig, src_vocab: int, tgt_vocab: int, rng: np.random.Generator,
                  dtype=np.float64) -> Seq2SeqParams:
@@ -611,7 +370,7 @@ def init_seq2seq(config: EncoderConfig, src_vocab: int, tgt_vocab: int, rng: np.
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.4.
     """
-    _check_config(config)
+    check_instance(config, "config", EncoderConfig)
     check_rng(rng)
     src_vocab = check_positive_int(src_vocab, "src_vocab")
     tgt_vocab = check_positive_int(tgt_vocab, "tgt_vocab")
@@ -665,12 +424,6 @@ def _logits(h: np.ndarray, params: Seq2SeqParams) -> np.ndarray:
     return h @ params.w_out + params.b_out            # (..., V)
 
 
-def _check_seq2seq(params) -> Seq2SeqParams:
-    if not isinstance(params, Seq2SeqParams):
-        raise TypeError(f"params: expected Seq2SeqParams, got {type(params).__name__}")
-    return params
-
-
 def seq2seq_logits(src_tokens, tgt_tokens, params: Seq2SeqParams) -> np.ndarray:
     """Next-token logits for every target position, computed in one pass (teacher forcing).
 
@@ -696,7 +449,7 @@ def seq2seq_logits(src_tokens, tgt_tokens, params: Seq2SeqParams) -> np.ndarray:
     know the entire output in advance, so ... we could do the predictions all
     at once").
     """
-    _check_seq2seq(params)
+    check_instance(params, "params", Seq2SeqParams)
     src = _check_tokens(src_tokens, "src_tokens", params.src_vocab)
     tgt = _check_tokens(tgt_tokens, "tgt_tokens", params.tgt_vocab)
     if src.shape[0] != tgt.shape[0]:
@@ -764,7 +517,7 @@ def seq2seq_logits_incremental(src_tokens, tgt_tokens, params: Seq2SeqParams) ->
     Efficiently Scaling Transformer Inference, §2 (KV cache); seed 004
     (shared/seeds/004_d5b314f5ea1e15da.txt, notes 22-25).
     """
-    _check_seq2seq(params)
+    check_instance(params, "params", Seq2SeqParams)
     src = _check_tokens(src_tokens, "src_tokens", params.src_vocab)
     tgt = _check_tokens(tgt_tokens, "tgt_tokens", params.tgt_vocab)
     if src.shape[0] != tgt.shape[0]:
@@ -817,7 +570,7 @@ def greedy_decode(src_tokens, params: Seq2SeqParams, *, bos: int, max_len: int,
     (shared/seeds/004_d5b314f5ea1e15da.txt, note 23: the output so far is the
     query).
     """
-    _check_seq2seq(params)
+    check_instance(params, "params", Seq2SeqParams)
     src = _check_tokens(src_tokens, "src_tokens", params.src_vocab)
     bos = _check_token_id(bos, "bos", params.tgt_vocab)
     max_len = check_positive_int(max_len, "max_len", minimum=0)
@@ -846,48 +599,6 @@ def greedy_decode(src_tokens, params: Seq2SeqParams, *, bos: int, max_len: int,
 # Classifier
 # ---------------------------------------------------------------------------
 
-@dataclass
-class ClassifierParams:
-    """An encoder followed by pooling and a linear classification head.
-
-    Attributes
-    ----------
-    encoder : EncoderParams
-    w : (E, C)
-    b : (C,)
-    pooling : {"first", "mean"}
-        ``"first"``: the output at position 0 (a [CLS] token);
-        ``"mean"``: the average over the (unpadded) positions.
-    """
-
-    encoder: EncoderParams
-    w: np.ndarray
-    b: np.ndarray
-    pooling: str = "mean"
-
-    def __post_init__(self):
-        if not isinstance(self.encoder, EncoderParams):
-            raise TypeError(
-                f"ClassifierParams.encoder: expected EncoderParams, "
-                f"got {type(self.encoder).__name__}")
-        self.w = as_float_array(self.w, "ClassifierParams.w", ndim=2)
-        self.b = as_float_array(self.b, "ClassifierParams.b", ndim=1)
-        e = self.encoder.config.d_model
-        if self.w.shape[0] != e or self.w.shape[1] == 0:
-            raise ValueError(f"ClassifierParams.w: expected shape ({e}, C), got {self.w.shape}")
-        if self.b.shape != (self.w.shape[1],):
-            raise ValueError(
-                f"ClassifierParams.b: expected shape ({self.w.shape[1]},), got {self.b.shape}")
-        if self.pooling not in ("first", "mean"):
-            raise ValueError(
-                f"ClassifierParams.pooling: expected one of ('first', 'mean'), got {self.pooling!r}")
-
-    @property
-    def n_classes(self) -> int:
-        """Number of classes C."""
-        return self.w.shape[1]
-
-
 def init_classifier(config: EncoderConfig, n_classes: int, rng: np.random.Generator,
                     pooling: str = "mean", dtype=np.float64) -> ClassifierParams:
     """Random classifier: an encoder and a ``N(0, 1/E)`` linear head with small biases.
@@ -909,7 +620,7 @@ def init_classifier(config: EncoderConfig, n_classes: int, rng: np.random.Genera
     Seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt, "Classification using
     Transformers"); Devlin et al. 2019, BERT, §3 ([CLS] pooling).
     """
-    _check_config(config)
+    check_instance(config, "config", EncoderConfig)
     check_rng(rng)
     n_classes = check_positive_int(n_classes, "n_classes")
     if pooling not in ("first", "mean"):
@@ -943,8 +654,7 @@ def classify(x, params: ClassifierParams, *, mask=None) -> np.ndarray:
     Seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt, "Classification using
     Transformers"); Devlin et al. 2019, BERT, §3.
     """
-    if not isinstance(params, ClassifierParams):
-        raise TypeError(f"params: expected ClassifierParams, got {type(params).__name__}")
+    check_instance(params, "params", ClassifierParams)
     x = _check_model_input(x, params.encoder.config)
     lead, length = x.shape[:-2], x.shape[-2]
     attn_mask = keep = None
@@ -1001,7 +711,7 @@ def count_parameters(config: EncoderConfig) -> int:
     Seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt, "Counting Number of
     Parameters"); Vaswani et al. 2017, §3.2.2-3.3.
     """
-    _check_config(config)
+    check_instance(config, "config", EncoderConfig)
     e, h, g, dh, f = config.d_model, config.n_heads, config.kv_heads, config.head_dim, config.d_ff
     dv = dh
     b = 1 if config.bias else 0
@@ -1072,7 +782,7 @@ def attention_flops(config: EncoderConfig, seq_len: int) -> dict:
     naive implementation does d N^2 scalar multiplications); Vaswani et al.
     2017, §4 and Table 1 (O(n^2 d) per self-attention layer).
     """
-    _check_config(config)
+    check_instance(config, "config", EncoderConfig)
     n = check_positive_int(seq_len, "seq_len")
     e, h, g, dh, f = config.d_model, config.n_heads, config.kv_heads, config.head_dim, config.d_ff
     dv = dh

@@ -1,9 +1,10 @@
 """Accelerated attention: fused, tiled scaled dot-product attention in numba.
 
 Mirrors :mod:`transformer_theory.impl.attention` function by function, with
-the same signatures, the same validation (the reference's own helpers run
-first, so bad input raises exactly the reference's error before any compiled
-code is entered) and the same semantics: boolean masks (True = may attend),
+the same signatures, the same validation (the validators of
+:mod:`transformer_theory.impl.contract` run first, in the reference's order,
+so bad input raises exactly the reference's error before any compiled code is
+entered) and the same semantics: boolean masks (True = may attend),
 ``causal=True`` (top-left) and ``causal="bottom-right"``, an explicit
 ``scale``, an additive ``bias``, fully masked rows -> zeros, float32 and
 float64 (outputs keep the input dtype).
@@ -52,16 +53,32 @@ import math
 import numpy as np
 from numba import njit
 
-from .. import attention as _ref
-from .._validate import as_bool_mask, as_float_array, check_batch_dims, common_float_dtype
-from ..attention import (  # noqa: F401  (re-exported: the same classes as the reference)
-    GroupedQueryParams,
-    KVCache,
-    MultiHeadParams,
+from .. import attention as reference
+from ..attention import (  # noqa: F401  (re-exported: nothing to accelerate)
     init_grouped_query,
     init_kv_cache,
     init_multi_head,
     kv_cache_bytes,
+)
+from ..contract.params import (
+    GroupedQueryParams,
+    KVCache,
+    MultiHeadParams,
+    check_attention_params,
+    check_decode_args,
+)
+from ..contract.validate import (
+    as_bool_mask,
+    as_float_array,
+    causal_alignment,
+    check_batch_dims,
+    check_bias,
+    check_memory_mask,
+    check_projection_inputs,
+    check_qkv,
+    common_float_dtype,
+    normalize_axis,
+    resolve_scale,
 )
 from ._numeric import (
     JIT,
@@ -110,7 +127,7 @@ _MERGE_ROWS = 256
 
 # ``attention_weights`` returns the Lq x Lk matrix itself, so there is nothing
 # to fuse: the fast path uses the reference.
-attention_weights = _ref.attention_weights
+attention_weights = reference.attention_weights
 
 
 # ---------------------------------------------------------------------------
@@ -170,7 +187,7 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     arr = as_float_array(x, "x", ndim_min=1, finite=False)
     if np.any(np.isnan(arr)) or np.any(np.isposinf(arr)):
         raise ValueError("x: contains NaN or +inf values (only -inf, for masked logits, is allowed)")
-    ax = _ref._normalize_axis(axis, arr.ndim)
+    ax = normalize_axis(axis, arr.ndim)
     moved = np.moveaxis(arr, ax, -1)                               # (..., n)
     n = moved.shape[-1]
     rows = as_kernel_array(moved.reshape((math.prod(moved.shape[:-1]), n)), arr.dtype)  # (N, n)
@@ -493,15 +510,15 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     2022, FlashAttention, Algorithm 1; seed 004
     (shared/seeds/004_d5b314f5ea1e15da.txt).
     """
-    q_arr, k_arr, v_arr = _ref._validate_qkv(q, k, v)
+    q_arr, k_arr, v_arr = check_qkv(q, k, v)
     lead, lq, lk = q_arr.shape[:-2], q_arr.shape[-2], k_arr.shape[-2]
-    scale_value = _ref._resolve_scale(scale, q_arr.shape[-1])
-    align = _ref._causal_alignment(causal)
+    scale_value = resolve_scale(scale, q_arr.shape[-1])
+    align = causal_alignment(causal)
     mask_arr = None if mask is None else as_bool_mask(mask, "mask", lead + (lq, lk))
-    bias_arr = _ref._check_bias(bias, lead + (lq, lk))
+    bias_arr = check_bias(bias, lead + (lq, lk))
     dtype = common_float_dtype(*(a for a in (q_arr, k_arr, v_arr, bias_arr) if a is not None))
     if _scores_may_overflow(q_arr, k_arr, scale_value, bias_arr, dtype):
-        return _ref.attention(q, k, v, mask=mask, causal=causal, scale=scale, bias=bias)
+        return reference.attention(q, k, v, mask=mask, causal=causal, scale=scale, bias=bias)
     n, e, ev = math.prod(lead), q_arr.shape[-1], v_arr.shape[-1]
     q3 = as_kernel_array(q_arr.reshape((n, lq, e)), dtype)        # (N, Lq, E)
     k3 = as_kernel_array(k_arr.reshape((n, lk, e)), dtype)        # (N, Lk, E)
@@ -565,15 +582,15 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback):
     Validation is the reference's, in the reference's order; ``fallback()``
     computes the reference result when the logits could overflow.
     """
-    x_q, x_kv = _ref._validate_inputs(x_q, x_kv, params)
+    x_q, x_kv = check_projection_inputs(x_q, x_kv, params)
     lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
-    align = _ref._causal_alignment(causal)
+    align = causal_alignment(causal)
     mask_arr = None if mask is None else as_bool_mask(mask, "mask", lead + (lq, lk))
     n_heads, n_kv = params.n_heads, params.n_kv_heads
-    bias_arr = _ref._check_bias(bias, lead + (n_heads, lq, lk))
+    bias_arr = check_bias(bias, lead + (n_heads, lq, lk))
     extra = [] if bias_arr is None else [bias_arr]
-    dtype = common_float_dtype(x_q, x_kv, *_ref._param_arrays(params), *extra)
-    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _ref._cast_params(params, dtype)
+    dtype = common_float_dtype(x_q, x_kv, *params.arrays(), *extra)
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
     n_batch = math.prod(lead)
     xq3 = as_kernel_array(x_q.reshape((n_batch, lq, x_q.shape[-1])), dtype)     # (B, Lq, E)
     xkv3 = as_kernel_array(x_kv.reshape((n_batch, lk, x_kv.shape[-1])), dtype)  # (B, Lk, Ekv)
@@ -623,11 +640,11 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     Vaswani et al. 2017, Attention Is All You Need, §3.2.2; seed 003
     (shared/seeds/003_8876c6ab28e0baf8.txt).
     """
-    _ref._check_params(params, allowed=(MultiHeadParams,))
+    check_attention_params(params, allowed=(MultiHeadParams,))
     return _attend_projected(
         x_q, x_kv, params, mask, causal, bias,
-        lambda: _ref.multi_head_attention(x_q, x_kv, params, mask=mask, causal=causal,
-                                          bias=bias))
+        lambda: reference.multi_head_attention(x_q, x_kv, params, mask=mask, causal=causal,
+                                               bias=bias))
 
 
 def self_attention(x, params: MultiHeadParams, **kw) -> np.ndarray:
@@ -676,11 +693,11 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     ----------
     Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding, §3.
     """
-    _ref._check_params(params)
+    check_attention_params(params)
     return _attend_projected(
         x_q, x_kv, params, mask, causal, bias,
-        lambda: _ref.grouped_query_attention(x_q, x_kv, params, mask=mask, causal=causal,
-                                             bias=bias))
+        lambda: reference.grouped_query_attention(x_q, x_kv, params, mask=mask, causal=causal,
+                                                  bias=bias))
 
 
 def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> np.ndarray:
@@ -704,14 +721,14 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.2.3.
     """
-    _ref._check_params(params)
+    check_attention_params(params)
     x_arr = as_float_array(x, "x", ndim_min=2)
     mem_arr = as_float_array(memory, "memory", ndim_min=2)
     check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
-    mask = _ref._memory_mask(memory_mask, x_arr, mem_arr)
+    mask = check_memory_mask(memory_mask, x_arr, mem_arr)
     return _attend_projected(
         x_arr, mem_arr, params, mask, False, None,
-        lambda: _ref.cross_attention(x, memory, params, memory_mask=memory_mask))
+        lambda: reference.cross_attention(x, memory, params, memory_mask=memory_mask))
 
 
 # ---------------------------------------------------------------------------
@@ -747,9 +764,9 @@ def decode_step(x_t, params, cache: KVCache):
     Vaswani et al. 2017, §3.2.3; seed 004
     (shared/seeds/004_d5b314f5ea1e15da.txt, note 24).
     """
-    x_t = _ref._check_decode_args(x_t, params, cache)
-    dtype = common_float_dtype(x_t, cache.k, cache.v, *_ref._param_arrays(params))
-    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = _ref._cast_params(params, dtype)
+    x_t = check_decode_args(x_t, params, cache)
+    dtype = common_float_dtype(x_t, cache.k, cache.v, *params.arrays())
+    w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
     t = cache.length
     n_heads, n_kv, dh, dv = params.n_heads, params.n_kv_heads, params.d_head, params.d_value
     lmax = cache.max_len
@@ -764,7 +781,7 @@ def decode_step(x_t, params, cache: KVCache):
     v4[:, :, t, :] = _project(x3, w_v, b_v, dtype)[:, :, 0, :]            # (B, G, Dv)
     scale = 1.0 / math.sqrt(dh)
     if _scores_may_overflow(q, k4[:, :, :t + 1, :], scale, None, dtype):
-        return _ref.decode_step(x_t, params, cache)
+        return reference.decode_step(x_t, params, cache)
     o = _run_attention(q.reshape(n_batch * n_heads, 1, dh), k4.reshape(n_batch * n_kv, lmax, dh),
                        v4.reshape(n_batch * n_kv, lmax, dv), t + 1, n_heads // n_kv, scale,
                        None, None, None, dtype)                           # (B*H, 1, Dv)
@@ -788,12 +805,12 @@ def decode_sequence(x, params) -> np.ndarray:
     ----------
     Pope et al. 2023, Efficiently Scaling Transformer Inference, §2.
     """
-    _ref._check_params(params)
+    check_attention_params(params)
     x = as_float_array(x, "x", ndim_min=2)
     length = x.shape[-2]
     if length == 0:
         raise ValueError(f"x: expected at least one position, got shape {x.shape}")
-    dtype = common_float_dtype(x, *_ref._param_arrays(params))
+    dtype = common_float_dtype(x, *params.arrays())
     cache = init_kv_cache(params, x.shape[:-2], length, dtype=dtype)
     outputs = []
     for t in range(length):       # inherently sequential: one position per step

@@ -1,7 +1,8 @@
 """Accelerated position-wise layers: layer normalisation and the feed-forward network.
 
 Mirrors :mod:`transformer_theory.impl.layers` with the same signatures,
-validation (the reference's helpers, in its order) and semantics:
+validation (the validators of :mod:`transformer_theory.impl.contract`, in the
+reference's order) and semantics:
 
 * :func:`layer_norm` standardises each row with the reference's two safeguards
   (rescaling by the row's largest magnitude before squaring, and exact zeros
@@ -28,9 +29,16 @@ import math
 import numpy as np
 from numba import njit
 
-from .. import layers as _ref
-from .._validate import as_float_array, check_dim, common_float_dtype
-from ..layers import FFNParams, LayerNormParams, init_ffn, init_layer_norm  # noqa: F401
+from .. import layers as reference
+from ..contract.params import FFNParams, LayerNormParams
+from ..contract.validate import (
+    as_float_array,
+    check_eps,
+    check_instance,
+    check_optional_vector,
+    common_float_dtype,
+)
+from ..layers import init_ffn, init_layer_norm  # noqa: F401  (re-exported)
 from ._numeric import (
     JIT,
     JIT_INLINE,
@@ -58,7 +66,8 @@ __all__ = [
 _FFN_ROWS = 128
 
 #: Activations evaluated inside the kernel, by the reference function they mirror.
-ACTIVATION_CODES = {_ref.relu: 0, _ref.gelu: 1, _ref.tanh: 2, _ref.sigmoid: 3}
+ACTIVATION_CODES = {reference.relu: 0, reference.gelu: 1, reference.tanh: 2,
+                    reference.sigmoid: 3}
 
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -164,21 +173,21 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     """
     x = as_float_array(x, "x", ndim_min=1)
     e = x.shape[-1]
-    gamma = _ref._optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
-    beta = _ref._optional_vector(beta, "beta", e, "d_model (last dim of x)")
-    eps = _ref._check_eps(eps)
+    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
+    beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
+    eps = check_eps(eps)
     dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
     if x.size == 0:
         return np.zeros(x.shape, dtype=dtype)
     x2 = as_kernel_array(x.reshape((-1, e)), x.dtype)                   # (N, E)
+    g = np.ones(e, dtype) if gamma is None else as_kernel_array(gamma, dtype)    # (E,)
+    b = np.zeros(e, dtype) if beta is None else as_kernel_array(beta, dtype)     # (E,)
     if dtype == x.dtype:                                                # affine inside the kernel
-        g = np.ones(e, dtype) if gamma is None else as_kernel_array(gamma, dtype)
-        b = np.zeros(e, dtype) if beta is None else as_kernel_array(beta, dtype)
         out = _layer_norm_rows(x2, x.dtype.type(eps), g, b, gamma is not None or beta is not None)
         return out.reshape(x.shape)
     xhat = _layer_norm_rows(x2, x.dtype.type(eps), np.ones(e, x.dtype), np.zeros(e, x.dtype),
-                            False).reshape(x.shape)                     # float32 xhat
-    return _ref._affine(xhat, gamma, beta, dtype)                       # then float64 affine
+                            False).reshape(x.shape)                     # (..., E) float32 xhat
+    return xhat.astype(dtype) * g + b      # (..., E) float64 affine; * 1 and + 0 are exact
 
 
 # ---------------------------------------------------------------------------
@@ -285,23 +294,14 @@ def feed_forward(x, params: FFNParams, *, activation="relu") -> np.ndarray:
     Vaswani et al. 2017, Attention Is All You Need, §3.3 (eq. 2); seed 003
     (shared/seeds/003_8876c6ab28e0baf8.txt), "Dense Feed Forward Layer".
     """
-    if not isinstance(params, FFNParams):
-        raise TypeError(f"params: expected FFNParams, got {type(params).__name__}")
-    act = _ref._resolve_activation(activation)
+    check_instance(params, "params", FFNParams)
+    act = reference.resolve_activation(activation)
     x = as_float_array(x, "x", ndim_min=1)
-    e = x.shape[-1]
-    w1 = as_float_array(params.w1, "params.w1", ndim=2)
-    check_dim(w1, 0, e, "params.w1", "d_model (last dim of x)")
-    f = w1.shape[1]
-    w2 = as_float_array(params.w2, "params.w2", ndim=2)
-    if w2.shape != (f, e):
-        raise ValueError(
-            f"params.w2: expected shape (d_ff, d_model) = {(f, e)}, got shape {w2.shape}")
-    b1 = _ref._optional_vector(params.b1, "params.b1", f, "d_ff (columns of w1)")
-    b2 = _ref._optional_vector(params.b2, "params.b2", e, "d_model (last dim of x)")
+    w1, b1, w2, b2 = params.validate(x.shape[-1])
+    e, f = w1.shape
     dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2) if a is not None))
     if x.size == 0 or f == 0:
-        return _ref.feed_forward(x, params, activation=activation)
+        return reference.feed_forward(x, params, activation=activation)
     x2 = as_kernel_array(x.reshape((-1, e)), dtype)                     # (N, E)
     code = ACTIVATION_CODES.get(act)
     if code is None:                                                    # a user's callable

@@ -1,7 +1,8 @@
 """Accelerated Performer features and FAVOR+ attention.
 
 Mirrors :mod:`transformer_theory.impl.performer` with the same signatures,
-validation (the reference's helpers, in its order) and semantics, including
+validation (the validators of :mod:`transformer_theory.impl.contract`, in the
+reference's order) and semantics, including
 the query and per-key/per-sequence key stabilisers, key-padding masks and the
 ``chunk_size`` of the causal scan:
 
@@ -35,8 +36,14 @@ import math
 import numpy as np
 from numba import njit
 
-from .. import performer as _ref
-from .._validate import check_choice, check_positive_int
+from .. import performer as reference
+from ..contract.validate import (
+    check_choice,
+    check_favor_args,
+    check_feature_args,
+    check_feature_kind,
+    check_positive_int,
+)
 from ..performer import (  # noqa: F401  (re-exported: random matrices are not kernels)
     FEATURE_KINDS,
     KEY_STABILIZERS,
@@ -183,7 +190,7 @@ def random_features(x, w, kind: str = "positive", *, stabilizer=None) -> np.ndar
     Lemma 1; Rahimi & Recht 2007 (trig). Seed 002
     (shared/seeds/002_c6f7e64caf2ae364.txt).
     """
-    x, w, stabilizer, dtype = _ref._check_feature_args(x, w, kind, stabilizer)
+    x, w, stabilizer, dtype = check_feature_args(x, w, kind, stabilizer)
     target = x.shape[:-1] + (1,)
     d = x.shape[-1]
     x2 = as_kernel_array(x.reshape((math.prod(x.shape[:-1]), d)), dtype)     # (N, d)
@@ -446,15 +453,15 @@ def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
     and §2.2 Eq. (5); Katharopoulos et al. 2020, Transformers are RNNs,
     §3.2-3.4.
     """
-    _ref._check_kind(kind)
+    check_feature_kind(kind)
     check_choice(key_stabilizer, "key_stabilizer", KEY_STABILIZERS)
     if not isinstance(stabilize, (bool, np.bool_)):
         raise TypeError(f"stabilize: expected a bool, got {type(stabilize).__name__}")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    q, k, v, w, mask, dtype = _ref._validate_qkv(q, k, v, w, causal, mask)
+    q, k, v, w, mask, dtype = check_favor_args(q, k, v, w, causal, mask)
     lead, length, lk, d, dv = q.shape[:-2], q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
     if q.size == 0 or v.size == 0:
-        return _ref.favor_attention(q, k, v, w, causal=causal, kind=kind, mask=mask,
+        return reference.favor_attention(q, k, v, w, causal=causal, kind=kind, mask=mask,
                                     stabilize=stabilize, key_stabilizer=key_stabilizer,
                                     chunk_size=chunk_size)
     scale = dtype.type(d ** -0.25)
@@ -503,11 +510,11 @@ def favor_attention_recurrent(q, k, v, w, *, kind: str = "positive") -> np.ndarr
     Choromanski et al. 2021, Rethinking Attention with Performers, Algorithm 1
     (unidirectional); Katharopoulos et al. 2020, Transformers are RNNs, §3.4.
     """
-    _ref._check_kind(kind)
-    q, k, v, w, _, dtype = _ref._validate_qkv(q, k, v, w, True, None)
+    check_feature_kind(kind)
+    q, k, v, w, _, dtype = check_favor_args(q, k, v, w, True, None)
     lead, length, d, dv = q.shape[:-2], q.shape[-2], q.shape[-1], v.shape[-1]
     if q.size == 0 or v.size == 0:
-        return _ref.favor_attention_recurrent(q, k, v, w, kind=kind)
+        return reference.favor_attention_recurrent(q, k, v, w, kind=kind)
     scale = dtype.type(d ** -0.25)
     qf = _query_features((q * scale).reshape((-1, d)), w, kind, True)       # (N*L, F)
     kf, log_w = _key_features((k * scale).reshape((-1, d)), w, kind, True, "per-key", None,

@@ -1,0 +1,771 @@
+"""The public validators of the contract: what every implementation checks, and how.
+
+The contract (DESIGN.md, "Contract"): bad input gets a clear ``ValueError`` or
+``TypeError`` that names the argument, the expected and the actual shape or
+dtype. Nothing is broadcast silently across sequence or head dimensions, and
+non-finite input is refused.
+
+The reference (:mod:`transformer_theory.impl`), the numba path
+(:mod:`transformer_theory.impl.fast`) and the gradients call these functions,
+so they raise the same errors in the same order. Every validator either
+returns its argument validated (an array, a resolved value) or raises; none
+copies data it does not have to.
+
+This module knows nothing of the parameter types; the checks that need them
+(``isinstance``, a KV cache against its params) live with the types in
+:mod:`.params`.
+
+Sections: arrays and scalars; attention arguments (masks, causal alignment,
+scale, bias); feed-forward activations; Performer feature maps.
+
+References
+----------
+Vaswani et al. 2017, Attention Is All You Need, §3.2 (the shapes validated
+here); PyTorch ``scaled_dot_product_attention`` (the argument conventions).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    # arrays and scalars
+    "FLOAT_DTYPES",
+    "as_float_array",
+    "common_float_dtype",
+    "check_dim",
+    "check_same_dim",
+    "check_batch_dims",
+    "as_bool_mask",
+    "check_choice",
+    "check_positive_int",
+    "check_rng",
+    "check_instance",
+    "check_float_dtype",
+    "normalize_axis",
+    "check_eps",
+    "check_optional_vector",
+    # attention
+    "CAUSAL_CHOICES",
+    "causal_alignment",
+    "causal_triangle",
+    "resolve_scale",
+    "check_bias",
+    "check_qkv",
+    "allowed_keys",
+    "check_projection_inputs",
+    "check_memory_mask",
+    # feed-forward
+    "ACTIVATION_NAMES",
+    # Performer
+    "FEATURE_KINDS",
+    "check_feature_kind",
+    "check_random_matrix",
+    "check_feature_args",
+    "check_favor_args",
+]
+
+
+# ---------------------------------------------------------------------------
+# Arrays and scalars
+# ---------------------------------------------------------------------------
+
+#: Floating dtypes the contract accepts; outputs keep the input dtype.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(x, name: str, *, ndim_min: int = 1, ndim: int | None = None,
+                   finite: bool = True) -> np.ndarray:
+    """Return ``x`` as a float32/float64 ndarray, or raise naming ``name``.
+
+    Parameters
+    ----------
+    x : array_like
+        The argument to check. Python floats, bool and integer arrays are
+        converted to float64; float16 and complex inputs are refused
+        (``TypeError``).
+    name : str
+        The argument's name, used in the error message.
+    ndim_min : int
+        Smallest allowed rank.
+    ndim : int, optional
+        Exact rank required, if given.
+    finite : bool
+        Refuse NaN and +-inf (``ValueError``).
+
+    Returns
+    -------
+    np.ndarray
+        ``x`` itself when it already is a float32/float64 array.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name}: expected dtype float32 or float64, got {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-d array, got shape {arr.shape} ({arr.ndim}-d)")
+    if arr.ndim < ndim_min:
+        raise ValueError(
+            f"{name}: expected at least {ndim_min} dimensions, got shape {arr.shape}")
+    if finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
+    """The dtype outputs take: float32 only if every input is float32.
+
+    Parameters
+    ----------
+    *arrays : np.ndarray
+        Validated float arrays (``None`` is not allowed; filter it out first).
+
+    Returns
+    -------
+    np.dtype
+    """
+    if all(a.dtype == np.float32 for a in arrays):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def check_dim(arr: np.ndarray, axis: int, expected: int, name: str, what: str) -> None:
+    """Raise ``ValueError`` unless ``arr.shape[axis] == expected``.
+
+    Parameters
+    ----------
+    arr : np.ndarray
+    axis : int
+    expected : int
+    name : str
+        The argument's name.
+    what : str
+        What the dimension is (``"d_model (last dim of x)"``), for the message.
+    """
+    actual = arr.shape[axis]
+    if actual != expected:
+        raise ValueError(
+            f"{name}: expected {what} = {expected} along axis {axis}, "
+            f"got shape {arr.shape}")
+
+
+def check_same_dim(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str,
+                   axis: int, what: str) -> None:
+    """Raise unless ``a`` and ``b`` agree along ``axis`` (no silent broadcasting).
+
+    Parameters
+    ----------
+    a, b : np.ndarray
+    a_name, b_name : str
+        Their names; the message names ``b``.
+    axis : int
+    what : str
+        What the dimension is (``"key length Lk"``).
+    """
+    if a.shape[axis] != b.shape[axis]:
+        raise ValueError(
+            f"{b_name}: {what} must match {a_name}: expected {a.shape[axis]} along "
+            f"axis {axis}, got shape {b.shape} (and {a_name} has shape {a.shape})")
+
+
+def check_batch_dims(arrays: Sequence[tuple[str, np.ndarray]], n_trailing: int) -> tuple:
+    """Check that leading (batch/head) dims are equal, and return them.
+
+    Leading dimensions must match exactly: the contract forbids silent
+    broadcasting of mismatched batch or head dims.
+
+    Parameters
+    ----------
+    arrays : sequence of (name, np.ndarray)
+        The first array's leading dims are the expected ones.
+    n_trailing : int
+        Number of trailing (non-batch) dims of every array.
+
+    Returns
+    -------
+    tuple
+        The common leading dims.
+    """
+    first_name, first = arrays[0]
+    lead = first.shape[: first.ndim - n_trailing]
+    for name, arr in arrays[1:]:
+        other = arr.shape[: arr.ndim - n_trailing]
+        if other != lead:
+            raise ValueError(
+                f"{name}: leading (batch/head) dims must equal those of {first_name}: "
+                f"expected {lead}, got {other} (shape {arr.shape})")
+    return lead
+
+
+def as_bool_mask(mask, name: str, target_shape: tuple) -> np.ndarray:
+    """Return a boolean mask broadcast to ``target_shape``, or raise.
+
+    Parameters
+    ----------
+    mask : array_like of bool
+        True = may attend. Broadcastable to ``target_shape`` by numpy's rules;
+        a 1-d mask is refused (ambiguous between queries and keys), a 0-d one
+        is allowed.
+    name : str
+    target_shape : tuple
+
+    Returns
+    -------
+    np.ndarray of bool
+        A read-only broadcast view of ``mask``.
+    """
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"{name}: expected dtype bool (True = may attend), got {m.dtype}")
+    if m.ndim < 2 and m.ndim != 0:
+        raise ValueError(
+            f"{name}: expected a mask broadcastable to {target_shape}, got shape {m.shape}")
+    try:
+        return np.broadcast_to(m, target_shape)
+    except ValueError:
+        raise ValueError(
+            f"{name}: expected a mask broadcastable to {target_shape}, got shape {m.shape}"
+        ) from None
+
+
+def check_choice(value, name: str, choices: Iterable) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``.
+
+    Parameters
+    ----------
+    value
+    name : str
+    choices : iterable
+    """
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices!r}, got {value!r}")
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as int if it is an integer >= ``minimum``, else raise.
+
+    Parameters
+    ----------
+    value
+        A Python or numpy integer; ``bool`` is refused (``TypeError``).
+    name : str
+    minimum : int
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_rng(rng, name: str = "rng") -> np.random.Generator:
+    """Refuse anything but an explicit ``np.random.Generator`` (no global RNG).
+
+    Parameters
+    ----------
+    rng
+    name : str
+
+    Returns
+    -------
+    np.random.Generator
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"{name}: expected a numpy.random.Generator (np.random.default_rng(seed)), "
+            f"got {type(rng).__name__}")
+    return rng
+
+
+def check_instance(value, name: str, types):
+    """Return ``value`` if it is an instance of ``types``, else raise ``TypeError``.
+
+    Parameters
+    ----------
+    value
+    name : str
+    types : type or tuple of types
+        The message lists them joined by "or".
+
+    Returns
+    -------
+    The value, unchanged.
+    """
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types):
+        expected = " or ".join(t.__name__ for t in types)
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """Return ``dtype`` as a numpy dtype if it is float32 or float64, else raise ``TypeError``.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+    name : str
+
+    Returns
+    -------
+    np.dtype
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+    return dt
+
+
+def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
+    """Return ``axis`` as a non-negative axis of an ``ndim``-d array, or raise.
+
+    Parameters
+    ----------
+    axis : int
+        In ``[-ndim, ndim - 1]``; ``bool`` is refused (``TypeError``).
+    ndim : int
+    name : str
+
+    Returns
+    -------
+    int
+        In ``[0, ndim - 1]``.
+    """
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for a {ndim}-d array, got {axis}")
+    return int(axis) % ndim
+
+
+def check_eps(eps) -> float:
+    """Return the normalisation ``eps`` as a float if it is a finite real >= 0, else raise.
+
+    Parameters
+    ----------
+    eps : real number
+
+    Returns
+    -------
+    float
+    """
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps: expected a real number >= 0, got {type(eps).__name__}")
+    eps = float(eps)
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps: expected a finite real number >= 0, got {eps}")
+    return eps
+
+
+def check_optional_vector(v, name: str, length: int, what: str) -> np.ndarray | None:
+    """Validate an optional per-feature vector of shape ``(length,)``.
+
+    Parameters
+    ----------
+    v : array_like or None
+        Finite, 1-d.
+    name : str
+    length : int
+    what : str
+        What the length is (``"d_ff (columns of w1)"``), for the message.
+
+    Returns
+    -------
+    np.ndarray or None
+        ``None`` if ``v`` is None.
+    """
+    if v is None:
+        return None
+    arr = as_float_array(v, name, ndim=1)
+    check_dim(arr, 0, length, name, what)
+    return arr
+
+
+# ---------------------------------------------------------------------------
+# Attention arguments
+# ---------------------------------------------------------------------------
+
+#: The values of ``causal``: ``True`` means ``"top-left"``.
+CAUSAL_CHOICES = (False, True, "top-left", "bottom-right")
+
+
+def causal_alignment(causal) -> str | None:
+    """Map the ``causal`` argument to an alignment name, or None for no causal mask.
+
+    Parameters
+    ----------
+    causal : {False, True, "top-left", "bottom-right"}
+
+    Returns
+    -------
+    {"top-left", "bottom-right"} or None
+    """
+    if isinstance(causal, (bool, np.bool_)):
+        return "top-left" if causal else None
+    if isinstance(causal, str) and causal in ("top-left", "bottom-right"):
+        return causal
+    raise ValueError(f"causal: expected one of {CAUSAL_CHOICES!r}, got {causal!r}")
+
+
+def causal_triangle(lq: int, lk: int, align: str) -> np.ndarray:
+    """The causal mask of validated lengths and alignment: query ``i`` sees keys ``j <= i + offset``.
+
+    ``offset = 0`` for ``"top-left"`` and ``lk - lq`` for ``"bottom-right"``.
+
+    Parameters
+    ----------
+    lq, lk : int
+        Validated lengths (>= 0).
+    align : {"top-left", "bottom-right"}
+
+    Returns
+    -------
+    np.ndarray of bool, (lq, lk)
+        True = may attend.
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.3; Dao 2023,
+    FlashAttention-2, §3.1 (the bottom-right alignment).
+    """
+    offset = 0 if align == "top-left" else lk - lq
+    i = np.arange(lq)[:, None]                    # (Lq, 1)
+    j = np.arange(lk)[None, :]                    # (1, Lk)
+    return j <= i + offset                        # (Lq, Lk)
+
+
+def resolve_scale(scale, embed_dim: int) -> float:
+    """The softmax temperature: ``1/sqrt(E)`` by default, else a positive finite real.
+
+    Parameters
+    ----------
+    scale : real number or None
+    embed_dim : int
+        E, the query/key width.
+
+    Returns
+    -------
+    float
+        A Python float, so float32 computations stay in float32.
+    """
+    if scale is None:
+        return 1.0 / math.sqrt(embed_dim)
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(
+            scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"scale: expected a real number or None, got {type(scale).__name__}")
+    value = float(scale)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+    return value
+
+
+def check_bias(bias, target_shape: tuple) -> np.ndarray | None:
+    """Validate an additive logit bias broadcastable to ``target_shape``.
+
+    Parameters
+    ----------
+    bias : array_like or None
+        Finite everywhere (also at masked logits).
+    target_shape : tuple
+        ``(..., Lq, Lk)``, or ``(..., H, Lq, Lk)`` for multi-head attention.
+
+    Returns
+    -------
+    np.ndarray or None
+        The bias as given (not broadcast), or None.
+    """
+    if bias is None:
+        return None
+    b = as_float_array(bias, "bias", ndim_min=0)
+    try:
+        shape = np.broadcast_shapes(b.shape, target_shape)
+    except ValueError:
+        shape = None
+    if shape != tuple(target_shape):
+        raise ValueError(
+            f"bias: expected an array broadcastable to {tuple(target_shape)}, got shape {b.shape}")
+    return b
+
+
+def check_qkv(q, k, v=None):
+    """Validate queries, keys (and values) of scaled dot-product attention.
+
+    Parameters
+    ----------
+    q : array_like, (..., Lq, E)
+        Finite; ``E >= 1``.
+    k : array_like, (..., Lk, E)
+        Leading dims equal to those of ``q``.
+    v : array_like, (..., Lk, Ev), optional
+
+    Returns
+    -------
+    q, k, v : np.ndarray (v is None if not given)
+    """
+    q = as_float_array(q, "q", ndim_min=2)
+    k = as_float_array(k, "k", ndim_min=2)
+    named = [("q", q), ("k", k)]
+    if v is not None:
+        v = as_float_array(v, "v", ndim_min=2)
+        named.append(("v", v))
+    check_batch_dims(named, n_trailing=2)
+    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
+    if q.shape[-1] == 0:
+        raise ValueError(f"q: embedding dim E must be >= 1, got shape {q.shape}")
+    if v is not None:
+        check_same_dim(k, "k", v, "v", -2, "key length Lk")
+    return q, k, v
+
+
+def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
+    """Which key each query may attend: ``mask`` AND the causal mask.
+
+    Parameters
+    ----------
+    mask : array_like of bool or None
+        Broadcastable to ``lead + (lq, lk)``; True = may attend.
+    causal : {False, True, "top-left", "bottom-right"}
+    lead : tuple
+        The leading (batch/head) dims.
+    lq, lk : int
+
+    Returns
+    -------
+    np.ndarray of bool, broadcastable to (..., Lq, Lk), or None
+        None when every query may attend every key.
+    """
+    align = causal_alignment(causal)
+    allowed = None
+    if mask is not None:
+        allowed = as_bool_mask(mask, "mask", tuple(lead) + (lq, lk))   # (..., Lq, Lk)
+    if align is not None:
+        tri = causal_triangle(lq, lk, align)                            # (Lq, Lk)
+        allowed = tri if allowed is None else (allowed & tri)
+    return allowed
+
+
+def check_projection_inputs(x_q, x_kv, params):
+    """Validate the inputs of multi-head or grouped-query attention against ``params``.
+
+    Parameters
+    ----------
+    x_q : array_like, (..., Lq, E)
+        Finite; ``E = params.d_model``.
+    x_kv : array_like, (..., Lk, Ekv)
+        Leading dims equal to those of ``x_q``; ``Ekv = params.d_kv``.
+    params : MultiHeadParams or GroupedQueryParams
+        Already type-checked.
+
+    Returns
+    -------
+    x_q, x_kv : np.ndarray
+    """
+    x_q = as_float_array(x_q, "x_q", ndim_min=2)
+    x_kv = as_float_array(x_kv, "x_kv", ndim_min=2)
+    check_batch_dims([("x_q", x_q), ("x_kv", x_kv)], n_trailing=2)
+    if x_q.shape[-1] != params.d_model:
+        raise ValueError(
+            f"x_q: expected last dim d_model = {params.d_model}, got shape {x_q.shape}")
+    if x_kv.shape[-1] != params.d_kv:
+        raise ValueError(
+            f"x_kv: expected last dim d_kv = {params.d_kv}, got shape {x_kv.shape}")
+    return x_q, x_kv
+
+
+def check_memory_mask(memory_mask, x: np.ndarray, memory: np.ndarray) -> np.ndarray | None:
+    """Turn a cross-attention ``memory_mask`` into an attention mask, or raise.
+
+    Parameters
+    ----------
+    memory_mask : array_like of bool or None
+        A key-padding mask of shape exactly ``(..., Lk)`` (True = real token),
+        or a full mask of rank ``x.ndim`` broadcastable to ``(..., Lq, Lk)``.
+    x : np.ndarray, (..., Lq, E)
+        The validated queries' input.
+    memory : np.ndarray, (..., Lk, Ekv)
+        The validated memory.
+
+    Returns
+    -------
+    np.ndarray of bool, (..., 1, Lk) or (..., Lq, Lk), or None
+    """
+    if memory_mask is None:
+        return None
+    m = np.asarray(memory_mask)
+    if m.dtype != np.bool_:
+        raise TypeError(
+            f"memory_mask: expected dtype bool (True = real token), got {m.dtype}")
+    lead, lk = x.shape[:-2], memory.shape[-2]
+    if m.ndim == x.ndim - 1:                       # key padding (..., Lk)
+        if m.shape != tuple(lead) + (lk,):
+            raise ValueError(
+                f"memory_mask: a key-padding mask must have shape {tuple(lead) + (lk,)}, "
+                f"got {m.shape}")
+        return m[..., None, :]                     # (..., 1, Lk)
+    if m.ndim == x.ndim:                           # full (..., Lq, Lk)
+        return m
+    raise ValueError(
+        f"memory_mask: expected a key-padding mask of shape {tuple(lead) + (lk,)} or a full "
+        f"mask broadcastable to {tuple(lead) + (x.shape[-2], lk)}, got shape {m.shape}")
+
+
+# ---------------------------------------------------------------------------
+# Feed-forward activations
+# ---------------------------------------------------------------------------
+
+#: The activation names of the contract (``feed_forward(..., activation=name)``).
+ACTIVATION_NAMES = ("relu", "gelu", "tanh", "sigmoid")
+
+
+# ---------------------------------------------------------------------------
+# Performer feature maps
+# ---------------------------------------------------------------------------
+
+#: The feature maps of Choromanski et al. 2021, Lemma 1 (and the trigonometric baseline).
+FEATURE_KINDS = ("trig", "positive", "hyperbolic")
+
+
+def check_feature_kind(kind) -> None:
+    """Raise ``ValueError`` unless ``kind`` is one of :data:`FEATURE_KINDS`.
+
+    Parameters
+    ----------
+    kind : str
+    """
+    check_choice(kind, "kind", FEATURE_KINDS)
+
+
+def check_random_matrix(w, d: int, name: str = "w") -> np.ndarray:
+    """``w`` as an (m, d) float array of random vectors matching the input dimension.
+
+    Parameters
+    ----------
+    w : array_like, (m, d)
+        ``m >= 1``, finite.
+    d : int
+        The input dimension.
+    name : str
+
+    Returns
+    -------
+    np.ndarray, (m, d)
+    """
+    w = as_float_array(w, name, ndim=2)
+    if w.shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one random vector (m >= 1), "
+                         f"got shape {w.shape}")
+    check_dim(w, 1, d, name, "the input dimension d")
+    return w
+
+
+def check_feature_args(x, w, kind, stabilizer):
+    """The checks of ``random_features(x, w, kind, stabilizer=...)``.
+
+    Parameters
+    ----------
+    x : array_like, (..., d)
+    w : array_like, (m, d)
+    kind : {"trig", "positive", "hyperbolic"}
+    stabilizer : array_like or None
+        Broadcastable to ``x.shape[:-1] + (1,)``; not for ``kind = "trig"``.
+
+    Returns
+    -------
+    x, w, stabilizer : np.ndarray (stabilizer may be None)
+        As validated, not yet cast.
+    dtype : np.dtype
+        The common float dtype of the output.
+    """
+    check_feature_kind(kind)
+    x = as_float_array(x, "x", ndim_min=1)
+    w = check_random_matrix(w, x.shape[-1])
+    arrays = [x, w]
+    target = x.shape[:-1] + (1,)
+    if stabilizer is not None:
+        if kind == "trig":
+            raise ValueError("stabilizer: only defined for kind 'positive' or "
+                             "'hyperbolic' (trig features are not exponentials), "
+                             "got kind 'trig'")
+        stabilizer = as_float_array(stabilizer, "stabilizer", ndim_min=0)
+        try:
+            ok = np.broadcast_shapes(stabilizer.shape, target) == target
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"stabilizer: expected a shape broadcastable to {target} "
+                             f"(x.shape[:-1] + (1,)), got shape {stabilizer.shape}")
+        arrays.append(stabilizer)
+    dtype = common_float_dtype(*arrays)
+    return x, w, stabilizer, dtype
+
+
+def check_favor_args(q, k, v, w, causal, mask):
+    """The checks of FAVOR+ attention; returns the arrays cast to their common dtype.
+
+    Parameters
+    ----------
+    q : array_like, (..., L, d)
+    k : array_like, (..., Lk, d)
+    v : array_like, (..., Lk, dv)
+    w : array_like, (m, d)
+    causal : bool
+        Causal FAVOR+ needs ``L == Lk``.
+    mask : array_like of bool or None
+        Key-padding mask broadcastable to ``(..., Lk)``, True = real token.
+
+    Returns
+    -------
+    q, k, v, w : np.ndarray
+        In the common dtype.
+    mask : np.ndarray of bool, (..., Lk), or None
+    dtype : np.dtype
+    """
+    q = as_float_array(q, "q", ndim_min=2)
+    k = as_float_array(k, "k", ndim_min=2)
+    v = as_float_array(v, "v", ndim_min=2)
+    check_batch_dims([("q", q), ("k", k), ("v", v)], 2)
+    check_same_dim(q, "q", k, "k", -1, "the head dimension d")
+    check_same_dim(k, "k", v, "v", -2, "the key length Lk")
+    if q.shape[-2] < 1 or k.shape[-2] < 1:
+        raise ValueError(f"q, k: expected at least one query and one key, got shapes "
+                         f"{q.shape} and {k.shape}")
+    w = check_random_matrix(w, q.shape[-1])
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal: expected a bool, got {type(causal).__name__}")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"k: causal FAVOR+ needs Lq == Lk, got q shape {q.shape} "
+                         f"and k shape {k.shape}")
+    lead = q.shape[:-2]
+    lk = k.shape[-2]
+    if mask is not None:
+        mk = np.asarray(mask)
+        if mk.dtype != np.bool_:
+            raise TypeError(f"mask: expected dtype bool (True = real token), got {mk.dtype}")
+        target = lead + (lk,)
+        if mk.ndim < 1 or mk.shape[-1] != lk:
+            raise ValueError(f"mask: expected a key-padding mask of shape (..., Lk) = "
+                             f"{target}, got shape {mk.shape}")
+        try:
+            mask = np.broadcast_to(mk, target)
+        except ValueError:
+            raise ValueError(f"mask: expected a shape broadcastable to {target}, "
+                             f"got shape {mk.shape}") from None
+    dtype = common_float_dtype(q, k, v, w)
+    q, k, v, w = (a.astype(dtype, copy=False) for a in (q, k, v, w))
+    return q, k, v, w, mask, dtype
