@@ -25,6 +25,11 @@ logical AND. Two alignments of the causal mask exist when ``Lq != Lk``:
 
 A query whose every key is masked receives the zero vector (never NaN).
 
+Keys no query may attend may hold NaN or inf (NaN poisoning, issue 14):
+``k`` and ``v`` (``x_kv``, ``memory``) are refused only where some query may
+attend, and a key no query may attend is replaced by zeros before any product,
+so the output is exactly that with the key set to 0. Queries must be finite.
+
 The parameter types (``MultiHeadParams``, ``GroupedQueryParams``,
 ``KVCache``) and the validators are those of :mod:`.contract`; they are
 re-exported here.
@@ -77,6 +82,7 @@ from .contract.validate import (
     causal_triangle,
     check_batch_dims,
     check_bias,
+    check_finite_where_attended,
     check_float_dtype,
     check_memory_mask,
     check_positive_int,
@@ -268,14 +274,26 @@ def _weights(q, k, mask, causal, scale, bias):
     return scale, allowed, bias
 
 
+def _unpoisoned(q, named, mask, causal):
+    """The key-side arrays ``named`` ((name, (..., Lk, D)) pairs) after the NaN-poisoning check.
+
+    Non-finite values are refused at keys some query may attend and zeroed at
+    the others (:func:`.contract.validate.check_finite_where_attended`).
+    """
+    return check_finite_where_attended(named, mask, causal, q.shape[:-2], q.shape[-2])
+
+
 def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
     """Attention probabilities ``softmax(scale * q k^T + bias)`` over the allowed keys.
 
     Parameters
     ----------
     q : array_like, (..., Lq, E)
+        Finite.
     k : array_like, (..., Lk, E)
-        Leading dims must equal those of ``q``.
+        Leading dims must equal those of ``q``. Finite at every key some
+        query may attend; a key no query may attend may hold NaN/inf, and
+        its (zero) weights are those of a zero key.
     mask : array_like of bool, optional
         Broadcastable to ``(..., Lq, Lk)``; ``True`` = may attend.
     causal : {False, True, "top-left", "bottom-right"}
@@ -295,8 +313,9 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1).
     """
-    q, k, _ = check_qkv(q, k)
+    q, k, _ = check_qkv(q, k, finite_kv=False)
     scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    (k,) = _unpoisoned(q, [("k", k)], mask, causal)
     dtype = common_float_dtype(*(a for a in (q, k, bias) if a is not None))
     q, k = q.astype(dtype, copy=False), k.astype(dtype, copy=False)
     b = None if bias is None else bias.astype(dtype, copy=False)
@@ -310,10 +329,14 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     Parameters
     ----------
     q : array_like, (..., Lq, E)
+        Finite.
     k : array_like, (..., Lk, E)
     v : array_like, (..., Lk, Ev)
         The leading dims of ``q``, ``k`` and ``v`` must be equal (no
-        broadcasting between them).
+        broadcasting between them). Finite at every key some query may
+        attend (``ValueError`` otherwise); a key that no query may attend
+        (given ``mask`` and ``causal``) may hold NaN/inf, and the output is
+        exactly that with the key and value set to 0.
     mask : array_like of bool, optional
         Broadcastable to ``(..., Lq, Lk)``; ``True`` = may attend. A non-bool
         mask is a ``TypeError``, a non-broadcastable one a ``ValueError``.
@@ -336,8 +359,9 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     (shared/seeds/004_d5b314f5ea1e15da.txt): attention as a differentiable
     dictionary look-up.
     """
-    q, k, v = check_qkv(q, k, v)
+    q, k, v = check_qkv(q, k, v, finite_kv=False)
     scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    k, v = _unpoisoned(q, [("k", k), ("v", v)], mask, causal)
     dtype = common_float_dtype(*(a for a in (q, k, v, bias) if a is not None))
     q, k, v = (a.astype(dtype, copy=False) for a in (q, k, v))
     b = None if bias is None else bias.astype(dtype, copy=False)
@@ -655,10 +679,11 @@ def _grouped_attend(q, k, v, allowed, scale, bias):
 
 def _attend_projected(x_q, x_kv, params, mask, causal, bias):
     """Shared batched body of multi-head, grouped-query and cross-attention."""
-    x_q, x_kv = check_projection_inputs(x_q, x_kv, params)
+    x_q, x_kv = check_projection_inputs(x_q, x_kv, params, finite_kv=False)
     lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
     allowed = allowed_keys(mask, causal, lead, lq, lk)                   # (..., Lq, Lk)
     bias = check_bias(bias, tuple(lead) + (params.n_heads, lq, lk))
+    (x_kv,) = _unpoisoned(x_q, [("x_kv", x_kv)], mask, causal)            # (..., Lk, Ekv)
     extra = [] if bias is None else [bias]
     dtype = common_float_dtype(x_q, x_kv, *params.arrays(), *extra)
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
@@ -686,7 +711,9 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     x_q : array_like, (..., Lq, E)
         Queries' inputs.
     x_kv : array_like, (..., Lk, Ekv)
-        Keys'/values' inputs; leading dims must equal those of ``x_q``.
+        Keys'/values' inputs; leading dims must equal those of ``x_q``. A row
+        no query may attend may hold NaN/inf (treated as zeros); the others
+        must be finite.
     params : MultiHeadParams
     mask : array_like of bool, optional
         Broadcastable to ``(..., Lq, Lk)``, shared by all heads; True = may attend.
@@ -734,7 +761,8 @@ def multi_head_attention_per_head(x_q, x_kv, params: MultiHeadParams, *, mask=No
     heads", then "multiply with a weight matrix W^O".
     """
     check_attention_params(params, allowed=(MultiHeadParams,))
-    x_q, x_kv = check_projection_inputs(x_q, x_kv, params)
+    x_q, x_kv = check_projection_inputs(x_q, x_kv, params, finite_kv=False)
+    (x_kv,) = _unpoisoned(x_q, [("x_kv", x_kv)], mask, causal)            # (..., Lk, Ekv)
     dtype = common_float_dtype(x_q, x_kv, *params.arrays())
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
     x_q, x_kv = x_q.astype(dtype, copy=False), x_kv.astype(dtype, copy=False)
@@ -779,7 +807,8 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     x : array_like, (..., Lq, E)
         Decoder states.
     memory : array_like, (..., Lk, Ekv)
-        Encoder output; leading dims equal to those of ``x``.
+        Encoder output; leading dims equal to those of ``x``. A position the
+        mask hides from every query may hold NaN/inf (treated as zeros).
     params : MultiHeadParams or GroupedQueryParams
     memory_mask : array_like of bool, optional
         Either a key-padding mask of shape exactly ``(..., Lk)`` (True = real
@@ -798,9 +827,10 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     """
     check_attention_params(params)
     x_arr = as_float_array(x, "x", ndim_min=2)
-    mem_arr = as_float_array(memory, "memory", ndim_min=2)
+    mem_arr = as_float_array(memory, "memory", ndim_min=2, finite=False)
     check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
     mask = check_memory_mask(memory_mask, x_arr, mem_arr)
+    (mem_arr,) = _unpoisoned(x_arr, [("memory", mem_arr)], mask, False)   # (..., Lk, Ekv)
     return _attend_projected(x_arr, mem_arr, params, mask, False, None)
 
 
@@ -817,6 +847,8 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     ----------
     x_q : array_like, (..., Lq, E)
     x_kv : array_like, (..., Lk, Ekv)
+        Non-finite only in rows no query may attend, as in
+        :func:`multi_head_attention`.
     params : GroupedQueryParams (a MultiHeadParams is accepted as G = H)
     mask : array_like of bool, optional
         Broadcastable to ``(..., Lq, Lk)``; True = may attend.

@@ -66,10 +66,10 @@ from .attention import attention_weights, softmax
 from .contract.params import FFNParams
 from .contract.validate import (
     ACTIVATION_NAMES,
-    allowed_keys,
     as_float_array,
     check_choice,
     check_eps,
+    check_finite_where_attended,
     check_instance,
     check_optional_vector,
     check_qkv,
@@ -184,8 +184,12 @@ def attention_backward(q, k, v, d_out, *, mask=None, causal=False, scale=None):
     Parameters
     ----------
     q : array_like, (..., Lq, E)
+        Finite.
     k : array_like, (..., Lk, E)
     v : array_like, (..., Lk, Ev)
+        Finite at every key some query may attend; a key that no query may
+        attend may hold NaN/inf, and the gradients are exactly those with the
+        key and value set to 0 (as in ``attention``).
     d_out : array_like, (..., Lq, Ev)
         ``dL/dO``, the shape of the attention output.
     mask : array_like of bool, optional
@@ -208,11 +212,11 @@ def attention_backward(q, k, v, d_out, *, mask=None, causal=False, scale=None):
     Dao et al. 2022, FlashAttention, Appendix B.2 (standard attention
     backward pass); Vaswani et al. 2017, Attention Is All You Need, §3.2.1.
     """
-    q, k, v = check_qkv(q, k, v)
-    lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
+    q, k, v = check_qkv(q, k, v, finite_kv=False)
+    lead, lq = q.shape[:-2], q.shape[-2]
     g = _check_grad(d_out, tuple(lead) + (lq, v.shape[-1]))
     s = resolve_scale(scale, q.shape[-1])
-    allowed_keys(mask, causal, lead, lq, lk)              # validates mask and causal first
+    k, v = check_finite_where_attended([("k", k), ("v", v)], mask, causal, lead, lq)
     dtype = common_float_dtype(q, k, v, g)
     q, k, v, g = (a.astype(dtype, copy=False) for a in (q, k, v, g))
     p = attention_weights(q, k, mask=mask, causal=causal, scale=s)          # (..., Lq, Lk)

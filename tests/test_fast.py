@@ -357,6 +357,78 @@ def test_cross_attention_equals_reference(fast, dtype, seed, b, lq, lk, padded):
                  11 + lk)
 
 
+# --------------------------------------------------------------------------- NaN poisoning
+# Issue 14: non-finite keys and values are allowed where no query may attend, and act as
+# zeros; the kernel multiplies whole key blocks, so they must be zeroed before it runs.
+
+def dead_keys(kw, lead, lq, lk):
+    """(..., Lk) True where no query may attend the key (computed here, not by the contract)."""
+    allowed = np.ones(lead + (lq, lk), dtype=bool)
+    if kw.get("mask") is not None:
+        allowed = allowed & kw["mask"]
+    causal = kw.get("causal", False)
+    if causal is not False:
+        align = "top-left" if causal is True else causal
+        allowed = allowed & RA.causal_mask(lq, lk, align=align)
+    return ~np.any(allowed, axis=-2)
+
+
+@given(case=attention_inputs(max_len=12), poison=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_attention_nan_at_dead_keys_acts_as_zero(fast, case, poison):
+    q, k, v, kw = case["q"], case["k"], case["v"], case["kw"]
+    dead = dead_keys(kw, q.shape[:-2], q.shape[-2], k.shape[-2])          # (..., Lk)
+    k_bad, v_bad = k.copy(), v.copy()
+    k_bad[dead, 0], v_bad[dead, -1] = poison, poison
+    k_zero, v_zero = np.where(dead[..., None], 0, k), np.where(dead[..., None], 0, v)
+    with blocks(*case["blocks"]):
+        out = fast.attention(q, k_bad, v_bad, **kw)
+        np.testing.assert_array_equal(out, fast.attention(q, k_zero, v_zero, **kw))
+    assert np.all(np.isfinite(out))
+    expected = RA.attention(q, k_bad, v_bad, **kw)
+    assert_close(out, expected, "reduction", case["dtype"], case["n"], scale=v_zero)
+
+
+def test_attention_nan_at_an_attended_key_raises_the_reference_error(fast):
+    k = K.copy()
+    k[1, 5, 0] = np.nan                               # key 5 of batch 1 is attended
+    mask = np.ones((2, 5, 6), dtype=bool)
+    mask[0, :, 5] = False
+    with pytest.raises(ValueError) as expected:
+        RA.attention(Q, k, V, mask=mask)
+    with pytest.raises(ValueError) as got:
+        fast.attention(Q, k, V, mask=mask)
+    assert str(got.value) == str(expected.value)
+    assert str(got.value).startswith("k: contains NaN or infinite values at key 5 of batch "
+                                     "index (1,)")
+    mask[1, :, 5] = False                             # now no query sees it: accepted
+    k_zero = np.where(np.isnan(k), 0.0, k)
+    np.testing.assert_array_equal(fast.attention(Q, k, V, mask=mask),
+                                  fast.attention(Q, k_zero, V, mask=mask))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_projected_attention_nan_at_dead_keys_acts_as_zero(fast, dtype):
+    rng = np.random.default_rng(7)
+    x_q, x_kv = normal(rng, (2, 5, 4), dtype), normal(rng, (2, 6, 4), dtype)
+    x_bad, x_zero = x_kv.copy(), x_kv.copy()
+    x_bad[0, 4, 1], x_bad[1, 5, 0] = np.nan, np.inf
+    x_zero[0, 4], x_zero[1, 5] = 0, 0
+    mask = np.ones((2, 1, 6), dtype=bool)
+    mask[0, :, 4] = mask[1, :, 5] = False
+    mha = RA.init_multi_head(4, 2, rng, dtype=dtype)
+    gqa = RA.init_grouped_query(4, 2, 1, rng, dtype=dtype)
+    for call, p in ((fast.multi_head_attention, mha), (fast.grouped_query_attention, gqa)):
+        out = call(x_q, x_bad, p, mask=mask)
+        np.testing.assert_array_equal(out, call(x_q, x_zero, p, mask=mask))
+        reference = getattr(RA, call.__name__)
+        assert_close(out, reference(x_q, x_bad, p, mask=mask), "composite", dtype, 14)
+    real = mask[:, 0, :]                                                  # key padding (B, Lk)
+    out = fast.cross_attention(x_q, x_bad, mha, memory_mask=real)
+    np.testing.assert_array_equal(out, fast.cross_attention(x_q, x_zero, mha, memory_mask=real))
+    assert_close(out, RA.cross_attention(x_q, x_bad, mha, memory_mask=real), "composite", dtype,
+                 14)
+
+
 @given(dtype=DTYPES, seed=SEEDS, g=st.integers(1, 2), r=st.integers(1, 2),
        length=st.integers(1, 7), batch=st.sampled_from([(), (2,), (1, 2)]))
 def test_decode_steps_equal_reference_and_leave_the_cache(fast, dtype, seed, g, r, length, batch):
@@ -526,6 +598,8 @@ W = RNG.standard_normal((5, 4))
 BIG = np.full((2, 5, 4), 1e20, dtype=np.float32)
 NAN = Q.copy()
 NAN[0, 0, 0] = np.nan
+NAN_KEY = K.copy()
+NAN_KEY[1, 3, 2] = np.inf
 
 BAD_CALLS = [
     ("softmax", (NAN,), {}),
@@ -544,6 +618,11 @@ BAD_CALLS = [
     ("attention", (Q, K, V), {"scale": "big"}),
     ("attention", (Q, K, V), {"bias": np.zeros((3, 3))}),
     ("attention", (NAN, K, V), {}),
+    ("attention", (Q, NAN_KEY, V), {}),                    # NaN at an attended key
+    ("attention", (Q, K, NAN_KEY), {"causal": "bottom-right"}),
+    ("multi_head_attention", (Q, NAN, MHA), {}),
+    ("grouped_query_attention", (Q, NAN, GQA), {"causal": True}),
+    ("cross_attention", (Q, NAN, MHA), {"memory_mask": np.ones((2, 5), dtype=bool)}),
     ("attention", (Q.astype(np.float16), K, V), {}),
     ("attention", (BIG, BIG, BIG), {}),                      # the logits overflow float32
     ("multi_head_attention", (Q, Q, GQA), {}),

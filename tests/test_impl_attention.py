@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from transformer_theory.impl import attention as A
+from transformer_theory.impl import gradients as G
 from transformer_theory.theory.tolerance import relative_error, tolerance
 
 
@@ -743,3 +744,143 @@ def test_kv_cache_nbytes_matches_formula(rng, dtype):
               A.init_grouped_query(16, 4, 1, rng, d_head=8)):
         cache = A.init_kv_cache(p, (3,), 7, dtype=dtype)
         assert cache.nbytes == A.kv_cache_bytes(1, p.n_kv_heads, p.d_head, 7, 3, dtype)
+
+
+# --------------------------------------------------------------------------- NaN poisoning
+# Issue 14: k and v (x_kv, memory) may be non-finite only at keys no query may attend;
+# the output is then exactly the output with those keys set to 0. q stays checked.
+
+
+def _poison(a, index, value=np.nan):
+    """A copy of ``a`` with ``a[index] = value``, and one with the whole key row zeroed."""
+    bad, zeroed = a.copy(), a.copy()
+    bad[index] = value
+    zeroed[index[:-1]] = 0
+    return bad, zeroed
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_at_a_masked_key_is_accepted_and_acts_as_zero(rng, dtype, value):
+    q = rng.standard_normal((2, 3, 4)).astype(dtype)                      # (B, Lq, E)
+    k = rng.standard_normal((2, 5, 4)).astype(dtype)                      # (B, Lk, E)
+    v = rng.standard_normal((2, 5, 6)).astype(dtype)                      # (B, Lk, Ev)
+    mask = np.ones((2, 1, 5), dtype=bool)                                 # key padding
+    mask[0, :, 3] = False
+    k_bad, k_zero = _poison(k, (0, 3, 1), value)
+    v_bad, v_zero = _poison(v, (0, 3, 5), value)
+    out = A.attention(q, k_bad, v_bad, mask=mask)
+    assert out.dtype == dtype and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out, A.attention(q, k_zero, v_zero, mask=mask))
+    np.testing.assert_array_equal(A.attention_weights(q, k_bad, mask=mask),
+                                  A.attention_weights(q, k_zero, mask=mask))
+    assert_close(out, naive_attention(q, k_zero, v_zero, allowed=mask), dtype=dtype)
+
+
+@pytest.mark.parametrize("causal, lq, lk, dead", [
+    (True, 2, 5, (2, 3, 4)),                  # top-left: keys j >= Lq are seen by nobody
+    ("top-left", 3, 4, (3,)),
+])
+def test_nan_beyond_the_causal_mask_is_accepted(rng, causal, lq, lk, dead):
+    q, k, v = (rng.standard_normal((lq, 3)), rng.standard_normal((lk, 3)),
+               rng.standard_normal((lk, 2)))
+    k_bad, v_bad, k_zero, v_zero = k.copy(), v.copy(), k.copy(), v.copy()
+    for j in dead:
+        k_bad[j, 0], v_bad[j, 1] = np.nan, np.inf
+        k_zero[j], v_zero[j] = 0, 0
+    np.testing.assert_array_equal(A.attention(q, k_bad, v_bad, causal=causal),
+                                  A.attention(q, k_zero, v_zero, causal=causal))
+    with pytest.raises(ValueError, match=r"^k: .*key \d, which a query may attend"):
+        A.attention(q, k_bad, v_bad, causal="bottom-right")   # the last query sees every key
+
+
+def test_every_query_fully_masked_accepts_nan_anywhere_in_k_and_v(rng):
+    q = rng.standard_normal((3, 2))
+    k, v = np.full((4, 2), np.nan), np.full((4, 5), np.inf)
+    out = A.attention(q, k, v, mask=np.zeros((3, 4), dtype=bool))
+    np.testing.assert_array_equal(out, np.zeros((3, 5)))
+    np.testing.assert_array_equal(A.attention(np.ones((0, 2)), k, v), np.zeros((0, 5)))
+
+
+@pytest.mark.parametrize("name", ["k", "v"])
+def test_nan_at_an_attended_key_names_the_argument(rng, name):
+    q, k, v = (rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4)),
+               rng.standard_normal((2, 5, 6)))
+    mask = np.ones((2, 3, 5), dtype=bool)
+    mask[0, :, 2] = False                  # key 2 is dead in batch 0 only ...
+    mask[1, :2, 2] = False                 # ... and attended by one query in batch 1
+    args = {"k": k, "v": v}
+    bad = args[name] = args[name].copy()
+    bad[0, 2, 0] = np.nan                  # accepted: no query of batch 0 sees key 2
+    A.attention(q, args["k"], args["v"], mask=mask)
+    bad[1, 2, 0] = np.nan                  # refused: query 2 of batch 1 sees key 2
+    with pytest.raises(ValueError) as exc:
+        A.attention(q, args["k"], args["v"], mask=mask)
+    msg = str(exc.value)
+    assert msg.startswith(f"{name}: contains NaN or infinite values at key 2 of batch index (1,)")
+    assert "\n" not in msg
+
+
+def test_q_stays_checked_everywhere_even_in_a_fully_masked_row(rng):
+    q, k, v = rng.standard_normal((3, 2)), rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    q[0, 0] = np.nan
+    mask = np.ones((3, 4), dtype=bool)
+    mask[0] = False
+    with pytest.raises(ValueError, match="^q: contains NaN"):
+        A.attention(q, k, v, mask=mask)
+    with pytest.raises(ValueError, match="^q: contains NaN"):
+        A.attention_weights(q, k, mask=mask)
+
+
+def test_hard_attention_still_refuses_any_nan(rng):
+    k = rng.standard_normal((4, 2))
+    k[3, 0] = np.nan
+    with pytest.raises(ValueError, match="^k: contains NaN"):
+        A.hard_attention(rng.standard_normal((3, 2)), k, rng.standard_normal((4, 2)),
+                         mask=np.array([[True, True, True, False]]))
+
+
+@pytest.mark.parametrize("gqa", [False, True])
+def test_nan_in_masked_rows_of_x_kv_acts_as_zero(rng, gqa):
+    p = A.init_grouped_query(6, 4, 2, rng) if gqa else A.init_multi_head(6, 3, rng, d_kv=5)
+    x_q = rng.standard_normal((2, 3, 6))                                  # (B, Lq, E)
+    x_kv = rng.standard_normal((2, 4, p.d_kv))                            # (B, Lk, Ekv)
+    mask = np.ones((2, 3, 4), dtype=bool)
+    mask[1, :, 0] = False
+    bad, zero = _poison(x_kv, (1, 0, 2))
+    call = A.grouped_query_attention if gqa else A.multi_head_attention
+    np.testing.assert_array_equal(call(x_q, bad, p, mask=mask), call(x_q, zero, p, mask=mask))
+    if not gqa:
+        np.testing.assert_array_equal(A.multi_head_attention_per_head(x_q, bad, p, mask=mask),
+                                      A.multi_head_attention_per_head(x_q, zero, p, mask=mask))
+    with pytest.raises(ValueError, match=r"^x_kv: .*key 0 of batch index \(1,\)"):
+        call(x_q, bad, p)
+
+
+def test_nan_in_padded_memory_acts_as_zero(rng):
+    p = A.init_multi_head(4, 2, rng, d_kv=3)
+    x, memory = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 3))
+    real = np.ones((2, 5), dtype=bool)
+    real[0, 4] = False
+    bad, zero = _poison(memory, (0, 4, 1), np.inf)
+    np.testing.assert_array_equal(A.cross_attention(x, bad, p, memory_mask=real),
+                                  A.cross_attention(x, zero, p, memory_mask=real))
+    with pytest.raises(ValueError, match=r"^memory: .*key 4 of batch index \(0,\)"):
+        A.cross_attention(x, bad, p)
+
+
+def test_attention_backward_nan_at_a_masked_key_acts_as_zero(rng):
+    q, k, v = (rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4)),
+               rng.standard_normal((2, 5, 2)))
+    d_out = rng.standard_normal((2, 3, 2))
+    mask = np.ones((2, 1, 5), dtype=bool)
+    mask[1, :, 4] = False
+    k_bad, k_zero = _poison(k, (1, 4, 0))
+    v_bad, v_zero = _poison(v, (1, 4, 1), np.inf)
+    got = G.attention_backward(q, k_bad, v_bad, d_out, mask=mask)
+    expected = G.attention_backward(q, k_zero, v_zero, d_out, mask=mask)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(got[1][1, 4] == 0) and np.all(got[2][1, 4] == 0)
+    with pytest.raises(ValueError, match=r"^k: .*key 4 of batch index \(1,\)"):
+        G.attention_backward(q, k_bad, v, d_out)

@@ -106,6 +106,63 @@ def test_check_instance_names_argument_and_types():
         C.check_instance(3, "cache", C.KVCache)
 
 
+# --------------------------------------------------------------------------- attended keys
+
+@pytest.mark.parametrize("mask, causal, lq, lk, expected", [
+    (None, False, 3, 4, None),
+    (None, True, 2, 4, [True, True, False, False]),          # top-left: j <= Lq - 1
+    (None, "bottom-right", 2, 4, None),                        # the last query sees all
+    (None, True, 4, 2, None),
+    (None, False, 0, 3, [False, False, False]),                # no query at all
+    (np.array([[True, False, False], [False, False, False]]), False, 2, 3,
+     [True, False, False]),                                    # one query is enough
+    (np.array([[False, True, True]]), True, 2, 3, [False, True, False]),
+    (np.array(False), False, 2, 3, [False, False, False]),
+])
+def test_attended_keys(mask, causal, lq, lk, expected):
+    got = C.attended_keys(mask, causal, (), lq, lk)
+    if expected is None:
+        assert got is None
+    else:
+        np.testing.assert_array_equal(np.broadcast_to(got, (lk,)), expected)
+
+
+def test_attended_keys_per_batch_from_the_mask_as_given():
+    mask = np.ones((2, 1, 3, 4), dtype=bool)                   # (B, 1, Lq, Lk), heads broadcast
+    mask[1, ..., 2] = False
+    got = C.attended_keys(mask, False, (2, 5), 3, 4)
+    assert got.shape == (2, 1, 4)                              # not broadcast over the heads
+    np.testing.assert_array_equal(np.broadcast_to(got, (2, 5, 4))[:, 0],
+                                  [[True] * 4, [True, True, False, True]])
+    with pytest.raises(ValueError, match="mask"):
+        C.attended_keys(np.ones((3, 3), dtype=bool), False, (2,), 3, 4)
+
+
+def test_check_finite_where_attended_keeps_finite_arrays_and_zeroes_dead_keys():
+    k = np.arange(12.0).reshape(4, 3)
+    (same,) = C.check_finite_where_attended([("k", k)], None, False, (), 2)
+    assert same is k                                           # no copy when finite
+    mask = np.array([[True, True, False, True]])               # key 2 is dead
+    bad = k.copy()
+    bad[2, 1] = np.nan
+    (fixed,) = C.check_finite_where_attended([("k", bad)], mask, False, (), 2)
+    np.testing.assert_array_equal(fixed, np.where(np.arange(4)[:, None] == 2, 0.0, k))
+    assert fixed.dtype == k.dtype
+    bad[1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^k: contains NaN or infinite values at key 1, "
+                                         r"which a query may attend"):
+        C.check_finite_where_attended([("k", bad)], mask, False, (), 2)
+
+
+def test_check_qkv_leaves_key_finiteness_to_the_caller_only_when_asked():
+    q, k = np.ones((2, 3)), np.full((4, 3), np.nan)
+    with pytest.raises(ValueError, match="^k: contains NaN"):
+        C.check_qkv(q, k)
+    assert C.check_qkv(q, k, finite_kv=False)[1] is k
+    with pytest.raises(ValueError, match="^q: contains NaN"):
+        C.check_qkv(np.full((2, 3), np.nan), k, finite_kv=False)
+
+
 # --------------------------------------------------------------------------- no private reach
 
 def _private_reaches(path: pathlib.Path) -> list[str]:

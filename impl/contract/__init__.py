@@ -8,8 +8,8 @@ adapters share:
   (``MultiHeadParams``, ``GroupedQueryParams``, ``KVCache``, ``FFNParams``,
   ``EncoderParams``, ...), each validating itself;
 * :mod:`.validate` -- the validators of the arguments (arrays, masks, causal
-  alignment, scale, bias, Performer feature arguments), with the errors the
-  contract specifies;
+  alignment, scale, bias, the NaN-poisoning rule for keys no query attends,
+  Performer feature arguments), with the errors the contract specifies;
 * :mod:`.callables` -- the callable names of a subject and their signatures
   (``CALLABLES``, ``ALIASES``);
 * :mod:`.conventions` -- the options a subject declares (conventions,

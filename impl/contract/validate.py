@@ -3,7 +3,8 @@
 The contract (DESIGN.md, "Contract"): bad input gets a clear ``ValueError`` or
 ``TypeError`` that names the argument, the expected and the actual shape or
 dtype. Nothing is broadcast silently across sequence or head dimensions, and
-non-finite input is refused.
+non-finite input is refused -- except, in attention, at keys that no query may
+attend (see :func:`check_finite_where_attended`).
 
 The reference (:mod:`transformer_theory.impl`), the numba path
 (:mod:`transformer_theory.impl.fast`) and the gradients call these functions,
@@ -16,7 +17,8 @@ This module knows nothing of the parameter types; the checks that need them
 :mod:`.params`.
 
 Sections: arrays and scalars; attention arguments (masks, causal alignment,
-scale, bias); feed-forward activations; Performer feature maps.
+scale, bias, non-finite keys); feed-forward activations; Performer feature
+maps.
 
 References
 ----------
@@ -57,6 +59,8 @@ __all__ = [
     "check_bias",
     "check_qkv",
     "allowed_keys",
+    "attended_keys",
+    "check_finite_where_attended",
     "check_projection_inputs",
     "check_memory_mask",
     # feed-forward
@@ -503,7 +507,7 @@ def check_bias(bias, target_shape: tuple) -> np.ndarray | None:
     return b
 
 
-def check_qkv(q, k, v=None):
+def check_qkv(q, k, v=None, *, finite_kv: bool = True):
     """Validate queries, keys (and values) of scaled dot-product attention.
 
     Parameters
@@ -513,16 +517,20 @@ def check_qkv(q, k, v=None):
     k : array_like, (..., Lk, E)
         Leading dims equal to those of ``q``.
     v : array_like, (..., Lk, Ev), optional
+    finite_kv : bool
+        Refuse non-finite ``k`` and ``v`` everywhere. Attention-like callables
+        pass False and call :func:`check_finite_where_attended` once the mask
+        is known.
 
     Returns
     -------
     q, k, v : np.ndarray (v is None if not given)
     """
     q = as_float_array(q, "q", ndim_min=2)
-    k = as_float_array(k, "k", ndim_min=2)
+    k = as_float_array(k, "k", ndim_min=2, finite=finite_kv)
     named = [("q", q), ("k", k)]
     if v is not None:
-        v = as_float_array(v, "v", ndim_min=2)
+        v = as_float_array(v, "v", ndim_min=2, finite=finite_kv)
         named.append(("v", v))
     check_batch_dims(named, n_trailing=2)
     check_same_dim(q, "q", k, "k", -1, "embedding dim E")
@@ -560,7 +568,98 @@ def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | No
     return allowed
 
 
-def check_projection_inputs(x_q, x_kv, params):
+def attended_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
+    """Which keys some query may attend: the columns of :func:`allowed_keys` with a True.
+
+    A key column that only some queries may attend is attended; a query whose
+    every key is masked attends none. Computed from the mask as given (not
+    broadcast over the batch), so a shared ``(Lq, Lk)`` mask costs ``Lq Lk``.
+
+    Parameters
+    ----------
+    mask, causal, lead, lq, lk
+        As in :func:`allowed_keys`.
+
+    Returns
+    -------
+    np.ndarray of bool, broadcastable to (..., Lk), or None
+        None when every key is attended (the common case).
+    """
+    align = causal_alignment(causal)
+    if mask is not None:
+        as_bool_mask(mask, "mask", tuple(lead) + (lq, lk))             # validates only
+    if lq == 0:
+        return np.zeros(lk, dtype=bool)                                 # (Lk,) no query at all
+    if mask is None:
+        if align is None:
+            return None
+        offset = 0 if align == "top-left" else lk - lq
+        attended = np.arange(lk) <= lq - 1 + offset                    # (Lk,) the last query's keys
+    else:
+        own = np.asarray(mask)
+        own = own.reshape((1,) * (len(lead) + 2 - own.ndim) + own.shape)   # (..., Lq|1, Lk|1)
+        if align is not None:
+            own = own & causal_triangle(lq, lk, align)                  # (..., Lq, Lk)
+        attended = np.any(own, axis=-2)                                 # (..., Lk|1)
+    return None if np.all(attended) else attended
+
+
+def check_finite_where_attended(arrays: Sequence[tuple[str, np.ndarray]], mask, causal,
+                                lead: tuple, lq: int) -> list[np.ndarray]:
+    """Refuse NaN/inf at keys a query may attend; zero the keys no query may attend.
+
+    The NaN-poisoning rule of the contract (issue 14): keys and values (or the
+    key/value input ``x_kv``, ``memory``) may hold non-finite values only at
+    key positions that no query may attend (:func:`attended_keys`, given
+    ``mask``, ``causal`` and the queries). Such a key must not reach any
+    output, which must be exactly the output with that key set to 0: the
+    arrays are returned with every non-finite key row replaced by zeros, so
+    that no ``0 * NaN`` or ``NaN - NaN`` can enter a masked score or a
+    weighted sum of values.
+
+    Parameters
+    ----------
+    arrays : sequence of (name, np.ndarray)
+        Each array ``(..., Lk, D)``: row ``j`` is key position ``j``.
+    mask, causal
+        As in :func:`allowed_keys` (already validated by the caller).
+    lead : tuple
+        The leading (batch/head) dims.
+    lq : int
+        The number of queries.
+
+    Returns
+    -------
+    list of np.ndarray
+        The arrays, unchanged (not copied) when finite.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, the key position and its batch index.
+    """
+    out = []
+    attended = None
+    for name, arr in arrays:
+        if np.all(np.isfinite(arr)):                                    # the common case
+            out.append(arr)
+            continue
+        if attended is None:
+            attended = attended_keys(mask, causal, lead, lq, arr.shape[-2])
+            attended = True if attended is None else attended          # None: every key
+        finite_keys = np.all(np.isfinite(arr), axis=-1)                 # (..., Lk)
+        poisoned = ~finite_keys & attended                              # (..., Lk)
+        if np.any(poisoned):
+            *batch, key = (int(i) for i in np.argwhere(poisoned)[0])
+            where = f"key {key}" + (f" of batch index {tuple(batch)}" if batch else "")
+            raise ValueError(
+                f"{name}: contains NaN or infinite values at {where}, which a query may "
+                f"attend (only keys that no query may attend may be non-finite)")
+        out.append(np.where(finite_keys[..., None], arr, arr.dtype.type(0)))   # (..., Lk, D)
+    return out
+
+
+def check_projection_inputs(x_q, x_kv, params, *, finite_kv: bool = True):
     """Validate the inputs of multi-head or grouped-query attention against ``params``.
 
     Parameters
@@ -571,13 +670,16 @@ def check_projection_inputs(x_q, x_kv, params):
         Leading dims equal to those of ``x_q``; ``Ekv = params.d_kv``.
     params : MultiHeadParams or GroupedQueryParams
         Already type-checked.
+    finite_kv : bool
+        Refuse non-finite ``x_kv`` everywhere; attention-like callables pass
+        False and call :func:`check_finite_where_attended`.
 
     Returns
     -------
     x_q, x_kv : np.ndarray
     """
     x_q = as_float_array(x_q, "x_q", ndim_min=2)
-    x_kv = as_float_array(x_kv, "x_kv", ndim_min=2)
+    x_kv = as_float_array(x_kv, "x_kv", ndim_min=2, finite=finite_kv)
     check_batch_dims([("x_q", x_q), ("x_kv", x_kv)], n_trailing=2)
     if x_q.shape[-1] != params.d_model:
         raise ValueError(

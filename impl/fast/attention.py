@@ -6,8 +6,10 @@ the same signatures, the same validation (the validators of
 so bad input raises exactly the reference's error before any compiled code is
 entered) and the same semantics: boolean masks (True = may attend),
 ``causal=True`` (top-left) and ``causal="bottom-right"``, an explicit
-``scale``, an additive ``bias``, fully masked rows -> zeros, float32 and
-float64 (outputs keep the input dtype).
+``scale``, an additive ``bias``, fully masked rows -> zeros, non-finite keys
+allowed only where no query may attend (they are zeroed before the kernel,
+which multiplies whole key blocks), float32 and float64 (outputs keep the
+input dtype).
 
 The kernel (FlashAttention)
 ---------------------------
@@ -73,6 +75,7 @@ from ..contract.validate import (
     causal_alignment,
     check_batch_dims,
     check_bias,
+    check_finite_where_attended,
     check_memory_mask,
     check_projection_inputs,
     check_qkv,
@@ -488,7 +491,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     q : array_like, (..., Lq, E)
     k : array_like, (..., Lk, E)
     v : array_like, (..., Lk, Ev)
-        Leading dims of ``q``, ``k``, ``v`` must be equal.
+        Leading dims of ``q``, ``k``, ``v`` must be equal. ``k`` and ``v``
+        may hold NaN/inf only at keys no query may attend (zeroed here).
     mask : array_like of bool, optional
         Broadcastable to ``(..., Lq, Lk)``; True = may attend.
     causal : {False, True, "top-left", "bottom-right"}
@@ -510,15 +514,18 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     2022, FlashAttention, Algorithm 1; seed 004
     (shared/seeds/004_d5b314f5ea1e15da.txt).
     """
-    q_arr, k_arr, v_arr = check_qkv(q, k, v)
+    q_arr, k_arr, v_arr = check_qkv(q, k, v, finite_kv=False)
     lead, lq, lk = q_arr.shape[:-2], q_arr.shape[-2], k_arr.shape[-2]
     scale_value = resolve_scale(scale, q_arr.shape[-1])
     align = causal_alignment(causal)
     mask_arr = None if mask is None else as_bool_mask(mask, "mask", lead + (lq, lk))
     bias_arr = check_bias(bias, lead + (lq, lk))
+    k_arr, v_arr = check_finite_where_attended([("k", k_arr), ("v", v_arr)], mask, causal,
+                                               lead, lq)
     dtype = common_float_dtype(*(a for a in (q_arr, k_arr, v_arr, bias_arr) if a is not None))
     if _scores_may_overflow(q_arr, k_arr, scale_value, bias_arr, dtype):
-        return reference.attention(q, k, v, mask=mask, causal=causal, scale=scale, bias=bias)
+        return reference.attention(q_arr, k_arr, v_arr, mask=mask, causal=causal, scale=scale,
+                                   bias=bias)
     n, e, ev = math.prod(lead), q_arr.shape[-1], v_arr.shape[-1]
     q3 = as_kernel_array(q_arr.reshape((n, lq, e)), dtype)        # (N, Lq, E)
     k3 = as_kernel_array(k_arr.reshape((n, lk, e)), dtype)        # (N, Lk, E)
@@ -582,12 +589,13 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback):
     Validation is the reference's, in the reference's order; ``fallback()``
     computes the reference result when the logits could overflow.
     """
-    x_q, x_kv = check_projection_inputs(x_q, x_kv, params)
+    x_q, x_kv = check_projection_inputs(x_q, x_kv, params, finite_kv=False)
     lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
     align = causal_alignment(causal)
     mask_arr = None if mask is None else as_bool_mask(mask, "mask", lead + (lq, lk))
     n_heads, n_kv = params.n_heads, params.n_kv_heads
     bias_arr = check_bias(bias, lead + (n_heads, lq, lk))
+    (x_kv,) = check_finite_where_attended([("x_kv", x_kv)], mask, causal, lead, lq)  # (..., Lk, Ekv)
     extra = [] if bias_arr is None else [bias_arr]
     dtype = common_float_dtype(x_q, x_kv, *params.arrays(), *extra)
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
@@ -723,12 +731,14 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     """
     check_attention_params(params)
     x_arr = as_float_array(x, "x", ndim_min=2)
-    mem_arr = as_float_array(memory, "memory", ndim_min=2)
+    mem_arr = as_float_array(memory, "memory", ndim_min=2, finite=False)
     check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
     mask = check_memory_mask(memory_mask, x_arr, mem_arr)
+    (mem_arr,) = check_finite_where_attended([("memory", mem_arr)], mask, False,
+                                             x_arr.shape[:-2], x_arr.shape[-2])  # (..., Lk, Ekv)
     return _attend_projected(
         x_arr, mem_arr, params, mask, False, None,
-        lambda: reference.cross_attention(x, memory, params, memory_mask=memory_mask))
+        lambda: reference.cross_attention(x_arr, mem_arr, params, memory_mask=memory_mask))
 
 
 # ---------------------------------------------------------------------------
