@@ -28,10 +28,15 @@ from transformer_theory.theory.report.math import code_fallback, converts, to_ma
 from transformer_theory.theory.report.progress import make_progress
 from transformer_theory.theory.runner import Result
 
-#: Every kind, statistics, a proof with derivation steps, report figures of two topics.
+#: Every kind, statistics, a proof with derivation steps, claim figures of three topics.
 SUBSET = ("attention.temperature_limit,attention.unit_logit_variance,"
-          "masking.post_softmax_unrenormalized,positional.sinusoidal_dot_product_relative,"
+          "masking.causal_future_invariance,masking.post_softmax_unrenormalized,"
+          "positional.sinusoidal_dot_product_relative,"
           "counting.seed003_parameters,proof.softmax.shift_invariance")
+
+#: The claims of SUBSET whose evidence carries a figure.
+FIGURE_CLAIMS = ("attention.temperature_limit", "masking.causal_future_invariance",
+                 "positional.sinusoidal_dot_product_relative")
 
 #: Quick claims for the determinism (a statistical one) and exit-status runs.
 QUICK = "attention.unit_logit_variance,masking.post_softmax_unrenormalized"
@@ -94,15 +99,41 @@ def test_figures_are_embedded_inline(report):
     root = parse_xhtml((report.out_dir / "index.html").read_text(encoding="utf-8"))
     figures = [el for el in root.iter() if _local(el.tag) == "figure"]
     ids = {f.get("id") for f in figures}
-    assert {"fig-softmax-temperature", "fig-sinusoidal", "fig-seed003-patterns",
-            "fig-attention-masks"} <= ids
+    assert {f"fig-claim-{cid}" for cid in FIGURE_CLAIMS} <= ids
     for f in figures:
         assert any(_local(c.tag) == "svg" for c in f), f.get("id")
-    # the temperature figure sits in its claim's section
-    art = next(a for a in root.iter() if a.get("id") == "attention.temperature_limit")
-    assert any(el.get("id") == "fig-softmax-temperature" for el in art.iter())
+    # each figure sits in its claim's section, drawn from that claim's evidence
+    for cid in FIGURE_CLAIMS:
+        art = next(a for a in root.iter() if a.get("id") == cid)
+        assert any(el.get("id") == f"fig-claim-{cid}" for el in art.iter()), cid
     shown = [f for f in report.doc["figures"] if f["status"] == "shown"]
     assert len(shown) == len(figures)
+    assert {f["origin"] for f in shown} == {f"claim:{cid}/reference" for cid in FIGURE_CLAIMS}
+
+
+def test_element_ids_are_unique(report):
+    """Every id of the page once (the figures' SVG ids are prefixed per figure), and every
+    internal reference -- url(#...), href="#...", xlink:href="#..." -- has its target."""
+    text = (report.out_dir / "index.html").read_text(encoding="utf-8")
+    root = parse_xhtml(text)
+    ids = [el.get("id") for el in root.iter() if el.get("id") is not None]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    assert repeated == [], f"ids used more than once: {repeated[:10]}"
+    assert sum(1 for el in root.iter() if _local(el.tag) == "svg") >= len(FIGURE_CLAIMS)
+    refs = re.findall(r"url\(#([^)]+)\)", text) + re.findall(r'href="#([^"]+)"', text)
+    assert refs and set(refs) <= set(ids), sorted(set(refs) - set(ids))[:10]
+
+
+def test_svg_ids_prefixed_with_their_references():
+    svg = ('<svg><defs><path id="m1" d=""/><clipPath id="p2"/></defs>'
+           '<g id="figure_1"><use xlink:href="#m1"/><g clip-path="url(#p2)"/>'
+           '<a href="#m1"/><a href="#elsewhere"/><image id="im"/><image id="im"/></g></svg>')
+    out = F.prefix_ids(svg, F.id_prefix("claim-a.b"))
+    assert 'id="claim-a-b--m1"' in out and 'id="claim-a-b--figure_1"' in out
+    assert 'xlink:href="#claim-a-b--m1"' in out and 'href="#claim-a-b--m1"' in out
+    assert "url(#claim-a-b--p2)" in out
+    assert 'href="#elsewhere"' in out  # not an id of this SVG: left alone
+    assert 'id="claim-a-b--im"' in out and 'id="claim-a-b--im-2"' in out
 
 
 def test_no_external_urls(report):
@@ -293,14 +324,17 @@ def test_protocol_errors_name_the_problem(bad, message):
 def test_unavailable_figures_become_notes(tmp_path):
     def broken(ctx):
         raise RuntimeError("kaput")
+
+    def missing(ctx):
+        raise F.FigureUnavailable("benchmarks/no_such_file.json does not exist")
     specs = [F.FigureSpec("x", "X", "", "attention", (), (), broken),
-             F.FigureSpec("y", "Y", "", "attention", (), (),
-                          lambda ctx: F._impl("constructions.no_such_module")),
-             F.FigureSpec("speed", "S", "", None, (), (), F.fig_speed)]
-    out = F.render_figures(specs, F.FigureContext(seed=1, root=tmp_path), [])
-    assert [f.available for f in out] == [False, False, False]
+             F.FigureSpec("y", "Y", "", "attention", (), (), missing),
+             F.FigureSpec("speed", "S", "", None, (), (), F.fig_speed),
+             F.FigureSpec("cost", "C", "", "performer", (), (), F.fig_performer_cost)]
+    out = F.render_figures(specs, F.FigureContext(root=tmp_path), [])
+    assert [f.available for f in out] == [False, False, False, False]
     assert "kaput" in out[0].note and "make bench" in out[2].note
-    assert "no_such_module" in out[1].note
+    assert "no_such_file" in out[1].note and "performer_cost" in out[3].note
 
 
 def test_speed_figure_from_benchmarks(tmp_path):
@@ -309,32 +343,79 @@ def test_speed_figure_from_benchmarks(tmp_path):
         {"name": "attention L=512", "seconds": {"reference": 0.02, "fast": 0.005}},
         {"name": "favor L=4096", "reference": 0.5, "fast": 0.1, "torch": 0.05}]}))
     spec = next(s for s in F.FIGURES if s.id == "speed")
-    out = F.render_figures([spec], F.FigureContext(seed=1, root=tmp_path), [])
+    out = F.render_figures([spec], F.FigureContext(root=tmp_path), [])
     assert out[0].available, out[0].note
     # the format of benchmarks/bench.py
     (tmp_path / "benchmarks" / "results.json").write_text(json.dumps({"attention": [
         {"dtype": dt, "causal": c, "L": n, "seconds": {"fast": n * 1e-6, "torch": n * 2e-6,
                                                        **({"reference": n * 1e-5} if n < 4096 else {})}}
         for dt in ("float32", "float64") for c in (False, True) for n in (1024, 4096)]}))
-    out = F.render_figures([spec], F.FigureContext(seed=1, root=tmp_path), [])
+    out = F.render_figures([spec], F.FigureContext(root=tmp_path), [])
     assert out[0].available, out[0].note
 
 
-def test_figures_are_deterministic():
-    spec = next(s for s in F.FIGURES if s.id == "attention-masks")
-    a = F.render_figures([spec], F.FigureContext(seed=3), [])[0].svg
-    b = F.render_figures([spec], F.FigureContext(seed=3), [])[0].svg
-    assert a == b
+def _evidence_figure(claim_id: str, seed: int = 3):
+    from transformer_theory.theory.runner import run_claim
+    from transformer_theory.theory.subjects import get_subject
+
+    result = run_claim(registry.find(claim_id)[0], get_subject("reference"), profile="ci",
+                       seed=seed)
+    assert result.status is Status.PASSED, result.detail()
+    return result.evidence
 
 
-def test_performer_monte_carlo_matches_analytic():
+def test_claim_figures_are_deterministic():
+    figures = [_evidence_figure("masking.causal_future_invariance").figure for _ in range(2)]
+    assert figures[0] == figures[1]
+    svgs = [F.protocol_figure("masking.causal_future_invariance", "reference", f,
+                              "masking").svg for f in figures]
+    assert svgs[0] is not None and svgs[0] == svgs[1]
+
+
+def test_report_figures_import_no_implementation():
+    """The report renders evidence: no module of theory/report imports impl/ (directly or
+    by an importlib string), and figures.py computes no Monte Carlo of its own."""
+    import ast
+    from pathlib import Path
+
+    from transformer_theory.theory import report as report_pkg
+
+    for path in sorted(Path(report_pkg.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value] if node.value.startswith("transformer_theory.") else []
+            else:
+                continue
+            assert not any(".impl" in n or n.startswith("impl") for n in names), \
+                f"{path.name}:{node.lineno} imports {names}"
+    source = Path(F.__file__).read_text(encoding="utf-8")
+    assert "importlib" not in source and "default_rng" not in source
+
+
+def test_lemma2_figure_shows_what_the_claim_computed():
+    """The Performer MSE figure draws the claim's own Lemma 2 (not a second formula) and the
+    Monte Carlo estimates its tests judged."""
+    from transformer_theory.theory.claims import performer as P
+
+    ev = _evidence_figure("performer.mse_lemma2")
+    panels = ev.figure["panels"]
+    assert [p["title"] for p in panels] == list(P.KINDS) * 2
     rng = np.random.default_rng(0)
-    x, y = F._pair(6, 0.4, 0.5, rng)
-    x, y = x[None], y[None]
-    for kind in ("trig", "positive", "hyperbolic", "orthogonal"):
-        mse, se = F._mc_mse(x, y, kind, 8, 4000, rng)
-        analytic = F._analytic_mse(x, y, kind, 8)
-        assert abs(mse[0] - analytic[0]) < 5 * se[0], kind
+    for p, (kind, at) in zip(panels, [(k, "t") for k in P.KINDS] + [(k, "s") for k in P.KINDS]):
+        curve, points = p["series"]
+        for x, y in zip(curve["x"][::8], curve["y"][::8]):
+            s, t = (0.5, x) if at == "t" else (x, 0.5)
+            assert y == pytest.approx(P.lemma2_mse(kind, P.pair_with(s, t, 6, rng), 8),
+                                      rel=1e-12), (kind, at, x)
+        for x, y, err in zip(points["x"], points["y"], points["yerr"]):
+            s, t = (0.5, x) if at == "t" else (x, 0.5)
+            test = ev.statistics[f"{kind}, s={s:g}, t={t:g}"]
+            assert (y, err) == pytest.approx((test["estimate"], test["halfwidth"]))
 
 
 def test_markdown_lists_every_claim_and_the_verdict():

@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated subjects (from {', '.join(sorted(SUBJECTS))}), or "
                         f"'all' for every subject installed here (default: reference)")
     p.add_argument("--no-figures", action="store_true",
-                   help="skip the report's own figures (quick runs; claim figures stay)")
+                   help="skip the benchmark figures (quick runs; claim figures stay)")
     run_options(p, "--subjects")
     p.set_defaults(func=cmd_report)
 

@@ -21,6 +21,7 @@ from ..statistics import test_mean
 from ..strategies import DTYPES, SEEDS, attention_case, logits, normal, random_mask
 from ..tolerance import tolerance
 from ._common import coarser_dtype, definition_attention
+from ._figures import floats, with_figure
 
 claims = ClaimSet("attention")
 
@@ -268,8 +269,38 @@ def temperature_limit(subject, ctx) -> Evidence:
         excess = float(np.max(np.abs(p - hard) - bound))
         return Measurement(max(excess, 0.0), tolerance("rounding", np.float64),
                            f"exceeds (n-1)exp(-beta gap) = {bound:.3g}")
-    return for_all(ctx, strategy, measure,
-                   detail="For random logits and beta in [0, 200] every entry is within the bound.")
+    evidence = for_all(ctx, strategy, measure,
+                       detail="For random logits and beta in [0, 200] every entry is within "
+                              "the bound.")
+    return with_figure(evidence, _temperature_figure, subject)
+
+
+def _temperature_figure(subject) -> dict:
+    """The subject's softmax(beta s) on eight fixed logits as beta grows, against the bound."""
+    s = np.array([0.3, 1.1, -0.4, 1.5, 0.9, -1.2, 0.2, 1.0])        # (n,) fixed logits
+    n = s.size
+    gap = float(s.max() - np.sort(s)[-2])
+    hard = (s == s.max()).astype(np.float64)                        # (n,)
+    grid = np.geomspace(0.1, 100.0, 120)                            # (B,)
+    p = np.asarray(subject.softmax(grid[:, None] * s[None, :], axis=-1), dtype=np.float64)
+    dist = np.max(np.abs(p - hard), axis=-1)                        # (B,)
+    bars = [{"x": list(range(n)), "label": f"β = {beta:g}", "style": "bars",
+             "y": floats(subject.softmax(beta * s, axis=-1))} for beta in (0.25, 1, 4, 16, 64)]
+    return {"type": "panels", "title": "Softmax temperature → hard attention",
+            "caption": "Left: the subject's softmax(βs) over eight fixed logits as β grows. "
+                       "Right: its largest distance to the hard (argmax) weights, with the "
+                       "claimed bound (n−1)e^(−β·gap).",
+            "panels": [
+                {"type": "lines", "title": "weights sharpen onto the argmax",
+                 "xlabel": "logit s_j", "ylabel": "softmax(β s)_j", "series": bars,
+                 "xticks": list(range(n)), "xticklabels": [f"{v:g}" for v in s]},
+                {"type": "lines", "title": "exponential convergence", "xscale": "log",
+                 "yscale": "log", "ylim": [1e-16, 2], "xlabel": "inverse temperature β",
+                 "ylabel": "distance to hard attention", "series": [
+                     {"x": floats(grid), "y": floats(dist),
+                      "label": "max_j |softmax(βs)_j − hard_j|"},
+                     {"x": floats(grid), "y": floats(np.minimum((n - 1) * np.exp(-grid * gap), 1)),
+                      "label": f"(n−1) e^(−β·gap), gap = {gap:.2f}", "style": "dashed"}]}]}
 
 
 @claims.claim(

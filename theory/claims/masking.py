@@ -22,6 +22,7 @@ from ..sources import DAO_2022, POPE_2023, PYTORCH_SDPA, SEED_000, SEED_004, VAS
 from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
 from ..tolerance import tolerance
 from ._common import causal_allowed, coarser_dtype
+from ._figures import matrix, with_figure
 
 claims = ClaimSet("masking")
 
@@ -55,9 +56,39 @@ def causal_future_invariance(subject, ctx) -> Evidence:
             return Measurement(0.0, tol)
         return compare(out2[..., rows, :], out[..., rows, :], tol, scale=c["v"],
                        note=f"a query row up to key {t} changed when later keys changed")
-    return for_all(ctx, strategy, measure,
-                   detail="Changing keys and values after position t leaves every output that "
-                          "may only see positions <= t unchanged.")
+    evidence = for_all(ctx, strategy, measure,
+                       detail="Changing keys and values after position t leaves every output "
+                              "that may only see positions <= t unchanged.")
+    return with_figure(evidence, _masks_figure, subject, ctx.rng("figure"))
+
+
+def _masks_figure(subject, rng: np.random.Generator) -> dict:
+    """The subject's attention weights of one example: plain, causal, causal sliding window.
+
+    With ``V = I`` the output rows are the weights, so any subject's
+    ``attention`` shows them.
+    """
+    n, e, window = 10, 8, 3
+    q = 1.5 * rng.standard_normal((n, e))                           # (L, E)
+    k = 1.5 * rng.standard_normal((n, e))                           # (L, E)
+    eye = np.eye(n)                                                 # (L, L) values
+    causal = causal_allowed(n, n)                                   # (L, L)
+    local = causal & ~np.tril(np.ones((n, n), dtype=bool), k=-window)   # last w keys
+    cases = [("plain (bidirectional)", {}, np.ones((n, n), dtype=bool)),
+             ("causal (top-left)", {"causal": True}, causal),
+             (f"sliding window w = {window}, causal", {"mask": local}, local)]
+    panels = [{"type": "heatmap", "title": title, "matrix": matrix(
+                   subject.attention(q, k, eye, **kw), allowed), "cmap": "Blues",
+               "vmin": 0.0, "vmax": 1.0, "aspect": "equal", "xlabel": "key j",
+               "ylabel": "query i", "xlabels": list(range(n)), "ylabels": list(range(n))}
+              for title, kw, allowed in cases]
+    return {"type": "panels", "title": "Attention weights: plain, causal, sliding window",
+            "panels": panels,
+            "caption": f"The subject's weights on one random example (L = {n}, E = {e}, "
+                       "values V = I). Causal attention (top-left aligned) zeroes the upper "
+                       "triangle; the causal sliding window keeps the last w = 3 keys only "
+                       "(grey: masked). Every row is a probability vector over the keys it "
+                       "may see."}
 
 
 @claims.claim(

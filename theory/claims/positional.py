@@ -30,6 +30,7 @@ from ..sources import PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
 from ..strategies import DTYPES, SEEDS, normal
 from ..tolerance import tolerance
 from ._common import causal_allowed, coarser_dtype
+from ._figures import floats, matrix, with_figure
 
 claims = ClaimSet("positional")
 
@@ -145,9 +146,39 @@ def sinusoidal_shift_matrix(subject, ctx) -> Evidence:
         tol = tolerance("ill_conditioned", coarser_dtype(pe), n=c["span"] + k)
         return compare(predicted, pe[c["verify"] + k], tol, scale=np.ones(1),
                        note=f"the map fitted for offset k={k} fails on other positions")
-    return for_all(ctx, _shift_case(), measure,
-                   detail="The linear map fitted on one set of positions predicts PE(p+k) "
-                          "from PE(p) on a disjoint set.")
+    evidence = for_all(ctx, _shift_case(), measure,
+                       detail="The linear map fitted on one set of positions predicts PE(p+k) "
+                              "from PE(p) on a disjoint set.")
+    return with_figure(evidence, _next_word_figure, subject)
+
+
+#: Seed 003's example sentence (BERT attention visualisation, "Visualizing Attention").
+SEED003_TOKENS = ("[CLS]", "went", "to", "the", "store", "[SEP]", "at", "the", "store",
+                  "bought", "fresh", "straw", "##berries", "[SEP]")
+
+
+def _next_word_figure(subject) -> dict:
+    """A head that attends to the next word, built from the subject's table with M_1.
+
+    Queries ``q_i = M_1 PE(i) = PE(i+1)``, keys ``k_j = PE(j)``: since
+    ``PE(i+1) . PE(j) = sum_w cos(w (j - i - 1))`` peaks at ``j = i + 1`` the
+    head looks one word ahead, like a backwards RNN (seed 003).
+    """
+    tokens = SEED003_TOKENS
+    n, d = len(tokens), 64
+    pe = np.asarray(subject.sinusoidal_encoding(n + 1, d), dtype=np.float64)  # (n+1, d)
+    scores = 3.0 * pe[1:] @ pe[:n].T                                # (n, n): PE(i+1).PE(j)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)                  # (n, n) softmax rows
+    return {"type": "heatmap", "title": "attend to the next word (q = M₁PE(i) = PE(i+1), "
+                                        "k = PE(j), scale 3)",
+            "matrix": matrix(weights), "xlabels": list(tokens), "ylabels": list(tokens),
+            "cmap": "Blues", "vmin": 0.0, "vmax": 1.0, "aspect": "equal",
+            "colorbar": "attention weight",
+            "caption": "Seed 003's sentence. Because PE(i+1) = M₁PE(i), a head with queries "
+                       "M₁PE(i) against keys PE(j) attends to the next word (a backwards RNN); "
+                       "it blurs a little onto the neighbours, as trained heads do. Softmax "
+                       "of the subject's encodings, d = 64."}
 
 
 @claims.claim(
@@ -170,8 +201,28 @@ def sinusoidal_dot_product_relative(subject, ctx) -> Evidence:
         tol = tolerance("reduction", coarser_dtype(pe), n=c["N"] + c["d"])
         return compare(gram, toeplitz, tol, scale=np.array([c["d"] / 2]),
                        note="PE(p)·PE(p+k) depends on p")
-    return for_all(ctx, strategy, measure,
-                   detail="PE(p)·PE(q) equals PE(0)·PE(|q-p|) for every pair of positions.")
+    evidence = for_all(ctx, strategy, measure,
+                       detail="PE(p)·PE(q) equals PE(0)·PE(|q-p|) for every pair of positions.")
+    return with_figure(evidence, _sinusoidal_figure, subject)
+
+
+def _sinusoidal_figure(subject) -> dict:
+    """The subject's table for p < 64, d = 64, and PE(p)·PE(p+k) against k at three p."""
+    d = 64
+    pe = np.asarray(subject.sinusoidal_encoding(256, d), dtype=np.float64)   # (256, d)
+    ks = np.arange(-60, 61)                                          # (K,)
+    curves = [{"x": ks.tolist(), "y": floats(pe[p + ks] @ pe[p]), "label": f"p = {p}",
+               "style": "line" if i == 0 else "dashed"} for i, p in enumerate((60, 100, 150))]
+    return {"type": "panels", "title": "The sinusoidal positional encoding",
+            "caption": "Left: PE(p) for p < 64, d = 64; low dimensions oscillate fast, high "
+                       "ones slowly. Right: PE(p)·PE(p+k) for three positions p: the curves "
+                       "coincide, so the dot product depends on the offset k only.",
+            "panels": [
+                {"type": "heatmap", "title": f"PE(p), d = {d}", "matrix": matrix(pe[:64]),
+                 "cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0,
+                 "xlabel": "dimension (sin at even, cos at odd)", "ylabel": "position p"},
+                {"type": "lines", "title": "depends on k only, symmetric, peaks at k = 0",
+                 "xlabel": "offset k", "ylabel": "PE(p) · PE(p+k)", "series": curves}]}
 
 
 @claims.claim(

@@ -144,7 +144,7 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
         The ``--claims`` glob, recorded in the results; figures are then drawn
         only for the topics of the selected claims.
     figures : bool
-        Draw the report's own figures (off only for quick checks); the figures
+        Draw the benchmark figures (off only for quick checks); the figures
         claims put in their evidence are always drawn.
     show_progress : bool
         A progress bar on standard error (rich), else ``fallback_progress``.
@@ -195,7 +195,7 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
                            if any((r.get("evidence") or {}).get("figure")
                                   for r in rec["results"].values()))
         task = bar.task("figures", len(specs) + n_claim_figs)
-        ctx = figs.FigureContext(seed=seed, doc=doc, root=root)
+        ctx = figs.FigureContext(doc=doc, root=root)
         rendered = figs.claim_figures(doc, progress=lambda _: bar.advance(task))
         rendered += figs.render_figures(specs, ctx, [c.id for c in claims],
                                         progress=lambda _: bar.advance(task),

@@ -537,7 +537,7 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
     doc : dict
         The ``results.json`` document (with ``derivations``).
     figures : sequence of RenderedFigure
-        Report and claim figures; each is placed in the section of its host
+        Claim and benchmark figures; each is placed in the section of its host
         claim, else at the head of its topic, else in "Other figures".
     derivation_exprs : dict, optional
         Proof id -> sympy relationals of its steps and result, for the MathML
@@ -564,8 +564,6 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
     by_topic: dict[str, list[RenderedFigure]] = {}
     other: list[RenderedFigure] = []
     for f in figures:
-        if f.in_claim:
-            continue  # the claim's own figure is shown in its section
         if f.host in claim_ids:
             by_host.setdefault(f.host, []).append(f)
         elif f.topic in topic_names:

@@ -29,7 +29,7 @@ keep working.
                                             "figure" (+)} | null}}}
       ],
       "derivations": {proof id: Derivation.to_dict()},                (+)
-      "figures": [{"id", "title", "topic", "host", "status": "shown"|"skipped"|"in_claim",
+      "figures": [{"id", "title", "topic", "host", "status": "shown"|"skipped",
                    "note", "origin"}],                                (+)
       "wall_seconds": float
     }

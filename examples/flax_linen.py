@@ -1,0 +1,28 @@
+"""Flax linen: ``flax.linen.dot_product_attention`` and ``flax.linen.LayerNorm`` (JAX on CPU).
+
+Recipes:
+
+  transformer-theory check flax.linen:dot_product_attention --as attention \
+      --option tensors=jax --option 'layout=(B, L, H, E)' --option scale=none \
+      --option fully_masked_row=uniform --option dtypes=float32 --option value_dim=equal
+  transformer-theory check flax_linen:layer_norm --as layer_norm --option tensors=jax \
+      --option dtypes=float32
+
+Conventions declared, from flax/linen/attention.py (``dot_product_attention`` docstring):
+"query: queries for calculating attention with shape of ``[batch..., q_length, num_heads,
+qk_depth_per_head]``" (layout); the query is always divided by ``sqrt(depth)`` and there is no
+scale argument (scale=none); masked logits get ``jnp.finfo(dtype).min`` ("big_neg"), so a fully
+masked row averages every value (fully_masked_row=uniform); there is no causal argument (causal
+masks are built with ``flax.linen.make_causal_mask``). JAX runs in float32 unless jax_enable_x64
+is set, so float64 inputs are refused (dtypes=float32).
+LayerNorm is a module: ``layer_norm`` builds one per call with the contract's eps and applies it
+to the given gamma/beta ("scale"/"bias" parameters). Flax's default ``use_fast_variance=True``
+computes var = E[x^2] - E[x]^2 (``_compute_stats``), which is kept: it is what users get.
+"""
+import flax.linen as nn
+
+
+def layer_norm(x, gamma=None, beta=None, *, eps=1e-5):
+    ln = nn.LayerNorm(epsilon=eps, use_scale=gamma is not None, use_bias=beta is not None)
+    params = {k: p for k, p in (("scale", gamma), ("bias", beta)) if p is not None}
+    return ln.apply({"params": params}, x)
