@@ -265,6 +265,45 @@ def test_cli_usage_errors(tmp_path):
         assert exc.value.code == 2
 
 
+def test_cli_unwritable_out_is_one_line_and_exit_2(tmp_path, capsys):
+    """An output directory that cannot be made or written: one line, exit 2, before any
+    claim runs (no traceback)."""
+    (tmp_path / "a_file").write_text("")
+    for out in ("/proc/x", str(tmp_path / "a_file"), str(tmp_path / "a_file" / "sub")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["report", "--out", out, "-q", "--claims", QUICKER])
+        assert exc.value.code == 2, out
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        lines = captured.err.splitlines()
+        assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+        assert lines[0].startswith(f"transformer-theory: error: --out {out}: "), lines[0]
+
+
+def test_cli_bad_arguments_are_one_line(tmp_path, capsys):
+    """argparse's own errors of ``report`` (missing --out, a bad value) are one line too."""
+    for argv in ([], ["--out", str(tmp_path), "--seed", "abc"],
+                 ["--out", str(tmp_path), "--profile", "nope"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["report", *argv])
+        assert exc.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "usage:" not in err, err
+        assert err.startswith("transformer-theory report: error: "), err
+
+
+def test_cli_unwritable_out_as_a_process():
+    """The installed command itself (not only main()) prints no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "transformer_theory.theory.cli", "report",
+                           "--out", "/proc/x", "-q"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
 # --- pieces -----------------------------------------------------------------------
 def test_mathml_conversion():
     m = to_mathml(r"\frac{a}{b}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import importlib
 import json
 import sys
@@ -36,6 +37,11 @@ COMMAND_MODULES: tuple[str, ...] = ("turing", "dyck", "check")
 
 class UsageError(Exception):
     """A bad option value: reported on stderr with exit status 2."""
+
+
+def _one_line_error(parser: argparse.ArgumentParser, message: str):
+    """argparse's error as one line on standard error, exit status 2 (no usage block)."""
+    parser.exit(2, f"{parser.prog}: error: {message} (see '{parser.prog} --help')\n")
 
 
 def _progress(stream, enabled: bool):
@@ -195,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the benchmark figures (quick runs; claim figures stay)")
     run_options(p, "--subjects")
     p.set_defaults(func=cmd_report)
+    p.error = functools.partial(_one_line_error, p)  # every report error is one line
 
     p = sub.add_parser("proofs", help="print the sympy derivations")
     fmt = p.add_mutually_exclusive_group()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,8 @@ from ..subject import Subject
 from ..subjects import SUBJECTS, get_subject
 from .progress import make_progress
 
-__all__ = ["ReportOutput", "build_report", "resolve_subjects", "run_report"]
+__all__ = ["ReportOutput", "build_report", "resolve_subjects", "run_report",
+           "writable_directory"]
 
 #: ``--subjects`` value meaning every subject that can be built here.
 ALL_SUBJECTS = "all"
@@ -217,12 +219,31 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
     return ReportOutput(out, doc, [html_path, json_path, md_path], html_bytes)
 
 
+def writable_directory(path: str | Path) -> Path:
+    """``path`` as a directory the report can write to, created if missing.
+
+    Checked before the claims run, so that a bad ``--out`` is reported at once.
+
+    Raises
+    ------
+    OSError
+        If the directory cannot be created (``/proc/x``, a path below a file)
+        or a file cannot be written in it.
+    """
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out):
+        pass
+    return out
+
+
 def run_report(args, *, usage_error, progress) -> int:
     """``transformer-theory report``: run the claims and write the report.
 
     ``args`` has ``out``, ``subjects`` (comma-separated or ``all``), ``claims``,
     ``profile``, ``seed``, ``quiet`` and optionally ``no_figures``;
-    ``usage_error`` is the exception class for bad options; ``progress(stream,
+    ``usage_error`` is the exception class for bad options and for an output
+    directory that cannot be written (one line, exit status 2); ``progress(stream,
     enabled)`` makes the CLI's per-claim printer, used when rich is missing.
     """
     from .markdown import closing_note
@@ -235,13 +256,22 @@ def run_report(args, *, usage_error, progress) -> int:
     claims = select(registry.all_claims(), args.claims)
     if args.claims and not claims:
         raise usage_error(f"--claims: no claim id matches {args.claims!r}")
+    try:
+        writable_directory(args.out)
+    except OSError as exc:
+        raise usage_error(f"--out {args.out}: cannot write the report there "
+                          f"({exc.strerror or exc})") from None
     show = sys.stderr.isatty() and not args.quiet
     fallback = progress(sys.stderr, show) if show else None
-    result = build_report(args.out, claims=claims, subjects=subjects, profile=profile,
-                          seed=args.seed, claims_pattern=args.claims or None,
-                          subjects_unavailable=unavailable,
-                          figures=not getattr(args, "no_figures", False),
-                          show_progress=show, fallback_progress=fallback)
+    try:
+        result = build_report(args.out, claims=claims, subjects=subjects, profile=profile,
+                              seed=args.seed, claims_pattern=args.claims or None,
+                              subjects_unavailable=unavailable,
+                              figures=not getattr(args, "no_figures", False),
+                              show_progress=show, fallback_progress=fallback)
+    except OSError as exc:  # the directory became unwritable, the disk is full, ...
+        raise usage_error(f"--out {args.out}: writing the report failed "
+                          f"({exc.strerror or exc})") from None
     for p in result.paths:
         print(p)
     print(closing_note(result.doc, html_bytes=result.html_bytes))
