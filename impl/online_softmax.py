@@ -60,7 +60,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .attention import causal_mask, sliding_window_mask
+from .attention import causal_mask
 from .contract.validate import (
     as_bool_mask,
     as_float_array,
@@ -91,22 +91,7 @@ __all__ = [
     "banded_block_layout",
     "block_sparse_mask",
     "block_sparse_attention",
-    "MUTATIONS",
 ]
-
-#: Construction hooks for the test suite's mutants (deliberate bugs), by function.
-MUTATIONS = {
-    "merge": ("no_rescale", "unguarded", "left_biased"),
-    "flash_attention": ("full_scores",),
-    "flash_io_count": ("kv_blocks_fill_sram",),
-    "sparse": ("dense_then_mask",),
-}
-
-
-def _check_mutation(mutation, function: str):
-    if mutation is not None and mutation not in MUTATIONS[function]:
-        raise ValueError(f"_mutation: expected None or one of {MUTATIONS[function]}, "
-                         f"got {mutation!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -209,17 +194,13 @@ def _check_state(state, name: str) -> OnlineState:
     return state
 
 
-def merge(a: OnlineState, b: OnlineState, *, _mutation: str | None = None) -> OnlineState:
+def merge(a: OnlineState, b: OnlineState) -> OnlineState:
     """The state of the union of two disjoint blocks of keys.
 
     Parameters
     ----------
     a, b : OnlineState
         Same shapes.
-    _mutation : {None, "no_rescale", "unguarded", "left_biased"}
-        Test hooks: add ``l`` and ``o`` without rescaling; rescale without the
-        guard for two empty states (``exp(-inf - -inf) = NaN``); rescale to
-        ``a``'s maximum instead of the common one.
 
     Returns
     -------
@@ -230,24 +211,15 @@ def merge(a: OnlineState, b: OnlineState, *, _mutation: str | None = None) -> On
     Milakov & Gimelshein 2018, §3 (the merge of (m, d) pairs); Dao et al.
     2022, Algorithm 1, lines 11-12.
     """
-    _check_mutation(_mutation, "merge")
     a, b = _check_state(a, "a"), _check_state(b, "b")
     if a.o.shape != b.o.shape or a.m.shape != b.m.shape:
         raise ValueError(f"b: expected a state of the same shape as a ({a.o.shape}), "
                          f"got {b.o.shape}")
-    if _mutation == "no_rescale":
-        return OnlineState(np.maximum(a.m, b.m), a.l + b.l, a.o + b.o)
-    if _mutation == "left_biased":
-        m = a.m
-    else:
-        m = np.maximum(a.m, b.m)                                           # (..., Lq)
-    if _mutation == "unguarded":
-        alpha, beta = np.exp(a.m - m), np.exp(b.m - m)
-    else:
-        empty = np.isneginf(m)                                             # both blocks empty
-        m_safe = np.where(empty, 0, m)
-        alpha = np.where(empty, 0, np.exp(a.m - m_safe))                   # e^{m_a - m} in [0, 1]
-        beta = np.where(empty, 0, np.exp(b.m - m_safe))
+    m = np.maximum(a.m, b.m)                                               # (..., Lq)
+    empty = np.isneginf(m)                                                 # both blocks empty
+    m_safe = np.where(empty, 0, m)
+    alpha = np.where(empty, 0, np.exp(a.m - m_safe))                       # e^{m_a - m} in [0, 1]
+    beta = np.where(empty, 0, np.exp(b.m - m_safe))
     return OnlineState(m, alpha * a.l + beta * b.l,
                        alpha[..., None] * a.o + beta[..., None] * b.o)
 
@@ -285,8 +257,7 @@ def _allowed(mask, causal, lead, lq, lk):
 
 
 def blockwise_attention(q, k, v, *, boundaries: Sequence[int] = (), order=None, mask=None,
-                        causal=False, scale: float | None = None,
-                        _mutation: str | None = None) -> np.ndarray:
+                        causal=False, scale: float | None = None) -> np.ndarray:
     """Attention with the keys split at ``boundaries`` and the block states merged in ``order``.
 
     Parameters
@@ -299,8 +270,6 @@ def blockwise_attention(q, k, v, *, boundaries: Sequence[int] = (), order=None, 
         A permutation of the blocks: they are merged left to right in this order.
     mask, causal, scale
         As in ``attention``.
-    _mutation : optional
-        Passed to :func:`merge` (test hook).
 
     Returns
     -------
@@ -319,7 +288,7 @@ def blockwise_attention(q, k, v, *, boundaries: Sequence[int] = (), order=None, 
         sl = blocks[i]
         sub = None if allowed is None else np.broadcast_to(allowed, (*lead, lq, lk))[..., sl]
         state = merge(state, block_state(q, k[..., sl, :], v[..., sl, :], scale=scale,
-                                         allowed=sub), _mutation=_mutation)
+                                         allowed=sub))
     return finalize(state)
 
 
@@ -343,8 +312,8 @@ class MemoryTracker:
 
 
 def flash_attention(q, k, v, *, block_q: int = 16, block_k: int = 16, mask=None, causal=False,
-                    scale: float | None = None, tracker: MemoryTracker | None = None,
-                    _mutation: str | None = None) -> np.ndarray:
+                    scale: float | None = None,
+                    tracker: MemoryTracker | None = None) -> np.ndarray:
     """Exact attention tiled into ``block_q x block_k`` score blocks (FlashAttention).
 
     For each block of queries the keys are visited block by block and merged
@@ -359,8 +328,6 @@ def flash_attention(q, k, v, *, block_q: int = 16, block_k: int = 16, mask=None,
         Tile sizes.
     tracker : MemoryTracker, optional
         Receives every temporary (scores, exponentials, ``P V``, running state).
-    _mutation : {None, "full_scores"}
-        Test hook: materialise the full ``Lq x Lk`` score matrix first.
 
     Returns
     -------
@@ -371,7 +338,6 @@ def flash_attention(q, k, v, *, block_q: int = 16, block_k: int = 16, mask=None,
     Dao et al. 2022, NeurIPS, §3.1, Algorithm 1 (here the query blocks are the
     outer loop, as in FlashAttention-2; the merge is the same).
     """
-    _check_mutation(_mutation, "flash_attention")
     q, k, v = _validate_qkv(q, k, v)
     block_q = check_positive_int(block_q, "block_q")
     block_k = check_positive_int(block_k, "block_k")
@@ -380,20 +346,12 @@ def flash_attention(q, k, v, *, block_q: int = 16, block_k: int = 16, mask=None,
     allowed = _allowed(mask, causal, lead, lq, lk)
     if allowed is not None:
         allowed = np.broadcast_to(allowed, (*lead, lq, lk))
-    full = None
-    if _mutation == "full_scores":
-        full = scale * (q @ np.swapaxes(k, -1, -2))                        # (..., Lq, Lk): the bug
-        if tracker is not None:
-            tracker.observe("full scores", full)
     out = np.zeros((*lead, lq, ev), dtype=q.dtype)                         # the output, not a temporary
     for i0 in range(0, lq, block_q):                                       # query tiles
         qi = q[..., i0:i0 + block_q, :]                                    # view (..., Bq, E)
         state = identity_state(lead, qi.shape[-2], ev, q.dtype)
         for j0 in range(0, lk, block_k):                                   # key tiles
-            if full is not None:
-                s = full[..., i0:i0 + block_q, j0:j0 + block_k]
-            else:
-                s = scale * (qi @ np.swapaxes(k[..., j0:j0 + block_k, :], -1, -2))  # (..., Bq, Bk)
+            s = scale * (qi @ np.swapaxes(k[..., j0:j0 + block_k, :], -1, -2))  # (..., Bq, Bk)
             if allowed is not None:
                 s = np.where(allowed[..., i0:i0 + block_q, j0:j0 + block_k], s, -np.inf)
             state = merge(state, _state_from_scores(s, v[..., j0:j0 + block_k, :], tracker))
@@ -476,19 +434,15 @@ def _check_io_sizes(n, d, m_words):
     return n, d, m_words
 
 
-def flash_block_sizes(d: int, m_words: int, *, _mutation: str | None = None) -> tuple[int, int]:
+def flash_block_sizes(d: int, m_words: int) -> tuple[int, int]:
     """``(B_r, B_c)``: ``B_c = floor(M / 4d)`` and the largest ``B_r <= min(B_c, d)`` whose tiles fit.
 
     The inner loop holds ``K_j, V_j`` (``2 B_c d``), ``Q_i, O_i, P_ij V_j``
     (``3 B_r d``), ``l_i, m_i`` and four row statistics (``6 B_r``) and ``S_ij``
     (``B_r B_c``): ``B_r (3d + 6 + B_c) <= M - 2 B_c d``.
     """
-    _check_mutation(_mutation, "flash_io_count")
     d = check_positive_int(d, "d", minimum=2)
     m_words = check_positive_int(m_words, "m_words")
-    if _mutation == "kv_blocks_fill_sram":            # the bug: tiles sized without the others
-        block_c = m_words // (2 * d)
-        return min(block_c, d), block_c
     block_c = m_words // (4 * d)
     room = m_words - 2 * block_c * d
     block_r = min(block_c, d, room // (3 * d + 6 + block_c)) if room > 0 else 0
@@ -498,7 +452,7 @@ def flash_block_sizes(d: int, m_words: int, *, _mutation: str | None = None) -> 
 
 
 def flash_io_count(n: int, d: int, m_words: int, *, q=None, k=None, v=None,
-                   _mutation: str | None = None):
+                   block_sizes: tuple[int, int] | None = None):
     """Run FlashAttention's Algorithm 1 on a :class:`TwoLevelMemory` and count the traffic.
 
     Parameters
@@ -509,8 +463,10 @@ def flash_io_count(n: int, d: int, m_words: int, *, q=None, k=None, v=None,
         Fast-memory size ``M >= 16 d``.
     q, k, v : array_like, (N, d), optional
         If given, the numbers are computed too and the output returned.
-    _mutation : {None, "kv_blocks_fill_sram"}
-        Test hook: ``B_c = floor(M / 2d)``, so ``K_j, V_j`` alone fill the fast memory.
+    block_sizes : (int, int), optional
+        ``(B_r, B_c)``; default :func:`flash_block_sizes`. Other sizes are run
+        and counted as given, whether or not their tiles fit in ``M`` words
+        (the report's ``peak_fast`` says).
 
     Returns
     -------
@@ -521,7 +477,13 @@ def flash_io_count(n: int, d: int, m_words: int, *, q=None, k=None, v=None,
     Dao et al. 2022, NeurIPS, §3.1, Algorithm 1 and §3.2, Theorem 2.
     """
     n, d, m_words = _check_io_sizes(n, d, m_words)
-    block_r, block_c = flash_block_sizes(d, m_words, _mutation=_mutation)
+    if block_sizes is None:
+        block_r, block_c = flash_block_sizes(d, m_words)
+    else:
+        if not isinstance(block_sizes, (tuple, list)) or len(block_sizes) != 2:
+            raise TypeError(f"block_sizes: expected a pair (B_r, B_c) or None, got {block_sizes!r}")
+        block_r = check_positive_int(block_sizes[0], "block_sizes[0] (B_r)")
+        block_c = check_positive_int(block_sizes[1], "block_sizes[1] (B_c)")
     compute = q is not None
     if compute:
         q, k, v = _validate_qkv(q, k, v)
@@ -608,18 +570,9 @@ def _check_square(q, k):
                          f"got shape {k.shape}")
 
 
-def _dense_then_mask(q, k, v, allowed, scale, counter):
-    """The mutant's way: all L x L scores, then the pattern as a mask."""
-    lead = q.shape[:-2]
-    if counter is not None:
-        counter.add(np.prod(lead, dtype=int) * q.shape[-2] * k.shape[-2], q.shape[-1], v.shape[-1])
-    s = np.where(allowed, scale * (q @ np.swapaxes(k, -1, -2)), -np.inf)
-    return finalize(_state_from_scores(s, v))
-
-
 def sliding_window_attention(q, k, v, window: int, *, causal: bool = True,
-                             scale: float | None = None, counter: OpCounter | None = None,
-                             _mutation: str | None = None) -> np.ndarray:
+                             scale: float | None = None,
+                             counter: OpCounter | None = None) -> np.ndarray:
     """Local attention computing only the scores ``|i - j| < window`` (and ``j <= i`` if causal).
 
     Keys are gathered into ``(..., L, W)`` windows (``W = window`` if causal,
@@ -633,8 +586,6 @@ def sliding_window_attention(q, k, v, window: int, *, causal: bool = True,
     causal : bool
     scale : float, optional
     counter : OpCounter, optional
-    _mutation : {None, "dense_then_mask"}
-        Test hook: compute all ``L^2`` scores and mask them.
 
     Returns
     -------
@@ -646,7 +597,6 @@ def sliding_window_attention(q, k, v, window: int, *, causal: bool = True,
     Beltagy, Peters & Cohan 2020, Longformer, §3.1; Child et al. 2019, §4;
     seed 001 (shared/seeds/001_227b4b6d6a829452.txt), "structured sparse attention".
     """
-    _check_mutation(_mutation, "sparse")
     q, k, v = _validate_qkv(q, k, v)
     _check_square(q, k)
     window = check_positive_int(window, "window")
@@ -654,9 +604,6 @@ def sliding_window_attention(q, k, v, window: int, *, causal: bool = True,
         raise TypeError(f"causal: expected a bool, got {type(causal).__name__}")
     scale = _resolve_scale(scale, q.shape[-1])
     length = q.shape[-2]
-    if _mutation == "dense_then_mask":
-        return _dense_then_mask(q, k, v, sliding_window_mask(length, length, window,
-                                                             causal=bool(causal)), scale, counter)
     offsets = np.arange(-(window - 1), 1 if causal else window)            # (W,)
     idx = np.arange(length)[:, None] + offsets[None, :]                    # (L, W) key per slot
     valid = (idx >= 0) & (idx < length)                                    # (L, W)
@@ -710,8 +657,7 @@ def block_sparse_mask(length: int, block: int, layout) -> np.ndarray:
 
 
 def block_sparse_attention(q, k, v, block: int, layout, *, scale: float | None = None,
-                           counter: OpCounter | None = None,
-                           _mutation: str | None = None) -> np.ndarray:
+                           counter: OpCounter | None = None) -> np.ndarray:
     """Attention over the allowed ``block x block`` tiles only, merged with the online softmax.
 
     Parameters
@@ -723,7 +669,6 @@ def block_sparse_attention(q, k, v, block: int, layout, *, scale: float | None =
         ``n_blocks = ceil(L / block)``; ``True`` where a query block may see a key block.
     scale : float, optional
     counter : OpCounter, optional
-    _mutation : {None, "dense_then_mask"}
 
     Returns
     -------
@@ -735,7 +680,6 @@ def block_sparse_attention(q, k, v, block: int, layout, *, scale: float | None =
     Child et al. 2019, Generating Long Sequences with Sparse Transformers, §4;
     Zaheer et al. 2020, Big Bird (block-sparse band plus global blocks).
     """
-    _check_mutation(_mutation, "sparse")
     q, k, v = _validate_qkv(q, k, v)
     _check_square(q, k)
     block = check_positive_int(block, "block")
@@ -743,8 +687,6 @@ def block_sparse_attention(q, k, v, block: int, layout, *, scale: float | None =
     n_blocks = -(-length // block)
     lay = _check_layout(layout, n_blocks)
     scale = _resolve_scale(scale, q.shape[-1])
-    if _mutation == "dense_then_mask":
-        return _dense_then_mask(q, k, v, block_sparse_mask(length, block, lay), scale, counter)
     lead, ev = q.shape[:-2], v.shape[-1]
     out = np.zeros((*lead, length, ev), dtype=q.dtype)
     for bi in range(n_blocks):                              # query blocks

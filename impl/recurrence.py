@@ -54,8 +54,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import as_float_array, check_batch_dims, check_positive_int, check_rng, \
-    check_same_dim, common_float_dtype
+from ._validate import as_float_array, check_batch_dims, check_choice, check_positive_int, \
+    check_rng, check_same_dim, common_float_dtype
 
 __all__ = [
     "elu_plus_one",
@@ -74,21 +74,7 @@ __all__ = [
     "matrix_with_spectrum",
     "least_squares_slope",
     "slope_error_bound",
-    "MUTATIONS",
 ]
-
-#: Construction hooks for the test suite's mutants (deliberate bugs), by function.
-MUTATIONS = {
-    "causal_linear_attention_recurrent": ("read_before_write",),
-    "transformer_encoder_graph": ("sequential_softmax",),
-    "state_jacobian_norms": ("elementwise_product",),
-}
-
-
-def _check_mutation(mutation, function: str):
-    if mutation is not None and mutation not in MUTATIONS[function]:
-        raise ValueError(f"_mutation: expected None or one of {MUTATIONS[function]}, "
-                         f"got {mutation!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -131,8 +117,7 @@ def init_linear_attention_state(lead: tuple, n_features: int, d_value: int,
                                 np.zeros((*lead, n_features), dtype=dtype))
 
 
-def linear_attention_step(state: LinearAttentionState, phi_q, phi_k, v, *,
-                          _mutation: str | None = None):
+def linear_attention_step(state: LinearAttentionState, phi_q, phi_k, v):
     """One RNN step: ``S += phi(k) v^T``, ``z += phi(k)``, ``o = phi(q)^T S / phi(q)^T z``.
 
     Parameters
@@ -148,14 +133,10 @@ def linear_attention_step(state: LinearAttentionState, phi_q, phi_k, v, *,
     state : LinearAttentionState
         The updated state (a new object).
     """
-    if _mutation == "read_before_write":          # bug: output from S_{i-1}, z_{i-1}
-        num = np.einsum("...r,...re->...e", phi_q, state.s)
-        den = np.einsum("...r,...r->...", phi_q, state.z)[..., None]
     s = state.s + phi_k[..., :, None] * v[..., None, :]                 # (..., R, Ev)
     z = state.z + phi_k                                                 # (..., R)
-    if _mutation != "read_before_write":
-        num = np.einsum("...r,...re->...e", phi_q, s)                   # (..., Ev)
-        den = np.einsum("...r,...r->...", phi_q, z)[..., None]          # (..., 1)
+    num = np.einsum("...r,...re->...e", phi_q, s)                       # (..., Ev)
+    den = np.einsum("...r,...r->...", phi_q, z)[..., None]              # (..., 1)
     o = np.divide(num, den, out=np.zeros_like(num), where=den > 0)     # (..., Ev)
     return o, LinearAttentionState(s, z)
 
@@ -184,8 +165,8 @@ def _features(x: np.ndarray, feature_map: Callable) -> np.ndarray:
     return phi
 
 
-def causal_linear_attention_recurrent(q, k, v, *, feature_map: Callable = elu_plus_one,
-                                      _mutation: str | None = None) -> np.ndarray:
+def causal_linear_attention_recurrent(q, k, v, *,
+                                      feature_map: Callable = elu_plus_one) -> np.ndarray:
     """Causal linear attention run as an RNN, one position at a time.
 
     Parameters
@@ -194,8 +175,6 @@ def causal_linear_attention_recurrent(q, k, v, *, feature_map: Callable = elu_pl
     v : array_like, (..., L, Ev)
     feature_map : callable
         ``phi``, applied to the last axis; must return non-negative features.
-    _mutation : {None, "read_before_write"}
-        Test hook: read the state before adding position ``i`` (an off-by-one).
 
     Returns
     -------
@@ -206,14 +185,13 @@ def causal_linear_attention_recurrent(q, k, v, *, feature_map: Callable = elu_pl
     ----------
     Katharopoulos et al. 2020, ICML, §3.4 (the S_i, Z_i recurrence).
     """
-    _check_mutation(_mutation, "causal_linear_attention_recurrent")
     q, k, v = _validate_qkv(q, k, v)
     phi_q, phi_k = _features(q, feature_map), _features(k, feature_map)     # (..., L, R)
     state = init_linear_attention_state(q.shape[:-2], phi_q.shape[-1], v.shape[-1], v.dtype)
     out = np.empty(v.shape, dtype=v.dtype)                                   # (..., L, Ev)
     for i in range(q.shape[-2]):           # the recurrence: this loop *is* the RNN
         out[..., i, :], state = linear_attention_step(state, phi_q[..., i, :], phi_k[..., i, :],
-                                                      v[..., i, :], _mutation=_mutation)
+                                                      v[..., i, :])
     return out
 
 
@@ -309,7 +287,8 @@ def rnn_encoder_graph(n: int) -> DependencyGraph:
     return g.build()
 
 
-def transformer_encoder_graph(n: int, depth: int, *, _mutation: str | None = None) -> DependencyGraph:
+def transformer_encoder_graph(n: int, depth: int, *,
+                              attention_row: str = "reduction") -> DependencyGraph:
     """A ``depth``-layer encoder: per layer and position ``q_i, k_i, v_i, a_i, o_i, y_i``.
 
     ``a_i`` (the attention row of query ``i``, an ``N``-ary softmax) depends on
@@ -322,9 +301,11 @@ def transformer_encoder_graph(n: int, depth: int, *, _mutation: str | None = Non
         Sequence length ``N``.
     depth : int
         Number of layers.
-    _mutation : {None, "sequential_softmax"}
-        Test hook: the softmax row accumulated by a left-to-right scan
-        (``a_i^(j)`` from ``a_i^(j-1)`` and ``k_j``), a sequential dependency.
+    attention_row : {"reduction", "scan"}
+        How an attention row is computed: one ``N``-ary reduction node (the
+        transformer's softmax row), or a left-to-right scan over the keys
+        (``a_i^(j)`` from ``a_i^(j-1)`` and ``k_j``, as a sequential loop of the
+        online softmax computes it), whose chain grows with ``N``.
 
     References
     ----------
@@ -333,7 +314,7 @@ def transformer_encoder_graph(n: int, depth: int, *, _mutation: str | None = Non
     """
     n = check_positive_int(n, "n")
     depth = check_positive_int(depth, "depth")
-    _check_mutation(_mutation, "transformer_encoder_graph")
+    check_choice(attention_row, "attention_row", ("reduction", "scan"))
     g = _GraphBuilder()
     x = g.nodes("x", n)
     for layer in range(1, depth + 1):
@@ -341,7 +322,7 @@ def transformer_encoder_graph(n: int, depth: int, *, _mutation: str | None = Non
         q, k, v = g.nodes("q" + tag, n), g.nodes("k" + tag, n), g.nodes("v" + tag, n)
         for proj in (q, k, v):
             g.edges(x, proj)                                       # x_i -> q_i, k_i, v_i
-        if _mutation == "sequential_softmax":
+        if attention_row == "scan":
             partial = np.stack([g.nodes(f"a{tag}[{j + 1}]", n) for j in range(n)])  # (N_keys, N)
             g.edges(q[None, :], partial)
             g.edges(k[:, None], partial)                            # k_j -> a_i[j]
@@ -435,7 +416,7 @@ def linear_rnn(w, h0, steps: int, *, u=None, x=None) -> np.ndarray:
     return out
 
 
-def state_jacobian_norms(w, steps: int, *, ord=2, _mutation: str | None = None) -> np.ndarray:
+def state_jacobian_norms(w, steps: int, *, ord=2) -> np.ndarray:
     """``||dh_t/dh_0||`` for ``t = 1..steps`` by back-propagation through time.
 
     The chain rule gives ``dh_t/dh_0 = (dh_t/dh_{t-1}) (dh_{t-1}/dh_0) = W J_{t-1}``;
@@ -446,8 +427,6 @@ def state_jacobian_norms(w, steps: int, *, ord=2, _mutation: str | None = None) 
     w : array_like, (n, n)
     steps : int
     ord : norm order passed to :func:`numpy.linalg.norm` (default: spectral norm)
-    _mutation : {None, "elementwise_product"}
-        Test hook: the chain rule applied with ``W * J`` (elementwise) instead of ``W @ J``.
 
     Returns
     -------
@@ -458,7 +437,6 @@ def state_jacobian_norms(w, steps: int, *, ord=2, _mutation: str | None = None) 
     Pascanu, Mikolov & Bengio 2013, ICML, §2.1; seed 000
     (shared/seeds/000_dca4bc6ff5cc76c0.txt), "vanishing/exploding gradients".
     """
-    _check_mutation(_mutation, "state_jacobian_norms")
     w = as_float_array(w, "w", ndim=2)
     if w.shape[0] != w.shape[1]:
         raise ValueError(f"w: expected a square matrix, got shape {w.shape}")
@@ -466,7 +444,7 @@ def state_jacobian_norms(w, steps: int, *, ord=2, _mutation: str | None = None) 
     jac = np.eye(w.shape[0], dtype=w.dtype)                                # dh_0/dh_0
     norms = np.empty(steps)
     for t in range(steps):                  # one chain-rule factor per time step
-        jac = (w * jac) if _mutation == "elementwise_product" else (w @ jac)   # (n, n)
+        jac = w @ jac                                                      # (n, n)
         norms[t] = np.linalg.norm(jac, ord=ord)
     return norms
 

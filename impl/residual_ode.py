@@ -52,11 +52,7 @@ __all__ = [
     "doubling_ratios",
     "residual_stack_iid",
     "iid_depth_differences",
-    "MUTATIONS",
 ]
-
-#: Construction hooks for the test suite's mutants (deliberate bugs).
-MUTATIONS = ("reseed_each_layer",)
 
 
 def _check_params(params) -> FFNParams:
@@ -169,8 +165,7 @@ def doubling_ratios(errors) -> np.ndarray:
 
 
 def residual_stack_iid(x0, horizon: float, depth: int, width: int, rng: np.random.Generator, *,
-                       scaling: str = "1/L", feed_forward: Callable | None = None,
-                       _mutation: str | None = None) -> np.ndarray:
+                       scaling: str = "1/L", feed_forward: Callable | None = None) -> np.ndarray:
     """A residual stack whose every block draws *independent* random weights.
 
     Parameters
@@ -186,10 +181,6 @@ def residual_stack_iid(x0, horizon: float, depth: int, width: int, rng: np.rando
         Block output multiplied by ``T/L`` (Euler-like) or ``sqrt(T/L)``
         (variance-preserving).
     feed_forward : callable, optional
-    _mutation : {None, "reseed_each_layer"}
-        Test hook: every layer re-creates its generator with a constant seed, so
-        all layers (and all depths) get the same weights — a shared-weight stack
-        in disguise.
 
     Returns
     -------
@@ -205,12 +196,9 @@ def residual_stack_iid(x0, horizon: float, depth: int, width: int, rng: np.rando
     width = check_positive_int(width, "width")
     rng = check_rng(rng)
     check_choice(scaling, "scaling", ("1/L", "1/sqrt(L)"))
-    if _mutation is not None and _mutation not in MUTATIONS:
-        raise ValueError(f"_mutation: expected None or one of {MUTATIONS}, got {_mutation!r}")
     step = horizon / depth if scaling == "1/L" else math.sqrt(horizon / depth)
     for _ in range(depth):                  # each block has its own weights
-        layer_rng = np.random.default_rng(0) if _mutation == "reseed_each_layer" else rng
-        params = init_ffn(x.shape[-1], width, layer_rng, dtype=x.dtype)
+        params = init_ffn(x.shape[-1], width, rng, dtype=x.dtype)
         x = residual(x, step * vector_field(x, params, feed_forward=feed_forward))
     return x
 
@@ -218,17 +206,38 @@ def residual_stack_iid(x0, horizon: float, depth: int, width: int, rng: np.rando
 def iid_depth_differences(x0, horizon: float, depths: Sequence[int], width: int, *, seed: int,
                           realizations: int, scaling: str = "1/L",
                           feed_forward: Callable | None = None,
-                          _mutation: str | None = None) -> np.ndarray:
+                          stack: Callable | None = None) -> np.ndarray:
     """Root-mean-square ``|x_L - x_{2L}|`` over independent draws, for consecutive depths.
 
     Stack ``r`` at depth ``L`` uses ``default_rng([seed, L, r])``; the returned
     array has one entry per consecutive pair of ``depths``.
+
+    Parameters
+    ----------
+    x0, horizon, width, scaling, feed_forward
+        As in :func:`residual_stack_iid`.
+    depths : sequence of int
+    seed : int
+    realizations : int
+        Independent stacks per depth.
+    stack : callable, optional
+        ``stack(x0, horizon, depth, width, rng, *, scaling, feed_forward)``, the
+        random stack measured; default :func:`residual_stack_iid` (a claim
+        passes a subject's own).
+
+    Returns
+    -------
+    np.ndarray, (len(depths) - 1,)
     """
     seed = check_positive_int(seed, "seed", minimum=0)
     realizations = check_positive_int(realizations, "realizations")
-    outs = {depth: np.stack([np.asarray(residual_stack_iid(
+    if stack is None:
+        stack = residual_stack_iid
+    elif not callable(stack):
+        raise TypeError(f"stack: expected a callable or None, got {type(stack).__name__}")
+    outs = {depth: np.stack([np.asarray(stack(
                 x0, horizon, depth, width, np.random.default_rng([seed, depth, r]),
-                scaling=scaling, feed_forward=feed_forward, _mutation=_mutation),
+                scaling=scaling, feed_forward=feed_forward),
                 dtype=np.float64) for r in range(realizations)])
             for depth in depths}                                           # (R, ..., d) each
     return np.array([math.sqrt(np.mean(np.sum((outs[a] - outs[b]) ** 2, axis=-1)))

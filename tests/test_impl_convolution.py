@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from mutants.convolution import conv1d_anchor_off_by_one
 from scipy import signal
 
 from transformer_theory.impl.attention import attention, hard_attention
@@ -21,7 +22,8 @@ def test_kernel_shifts_known_values():
     assert CV.kernel_shifts(2).tolist() == [0, 1]
     assert CV.kernel_shifts(3).tolist() == [-1, 0, 1]
     assert CV.kernel_shifts(4).tolist() == [-1, 0, 1, 2]
-    assert CV.kernel_shifts(3, _mutation="anchor_off_by_one").tolist() == [-2, -1, 0]
+    assert CV.kernel_shifts(3, anchor=2).tolist() == [-2, -1, 0]
+    assert CV.kernel_shifts(1, anchor=1).tolist() == [-1]
 
 
 def test_default_alpha_known_value():
@@ -61,6 +63,32 @@ def test_shift_kernel_by_hand():
     np.testing.assert_allclose(y, [1, 2, 3, 4, 4], atol=1e-14)        # edge replicated
     yz = CV.conv1d_as_attention(x, w, padding="zeros")[:, 0]
     np.testing.assert_allclose(yz, [1, 2, 3, 4, 0], atol=1e-14)       # zero padded
+
+
+@pytest.mark.parametrize("width, anchor", [(1, 0), (1, 1), (3, 0), (3, 2), (4, 3), (2, -1)])
+def test_anchor_shifts_the_zero_padded_convolution(width, anchor):
+    # y_i = sum_k W_k x_{i+k-a}, zero outside: the correlation of x padded by a zeros before
+    r = rng(10 + width)
+    x = r.standard_normal((9, 2))
+    w = r.standard_normal((3, 2, width))
+    before, after = max(anchor, 0), max(width - 1 - anchor, 0)
+    padded = np.pad(x, [(before, after), (0, 0)])
+    ref = CV.correlate1d(padded, w, mode="valid")                       # (before + 9 + after - K + 1, 3)
+    start = before - anchor                                             # output i reads padded[i + before - a]
+    y = CV.conv1d_as_attention(x, w, padding="zeros", anchor=anchor)
+    np.testing.assert_allclose(y, ref[start:start + 9], atol=1e-13)
+    y2 = CV.conv2d_as_attention(x[:, None, :], w[..., None], padding="zeros", anchor=(anchor, 0))
+    np.testing.assert_allclose(y2[:, 0], y, atol=1e-13)
+    centred = CV.conv1d_as_attention(x, w, anchor=(width - 1) // 2)
+    np.testing.assert_array_equal(centred, CV.conv1d_as_attention(x, w))
+
+
+def test_anchor_mutant_is_shifted():
+    # the mutant of tests/mutants/convolution.py: one position off in the interior
+    x = np.arange(6.0)[:, None]
+    w = np.array([[[0.0, 1.0, 0.0]]])                                  # centre tap: identity
+    y = conv1d_anchor_off_by_one(x, w, padding="zeros")[:, 0]
+    np.testing.assert_allclose(y, [0, 0, 1, 2, 3, 4], atol=1e-14)    # x_{i-1}
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 4, 5])
@@ -176,6 +204,11 @@ def test_correlate_reference_known_values():
      ValueError, "padding"),
     (lambda: CV.influence(lambda z: z, np.ones((3, 1)), 3), ValueError, "position"),
     (lambda: CV.kernel_shifts(0), ValueError, "width"),
+    (lambda: CV.kernel_shifts(3, anchor=1.0), TypeError, "anchor"),
+    (lambda: CV.conv1d_as_attention(np.ones((3, 1)), np.ones((1, 1, 1)), anchor="0"),
+     TypeError, "anchor"),
+    (lambda: CV.conv2d_as_attention(np.ones((3, 3, 1)), np.ones((1, 1, 1, 1)), anchor=0),
+     TypeError, "anchor"),
 ])
 def test_validation(call, exc, words):
     with pytest.raises(exc, match=words):

@@ -9,6 +9,14 @@ import math
 
 import numpy as np
 import pytest
+from mutants.dyck import (
+    generator_earliest_opener,
+    recognizer_extra_layer,
+    recognizer_non_strict_masks,
+    recognizer_one_hot_codes,
+    recognizer_one_layer_fewer,
+    recognizer_without_type_check,
+)
 
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as N
@@ -21,6 +29,7 @@ from transformer_theory.impl.constructions.dyck import (
     format_brackets,
     generator_beta,
     is_dyck,
+    is_dyck_batch,
     matching_by_layer,
     max_depth,
     parse_brackets,
@@ -312,7 +321,9 @@ def test_n_max_refuses_longer_inputs():
     ({"k": 2, "D": 1, "beta": float("inf")}, ValueError),
     ({"k": 2, "D": 1, "matching_layers": -1}, ValueError),
     ({"k": 2, "D": 1, "ops": 3}, TypeError),
-    ({"k": 2, "D": 1, "_mutation": "nonsense"}, ValueError),
+    ({"k": 2, "D": 1, "codes": "unary"}, ValueError),
+    ({"k": 2, "D": 1, "type_check": 1}, TypeError),
+    ({"k": 2, "D": 1, "strict_masks": "yes"}, TypeError),
 ])
 def test_build_recognizer_errors(kwargs, err):
     with pytest.raises(err):
@@ -387,21 +398,37 @@ def test_padding_is_invisible():
         assert x.shape == (1, n + 2, net.width)
 
 
-@pytest.mark.parametrize("mutation,text,k,D", [
-    ("no_type_check", "([)]", 2, 2),             # accepted although types cross
-    ("extra_layer", "(())", 1, 1),               # depth 2 accepted at D = 1
+@pytest.mark.parametrize("build,text,k,D", [
+    (recognizer_without_type_check, "([)]", 2, 2),   # accepted although types cross
+    (recognizer_extra_layer, "(())", 1, 1),          # depth 2 accepted at D = 1
 ])
-def test_mutations_break_the_recognizer(mutation, text, k, D):
+def test_mutants_break_the_recognizer(build, text, k, D):
     s = toks(text, k)
     assert not build_recognizer(k, D).accepts(s)
-    assert build_recognizer(k, D, _mutation=mutation).accepts(s)
+    assert build(k, D).accepts(s)
 
 
-def test_rejecting_mutations():
+def test_rejecting_mutants():
     s = toks("(())", 1)
-    assert not build_recognizer(1, 2, _mutation="one_layer_fewer").accepts(s)
-    assert not build_recognizer(1, 2, _mutation="non_strict_mask").accepts(toks("()"))
-    assert build_recognizer(5, 1, _mutation="one_hot_codes").width == 3 * 5 + 11
+    assert not recognizer_one_layer_fewer(1, 2).accepts(s)
+    assert not recognizer_non_strict_masks(1, 2).accepts(toks("()"))
+    assert recognizer_one_hot_codes(5, 1).width == 3 * 5 + 11
+
+
+def test_without_type_check_recognises_the_bracket_shapes():
+    # type_check=False: Dyck_{1,D} of the shapes, whatever the types
+    net = build_recognizer(2, 2, type_check=False)
+    strings = all_strings(4, 2)
+    shapes = np.where(strings < 2, 0, 1)                       # forget the types
+    np.testing.assert_array_equal(net.accepts_batch(strings), is_dyck_batch(shapes, 1, 2))
+
+
+@pytest.mark.parametrize("attention", ["hard", "soft"])
+def test_one_hot_codes_recognise_the_same_language(attention):
+    net = build_recognizer(3, 2, attention, codes="one_hot")
+    assert net.width == 3 * 3 + 11 and net.bits == 3
+    strings = all_strings(4, 3)
+    np.testing.assert_array_equal(net.accepts_batch(strings), is_dyck_batch(strings, 3, 2))
 
 
 # ---------------------------------------------------------------------------
@@ -467,11 +494,17 @@ def test_generator_beta_and_n_max():
 @pytest.mark.parametrize("kwargs,err", [
     ({"k": 0, "D": 1}, ValueError), ({"k": 1, "D": 0}, ValueError),
     ({"k": 1, "D": 1, "attention": "x"}, ValueError), ({"k": 1, "D": 1, "ops": "ref"}, TypeError),
-    ({"k": 1, "D": 1, "_mutation": "x"}, ValueError),
 ])
 def test_build_generator_errors(kwargs, err):
     with pytest.raises(err):
         build_generator(**kwargs)
+
+
+@pytest.mark.parametrize("attention", ["hard", "soft"])
+def test_earliest_opener_mutant_closes_the_wrong_bracket(attention):
+    prefix = toks("()[", 2)                       # depth 1; its opener is "[" (2), not "(" (0)
+    assert build_generator(2, 2, attention).allowed_next(prefix) == {0, 1, 3}
+    assert generator_earliest_opener(2, 2, attention).allowed_next(prefix) == {0, 1, 2}
 
 
 def test_generator_prefix_errors():

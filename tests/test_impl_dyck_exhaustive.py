@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+from mutants import dyck as broken
 
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as N
@@ -95,11 +96,18 @@ def test_bucket_false_gives_the_same_stream(attention):
                                       net.accepts_batch(strings))
 
 
+#: The reference builder and the broken builders of tests/mutants/dyck.py.
+BUILDERS = {"reference": build_recognizer,
+            "no_type_check": broken.recognizer_without_type_check,
+            "one_layer_fewer": broken.recognizer_one_layer_fewer,
+            "extra_layer": broken.recognizer_extra_layer,
+            "non_strict_mask": broken.recognizer_non_strict_masks}
+
+
 @pytest.mark.parametrize("attention", ["hard", "soft"])
-@pytest.mark.parametrize("mutation", [None, "no_type_check", "one_layer_fewer", "extra_layer",
-                                      "non_strict_mask"])
-def test_shared_forward_equals_each_network(attention, mutation):
-    nets = [build_recognizer(2, D, attention, _mutation=mutation) for D in (1, 2, 3)]
+@pytest.mark.parametrize("builder", list(BUILDERS))
+def test_shared_forward_equals_each_network(attention, builder):
+    nets = [BUILDERS[builder](2, D, attention) for D in (1, 2, 3)]
     assert Dy._shared_trunk(nets, 6) is nets[2]  # the layers are checked, weight for weight
     for n in range(7):
         strings = all_strings(n, 2)
@@ -134,7 +142,7 @@ def test_networks_that_share_nothing_are_run_one_by_one():
         [build_recognizer(2, 2, "hard"), build_recognizer(2, 3, "soft")],
         [build_recognizer(2, 2, "soft", beta=50.0), build_recognizer(2, 3, "soft")],
         [build_recognizer(2, 2), build_recognizer(2, 3, ops={"feed_forward": fake_ffn})],
-        [build_recognizer(2, 1), build_recognizer(2, 3, _mutation="no_type_check")],
+        [build_recognizer(2, 1), build_recognizer(2, 3, type_check=False)],
     ]
     strings = all_strings(4, 2)
     for nets in groups:
@@ -206,11 +214,11 @@ def test_exhaustive_counts_every_string_and_network(workers, monkeypatch):
     assert cases == 3 * (4 ** 7 - 1) // 3         # 5461 strings of length <= 6, 3 networks
 
 
-@pytest.mark.parametrize("mutation", ["no_type_check", "one_layer_fewer", "non_strict_mask"])
-def test_exhaustive_reports_the_same_first_failure_for_any_worker_count(mutation, monkeypatch):
+@pytest.mark.parametrize("builder", ["no_type_check", "one_layer_fewer", "non_strict_mask"])
+def test_exhaustive_reports_the_same_first_failure_for_any_worker_count(builder, monkeypatch):
     monkeypatch.setattr(claim, "_BLOCK", 100)
     monkeypatch.setattr(claim, "_CHUNK", 32)
-    nets = [build_recognizer(2, D, _mutation=mutation) for D in (1, 2, 3)]
+    nets = [BUILDERS[builder](2, D) for D in (1, 2, 3)]
     serial = claim._exhaustive(nets, 2, 6, workers=1)
     threaded = claim._exhaustive(nets, 2, 6, workers=3)
     assert serial == threaded

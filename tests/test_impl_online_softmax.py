@@ -6,6 +6,14 @@ import math
 
 import numpy as np
 import pytest
+from mutants.online_softmax import (
+    block_sparse_dense,
+    flash_full_scores,
+    flash_io_kv_blocks_fill_sram,
+    merge_left_biased,
+    merge_no_rescale,
+    merge_unguarded,
+)
 
 from transformer_theory.impl import online_softmax as OS
 from transformer_theory.impl.attention import attention, sliding_window_mask
@@ -61,14 +69,15 @@ def test_merge_commutes_exactly_and_associates():
     np.testing.assert_allclose(left.o, right.o, rtol=1e-14, atol=1e-15)
 
 
-def test_merge_mutations():
+def test_merge_mutants():
+    # the broken merges of tests/mutants/online_softmax.py do break where they claim to
     a = OS.OnlineState(np.array([0.0]), np.array([1.0]), np.array([[2.0]]))
     b = OS.OnlineState(np.array([1.0]), np.array([1.0]), np.array([[4.0]]))
-    assert OS.merge(a, b, _mutation="no_rescale").l[0] == 2.0
-    assert OS.merge(a, b, _mutation="left_biased").m[0] == 0.0
+    assert merge_no_rescale(a, b).l[0] == 2.0
+    assert merge_left_biased(a, b).m[0] == 0.0
     ident = OS.identity_state((), 1, 1)
-    with np.errstate(invalid="ignore"):                                # the bug's exp(-inf + inf)
-        assert np.isnan(OS.merge(ident, ident, _mutation="unguarded").l[0])
+    assert np.isnan(merge_unguarded(ident, ident).l[0])               # exp(-inf + inf)
+    assert OS.merge(ident, ident).l[0] == 0.0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -121,7 +130,7 @@ def test_flash_attention_largest_temporary_is_a_tile():
         peaks.append(t.peak)
     assert peaks == [64, 64, 64]                                       # 8 x max(4, 8)
     t = OS.MemoryTracker()
-    OS.flash_attention(x, x, x, block_q=8, block_k=4, tracker=t, _mutation="full_scores")
+    flash_full_scores(x, x, x, block_q=8, block_k=4, tracker=t)       # the mutant
     assert t.peak == 128 * 128 and t.peak_name == "full scores"
 
 
@@ -183,8 +192,21 @@ def test_naive_io_count():
     assert rep.reads == 3 * 800 + 2 * 10000 and rep.writes == 2 * 10000 + 800
 
 
-def test_sram_overflow_mutation_exceeds_capacity():
-    rep = OS.flash_io_count(256, 16, 4096, _mutation="kv_blocks_fill_sram")
+def test_explicit_block_sizes():
+    default = OS.flash_io_count(256, 16, 4096)
+    same = OS.flash_io_count(256, 16, 4096, block_sizes=OS.flash_block_sizes(16, 4096))
+    assert (same.total, same.peak_fast) == (default.total, default.peak_fast)
+    assert (same.block_r, same.block_c) == (default.block_r, default.block_c)
+    rep = OS.flash_io_count(256, 16, 4096, block_sizes=(16, 128))    # B_c = M / 2d
+    assert (rep.block_r, rep.block_c) == (16, 128) and rep.peak_fast > 4096
+    r = rng(8)
+    q, k, v = r.standard_normal((3, 64, 8))
+    _, out = OS.flash_io_count(64, 8, 512, q=q, k=k, v=v, block_sizes=(3, 5))
+    np.testing.assert_allclose(out, attention(q, k, v), rtol=1e-13, atol=1e-15)
+
+
+def test_sram_overflow_mutant_exceeds_capacity():
+    rep = flash_io_kv_blocks_fill_sram(256, 16, 4096)
     assert rep.peak_fast > 4096
 
 
@@ -230,7 +252,7 @@ def test_block_sparse_equals_masked_dense_and_counts(block):
     np.testing.assert_allclose(out, attention(q, k, v, mask=mask), atol=1e-14)
     assert c.scores == int(mask.sum())                                 # exactly the allowed scores
     dense = OS.OpCounter()
-    OS.block_sparse_attention(q, k, v, block, lay, counter=dense, _mutation="dense_then_mask")
+    block_sparse_dense(q, k, v, block, lay, counter=dense)            # the mutant
     assert dense.scores == 100
 
 
@@ -252,8 +274,8 @@ def test_block_sparse_equals_masked_dense_and_counts(block):
      ValueError, "q"),
     (lambda: OS.merge((1, 2, 3), OS.identity_state((), 1, 1)), TypeError, "a"),
     (lambda: OS.merge(OS.identity_state((), 1, 1), OS.identity_state((), 2, 1)), ValueError, "b"),
-    (lambda: OS.merge(OS.identity_state((), 1, 1), OS.identity_state((), 1, 1), _mutation="x"),
-     ValueError, "_mutation"),
+    (lambda: OS.flash_io_count(64, 8, 512, block_sizes=4), TypeError, "block_sizes"),
+    (lambda: OS.flash_io_count(64, 8, 512, block_sizes=(0, 4)), ValueError, "block_sizes"),
     (lambda: OS.finalize(None), TypeError, "state"),
     (lambda: OS.blockwise_attention(np.ones((2, 3)), np.ones((4, 3)), np.ones((4, 1)),
                                     boundaries=[2], order=[0, 0]), ValueError, "order"),

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from mutants.recurrence import jacobian_norms_elementwise, linear_attention_read_before_write
 
 from transformer_theory.impl import recurrence as R
 from transformer_theory.impl.attention import attention
@@ -32,8 +33,7 @@ def test_recurrence_by_hand_one_feature():
     v = np.array([[3.0], [5.0], [10.0]])
     out = R.causal_linear_attention_recurrent(q, k, v, feature_map=lambda x: x)
     np.testing.assert_allclose(out[:, 0], [3.0, 4.0, 6.0])
-    bug = R.causal_linear_attention_recurrent(q, k, v, feature_map=lambda x: x,
-                                              _mutation="read_before_write")
+    bug = linear_attention_read_before_write(q, k, v, feature_map=lambda x: x)   # the mutant
     np.testing.assert_allclose(bug[:, 0], [0.0, 3.0, 4.0])
 
 
@@ -93,8 +93,6 @@ def test_zero_normaliser_gives_zeros():
      "feature_map"),
     (lambda: R.causal_linear_attention_recurrent(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)),
                                                  feature_map=3), TypeError, "feature_map"),
-    (lambda: R.causal_linear_attention_recurrent(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)),
-                                                 _mutation="x"), ValueError, "_mutation"),
     (lambda: R.kernel_log_bias(np.ones((3, 2)), np.ones((3, 3))), ValueError, "E"),
 ])
 def test_linear_attention_validation(call, exc, words):
@@ -129,10 +127,12 @@ def test_transformer_graph_sizes():
     assert g.labels[0] == "x_1" and g.labels[4] == "q^(1)_1"
 
 
-def test_sequential_softmax_mutation_grows_with_n():
-    paths = [R.longest_path(R.transformer_encoder_graph(n, 1, _mutation="sequential_softmax"))
+def test_scanned_attention_rows_grow_with_n():
+    paths = [R.longest_path(R.transformer_encoder_graph(n, 1, attention_row="scan"))
              for n in (1, 2, 8)]
     assert paths == [5, 6, 12]
+    with pytest.raises(ValueError, match="attention_row"):
+        R.transformer_encoder_graph(2, 1, attention_row="tree")
 
 
 def test_longest_path_detects_cycles_and_small_graphs():
@@ -175,7 +175,7 @@ def test_jacobian_equals_matrix_power():
     norms = R.state_jacobian_norms(w, 6)
     np.testing.assert_allclose(norms[-1], np.linalg.norm(np.linalg.matrix_power(w, 6), 2),
                                rtol=1e-12)
-    bug = R.state_jacobian_norms(w, 3, _mutation="elementwise_product")
+    bug = jacobian_norms_elementwise(w, 3)                             # the mutant
     # W * I keeps the diagonal: the bug computes diag(W)^t
     np.testing.assert_allclose(bug[-1], np.max(np.abs(np.diag(w))) ** 3, rtol=1e-12)
 
@@ -209,7 +209,6 @@ def test_least_squares_slope_and_bound():
      ValueError, "x"),
     (lambda: R.state_jacobian_norms(np.ones((2, 3)), 2), ValueError, "w"),
     (lambda: R.state_jacobian_norms(np.eye(2), 0), ValueError, "steps"),
-    (lambda: R.state_jacobian_norms(np.eye(2), 2, _mutation="x"), ValueError, "_mutation"),
     (lambda: R.matrix_with_spectrum([1.0], 3), TypeError, "rng"),
     (lambda: R.least_squares_slope([1.0], [1.0]), ValueError, "t, y"),
 ])

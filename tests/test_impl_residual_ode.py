@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from mutants.ode import stack_reseeded_each_layer
 
 from transformer_theory.impl import residual_ode as RO
 from transformer_theory.impl.layers import FFNParams
@@ -75,8 +76,11 @@ def test_iid_stack_fluctuations_shrink_like_root_depth():
     ratios = diffs[:-1] / diffs[1:]
     assert np.all((ratios > 1.1) & (ratios < 1.75))                    # about sqrt 2
     same = RO.iid_depth_differences(np.ones(8), 1.0, [16, 32, 64], 8, seed=5, realizations=2,
-                                    _mutation="reseed_each_layer")
+                                    stack=stack_reseeded_each_layer)   # the mutant
     assert np.all(same[:-1] / same[1:] > 1.8)                          # shared weights: about 2
+    explicit = RO.iid_depth_differences(np.ones(32), 1.0, [16, 32, 64], 16, seed=5,
+                                        realizations=20, stack=RO.residual_stack_iid)
+    np.testing.assert_array_equal(explicit, diffs)
 
 
 def test_iid_stack_is_reproducible_and_uses_fresh_weights():
@@ -115,8 +119,8 @@ def test_doubling_ratios_by_hand():
     (lambda p: RO.residual_stack_iid(np.ones(2), 1.0, 2, 3, 7), TypeError, "rng"),
     (lambda p: RO.residual_stack_iid(np.ones(2), 1.0, 2, 3, rng(), scaling="L"), ValueError,
      "scaling"),
-    (lambda p: RO.residual_stack_iid(np.ones(2), 1.0, 2, 3, rng(), _mutation="x"), ValueError,
-     "_mutation"),
+    (lambda p: RO.iid_depth_differences(np.ones(2), 1.0, [2, 4], 3, seed=1, realizations=1,
+                                        stack="stack"), TypeError, "stack"),
     (lambda p: RO.iid_depth_differences(np.ones(2), 1.0, [2, 4], 3, seed=1, realizations=0),
      ValueError, "realizations"),
     (lambda p: RO.init_vector_field(2, 3, None), TypeError, "rng"),

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from mutants.turing import build_with_neighbours_swapped, build_without_rebinarising
 
 from transformer_theory.impl.constructions import turing as TM
 
@@ -238,22 +239,37 @@ def test_critical_beta_is_below_the_sufficient_bound():
     assert small != TM.simulate(m, bits("1011"), 6)
 
 
-def test_mutations_break_the_run():
+def test_without_rebinarising_softmax_errors_accumulate():
     m = increment()
     tape, steps = bits("1011"), 8
     expected = TM.simulate(m, tape, steps)
-    swapped, _ = TM.simulate_with_transformer(m, tape, steps, _mutation="swap_neighbours")
-    assert swapped != expected
     n = TM.required_cells(len(tape), steps)
+    plain = TM.build_turing_transformer(m, n, rebinarise=False)
+    assert not plain.rebinarise and TM.build_turing_transformer(m, n).rebinarise
+    hard, defects = TM.simulate_with_transformer(m, tape, steps,
+                                                 build=lambda mm, nn: plain)
+    assert hard == expected and max(defects) == 0.0        # exact on binary features
     _, defects = TM.simulate_with_transformer(m, tape, steps, beta=TM.sufficient_beta(n) + 1,
-                                              _mutation="no_rebinarise")
+                                              build=build_without_rebinarising)
     assert max(defects) > 1e-3
+
+
+def test_mutants_break_the_run():
+    m = increment()
+    tape, steps = bits("1011"), 8
+    expected = TM.simulate(m, tape, steps)
+    swapped, _ = TM.simulate_with_transformer(m, tape, steps,
+                                              build=build_with_neighbours_swapped)
+    assert swapped != expected
+    assert TM.critical_beta(m, tape, steps, build=build_with_neighbours_swapped) == math.inf
 
 
 @pytest.mark.parametrize("call, exc, words", [
     (lambda m: TM.build_turing_transformer(m, 2), ValueError, "n_cells"),
     (lambda m: TM.build_turing_transformer("m", 5), TypeError, "machine"),
-    (lambda m: TM.build_turing_transformer(m, 5, _mutation="nope"), ValueError, "_mutation"),
+    (lambda m: TM.build_turing_transformer(m, 5, rebinarise="no"), TypeError, "rebinarise"),
+    (lambda m: TM.simulate_with_transformer(m, [1], 1, build=lambda mm, n: "model"), TypeError,
+     "model"),
     (lambda m: TM.encode(TM.build_turing_transformer(m, 5), [1, 1], offset=4), ValueError, "fit"),
     (lambda m: TM.encode(TM.build_turing_transformer(m, 5), [1], dtype=np.int32), TypeError,
      "dtype"),

@@ -30,21 +30,19 @@ def convention(subject: "Subject", name: str, callable_name: str | None = None) 
     return option_value(subject.options, name, callable_name)
 
 
-#: The subject option of the construction test hook: a mapping from a construction's key
-#: (``"dyck"``, ``"turing"``, ``"convolution"``, ...) to the name of a deliberate bug.
-CONSTRUCTION_MUTATIONS = "construction_mutations"
+def construction(subject: "Subject", name: str, default: Callable) -> Callable:
+    """The subject's own construction callable ``name``, else ``default`` (the reference's).
 
-
-def construction_mutation(subject: "Subject", key: str) -> str | None:
-    """The deliberate bug a mutant subject asks construction ``key`` for, else None.
-
-    Explicit weight constructions (Dyck, Turing, convolution, ...) have no
-    subject callable a mutant could break, so each accepts a documented
-    ``_mutation`` argument, and the claims pass on what the subject's option
-    :data:`CONSTRUCTION_MUTATIONS` names for their key. Only the mutant tests
-    (``tests/mutants``) set the option; real subjects never do.
+    Constructions (the online-softmax merge, FlashAttention's tiling, the Dyck
+    and Turing weight builders, ...; the last group of :data:`CALLABLES`) are
+    the suite's own algorithms, checked against direct simulators while they
+    run on a subject's attention and feed-forward callables. A subject may
+    bring its own (the reference lists them; the mutants in ``tests/mutants``
+    bring deliberately broken ones); a subject that brings none is checked
+    with the reference's, so a construction never makes a claim
+    ``not_applicable``.
     """
-    return dict(subject.options.get(CONSTRUCTION_MUTATIONS, {})).get(key)
+    return subject.callables.get(name, default)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,15 @@ def reference_subject() -> Subject:
     from transformer_theory.impl import attention as A
     from transformer_theory.impl import gradients as D
     from transformer_theory.impl import layers as N
+    from transformer_theory.impl import online_softmax as OS
     from transformer_theory.impl import performer as F
     from transformer_theory.impl import positional as P
+    from transformer_theory.impl import recurrence as R
+    from transformer_theory.impl import residual_ode as RO
     from transformer_theory.impl import transformer as T
+    from transformer_theory.impl.constructions import convolution as CV
+    from transformer_theory.impl.constructions import dyck as DY
+    from transformer_theory.impl.constructions import turing as TM
 
     return Subject(
         name="reference",
@@ -64,6 +70,21 @@ def reference_subject() -> Subject:
             "attention_backward": D.attention_backward,
             "layer_norm_backward": D.layer_norm_backward,
             "feed_forward_backward": D.feed_forward_backward,
+            # constructions (claims use these when a subject brings none of its own)
+            "online_merge": OS.merge,
+            "flash_attention": OS.flash_attention,
+            "flash_io_count": OS.flash_io_count,
+            "sliding_window_attention": OS.sliding_window_attention,
+            "block_sparse_attention": OS.block_sparse_attention,
+            "causal_linear_attention_recurrent": R.causal_linear_attention_recurrent,
+            "transformer_encoder_graph": R.transformer_encoder_graph,
+            "state_jacobian_norms": R.state_jacobian_norms,
+            "residual_stack_iid": RO.residual_stack_iid,
+            "conv1d_as_attention": CV.conv1d_as_attention,
+            "conv2d_as_attention": CV.conv2d_as_attention,
+            "build_turing_transformer": TM.build_turing_transformer,
+            "build_dyck_recognizer": DY.build_recognizer,
+            "build_dyck_generator": DY.build_generator,
         },
     )
 

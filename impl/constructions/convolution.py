@@ -70,18 +70,36 @@ __all__ = [
     "correlate2d",
     "influence",
     "receptive_field",
-    "MUTATIONS",
 ]
 
-#: Construction hooks for the test suite's mutants (deliberate bugs).
-MUTATIONS = ("anchor_off_by_one",)
+
+def _check_anchor(anchor, width: int, name: str = "anchor") -> int:
+    """``anchor``, or the centred default ``floor((K-1)/2)`` when it is None."""
+    if anchor is None:
+        return (width - 1) // 2
+    if isinstance(anchor, (bool, np.bool_)) or not isinstance(anchor, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer or None, got {type(anchor).__name__}")
+    return int(anchor)
 
 
-def kernel_shifts(width: int, *, _mutation: str | None = None) -> np.ndarray:
-    """The relative offsets ``Delta_k = k - floor((K-1)/2)``, ``k = 0..K-1``."""
+def kernel_shifts(width: int, *, anchor: int | None = None) -> np.ndarray:
+    """The relative offsets ``Delta_k = k - a``, ``k = 0..K-1``.
+
+    Parameters
+    ----------
+    width : int
+        ``K``.
+    anchor : int, optional
+        The tap ``a`` aligned with the output position; default
+        ``floor((K-1)/2)``, the centre (``scipy.signal.correlate`` with
+        ``mode="same"``, PyTorch's ``padding="same"``).
+
+    Returns
+    -------
+    np.ndarray of int, (K,)
+    """
     width = check_positive_int(width, "width")
-    anchor = (width - 1) // 2 + (1 if _mutation == "anchor_off_by_one" else 0)
-    return np.arange(width) - anchor                                      # (K,)
+    return np.arange(width) - _check_anchor(anchor, width)                # (K,)
 
 
 def default_alpha(n_tokens: int, dtype) -> float:
@@ -159,25 +177,26 @@ def _check_kernel(kernel, ndim: int, name: str = "kernel") -> np.ndarray:
 
 def conv1d_as_attention(x, kernel, *, alpha: float | None = None, padding: str = "none",
                         attention: Callable | None = None,
-                        _mutation: str | None = None) -> np.ndarray:
+                        anchor: int | None = None) -> np.ndarray:
     """A width-``K`` 1-D convolution computed by ``K``-head self-attention.
 
     Parameters
     ----------
     x : array_like, (..., L, C_in)
     kernel : array_like, (C_out, C_in, K)
-        ``y_i[o] = sum_{c,k} kernel[o, c, k] x_{i+k-a}[c]``, ``a = (K-1)//2``.
+        ``y_i[o] = sum_{c,k} kernel[o, c, k] x_{i+k-a}[c]``.
     alpha : float, optional
         Sharpness of the quadratic encoding; default :func:`default_alpha`.
     padding : {"none", "zeros"}
         ``"none"``: the ``L`` tokens only (replicate padding at the borders);
-        ``"zeros"``: ``a`` zero tokens before and ``K-1-a`` after, removed from
-        the output (zero padding, exact everywhere).
+        ``"zeros"``: ``max(a, 0)`` zero tokens before and ``max(K-1-a, 0)``
+        after, removed from the output (zero padding, exact everywhere).
     attention : callable, optional
         ``attention(q, k, v, *, bias=...)`` following the contract; default the
         reference softmax attention.
-    _mutation : {None, "anchor_off_by_one"}
-        Test hook: shift every head's offset by one.
+    anchor : int, optional
+        The kernel tap ``a`` aligned with output position ``i``; default
+        ``(K-1)//2`` (:func:`kernel_shifts`).
 
     Returns
     -------
@@ -197,11 +216,12 @@ def conv1d_as_attention(x, kernel, *, alpha: float | None = None, padding: str =
     attend = _check_attention(attention)
     dtype = np.result_type(x.dtype, w.dtype)
     x = x.astype(dtype, copy=False)
-    shifts = kernel_shifts(width, _mutation=_mutation)                   # (K,)
-    before, after = (width - 1) // 2, width - 1 - (width - 1) // 2
+    a = _check_anchor(anchor, width)
+    shifts = kernel_shifts(width, anchor=a)                              # (K,)
+    before, after = max(a, 0), max(width - 1 - a, 0)
     if padding == "zeros":
         pad = [(0, 0)] * (x.ndim - 2) + [(before, after), (0, 0)]
-        x = np.pad(x, pad)                                               # (..., L + K - 1, C_in)
+        x = np.pad(x, pad)                                               # (..., before + L + after, C_in)
     length = x.shape[-2]
     alpha = default_alpha(length, dtype) if alpha is None else alpha
     positions = np.arange(length)[:, None]                               # (L, 1)
@@ -214,7 +234,7 @@ def conv1d_as_attention(x, kernel, *, alpha: float | None = None, padding: str =
 
 def conv2d_as_attention(x, kernel, *, alpha: float | None = None, padding: str = "none",
                         attention: Callable | None = None,
-                        _mutation: str | None = None) -> np.ndarray:
+                        anchor: tuple[int, int] | None = None) -> np.ndarray:
     """A ``K x K`` 2-D convolution computed by ``K^2``-head self-attention over pixels.
 
     Parameters
@@ -223,8 +243,10 @@ def conv2d_as_attention(x, kernel, *, alpha: float | None = None, padding: str =
         Pixels become ``H W`` tokens (row-major) with 2-D integer positions.
     kernel : array_like, (C_out, C_in, K1, K2)
         ``y[r, s, o] = sum kernel[o, c, k1, k2] x[r + k1 - a1, s + k2 - a2, c]``.
-    alpha, padding, attention, _mutation
+    alpha, padding, attention
         As in :func:`conv1d_as_attention`.
+    anchor : (int, int), optional
+        ``(a1, a2)``; default ``((K1-1)//2, (K2-1)//2)``.
 
     Returns
     -------
@@ -245,23 +267,28 @@ def conv2d_as_attention(x, kernel, *, alpha: float | None = None, padding: str =
     attend = _check_attention(attention)
     dtype = np.result_type(x.dtype, w.dtype)
     x = x.astype(dtype, copy=False)
-    b1, b2 = (k1 - 1) // 2, (k2 - 1) // 2
+    if anchor is None:
+        anchor = (None, None)
+    elif not isinstance(anchor, (tuple, list)) or len(anchor) != 2:
+        raise TypeError(f"anchor: expected a pair (a1, a2) or None, got {anchor!r}")
+    a1, a2 = _check_anchor(anchor[0], k1, "anchor[0]"), _check_anchor(anchor[1], k2, "anchor[1]")
+    (b1, e1), (b2, e2) = (max(a1, 0), max(k1 - 1 - a1, 0)), (max(a2, 0), max(k2 - 1 - a2, 0))
     if padding == "zeros":
-        pad = [(0, 0)] * (x.ndim - 3) + [(b1, k1 - 1 - b1), (b2, k2 - 1 - b2), (0, 0)]
+        pad = [(0, 0)] * (x.ndim - 3) + [(b1, e1), (b2, e2), (0, 0)]
         x = np.pad(x, pad)
     lead, rows, cols = x.shape[:-3], x.shape[-3], x.shape[-2]
     tokens = x.reshape(*lead, rows * cols, c_in)                          # (..., H W, C_in)
     alpha = default_alpha(rows * cols, dtype) if alpha is None else alpha
     rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
     positions = np.stack([rr.ravel(), cc.ravel()], axis=-1)              # (H W, 2)
-    s1 = kernel_shifts(k1, _mutation=_mutation)
-    s2 = kernel_shifts(k2, _mutation=_mutation)
+    s1 = kernel_shifts(k1, anchor=a1)
+    s2 = kernel_shifts(k2, anchor=a2)
     shifts = np.stack(np.meshgrid(s1, s2, indexing="ij"), axis=-1).reshape(k1 * k2, 2)  # (K1 K2, 2)
     w_out = np.transpose(w, (2, 3, 1, 0)).reshape(k1 * k2, c_in, c_out)  # (K1 K2, C_in, C_out)
     y = _multi_head_conv(tokens, positions, shifts, w_out, alpha, attend)
     y = y.reshape(*lead, rows, cols, c_out)
     if padding == "zeros":
-        y = y[..., b1:rows - (k1 - 1 - b1), b2:cols - (k2 - 1 - b2), :]
+        y = y[..., b1:rows - e1, b2:cols - e2, :]
     return y
 
 

@@ -102,19 +102,10 @@ __all__ = [
     "format_brackets",
     "check_tokens",
     "matching_by_layer",
-    "RECOGNIZER_MUTATIONS",
-    "GENERATOR_MUTATIONS",
 ]
 
 #: Bracket characters by type, for parsing and printing (types 0..3).
 BRACKETS: tuple[tuple[str, str], ...] = (("(", ")"), ("[", "]"), ("{", "}"), ("<", ">"))
-
-#: Deliberate breakages of the recogniser, for the mutation tests only
-#: (``tests/mutants/dyck.py``); never used by the suite's own claims.
-RECOGNIZER_MUTATIONS = ("no_type_check", "non_strict_mask", "one_layer_fewer", "extra_layer",
-                        "small_beta", "one_hot_codes")
-#: Deliberate breakages of the generator, for the mutation tests only.
-GENERATOR_MUTATIONS = ("earliest_opener",)
 
 
 # ---------------------------------------------------------------------------
@@ -713,6 +704,12 @@ def _check_beta(beta):
     return float(beta)
 
 
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
 def _check_n_max(n_max):
     if n_max is None:
         return None
@@ -1120,7 +1117,8 @@ def _deciding_layer(layout: _Layout) -> Layer:
 
 def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None = None, *,
                      ops=None, matching_layers: int | None = None, beta=None,
-                     _mutation: str | None = None) -> DyckRecognizer:
+                     type_check: bool = True, strict_masks: bool = True,
+                     codes: str = "binary") -> DyckRecognizer:
     """The (D+1)-layer transformer that recognises Dyck_{k,D}.
 
     Parameters
@@ -1146,9 +1144,20 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
     beta : float or callable, optional
         Override of the soft scale (a number, or ``beta(n)``); used by the
         negative control with ``beta = O(log n)``.
-    _mutation : str, optional
-        Test hook: one of :data:`RECOGNIZER_MUTATIONS`, building a
-        deliberately broken network for the mutation tests.
+    type_check : bool
+        Whether the comparing FFN requires the two brackets of a pair to have
+        the same type (Theorem 4.1). Without it every layer pairs any opener
+        with any closer: the network then recognises the strings whose
+        bracket *shapes* are in Dyck_{1,D}, types ignored (the experiment of
+        ``dyck.type_mismatch``).
+    strict_masks : bool
+        Whether the matching heads use the strict masks ``j > i`` / ``j < i``
+        of the construction, or ``j >= i`` / ``j <= i`` (a token may then
+        attend to itself; :attr:`DyckRecognizer.strict_masks`).
+    codes : {"binary", "one_hot"}
+        Type codes of ``b = bit_length(k)`` bits (:func:`type_codes`, width
+        ``3b + 11``, the ``O(log k)`` memory of Theorem 4.1), or one-hot
+        codes with values +-1 (width ``3k + 11``, linear in ``k``).
 
     Returns
     -------
@@ -1165,31 +1174,25 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
     n_max = _check_n_max(n_max)
     ops = _check_ops(ops)
     beta = _check_beta(beta)
-    if _mutation is not None:
-        check_choice(_mutation, "_mutation", RECOGNIZER_MUTATIONS)
+    type_check = _check_flag(type_check, "type_check")
+    strict_masks = _check_flag(strict_masks, "strict_masks")
+    check_choice(codes, "codes", ("binary", "one_hot"))
     n_match = D if matching_layers is None else check_positive_int(
         matching_layers, "matching_layers", minimum=0)
-    if _mutation == "one_layer_fewer":
-        n_match = max(n_match - 1, 0)
-    elif _mutation == "extra_layer":
-        n_match += 1
-    if _mutation == "small_beta":
-        beta = lambda n: math.log(n + 2.0)                        # noqa: E731  O(log n)
     b = type_code_bits(k)
-    if _mutation == "one_hot_codes":
-        codes = 2.0 * np.eye(k) - 1.0                              # (k, k): one-hot, +-1
+    if codes == "one_hot":
+        code_rows = 2.0 * np.eye(k) - 1.0                          # (k, k): one-hot, +-1
         layout = _recognizer_layout(b, one_hot=k)
         c = k
     else:
-        codes = type_codes(k)
+        code_rows = type_codes(k)                                  # (k, b)
         layout = _recognizer_layout(b)
         c = b
-    layers = [_matching_layer(layout, c, type_check=_mutation != "no_type_check")
-              for _ in range(n_match)]
+    layers = [_matching_layer(layout, c, type_check=type_check) for _ in range(n_match)]
     layers.append(_deciding_layer(layout))
     return DyckRecognizer(k=k, D=D, attention=attention, n_max=n_max, layers=layers,
-                          embedding=_recognizer_embedding(k, codes, layout), layout=layout,
-                          ops=ops, beta=beta, strict_masks=_mutation != "non_strict_mask")
+                          embedding=_recognizer_embedding(k, code_rows, layout), layout=layout,
+                          ops=ops, beta=beta, strict_masks=strict_masks)
 
 
 def _same_array(a, b) -> bool:
@@ -1495,7 +1498,7 @@ def _depth_profile(width: int, D: int) -> tuple[np.ndarray, float]:
 
 
 def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None = None, *,
-                    ops=None, _mutation: str | None = None) -> DyckGenerator:
+                    ops=None) -> DyckGenerator:
     """The 2-layer transformer whose readout is the set of allowed next tokens of Dyck_{k,D}.
 
     Parameters
@@ -1512,8 +1515,6 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
         ``beta(n_max)``.
     ops : Ops or mapping, optional
         Callables to run on (needs ``layer_norm`` with ``eps = 0``).
-    _mutation : str, optional
-        Test hook, one of :data:`GENERATOR_MUTATIONS`.
 
     Returns
     -------
@@ -1529,8 +1530,6 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
     check_choice(attention, "attention", ("hard", "soft"))
     n_max = _check_n_max(n_max)
     ops = _check_ops(ops)
-    if _mutation is not None:
-        check_choice(_mutation, "_mutation", GENERATOR_MUTATIONS)
     b = type_code_bits(k)
     codes = type_codes(k)
     lay = _Layout([("one", 1), ("pos", 1), ("code", b), ("opener", 1), ("closer", 1),
@@ -1562,8 +1561,6 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
 
     # Layer 2: gamma y_t . y_j + delta anchor_j + epsilon p_j, value = code.
     gamma, delta, epsilon = 2.0 / gap, 1.0, 0.5
-    if _mutation == "earliest_opener":
-        epsilon = -epsilon
     top_head = Head(
         w_q=_projection(lay, [{"depth#0": 1.0}, {"depth#1": 1.0}, {"one": 1.0}]),   # (W, 3)
         w_k=_projection(lay, [{"depth#0": gamma}, {"depth#1": gamma},

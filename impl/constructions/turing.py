@@ -133,14 +133,10 @@ __all__ = [
     "sufficient_beta",
     "critical_beta",
     "render_configuration",
-    "MUTATIONS",
 ]
 
 #: Moves of the head: left, stay, right.
 MOVES = (-1, 0, 1)
-
-#: Construction hooks for the test suite's mutants (deliberate bugs).
-MUTATIONS = ("no_rebinarise", "swap_neighbours")
 
 
 # ---------------------------------------------------------------------------
@@ -404,8 +400,8 @@ class TuringTransformer:
         ``read``, ``left``, ``right``.
     ffn : FFNParams
         The ReLU feed-forward network of step units.
-    mutation : str or None
-        A deliberate bug (test hook), ``None`` for the construction itself.
+    rebinarise : bool
+        Whether the FFN is built from step units (see :func:`build_turing_transformer`).
     stacked : tuple
         The heads batched along a head axis (:func:`stacked_heads`), cached.
     """
@@ -416,7 +412,7 @@ class TuringTransformer:
     blocks: Mapping
     heads: tuple
     ffn: FFNParams
-    mutation: str | None = None
+    rebinarise: bool = True
     stacked: tuple = field(default=(), repr=False, compare=False)
 
 
@@ -431,8 +427,8 @@ def _layout(machine: TuringMachine, n_cells: int) -> dict[str, slice]:
     return blocks
 
 
-def _attention_heads(blocks, n_cells: int, d: int, machine: TuringMachine,
-                     mutation: str | None) -> tuple[AttentionHead, ...]:
+def _attention_heads(blocks, n_cells: int, d: int,
+                     machine: TuringMachine) -> tuple[AttentionHead, ...]:
     """The three heads; each returns its target exactly under hard attention."""
     n_sym = machine.n_symbols
     pos, one, head = blocks["pos"].start, blocks["one"].start, blocks["head"].start
@@ -452,8 +448,7 @@ def _attention_heads(blocks, n_cells: int, d: int, machine: TuringMachine,
         wo_n = np.zeros((1, d)); wo_n[0, blocks[name].start] = 1.0
         return AttentionHead(name, wq_n, wk_n, wv_n, wo_n)
 
-    left_offset, right_offset = (-1, +1) if mutation != "swap_neighbours" else (+1, -1)
-    return (read, neighbour("left", left_offset), neighbour("right", right_offset))
+    return (read, neighbour("left", -1), neighbour("right", +1))
 
 
 class _UnitList:
@@ -482,9 +477,8 @@ class _UnitList:
         """``step(l; theta) = relu(a) - relu(a - 1)``, ``a = 2 (l - theta) + 1/2``.
 
         Exactly 0 for ``l <= theta - 1/4`` and exactly 1 for ``l >= theta + 1/4``.
-        With ``rebinarise=False`` (the ``no_rebinarise`` mutation) a single
-        ``relu(l - theta + 1/2)``: right on binary inputs, but it passes any
-        error of its inputs on.
+        With ``rebinarise=False`` a single ``relu(l - theta + 1/2)``: right on
+        binary inputs, but it passes any error of its inputs on.
         """
         if not rebinarise:
             self.relu_unit(inputs, 0.5 - theta, outputs)
@@ -500,10 +494,9 @@ class _UnitList:
         return FFNParams(w1=w1, b1=np.asarray(self.b1), w2=w2, b2=np.zeros(self.d))
 
 
-def _transition_ffn(blocks, d: int, machine: TuringMachine, mutation: str | None) -> FFNParams:
+def _transition_ffn(blocks, d: int, machine: TuringMachine, binarise: bool) -> FFNParams:
     """The feed-forward network of step units (see the module docstring)."""
     units = _UnitList(d)
-    binarise = mutation != "no_rebinarise"
     z = blocks["state"].start
     s = blocks["symbol"].start
     r = blocks["read"].start
@@ -530,7 +523,7 @@ def _transition_ffn(blocks, d: int, machine: TuringMachine, mutation: str | None
 
 
 def build_turing_transformer(machine: TuringMachine, n_cells: int, *,
-                             _mutation: str | None = None) -> TuringTransformer:
+                             rebinarise: bool = True) -> TuringTransformer:
     """Write down the weights of the one-step layer.
 
     Parameters
@@ -538,11 +531,12 @@ def build_turing_transformer(machine: TuringMachine, n_cells: int, *,
     machine : TuringMachine
     n_cells : int
         ``N >= 3``, the number of tokens of the ring.
-    _mutation : {None, "no_rebinarise", "swap_neighbours"}
-        Test hook for the suite's mutants: ``"no_rebinarise"`` replaces every
-        step unit by one ReLU (errors of softmax reads then accumulate),
-        ``"swap_neighbours"`` swaps the left and right heads (the head moves the
-        wrong way).
+    rebinarise : bool
+        Build every FFN unit as a step unit (the construction). ``False``
+        builds each as one ReLU ``relu(l - theta + 1/2)`` (:meth:`_UnitList.step_unit`):
+        the same layer on exactly binary features, so hard attention still
+        simulates the machine, but the errors of softmax reads are passed on
+        and accumulate over the steps.
 
     Returns
     -------
@@ -555,13 +549,14 @@ def build_turing_transformer(machine: TuringMachine, n_cells: int, *,
     """
     machine = _check_machine(machine)
     n_cells = check_positive_int(n_cells, "n_cells", minimum=3)
-    if _mutation is not None and _mutation not in MUTATIONS:
-        raise ValueError(f"_mutation: expected None or one of {MUTATIONS}, got {_mutation!r}")
+    if not isinstance(rebinarise, (bool, np.bool_)):
+        raise TypeError(f"rebinarise: expected a bool, got {type(rebinarise).__name__}")
     blocks = _layout(machine, n_cells)
     d = max(sl.stop for sl in blocks.values())
-    heads = _attention_heads(blocks, n_cells, d, machine, _mutation)
-    ffn = _transition_ffn(blocks, d, machine, _mutation)
-    model = TuringTransformer(machine, n_cells, d, MappingProxyType(blocks), heads, ffn, _mutation)
+    heads = _attention_heads(blocks, n_cells, d, machine)
+    ffn = _transition_ffn(blocks, d, machine, bool(rebinarise))
+    model = TuringTransformer(machine, n_cells, d, MappingProxyType(blocks), heads, ffn,
+                              bool(rebinarise))
     return replace(model, stacked=stacked_heads(model))
 
 
@@ -746,8 +741,21 @@ def binarity_defect(model: TuringTransformer, x) -> float:
 def simulate_with_transformer(machine: TuringMachine, tape, steps: int, *, head: int = 0,
                               beta: float | None = None, attention: Callable | None = None,
                               feed_forward: Callable | None = None, n_cells: int | None = None,
-                              dtype=np.float64, _mutation: str | None = None):
+                              dtype=np.float64, build: Callable | None = None):
     """Build the layer, encode the tape with ``steps`` blank cells each side, run, decode.
+
+    Parameters
+    ----------
+    machine, tape, steps, head
+        As in :func:`simulate`.
+    beta, attention, feed_forward
+        As in :func:`transformer_step`.
+    n_cells : int, optional
+        Ring size; default :func:`required_cells`.
+    dtype : float32 or float64
+    build : callable, optional
+        ``build(machine, n_cells) -> TuringTransformer``; default
+        :func:`build_turing_transformer` (a claim passes a subject's own).
 
     Returns
     -------
@@ -760,7 +768,7 @@ def simulate_with_transformer(machine: TuringMachine, tape, steps: int, *, head:
     cells = _check_tape(tape, machine)
     steps = check_positive_int(steps, "steps", minimum=0)
     n = required_cells(len(cells), steps) if n_cells is None else n_cells
-    model = build_turing_transformer(machine, n, _mutation=_mutation)
+    model = _check_model((build or build_turing_transformer)(machine, n))
     offset = steps
     if offset + len(cells) > model.n_cells:
         offset = model.n_cells - len(cells)
@@ -784,11 +792,13 @@ def sufficient_beta(n_cells: int) -> float:
 
 def critical_beta(machine: TuringMachine, tape, steps: int, *, head: int = 0,
                   attention: Callable | None = None, n_cells: int | None = None,
-                  resolution: float = 1e-3, dtype=np.float64) -> float:
+                  resolution: float = 1e-3, dtype=np.float64,
+                  build: Callable | None = None) -> float:
     """The smallest ``beta`` at which the softmax run still decodes the machine correctly.
 
     Bisection on ``[0, sufficient_beta(N) + 1]`` assuming success is monotone in
-    ``beta`` (a larger ``beta`` only sharpens every read).
+    ``beta`` (a larger ``beta`` only sharpens every read). ``build`` is passed
+    to :func:`simulate_with_transformer`.
 
     Returns
     -------
@@ -802,7 +812,8 @@ def critical_beta(machine: TuringMachine, tape, steps: int, *, head: int = 0,
 
     def ok(beta: float) -> bool:
         got, _ = simulate_with_transformer(machine, cells, steps, head=head, beta=beta,
-                                           attention=attention, n_cells=n, dtype=dtype)
+                                           attention=attention, n_cells=n, dtype=dtype,
+                                           build=build)
         return got == expected
 
     lo, hi = 0.0, sufficient_beta(n) + 1.0

@@ -58,6 +58,22 @@ CALLABLES: dict[str, str] = {
     # Whole sequence maps (transformer-theory check TARGET --as encoder | --as causal)
     "encoder_map": "f(x) -> y on (B, L, E) without positional encoding: permutation equivariant, batch independent",
     "causal_map": "f(x) -> y on (B, L, E), causal: output i depends on inputs <= i only (prefix consistent)",
+    # Constructions: the suite's own algorithms and explicit weights, checked against direct
+    # simulators. A subject may bring its own; claims use the reference's when it has none.
+    "online_merge": "online_merge(a: OnlineState, b: OnlineState) -> OnlineState, the (m, l, o) merge of two key blocks",
+    "flash_attention": "flash_attention(q, k, v, *, block_q=16, block_k=16, mask=None, causal=False, scale=None, tracker=None) -> (..., Lq, Ev), tiled",
+    "flash_io_count": "flash_io_count(n, d, m_words, *, q=None, k=None, v=None, block_sizes=None) -> IOReport (and (N, d) output): Algorithm 1 on a two-level memory",
+    "sliding_window_attention": "sliding_window_attention(q, k, v, window, *, causal=True, scale=None, counter=None) -> (..., L, Ev), only |i - j| < window scored",
+    "block_sparse_attention": "block_sparse_attention(q, k, v, block, layout, *, scale=None, counter=None) -> (..., L, Ev), only allowed tiles scored",
+    "causal_linear_attention_recurrent": "causal_linear_attention_recurrent(q, k, v, *, feature_map=elu_plus_one) -> (..., L, Ev), run as an RNN",
+    "transformer_encoder_graph": "transformer_encoder_graph(n, depth) -> DependencyGraph of a depth-layer encoder",
+    "state_jacobian_norms": "state_jacobian_norms(w, steps, *, ord=2) -> (steps,) norms of dh_t/dh_0 of h_t = W h_{t-1} + U x_t",
+    "residual_stack_iid": "residual_stack_iid(x0, horizon, depth, width, rng, *, scaling='1/L', feed_forward=None) -> (..., d), fresh random weights per block",
+    "conv1d_as_attention": "conv1d_as_attention(x, kernel, *, alpha=None, padding='none', attention=None) -> (..., L, C_out), K heads (Cordonnier et al.)",
+    "conv2d_as_attention": "conv2d_as_attention(x, kernel, *, alpha=None, padding='none', attention=None) -> (..., H, W, C_out), K^2 heads",
+    "build_turing_transformer": "build_turing_transformer(machine, n_cells) -> TuringTransformer, one layer per machine step",
+    "build_dyck_recognizer": "build_dyck_recognizer(k, D, attention='hard', n_max=None, *, ops=None, matching_layers=None, beta=None) -> DyckRecognizer (Yao et al., Theorem 4.1)",
+    "build_dyck_generator": "build_dyck_generator(k, D, attention='hard', n_max=None, *, ops=None) -> DyckGenerator (Yao et al., Theorem 4.2)",
 }
 
 #: Short names accepted for ``--as`` (and in mappings), each standing for a contract name.

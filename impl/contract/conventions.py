@@ -307,9 +307,8 @@ CONTRACT_CONVENTIONS: dict[str, Any] = {
     o.name: o.default for o in _OPTION_LIST if o.kind == "convention" or o.name in (
         "compute_dtype", "causal_flag", "scale", "rope_positions", "value_dim")}
 
-#: Keys a Subject may carry that are not user options: how it was built, and the
-#: construction test hook of the mutant catalogue.
-INTERNAL_OPTIONS: tuple[str, ...] = ("origin", "construction_mutations")
+#: Keys a Subject may carry that are not user options: how it was built.
+INTERNAL_OPTIONS: tuple[str, ...] = ("origin",)
 
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:

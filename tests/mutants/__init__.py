@@ -14,21 +14,9 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from transformer_theory.theory.subject import CONSTRUCTION_MUTATIONS, Subject
+from transformer_theory.theory.subject import Subject
 
 from transformer_theory.theory.registry import TOPIC_MODULES  # one list of topics
-
-
-def with_construction_mutation(ref: Subject, key: str, mutation: str) -> Subject:
-    """``ref`` asking construction ``key`` for the deliberate bug ``mutation`` (test hook).
-
-    See :func:`transformer_theory.theory.subject.construction_mutation`.
-    """
-    options = dict(ref.options)
-    hooks = dict(options.get(CONSTRUCTION_MUTATIONS, {}))
-    hooks[key] = mutation
-    options[CONSTRUCTION_MUTATIONS] = hooks
-    return Subject(ref.name, ref.callables, options, ref.description)
 
 
 @dataclass(frozen=True)

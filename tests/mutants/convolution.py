@@ -1,13 +1,15 @@
 """Mutants of convolution-as-attention: an attention that drops the relative-position bias or
-silently restricts itself to a local window, and a misplaced kernel anchor in the construction."""
+silently restricts itself to a local window, and a construction with a misplaced kernel anchor
+(the subject's ``conv1d_as_attention`` and ``conv2d_as_attention``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from transformer_theory.impl import attention as A
+from transformer_theory.impl.constructions import convolution as CV
 
-from . import Mutant, with_construction_mutation
+from . import Mutant
 
 
 def _ignores_bias(ref):
@@ -25,6 +27,18 @@ def _local_window(ref):
     return ref.replace(attention=attention)
 
 
+def conv1d_anchor_off_by_one(x, kernel, **kw):
+    """Kernel offsets ``k - a - 1``: every head one position too far to the left."""
+    width = np.shape(kernel)[-1]
+    return CV.conv1d_as_attention(x, kernel, anchor=(width - 1) // 2 + 1, **kw)
+
+
+def conv2d_anchor_off_by_one(x, kernel, **kw):
+    """As :func:`conv1d_anchor_off_by_one`, along both axes."""
+    k1, k2 = np.shape(kernel)[-2:]
+    return CV.conv2d_as_attention(x, kernel, anchor=((k1 - 1) // 2 + 1, (k2 - 1) // 2 + 1), **kw)
+
+
 MUTANTS = [
     Mutant("attention_ignores_bias", "the additive logit bias is accepted but not added",
            ("convolution.conv1d_interior", "convolution.conv2d_interior",
@@ -34,5 +48,6 @@ MUTANTS = [
     Mutant("conv_anchor_off_by_one", "kernel offsets anchored one position too far (k - a - 1)",
            ("convolution.conv1d_interior", "convolution.conv2d_interior",
             "convolution.zero_padding_exact"),
-           lambda ref: with_construction_mutation(ref, "convolution", "anchor_off_by_one")),
+           lambda ref: ref.replace(conv1d_as_attention=conv1d_anchor_off_by_one,
+                                   conv2d_as_attention=conv2d_anchor_off_by_one)),
 ]

@@ -1,11 +1,15 @@
-"""Mutants of the recurrence claims: an attention that ignores the causal flag, and bugs inside
-the reference constructions reached through their ``_mutation`` hooks."""
+"""Mutants of the recurrence claims: an attention that ignores the causal flag, and broken
+versions of the reference constructions (the subject's ``causal_linear_attention_recurrent``,
+``transformer_encoder_graph`` and ``state_jacobian_norms``)."""
 
 from __future__ import annotations
 
-from transformer_theory.impl import attention as A
+import numpy as np
 
-from . import Mutant, with_construction_mutation
+from transformer_theory.impl import attention as A
+from transformer_theory.impl import recurrence as R
+
+from . import Mutant
 
 
 def _ignores_causal(ref):
@@ -14,19 +18,52 @@ def _ignores_causal(ref):
     return ref.replace(attention=attention)
 
 
+def linear_attention_read_before_write(q, k, v, *, feature_map=R.elu_plus_one):
+    """The RNN reads its state before adding position ``i``: output ``i`` sees only ``j < i``."""
+    q, k, v = (np.asarray(a) for a in (q, k, v))
+    phi_q, phi_k = feature_map(q), feature_map(k)                       # (..., L, R)
+    s = np.zeros((*q.shape[:-2], phi_q.shape[-1], v.shape[-1]), dtype=v.dtype)  # (..., R, Ev)
+    z = np.zeros((*q.shape[:-2], phi_q.shape[-1]), dtype=v.dtype)               # (..., R)
+    out = np.empty(v.shape, dtype=v.dtype)                                       # (..., L, Ev)
+    for i in range(q.shape[-2]):
+        num = np.einsum("...r,...re->...e", phi_q[..., i, :], s)        # S_{i-1}: the bug
+        den = np.einsum("...r,...r->...", phi_q[..., i, :], z)[..., None]
+        out[..., i, :] = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        s = s + phi_k[..., i, :, None] * v[..., i, None, :]
+        z = z + phi_k[..., i, :]
+    return out
+
+
+def encoder_graph_sequential_softmax(n, depth):
+    """Each attention row accumulated by a left-to-right scan over the keys."""
+    return R.transformer_encoder_graph(n, depth, attention_row="scan")
+
+
+def jacobian_norms_elementwise(w, steps, *, ord=2):
+    """Back-propagation through time with ``W * J`` (elementwise) instead of ``W @ J``."""
+    w = np.asarray(w, dtype=np.float64)
+    jac = np.eye(w.shape[0])                                            # (n, n)
+    norms = np.empty(steps)
+    for t in range(steps):
+        jac = w * jac                                                   # the bug
+        norms[t] = np.linalg.norm(jac, ord=ord)
+    return norms
+
+
 MUTANTS = [
     Mutant("attention_ignores_causal", "causal=True accepted but not applied",
            ("recurrence.linear_attention_rnn",), _ignores_causal),
     Mutant("linear_rnn_read_before_write",
            "the RNN reads its state before adding position i (output i sees only j < i)",
            ("recurrence.linear_attention_rnn",),
-           lambda ref: with_construction_mutation(ref, "linear_attention", "read_before_write")),
+           lambda ref: ref.replace(causal_linear_attention_recurrent=
+                                   linear_attention_read_before_write)),
     Mutant("sequential_softmax_row",
            "each softmax row accumulated by a left-to-right scan over the keys",
            ("recurrence.critical_path",),
-           lambda ref: with_construction_mutation(ref, "encoder_graph", "sequential_softmax")),
+           lambda ref: ref.replace(transformer_encoder_graph=encoder_graph_sequential_softmax)),
     Mutant("bptt_elementwise_product",
            "back-propagation through time multiplies Jacobians elementwise (W * J, not W @ J)",
            ("recurrence.gradient_spectral_radius",),
-           lambda ref: with_construction_mutation(ref, "rnn_jacobian", "elementwise_product")),
+           lambda ref: ref.replace(state_jacobian_norms=jacobian_norms_elementwise)),
 ]

@@ -25,7 +25,7 @@ from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import CORDONNIER_2020, SEED_000
 from ..strategies import DTYPES, SEEDS, normal
-from ..subject import construction_mutation
+from ..subject import construction
 from ..tolerance import tolerance
 
 claims = ClaimSet("convolution")
@@ -75,10 +75,10 @@ def _tol(c, n_tokens: int):
           "with alpha = ln((L-1)/eps) + 2, so its softmax leaks at most e^{-2} eps. Checked "
           "against scipy.signal.correlate (mode 'valid', summed over input channels).")
 def conv1d_interior(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "convolution")
+    conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
 
     def measure(c):
-        y = CV.conv1d_as_attention(c["x"], c["w"], attention=subject.attention, _mutation=mutation)
+        y = conv1d(c["x"], c["w"], attention=subject.attention)
         ref = CV.correlate1d(c["x"], c["w"], mode="valid")
         a = (c["K"] - 1) // 2
         interior = np.asarray(y)[a:a + ref.shape[0]]
@@ -101,10 +101,10 @@ def conv1d_interior(subject, ctx) -> Evidence:
           "-alpha(|delta|^2 - 2<Delta, delta>) with Delta = (k1 - a, k2 - a). Checked against "
           "scipy.signal.correlate2d (mode 'valid', summed over input channels).")
 def conv2d_interior(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "convolution")
+    conv2d = construction(subject, "conv2d_as_attention", CV.conv2d_as_attention)
 
     def measure(c):
-        y = CV.conv2d_as_attention(c["x"], c["w"], attention=subject.attention, _mutation=mutation)
+        y = conv2d(c["x"], c["w"], attention=subject.attention)
         ref = CV.correlate2d(c["x"], c["w"], mode="valid")
         a = (c["K"] - 1) // 2
         interior = np.asarray(y)[a:a + ref.shape[0], a:a + ref.shape[1]]
@@ -128,19 +128,19 @@ def conv2d_interior(subject, ctx) -> Evidence:
           "margin of at least alpha), i.e. the edge token: replicate padding. Zero tokens "
           "appended around the sequence make the same layer a zero-padded convolution.")
 def zero_padding_exact(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "convolution")
+    conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
+    conv2d = construction(subject, "conv2d_as_attention", CV.conv2d_as_attention)
     strategy = st.one_of(_conv1d_case().map(lambda c: {**c, "dims": 1}),
                          _conv2d_case().map(lambda c: {**c, "dims": 2}))
 
     def measure(c):
-        layer = CV.conv1d_as_attention if c["dims"] == 1 else CV.conv2d_as_attention
+        layer = conv1d if c["dims"] == 1 else conv2d
         ref_fn = CV.correlate1d if c["dims"] == 1 else CV.correlate2d
         n_tokens = c["L"] if c["dims"] == 1 else c["H"] * c["W"]
         n_tokens += c["K"] ** c["dims"]
         worst = None
         for padding, ref_padding in (("zeros", "zeros"), ("none", "edge")):
-            y = layer(c["x"], c["w"], padding=padding, attention=subject.attention,
-                      _mutation=mutation)
+            y = layer(c["x"], c["w"], padding=padding, attention=subject.attention)
             ref = ref_fn(c["x"], c["w"], mode="same", padding=ref_padding)
             scale = ref_fn(np.abs(c["x"]), np.abs(c["w"]), mode="same", padding=ref_padding)
             m = compare(y, ref, _tol(c, n_tokens), scale=scale,
@@ -168,7 +168,7 @@ def zero_padding_exact(subject, ctx) -> Evidence:
           "convolution.conv1d_interior on the subject's attention; the attention layers have "
           "random Gaussian W_q, W_k, W_v.")
 def receptive_field(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "convolution")
+    conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
     rng = ctx.rng("receptive field")
     n, channels, center = 41, 2, 20
     x = rng.standard_normal((n, channels))
@@ -182,8 +182,7 @@ def receptive_field(subject, ctx) -> Evidence:
 
             def conv_stack(z, kernels=kernels):
                 for w in kernels:              # one layer at a time, as in the seed's picture
-                    z = CV.conv1d_as_attention(z, w, attention=subject.attention,
-                                               _mutation=mutation)
+                    z = conv1d(z, w, attention=subject.attention)
                 return z
             infl = CV.influence(conv_stack, x, center)
             scale = float(np.max(np.abs(conv_stack(x)[center]))) + float(np.max(infl))

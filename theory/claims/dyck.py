@@ -13,13 +13,12 @@ So what a claim needs from a subject is what the construction runs on:
   ``feed_forward``; the generator also on its ``layer_norm`` (with
   ``eps = 0``).
 
-Test hook: ``tests/mutants/dyck.py`` builds deliberately broken
-constructions by setting the construction mutation ``"dyck"``
-(:func:`~transformer_theory.theory.subject.construction_mutation`) to one of
-``RECOGNIZER_MUTATIONS`` / ``GENERATOR_MUTATIONS`` of the construction module
-(a layer without the type check, a non-strict mask, one layer fewer or more,
-too small a beta, one-hot type codes, a generator preferring the earliest
-opener). Real subjects never set it.
+The weights themselves come from the subject's construction callables
+``build_dyck_recognizer`` and ``build_dyck_generator`` when it has them
+(:func:`~transformer_theory.theory.subject.construction`), else from the
+reference builders: ``tests/mutants/dyck.py`` brings broken builders (a layer
+without the type check, non-strict masks, one layer fewer or more, too small a
+beta, one-hot type codes, a generator preferring the earliest opener).
 
 References
 ----------
@@ -43,8 +42,6 @@ from hypothesis import strategies as st
 
 from transformer_theory.impl.constructions import dyck as dyck_impl
 from transformer_theory.impl.constructions.dyck import (
-    GENERATOR_MUTATIONS,
-    RECOGNIZER_MUTATIONS,
     Ops,
     accepts_batch_shared,
     build_generator,
@@ -61,7 +58,7 @@ from ..checks import Measurement, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import HAHN_2020, SEED_000, YAO_2021
-from ..subject import construction_mutation
+from ..subject import construction
 
 claims = ClaimSet("dyck")
 
@@ -75,24 +72,18 @@ LEMMA_5 = HAHN_2020.at("Lemma 5 (soft attention)")
 # building the constructions from a subject
 # ---------------------------------------------------------------------------
 
-def _mutation(subject, allowed) -> str | None:
-    """The test hook (construction mutation ``"dyck"``) if it names one of ``allowed``."""
-    m = construction_mutation(subject, "dyck")
-    return m if m in allowed else None
-
-
 def _ops(subject) -> Ops:
     return Ops.from_mapping(subject.callables)
 
 
 def _recognizer(subject, k: int, D: int, attention: str = "hard", **kw):
-    return build_recognizer(k, D, attention, ops=_ops(subject),
-                            _mutation=_mutation(subject, RECOGNIZER_MUTATIONS), **kw)
+    build = construction(subject, "build_dyck_recognizer", build_recognizer)
+    return build(k, D, attention, ops=_ops(subject), **kw)
 
 
 def _generator(subject, k: int, D: int, attention: str):
-    return build_generator(k, D, attention, ops=_ops(subject),
-                           _mutation=_mutation(subject, GENERATOR_MUTATIONS))
+    build = construction(subject, "build_dyck_generator", build_generator)
+    return build(k, D, attention, ops=_ops(subject))
 
 
 def _text(tokens, k: int, limit: int = 80) -> str:

@@ -21,7 +21,7 @@ from ..checks import Measurement, single_case
 from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
 from ..sources import SEED_002
-from ..subject import construction_mutation
+from ..subject import construction
 
 claims = ClaimSet("ode")
 
@@ -95,7 +95,7 @@ def residual_euler_convergence(subject, ctx) -> Evidence:
           "L independent terms) and not at all under sqrt(T/L): no ratio reaches the band "
           "[1.8, 2.2] of the shared-weight claim.")
 def random_weights_no_limit(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "residual_iid")
+    stack = construction(subject, "residual_stack_iid", RO.residual_stack_iid)
     seed = int(ctx.rng("iid").integers(2**31))
     x0 = np.ones(32)
     depths = [8, 16, 32, 64]
@@ -103,7 +103,7 @@ def random_weights_no_limit(subject, ctx) -> Evidence:
     for scaling in ("1/L", "1/sqrt(L)"):
         diffs = RO.iid_depth_differences(x0, 1.0, depths, 16, seed=seed, realizations=16,
                                          scaling=scaling, feed_forward=subject.feed_forward,
-                                         _mutation=mutation)
+                                         stack=stack)
         ratios = diffs[:-1] / diffs[1:]
         rows.append((scaling, ratios))
         ok = ok and bool(np.all(ratios < RATIO_BAND[0]))

@@ -26,7 +26,7 @@ from ..registry import ClaimSet
 from ..sources import DAO_2022, MILAKOV_2018, SEED_001, ZAHEER_2020
 from ..declared import value_dim_equal
 from ..strategies import DTYPES, SEEDS, attention_case, leading_dims, normal, random_mask
-from ..subject import construction_mutation
+from ..subject import construction
 from ..tolerance import tolerance
 from ._common import coarser_dtype, definition_attention
 
@@ -81,8 +81,13 @@ def _allowed(c):
     return allowed
 
 
-def _tree_attention(c, mutation):
-    """Block states of the drawn split, merged along the drawn tree, then o / l."""
+def _merge(subject):
+    """The online merge under test: the subject's ``online_merge``, else the reference's."""
+    return construction(subject, "online_merge", OS.merge)
+
+
+def _tree_attention(c, merge):
+    """Block states of the drawn split, merged along the drawn tree (with ``merge``), then o / l."""
     allowed = _allowed(c)
     blocks = OS.split_keys(c["Lk"], c["boundaries"])
     states = [OS.block_state(c["q"], c["k"][..., sl, :], c["v"][..., sl, :],
@@ -90,7 +95,7 @@ def _tree_attention(c, mutation):
     for i, j in c["picks"]:
         a = states.pop(i)
         b = states.pop(j)
-        states.append(OS.merge(a, b, _mutation=mutation))
+        states.append(merge(a, b))
     return OS.finalize(states[0])
 
 
@@ -106,10 +111,10 @@ def _tree_attention(c, mutation):
           "partial states to merge next); masks and both causal alignments included. The "
           "result is compared with the subject's attention.")
 def any_split_any_order(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "online_merge")
+    merge = _merge(subject)
 
     def measure(c):
-        out = _tree_attention(c, mutation)
+        out = _tree_attention(c, merge)
         ref = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"])
         tol = tolerance("composite", coarser_dtype(c["q"]), n=c["E"] + c["Lk"])
         return compare(out, ref, tol, scale=c["v"], note="merged blocks differ from attention")
@@ -143,7 +148,7 @@ def _state_errors(x: OS.OnlineState, y: OS.OnlineState, tol, note: str) -> Measu
           "e^0 = 1, e^-inf = 0); associativity to rounding, where the tolerance counts the "
           "three merges and the condition number |m| of the exponentials.")
 def merge_monoid(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "online_merge")
+    merge = _merge(subject)
     strategy = st.tuples(leading_dims(), st.integers(1, 6), st.integers(1, 6), st.integers(1, 6),
                          DTYPES, SEEDS)
 
@@ -159,7 +164,6 @@ def merge_monoid(subject, ctx) -> Evidence:
             states.append(OS.block_state(q, k, v, allowed=allowed))
         a, b, c = states
         ident = OS.identity_state(lead, lq, ev, dt)
-        merge = (lambda x, y: OS.merge(x, y, _mutation=mutation))
         exact = tolerance("exact", dt)
         for x, y, what in ((merge(a, b), merge(b, a), "A+B vs B+A"),
                            (merge(a, ident), a, "A+I vs A"), (merge(ident, a), a, "I+A vs A"),
@@ -186,16 +190,17 @@ def merge_monoid(subject, ctx) -> Evidence:
           "random tree and the tiled flash_attention must stay finite and equal the "
           "subject's attention (which returns zeros for a fully masked row).")
 def fully_masked_blocks(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "online_merge")
+    merge = _merge(subject)
+    flash_attention = construction(subject, "flash_attention", OS.flash_attention)
 
     def measure(c):
         ref = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=c["mask"]))
         tol = tolerance("composite", coarser_dtype(c["q"]), n=c["E"] + c["Lk"])
         worst = None
-        tiled = OS.flash_attention(c["q"], c["k"], c["v"], mask=c["mask"],
+        tiled = flash_attention(c["q"], c["k"], c["v"], mask=c["mask"],
                                    block_q=max(1, c["Lq"] // 2),
                                    block_k=max(1, c["Lk"] // max(1, len(c["boundaries"]) + 1)))
-        for name, out in (("merge tree", _tree_attention(c, mutation)), ("tiled", tiled)):
+        for name, out in (("merge tree", _tree_attention(c, merge)), ("tiled", tiled)):
             if not np.all(np.isfinite(out)):
                 return holds(False, f"{name}: NaN or inf with fully masked blocks")
             m = compare(out, ref, tol, scale=c["v"], note=f"{name} differs from attention")
@@ -220,7 +225,7 @@ def fully_masked_blocks(subject, ctx) -> Evidence:
           "Batch B = 2, E = Ev = 16, tiles 16 x 16, L from 32 to 512; the output is also "
           "compared with the float64 definition of attention.")
 def memory_o_block(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "flash_attention")
+    flash_attention = construction(subject, "flash_attention", OS.flash_attention)
     rng = ctx.rng("memory")
     batch, e, bq, bk = 2, 16, 16, 16
     bound = batch * bq * max(bk, e)
@@ -229,8 +234,7 @@ def memory_o_block(subject, ctx) -> Evidence:
     for length in lengths:
         q, k, v = (rng.standard_normal((batch, length, e)) for _ in range(3))
         tracker = OS.MemoryTracker()
-        out = OS.flash_attention(q, k, v, block_q=bq, block_k=bk, causal=True, tracker=tracker,
-                                 _mutation=mutation)
+        out = flash_attention(q, k, v, block_q=bq, block_k=bk, causal=True, tracker=tracker)
         expected, _ = definition_attention(q, k, v, causal=True)
         peaks.append(tracker.peak)
         measurements.append(holds(tracker.peak <= bound,
@@ -268,7 +272,7 @@ def memory_o_block(subject, ctx) -> Evidence:
           "M by a constant factor). The band follows from T_c in [4Nd/M, 8Nd/M + 1] for "
           "16d <= M <= Nd. Also checked: the counted run computes attention exactly.")
 def io_complexity(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "flash_io_count")
+    flash_io_count = construction(subject, "flash_io_count", OS.flash_io_count)
     measurements, rows = [], []
     lengths = (512, 1024, 2048, 4096)
     runs = [(16, 4096, n) for n in (256, 512, 1024, 2048)]
@@ -277,7 +281,7 @@ def io_complexity(subject, ctx) -> Evidence:
     counted = {}
     for d, m_words, n in runs:
         try:
-            rep = OS.flash_io_count(n, d, m_words, _mutation=mutation)
+            rep = flash_io_count(n, d, m_words)
         except ValueError as exc:
             measurements.append(holds(False, f"N={n}, d={d}, M={m_words}: {exc}"))
             continue
@@ -311,7 +315,7 @@ def io_complexity(subject, ctx) -> Evidence:
     rng = ctx.rng("io values")
     q, k, v = (rng.standard_normal((64, 8)) for _ in range(3))
     try:
-        _, out = OS.flash_io_count(64, 8, 512, q=q, k=k, v=v, _mutation=mutation)
+        _, out = flash_io_count(64, 8, 512, q=q, k=k, v=v)
         expected, _ = definition_attention(q, k, v)
         measurements.append(compare(out, expected, tolerance("composite", np.float64, n=8 + 64),
                                     scale=v, note="the counted run's output differs"))
@@ -367,20 +371,19 @@ def _sparse_case(draw):
           "merged by the online softmax); the dense reference is the subject's attention with "
           "sliding_window_mask or the block pattern expanded to positions.")
 def sparse_equals_masked_dense(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "sparse")
+    sliding = construction(subject, "sliding_window_attention", OS.sliding_window_attention)
+    block_sparse = construction(subject, "block_sparse_attention", OS.block_sparse_attention)
 
     def measure(c):
         tol = tolerance("composite", c["dtype"], n=c["E"] + c["L"])
-        local = OS.sliding_window_attention(c["q"], c["k"], c["v"], c["window"],
-                                            causal=c["causal"], _mutation=mutation)
+        local = sliding(c["q"], c["k"], c["v"], c["window"], causal=c["causal"])
         dense = subject.attention(c["q"], c["k"], c["v"],
                                   mask=sliding_window_mask(c["L"], c["L"], c["window"],
                                                            causal=c["causal"]))
         m = compare(local, dense, tol, scale=c["v"], note="sliding window differs")
         if not m.ok:
             return m
-        sparse = OS.block_sparse_attention(c["q"], c["k"], c["v"], c["block"], c["layout"],
-                                           _mutation=mutation)
+        sparse = block_sparse(c["q"], c["k"], c["v"], c["block"], c["layout"])
         dense = subject.attention(c["q"], c["k"], c["v"],
                                   mask=OS.block_sparse_mask(c["L"], c["block"], c["layout"]))
         m2 = compare(sparse, dense, tol, scale=c["v"], note="block-sparse differs")
@@ -405,7 +408,8 @@ def sparse_equals_masked_dense(subject, ctx) -> Evidence:
           "bandwidth 1 and one global block: the counts' second differences vanish (affine in "
           "L), while the dense count's do not.")
 def sparse_cost_linear(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "sparse")
+    sliding = construction(subject, "sliding_window_attention", OS.sliding_window_attention)
+    block_sparse = construction(subject, "block_sparse_attention", OS.block_sparse_attention)
     rng = ctx.rng("sparse cost")
     e = ev = 8
     window, block = 16, 16
@@ -414,9 +418,9 @@ def sparse_cost_linear(subject, ctx) -> Evidence:
     for length in lengths:
         q, k, v = (rng.standard_normal((length, e)) for _ in range(3))
         c1, c2 = OS.OpCounter(), OS.OpCounter()
-        OS.sliding_window_attention(q, k, v, window, counter=c1, _mutation=mutation)
+        sliding(q, k, v, window, counter=c1)
         layout = OS.banded_block_layout(length // block, 1, n_global=1)
-        OS.block_sparse_attention(q, k, v, block, layout, counter=c2, _mutation=mutation)
+        block_sparse(q, k, v, block, layout, counter=c2)
         costs["sliding window"].append(c1.multiply_adds)
         costs["block-sparse"].append(c2.multiply_adds)
     dense = [n * n * (e + ev) for n in lengths]

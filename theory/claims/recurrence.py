@@ -27,7 +27,7 @@ from ..registry import ClaimSet
 from ..sources import KATHAROPOULOS_2020, SEED_000, SEED_003, SEED_004, VASWANI_2017
 from ..declared import value_dim_equal
 from ..strategies import DTYPES, SEEDS, leading_dims, normal
-from ..subject import construction_mutation
+from ..subject import construction
 from ..tolerance import tolerance
 
 claims = ClaimSet("recurrence")
@@ -67,10 +67,11 @@ def _linear_case(draw):
           "softmax(log A + log M) = (A*M)/rowsum(A*M). The left-hand side is the reference "
           "recurrence, one position at a time.")
 def linear_attention_rnn(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "linear_attention")
+    recurrent = construction(subject, "causal_linear_attention_recurrent",
+                             R.causal_linear_attention_recurrent)
 
     def measure(c):
-        rnn = R.causal_linear_attention_recurrent(c["q"], c["k"], c["v"], _mutation=mutation)
+        rnn = recurrent(c["q"], c["k"], c["v"])
         bias = R.kernel_log_bias(c["q"], c["k"]).astype(c["dtype"])
         zeros = np.zeros((*c["lead"], c["L"], 1), dtype=c["dtype"])
         masked = subject.attention(zeros, zeros, c["v"], bias=bias, causal=True)
@@ -98,7 +99,7 @@ def linear_attention_rnn(subject, ctx) -> Evidence:
           "Longest paths are counted in nodes on the dependency graphs built for every N up "
           "to 16 and then N = 24, 32, ..., 256, with D = 1, 2, 3 layers.")
 def critical_path(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "encoder_graph")
+    encoder_graph = construction(subject, "transformer_encoder_graph", R.transformer_encoder_graph)
     rnn = [R.longest_path(R.rnn_encoder_graph(n)) for n in CRITICAL_PATH_N]
     measurements = [holds(p == n + 1, f"RNN, N={n}: longest path {p}, expected {n + 1}")
                     for n, p in zip(CRITICAL_PATH_N, rnn)]
@@ -109,7 +110,7 @@ def critical_path(subject, ctx) -> Evidence:
     for depth in (1, 2, 3):
         paths = []
         for n in CRITICAL_PATH_N:
-            p = R.longest_path(R.transformer_encoder_graph(n, depth, _mutation=mutation))
+            p = R.longest_path(encoder_graph(n, depth))
             paths.append(p)
             measurements.append(holds(p == 4 * depth + 1,
                                       f"transformer, D={depth}, N={n}: longest path {p}, "
@@ -160,13 +161,13 @@ def _spectra(rng):
           "[T log rho, T log rho + log kappa] (up to the composite rounding tolerance), and the "
           "least-squares slope within the bound that residual band implies.")
 def gradient_spectral_radius(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "rnn_jacobian")
+    jacobian_norms = construction(subject, "state_jacobian_norms", R.state_jacobian_norms)
     rng = ctx.rng("spectra")
     steps = 150
     t = np.arange(1, steps + 1, dtype=float)
     measurements, series, slopes = [], [], []
     for label, w, rho, kappa in _spectra(rng):
-        norms = R.state_jacobian_norms(w, steps, _mutation=mutation)          # (T,)
+        norms = jacobian_norms(w, steps)                                     # (T,)
         resid = np.log(norms) - t * math.log(rho)                            # in [0, log kappa]
         tol = tolerance("composite", np.float64, n=steps * w.shape[0]).rtol * max(kappa, 1.0)
         low = float(np.max(-resid))

@@ -28,7 +28,7 @@ from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import PEREZ_2021, SEED_000, WEI_2022
 from ..strategies import DTYPES
-from ..subject import construction_mutation
+from ..subject import construction
 from ..tolerance import tolerance
 
 claims = ClaimSet("turing")
@@ -62,7 +62,12 @@ def machine_case(draw, *, max_states: int = 4, max_symbols: int = 3, max_tape: i
             "head": head, "steps": steps, "dtype": draw(DTYPES)}
 
 
-def _check_run(subject, machine, tape, head, steps, dtype, mutation, *, keep=False):
+def _build(subject):
+    """The weight builder under test: the subject's ``build_turing_transformer``, else the reference's."""
+    return construction(subject, "build_turing_transformer", TM.build_turing_transformer)
+
+
+def _check_run(subject, machine, tape, head, steps, dtype, *, keep=False):
     """Run the subject's softmax at the stated beta, then hard attention, step by step.
 
     Every decoded configuration is compared with the simulator's as soon as it
@@ -73,7 +78,7 @@ def _check_run(subject, machine, tape, head, steps, dtype, mutation, *, keep=Fal
     expected = TM.simulate(machine, tape, steps, head=head)
     n = TM.required_cells(len(tape), steps)
     beta = TM.sufficient_beta(n) + 1.0
-    model = TM.build_turing_transformer(machine, n, _mutation=mutation)
+    model = _build(subject)(machine, n)
     tol = tolerance("rounding", dtype)
     worst, kept = 0.0, []
     for mode, b in (("softmax", beta), ("hard", None)):
@@ -134,12 +139,11 @@ def _bits(word: str) -> list[int]:
           "every step. Unlike Pérez et al. and Wei et al. (one decoder token per step, "
           "constant or log T depth), the sequence is the tape and the depth is T.")
 def simulation(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "turing")
     long_cases = {"n": 0}
 
     def measure(c):
         m, _, _, _ = _check_run(subject, c["machine"], c["tape"], c["head"], c["steps"],
-                                c["dtype"], mutation)
+                                c["dtype"])
         if c["steps"] >= 24:
             long_cases["n"] += 1
         return m
@@ -156,7 +160,7 @@ def simulation(subject, ctx) -> Evidence:
     for word, steps in LONG_RUNS:
         tape = _bits(word)
         for dt in (np.float64, np.float32):
-            m, n, beta, run = _check_run(subject, machine, tape, 0, steps, dt, mutation,
+            m, n, beta, run = _check_run(subject, machine, tape, 0, steps, dt,
                                          keep=figure is None)
             m.note = f"binary increment of {word}, T={steps}, {np.dtype(dt).name}: " + m.note
             measurements.append(m)
@@ -192,7 +196,7 @@ def simulation(subject, ctx) -> Evidence:
           "N = 24, 48, 96 cells; the run at beta = beta_suff/2 must fail. It grows like ln N, "
           "as the bound does.")
 def small_beta_fails(subject, ctx) -> Evidence:
-    mutation = construction_mutation(subject, "turing")
+    build = _build(subject)
     machine = TM.binary_increment_machine()
     tape, steps = _bits("1011"), 8
     expected = TM.simulate(machine, tape, steps)
@@ -201,7 +205,7 @@ def small_beta_fails(subject, ctx) -> Evidence:
     for n in sizes:
         small, _ = TM.simulate_with_transformer(
             machine, tape, steps, beta=TM.sufficient_beta(n) / 2, attention=subject.attention,
-            feed_forward=subject.feed_forward, n_cells=n, _mutation=mutation)
+            feed_forward=subject.feed_forward, n_cells=n, build=build)
         if small == expected:
             still_simulates.append(n)
     if still_simulates:
@@ -214,7 +218,7 @@ def small_beta_fails(subject, ctx) -> Evidence:
     for n in sizes:
         bound = TM.sufficient_beta(n)
         measured = TM.critical_beta(machine, tape, steps, attention=subject.attention,
-                                    n_cells=n, resolution=1e-2)
+                                    n_cells=n, resolution=1e-2, build=build)
         rows.append((n, measured, bound, True))
         ok = ok and 0.0 < measured <= bound
     figure = {
