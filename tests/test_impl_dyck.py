@@ -21,6 +21,7 @@ from mutants.dyck import (
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as N
 from transformer_theory.impl.constructions import dyck as Dy
+from transformer_theory.impl.constructions import toolkit as T
 from transformer_theory.impl.constructions.dyck import (
     Ops,
     build_generator,
@@ -372,24 +373,24 @@ def test_ops_from_mapping():
 
 
 def test_masks_are_strict_and_never_empty():
-    fut = Dy._mask("future", 4)
+    fut = T.mask("future", 4)
     np.testing.assert_array_equal(fut, [[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 1]])
-    past = Dy._mask("past", 4)
+    past = T.mask("past", 4)
     np.testing.assert_array_equal(past, [[1, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]])
     for kind in ("future", "past", "all", "causal"):
-        assert np.all(Dy._mask(kind, 5).any(axis=1))
-    assert Dy._mask("future", 3, strict=False)[1, 1]
+        assert np.all(T.mask(kind, 5).any(axis=1))
+    assert T.mask("future", 3, strict=False)[1, 1]
 
 
 def test_padding_is_invisible():
-    m = Dy._mask("future", 8, real=5)
+    m = T.mask("future", 8, real=5)
     assert not m[:5, 5:].any() and not m[5:, :5].any()
     assert np.array_equal(m[5:, 5:], np.eye(3, dtype=bool))
-    np.testing.assert_array_equal(m[:5, :5], Dy._mask("future", 5))
-    assert [Dy._bucket(n) for n in (0, 1, 2, 3, 5, 8, 9, 13, 17, 1006, 1025)] == \
+    np.testing.assert_array_equal(m[:5, :5], T.mask("future", 5))
+    assert [T.bucket(n) for n in (0, 1, 2, 3, 5, 8, 9, 13, 17, 1006, 1025)] == \
         [1, 1, 2, 4, 8, 8, 10, 14, 20, 1024, 1280]
     x = np.arange(2 * 3 * 1.0).reshape(2, 3, 1)
-    padded = Dy._pad_stream(x)
+    padded = T.pad_stream(x)
     assert padded.shape == (2, 4, 1) and padded[0, 3, 0] == x[0, 2, 0]
     net = build_recognizer(2, 2, "soft")
     for n in (3, 5, 6, 9):                       # lengths that are and are not powers of two

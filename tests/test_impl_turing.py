@@ -11,6 +11,7 @@ import pytest
 from mutants.turing import build_with_neighbours_swapped, build_without_rebinarising
 
 from transformer_theory.impl.constructions import turing as TM
+from transformer_theory.impl.constructions.toolkit import FFNBuilder
 
 
 def increment():
@@ -136,8 +137,8 @@ def test_neighbour_queries_are_cyclic_shifts():
 
 
 def test_step_unit_is_exact_outside_its_ramp():
-    units = TM._UnitList(2)
-    units.step_unit({0: 1.0}, 0.5, {1: 1.0})
+    units = FFNBuilder(2)
+    units.binarise({0: 1.0}, -0.5, {1: 1.0})                       # step(x_0; 1/2) into x_1
     p = units.params()
     x = np.array([[0.0, 0.0], [0.24, 0.0], [0.76, 0.0], [1.0, 0.0], [0.5, 0.0]])
     h = np.maximum(x @ p.w1 + p.b1, 0)

@@ -71,14 +71,13 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import attention as _attention_module
-from .. import layers as _layers_module
 from .._validate import check_choice, check_positive_int, check_rng
-from ..layers import FFNParams
+from .toolkit import FFNBuilder, Head, Layer, Layout, Ops, check_ops, pad_stream, run_layer, \
+    same_array, same_layer
 
 __all__ = [
     "BRACKETS",
@@ -401,297 +400,8 @@ def type_codes(k: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# the operations a construction runs on
+# checks of the builders' arguments
 # ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Ops:
-    """The callables a construction runs on (the reference by default).
-
-    Attributes
-    ----------
-    attention : callable
-        ``attention(q, k, v, *, mask=None, scale=None)``: softmax attention.
-    hard_attention : callable
-        ``hard_attention(q, k, v, *, mask=None)``: averaging hard attention.
-    feed_forward : callable
-        ``feed_forward(x, params: FFNParams)``: ``relu(x W1 + b1) W2 + b2``.
-    layer_norm : callable
-        ``layer_norm(x, *, eps=...)`` over the last axis.
-    residual : callable
-        ``residual(x, y) = x + y``.
-    """
-
-    attention: Callable = _attention_module.attention
-    hard_attention: Callable = _attention_module.hard_attention
-    feed_forward: Callable = _layers_module.feed_forward
-    layer_norm: Callable = _layers_module.layer_norm
-    residual: Callable = _layers_module.residual
-
-    @classmethod
-    def from_mapping(cls, callables: Mapping[str, Callable]) -> "Ops":
-        """Ops with the callables present in ``callables`` (a subject's), else the reference's."""
-        names = ("attention", "hard_attention", "feed_forward", "layer_norm", "residual")
-        return cls(**{n: callables[n] for n in names if n in callables})
-
-
-def _check_ops(ops) -> Ops:
-    if ops is None:
-        return Ops()
-    if isinstance(ops, Ops):
-        return ops
-    if isinstance(ops, Mapping):
-        return Ops.from_mapping(ops)
-    raise TypeError(f"ops: expected an Ops, a mapping of callables or None, "
-                    f"got {type(ops).__name__}")
-
-
-# ---------------------------------------------------------------------------
-# layers: weights written down, run on the Ops
-# ---------------------------------------------------------------------------
-
-class _Layout:
-    """Named coordinates of the residual stream."""
-
-    def __init__(self, fields: Sequence[tuple[str, int]]):
-        self.slices: dict[str, slice] = {}
-        start = 0
-        for name, size in fields:
-            self.slices[name] = slice(start, start + size)
-            start += size
-        self.width = start
-
-    def __getitem__(self, name: str) -> slice:
-        return self.slices[name]
-
-    def index(self, name: str) -> int:
-        s = self.slices[name]
-        if s.stop - s.start != 1:
-            raise KeyError(f"{name} is not a single coordinate")
-        return s.start
-
-
-@dataclass(frozen=True)
-class Head:
-    """One attention head: ``Attention(X W_Q, X W_K, X W_V) W_O`` under a mask.
-
-    Attributes
-    ----------
-    w_q, w_k : (W, E)
-    w_v : (W, Ev)
-    w_o : (Ev, W)
-    mask : {"future", "past", "all", "causal"}
-        ``future``: key ``j > i`` (strict); ``past``: ``j < i`` (strict);
-        ``all``: every key; ``causal``: ``j <= i``. A row a strict mask would
-        leave empty (EOS looking right, BOS looking left) gets its own
-        position instead: those outputs are never read, and no row is fully
-        masked (a fully masked row is zeros in the contract but NaN in some
-        libraries).
-    """
-
-    w_q: np.ndarray
-    w_k: np.ndarray
-    w_v: np.ndarray
-    w_o: np.ndarray
-    mask: str
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A transformer layer: attention heads, then position-wise FFN sublayers.
-
-    ``x <- x + sum_h head_h(x)`` (or ``x + LayerNorm_{eps}(sum_h head_h(x))``
-    when ``norm_eps`` is set), then ``x <- x + FFN(x)`` for each FFN.
-    """
-
-    name: str
-    heads: tuple[Head, ...]
-    ffns: tuple[FFNParams, ...] = ()
-    norm_eps: float | None = None
-
-
-def _mask(kind: str, length: int, strict: bool = True, real: int | None = None) -> np.ndarray:
-    """Boolean (L, L) mask, True = may attend (see :class:`Head`).
-
-    With ``real < length`` the last ``length - real`` positions are padding
-    (see :func:`_pad_stream`): no real position may attend to them, and each
-    of them attends to itself only.
-    """
-    real = length if real is None else real
-    i = np.arange(length)[:, None]                                 # (L, 1)
-    j = np.arange(length)[None, :]                                 # (1, L)
-    if kind == "all":
-        allowed = np.ones((length, length), dtype=bool)
-    elif kind == "causal":
-        allowed = j <= i
-    elif kind == "future":
-        allowed = (j > i) if strict else (j >= i)                  # (L, L)
-    elif kind == "past":
-        allowed = (j < i) if strict else (j <= i)                  # (L, L)
-    else:
-        raise ValueError(f"mask: unknown kind {kind!r}")
-    allowed = allowed & (i < real) & (j < real)                    # padding is invisible
-    if kind == "future":
-        allowed[real - 1, real - 1] = True                         # EOS: itself
-    if kind == "past":
-        allowed[0, 0] = True                                       # BOS: itself
-    pad = np.arange(real, length)
-    allowed[pad, pad] = True                                       # padding: itself
-    return allowed
-
-
-def _bucket(n: int) -> int:
-    """``n`` rounded up to 1, 2, 4, 8 or a multiple of 2^e with 4 multiples per octave.
-
-    At most 25 % padding above 8, and only four distinct sizes per factor of 2.
-    """
-    n = int(n)
-    if n <= 8:
-        return 1 if n <= 1 else 1 << (n - 1).bit_length()
-    step = 1 << ((n - 1).bit_length() - 3)
-    return -(-n // step) * step
-
-
-def _pad_stream(x: np.ndarray) -> np.ndarray:
-    """Pad a stream (B, L, W) to bucketed B and L by repeating its first row and last position.
-
-    Compiled backends (JAX, torch.compile) compile once per input shape; with
-    the sizes of a test run rounded up by :func:`_bucket` they see a handful
-    of shapes instead of one per length. The padding is invisible to the real
-    positions: :func:`_mask` hides padded keys from every real query, the FFN
-    and the residual act position by position, and the rows are copies of
-    real ones (finite, and never a constant row a layer norm with ``eps = 0``
-    would divide by zero on). The caller slices the result back.
-    """
-    bsz, length, _ = x.shape
-    b2, l2 = _bucket(bsz), _bucket(length)
-    if l2 > length:
-        x = np.concatenate([x, np.repeat(x[:, -1:], l2 - length, axis=1)], axis=1)
-    if b2 > bsz:
-        x = np.concatenate([x, np.repeat(x[:1], b2 - bsz, axis=0)], axis=0)
-    return x
-
-
-def _attention_sublayer(x: np.ndarray, layer: Layer, attend: Callable, strict: bool,
-                        ops: Ops, real: int) -> tuple[np.ndarray, list]:
-    """``sum_h Attention_h(x) W_O^h`` (a loop over heads); also returns each head's (q, k, mask).
-
-    ``real`` is the number of real positions (the rest is padding).
-    """
-    length = x.shape[-2]
-    out = np.zeros_like(x)                                         # (B, L, W)
-    probes = []
-    for head in layer.heads:
-        q = _positionwise(x, head.w_q)                             # (B, L, E)
-        k = _positionwise(x, head.w_k)                             # (B, L, E)
-        v = _positionwise(x, head.w_v)                             # (B, L, Ev)
-        mask = _mask(head.mask, length, strict, real)              # (L, L)
-        o = np.asarray(attend(q, k, v, mask=mask), dtype=np.float64)  # (B, L, Ev)
-        out += _positionwise(o, head.w_o)                          # (B, L, W)
-        probes.append((q, k, mask))
-    if layer.norm_eps is not None:
-        out = np.asarray(ops.layer_norm(out, eps=layer.norm_eps), dtype=np.float64)  # (B, L, W)
-    return out, probes
-
-
-def _positionwise(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` over the last axis, as one 2-d product (numpy would loop over a 3-d batch)."""
-    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
-
-
-def _run_layer(x: np.ndarray, layer: Layer, attend: Callable, strict: bool, ops: Ops,
-               real: int):
-    """One layer: attention sublayer and FFN sublayers, each with a residual connection.
-
-    The FFN and the residual act position by position, so they are applied to
-    the stream flattened to ``(B * L, W)`` rows (the same numbers, one matrix
-    product instead of ``B`` small ones). ``real``: number of real positions.
-    """
-    a, probes = _attention_sublayer(x, layer, attend, strict, ops, real)
-    shape = x.shape
-    x = np.asarray(ops.residual(x.reshape(-1, shape[-1]), a.reshape(-1, shape[-1])),
-                   dtype=np.float64)                               # (B*L, W)
-    for ffn in layer.ffns:
-        f = np.asarray(ops.feed_forward(x, ffn), dtype=np.float64)  # (B*L, W)
-        x = np.asarray(ops.residual(x, f), dtype=np.float64)       # (B*L, W)
-    return x.reshape(shape), probes
-
-
-class _FFNBuilder:
-    """Writes an FFN ``relu(x W1 + b1) W2`` unit by unit (a unit = one hidden ReLU)."""
-
-    def __init__(self, layout: _Layout):
-        self.layout = layout
-        self.w1_cols: list[np.ndarray] = []
-        self.b1: list[float] = []
-        self.w2_rows: list[np.ndarray] = []
-
-    def unit(self, inputs: Mapping[str, float], bias: float, outputs: Mapping[str, float]) -> None:
-        """Add ``relu(sum_n w_n x[n] + bias)``, written with weight ``c`` to each output ``n``."""
-        w = self.layout.width
-        col = np.zeros(w)
-        for name, weight in inputs.items():
-            col[self._at(name)] += weight
-        row = np.zeros(w)
-        for name, weight in outputs.items():
-            row[self._at(name)] += weight
-        self.w1_cols.append(col)
-        self.b1.append(float(bias))
-        self.w2_rows.append(row)
-
-    def _at(self, name: str) -> int:
-        if "#" in name:                                            # "code#2" = coordinate 2 of code
-            base, idx = name.split("#")
-            return self.layout[base].start + int(idx)
-        return self.layout.index(name)
-
-    def clear(self, name: str, size: int = 1) -> None:
-        """Two units writing ``-x`` to coordinate ``x``: ``relu(x) - relu(-x) = x`` exactly."""
-        for t in range(size):
-            coord = f"{name}#{t}" if size > 1 or "#" in name else name
-            self.unit({coord: 1.0}, 0.0, {coord: -1.0})
-            self.unit({coord: -1.0}, 0.0, {coord: 1.0})
-
-    def binarise(self, inputs: Mapping[str, float], bias: float, output: str,
-                 gain: float = 2.0) -> None:
-        """Add ``clamp(gain * z + 1/2, 0, 1)`` to ``output``, ``z = sum w x + bias``.
-
-        ``relu(g z + 1/2) - relu(g z - 1/2)`` is exactly 1 for ``z >= 1/(2g)``
-        and exactly 0 for ``z <= -1/(2g)``: it turns a value known to be near
-        one of two levels into an exact bit (the re-binarisation of the soft
-        construction).
-        """
-        scaled = {n: gain * w for n, w in inputs.items()}
-        self.unit(scaled, gain * bias + 0.5, {output: 1.0})
-        self.unit(scaled, gain * bias - 0.5, {output: -1.0})
-
-    def params(self) -> FFNParams:
-        w1 = np.stack(self.w1_cols, axis=1)                        # (W, F)
-        w2 = np.stack(self.w2_rows, axis=0)                        # (F, W)
-        return FFNParams(w1=w1, b1=np.array(self.b1), w2=w2, b2=None)
-
-
-def _vec(layout: _Layout, entries: Mapping[str, float]) -> np.ndarray:
-    """A column (W,) with the given weights at named coordinates."""
-    col = np.zeros(layout.width)
-    for name, weight in entries.items():
-        if "#" in name:
-            base, idx = name.split("#")
-            col[layout[base].start + int(idx)] += weight
-        else:
-            col[layout.index(name)] += weight
-    return col
-
-
-def _projection(layout: _Layout, columns: Sequence[Mapping[str, float]]) -> np.ndarray:
-    """A (W, E) matrix whose column ``e`` reads ``columns[e]``."""
-    return np.stack([_vec(layout, c) for c in columns], axis=1)    # (W, E)
-
-
-def _writer(layout: _Layout, targets: Sequence[str]) -> np.ndarray:
-    """A (Ev, W) output projection writing value coordinate ``e`` to ``targets[e]``."""
-    return np.stack([_vec(layout, {t: 1.0}) for t in targets], axis=0)  # (Ev, W)
-
 
 def _check_beta(beta):
     if beta is None or callable(beta):
@@ -856,7 +566,7 @@ class DyckRecognizer:
     n_max: int | None
     layers: list
     embedding: np.ndarray
-    layout: _Layout = field(repr=False)
+    layout: Layout = field(repr=False)
     ops: Ops = field(repr=False, default_factory=Ops)
     beta: Callable | float | None = field(repr=False, default=None)
     strict_masks: bool = field(repr=False, default=True)
@@ -919,7 +629,7 @@ class DyckRecognizer:
         x = self.embed(tokens)                                     # (B, L, W)
         bsz, length = x.shape[:2]
         if bucket:
-            x = _pad_stream(x)                                     # (B', L', W) bucketed
+            x = pad_stream(x)                                     # (B', L', W) bucketed
         return x, bsz, length, self._attend(n)
 
     def forward(self, tokens, *, keep_states: bool = False, bucket: bool = True):
@@ -931,7 +641,7 @@ class DyckRecognizer:
         keep_states : bool
             Record every layer's input, output and attention probes.
         bucket : bool
-            Pad the batch and the length to the sizes of :func:`_bucket`
+            Pad the batch and the length to the sizes of :func:`~.toolkit.bucket`
             first (the default), so that compiled backends see few shapes.
             The padding is invisible to the real positions, so the result is
             the same either way; a caller that runs many batches of one shape
@@ -948,7 +658,7 @@ class DyckRecognizer:
         x, bsz, length, attend = self._input_stream(tokens, bucket)
         record = []
         for layer in self.layers:
-            x_new, probes = _run_layer(x, layer, attend, self.strict_masks, self.ops, length)
+            x_new, probes = run_layer(x, layer, attend, self.strict_masks, self.ops, length)
             if keep_states:
                 record.append((x[:bsz, :length], x_new[:bsz, :length], probes))
             x = x_new
@@ -1000,16 +710,16 @@ class DyckRecognizer:
         return self.run(tokens).pairs
 
 
-def _recognizer_layout(b: int, one_hot: int | None = None) -> _Layout:
+def _recognizer_layout(b: int, one_hot: int | None = None) -> Layout:
     c = b if one_hot is None else one_hot
-    return _Layout([
+    return Layout([
         ("one", 1), ("pos", 1), ("code", c), ("opener", 1), ("closer", 1), ("matched", 1),
         ("a_right", c), ("a_right_closer", 1), ("a_left", c), ("a_left_opener", 1),
         ("u_right", 1), ("u_left", 1), ("reject", 1), ("accept", 1),
     ])
 
 
-def _recognizer_embedding(k: int, codes: np.ndarray, layout: _Layout) -> np.ndarray:
+def _recognizer_embedding(k: int, codes: np.ndarray, layout: Layout) -> np.ndarray:
     """Token embedding (2k + 2, W): brackets carry their code and opener/closer flag."""
     emb = np.zeros((2 * k + 2, layout.width))
     emb[:, layout.index("one")] = 1.0
@@ -1020,7 +730,7 @@ def _recognizer_embedding(k: int, codes: np.ndarray, layout: _Layout) -> np.ndar
     return emb                                                     # BOS, EOS: code 0, no flags
 
 
-def _matching_layer(layout: _Layout, c: int, *, type_check: bool = True) -> Layer:
+def _matching_layer(layout: Layout, c: int, *, type_check: bool = True) -> Layer:
     """One matching layer: two strictly masked heads, a comparing FFN, a marking FFN.
 
     Proof sketch beside the weights:
@@ -1057,19 +767,19 @@ def _matching_layer(layout: _Layout, c: int, *, type_check: bool = True) -> Laye
     weight -1, so the next layer starts from scratch zero.
     """
     right = Head(
-        w_q=_projection(layout, [{"one": 1.0}]),                  # (W, 1)
-        w_k=_projection(layout, [{"pos": -1.0, "matched": -2.0}]),  # (W, 1)
-        w_v=_projection(layout, [{f"code#{t}": 1.0} for t in range(c)] + [{"closer": 1.0}]),
-        w_o=_writer(layout, [f"a_right#{t}" for t in range(c)] + ["a_right_closer"]),
+        w_q=layout.projection([{"one": 1.0}]),                  # (W, 1)
+        w_k=layout.projection([{"pos": -1.0, "matched": -2.0}]),  # (W, 1)
+        w_v=layout.projection([{f"code#{t}": 1.0} for t in range(c)] + [{"closer": 1.0}]),
+        w_o=layout.writer([f"a_right#{t}" for t in range(c)] + ["a_right_closer"]),
         mask="future")
     left = Head(
-        w_q=_projection(layout, [{"one": 1.0}]),
-        w_k=_projection(layout, [{"pos": 1.0, "matched": -2.0}]),
-        w_v=_projection(layout, [{f"code#{t}": 1.0} for t in range(c)] + [{"opener": 1.0}]),
-        w_o=_writer(layout, [f"a_left#{t}" for t in range(c)] + ["a_left_opener"]),
+        w_q=layout.projection([{"one": 1.0}]),
+        w_k=layout.projection([{"pos": 1.0, "matched": -2.0}]),
+        w_v=layout.projection([{f"code#{t}": 1.0} for t in range(c)] + [{"opener": 1.0}]),
+        w_o=layout.writer([f"a_left#{t}" for t in range(c)] + ["a_left_opener"]),
         mask="past")
 
-    compare = _FFNBuilder(layout)
+    compare = FFNBuilder(layout)
     weight = 0.5 if type_check else 0.0                            # the type check
     for side in ("a_right", "a_left"):
         u = "u_right" if side == "a_right" else "u_left"
@@ -1081,7 +791,7 @@ def _matching_layer(layout: _Layout, c: int, *, type_check: bool = True) -> Laye
     compare.unit({"one": 2.0, "a_left_opener": -1.0, "closer": -1.0, "matched": 1.0}, 0.0,
                  {"u_left": 1.0})
 
-    mark = _FFNBuilder(layout)
+    mark = FFNBuilder(layout)
     for u in ("u_right", "u_left"):
         mark.binarise({u: -1.0}, 0.5, "matched")                   # matched += [u == 0]
     for name, size in (("a_right", c), ("a_right_closer", 1), ("a_left", c),
@@ -1093,7 +803,7 @@ def _matching_layer(layout: _Layout, c: int, *, type_check: bool = True) -> Laye
     return Layer("match", (right, left), (compare.params(), mark.params()))
 
 
-def _deciding_layer(layout: _Layout) -> Layer:
+def _deciding_layer(layout: Layout) -> Layer:
     """The last layer: reject iff some bracket is still unmatched.
 
     Head (no mask): ``W_Q`` reads ``one``, ``W_K`` and ``W_V`` read
@@ -1104,12 +814,12 @@ def _deciding_layer(layout: _Layout) -> Layer:
     writes ``accept = [reject < 1/2]`` (a clamp, exact) and clears ``reject``.
     """
     unmatched = {"opener": 1.0, "closer": 1.0, "matched": -1.0}
-    head = Head(w_q=_projection(layout, [{"one": 1.0}]),
-                w_k=_projection(layout, [unmatched]),
-                w_v=_projection(layout, [unmatched]),
-                w_o=_writer(layout, ["reject"]),
+    head = Head(w_q=layout.projection([{"one": 1.0}]),
+                w_k=layout.projection([unmatched]),
+                w_v=layout.projection([unmatched]),
+                w_o=layout.writer(["reject"]),
                 mask="all")
-    decide = _FFNBuilder(layout)
+    decide = FFNBuilder(layout)
     decide.binarise({"reject": -1.0}, 0.5, "accept")
     decide.clear("reject")
     return Layer("decide", (head,), (decide.params(),))
@@ -1172,7 +882,7 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
     D = _check_depth(D)
     check_choice(attention, "attention", ("hard", "soft"))
     n_max = _check_n_max(n_max)
-    ops = _check_ops(ops)
+    ops = check_ops(ops)
     beta = _check_beta(beta)
     type_check = _check_flag(type_check, "type_check")
     strict_masks = _check_flag(strict_masks, "strict_masks")
@@ -1195,27 +905,6 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
                           ops=ops, beta=beta, strict_masks=strict_masks)
 
 
-def _same_array(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a is b or (a.shape == b.shape and np.array_equal(a, b))
-
-
-def _same_layer(a: Layer, b: Layer) -> bool:
-    """Whether two layers compute the same function: same kind, masks and weights."""
-    if a is b:
-        return True
-    if (a.name, a.norm_eps, len(a.heads), len(a.ffns)) != \
-            (b.name, b.norm_eps, len(b.heads), len(b.ffns)):
-        return False
-    heads = all(ha.mask == hb.mask and all(_same_array(getattr(ha, w), getattr(hb, w))
-                                          for w in ("w_q", "w_k", "w_v", "w_o"))
-                for ha, hb in zip(a.heads, b.heads))
-    ffns = all(all(_same_array(getattr(fa, w), getattr(fb, w)) for w in ("w1", "b1", "w2", "b2"))
-               for fa, fb in zip(a.ffns, b.ffns))
-    return heads and ffns
-
-
 def _shared_trunk(nets: Sequence[DyckRecognizer], n: int) -> DyckRecognizer | None:
     """The network whose layers all of ``nets`` start with, if they verifiably share them.
 
@@ -1231,9 +920,9 @@ def _shared_trunk(nets: Sequence[DyckRecognizer], n: int) -> DyckRecognizer | No
                 (deepest.k, deepest.attention, deepest.ops, deepest.strict_masks, deepest.width):
             return None
         if r.layout.slices != deepest.layout.slices or \
-                not _same_array(r.embedding, deepest.embedding) or r.scale(n) != deepest.scale(n):
+                not same_array(r.embedding, deepest.embedding) or r.scale(n) != deepest.scale(n):
             return None
-        if not all(_same_layer(a, b) for a, b in zip(r.layers[:-1], trunk)):
+        if not all(same_layer(a, b) for a, b in zip(r.layers[:-1], trunk)):
             return None
     return deepest
 
@@ -1305,12 +994,12 @@ def accepts_batch_shared(recognizers: Sequence[DyckRecognizer], tokens, *,
     wanted = {r.num_layers - 1 for r in nets}                      # trunk depths to decide at
     after = {0: x} if 0 in wanted else {}
     for depth, layer in enumerate(deepest.layers[:max(wanted)], start=1):  # the shared layers
-        x, _ = _run_layer(x, layer, attend, deepest.strict_masks, deepest.ops, length)
+        x, _ = run_layer(x, layer, attend, deepest.strict_masks, deepest.ops, length)
         if depth in wanted:
             after[depth] = x
     out = np.empty((len(nets), bsz), dtype=bool)                   # (R, B)
     for i, r in enumerate(nets):                                   # each network's last layer
-        y, _ = _run_layer(after[r.num_layers - 1], r.layers[-1], attend, deepest.strict_masks,
+        y, _ = run_layer(after[r.num_layers - 1], r.layers[-1], attend, deepest.strict_masks,
                           deepest.ops, length)                     # (B', L', W)
         out[i] = y[:bsz, length - 1, accept] > 0.5
     return out
@@ -1413,7 +1102,7 @@ class DyckGenerator:
     embedding: np.ndarray
     readout: np.ndarray
     readout_bias: np.ndarray
-    layout: _Layout = field(repr=False)
+    layout: Layout = field(repr=False)
     ops: Ops = field(repr=False, default_factory=Ops)
 
     @property
@@ -1452,9 +1141,9 @@ class DyckGenerator:
 
             def attend(q, k, v, *, mask):
                 return self.ops.attention(q, k, v, mask=mask, scale=beta)
-        x = _pad_stream(x)                                         # (1, L', W)
+        x = pad_stream(x)                                         # (1, L', W)
         for layer in self.layers:
-            x, _ = _run_layer(x, layer, attend, True, self.ops, n + 1)
+            x, _ = run_layer(x, layer, attend, True, self.ops, n + 1)
         return x[0, :n + 1] @ self.readout + self.readout_bias     # (L, 2k+1)
 
     def allowed_sets(self, tokens) -> list[set[int]]:
@@ -1529,10 +1218,10 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
     D = _check_depth(D)
     check_choice(attention, "attention", ("hard", "soft"))
     n_max = _check_n_max(n_max)
-    ops = _check_ops(ops)
+    ops = check_ops(ops)
     b = type_code_bits(k)
     codes = type_codes(k)
-    lay = _Layout([("one", 1), ("pos", 1), ("code", b), ("opener", 1), ("closer", 1),
+    lay = Layout([("one", 1), ("pos", 1), ("code", b), ("opener", 1), ("closer", 1),
                    ("bos", 1), ("depth", 4), ("end_ok", 1), ("open_ok", 1), ("top", b)])
     w = lay.width
 
@@ -1547,12 +1236,12 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
     # Layer 1: uniform causal attention (W_Q = 0), values (s, 1, -s, -1), LayerNorm(eps=0).
     depth_head = Head(
         w_q=np.zeros((w, 1)), w_k=np.zeros((w, 1)),
-        w_v=_projection(lay, [{"opener": 1.0, "closer": -1.0}, {"bos": 1.0}]),   # (W, 2)
-        w_o=np.stack([_vec(lay, {"depth#0": 1.0, "depth#2": -1.0}),
-                      _vec(lay, {"depth#1": 1.0, "depth#3": -1.0})]),            # (2, W)
+        w_v=lay.projection([{"opener": 1.0, "closer": -1.0}, {"bos": 1.0}]),   # (W, 2)
+        w_o=np.stack([lay.vec({"depth#0": 1.0, "depth#2": -1.0}),
+                      lay.vec({"depth#1": 1.0, "depth#3": -1.0})]),            # (2, W)
         mask="causal")
     y1, gap = _depth_profile(w, D)
-    flags = _FFNBuilder(lay)
+    flags = FFNBuilder(lay)
     theta_end = (y1[0] + y1[1]) / 2.0
     flags.binarise({"depth#1": 1.0}, -theta_end, "end_ok", gain=2.0 / (y1[0] - y1[1]))
     theta_open = (y1[D - 1] + y1[D]) / 2.0
@@ -1562,11 +1251,11 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
     # Layer 2: gamma y_t . y_j + delta anchor_j + epsilon p_j, value = code.
     gamma, delta, epsilon = 2.0 / gap, 1.0, 0.5
     top_head = Head(
-        w_q=_projection(lay, [{"depth#0": 1.0}, {"depth#1": 1.0}, {"one": 1.0}]),   # (W, 3)
-        w_k=_projection(lay, [{"depth#0": gamma}, {"depth#1": gamma},
+        w_q=lay.projection([{"depth#0": 1.0}, {"depth#1": 1.0}, {"one": 1.0}]),   # (W, 3)
+        w_k=lay.projection([{"depth#0": gamma}, {"depth#1": gamma},
                               {"opener": delta, "bos": delta, "pos": epsilon}]),    # (W, 3)
-        w_v=_projection(lay, [{f"code#{t}": 1.0} for t in range(b)]),             # (W, b)
-        w_o=_writer(lay, [f"top#{t}" for t in range(b)]),                         # (b, W)
+        w_v=lay.projection([{f"code#{t}": 1.0} for t in range(b)]),             # (W, b)
+        w_o=lay.writer([f"top#{t}" for t in range(b)]),                         # (b, W)
         mask="causal")
     layer2 = Layer("top", (top_head,), ())
 

@@ -112,6 +112,7 @@ from ..attention import attention as _softmax_attention
 from ..attention import hard_attention
 from ..layers import FFNParams, feed_forward as _feed_forward, residual
 from ..positional import one_hot_encoding
+from .toolkit import FFNBuilder, Head, Layout, stack_heads
 
 __all__ = [
     "TuringMachine",
@@ -365,23 +366,8 @@ def busy_beaver_2() -> TuringMachine:
 # The transformer: weights written down
 # ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class AttentionHead:
-    """One attention head: ``attention(X W_q, X W_k, X W_v) W_o``.
-
-    Attributes
-    ----------
-    name : str
-    w_q, w_k : ndarray, (d, d_k)
-    w_v : ndarray, (d, d_v)
-    w_o : ndarray, (d_v, d)
-    """
-
-    name: str
-    w_q: np.ndarray
-    w_k: np.ndarray
-    w_v: np.ndarray
-    w_o: np.ndarray
+#: The heads of the construction are the toolkit's (kept under their old name).
+AttentionHead = Head
 
 
 @dataclass(frozen=True)
@@ -396,7 +382,7 @@ class TuringTransformer:
     d_model : int
     blocks : mapping of str to slice
         Where each feature block lives in a token vector.
-    heads : tuple of AttentionHead
+    heads : tuple of Head
         ``read``, ``left``, ``right``.
     ffn : FFNParams
         The ReLU feed-forward network of step units.
@@ -416,110 +402,73 @@ class TuringTransformer:
     stacked: tuple = field(default=(), repr=False, compare=False)
 
 
-def _layout(machine: TuringMachine, n_cells: int) -> dict[str, slice]:
-    widths = [("pos", n_cells), ("one", 1), ("state", machine.n_states),
-              ("symbol", machine.n_symbols), ("head", 1), ("read", machine.n_symbols),
-              ("left", 1), ("right", 1)]
-    blocks, start = {}, 0
-    for name, width in widths:
-        blocks[name] = slice(start, start + width)
-        start += width
-    return blocks
+def _layout(machine: TuringMachine, n_cells: int) -> Layout:
+    return Layout([("pos", n_cells), ("one", 1), ("state", machine.n_states),
+                   ("symbol", machine.n_symbols), ("head", 1), ("read", machine.n_symbols),
+                   ("left", 1), ("right", 1)])
 
 
-def _attention_heads(blocks, n_cells: int, d: int,
-                     machine: TuringMachine) -> tuple[AttentionHead, ...]:
+def _attention_heads(layout: Layout, n_cells: int, machine: TuringMachine) -> tuple[Head, ...]:
     """The three heads; each returns its target exactly under hard attention."""
     n_sym = machine.n_symbols
-    pos, one, head = blocks["pos"].start, blocks["one"].start, blocks["head"].start
     # read: query 1, key h_j -> score beta * h_j, value = symbol one-hot -> `read`
-    wq = np.zeros((d, 1)); wq[one, 0] = 1.0
-    wk = np.zeros((d, 1)); wk[head, 0] = 1.0
-    wv = np.zeros((d, n_sym)); wv[blocks["symbol"], :] = np.eye(n_sym)
-    wo = np.zeros((n_sym, d)); wo[:, blocks["read"]] = np.eye(n_sym)
-    read = AttentionHead("read", wq, wk, wv, wo)
+    read = Head(w_q=layout.projection([{"one": 1.0}]),                          # (d, 1)
+                w_k=layout.projection([{"head": 1.0}]),                         # (d, 1)
+                w_v=layout.projection([{f"symbol#{a}": 1.0} for a in range(n_sym)]),  # (d, |Γ|)
+                w_o=layout.writer([f"read#{a}" for a in range(n_sym)]),         # (|Γ|, d)
+                name="read")
 
-    def neighbour(name: str, offset: int) -> AttentionHead:
+    def neighbour(name: str, offset: int) -> Head:
         # query e_{i+offset} = e_i S (cyclic shift), key e_j -> score beta * [j = i + offset]
         shift = np.roll(np.eye(n_cells), offset, axis=1)          # (N, N): e_i -> e_{i+offset}
-        wq_n = np.zeros((d, n_cells)); wq_n[pos:pos + n_cells, :] = shift
-        wk_n = np.zeros((d, n_cells)); wk_n[pos:pos + n_cells, :] = np.eye(n_cells)
-        wv_n = np.zeros((d, 1)); wv_n[head, 0] = 1.0              # value: the head flag
-        wo_n = np.zeros((1, d)); wo_n[0, blocks[name].start] = 1.0
-        return AttentionHead(name, wq_n, wk_n, wv_n, wo_n)
+        return Head(w_q=layout.rows("pos", shift),                 # (d, N)
+                    w_k=layout.rows("pos", np.eye(n_cells)),       # (d, N)
+                    w_v=layout.projection([{"head": 1.0}]),        # (d, 1): the head flag
+                    w_o=layout.writer([name]),                     # (1, d)
+                    name=name)
 
     return (read, neighbour("left", -1), neighbour("right", +1))
 
 
-class _UnitList:
-    """Hidden units of a one-hidden-layer ReLU network, collected one by one."""
+def _step(units: FFNBuilder, inputs, theta: float, outputs, rebinarise: bool) -> None:
+    """``step(l; theta) = relu(a) - relu(a - 1)``, ``a = 2 (l - theta) + 1/2``.
 
-    def __init__(self, d: int):
-        self.d = d
-        self.w1: list[np.ndarray] = []
-        self.b1: list[float] = []
-        self.w2: list[np.ndarray] = []
-
-    def relu_unit(self, inputs: Mapping[int, float], bias: float, outputs: Mapping[int, float]):
-        """A unit ``relu(sum_i c_i x_i + bias)`` adding ``o_j * unit`` to output ``j``."""
-        col = np.zeros(self.d)
-        for i, c in inputs.items():
-            col[i] += c
-        row = np.zeros(self.d)
-        for j, o in outputs.items():
-            row[j] += o
-        self.w1.append(col)
-        self.b1.append(bias)
-        self.w2.append(row)
-
-    def step_unit(self, inputs: Mapping[int, float], theta: float, outputs: Mapping[int, float],
-                  *, rebinarise: bool = True):
-        """``step(l; theta) = relu(a) - relu(a - 1)``, ``a = 2 (l - theta) + 1/2``.
-
-        Exactly 0 for ``l <= theta - 1/4`` and exactly 1 for ``l >= theta + 1/4``.
-        With ``rebinarise=False`` a single ``relu(l - theta + 1/2)``: right on
-        binary inputs, but it passes any error of its inputs on.
-        """
-        if not rebinarise:
-            self.relu_unit(inputs, 0.5 - theta, outputs)
-            return
-        doubled = {i: 2.0 * c for i, c in inputs.items()}
-        negated = {j: -o for j, o in outputs.items()}
-        self.relu_unit(doubled, -2.0 * theta + 0.5, outputs)        # relu(a)
-        self.relu_unit(doubled, -2.0 * theta - 0.5, negated)        # -relu(a - 1)
-
-    def params(self) -> FFNParams:
-        w1 = np.stack(self.w1, axis=1)                              # (d, F)
-        w2 = np.stack(self.w2, axis=0)                              # (F, d)
-        return FFNParams(w1=w1, b1=np.asarray(self.b1), w2=w2, b2=np.zeros(self.d))
+    Exactly 0 for ``l <= theta - 1/4`` and exactly 1 for ``l >= theta + 1/4``
+    (:meth:`FFNBuilder.binarise` with gain 2). With ``rebinarise=False`` a
+    single ``relu(l - theta + 1/2)``: right on binary inputs, but it passes any
+    error of its inputs on.
+    """
+    if rebinarise:
+        units.binarise(inputs, -theta, outputs)
+    else:
+        units.unit(inputs, 0.5 - theta, outputs)
 
 
-def _transition_ffn(blocks, d: int, machine: TuringMachine, binarise: bool) -> FFNParams:
+def _transition_ffn(layout: Layout, machine: TuringMachine, binarise: bool) -> FFNParams:
     """The feed-forward network of step units (see the module docstring)."""
-    units = _UnitList(d)
-    z = blocks["state"].start
-    s = blocks["symbol"].start
-    r = blocks["read"].start
-    h, left, right = blocks["head"].start, blocks["left"].start, blocks["right"].start
+    units = FFNBuilder(layout)
+    z = layout["state"].start
+    s = layout["symbol"].start
+    r = layout["read"].start
+    h, left, right = layout.index("head"), layout.index("left"), layout.index("right")
     neighbour = {+1: left, -1: right, 0: h}          # where the head comes from, per move
     for q in range(machine.n_states):
         for a in range(machine.n_symbols):
             q2, a2, move = machine.transition(q, a)
             # T_qa: the transition (q, a) fires -> new state q2 (in every token)
-            units.step_unit({z + q: 1, r + a: 1}, 1.5, {z + q2: 1}, rebinarise=binarise)
+            _step(units, {z + q: 1, r + a: 1}, 1.5, {z + q2: 1}, binarise)
             # W_qa: the head's own cell holds a and the state is q -> it now holds a2
-            units.step_unit({h: 1, z + q: 1, s + a: 1}, 2.5, {s + a2: 1}, rebinarise=binarise)
+            _step(units, {h: 1, z + q: 1, s + a: 1}, 2.5, {s + a2: 1}, binarise)
             # M_qa: the transition moves the head here (from the neighbour on side `move`)
-            units.step_unit({z + q: 1, r + a: 1, neighbour[move]: 1}, 2.5, {h: 1},
-                            rebinarise=binarise)
+            _step(units, {z + q: 1, r + a: 1, neighbour[move]: 1}, 2.5, {h: 1}, binarise)
     for b in range(machine.n_symbols):
         # K_b: a cell without the head keeps its symbol b
-        units.step_unit({s + b: 1, h: -1}, 0.5, {s + b: 1}, rebinarise=binarise)
+        _step(units, {s + b: 1, h: -1}, 0.5, {s + b: 1}, binarise)
     # subtract the old stored values and clear the scratch blocks (all >= 0)
     for block in ("state", "symbol", "head", "read", "left", "right"):
-        for i in range(blocks[block].start, blocks[block].stop):
-            units.relu_unit({i: 1}, 0.0, {i: -1})
-    return units.params()
+        for i in range(layout[block].start, layout[block].stop):
+            units.unit({i: 1}, 0.0, {i: -1})
+    return units.params(zero_output_bias=True)
 
 
 def build_turing_transformer(machine: TuringMachine, n_cells: int, *,
@@ -533,7 +482,7 @@ def build_turing_transformer(machine: TuringMachine, n_cells: int, *,
         ``N >= 3``, the number of tokens of the ring.
     rebinarise : bool
         Build every FFN unit as a step unit (the construction). ``False``
-        builds each as one ReLU ``relu(l - theta + 1/2)`` (:meth:`_UnitList.step_unit`):
+        builds each as one ReLU ``relu(l - theta + 1/2)`` instead of a step unit:
         the same layer on exactly binary features, so hard attention still
         simulates the machine, but the errors of softmax reads are passed on
         and accumulate over the steps.
@@ -551,38 +500,21 @@ def build_turing_transformer(machine: TuringMachine, n_cells: int, *,
     n_cells = check_positive_int(n_cells, "n_cells", minimum=3)
     if not isinstance(rebinarise, (bool, np.bool_)):
         raise TypeError(f"rebinarise: expected a bool, got {type(rebinarise).__name__}")
-    blocks = _layout(machine, n_cells)
-    d = max(sl.stop for sl in blocks.values())
-    heads = _attention_heads(blocks, n_cells, d, machine)
-    ffn = _transition_ffn(blocks, d, machine, bool(rebinarise))
-    model = TuringTransformer(machine, n_cells, d, MappingProxyType(blocks), heads, ffn,
-                              bool(rebinarise))
+    layout = _layout(machine, n_cells)
+    heads = _attention_heads(layout, n_cells, machine)
+    ffn = _transition_ffn(layout, machine, bool(rebinarise))
+    model = TuringTransformer(machine, n_cells, layout.width, MappingProxyType(layout.slices),
+                              heads, ffn, bool(rebinarise))
     return replace(model, stacked=stacked_heads(model))
 
 
 def stacked_heads(model: "TuringTransformer"):
-    """The three heads as one batched multi-head attention: ``(H, d, d_k)``, ``(H, d, d_k)``,
-    ``(H, d, d_v)``, ``(H, d_v, d)``.
-
-    Heads of smaller width are padded with zero columns (zero features add
-    nothing to a score and give zero value entries that ``W_o`` ignores), so
-    the three reads are one attention call with a head axis.
-    """
+    """The three heads as one batched multi-head attention (:func:`~.toolkit.stack_heads`):
+    ``(H, d, d_k)``, ``(H, d, d_k)``, ``(H, d, d_v)``, ``(H, d_v, d)``."""
     model = _check_model(model)
     if model.stacked:
         return model.stacked
-    d_k = max(h.w_q.shape[1] for h in model.heads)
-    d_v = max(h.w_v.shape[1] for h in model.heads)
-
-    def pad(w, rows, cols):
-        out = np.zeros((rows, cols))
-        out[:w.shape[0], :w.shape[1]] = w
-        return out
-    d = model.d_model
-    return (np.stack([pad(h.w_q, d, d_k) for h in model.heads]),
-            np.stack([pad(h.w_k, d, d_k) for h in model.heads]),
-            np.stack([pad(h.w_v, d, d_v) for h in model.heads]),
-            np.stack([pad(h.w_o, d_v, d) for h in model.heads]))
+    return stack_heads(model.heads, model.d_model)
 
 
 def required_cells(tape_length: int, steps: int) -> int:
