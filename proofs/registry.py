@@ -75,14 +75,15 @@ def derivation(id: str, *, claims: tuple[str, ...] = (), expect: str = "holds"):
     return decorate
 
 
-def _load_all() -> None:
+def load_all() -> None:
+    """Import every derivation module, so that :data:`DERIVATIONS` is complete."""
     for name in TOPIC_MODULES:
         importlib.import_module(f"{__package__}.{name}")
 
 
 def get(id: str) -> Derivation:
     """The derivation ``id``, built on first request and cached."""
-    _load_all()
+    load_all()
     if id not in DERIVATIONS:
         raise KeyError(f"id: unknown derivation {id!r}; known: {sorted(DERIVATIONS)}")
     if id not in _CACHE:
@@ -92,7 +93,7 @@ def get(id: str) -> Derivation:
 
 def all_derivations() -> list[Derivation]:
     """Every registered derivation (built and cached), in registration order."""
-    _load_all()
+    load_all()
     return [get(i) for i in DERIVATIONS]
 
 

@@ -480,7 +480,8 @@ def test_checkable_claims_add_the_conformance_set():
             "conformance.encoder_map_batch_independence",
             "conformance.causal_map_future_invariance",
             "conformance.causal_map_prefix_consistency",
-            "conformance.layer_norm_definition"} == set(ids)
+            "conformance.layer_norm_definition", "conformance.padding_invariance",
+            "conformance.nan_poisoning"} == set(ids)
     all_ids = [c.id for c in checkable_claims()]
     assert len(all_ids) == len(set(all_ids))
 
@@ -617,3 +618,24 @@ def test_kill_rate_is_100_percent(capsys):
         sys.stdout.write(f"\n[broken catalogue] kill rate {len(killed)}/{len(CATALOGUE)} "
                          f"= {rate:.0%}\n")
     assert rate == 1.0, f"survivors: {sorted(set(b.name for b in CATALOGUE) - set(killed))}"
+
+
+@pytest.mark.parametrize("name, option, value", [
+    ("gqa_modular_mapping", "gqa_mapping", "h -> h % G"),
+    ("causal_always_bottom_right", "causal_alignment", "bottom-right"),
+    ("nan_on_fully_masked_row", "fully_masked_row", "nan"),
+    ("float32_accumulation", "compute_dtype", "float32"),
+])
+def test_undeclared_convention_mutants_carry_their_diagnosis(name, option, value):
+    # Still rejected (status failed, exit 1), and the failure names the declaration.
+    entry = next(b for b in CATALOGUE if b.name == name)
+    failed = [r for r in _verdict(entry).failures if r.status == "failed"]
+    assert failed and failed[0].diagnosis == {"option": option, "value": value}, \
+        [(r.id, r.diagnosis) for r in failed]
+
+
+def test_real_bugs_carry_no_diagnosis():
+    for name in ("missing_scale", "softmax_over_queries", "causal_off_by_one"):
+        entry = next(b for b in CATALOGUE if b.name == name)
+        failed = [r for r in _verdict(entry).failures if r.status == "failed"]
+        assert failed and all(r.diagnosis is None for r in failed), name

@@ -285,6 +285,13 @@ def sdpa_equal_dims(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
     return A.attention(q, k, v, mask=mask, causal=causal, scale=scale, bias=bias)
 
 
+def backward_without_scale(q, k, v, d_out, *, mask=None, causal=False):
+    """A backward pass with no scale argument (always 1/sqrt(E))."""
+    from transformer_theory.impl import gradients as G
+
+    return G.attention_backward(q, k, v, d_out, mask=mask, causal=causal)
+
+
 def gqa_self(x, params, *, mask=None, causal=False):
     return A.grouped_query_attention(x, x, params, mask=mask, causal=causal)
 
@@ -334,6 +341,7 @@ def features_positive_only(x, w, kind="positive", *, stabilizer=None):
      {"rename": "mask:attn_mask,causal:is_causal", "causal_flag": "bool", "scale": "none"},
      "attention.*,masking.*"),
     ("sdpa_equal_dims", "attention", {"value_dim": "equal"}, "attention.*,masking.*"),
+    ("backward_without_scale", "attention_backward", {"scale": "none"}, "gradients.*"),
     ("gqa_self", "gqa_self", {}, "heads.*"),
     ("rope_offset", "rope", {"rope_positions": "offset"}, "positional.*"),
     ("rope_half", "rope", {"rope_pairing": "half"}, "positional.*"),

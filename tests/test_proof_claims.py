@@ -13,7 +13,7 @@ from transformer_theory.proofs.derivation import prove_equal, prove_inequality
 from transformer_theory.theory import registry
 from transformer_theory.theory.claims.proof import STATEMENTS, evidence_for
 
-proof_registry._load_all()
+proof_registry.load_all()
 IDS = list(proof_registry.DERIVATIONS)
 
 

@@ -135,12 +135,12 @@ class Evidence:
         return {
             "passed": self.passed,
             "cases": self.cases,
-            "max_error": _json_float(self.max_error),
-            "tolerance": _json_float(self.tolerance),
+            "max_error": json_float(self.max_error),
+            "tolerance": json_float(self.tolerance),
             "tolerance_reason": self.tolerance_reason,
             "detail": self.detail,
             "falsifying_example": self.falsifying_example,
-            "statistics": _jsonable(self.statistics),
+            "statistics": jsonable(self.statistics),
         }
 
 
@@ -207,7 +207,7 @@ class Claim:
         }
 
 
-def _json_float(x: float | None):
+def json_float(x: float | None):
     if x is None:
         return None
     x = float(x)
@@ -218,20 +218,25 @@ def _json_float(x: float | None):
     return x
 
 
-def _jsonable(obj: Any):
+def jsonable(obj: Any):
     """Convert numpy scalars/arrays and tuples in nested data to JSON types."""
     import numpy as np
 
     if obj is None or isinstance(obj, (str, bool, int)):
         return obj
     if isinstance(obj, float):
-        return _json_float(obj)
+        return json_float(obj)
     if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return str(obj)
+
+
+# Older spellings, kept for callers outside this package's control.
+_json_float = json_float
+_jsonable = jsonable

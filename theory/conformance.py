@@ -101,7 +101,7 @@ def checkable_claims() -> list[Claim]:
 # Results
 # ---------------------------------------------------------------------------
 
-def _conventions(subject: Subject) -> dict[str, Any]:
+def declared_conventions(subject: Subject) -> dict[str, Any]:
     """The options ``subject`` declares that differ from the contract's defaults."""
     out = {}
     options = subject.declared().options
@@ -166,9 +166,9 @@ class ConformanceResult:
         return self.status in ("passed", "not_applicable")
 
     def to_json(self) -> dict:
-        from .claim import _jsonable
+        from .claim import jsonable
 
-        return _jsonable({
+        return jsonable({
             "id": self.id, "title": self.title, "status": self.status, "detail": self.detail,
             "seconds": round(self.seconds, 4), "cases": self.cases, "max_error": self.max_error,
             "tolerance": self.tolerance, "example": self.example,
@@ -239,8 +239,11 @@ class CheckReport:
         lines.append(f"{'claim':<{idw}}  {'status':<8}  {'time':>7}")
         lines.append(f"{'-' * idw}  {'-' * 8}  {'-' * 7}")
         for r in self.results:
-            mark = r.status.upper() if r.status in ("failed", "error") else r.status
+            mark = r.status.upper() if r.status in ("failed", "error") else (
+                "n/a" if r.status == "not_applicable" else r.status)
             lines.append(f"{r.id:<{idw}}  {mark:<8}  {r.seconds:6.2f}s")
+            if r.status == "not_applicable":
+                lines.append("    " + r.detail.strip().splitlines()[0][:width * 2])
             if r.status in ("failed", "error"):
                 lines.append("    " + r.detail.strip().splitlines()[0][:width * 2])
                 if r.max_error is not None and r.tolerance is not None and \
@@ -256,9 +259,9 @@ class CheckReport:
         counts = self.counts()
         lines.append("")
         lines.append(f"{self.subject}: " + ", ".join(
-            f"{n} {s}" for s, n in counts.items() if n and s != "not_applicable")
-            + f" ({self.skipped} other claims do not apply; profile {self.profile}, "
-              f"seed {self.seed})")
+            f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
+            + f" ({self.skipped} other claims need callables it lacks; profile "
+              f"{self.profile}, seed {self.seed})")
         if self.conventions:
             lines.append("declared (honoured, not failures): " + "; ".join(
                 f"{k}={v}" for k, v in self.conventions.items()))
@@ -318,7 +321,7 @@ def _relevant_conventions(claim: Claim, conventions: Mapping[str, Any]) -> dict:
     return out
 
 
-def _to_result(result: Result, subject: Subject, profile: str, seed: int,
+def to_result(result: Result, subject: Subject, profile: str, seed: int,
                conventions: Mapping[str, Any]) -> ConformanceResult:
     ev = result.evidence
     example = ev.falsifying_example if ev else None
@@ -394,11 +397,11 @@ def check(subject: Subject | str, claims: str | Sequence[str] | None = None, *,
     run, skipped = applicable_claims(subject, claims)
     if claims and not run and not select(checkable_claims(), claims):
         raise ValueError(f"claims: no claim id matches {claims!r}")
-    conventions = _conventions(subject)
+    conventions = declared_conventions(subject)
     results = []
     for i, claim in enumerate(run, 1):
         result = run_claim(claim, subject, profile=prof, seed=seed)
-        res = _to_result(result, subject, prof.name, seed, conventions)
+        res = to_result(result, subject, prof.name, seed, conventions)
         if diagnosis and result.status is Status.FAILED:
             res.diagnosis = diagnose(claim, subject, profile=prof, seed=seed)
             if res.diagnosis:

@@ -140,9 +140,13 @@ def _gated(name: str, fn: Callable, options: Mapping[str, Any]) -> Callable:
     allowed = tuple(np.dtype(d) for d in declared) if declared else None
     kinds = options.get("feature_kinds")
     value_equal = option_value(options, "value_dim") == "equal" and name in ATTENTION_KERNELS
+    finite_only = option_value(options, "masked_inputs") == "finite" and name in ATTENTION_KERNELS
 
     def gated(*args, **kwargs):
         inputs = list(_float_arrays(list(args) + list(kwargs.values())))
+        if finite_only and not all(np.all(np.isfinite(a)) for a in inputs):
+            raise NotApplicable(f"{name} needs finite inputs at masked positions too "
+                                f"(declared masked_inputs=finite)")
         if allowed is not None:
             for a in inputs:
                 if a.dtype not in allowed:
@@ -191,8 +195,12 @@ def dead_query_rows(lq: int, lk: int, mask=None, causal=False) -> np.ndarray:
 
 
 def _check_and_settle(out: np.ndarray, dead: np.ndarray, rule: str, name: str,
-                      contract_row=0.0) -> np.ndarray:
-    """Check the rows ``dead`` of ``out`` (..., R, D) against ``rule``; give them the contract's value."""
+                      contract_row=0.0, finite_inputs: bool = True) -> np.ndarray:
+    """Check the rows ``dead`` of ``out`` (..., R, D) against ``rule``; give them the contract's value.
+
+    Under ``uniform`` a dead row is the average of *all* values, padding
+    included: it must be finite only when every value is (``finite_inputs``).
+    """
     out = np.asarray(out)
     try:
         dead = np.broadcast_to(dead, out.shape[:-1])
@@ -208,7 +216,7 @@ def _check_and_settle(out: np.ndarray, dead: np.ndarray, rule: str, name: str,
             raise ConventionViolation(
                 f"{name}: a fully masked row is neither all NaN nor the contract's value "
                 f"(declared fully_masked_row=nan)")
-    elif rule == "uniform" and not np.all(np.isfinite(rows)):
+    elif rule == "uniform" and finite_inputs and not np.all(np.isfinite(rows)):
         raise ConventionViolation(f"{name}: a fully masked row is not finite "
                                   f"(declared fully_masked_row=uniform)")
     settled = out.copy()
@@ -221,7 +229,8 @@ def _settle_dead_rows(name: str, fn: Callable, rule: str) -> Callable:
         def attention(q, k, *rest, mask=None, causal=False, **kw):
             out = fn(q, k, *rest, mask=mask, causal=causal, **kw)
             dead = dead_query_rows(np.shape(q)[-2], np.shape(k)[-2], mask, causal)
-            return _check_and_settle(out, dead, rule, name)
+            finite = all(np.all(np.isfinite(a)) for a in (k, *rest[:1]))
+            return _check_and_settle(out, dead, rule, name, finite_inputs=finite)
         return attention
     if name == "attention_backward":
         def backward(q, k, v, d_out, *rest, mask=None, causal=False, **kw):

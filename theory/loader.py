@@ -207,11 +207,11 @@ def _first_output(fn: Callable) -> Callable:
 # ---------------------------------------------------------------------------
 
 def _builtin(name: str) -> Subject | None:
-    from .subjects import OPTIONAL_SUBJECTS, SUBJECTS, _importable
+    from .subjects import OPTIONAL_SUBJECTS, SUBJECTS, importable
 
     if name in SUBJECTS:
         return SUBJECTS[name]()
-    if name in OPTIONAL_SUBJECTS and _importable(name):
+    if name in OPTIONAL_SUBJECTS and importable(name):
         return OPTIONAL_SUBJECTS[name]()
     if name in ("torch", "jax"):
         raise TargetError(

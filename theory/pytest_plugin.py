@@ -77,14 +77,27 @@ class ClaimItem(pytest.Item):
         self.result = None
 
     def runtest(self) -> None:
-        from .conformance import _conventions, _to_result
+        from .conformance import declared_conventions, to_result
         from .runner import run_claim
 
         result = run_claim(self.claim, self.subject, profile=self.profile, seed=self.seed)
-        self.result = _to_result(result, self.subject, result_profile(self.profile), self.seed,
-                                 _conventions(self.subject))
+        self.result = to_result(result, self.subject, result_profile(self.profile), self.seed,
+                                declared_conventions(self.subject))
         for key, value in self.result.conventions.items():
             self.user_properties.append(("convention", f"{key}={value}"))
+        if self.result.status == "not_applicable":
+            pytest.skip(self.result.detail)
+        if self.result.status == "failed":
+            from .diagnosis import diagnose
+
+            self.result.diagnosis = diagnose(self.claim, self.subject, profile=self.profile,
+                                             seed=self.seed)
+            if self.result.diagnosis:
+                from transformer_theory.impl.contract.conventions import option_value
+
+                self.result.declared = option_value(
+                    self.subject.declared().options, self.result.diagnosis["option"],
+                    self.claim.needs[0] if self.claim.needs else None)
         if self.result.status in ("failed", "error"):
             raise ClaimFailed(self.result)
 
@@ -94,6 +107,8 @@ class ClaimItem(pytest.Item):
             parts = [f"{r.id} {r.status} on {self.subject.name}: {r.title}", r.detail]
             if r.example is not None:
                 parts.append("smallest falsifying example:\n  " + json.dumps(r.example, default=str))
+            if r.diagnosis_line():
+                parts.append(r.diagnosis_line())
             if r.reproduction:
                 parts.append("reproduce with:\n" + r.reproduction)
             return "\n".join(parts)

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .claim import Claim, Evidence, Status, _json_float
+from .claim import Claim, Evidence, Status, json_float
 from transformer_theory.impl.contract.conventions import option_value
 
 from .capabilities import missing_keyword
@@ -82,8 +82,8 @@ class Result:
             "id": self.claim.id,
             "status": self.status.value,
             "cases": ev.cases if ev else 0,
-            "max_error": _json_float(ev.max_error) if ev else None,
-            "tolerance": _json_float(ev.tolerance) if ev else None,
+            "max_error": json_float(ev.max_error) if ev else None,
+            "tolerance": json_float(ev.tolerance) if ev else None,
             "detail": self.detail(),
             "seconds": round(self.seconds, 4),
         }

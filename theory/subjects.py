@@ -130,19 +130,19 @@ def fast_subject() -> Subject:
 
 def torch_subject() -> Subject:
     """PyTorch behind the numpy contract (``transformer_theory.impl.adapters.torch``)."""
-    from transformer_theory.impl.adapters.torch import torch_subject as build
+    from transformer_theory.impl.adapters.torch import torch_target
 
-    return build()
+    return Subject(**torch_target())
 
 
 def jax_subject() -> Subject:
     """JAX behind the numpy contract (``transformer_theory.impl.adapters.jax``)."""
-    from transformer_theory.impl.adapters.jax import jax_subject as build
+    from transformer_theory.impl.adapters.jax import jax_target
 
-    return build()
+    return Subject(**jax_target())
 
 
-def _importable(package: str) -> bool:
+def importable(package: str) -> bool:
     """Whether ``package`` can be imported, found without importing it."""
     import importlib.util
 
@@ -156,9 +156,9 @@ SUBJECTS: dict[str, Callable[[], Subject]] = {
 
 # Optional frameworks: registered only when installed, so that collecting the
 # tests (which parametrize over SUBJECTS) never imports or needs them.
-if _importable("numba"):
+if importable("numba"):
     SUBJECTS["fast"] = fast_subject
-if _importable("torch"):
+if importable("torch"):
     SUBJECTS["torch"] = torch_subject
 
 #: Built-in subjects that ``transformer-theory check`` knows but the test matrix

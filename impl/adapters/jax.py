@@ -50,7 +50,7 @@ from .._validate import (as_bool_mask, as_float_array, check_batch_dims, check_s
 
 __all__ = [
     "available",
-    "jax_subject",
+    "jax_target",
     "JAX_OPTIONS",
     "attention",
     "attention_weights",
@@ -67,12 +67,13 @@ __all__ = [
     "feed_forward_backward",
 ]
 
-#: The conventions of the jax subject (see ``theory.subject.OPTIONS``).
+#: The conventions of the jax subject, as its callables follow them (see
+#: ``impl.contract.conventions.OPTIONS``). Its callables already move JAX's
+#: (B, T, N, H) axes into the contract's order, so no ``layout`` is declared.
 JAX_OPTIONS = {
     "fully_masked_row": {"attention": "uniform", "attention_weights": "uniform",
                          "attention_backward": "uniform", "grouped_query_attention": "uniform"},
     "causal_alignment": "top-left",
-    "layout": "(B, L, H, E)",
     "gqa_mapping": "h -> h // (H // G)",
     "compute_dtype": {"attention": "float32 softmax", "attention_weights": "float32 softmax",
                       "attention_backward": "float32 softmax",
@@ -457,20 +458,21 @@ def feed_forward_backward(x, params, d_out, *, activation="relu"):
 # the subject
 # ---------------------------------------------------------------------------
 
-def jax_subject():
-    """JAX as a subject of the suite (``transformer-theory check jax``).
+def jax_target() -> dict:
+    """JAX as a target of the suite (``transformer-theory check jax``).
 
-    Sets ``jax_enable_x64`` (process-wide) so that float64 stays float64.
+    Sets ``jax_enable_x64`` (process-wide) so that float64 stays float64. The
+    adapter does not build the Subject itself (``impl`` never imports
+    ``theory``): ``theory.subjects.jax_subject`` wraps what this returns.
 
     Returns
     -------
-    Subject
-        Named ``jax``, with the options :data:`JAX_OPTIONS`.
+    dict
+        ``name``, ``description``, ``callables`` and ``options``
+        (:data:`JAX_OPTIONS`).
     """
     jax = _jax()
-    from transformer_theory.theory.subject import Subject
-
-    return Subject(
+    return dict(
         name="jax",
         description=f"JAX {jax.__version__} on CPU: jax.nn.dot_product_attention, "
                     f"jax.nn.softmax/standardize, jax.vjp",

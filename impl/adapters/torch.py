@@ -65,7 +65,7 @@ from .._validate import (as_bool_mask, as_float_array, check_batch_dims, check_s
 
 __all__ = [
     "available",
-    "torch_subject",
+    "torch_target",
     "TORCH_OPTIONS",
     "SEQUENCE_D_MODEL",
     "softmax",
@@ -93,7 +93,8 @@ __all__ = [
 #: Width of the built-in sequence maps ``encoder_map`` and ``causal_map``.
 SEQUENCE_D_MODEL = 8
 
-#: The conventions of the torch subject (see :data:`transformer_theory.theory.subject.OPTIONS`).
+#: The conventions of the torch subject, as its callables follow them
+#: (see :data:`transformer_theory.impl.contract.conventions.OPTIONS`).
 TORCH_OPTIONS = {
     "fully_masked_row": {
         "softmax": "nan", "softmax_backward": "nan", "softmax_jacobian": "nan",
@@ -104,6 +105,10 @@ TORCH_OPTIONS = {
     "causal_alignment": "top-left",
     "layout": "(B, H, L, E)",
     "gqa_mapping": "h -> h // (H // G)",
+    # F.scaled_dot_product_attention multiplies the zero weight of a masked key by its
+    # value: a NaN value at a padded position reaches every output row (seen with 2.13.0,
+    # math and default backends alike). Callers must sanitise padding.
+    "masked_inputs": "finite",
     "d_model": SEQUENCE_D_MODEL,
 }
 
@@ -1041,19 +1046,20 @@ def feed_forward_backward(x, params, d_out, *, activation="relu"):
 # the subject
 # ---------------------------------------------------------------------------
 
-def torch_subject():
-    """PyTorch as a subject of the suite (``transformer-theory check torch``).
+def torch_target() -> dict:
+    """PyTorch as a target of the suite (``transformer-theory check torch``).
+
+    The adapter does not build the Subject itself (``impl`` never imports
+    ``theory``): ``theory.subjects.torch_subject`` wraps what this returns.
 
     Returns
     -------
-    Subject
-        Named ``torch``, with the callables of this module and the options
-        :data:`TORCH_OPTIONS` (its documented conventions).
+    dict
+        ``name``, ``description``, ``callables`` (those of this module) and
+        ``options`` (:data:`TORCH_OPTIONS`, its documented conventions).
     """
     torch = _torch()
-    from transformer_theory.theory.subject import Subject
-
-    return Subject(
+    return dict(
         name="torch",
         description=f"PyTorch {torch.__version__} on CPU: SDPA, nn.MultiheadAttention, "
                     f"F.layer_norm, nn.TransformerEncoderLayer/DecoderLayer, autograd",

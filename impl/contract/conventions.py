@@ -267,6 +267,13 @@ _OPTION_LIST: tuple[Option, ...] = (
            "comma list of optional keywords the target takes (bias, window, softcap, ...), for "
            "a signature that hides behind **kwargs; otherwise the signature is probed",
            parse=_comma_list(None)),
+    Option("masked_inputs", "capability",
+           "'any' (the contract: keys and values at positions no query may attend may hold "
+           "NaN or inf, and must not reach any output) or 'finite' (the target needs finite "
+           "inputs everywhere, masked positions included, e.g. PyTorch SDPA, where 0 x NaN "
+           "reaches the output: its callers must sanitise padding; conformance.nan_poisoning "
+           "is then not applicable)",
+           values=("any", "finite"), concerns=ATTENTION_KERNELS),
     Option("value_dim", "capability",
            "'any' (Ev may differ from E) or 'equal' (the target needs Ev = E, as JAX's "
            "dot_product_attention: claims draw only such shapes)",

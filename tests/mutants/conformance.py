@@ -71,3 +71,36 @@ MUTANTS = [
            "/ sqrt(var + eps)", ("conformance.layer_norm_definition",),
            lambda ref: ref.replace(layer_norm=_layer_norm_eps_outside)),
 ]
+
+
+def _masked_fill_zero(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
+    """Masked scores set to 0 instead of -inf: padded keys keep a weight."""
+    q, k, v = (np.asarray(a) for a in (q, k, v))
+    s = q @ np.swapaxes(k, -1, -2) * (1 / np.sqrt(q.shape[-1]) if scale is None else scale)
+    allowed = np.ones(s.shape, dtype=bool)
+    if mask is not None:
+        allowed = allowed & np.broadcast_to(mask, s.shape)
+    if causal:
+        lq, lk = s.shape[-2:]
+        allowed = allowed & np.tril(np.ones((lq, lk), bool), k=(lk - lq) if causal == "bottom-right"
+                                    else 0)
+    s = np.where(allowed, s, 0.0)
+    p = np.exp(s - s.max(axis=-1, keepdims=True))
+    return ((p / p.sum(axis=-1, keepdims=True)) @ v).astype(q.dtype)
+
+
+def _weights_times_values(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
+    """softmax(scores) @ v without dropping masked keys: 0 * NaN reaches the output."""
+    from transformer_theory.impl.attention import attention_weights
+
+    k = np.where(np.isfinite(k), k, 0.0).astype(np.asarray(k).dtype)   # scores stay finite
+    w = attention_weights(q, k, mask=mask, causal=causal, scale=scale)
+    return (w @ np.asarray(v)).astype(np.asarray(q).dtype)
+
+
+MUTANTS += [
+    Mutant("masked_fill_zero", "masked scores filled with 0 instead of -inf",
+           ("conformance.padding_invariance",), lambda ref: ref.replace(attention=_masked_fill_zero)),
+    Mutant("weights_times_nan_values", "masked weights multiplied by NaN padding values",
+           ("conformance.nan_poisoning",), lambda ref: ref.replace(attention=_weights_times_values)),
+]

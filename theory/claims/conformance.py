@@ -19,7 +19,7 @@ from ..checks import compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import BA_2016, SEED_003, SEED_004, VASWANI_2017
-from ..strategies import DTYPES, SEEDS, normal
+from ..strategies import DTYPES, SEEDS, attention_case, normal
 from ..tolerance import tolerance
 
 claims = ClaimSet("conformance")
@@ -221,3 +221,108 @@ def layer_norm_definition(subject, ctx) -> Evidence:
     return for_all(ctx, _layer_norm_rows(), measure,
                    detail="Outputs equal the float64 definition for eps from 1e-5 to 1, with and "
                           "without gamma and beta.")
+
+
+# ---------------------------------------------------------------------------
+# Padding and NaN poisoning: what real batches do to an attention kernel
+# ---------------------------------------------------------------------------
+
+@st.composite
+def _padded_case(draw):
+    c = draw(attention_case(lead=draw(st.sampled_from([(), (2,), (2, 3)]))))
+    pad_k = draw(st.integers(1, 4))
+    pad_q = draw(st.integers(0, 3))
+    causal = draw(st.sampled_from([False, True, "bottom-right"]))
+    rng = np.random.default_rng(c["seed"] + 11)
+    lead, lq, lk = c["lead"], c["Lq"], c["Lk"]
+    keep = rng.random((*lead, 1, lk)) < 0.8                                   # (..., 1, Lk)
+    keep[..., 0] = True
+    c.update(pad_k=pad_k, pad_q=pad_q, causal=causal, keep=keep,
+             k_pad=normal(rng, (*lead, pad_k, c["E"]), c["dtype"], 3.0),
+             v_pad=normal(rng, (*lead, pad_k, c["Ev"]), c["dtype"], 3.0),
+             q_pad=normal(rng, (*lead, pad_q, c["E"]), c["dtype"], 3.0))
+    return c
+
+
+def _causal_keys(lq: int, lk: int, causal) -> np.ndarray:
+    """Boolean (Lq, Lk): the causal part of the mask, as the contract aligns it."""
+    if not causal:
+        return np.ones((lq, lk), dtype=bool)
+    offset = (lk - lq) if causal == "bottom-right" else 0
+    return np.tril(np.ones((lq, lk), dtype=bool), k=offset)
+
+
+@claims.claim(
+    "conformance.padding_invariance",
+    title="Padded keys and padded queries leave the other outputs unchanged",
+    statement=r"\mathrm{Attn}\big([Q;Q_p],[K;K_p],[V;V_p],\,M\oplus 0\big)_{1:L_q}"
+              r"=\mathrm{Attn}(Q,K,V,M)",
+    sources=(VASWANI_2017.at("§3.2.3 (masking out illegal connections)"),
+             SEED_004.at("items 24–26: masking")),
+    kind=Kind.PROPERTY, needs=("attention",),
+    notes="A batch padded to a common length: keys appended with a key-padding mask that "
+          "excludes them, queries appended after the real ones. The real queries' outputs "
+          "must equal those of the unpadded call (same mask on the real keys, causal masks "
+          "built explicitly so that padding cannot move their alignment). A kernel that "
+          "normalises over the padded length, or lets a padded key in, fails.")
+def padding_invariance(subject, ctx) -> Evidence:
+    def measure(c):
+        lq, lk, pk, pq = c["Lq"], c["Lk"], c["pad_k"], c["pad_q"]
+        causal_mask = _causal_keys(lq, lk, c["causal"])                        # (Lq, Lk)
+        mask = c["keep"] & causal_mask                                         # (..., Lq, Lk)
+        plain = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=mask))
+        padded_mask = np.zeros((*c["lead"], lq + pq, lk + pk), dtype=bool)
+        padded_mask[..., :lq, :lk] = mask
+        padded_mask[..., lq:, 0] = True                    # padded queries see one real key
+        q = np.concatenate([c["q"], c["q_pad"]], axis=-2)                      # (..., Lq+pq, E)
+        k = np.concatenate([c["k"], c["k_pad"]], axis=-2)                      # (..., Lk+pk, E)
+        v = np.concatenate([c["v"], c["v_pad"]], axis=-2)                      # (..., Lk+pk, Ev)
+        padded = np.asarray(subject.attention(q, k, v, mask=padded_mask))
+        if padded.shape[-2] != lq + pq:
+            return holds(False, f"output shape {padded.shape} for {lq + pq} queries")
+        tol = tolerance("reduction", c["dtype"], n=c["E"] + lk + pk)
+        return compare(padded[..., :lq, :], plain, tol, scale=c["v"],
+                       note="padding changed an output of a real query")
+    return for_all(ctx, _padded_case(), measure,
+                   detail="Appending 1-4 padded keys (masked out) and 0-3 padded queries leaves "
+                          "every real query's output unchanged, with and without causal masks.")
+
+
+@claims.claim(
+    "conformance.nan_poisoning",
+    title="NaN or inf at keys no query may attend reaches no output",
+    statement=r"M_{\cdot j}=0\ \Rightarrow\ \mathrm{Attn}(Q,K,V,M)\ "
+              r"\text{is unchanged by any value of}\ (k_j,v_j),\ \text{NaN and}\ \pm\infty\ "
+              r"\text{included}",
+    sources=(VASWANI_2017.at("§3.2.3 (masking out illegal connections)"),
+             SEED_004.at("items 24–26: masking")),
+    kind=Kind.PROPERTY, needs=("attention",),
+    notes="Padded keys and values are often uninitialised memory. A masked weight is exactly "
+          "0, but 0 x NaN is NaN: a kernel that multiplies the masked weights by the values "
+          "(or adds -inf to a NaN score) leaks the padding into every row. The contract "
+          "accepts non-finite values exactly at positions no query may attend. A target "
+          "that needs finite inputs everywhere declares masked_inputs=finite, and this claim "
+          "is then not applicable to it.")
+def nan_poisoning(subject, ctx) -> Evidence:
+    strategy = st.tuples(_padded_case(), st.sampled_from([np.nan, np.inf, -np.inf]))
+
+    def measure(args):
+        c, poison = args
+        lq, lk, pk = c["Lq"], c["Lk"], c["pad_k"]
+        mask = np.zeros((*c["lead"], lq, lk + pk), dtype=bool)
+        mask[..., :lk] = c["keep"] & _causal_keys(lq, lk, c["causal"])      # (..., Lq, Lk+pk)
+        k = np.concatenate([c["k"], c["k_pad"]], axis=-2)                      # (..., Lk+pk, E)
+        v = np.concatenate([c["v"], c["v_pad"]], axis=-2)                      # (..., Lk+pk, Ev)
+        clean = np.asarray(subject.attention(c["q"], k, v, mask=mask))
+        k_bad, v_bad = k.copy(), v.copy()
+        k_bad[..., lk:, :] = poison
+        v_bad[..., lk:, :] = poison
+        dirty = np.asarray(subject.attention(c["q"], k_bad, v_bad, mask=mask))
+        if not np.all(np.isfinite(dirty)):
+            return holds(False, f"{poison} at a masked key reached the output")
+        tol = tolerance("reduction", c["dtype"], n=c["E"] + lk + pk)
+        return compare(dirty, clean, tol, scale=c["v"],
+                       note=f"{poison} at a masked key changed an output")
+    return for_all(ctx, strategy, measure,
+                   detail="Keys and values at 1-4 masked positions set to NaN, +inf or -inf "
+                          "leave every output finite and unchanged.")

@@ -125,7 +125,7 @@ SOURCES: dict[str, tuple[Source, ...]] = {
 def _register() -> None:
     from transformer_theory.proofs import registry as proof_registry
 
-    proof_registry._load_all()
+    proof_registry.load_all()
     for did, builder in proof_registry.DERIVATIONS.items():
         if did not in STATEMENTS:
             raise KeyError(f"proof claim: no statement written for derivation {did!r} "

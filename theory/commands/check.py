@@ -5,14 +5,19 @@
     transformer-theory check TARGET [--as KIND] [--claims GLOB] [--profile P]
                                     [--seed N] [--json] [--option key=value ...]
 
+A failing claim is re-run under each single alternative convention that
+concerns it; when exactly one passes, the failure carries a diagnosis naming the
+``--option`` to declare (``--no-diagnosis`` skips the re-runs).
+
 TARGET is ``module:callable`` (with ``--as KIND``), ``module:subject_object``,
 or a built-in name: ``torch``, ``jax`` (or ``reference``). The output is a
 table of claim, status and time, with the smallest falsifying example under
 each failure; ``--json`` gives the same data, with reproduction snippets.
 
 Exit status: 0 when every applicable claim holds, 1 when some claim fails or
-errors, 2 when the target cannot be imported or does not fit the contract
-(with a message saying what is wrong) or an option is malformed.
+errors (a diagnosed failure included), 2 when the target cannot be imported or
+does not fit the contract (with a message saying what is wrong) or an option is
+unknown or has a value outside its set.
 
 References
 ----------
@@ -54,6 +59,9 @@ def register(subparsers) -> None:
                    help="a convention or setting of the subject, e.g. causal_alignment="
                         "bottom-right, layout='(B, L, H, E)', fully_masked_row=nan, d_model=16, "
                         "tensors=torch (repeatable; values are JSON when they parse)")
+    p.add_argument("--no-diagnosis", dest="diagnosis", action="store_false",
+                   help="do not re-run failing claims under alternative conventions (each "
+                        "failing claim is otherwise re-run once per alternative that concerns it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_check)
 
@@ -83,7 +91,7 @@ def cmd_check(args) -> int:
     show = sys.stderr.isatty() and not args.quiet
     try:
         report = check(subject, args.claims, profile=args.profile, seed=args.seed,
-                       progress=_progress(show))
+                       progress=_progress(show), diagnosis=args.diagnosis)
     except ValueError as exc:          # a glob matching no claim
         sys.stderr.write(f"transformer-theory check: --claims: {exc}\n")
         return 2
