@@ -20,7 +20,6 @@ from mutants.dyck import (
 
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as N
-from transformer_theory.impl.constructions import dyck as Dy
 from transformer_theory.impl.constructions import toolkit as T
 from transformer_theory.impl.constructions.dyck import (
     Ops,
