@@ -257,7 +257,7 @@ def test_bad_option_exits_2_with_the_valid_set(option, message):
 
 def test_every_option_is_documented_and_validates_its_default():
     for name, option in OPTION_TABLE.items():
-        assert option.doc and option.kind in (
+        assert option.doc and option.category in (
             "convention", "precision", "interface", "capability", "setting")
         if option.default is not None:
             validate_options({name: option.default})

@@ -17,7 +17,7 @@ from transformer_theory.theory.profiles import PROFILES, get_profile
 from transformer_theory.theory.runner import Context, run_claim, select
 from transformer_theory.theory.statistics import MAX_FALSE_FAILURE, mom_groups, test_mean
 from transformer_theory.theory.subject import CALLABLES, Subject
-from transformer_theory.theory.tolerance import KINDS, eps, relative_error, tolerance
+from transformer_theory.theory.tolerance import RULES, eps, relative_error, tolerance
 
 
 # --- tolerance --------------------------------------------------------------
@@ -30,14 +30,14 @@ def test_tolerance_scales_with_dtype_and_reduction():
     assert tolerance("rounding", np.float64, n=1000).rtol == tolerance("rounding", np.float64).rtol
 
 
-def test_every_tolerance_kind_has_a_reason():
-    for name, rule in KINDS.items():
+def test_every_tolerance_rule_has_a_reason():
+    for name, rule in RULES.items():
         assert len(rule.reason) > 20, name
         assert tolerance(name, np.float64).reason == rule.reason
 
 
-def test_tolerance_rejects_unknown_kind_and_bad_n():
-    with pytest.raises(ValueError, match="kind"):
+def test_tolerance_rejects_unknown_rule_and_bad_n():
+    with pytest.raises(ValueError, match="rule"):
         tolerance("loose", np.float64)
     with pytest.raises(ValueError, match="n"):
         tolerance("reduction", np.float64, n=0)

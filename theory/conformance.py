@@ -106,7 +106,7 @@ def declared_conventions(subject: Subject) -> dict[str, Any]:
     out = {}
     options = subject.declared().options
     for key, option in OPTION_TABLE.items():
-        if option.kind == "setting" or key not in options:
+        if option.category == "setting" or key not in options:
             continue
         value, default = options[key], option.default
         if isinstance(value, Mapping) and option.per_callable:

@@ -4,7 +4,7 @@ Every numerical comparison in a claim uses a :class:`Tolerance` from
 :func:`tolerance`. A tolerance is ``rtol = c * eps(dtype) * n``: machine epsilon
 of the dtype the subject computed in, times the size ``n`` of the reduction
 that separates the two computations compared, times a constant ``c`` that is
-fixed per *kind* of check. Each kind carries a one-line reason that the report
+fixed per *rule* (the kind of comparison). Each rule carries a one-line reason that the report
 shows next to the error it bounds.
 
 Errors are measured norm-wise (Higham 2002, *Accuracy and Stability of
@@ -13,7 +13,7 @@ i.e. the largest deviation relative to the scale of the quantity. Rounding
 errors of sums and dot products are bounded relative to the size of the terms,
 not of each element, so this is the quantity the bounds speak about.
 
-Loosening a constant is a deliberate, explained change: edit :data:`KINDS` and
+Loosening a constant is a deliberate, explained change: edit :data:`RULES` and
 say why in its reason.
 """
 
@@ -34,8 +34,8 @@ class Tolerance:
     ----------
     rtol : float
         Largest allowed norm-wise relative error.
-    kind : str
-        The policy kind it came from.
+    rule : str
+        The policy rule it came from (:data:`RULES`).
     reason : str
         One line: why this much error is legitimate.
     dtype : numpy dtype, optional
@@ -45,7 +45,7 @@ class Tolerance:
     """
 
     rtol: float
-    kind: str
+    rule: str
     reason: str
     dtype: np.dtype | None = None
     n: int = 1
@@ -57,39 +57,39 @@ class Tolerance:
         subject then returns float32 for float64 input, the comparison is made
         in the output's precision (``theory/declared.py``).
         """
-        if self.dtype is None or self.kind not in KINDS:
+        if self.dtype is None or self.rule not in RULES:
             return self
-        return tolerance(self.kind, self.dtype, self.n)
+        return tolerance(self.rule, self.dtype, self.n)
 
     def allows(self, error: float) -> bool:
         return bool(np.isfinite(error) and error <= self.rtol)
 
 
 @dataclass(frozen=True)
-class _KindRule:
+class _Rule:
     c: float
     uses_n: bool
     reason: str
 
 
-#: The kinds of comparison and their constants. ``n`` is the reduction size
+#: The rules: one per kind of comparison, with its constant. ``n`` is the reduction size
 #: the caller passes (a dot-product length, a row length, a depth times a width).
-KINDS: dict[str, _KindRule] = {
-    "exact": _KindRule(
+RULES: dict[str, _Rule] = {
+    "exact": _Rule(
         0.0, False,
         "the two sides perform identical floating-point operations, so they agree bit for bit"),
-    "rounding": _KindRule(
+    "rounding": _Rule(
         16.0, False,
         "a few correctly rounded elementwise operations (exp, division, one product) per entry"),
-    "reduction": _KindRule(
+    "reduction": _Rule(
         4.0, True,
         "sums of n terms in different orders differ by at most about n*eps relative to the "
         "terms (Higham, gamma_n bound), with a margin of 4"),
-    "composite": _KindRule(
+    "composite": _Rule(
         16.0, True,
         "a composition of reductions (projections, softmax, averages, normalisation), each "
         "within gamma_n; n is the total reduction length through the stack"),
-    "ill_conditioned": _KindRule(
+    "ill_conditioned": _Rule(
         64.0, True,
         "a reduction followed by a division by a quantity that may be small (normalisation "
         "of nearly constant rows), which amplifies rounding by its condition number"),
@@ -101,35 +101,35 @@ def eps(dtype) -> float:
     return float(np.finfo(np.dtype(dtype)).eps)
 
 
-def tolerance(kind: str, dtype, n: int = 1) -> Tolerance:
-    """The tolerance for a comparison of ``kind`` in ``dtype`` over a reduction of size ``n``.
+def tolerance(rule: str, dtype, n: int = 1) -> Tolerance:
+    """The tolerance of ``rule`` for data of ``dtype`` over a reduction of size ``n``.
 
     Parameters
     ----------
-    kind : {"exact", "rounding", "reduction", "composite", "ill_conditioned"}
+    rule : {"exact", "rounding", "reduction", "composite", "ill_conditioned"}
     dtype : numpy dtype
         The dtype the subject computed in (the coarser one if they differ).
         While a claim runs, float64 is held to float32 when the subject
         declared ``compute_dtype`` float32 or returned float32 for float64
         input (:func:`transformer_theory.theory.declared.effective_dtype`).
     n : int
-        Size of the reduction (ignored by kinds that do not use it).
+        Size of the reduction (ignored by rules that do not use it).
 
     Returns
     -------
     Tolerance
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind: expected one of {tuple(KINDS)}, got {kind!r}")
+    if rule not in RULES:
+        raise ValueError(f"rule: expected one of {tuple(RULES)}, got {rule!r}")
     if n < 1:
         raise ValueError(f"n: expected a reduction size >= 1, got {n}")
-    rule = KINDS[kind]
+    spec = RULES[rule]
     held = effective_dtype(dtype)
-    scale = rule.c * eps(held) * (n if rule.uses_n else 1)
-    reason = rule.reason
+    scale = spec.c * eps(held) * (n if spec.uses_n else 1)
+    reason = spec.reason
     if held != np.dtype(dtype):
         reason += f" (held to {held}: the subject declared or returned {held} precision)"
-    return Tolerance(rtol=scale, kind=kind, reason=reason, dtype=np.dtype(dtype), n=n)
+    return Tolerance(rtol=scale, rule=rule, reason=reason, dtype=np.dtype(dtype), n=n)
 
 
 def relative_error(actual, expected, scale=None) -> float:

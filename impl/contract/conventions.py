@@ -15,8 +15,8 @@ value outside the documented set is a usage error (:func:`validate_options`
 raises ``ValueError`` naming the key and listing what is valid; the CLI exits
 with status 2).
 
-The kinds of option
--------------------
+The categories of option
+------------------------
 ``convention``
     How the callables behave where the literature leaves a choice; wrapped
     into the contract's behaviour. The ones with ``diagnose=True`` are tried
@@ -135,7 +135,7 @@ class Option:
     Attributes
     ----------
     name : str
-    kind : str
+    category : str
         ``convention``, ``precision``, ``interface``, ``capability`` or ``setting``.
     doc : str
         What the option says, with the libraries known to follow each value.
@@ -155,7 +155,7 @@ class Option:
     """
 
     name: str
-    kind: str
+    category: str
     doc: str
     values: tuple[str, ...] | None = None
     parse: Callable[[Any], Any] | None = field(default=None, compare=False)
@@ -311,7 +311,7 @@ OPTIONS: dict[str, str] = {o.name: o.doc for o in _OPTION_LIST}
 
 #: The contract's value of each convention (what the reference does).
 CONTRACT_CONVENTIONS: dict[str, Any] = {
-    o.name: o.default for o in _OPTION_LIST if o.kind == "convention" or o.name in (
+    o.name: o.default for o in _OPTION_LIST if o.category == "convention" or o.name in (
         "compute_dtype", "causal_flag", "scale", "rope_positions", "value_dim")}
 
 #: Keys a Subject may carry that are not user options: how it was built.
