@@ -34,6 +34,7 @@ from transformer_theory.theory.subjects import SUBJECTS, get_subject  # noqa: E4
 from transformer_theory.theory.tolerance import relative_error, tolerance  # noqa: E402
 
 FA = importlib.import_module("transformer_theory.impl.fast.attention")
+FH = importlib.import_module("transformer_theory.impl.fast.heads")
 FL = importlib.import_module("transformer_theory.impl.fast.layers")
 FP = importlib.import_module("transformer_theory.impl.fast.performer")
 FN = importlib.import_module("transformer_theory.impl.fast._numeric")
@@ -41,8 +42,8 @@ FN = importlib.import_module("transformer_theory.impl.fast._numeric")
 DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
 SEEDS = st.integers(0, 2**32 - 1)
 
-KERNELS = [(FA, "_softmax_tasks"), (FA, "_flash_tasks"), (FA, "_project_tasks"),
-           (FA, "_merge_tasks"),
+KERNELS = [(FA, "_softmax_tasks"), (FA, "_flash_tasks"), (FH, "_project_tasks"),
+           (FH, "_merge_tasks"),
            (FL, "_layer_norm_tasks"), (FL, "_feed_forward_tasks"), (FL, "_linear_tasks"),
            (FP, "_features_tasks"), (FP, "_favor_bidirectional_tasks"),
            (FP, "_favor_causal_tasks"), (FP, "_favor_recurrent_tasks")]

@@ -9,8 +9,10 @@ claims as the ``fast`` subject. Needs numba (the ``fast`` extra).
 Kernels are compiled on first use per dtype and cached on disk
 (``cache=True``); :func:`warm_up` compiles or loads all of them at once.
 
-Modules: :mod:`.attention` (fused tiled attention, multi-head, grouped-query,
-KV-cache decoding), :mod:`.layers` (layer norm, feed-forward network),
+Modules: :mod:`.attention` (fused tiled attention, mirroring the reference's
+:mod:`~transformer_theory.impl.sdpa`), :mod:`.heads` (multi-head,
+grouped-query, cross-attention), :mod:`.kv_cache` (KV-cache decoding),
+:mod:`.layers` (layer norm, feed-forward network),
 :mod:`.performer` (random features, FAVOR+). Design notes and references are
 in their docstrings; the numerical building blocks (a vectorisable ``exp``,
 BLAS threading) in :mod:`._numeric`.
@@ -47,24 +49,18 @@ def _cache_outside_site_packages() -> None:
 
 _cache_outside_site_packages()
 
-from .attention import (  # noqa: E402
+from .attention import attention, attention_weights, softmax  # noqa: E402
+from .heads import (  # noqa: E402
     GroupedQueryParams,
-    KVCache,
     MultiHeadParams,
-    attention,
-    attention_weights,
     cross_attention,
-    decode_sequence,
-    decode_step,
     grouped_query_attention,
     init_grouped_query,
-    init_kv_cache,
     init_multi_head,
-    kv_cache_bytes,
     multi_head_attention,
     self_attention,
-    softmax,
 )
+from .kv_cache import KVCache, decode_sequence, decode_step, init_kv_cache, kv_cache_bytes  # noqa: E402,E501
 from .layers import FFNParams, LayerNormParams, feed_forward, init_ffn, init_layer_norm, layer_norm  # noqa: E402,E501
 from .performer import (  # noqa: E402
     favor_attention,
