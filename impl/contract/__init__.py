@@ -9,16 +9,18 @@ adapters share:
   ``EncoderParams``, ...), each validating itself;
 * :mod:`.validate` -- the validators of the arguments (arrays, masks, causal
   alignment, scale, bias, the NaN-poisoning rule for keys no query attends,
-  Performer feature arguments), with the errors the contract specifies;
+  Performer feature arguments), with the errors the contract specifies; the
+  general ones (arrays and scalars) are defined in :mod:`.arrays` and
+  re-exported by :mod:`.validate`;
 * :mod:`.callables` -- the callable names of a subject and their signatures
   (``CALLABLES``, ``ALIASES``);
 * :mod:`.conventions` -- the options a subject declares (conventions,
   precision, interface, capabilities), their values and documentation
   (``OPTIONS``, ``OPTION_TABLE``, ``validate_options``).
 
-Every name is re-exported here. ``params`` and ``validate`` import nothing
-from the rest of ``impl``, so every implementation module can import this
-package; a module added here must keep it that way at import time.
+Every name is re-exported here. ``params``, ``validate`` and ``arrays``
+import nothing from the rest of ``impl``, so every implementation module can
+import this package; a module added here must keep it that way at import time.
 """
 
 from . import callables, conventions, params, validate

@@ -16,9 +16,12 @@ This module knows nothing of the parameter types; the checks that need them
 (``isinstance``, a KV cache against its params) live with the types in
 :mod:`.params`.
 
-Sections: arrays and scalars; attention arguments (masks, causal alignment,
-scale, bias, non-finite keys); feed-forward activations; Performer feature
-maps.
+The general validators of arrays and scalars are in :mod:`.arrays` and are
+re-exported here, so every validator of the contract can be imported from this
+module.
+
+Sections: attention arguments (masks, causal alignment, scale, bias,
+non-finite keys); feed-forward activations; Performer feature maps.
 
 References
 ----------
@@ -29,13 +32,30 @@ here); PyTorch ``scaled_dot_product_attention`` (the argument conventions).
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from .arrays import (
+    FLOAT_DTYPES,
+    as_bool_mask,
+    as_float_array,
+    check_batch_dims,
+    check_choice,
+    check_dim,
+    check_eps,
+    check_float_dtype,
+    check_instance,
+    check_optional_vector,
+    check_positive_int,
+    check_rng,
+    check_same_dim,
+    common_float_dtype,
+    normalize_axis,
+)
+
 __all__ = [
-    # arrays and scalars
+    # arrays and scalars (re-exported from .arrays)
     "FLOAT_DTYPES",
     "as_float_array",
     "common_float_dtype",
@@ -68,337 +88,12 @@ __all__ = [
     # Performer
     "FEATURE_KINDS",
     "check_feature_kind",
+    "check_vector_pair",
     "check_random_matrix",
     "check_feature_args",
     "check_favor_args",
 ]
 
-
-# ---------------------------------------------------------------------------
-# Arrays and scalars
-# ---------------------------------------------------------------------------
-
-#: Floating dtypes the contract accepts; outputs keep the input dtype.
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def as_float_array(x, name: str, *, ndim_min: int = 1, ndim: int | None = None,
-                   finite: bool = True) -> np.ndarray:
-    """Return ``x`` as a float32/float64 ndarray, or raise naming ``name``.
-
-    Parameters
-    ----------
-    x : array_like
-        The argument to check. Python floats, bool and integer arrays are
-        converted to float64; float16 and complex inputs are refused
-        (``TypeError``).
-    name : str
-        The argument's name, used in the error message.
-    ndim_min : int
-        Smallest allowed rank.
-    ndim : int, optional
-        Exact rank required, if given.
-    finite : bool
-        Refuse NaN and +-inf (``ValueError``).
-
-    Returns
-    -------
-    np.ndarray
-        ``x`` itself when it already is a float32/float64 array.
-    """
-    arr = np.asarray(x)
-    if arr.dtype == np.bool_ or arr.dtype.kind in "iu":
-        arr = arr.astype(np.float64)
-    if arr.dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"{name}: expected dtype float32 or float64, got {arr.dtype}")
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(
-            f"{name}: expected a {ndim}-d array, got shape {arr.shape} ({arr.ndim}-d)")
-    if arr.ndim < ndim_min:
-        raise ValueError(
-            f"{name}: expected at least {ndim_min} dimensions, got shape {arr.shape}")
-    if finite and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    return arr
-
-
-def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
-    """The dtype outputs take: float32 only if every input is float32.
-
-    Parameters
-    ----------
-    *arrays : np.ndarray
-        Validated float arrays (``None`` is not allowed; filter it out first).
-
-    Returns
-    -------
-    np.dtype
-    """
-    if all(a.dtype == np.float32 for a in arrays):
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
-
-
-def check_dim(arr: np.ndarray, axis: int, expected: int, name: str, what: str) -> None:
-    """Raise ``ValueError`` unless ``arr.shape[axis] == expected``.
-
-    Parameters
-    ----------
-    arr : np.ndarray
-    axis : int
-    expected : int
-    name : str
-        The argument's name.
-    what : str
-        What the dimension is (``"d_model (last dim of x)"``), for the message.
-    """
-    actual = arr.shape[axis]
-    if actual != expected:
-        raise ValueError(
-            f"{name}: expected {what} = {expected} along axis {axis}, "
-            f"got shape {arr.shape}")
-
-
-def check_same_dim(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str,
-                   axis: int, what: str) -> None:
-    """Raise unless ``a`` and ``b`` agree along ``axis`` (no silent broadcasting).
-
-    Parameters
-    ----------
-    a, b : np.ndarray
-    a_name, b_name : str
-        Their names; the message names ``b``.
-    axis : int
-    what : str
-        What the dimension is (``"key length Lk"``).
-    """
-    if a.shape[axis] != b.shape[axis]:
-        raise ValueError(
-            f"{b_name}: {what} must match {a_name}: expected {a.shape[axis]} along "
-            f"axis {axis}, got shape {b.shape} (and {a_name} has shape {a.shape})")
-
-
-def check_batch_dims(arrays: Sequence[tuple[str, np.ndarray]], n_trailing: int) -> tuple:
-    """Check that leading (batch/head) dims are equal, and return them.
-
-    Leading dimensions must match exactly: the contract forbids silent
-    broadcasting of mismatched batch or head dims.
-
-    Parameters
-    ----------
-    arrays : sequence of (name, np.ndarray)
-        The first array's leading dims are the expected ones.
-    n_trailing : int
-        Number of trailing (non-batch) dims of every array.
-
-    Returns
-    -------
-    tuple
-        The common leading dims.
-    """
-    first_name, first = arrays[0]
-    lead = first.shape[: first.ndim - n_trailing]
-    for name, arr in arrays[1:]:
-        other = arr.shape[: arr.ndim - n_trailing]
-        if other != lead:
-            raise ValueError(
-                f"{name}: leading (batch/head) dims must equal those of {first_name}: "
-                f"expected {lead}, got {other} (shape {arr.shape})")
-    return lead
-
-
-def as_bool_mask(mask, name: str, target_shape: tuple) -> np.ndarray:
-    """Return a boolean mask broadcast to ``target_shape``, or raise.
-
-    Parameters
-    ----------
-    mask : array_like of bool
-        True = may attend. Broadcastable to ``target_shape`` by numpy's rules;
-        a 1-d mask is refused (ambiguous between queries and keys), a 0-d one
-        is allowed.
-    name : str
-    target_shape : tuple
-
-    Returns
-    -------
-    np.ndarray of bool
-        A read-only broadcast view of ``mask``.
-    """
-    m = np.asarray(mask)
-    if m.dtype != np.bool_:
-        raise TypeError(f"{name}: expected dtype bool (True = may attend), got {m.dtype}")
-    if m.ndim < 2 and m.ndim != 0:
-        raise ValueError(
-            f"{name}: expected a mask broadcastable to {target_shape}, got shape {m.shape}")
-    try:
-        return np.broadcast_to(m, target_shape)
-    except ValueError:
-        raise ValueError(
-            f"{name}: expected a mask broadcastable to {target_shape}, got shape {m.shape}"
-        ) from None
-
-
-def check_choice(value, name: str, choices: Iterable) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``.
-
-    Parameters
-    ----------
-    value
-    name : str
-    choices : iterable
-    """
-    choices = tuple(choices)
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {choices!r}, got {value!r}")
-
-
-def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as int if it is an integer >= ``minimum``, else raise.
-
-    Parameters
-    ----------
-    value
-        A Python or numpy integer; ``bool`` is refused (``TypeError``).
-    name : str
-    minimum : int
-
-    Returns
-    -------
-    int
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_rng(rng, name: str = "rng") -> np.random.Generator:
-    """Refuse anything but an explicit ``np.random.Generator`` (no global RNG).
-
-    Parameters
-    ----------
-    rng
-    name : str
-
-    Returns
-    -------
-    np.random.Generator
-    """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"{name}: expected a numpy.random.Generator (np.random.default_rng(seed)), "
-            f"got {type(rng).__name__}")
-    return rng
-
-
-def check_instance(value, name: str, types):
-    """Return ``value`` if it is an instance of ``types``, else raise ``TypeError``.
-
-    Parameters
-    ----------
-    value
-    name : str
-    types : type or tuple of types
-        The message lists them joined by "or".
-
-    Returns
-    -------
-    The value, unchanged.
-    """
-    types = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, types):
-        expected = " or ".join(t.__name__ for t in types)
-        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
-    return value
-
-
-def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
-    """Return ``dtype`` as a numpy dtype if it is float32 or float64, else raise ``TypeError``.
-
-    Parameters
-    ----------
-    dtype : dtype-like
-    name : str
-
-    Returns
-    -------
-    np.dtype
-    """
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
-    return dt
-
-
-def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
-    """Return ``axis`` as a non-negative axis of an ``ndim``-d array, or raise.
-
-    Parameters
-    ----------
-    axis : int
-        In ``[-ndim, ndim - 1]``; ``bool`` is refused (``TypeError``).
-    ndim : int
-    name : str
-
-    Returns
-    -------
-    int
-        In ``[0, ndim - 1]``.
-    """
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer, got {type(axis).__name__}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for a {ndim}-d array, got {axis}")
-    return int(axis) % ndim
-
-
-def check_eps(eps) -> float:
-    """Return the normalisation ``eps`` as a float if it is a finite real >= 0, else raise.
-
-    Parameters
-    ----------
-    eps : real number
-
-    Returns
-    -------
-    float
-    """
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps: expected a real number >= 0, got {type(eps).__name__}")
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps: expected a finite real number >= 0, got {eps}")
-    return eps
-
-
-def check_optional_vector(v, name: str, length: int, what: str) -> np.ndarray | None:
-    """Validate an optional per-feature vector of shape ``(length,)``.
-
-    Parameters
-    ----------
-    v : array_like or None
-        Finite, 1-d.
-    name : str
-    length : int
-    what : str
-        What the length is (``"d_ff (columns of w1)"``), for the message.
-
-    Returns
-    -------
-    np.ndarray or None
-        ``None`` if ``v`` is None.
-    """
-    if v is None:
-        return None
-    arr = as_float_array(v, name, ndim=1)
-    check_dim(arr, 0, length, name, what)
-    return arr
 
 
 # ---------------------------------------------------------------------------
@@ -751,6 +446,29 @@ def check_feature_kind(kind) -> None:
     kind : str
     """
     check_choice(kind, "kind", FEATURE_KINDS)
+
+
+def check_vector_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Two ``(..., d)`` float arrays of exactly the same shape (no broadcasting).
+
+    The arguments of the softmax kernel ``SM(x, y)``, its estimators and their
+    closed-form errors.
+
+    Parameters
+    ----------
+    x, y : array_like, (..., d)
+        Finite.
+
+    Returns
+    -------
+    x, y : np.ndarray
+        As validated, not yet cast.
+    """
+    x = as_float_array(x, "x", ndim_min=1)
+    y = as_float_array(y, "y", ndim_min=1)
+    if x.shape != y.shape:
+        raise ValueError(f"y: expected the shape of x {x.shape}, got shape {y.shape}")
+    return x, y
 
 
 def check_random_matrix(w, d: int, name: str = "w") -> np.ndarray:
