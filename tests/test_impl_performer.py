@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from transformer_theory.impl import performer as P
+from transformer_theory.impl import performer_analytic as PA
 
 KINDS = ("trig", "positive", "hyperbolic")
 
@@ -409,10 +410,10 @@ def test_hyperbolic_beats_positive():
 
 
 def test_same_block_pairs():
-    assert P._same_block_pairs(3, 5) == 6            # m <= d: m(m-1)
-    assert P._same_block_pairs(5, 5) == 20
-    assert P._same_block_pairs(7, 5) == 20 + 2       # one full block and a pair
-    assert P._same_block_pairs(4, 1) == 0            # d = 1: no pairs
+    assert PA._same_block_pairs(3, 5) == 6            # m <= d: m(m-1)
+    assert PA._same_block_pairs(5, 5) == 20
+    assert PA._same_block_pairs(7, 5) == 20 + 2       # one full block and a pair
+    assert PA._same_block_pairs(4, 1) == 0            # d = 1: no pairs
 
 
 def test_mse_orthogonal_exact_reduces_to_iid_without_pairs():
