@@ -20,7 +20,7 @@ from transformer_theory.impl.constructions.dyck import (
     is_dyck_batch,
     parse_brackets,
 )
-from transformer_theory.theory.claims import dyck as claim
+from transformer_theory.theory.claims import _dyck_strings as claim
 
 
 def toks(text, k=None):
@@ -198,29 +198,29 @@ def test_shared_forward_errors():
 
 def test_strings_from_an_index_range():
     every = all_strings(4, 2)
-    np.testing.assert_array_equal(claim._strings(4, 2, 0, 256), every)
-    np.testing.assert_array_equal(claim._strings(4, 2, 37, 101), every[37:101])
-    assert claim._strings(0, 2, 0, 1).shape == (1, 0)
-    assert claim._strings(3, 1, 0, 8).tolist()[:3] == [[0, 0, 0], [0, 0, 1], [0, 1, 0]]
+    np.testing.assert_array_equal(claim.strings(4, 2, 0, 256), every)
+    np.testing.assert_array_equal(claim.strings(4, 2, 37, 101), every[37:101])
+    assert claim.strings(0, 2, 0, 1).shape == (1, 0)
+    assert claim.strings(3, 1, 0, 8).tolist()[:3] == [[0, 0, 0], [0, 0, 1], [0, 1, 0]]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_exhaustive_counts_every_string_and_network(workers, monkeypatch):
-    monkeypatch.setattr(claim, "_BLOCK", 300)      # several blocks per length
-    monkeypatch.setattr(claim, "_CHUNK", 64)
+    monkeypatch.setattr(claim, "BLOCK", 300)      # several blocks per length
+    monkeypatch.setattr(claim, "CHUNK", 64)
     nets = [build_recognizer(2, D) for D in (1, 2, 3)]
-    cases, bad = claim._exhaustive(nets, 2, 6, workers=workers)
+    cases, bad = claim.exhaustive(nets, 2, 6, workers=workers)
     assert bad is None
     assert cases == 3 * (4 ** 7 - 1) // 3         # 5461 strings of length <= 6, 3 networks
 
 
 @pytest.mark.parametrize("builder", ["no_type_check", "one_layer_fewer", "non_strict_mask"])
 def test_exhaustive_reports_the_same_first_failure_for_any_worker_count(builder, monkeypatch):
-    monkeypatch.setattr(claim, "_BLOCK", 100)
-    monkeypatch.setattr(claim, "_CHUNK", 32)
+    monkeypatch.setattr(claim, "BLOCK", 100)
+    monkeypatch.setattr(claim, "CHUNK", 32)
     nets = [BUILDERS[builder](2, D) for D in (1, 2, 3)]
-    serial = claim._exhaustive(nets, 2, 6, workers=1)
-    threaded = claim._exhaustive(nets, 2, 6, workers=3)
+    serial = claim.exhaustive(nets, 2, 6, workers=1)
+    threaded = claim.exhaustive(nets, 2, 6, workers=3)
     assert serial == threaded
     cases, bad = serial
     assert bad is not None and cases % 3 == 0
@@ -246,6 +246,6 @@ def test_exhaustive_max_len_and_workers_by_profile():
 
     ci = Context(get_profile("ci"), 0, "dyck.recognizer_exact")
     thorough = Context(get_profile("thorough"), 0, "dyck.recognizer_exact")
-    assert claim._exhaustive_max_len(ci) == 6 and claim._exhaustive_workers(ci) == 1
-    assert claim._exhaustive_max_len(thorough) == 12
-    assert claim._exhaustive_workers(thorough) >= 1
+    assert claim.exhaustive_max_len(ci) == 6 and claim.exhaustive_workers(ci) == 1
+    assert claim.exhaustive_max_len(thorough) == 12
+    assert claim.exhaustive_workers(thorough) >= 1

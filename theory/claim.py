@@ -171,6 +171,11 @@ class Claim:
         Id of the ``proofs/`` derivation behind the claim.
     notes : str
         Anything a reader should know (conventions, what the check does).
+    uses : tuple of str
+        Construction callables the check takes from the subject when it has
+        them and from the reference otherwise (``theory.subject.construction``):
+        they never make the claim not applicable, but ``check`` runs the claim
+        for a target that provides one.
     keywords : tuple of (str, str)
         Optional contract keywords the check passes, as (callable, keyword)
         pairs, e.g. ``(("attention", "bias"),)``: a subject whose callable does
@@ -187,6 +192,7 @@ class Claim:
     proof: str | None = None
     notes: str = ""
     keywords: tuple[tuple[str, str], ...] = ()
+    uses: tuple[str, ...] = ()
 
     @property
     def topic(self) -> str:

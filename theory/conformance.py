@@ -342,18 +342,18 @@ def applicable_claims(subject: Subject, claims: str | Sequence[str] | None = Non
 
     A claim is run when the subject has every callable it needs, it needs at
     least one (derivations that do not call the subject are left out), and,
-    for a subject completed with reference callables, one of them is a callable
-    the user supplied.
+    for a subject completed with reference callables, one of them (or of the
+    constructions it ``uses``) is a callable the user supplied.
     """
     chosen = select(checkable_claims(), claims)
     provided = (subject.options.get("origin") or {}).get("provided")
     run = []
     for c in chosen:
-        if not c.needs and not include_unused:
+        if not c.needs and not c.uses and not include_unused:
             continue
         if not c.applicable_to(subject):
             continue
-        if provided is not None and not set(c.needs) & set(provided):
+        if provided is not None and not (set(c.needs) | set(c.uses)) & set(provided):
             continue
         run.append(c)
     return run, len(chosen) - len(run)

@@ -53,8 +53,8 @@ class ClaimSet:
 
     def claim(self, id: str, *, title: str, statement: str, sources: Iterable[Source],
               kind: Kind, needs: Iterable[str], proof: str | None = None,
-              notes: str = "", keywords: Iterable[tuple[str, str]] = ()
-              ) -> Callable[[CheckFn], CheckFn]:
+              notes: str = "", keywords: Iterable[tuple[str, str]] = (),
+              uses: Iterable[str] = ()) -> Callable[[CheckFn], CheckFn]:
         """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim."""
         if not id.startswith(self.topic + "."):
             raise ValueError(f"id: claim {id!r} must start with its topic {self.topic + '.'!r}")
@@ -63,7 +63,8 @@ class ClaimSet:
             self.add(Claim(id=id, title=title, statement=statement, sources=tuple(sources),
                            kind=Kind(kind), needs=tuple(needs), check=check, proof=proof,
                            notes=notes or (check.__doc__ or "").strip(),
-                           keywords=tuple(tuple(k) for k in keywords)))
+                           keywords=tuple(tuple(k) for k in keywords),
+                           uses=tuple(uses)))
             return check
 
         return decorate

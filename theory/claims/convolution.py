@@ -70,7 +70,9 @@ def _tol(c, n_tokens: int):
               r"\quad\text{for } a\le i\le L-K+a,\ a=\lfloor (K-1)/2\rfloor",
     sources=(THEOREM1.at("§3, Theorem 1, 1-D case: K heads express a width-K convolution"),
              SEED000_CONV),
-    kind=Kind.CONSTRUCTION, needs=("attention",), keywords=(("attention", "bias"),),
+    kind=Kind.CONSTRUCTION, needs=("attention",),
+    uses=("conv1d_as_attention",),
+    keywords=(("attention", "bias"),),
     notes="Head h has no content term and the relative bias -alpha(|delta|^2 - 2 Delta_h delta) "
           "with alpha = ln((L-1)/eps) + 2, so its softmax leaks at most e^{-2} eps. Checked "
           "against scipy.signal.correlate (mode 'valid', summed over input channels).")
@@ -96,7 +98,9 @@ def conv1d_interior(subject, ctx) -> Evidence:
     statement=r"\mathrm{MHSA}(X)_{r,s}=\sum_{k_1,k_2}W_{k_1k_2}^{\top}x_{r+k_1-a,\,s+k_2-a}"
               r"=\big(\mathrm{correlate2d}(X,W)\big)_{r-a,\,s-a}\ \text{in the interior}",
     sources=(THEOREM1, SEED000_CONV),
-    kind=Kind.CONSTRUCTION, needs=("attention",), keywords=(("attention", "bias"),),
+    kind=Kind.CONSTRUCTION, needs=("attention",),
+    uses=("conv2d_as_attention",),
+    keywords=(("attention", "bias"),),
     notes="Pixels are tokens with 2-D integer positions; head (k1, k2) scores "
           "-alpha(|delta|^2 - 2<Delta, delta>) with Delta = (k1 - a, k2 - a). Checked against "
           "scipy.signal.correlate2d (mode 'valid', summed over input channels).")
@@ -123,7 +127,9 @@ def conv2d_interior(subject, ctx) -> Evidence:
     statement=r"\mathrm{MHSA}([0_a;X;0_{K-1-a}])_{a:a+L}=\mathrm{correlate}(\mathrm{pad}_0(X),W),"
               r"\qquad \mathrm{MHSA}(X)=\mathrm{correlate}(\mathrm{pad}_{\mathrm{edge}}(X),W)",
     sources=(THEOREM1, SEED000_CONV),
-    kind=Kind.CONSTRUCTION, needs=("attention",), keywords=(("attention", "bias"),),
+    kind=Kind.CONSTRUCTION, needs=("attention",),
+    uses=("conv1d_as_attention", "conv2d_as_attention"),
+    keywords=(("attention", "bias"),),
     notes="At a border the target i + Delta does not exist and the nearest key wins (by a "
           "margin of at least alpha), i.e. the edge token: replicate padding. Zero tokens "
           "appended around the sequence make the same layer a zero-padded convolution.")
@@ -161,7 +167,9 @@ def zero_padding_exact(subject, ctx) -> Evidence:
     statement=r"\mathrm{RF}(\mathrm{conv}_k^{\circ L})=L(k-1)+1,\qquad "
               r"\mathrm{RF}(\mathrm{attention})=N",
     sources=(SEED000_CONV, CORDONNIER_2020.at("§1 (attention attends to every position)")),
-    kind=Kind.CONSTRUCTION, needs=("attention",), keywords=(("attention", "bias"),),
+    kind=Kind.CONSTRUCTION, needs=("attention",),
+    uses=("conv1d_as_attention",),
+    keywords=(("attention", "bias"),),
     notes="Measured, not computed: each of the N = 41 inputs is perturbed in turn and an input "
           "counts if the middle output moves by more than the composite rounding tolerance "
           "(relative to the output's scale). Convolutions are the attention construction of "

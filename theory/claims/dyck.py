@@ -34,26 +34,24 @@ for unbounded Dyck_k.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from hypothesis import strategies as st
 
 from transformer_theory.impl.constructions import dyck as dyck_impl
 from transformer_theory.impl.constructions.dyck import (
     Ops,
-    accepts_batch_shared,
     build_generator,
     build_recognizer,
     format_brackets,
     is_dyck,
-    is_dyck_batch,
     parse_brackets,
     recognizer_beta,
     reference_allowed_sets,
 )
 
+from ._dyck_strings import (dyck_cases, exhaustive, exhaustive_max_len, exhaustive_workers,
+                            long_strings, near_miss, random_member)
+from ._dyck_strings import text as _text
 from ..checks import Measurement, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
@@ -86,214 +84,6 @@ def _generator(subject, k: int, D: int, attention: str):
     return build(k, D, attention, ops=_ops(subject))
 
 
-def _text(tokens, k: int, limit: int = 80) -> str:
-    s = format_brackets(tokens, k)
-    return s if len(s) <= limit else f"{s[:limit // 2]}...{s[-limit // 2:]} (n = {len(tokens)})"
-
-
-# ---------------------------------------------------------------------------
-# inputs: exhaustive strings, members from moves, near misses, long strings
-# ---------------------------------------------------------------------------
-
-#: Strings per forward pass in the exhaustive enumeration: at n = 12 the (B, L, L)
-#: attention arrays are then ~1.6 MB. Measured on the suite's 2-core machine (hard
-#: attention, n = 12, the networks D = 1, 2, 3): 512 to 2048 strings per pass are
-#: within 10 % of each other with two threads, 4096 is ~10 % slower; 64 or 128 are 10
-#: to 20 % slower (the Python overhead of each numpy call), and 65536 was ~3x slower.
-_CHUNK = 1024
-#: Strings per unit of work handed to a worker thread (a second or two at n = 12).
-_BLOCK = 1 << 15
-
-
-def _strings(n: int, k: int, start: int, stop: int) -> np.ndarray:
-    """Strings number ``start .. stop - 1`` of length ``n`` over ``2k`` tokens: (stop - start, n).
-
-    String number ``i`` is the base-``2k`` numeral of ``i`` with ``n`` digits
-    (most significant first), so the strings of one length come in
-    lexicographic order and a block of them is made from its index range
-    without materialising the other ``(2k)^n`` rows.
-    """
-    if n == 0:
-        return np.zeros((stop - start, 0), dtype=np.int64)
-    idx = np.arange(start, stop)                                    # (B,)
-    return np.stack(np.unravel_index(idx, (2 * k,) * n), axis=1).astype(np.int64)  # (B, n)
-
-
-def _exhaustive_max_len(ctx) -> int:
-    """Longest exhaustively enumerated length: 6 (ci, dev), 12 (thorough).
-
-    With ``k = 2`` there are ``(4^{m+1} - 1)/3`` strings of length ``<= m``:
-    5,461 for ``m = 6`` and 22,369,621 for ``m = 12`` (the issue's bound),
-    each run through the three networks ``D = 1, 2, 3``. Under thorough the
-    enumeration runs in one worker thread per CPU (:func:`_exhaustive`) and
-    takes about a quarter of an hour per recogniser on 2 cores; ``ci`` and
-    ``dev`` stop at 6 (a quarter of a second, one thread) and rely on
-    Hypothesis members and near misses for longer strings.
-    """
-    return 6 if ctx.profile.exhaustive_scale <= 1 else 12
-
-
-def _exhaustive_workers(ctx) -> int:
-    """Worker threads for the exhaustive enumeration: the CPUs available under thorough, else 1."""
-    if ctx.profile.exhaustive_scale <= 1:
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:                                          # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _check_block(nets, k: int, n: int, start: int, stop: int):
-    """Run ``nets`` on strings ``start .. stop - 1`` of length ``n`` and compare with the stack.
-
-    Every string goes through the forward pass of every network
-    (:func:`~transformer_theory.impl.constructions.dyck.accepts_batch_shared`,
-    which runs the layers the networks ``D = 1, 2, 3`` have in common once);
-    the reference is the stack, vectorised over the strings
-    (:func:`~transformer_theory.impl.constructions.dyck.is_dyck_batch`).
-
-    Returns
-    -------
-    (int, dict or None)
-        Strings checked (up to and including the chunk of the first
-        disagreement) and the first disagreement, in string order and then
-        network order, or None.
-    """
-    for lo in range(start, stop, _CHUNK):
-        batch = _strings(n, k, lo, min(lo + _CHUNK, stop))          # (B, n)
-        got = accepts_batch_shared(nets, batch, bucket=False)       # (R, B)
-        want = np.stack([is_dyck_batch(batch, k, net.D) for net in nets])  # (R, B)
-        bad = np.argwhere((got != want).T)                          # (string, net) pairs
-        if bad.size:
-            b, r = (int(i) for i in bad[0])
-            s = batch[b]
-            return lo + len(batch) - start, {
-                "k": k, "D": nets[r].D, "string": _text(s, k), "tokens": s.tolist(),
-                "in_language": bool(want[r, b]), "network_accepts": bool(got[r, b])}
-    return stop - start, None
-
-
-def _keep_buffers_in_heap() -> None:
-    """Let the C allocator keep the enumeration's ~1 MB array buffers in its heap.
-
-    glibc serves an allocation above ``M_MMAP_THRESHOLD`` (128 kB at start)
-    with a fresh ``mmap`` and returns heap space above ``M_TRIM_THRESHOLD`` to
-    the system; both thresholds rise to the size of the largest
-    ``mmap``-ed block freed so far (up to 32 MB; mallopt(3), "M_MMAP_THRESHOLD").
-    Until a large block has been freed, the attention buffers of every chunk
-    are therefore mapped and page-faulted anew -- measured, 30 to 50 % of the
-    enumeration's time. Freeing one 16 MB block first (never written, so
-    never paged in) moves the process to the state it reaches anyway after
-    any large computation. Harmless with another allocator.
-    """
-    block = np.empty(1 << 21)                                       # 16 MB
-    del block
-
-
-def _exhaustive(nets, k: int, max_len: int, workers: int = 1):
-    """Run every network on every string of length <= ``max_len``; (cases, first disagreement).
-
-    ``cases`` counts (string, network) pairs. The strings are cut into blocks
-    of :data:`_BLOCK` by length and index. With ``workers > 1`` the blocks
-    run in that many threads (numpy releases the GIL inside its array
-    loops, so two threads use two cores; the constructions' functions are
-    pure); the results are read back in block order, so the answer (the
-    first disagreement and the count up to it) is the same for every number
-    of workers.
-    """
-    nets = list(nets)
-    tasks = [(n, lo, min(lo + _BLOCK, (2 * k) ** n))
-             for n in range(max_len + 1) for lo in range(0, (2 * k) ** n, _BLOCK)]
-
-    def check(task):
-        return _check_block(nets, k, *task)
-
-    cases = 0
-    if workers <= 1 or len(tasks) <= 1:
-        results = map(check, tasks)
-        pool = None
-    else:
-        _keep_buffers_in_heap()
-        pool = ThreadPoolExecutor(min(workers, len(tasks)))
-        results = pool.map(check, tasks)
-    try:
-        for checked, bad in results:
-            cases += checked * len(nets)
-            if bad is not None:
-                return cases, bad
-        return cases, None
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _member_from_moves(moves, k: int, D: int) -> np.ndarray:
-    """A Dyck_{k,D} string from a list of integers (so that Hypothesis can shrink it).
-
-    ``x < k`` opens type ``x`` (closes the innermost bracket instead at depth
-    ``D``); ``x >= k`` closes the innermost bracket (opens type ``x mod k`` at
-    depth 0); what is open at the end is closed. Test-side input generation.
-    """
-    out, open_types = [], []
-    for x in moves:
-        if (x < k and len(open_types) < D) or not open_types:
-            t = x % k
-            open_types.append(t)
-            out.append(t)
-        else:
-            out.append(open_types.pop() + k)
-    out.extend(t + k for t in reversed(open_types))
-    return np.array(out, dtype=np.int64)
-
-
-def _random_member(rng: np.random.Generator, k: int, D: int, n: int) -> np.ndarray:
-    """A random Dyck_{k,D} string of length >= ``n`` (``n`` random moves, then closed)."""
-    return _member_from_moves(rng.integers(0, 2 * k, size=n), k, D)
-
-
-def _near_miss(s: np.ndarray, k: int, kind: str, i: int, token: int) -> np.ndarray:
-    """One symbol changed: swapped in type, flipped, deleted or inserted."""
-    s = np.asarray(s, dtype=np.int64)
-    if kind == "insert":
-        return np.insert(s, min(i, s.size), token)
-    if s.size == 0:
-        return s
-    i = i % s.size
-    t = int(s[i])
-    typ, is_open = (t, True) if t < k else (t - k, False)
-    out = s.copy()
-    if kind == "swap" and k > 1:
-        new = (typ + 1 + token % (k - 1)) % k
-        out[i] = new if is_open else new + k
-    elif kind in ("swap", "flip"):
-        out[i] = typ + k if is_open else typ
-    elif kind == "delete":
-        out = np.delete(s, i)
-    return out
-
-
-@st.composite
-def dyck_cases(draw, ks=(1, 2, 3, 8), depths=(1, 2, 3, 4), max_moves: int = 40):
-    """A Dyck_{k,D} member, or a near miss of it (one symbol swapped, flipped, deleted, inserted)."""
-    k = draw(st.sampled_from(ks), label="k")
-    D = draw(st.sampled_from(depths), label="D")
-    moves = draw(st.lists(st.integers(0, 2 * k - 1), max_size=max_moves), label="moves")
-    member = _member_from_moves(moves, k, D)
-    kind = draw(st.sampled_from(("member", "swap", "flip", "delete", "insert")), label="change")
-    i = draw(st.integers(0, max(member.size, 1) - 1 + (kind == "insert")), label="position")
-    token = draw(st.integers(0, 2 * k - 1), label="token")
-    tokens = member if kind == "member" else _near_miss(member, k, kind, i, token)
-    return {"k": k, "D": D, "change": kind, "member": member, "tokens": tokens}
-
-
-def _long_strings(ctx, k: int = 8, D: int = 10) -> list[np.ndarray]:
-    """n >= 1000: a member, a type-swapped near miss, and the member one level deeper."""
-    rng = ctx.rng("long")
-    member = _random_member(rng, k, D, 1000 * max(1, ctx.profile.exhaustive_scale))
-    closers = np.flatnonzero(member >= k)
-    miss = _near_miss(member, k, "swap", int(rng.choice(closers)), 0)
-    deeper = np.concatenate([[0], member, [k]])
-    return [member, miss, deeper]
 
 
 # ---------------------------------------------------------------------------
@@ -309,9 +99,9 @@ _COVERAGE = ("Evidence: every string of length <= 12 over the 4 tokens of k = 2 
 
 def _recognizer_evidence(subject, ctx, attention: str, detail: str) -> Evidence:
     """Exhaustive (k = 2, D = 1..3), Hypothesis members and near misses, n >= 1000."""
-    max_len = _exhaustive_max_len(ctx)
-    total, bad = _exhaustive([_recognizer(subject, 2, D, attention) for D in (1, 2, 3)], 2,
-                             max_len, workers=_exhaustive_workers(ctx))
+    max_len = exhaustive_max_len(ctx)
+    total, bad = exhaustive([_recognizer(subject, 2, D, attention) for D in (1, 2, 3)], 2,
+                             max_len, workers=exhaustive_workers(ctx))
     if bad is not None:
         return Evidence(passed=False, cases=total, max_error=float("inf"), tolerance=0.0,
                         detail=f"{detail} Failed on an exhaustively enumerated string.",
@@ -340,8 +130,8 @@ def _recognizer_evidence(subject, ctx, attention: str, detail: str) -> Evidence:
                         falsifying_example=ev.falsifying_example)
 
     net = _recognizer(subject, 8, 10, attention)
-    long_strings = _long_strings(ctx)
-    for s in long_strings:
+    longs = long_strings(ctx)
+    for s in longs:
         total += 1
         want, got = is_dyck(s, 8, 10), net.accepts(s)
         if got != want:
@@ -350,7 +140,7 @@ def _recognizer_evidence(subject, ctx, attention: str, detail: str) -> Evidence:
                             falsifying_example={"k": 8, "D": 10, "n": int(s.size),
                                                 "string": _text(s, 8), "in_language": want,
                                                 "network_accepts": got})
-    n_long = int(long_strings[0].size)
+    n_long = int(longs[0].size)
     extra = ""
     if attention == "soft":
         extra = (f" Softmax scale beta(n) = (n+1) ln(8(b+1)(n+1)): beta(12) = "
@@ -373,7 +163,7 @@ def _recognizer_evidence(subject, ctx, attention: str, detail: str) -> Evidence:
     statement=r"\forall w\in\{0,\dots,2k-1\}^{*}:\ \ f_{k,D}(w)=1\iff w\in\mathrm{Dyck}_{k,D},"
               r"\qquad f_{k,D}\ \text{has } D+1 \text{ layers and width } O(\log k)",
     sources=(THEOREM_41, SEED),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",),
+    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
     notes="Built with the subject's feed_forward and the reference hard_attention (averaging "
           "hard attention is not a subject callable). D matching layers cancel the innermost "
           "remaining pairs (openers look right, closers look left, strict masks; the FFN checks "
@@ -390,7 +180,7 @@ def recognizer_exact(subject, ctx) -> Evidence:
     statement=r"\beta(n)=(n+1)\ln\!\big(8(b+1)(n+1)\big)\ \Rightarrow\ "
               r"f^{\mathrm{soft}}_{k,D,\beta(n)}(w)=\mathbb 1[w\in\mathrm{Dyck}_{k,D}]",
     sources=(THEOREM_41.at("§4.1 (hard attention) and §4.2 (soft attention)"), LEMMA_5),
-    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"),
+    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",),
     notes="Neighbouring scores differ by 1/(n+1) (positions i/(n+1)), so the softmax needs a "
           "scale of order n ln n to put all but a 1/(4(b+1)) fraction of the weight on the "
           "winner; the FFN re-binarises the matched flag in every layer, so errors do not "
@@ -407,14 +197,14 @@ def soft_recognizer(subject, ctx) -> Evidence:
     statement=r"\forall c\ \exists n:\ f^{\mathrm{soft}}_{k,D,\,c\ln(n+1)}\ne"
               r"\mathbb 1_{\mathrm{Dyck}_{k,D}}\ \text{on some } w\in\Sigma^{n}",
     sources=(LEMMA_5, THEOREM_41),
-    kind=Kind.LIMITATION, needs=("attention", "feed_forward"),
+    kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",),
     notes="Negative control for dyck.soft_recognizer: scores of neighbouring positions differ "
           "by 1/(n+1), and a logarithmic scale cannot separate them.")
 def small_beta_fails(subject, ctx) -> Evidence:
     k, D = 2, 3
     rng = ctx.rng("strings")
     lengths = [2 ** m for m in range(2, 11)]                        # n = 4 .. 1024
-    strings = {n: [_random_member(rng, k, D, n) for _ in range(2)] for n in lengths}
+    strings = {n: [random_member(rng, k, D, n) for _ in range(2)] for n in lengths}
     good = _recognizer(subject, k, D, "soft")
     measurements, first_fail, series = [], {}, []
     for c in (1.0, 4.0, 16.0, 64.0):
@@ -476,7 +266,7 @@ def _deeper(s: np.ndarray, k: int) -> np.ndarray:
               r"\big)=0\ \ \text{although}\ \texttt{(}\,w\,\texttt{)}\in\mathrm{Dyck}_k",
     sources=(THEOREM_41, SEED.at("IH: either higher depths are not in the language or all "
                                   "higher-depth delimiters are marked")),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",))
+    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",))
 def depth_boundary(subject, ctx) -> Evidence:
     rng = ctx.rng("shapes")
     measurements, example = [], None
@@ -485,7 +275,7 @@ def depth_boundary(subject, ctx) -> Evidence:
             net = _recognizer(subject, k, D)
             shapes = _depth_shapes(k, D)
             for _ in range(2):
-                s = _random_member(rng, k, D, 30)
+                s = random_member(rng, k, D, 30)
                 if dyck_impl.max_depth(s, k) == D:
                     shapes.append(s)
             for s in shapes:
@@ -521,7 +311,7 @@ def depth_boundary(subject, ctx) -> Evidence:
               r"\mathrm{Dyck}_{k,D},\ \mathrm{depth}(w)=D",
     sources=(THEOREM_41, SEED.at("proof idea: layer i identifies matching delimiters at depth "
                                  "D - i + 1")),
-    kind=Kind.LIMITATION, needs=("feed_forward",),
+    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
     notes="Each layer cancels one level of nesting (a pair is matched in the round equal to "
           "its height), so the outermost pair of a depth-D string is still unmatched after "
           "D - 1 layers.")
@@ -554,7 +344,7 @@ def layers_necessary(subject, ctx) -> Evidence:
     statement=r"W(k,D,n)=c_1+c_2\log_2 k\quad(k=1,2,4,\dots,128)",
     sources=(THEOREM_41.at("Theorem 4.1 (O(log k) memory per token per layer)"),
              SEED_000.at("inner dimensions poly(k)")),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",),
+    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
     notes="Types are coded by b = floor(log2 k) + 1 bits of +-1; the stream holds the code, "
           "two retrieved codes and a constant number of flags and scratch values.")
 def width_logarithmic(subject, ctx) -> Evidence:
@@ -572,7 +362,7 @@ def width_logarithmic(subject, ctx) -> Evidence:
                                                    f"log2 k (max residual {residual:.3g})"))
     net = _recognizer(subject, 2, 3)
     for n in (4, 300):
-        s = _random_member(ctx.rng(f"n{n}"), 2, 3, n)
+        s = random_member(ctx.rng(f"n{n}"), 2, 3, n)
         state_width = {st.shape[-1] for st in net.run(s).states}
         measurements.append(holds(state_width == {net.width},
                                   f"at n = {s.size} the stream has width {state_width}, "
@@ -616,7 +406,7 @@ def _mismatch_strings(k: int, D: int) -> list[tuple[np.ndarray, np.ndarray]]:
               r"\texttt{(\{)\}}\notin\mathrm{Dyck}_{k,D}\ \Rightarrow\ f_{k,D}=0",
     sources=(THEOREM_41, SEED.at("inductive step: identify matching bracket OR determine not "
                                  "in language")),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",),
+    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
     notes="'({)}' is in shuffle-Dyck (each type balanced on its own), which some "
           "compiled-transformer libraries accept for Dyck; nesting requires rejecting it.")
 def type_mismatch(subject, ctx) -> Evidence:
@@ -640,10 +430,10 @@ def type_mismatch(subject, ctx) -> Evidence:
                                           f"{_text(good, k)!r} rejected (k={k}, D={D})"))
     rng = ctx.rng("swaps")
     net = _recognizer(subject, 3, 4)
-    s = _random_member(rng, 3, 4, 24)
+    s = random_member(rng, 3, 4, 24)
     for i in range(s.size):
         for other in range(2):
-            t = _near_miss(s, 3, "swap", i, other)
+            t = near_miss(s, 3, "swap", i, other)
             measurements.append(holds(not net.accepts(t),
                                       f"type swap at {i}: {_text(t, 3)!r} accepted"))
     return single_case(
@@ -674,6 +464,7 @@ def _traps() -> list[tuple[str, np.ndarray, int, int]]:
               r"\mid d_t\ge1\}\cup\{\mathrm{END}\mid d_t=0\}",
     sources=(THEOREM_42, SEED_000.at("Theorem: can identify & generate Dyck_{k,D}")),
     kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward", "layer_norm"),
+    uses=("build_dyck_generator",),
     notes="Layer 1: uniform causal attention over the prefix and BOS gives (d, 1)/(i+1); a "
           "LayerNorm with eps = 0 removes the 1/(i+1), which eps > 0 would not once "
           "(i+1)^2 eps exceeds the variance (long prefixes). Layer 2: the latest opener whose "
@@ -816,7 +607,7 @@ def _hahn_constants(layer, query_token: int) -> tuple[float, float]:
     statement=r"|q\cdot k_j|\le C,\ \|v_j\|\le V\ \Rightarrow\ \|o(w)-o(w')\|\le"
               r"\frac{4Ve^{2C}}{n}\quad(w,w'\text{ differ in one non-query symbol})",
     sources=(LEMMA_5, SEED_000.at("Negative result: Dyck_k is not possible")),
-    kind=Kind.LIMITATION, needs=("attention", "feed_forward"),
+    kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",),
     notes="Each weight is at most e^C / (n e^{-C}); changing one key and value moves the "
           "output by at most 3 V e^{2C}/n (4 is the stated constant). For fixed weights the "
           "largest single-symbol change shrinks like 1/n, so no fixed soft layer can flip a "
@@ -860,8 +651,8 @@ def hahn_sensitivity(subject, ctx) -> Evidence:
     net = _recognizer(subject, k, D, "soft")
     crng = ctx.rng("contrast")
     for n in c_ns:
-        s = _random_member(crng, k, D, n)
-        flipped = _near_miss(s, k, "flip", s.size // 2, 0)
+        s = random_member(crng, k, D, n)
+        flipped = near_miss(s, k, "flip", s.size // 2, 0)
         try:
             a = net.forward(s[None])[0][0, -1, net.layout.index("accept")]
             b = net.forward(flipped[None])[0][0, -1, net.layout.index("accept")]

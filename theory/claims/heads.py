@@ -199,8 +199,9 @@ def kv_cache_size(subject, ctx) -> Evidence:
     kind=Kind.PROPERTY, needs=("attention_weights",),
     notes="The logits are read back from the subject's weights as log A_ij minus its row mean "
           "(which removes the row's log-sum-exp and cannot raise the rank), with q = X W_Q and "
-          "k = X W_K for d_head < d_model. Rank is the number of singular values above the "
-          "tolerance times the largest.")
+          "k = X W_K for d_head < d_model, q scaled so that |logits| <= 30 (rank is scale "
+          "invariant; no weight underflows even in a float32 softmax). Rank is the number of "
+          "singular values above the tolerance times the largest.")
 def low_rank_logits(subject, ctx) -> Evidence:
     strategy = st.tuples(SEEDS, st.integers(1, 3), st.integers(1, 4), st.integers(0, 6),
                          st.integers(0, 6))
@@ -212,7 +213,13 @@ def low_rank_logits(subject, ctx) -> Evidence:
         lq, lk = dh + 1 + extra_q, dh + 1 + extra_k
         wq, wk = rng.standard_normal((e, dh)), rng.standard_normal((e, dh))    # (E, Dh)
         x_q, x_k = rng.standard_normal((lq, e)), rng.standard_normal((lk, e))
-        w = np.asarray(subject.attention_weights(x_q @ wq, x_k @ wk), dtype=np.float64)
+        q, k = x_q @ wq, x_k @ wk                                  # (Lq, Dh), (Lk, Dh)
+        # Rank is scale invariant: keep |logits| <= 30 so that no weight underflows, even
+        # in a float32 softmax (exp(-60) ~ 1e-26 is a normal float32).
+        largest = float(np.max(np.abs(q @ k.T))) / np.sqrt(dh)
+        if largest > 30.0:
+            q = q * (30.0 / largest)
+        w = np.asarray(subject.attention_weights(q, k), dtype=np.float64)
         if np.any(w <= 0):
             return holds(False, "a weight underflowed to 0; logits cannot be read back")
         logw = np.log(w)                                           # (Lq, Lk)

@@ -88,7 +88,7 @@ def residual_euler_convergence(subject, ctx) -> Evidence:
               r"(s_L=\sqrt{T/L})\ \notin[1.8,2.2]",
     sources=(COHEN_2021.at("i.i.d. weights: the deep limit is a diffusion, not an ODE"),
              CHEN_2018.at("§2 (the ODE view assumes one vector field)"), SEED002_ODE),
-    kind=Kind.LIMITATION, needs=("feed_forward",),
+    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("residual_stack_iid",),
     notes="Each stack draws fresh weights for every block (the suite's FFN initialisation, "
           "mean zero). The root-mean-square distance between depths L and 2L over 16 "
           "independent draws (d = 32, x_0 = 1) shrinks like L^{-1/2} under the T/L scaling (a sum of "

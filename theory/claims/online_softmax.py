@@ -106,7 +106,7 @@ def _tree_attention(c, merge):
               r"=\mathrm{softmax}\!\left(\tfrac{QK^{\top}}{\sqrt d}+\log M\right)V"
               r"\quad\text{for every partition } \{b\}\text{ and merge tree } \pi",
     sources=(MERGE, FLASH, SEED001_SOFTMAX),
-    kind=Kind.PROPERTY, needs=("attention",), proof="softmax.online_merge",
+    kind=Kind.PROPERTY, needs=("attention",), uses=("online_merge",), proof="softmax.online_merge",
     notes="Hypothesis draws the cut points of the key axis and the merge tree (which two "
           "partial states to merge next); masks and both causal alignments included. The "
           "result is compared with the subject's attention.")
@@ -142,7 +142,7 @@ def _state_errors(x: OS.OnlineState, y: OS.OnlineState, tol, note: str) -> Measu
     statement=r"(A\oplus B)\oplus C=A\oplus(B\oplus C),\quad A\oplus B=B\oplus A,"
               r"\quad A\oplus(-\infty,0,0)=A",
     sources=(MERGE, FLASH),
-    kind=Kind.PROPERTY, needs=(), proof="softmax.online_merge",
+    kind=Kind.PROPERTY, needs=(), uses=("online_merge",), proof="softmax.online_merge",
     notes="States come from random blocks of keys, some rows fully masked (m = -inf). "
           "Commutativity and the identity hold bit for bit (max and + are symmetric, "
           "e^0 = 1, e^-inf = 0); associativity to rounding, where the tolerance counts the "
@@ -185,7 +185,7 @@ def merge_monoid(subject, ctx) -> Evidence:
     statement=r"M_{\cdot b}=0\Rightarrow(m_b,\ell_b,o_b)=(-\infty,0,0);\qquad "
               r"M_{i\cdot}=0\Rightarrow o_i=0\ \ (\text{never NaN})",
     sources=(FLASH, MERGE),
-    kind=Kind.PROPERTY, needs=("attention",),
+    kind=Kind.PROPERTY, needs=("attention",), uses=("flash_attention", "online_merge"),
     notes="Hypothesis masks whole key blocks and whole query rows. Both the merge along a "
           "random tree and the tiled flash_attention must stay finite and equal the "
           "subject's attention (which returns zeros for a fully masked row).")
@@ -219,7 +219,7 @@ def fully_masked_blocks(subject, ctx) -> Evidence:
     statement=r"\max_{\text{temporaries}}|T|\le B\,B_q\max(B_k,E_v)\ \text{ for every } L,"
               r"\qquad\text{naive: } B\,L_q L_k",
     sources=(FLASH, DAO_2022.at("§3.1: never materialise the N x N matrices"), SEED001_SOFTMAX),
-    kind=Kind.CONSTRUCTION, needs=(),
+    kind=Kind.CONSTRUCTION, needs=(), uses=("flash_attention",),
     notes="Every temporary array the tiled algorithm creates (score tile, exponentials, "
           "P V, running state) is recorded; the output and the inputs are not temporaries. "
           "Batch B = 2, E = Ev = 16, tiles 16 x 16, L from 32 to 512; the output is also "
@@ -264,7 +264,7 @@ def memory_o_block(subject, ctx) -> Evidence:
               r"\Bigl[12+\tfrac{16}{d},\,30+\tfrac{38}{d}\Bigr]\frac{N^2d^2}{M},\qquad"
               r"\mathrm{IO}_{\mathrm{naive}}=4(Nd+N^2)",
     sources=(THEOREM2, FLASH, SEED001_SOFTMAX),
-    kind=Kind.CONSTRUCTION, needs=(),
+    kind=Kind.CONSTRUCTION, needs=(), uses=("flash_io_count",),
     notes="A counted model, not a timing: Algorithm 1's loops run on a simulated two-level "
           "memory (slow HBM, fast SRAM of M words) that counts every word moved and tracks the "
           "fast memory's peak occupancy. B_c = floor(M/4d); B_r is the largest value <= "
@@ -367,6 +367,7 @@ def _sparse_case(draw):
     sources=(SEED001_SPARSE, CHILD_2019.at("§4 (factorized / strided patterns)"),
              ZAHEER_2020.at("§2 (band plus global blocks)")),
     kind=Kind.PROPERTY, needs=("attention",),
+    uses=("block_sparse_attention", "sliding_window_attention"),
     notes="The sparse forms compute only the allowed scores (gathered windows; allowed tiles "
           "merged by the online softmax); the dense reference is the subject's attention with "
           "sliding_window_mask or the block pattern expanded to positions.")
@@ -402,7 +403,7 @@ def sparse_equals_masked_dense(subject, ctx) -> Evidence:
               r"\mathrm{cost}_{\mathrm{dense}}(L)=L^2(E+E_v)",
     sources=(SEED001_SPARSE, CHILD_2019.at("§4 (O(n sqrt n) and local patterns)"),
              ZAHEER_2020.at("§2 (linear in the sequence length)")),
-    kind=Kind.CONSTRUCTION, needs=(),
+    kind=Kind.CONSTRUCTION, needs=(), uses=("block_sparse_attention", "sliding_window_attention"),
     notes="Multiply-adds counted while the sparse forms run (E per score, Ev per weighted "
           "value). L = 64..512 in steps of 64, E = Ev = 8, causal window 16, blocks of 16 with "
           "bandwidth 1 and one global block: the counts' second differences vanish (affine in "

@@ -61,7 +61,9 @@ def _linear_case(draw):
               r"=\frac{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)\,v_j}{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)}",
     sources=(KATHAROPOULOS_2020.at("§3.4 (causal masking) and §3.2, eq. 7 (phi = elu + 1)"),
              SEED_004.at("RNN encoders"), SEED_000.at("RNN: if state = phi, similar to convolution")),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "bias"),), proof="attention.linear_recurrence",
+    kind=Kind.PROPERTY, needs=("attention",),
+    uses=("causal_linear_attention_recurrent",),
+    keywords=(("attention", "bias"),), proof="attention.linear_recurrence",
     notes="The right-hand side is computed by the subject's softmax attention with zero "
           "content scores, the additive bias log(phi(q_i).phi(k_j)) and causal=True: "
           "softmax(log A + log M) = (A*M)/rowsum(A*M). The left-hand side is the reference "
@@ -93,7 +95,7 @@ def linear_attention_rnn(subject, ctx) -> Evidence:
                          "constant for the transformer"),
              SEED_003.at("Problems with RNNs: path length grows with sequence"),
              VASWANI_2017.at("§4, Table 1 (maximum path length)")),
-    kind=Kind.CONSTRUCTION, needs=(),
+    kind=Kind.CONSTRUCTION, needs=(), uses=("transformer_encoder_graph",),
     notes="Nodes are computed vectors (x_i, h_t; q_i, k_i, v_i, the attention row a_i, its "
           "output o_i, the FFN output y_i); an N-ary reduction (a softmax row) is one node. "
           "Longest paths are counted in nodes on the dependency graphs built for every N up "
@@ -155,7 +157,7 @@ def _spectra(rng):
               r"\quad\text{so the slope of }\log\|\partial h_T/\partial h_0\|\text{ in }T\text{ is }\log\rho(W)",
     sources=(PASCANU_2013.at("§2.1 (exploding and vanishing gradients, spectral radius)"),
              SEED_000.at("RNN: vanishing/exploding gradients")),
-    kind=Kind.CONSTRUCTION, needs=(),
+    kind=Kind.CONSTRUCTION, needs=(), uses=("state_jacobian_norms",),
     notes="W = P diag(lambda) P^{-1} (kappa(P) its eigenvector condition number). The Jacobian "
           "is accumulated by the chain rule through T = 1..150 steps. Every log-norm must lie in "
           "[T log rho, T log rho + log kappa] (up to the composite rounding tolerance), and the "

@@ -130,7 +130,7 @@ def _bits(word: str) -> list[int]:
               r"\qquad \text{hard attention, and softmax with }\beta=\ln\bigl(7(N-1)\bigr)+1",
     sources=(WEI_2022.at("§4, Theorem 4.1"),
              PEREZ_2021.at("§4 (Turing completeness with positional encodings)"), SEED000_TM),
-    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"),
+    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",),
     notes="Tokens are the N cells of a ring with one-hot positions; one head reads the symbol "
           "under the head, two heads read the neighbours' head flags, a ReLU FFN of step units "
           "computes the transition and re-binarises every feature, all residual. The same "
@@ -189,7 +189,7 @@ def simulation(subject, ctx) -> Evidence:
               r"\ \text{for some } t\le T",
     sources=(WEI_2022.at("§4 (finite precision, hard attention)"),
              PEREZ_2021.at("§4 (the proof uses hard attention)")),
-    kind=Kind.LIMITATION, needs=("attention", "feed_forward"),
+    kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",),
     notes="Softmax only approximates the hard reads: each read is off by "
           "eps = (N-1)/(e^beta + N - 1). The threshold beta* is measured by bisection "
           "(resolution 1e-2) for the binary increment of 1011 over T=8 steps on rings of "
