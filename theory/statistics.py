@@ -16,6 +16,12 @@ interval without any variance from the theory: Maurer & Pontil's empirical
 Bernstein bound, whose price is a term ``7 (b - a) ln(4/delta) / (3 (n - 1))``.
 :func:`test_ratio` turns two such intervals into one for a ratio of means.
 
+A statistical claim gathers its tests (:func:`mean_test`, a :class:`StatTest`
+each, or a :class:`RatioStatTest`) and its exact side conditions into one
+:class:`~transformer_theory.theory.claim.Evidence` with
+:func:`statistical_evidence`; :func:`mc_size` sizes a median of means whose
+tests share the claim's error budget by the union bound.
+
 References
 ----------
 Maurer & Pontil 2009, "Empirical Bernstein Bounds and Sample Variance
@@ -33,6 +39,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .claim import Evidence
 
 #: The largest false-failure probability any statistical claim may have.
 MAX_FALSE_FAILURE = 1e-6
@@ -485,3 +493,195 @@ def test_ratio(numerator_samples, denominator_samples, *, numerator_range,
 
 
 test_ratio.__test__ = False  # not a pytest test despite the name
+
+
+# --------------------------------------------------------------------------
+# evidence of statistical claims
+# --------------------------------------------------------------------------
+
+def mc_size(ctx, per_group: int, tests: int) -> int:
+    """Samples for a median of means over ``tests`` tests sharing the error budget.
+
+    Each test gets ``MAX_FALSE_FAILURE / tests`` (the union bound), hence
+    ``ceil(8 ln(tests / MAX_FALSE_FAILURE))`` groups of ``per_group`` samples,
+    times the profile's Monte Carlo scale.
+
+    Parameters
+    ----------
+    ctx : runner.Context
+        The check's context; ``ctx.profile.mc_scale`` multiplies the size.
+    per_group : int
+        Samples per group at scale 1.
+    tests : int
+        Number of tests splitting :data:`MAX_FALSE_FAILURE`.
+
+    Returns
+    -------
+    int
+
+    References
+    ----------
+    Lugosi & Mendelson 2019, Found. Comput. Math., Theorem 2 (the number of groups).
+    """
+    groups = math.ceil(8 * math.log(tests / MAX_FALSE_FAILURE))
+    return groups * per_group * ctx.profile.mc_scale
+
+
+@dataclass
+class StatTest:
+    """One median-of-means test with its label.
+
+    ``sided="two"``: passes when the analytic mean lies in the interval;
+    ``sided="upper"``: the analytic value is an upper bound on the mean and the
+    test passes when the interval reaches down to it (``estimate - halfwidth
+    <= bound``); the false-failure probability is the same ``delta``.
+
+    Attributes
+    ----------
+    label : str
+        The key of the test in ``Evidence.statistics``.
+    test : MeanTest
+    sided : {"two", "upper"}
+    """
+
+    label: str
+    test: MeanTest
+    sided: str = "two"
+
+    @property
+    def passed(self) -> bool:
+        if self.sided == "upper":
+            return bool(self.test.estimate - self.test.halfwidth <= self.test.expected)
+        return self.test.passed
+
+    @property
+    def ratio(self) -> float:
+        """The error against the half-width, ``> 1`` exactly when the test fails."""
+        t = self.test
+        excess = t.estimate - t.expected if self.sided == "upper" else abs(t.estimate - t.expected)
+        return max(excess, 0.0) / t.halfwidth if t.halfwidth > 0 else math.inf
+
+    def to_json(self) -> dict:
+        out = self.test.to_json()
+        if self.sided == "upper":
+            out["method"] += "; one-sided: the analytic value is an upper bound on the mean"
+        return out
+
+    def failure_note(self) -> str:
+        t = self.test
+        return (f"{self.label}: estimate {t.estimate:.4g} vs analytic {t.expected:.4g} "
+                f"(half-width {t.halfwidth:.3g})")
+
+
+@dataclass
+class RatioStatTest:
+    """A :class:`RatioTest` with its label.
+
+    Same interface as :class:`StatTest` (``label``, ``test``, ``passed``,
+    ``ratio``, ``to_json``, ``failure_note``), so :func:`statistical_evidence`
+    gates it like the mean tests: it fails only when the ratio interval is
+    disjoint from the target (``ratio > 1`` exactly then).
+    """
+
+    label: str
+    test: RatioTest
+
+    @property
+    def passed(self) -> bool:
+        return self.test.passed
+
+    @property
+    def ratio(self) -> float:
+        t = self.test
+        return t.error / t.halfwidth if t.halfwidth > 0 else (math.inf if t.error else 0.0)
+
+    def to_json(self) -> dict:
+        return self.test.to_json()
+
+    def failure_note(self) -> str:
+        t = self.test
+        lo, hi = t.interval
+        return (f"{self.label}: estimate {t.estimate:.4g}, interval [{lo:.4g}, {hi:.4g}] is "
+                f"disjoint from [{t.target[0]:g}, {t.target[1]:g}]")
+
+
+def mean_test(label: str, samples, expected: float, variance: float, delta: float,
+              sided: str = "two") -> StatTest:
+    """:func:`test_mean` with a label (and a side).
+
+    Parameters
+    ----------
+    label : str
+    samples : array_like
+        Independent draws.
+    expected : float
+        The analytic mean (``sided="two"``) or an upper bound on it (``"upper"``).
+    variance : float
+        The exact variance of one draw.
+    delta : float
+        This test's share of the claim's false-failure probability.
+    sided : {"two", "upper"}
+
+    Returns
+    -------
+    StatTest
+    """
+    return StatTest(label, test_mean(samples, expected, variance, delta=delta), sided)
+
+
+def statistical_evidence(tests: list, *, detail: str, checks=(), figure=None,
+                         extra_statistics: dict | None = None,
+                         delta_total: float = MAX_FALSE_FAILURE, cases: int | None = None,
+                         tolerance_reason: str | None = None) -> Evidence:
+    """Evidence of a statistical claim: every test and every exact check must pass.
+
+    Parameters
+    ----------
+    tests : list of StatTest or RatioStatTest
+        Their ``to_json()`` become ``Evidence.statistics`` under their labels;
+        the test with the largest ``ratio`` gives ``max_error`` and ``tolerance``.
+    detail : str
+        What was run; the stated total false-failure probability and the
+        first failures are appended.
+    checks : iterable of (bool, str)
+        Deterministic conditions and the note shown when one fails.
+    figure : dict, optional
+        Figure data (the report's JSON protocol).
+    extra_statistics : dict, optional
+        Further entries of ``Evidence.statistics`` (tests gated through ``checks``).
+    delta_total : float
+        The claim's total false-failure probability (union bound over its tests).
+    cases : int, optional
+        Cases tried; by default the samples of all tests.
+    tolerance_reason : str, optional
+        By default: median-of-means half-width from the exact variance.
+
+    Returns
+    -------
+    Evidence
+
+    References
+    ----------
+    Lugosi & Mendelson 2019 (median of means); Maurer & Pontil 2009, Theorem 4
+    (the ratio tests' intervals).
+    """
+    failing = [t for t in tests if not t.passed]
+    failed_checks = [note for ok, note in checks if not ok]
+    passed = not failing and not failed_checks
+    text = detail + f" Stated false-failure probability <= {delta_total:.0e} (union bound)."
+    if failing:
+        text += " Failed: " + "; ".join(t.failure_note() for t in failing[:3])
+    if failed_checks:
+        text += " Failed: " + "; ".join(failed_checks[:3])
+    statistics = {t.label: t.to_json() for t in tests}
+    statistics.update(extra_statistics or {})
+    worst = max(tests, key=lambda t: t.ratio) if tests else None
+    return Evidence(
+        passed=passed,
+        cases=cases if cases is not None else sum(t.test.samples for t in tests),
+        max_error=worst.test.error if worst else None,
+        tolerance=worst.test.halfwidth if worst else None,
+        tolerance_reason=tolerance_reason or (
+            "median-of-means half-width from the exact variance of the samples; "
+            f"total false-failure probability {delta_total:.0e}"),
+        detail=text, statistics=statistics, figure=figure)

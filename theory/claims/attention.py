@@ -17,7 +17,7 @@ from ..checks import Measurement, compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import SEED_000, SEED_004, VASWANI_2017
-from ..statistics import test_mean
+from ..statistics import MAX_FALSE_FAILURE, mean_test, statistical_evidence
 from ..strategies import DTYPES, SEEDS, attention_case, logits, normal, random_mask
 from ..tolerance import tolerance
 from ._common import coarser_dtype, definition_attention
@@ -223,7 +223,7 @@ def fully_masked_row_zero(subject, ctx) -> Evidence:
           "s = log(p_1/p_0). Its square has exact mean 1 and variance 2 + 6/d "
           "(E s^4 = 3 + 6/d for products of Gaussians), which bounds a median-of-means test.")
 def unit_logit_variance(subject, ctx) -> Evidence:
-    stats = []
+    tests = []
     for d in (4, 64):
         rng = ctx.rng(f"d={d}")
         n = 111 * 1500 * ctx.profile.mc_scale
@@ -235,16 +235,13 @@ def unit_logit_variance(subject, ctx) -> Evidence:
             s = np.log(w[:, 0, 1]) - np.log(w[:, 0, 0])           # (n,) logits
         if not np.all(np.isfinite(s)):
             return Evidence(False, cases=n, detail="non-finite logits read back")
-        stats.append((d, test_mean(s**2, expected=1.0, variance=2.0 + 6.0 / d)))
-    passed = all(t.passed for _, t in stats)
-    worst = max((t for _, t in stats), key=lambda t: t.error / t.halfwidth)
-    return Evidence(
-        passed=passed, cases=sum(t.samples for _, t in stats), max_error=worst.error,
-        tolerance=worst.halfwidth,
+        tests.append(mean_test(f"d={d}", s**2, 1.0, 2.0 + 6.0 / d, MAX_FALSE_FAILURE))
+    return statistical_evidence(
+        tests, delta_total=sum(t.test.delta for t in tests),
         tolerance_reason="median-of-means half-width from the exact variance 2 + 6/d, "
-                         "false-failure probability 1e-6",
-        detail="; ".join(f"d={d}: E[s^2] ≈ {t.estimate:.4f} ± {t.halfwidth:.4f}" for d, t in stats),
-        statistics={f"d={d}": t.to_json() for d, t in stats})
+                         "false-failure probability 1e-6 for each d",
+        detail="; ".join(f"{t.label}: E[s^2] ≈ {t.test.estimate:.4f} ± {t.test.halfwidth:.4f}"
+                         for t in tests) + ".")
 
 
 @claims.claim(
