@@ -507,7 +507,7 @@ def test_sampler_matrix_checks_the_subject_and_honours_the_seed_convention(ref):
 def test_features_shape_is_checked(ref):
     bad = ref.replace(random_features=lambda x, w, kind="positive", **kw: np.ones((2, 2)))
     with pytest.raises(ValueError, match="random_features: expected shape"):
-        C._features(bad, np.ones((3, 2)), np.ones((4, 2)), "positive")
+        C.subject_features(bad, np.ones((3, 2)), np.ones((4, 2)), "positive")
 
 
 def test_reps_per_call_is_bounded():
@@ -549,8 +549,8 @@ def test_hoeffding_tail_values_and_errors():
 
 
 def test_wrapped_normal_distance():
-    assert C._wrapped_normal_tv(6.0) == pytest.approx(math.exp(-18), rel=1e-6)
-    assert C._wrapped_normal_tv(1.0) > C._wrapped_normal_tv(2.0) > 0
+    assert C.wrapped_normal_tv(6.0) == pytest.approx(math.exp(-18), rel=1e-6)
+    assert C.wrapped_normal_tv(1.0) > C.wrapped_normal_tv(2.0) > 0
 
 
 def test_one_sided_tests_and_evidence():
@@ -575,7 +575,7 @@ def test_mc_size_scales_with_the_profile():
 
 
 def test_central_moments_from_raw_moments():
-    mu, mu2, mu4 = C._central(lambda k: mpmath.mpf([1, 2, 5, 14, 50][k]))
+    mu, mu2, mu4 = C.central_moments(lambda k: mpmath.mpf([1, 2, 5, 14, 50][k]))
     assert (float(mu), float(mu2), float(mu4)) == (2.0, 1.0, 50 - 4 * 2 * 14 + 6 * 4 * 5 - 3 * 16)
 
 

@@ -100,11 +100,6 @@ __all__ = [
     "output_errors", "output_mse_ratio_test",
 ]
 
-# The earlier names of three helpers, kept while tests/test_performer_claims.py uses them.
-_central = central_moments
-_features = subject_features
-_wrapped_normal_tv = wrapped_normal_tv
-
 
 def _collect(*sections) -> ClaimSet:
     """One :class:`ClaimSet` with the sections' claims, in the order given."""
