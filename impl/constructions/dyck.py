@@ -80,10 +80,10 @@ from .._validate import check_choice, check_positive_int
 from .dyck_generator import DyckGenerator, build_generator, generator_beta
 from .dyck_language import (
     BRACKETS,
-    _check_depth,
-    _check_k,
-    _check_n_max,
-    _check_token_batch,
+    check_depth,
+    check_k,
+    check_n_max,
+    check_token_batch,
     check_tokens,
     format_brackets,
     is_dyck,
@@ -341,7 +341,7 @@ class DyckRecognizer:
     def _input_stream(self, tokens, bucket: bool):
         """Validated tokens to ``(x, bsz, length, attend)``: the embedded stream, padded if asked
         (``bucket``)."""
-        tokens = _check_token_batch(tokens, self.k)
+        tokens = check_token_batch(tokens, self.k)
         n = tokens.shape[1]
         self._check_length(n)
         x = self.embed(tokens)                                     # (B, L, W)
@@ -596,10 +596,10 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
     Yao et al. 2021, §4.1 and Theorem 4.1; seed 000
     (shared/seeds/000_dca4bc6ff5cc76c0.txt), proof idea and inductive step.
     """
-    k = _check_k(k)
-    D = _check_depth(D)
+    k = check_k(k)
+    D = check_depth(D)
     check_choice(attention, "attention", ("hard", "soft"))
-    n_max = _check_n_max(n_max)
+    n_max = check_n_max(n_max)
     ops = check_ops(ops)
     beta = _check_beta(beta)
     type_check = _check_flag(type_check, "type_check")
@@ -701,7 +701,7 @@ def accepts_batch_shared(recognizers: Sequence[DyckRecognizer], tokens, *,
         if r.k != nets[0].k:
             raise ValueError(f"recognizers[{i}]: expected k = {nets[0].k} like recognizers[0], "
                              f"got k = {r.k}")
-    tokens = _check_token_batch(tokens, nets[0].k)
+    tokens = check_token_batch(tokens, nets[0].k)
     deepest = _shared_trunk(nets, tokens.shape[1])
     if deepest is None:
         return np.stack([r.accepts_batch(tokens, bucket=bucket) for r in nets])  # (R, B)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validate import check_choice, check_positive_int, check_rng
-from .dyck_language import _check_depth, _check_k, _check_n_max, check_tokens, type_code_bits, \
+from .dyck_language import check_depth, check_k, check_n_max, check_tokens, type_code_bits, \
     type_codes
 from .toolkit import FFNBuilder, Head, Layer, Layout, Ops, check_ops, pad_stream, run_layer
 
@@ -243,10 +243,10 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
     Yao et al. 2021, §4.2 and Theorem 4.2 (future positional masking, i/n
     positions, residual connections and layer normalisation; Figure 1b).
     """
-    k = _check_k(k)
-    D = _check_depth(D)
+    k = check_k(k)
+    D = check_depth(D)
     check_choice(attention, "attention", ("hard", "soft"))
-    n_max = _check_n_max(n_max)
+    n_max = check_n_max(n_max)
     ops = check_ops(ops)
     b = type_code_bits(k)
     codes = type_codes(k)

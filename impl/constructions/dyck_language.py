@@ -32,6 +32,10 @@ from .._validate import check_positive_int
 
 __all__ = [
     "BRACKETS",
+    "check_k",
+    "check_depth",
+    "check_n_max",
+    "check_token_batch",
     "check_tokens",
     "is_dyck",
     "is_dyck_batch",
@@ -52,11 +56,11 @@ BRACKETS: tuple[tuple[str, str], ...] = (("(", ")"), ("[", "]"), ("{", "}"), ("<
 # tokens and the stack reference
 # ---------------------------------------------------------------------------
 
-def _check_k(k) -> int:
+def check_k(k) -> int:
     return check_positive_int(k, "k", minimum=1)
 
 
-def _check_depth(D, name: str = "D") -> int:
+def check_depth(D, name: str = "D") -> int:
     return check_positive_int(D, name, minimum=1)
 
 
@@ -94,7 +98,7 @@ def check_tokens(tokens, k: int, name: str = "tokens") -> np.ndarray:
     return arr
 
 
-def _check_token_batch(tokens, k: int, name: str = "tokens") -> np.ndarray:
+def check_token_batch(tokens, k: int, name: str = "tokens") -> np.ndarray:
     """A (B, n) integer array of tokens in ``[0, 2k)``, or raise."""
     arr = np.asarray(tokens)
     if arr.ndim != 2:
@@ -131,8 +135,8 @@ def is_dyck(tokens, k: int, D: int) -> bool:
     ----------
     Yao et al. 2021, §3 (definition of Dyck_{k,D}).
     """
-    k = _check_k(k)
-    D = _check_depth(D)
+    k = check_k(k)
+    D = check_depth(D)
     stack: list[int] = []
     for t in check_tokens(tokens, k).tolist():
         if t < k:
@@ -173,9 +177,9 @@ def is_dyck_batch(tokens, k: int, D: int) -> np.ndarray:
     ----------
     Yao et al. 2021, §3 (definition of Dyck_{k,D}).
     """
-    k = _check_k(k)
-    D = _check_depth(D)
-    arr = _check_token_batch(tokens, k)
+    k = check_k(k)
+    D = check_depth(D)
+    arr = check_token_batch(tokens, k)
     bsz, n = arr.shape
     rows = np.arange(bsz)                                           # (B,)
     stack = np.zeros((bsz, D + 1), dtype=np.int64)                  # (B, D+1) type slots
@@ -208,8 +212,8 @@ def reference_allowed_sets(tokens, k: int, D: int) -> list[set[int]]:
     ----------
     Yao et al. 2021, §3 (generation: the set of valid next tokens).
     """
-    k = _check_k(k)
-    D = _check_depth(D)
+    k = check_k(k)
+    D = check_depth(D)
     stack: list[int] = []
 
     def allowed() -> set[int]:
@@ -239,7 +243,7 @@ def max_depth(tokens, k: int) -> int:
 
     Types are ignored: this is the depth of the string read as Dyck_1.
     """
-    k = _check_k(k)
+    k = check_k(k)
     arr = check_tokens(tokens, k)
     if arr.size == 0:
         return 0
@@ -289,7 +293,7 @@ def parse_brackets(text: str, k: int | None = None) -> tuple[np.ndarray, int]:
     used = max((t for t, _ in pairs), default=0) + 1
     if k is None:
         k = used
-    k = _check_k(k)
+    k = check_k(k)
     if used > k:
         raise ValueError(f"text: uses bracket type {used - 1} but k = {k} "
                          f"(types 0..{k - 1}: {''.join(o + c for o, c in BRACKETS[:k])})")
@@ -299,7 +303,7 @@ def parse_brackets(text: str, k: int | None = None) -> tuple[np.ndarray, int]:
 
 def format_brackets(tokens, k: int) -> str:
     """Tokens as bracket characters (types >= 4 are written ``(4`` / ``)4``)."""
-    k = _check_k(k)
+    k = check_k(k)
     out = []
     for t in check_tokens(tokens, k).tolist():
         typ, is_open = (t, True) if t < k else (t - k, False)
@@ -322,7 +326,7 @@ def type_code_bits(k: int) -> int:
     ``k = 1`` gets one bit (as the construction needs) and the widths are
     exactly affine in ``log2 k`` at ``k = 1, 2, 4, ...``.
     """
-    return int(_check_k(k)).bit_length()
+    return int(check_k(k)).bit_length()
 
 
 def type_codes(k: int) -> np.ndarray:
@@ -334,7 +338,7 @@ def type_codes(k: int) -> np.ndarray:
         Distinct rows; the code of type ``t`` has ``+1`` where bit ``j`` of
         ``t`` is set. Two codes agree iff their dot product equals ``b``.
     """
-    k = _check_k(k)
+    k = check_k(k)
     b = type_code_bits(k)
     bits = (np.arange(k)[:, None] >> np.arange(b)[None, :]) & 1     # (k, b)
     return 2.0 * bits - 1.0                                          # (k, b)
@@ -344,7 +348,7 @@ def type_codes(k: int) -> np.ndarray:
 # the builders' common argument
 # ---------------------------------------------------------------------------
 
-def _check_n_max(n_max):
+def check_n_max(n_max):
     if n_max is None:
         return None
     return check_positive_int(n_max, "n_max", minimum=0)
