@@ -17,15 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 from .declared import choose_dtype, value_dim_equal
 
-# --- named dimensions -------------------------------------------------------
-#: Batch size B.
-BATCH = st.integers(1, 3)
-#: Number of heads H.
-HEADS = st.integers(1, 4)
-#: Sequence length L (queries or keys).
-SEQ = st.integers(1, 12)
-#: Embedding / head dimension E.
-EMBED = st.integers(1, 16)
+# --- shared draws -----------------------------------------------------------
 #: Floating dtypes of the contract, restricted to those the subject under test declares
 #: (option ``dtypes``): a draw it does not accept becomes the first one it does.
 DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)]).map(choose_dtype)
@@ -45,6 +37,21 @@ def leading_dims(max_rank: int = 2) -> st.SearchStrategy[tuple]:
     return st.lists(st.integers(1, 3), min_size=0, max_size=max_rank).map(tuple)
 
 
+def dtype_seed_rng(draw, dtype=None) -> tuple[np.dtype, int, np.random.Generator]:
+    """Draw a dtype (unless ``dtype`` is given) then a seed; also the seed's generator.
+
+    A plain function called inside a composite strategy with that strategy's
+    ``draw``: it adds the same two draws, in the same order, as writing them out.
+
+    Returns
+    -------
+    (dtype, seed, numpy.random.Generator)
+    """
+    dt = draw(DTYPES) if dtype is None else np.dtype(dtype)
+    seed = draw(SEEDS)
+    return dt, seed, np.random.default_rng(seed)
+
+
 @st.composite
 def attention_case(draw, *, dtype=None, lead=None, self_attention: bool = False,
                    max_seq: int = 12, max_embed: int = 16, min_seq: int = 1) -> dict:
@@ -58,10 +65,8 @@ def attention_case(draw, *, dtype=None, lead=None, self_attention: bool = False,
     lk = lq if self_attention else draw(st.integers(min_seq, max_seq))
     e = draw(st.integers(1, max_embed))
     ev = e if value_dim_equal() else draw(st.integers(1, max_embed))
-    dt = draw(DTYPES) if dtype is None else np.dtype(dtype)
-    seed = draw(SEEDS)
+    dt, seed, rng = dtype_seed_rng(draw, dtype)
     scale = draw(SCALES)
-    rng = np.random.default_rng(seed)
     return {
         "lead": lead, "Lq": lq, "Lk": lk, "E": e, "Ev": ev, "dtype": dt, "seed": seed,
         "scale": scale,
@@ -76,22 +81,19 @@ def random_mask(rng: np.random.Generator, shape, p_true: float = 0.7) -> np.ndar
     return rng.random(shape) < p_true
 
 
-def permutation(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.permutation(n)
-
-
 @st.composite
-def sequence_case(draw, *, dtype=None, max_seq: int = 10, max_batch: int = 2,
-                  d_models=(4, 8), min_seq: int = 1) -> dict:
-    """A batch of sequences x (B, L, E) for model-level claims."""
-    b = draw(st.integers(1, max_batch))
+def sequence_case(draw, width: int, *, min_batch: int = 1, max_batch: int = 3,
+                  min_seq: int = 1, max_seq: int = 8) -> dict:
+    """A batch of sequences ``x (B, L, E)`` of a fixed width, and a permutation of L.
+
+    Draws B, L, the dtype and the seed; ``x`` is standard normal and ``perm``
+    a permutation of ``range(L)``, both from the seed's generator (in that order).
+    """
+    b = draw(st.integers(min_batch, max_batch))
     length = draw(st.integers(min_seq, max_seq))
-    e = draw(st.sampled_from(list(d_models)))
-    dt = draw(DTYPES) if dtype is None else np.dtype(dtype)
-    seed = draw(SEEDS)
-    rng = np.random.default_rng(seed)
-    return {"B": b, "L": length, "E": e, "dtype": dt, "seed": seed,
-            "x": normal(rng, (b, length, e), dt)}
+    dt, seed, rng = dtype_seed_rng(draw)
+    return {"B": b, "L": length, "E": width, "dtype": dt, "seed": seed,
+            "x": normal(rng, (b, length, width), dt), "perm": rng.permutation(length)}
 
 
 def logits(shape_strategy=None, *, bound: float = 1e4, dtype=np.float32) -> st.SearchStrategy:

@@ -19,7 +19,7 @@ from ..checks import compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import BA_2016, SEED_003, SEED_004, VASWANI_2017
-from ..strategies import DTYPES, SEEDS, attention_case, normal
+from ..strategies import DTYPES, SEEDS, attention_case, normal, sequence_case
 from ..tolerance import tolerance
 
 claims = ClaimSet("conformance")
@@ -50,15 +50,9 @@ def _map_tolerance(subject, dtype, length: int):
     return tolerance("composite", dtype, n=layers * (4 * e + length + d_ff))
 
 
-@st.composite
-def _sequence_case(draw, width: int, min_batch: int = 1, min_len: int = 1):
-    b = draw(st.integers(min_batch, 3))
-    length = draw(st.integers(min_len, 8))
-    dt = draw(DTYPES)
-    seed = draw(SEEDS)
-    rng = np.random.default_rng(seed)
-    return {"B": b, "L": length, "E": width, "dtype": dt, "seed": seed,
-            "x": normal(rng, (b, length, width), dt), "perm": rng.permutation(length)}
+def _map_case(subject, **kw) -> st.SearchStrategy:
+    """A sequence case of the map's width and ``st.data()`` for draws that depend on it."""
+    return st.tuples(sequence_case(_map_width(subject), **kw), st.data())
 
 
 def _out_dtype(*arrays):
@@ -85,7 +79,7 @@ def encoder_map_permutation_equivariance(subject, ctx) -> Evidence:
         permuted = np.asarray(subject.encoder_map(c["x"][:, c["perm"]]))
         tol = _map_tolerance(subject, _out_dtype(out, c["x"]), c["L"])
         return compare(permuted, out[:, c["perm"]], tol, note="f(PX) != P f(X)")
-    return for_all(ctx, _sequence_case(width), measure,
+    return for_all(ctx, sequence_case(width), measure,
                    detail="Permuting the positions of the input permutes the outputs the same way.")
 
 
@@ -103,7 +97,7 @@ def encoder_map_batch_independence(subject, ctx) -> Evidence:
 
 def _batch_independence(subject, ctx, name: str) -> Evidence:
     fn = getattr(subject, name)
-    strategy = st.tuples(_sequence_case(_map_width(subject), min_batch=2), st.data())
+    strategy = _map_case(subject, min_batch=2)
 
     def measure(args):
         c, data = args
@@ -134,7 +128,7 @@ def _batch_independence(subject, ctx, name: str) -> Evidence:
     notes="For a whole model declared causal (transformer-theory check --as causal): "
           "rewriting the inputs after position t leaves outputs 0..t unchanged.")
 def causal_map_future_invariance(subject, ctx) -> Evidence:
-    strategy = st.tuples(_sequence_case(_map_width(subject), min_len=2), st.data())
+    strategy = _map_case(subject, min_seq=2)
 
     def measure(args):
         c, data = args
@@ -160,7 +154,7 @@ def causal_map_future_invariance(subject, ctx) -> Evidence:
     notes="Running the map on a prefix gives the prefix of its outputs on the whole sequence: "
           "what makes teacher forcing and incremental decoding agree.")
 def causal_map_prefix_consistency(subject, ctx) -> Evidence:
-    strategy = st.tuples(_sequence_case(_map_width(subject), min_len=2), st.data())
+    strategy = _map_case(subject, min_seq=2)
 
     def measure(args):
         c, data = args

@@ -24,7 +24,7 @@ from ..checks import compare, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import CORDONNIER_2020, SEED_000
-from ..strategies import DTYPES, SEEDS, normal
+from ..strategies import dtype_seed_rng, normal
 from ..subject import construction
 from ..tolerance import tolerance
 
@@ -39,8 +39,7 @@ def _conv1d_case(draw, *, min_extra: int = 0):
     width = draw(st.integers(1, 5), label="K")
     length = draw(st.integers(width + min_extra, 16), label="L")
     c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    dt, seed = draw(DTYPES), draw(SEEDS)
-    rng = np.random.default_rng(seed)
+    dt, seed, rng = dtype_seed_rng(draw)
     return {"K": width, "L": length, "C_in": c_in, "C_out": c_out, "dtype": dt, "seed": seed,
             "x": normal(rng, (length, c_in), dt), "w": normal(rng, (c_out, c_in, width), dt)}
 
@@ -51,8 +50,7 @@ def _conv2d_case(draw):
     rows = draw(st.integers(width, 7), label="H")
     cols = draw(st.integers(width, 7), label="W")
     c_in, c_out = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    dt, seed = draw(DTYPES), draw(SEEDS)
-    rng = np.random.default_rng(seed)
+    dt, seed, rng = dtype_seed_rng(draw)
     return {"K": width, "H": rows, "W": cols, "C_in": c_in, "C_out": c_out, "dtype": dt,
             "seed": seed, "x": normal(rng, (rows, cols, c_in), dt),
             "w": normal(rng, (c_out, c_in, width, width), dt)}

@@ -39,7 +39,7 @@ from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import BA_2016, DAO_2022, GOODFELLOW_2016, SEED_000, VASWANI_2017
 from ..declared import value_dim_equal
-from ..strategies import DTYPES, SEEDS, normal, random_mask
+from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal, random_mask
 from ..tolerance import tolerance
 from ._common import coarser_dtype, definition_attention
 
@@ -188,9 +188,7 @@ def _attention_case(draw, *, masked: bool = True):
     lq, lk = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     e = draw(st.integers(1, 2))
     ev = e if value_dim_equal() else draw(st.integers(1, 2))
-    dt = draw(DTYPES)
-    seed = draw(SEEDS)
-    rng = np.random.default_rng(seed)
+    dt, seed, rng = dtype_seed_rng(draw)
     case = {"lead": lead, "Lq": lq, "Lk": lk, "E": e, "Ev": ev, "dtype": dt, "seed": seed,
             "q": normal(rng, (*lead, lq, e), dt), "k": normal(rng, (*lead, lk, e), dt),
             "v": normal(rng, (*lead, lk, ev), dt), "d_out": normal(rng, (*lead, lq, ev), dt),

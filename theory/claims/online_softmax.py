@@ -25,7 +25,8 @@ from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
 from ..sources import DAO_2022, MILAKOV_2018, SEED_001, ZAHEER_2020
 from ..declared import value_dim_equal
-from ..strategies import DTYPES, SEEDS, attention_case, leading_dims, normal, random_mask
+from ..strategies import (DTYPES, SEEDS, attention_case, dtype_seed_rng, leading_dims, normal,
+                          random_mask)
 from ..subject import construction
 from ..tolerance import tolerance
 from ._common import coarser_dtype, definition_attention
@@ -343,8 +344,7 @@ def _sparse_case(draw):
     length = draw(st.integers(1, 24), label="L")
     e = draw(st.integers(1, 8))
     ev = e if value_dim_equal() else draw(st.integers(1, 8))
-    dt, seed = draw(DTYPES), draw(SEEDS)
-    rng = np.random.default_rng(seed)
+    dt, seed, rng = dtype_seed_rng(draw)
     block = draw(st.integers(1, 6), label="block")
     n_blocks = -(-length // block)
     return {"lead": lead, "L": length, "E": e, "Ev": ev, "dtype": dt, "seed": seed,

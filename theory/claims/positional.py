@@ -27,7 +27,7 @@ from ..checks import Measurement, compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
-from ..strategies import DTYPES, SEEDS, normal
+from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
 from ..tolerance import tolerance
 from ._common import causal_allowed, coarser_dtype
 from ._figures import floats, matrix, with_figure
@@ -274,9 +274,7 @@ def one_hot_distinguishable(subject, ctx) -> Evidence:
 def _rope_case(draw):
     n = draw(st.integers(1, 12))
     d = draw(st.integers(1, 16).map(lambda half: 2 * half))
-    dt = draw(DTYPES)
-    seed = draw(SEEDS)
-    rng = np.random.default_rng(seed)
+    dt, seed, rng = dtype_seed_rng(draw)
     return {"n": n, "d": d, "dtype": dt, "seed": seed,
             "q": normal(rng, (n, d), dt), "k": normal(rng, (n, d), dt),
             "m": rng.integers(0, 512, size=n).astype(np.float64),
@@ -363,9 +361,7 @@ def _alibi_case(draw):
     length = draw(st.integers(1, 8))
     t = draw(st.integers(0, 8))
     e = draw(st.integers(1, 8))
-    dt = draw(DTYPES)
-    seed = draw(SEEDS)
-    rng = np.random.default_rng(seed)
+    dt, seed, rng = dtype_seed_rng(draw)
     w = length + t
     return {"H": h, "L": length, "t": t, "E": e, "dtype": dt, "seed": seed,
             "q": normal(rng, (h, w, e), dt, 2.0), "k": normal(rng, (h, w, e), dt, 2.0),
