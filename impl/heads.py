@@ -333,6 +333,7 @@ def merge_heads(o: np.ndarray, w_o: np.ndarray, b_o: np.ndarray | None) -> np.nd
     Returns
     -------
     np.ndarray, (..., L, E)
+        The H head outputs side by side (width H*Dv), projected to width E.
 
     References
     ----------
@@ -440,6 +441,7 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     Returns
     -------
     np.ndarray, (..., Lq, E)
+        One row per query: its heads' attention outputs merged by ``W^O``.
 
     References
     ----------

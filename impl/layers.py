@@ -293,6 +293,22 @@ def _affine(xhat: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
     return out
 
 
+def _normalise(x, gamma, beta, eps, *, ndim_min: int, axes) -> np.ndarray:
+    """Validate, standardise ``x (..., E)`` over ``axes(x.ndim)``, then the affine map.
+
+    The body shared by :func:`layer_norm` and :func:`batch_norm`, which differ
+    only in the axes of the statistics (and the least rank of ``x``).
+    """
+    x = as_float_array(x, "x", ndim_min=ndim_min)
+    e = x.shape[-1]
+    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
+    beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
+    eps = check_eps(eps)
+    dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
+    xhat = _standardise(x, axes(x.ndim), eps)                     # (..., E)
+    return _affine(xhat, gamma, beta, dtype)
+
+
 def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     """Layer normalisation over the last axis.
 
@@ -330,14 +346,8 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     (shared/seeds/003_8876c6ab28e0baf8.txt), "Batch Normalization vs Layer
     Normalization".
     """
-    x = as_float_array(x, "x", ndim_min=1)
-    e = x.shape[-1]
-    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
-    beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
-    eps = check_eps(eps)
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
-    xhat = _standardise(x, (x.ndim - 1,), eps)                    # (..., E)
-    return _affine(xhat, gamma, beta, dtype)
+    return _normalise(x, gamma, beta, eps, ndim_min=1,
+                      axes=lambda ndim: (ndim - 1,))                # over the features
 
 
 def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
@@ -377,14 +387,8 @@ def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     Layer Normalization"; seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt),
     "Other forms of norm: batch norm".
     """
-    x = as_float_array(x, "x", ndim_min=2)
-    e = x.shape[-1]
-    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
-    beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
-    eps = check_eps(eps)
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
-    xhat = _standardise(x, tuple(range(x.ndim - 1)), eps)         # (..., E)
-    return _affine(xhat, gamma, beta, dtype)
+    return _normalise(x, gamma, beta, eps, ndim_min=2,
+                      axes=lambda ndim: tuple(range(ndim - 1)))     # over batch and positions
 
 
 # ---------------------------------------------------------------------------

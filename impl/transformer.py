@@ -172,6 +172,7 @@ def init_encoder(config: EncoderConfig, rng: np.random.Generator, dtype=np.float
     Returns
     -------
     EncoderParams
+        ``config.n_layers`` blocks of self-attention, two LayerNorms and an FFN.
 
     References
     ----------
@@ -267,6 +268,8 @@ def init_decoder(config: EncoderConfig, rng: np.random.Generator, dtype=np.float
     Returns
     -------
     DecoderParams
+        ``config.n_layers`` blocks of masked self-attention, cross-attention,
+        an FFN and three LayerNorms.
 
     References
     ----------

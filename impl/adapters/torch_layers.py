@@ -92,20 +92,16 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     Returns
     -------
     np.ndarray, (..., E)
+        Each position standardised over its E features.
 
     References
     ----------
     PyTorch documentation, torch.nn.functional.layer_norm; Ba et al. 2016, §3.
     """
     torch = import_torch()
-    x = as_float_array(x, "x", ndim_min=1)
-    e = x.shape[-1]
-    gamma, beta = check_vector(gamma, "gamma", e), check_vector(beta, "beta", e)
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
-    opt = (lambda a: None if a is None else to_tensor(a, dtype))
+    x, e, dtype, gamma, beta = _norm_args(x, gamma, beta, ndim_min=1)
     with torch.no_grad():
-        y = torch.nn.functional.layer_norm(to_tensor(x, dtype), (e,), opt(gamma), opt(beta),
-                                           float(eps))
+        y = torch.nn.functional.layer_norm(to_tensor(x, dtype), (e,), gamma, beta, float(eps))
     return to_numpy(y, dtype)
 
 
@@ -116,22 +112,34 @@ def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     Returns
     -------
     np.ndarray, (..., E)
+        Each feature standardised over the batch and positions.
 
     References
     ----------
     PyTorch documentation, torch.nn.functional.batch_norm; Ioffe & Szegedy 2015, §3.
     """
     torch = import_torch()
-    x = as_float_array(x, "x", ndim_min=2)
+    x, e, dtype, gamma, beta = _norm_args(x, gamma, beta, ndim_min=2)
+    with torch.no_grad():
+        y = torch.nn.functional.batch_norm(to_tensor(x.reshape(-1, e), dtype), None, None,
+                                           gamma, beta, training=True, momentum=0.0,
+                                           eps=float(eps))
+    return to_numpy(y, dtype).reshape(x.shape)
+
+
+def _norm_args(x, gamma, beta, *, ndim_min: int):
+    """The checked inputs of a normalisation: ``x``, ``E``, the dtype, gamma and beta tensors.
+
+    Returns
+    -------
+    (np.ndarray (..., E), int, np.dtype, tensor (E,) or None, tensor (E,) or None)
+    """
+    x = as_float_array(x, "x", ndim_min=ndim_min)
     e = x.shape[-1]
     gamma, beta = check_vector(gamma, "gamma", e), check_vector(beta, "beta", e)
     dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
-    opt = (lambda a: None if a is None else to_tensor(a, dtype))
-    with torch.no_grad():
-        y = torch.nn.functional.batch_norm(to_tensor(x.reshape(-1, e), dtype), None, None,
-                                           opt(gamma), opt(beta), training=True, momentum=0.0,
-                                           eps=float(eps))
-    return to_numpy(y, dtype).reshape(x.shape)
+    gamma, beta = (None if a is None else to_tensor(a, dtype) for a in (gamma, beta))
+    return x, e, dtype, gamma, beta
 
 
 def torch_activation(name):

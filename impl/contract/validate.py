@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import arrays as _arrays
 from .arrays import (
     FLOAT_DTYPES,
     as_bool_mask,
@@ -55,22 +56,8 @@ from .arrays import (
 )
 
 __all__ = [
-    # arrays and scalars (re-exported from .arrays)
-    "FLOAT_DTYPES",
-    "as_float_array",
-    "common_float_dtype",
-    "check_dim",
-    "check_same_dim",
-    "check_batch_dims",
-    "as_bool_mask",
-    "check_choice",
-    "check_positive_int",
-    "check_rng",
-    "check_instance",
-    "check_float_dtype",
-    "normalize_axis",
-    "check_eps",
-    "check_optional_vector",
+    # arrays and scalars (re-exported from .arrays, all of its names)
+    *_arrays.__all__,
     # attention
     "CAUSAL_CHOICES",
     "causal_alignment",
