@@ -3,6 +3,7 @@
 #   make test-slow   every claim under the thorough profile, and the tests marked slow
 #   make bench       speed and memory of the accelerated path (benchmarks/results.json)
 #   make report      the theory report in report/
+#   make examples    recipes checking real libraries (examples/, their own examples/.venv)
 PYTHON ?= python3
 # PyTorch is an optional extra; `make test` installs it to run the torch conformance suite.
 # torch==2.13.0 is the CPU build available on this project's machines; set TORCH= to skip it.
@@ -48,3 +49,10 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json
+
+# make examples: one `check` recipe per real library (transformers, x-transformers, timm, flax,
+# keras, tinygrad, performer-pytorch, torch.nn) in examples/.venv, so that .venv keeps
+# torch==2.13.0 and CI installs only torch. Not part of `make test`. ONLY='timm,flax' narrows it.
+.PHONY: examples
+examples:
+	$(MAKE) -C examples PYTHON=$(PYTHON) $(if $(ONLY),ONLY='$(ONLY)')
