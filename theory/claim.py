@@ -242,7 +242,3 @@ def jsonable(obj: Any):
         return [jsonable(v) for v in obj]
     return str(obj)
 
-
-# Older spellings, kept for callers outside this package's control.
-_json_float = json_float
-_jsonable = jsonable

@@ -52,7 +52,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..claim import Claim, Kind, Status, _jsonable
+from ..claim import Claim, Kind, Status, jsonable
 from ..runner import Result
 
 SCHEMA_VERSION = 1
@@ -107,7 +107,7 @@ def summarize_by_kind(results: Sequence[Result]) -> dict:
 def _result_record(result: Result) -> dict:
     record = result.to_full_json()
     if result.evidence is not None and record.get("evidence") is not None:
-        record["evidence"]["figure"] = _jsonable(result.evidence.figure)
+        record["evidence"]["figure"] = jsonable(result.evidence.figure)
     return record
 
 
@@ -139,7 +139,7 @@ def build_results_json(claims: Sequence[Claim], results: Mapping[str, Sequence[R
         "summary": {name: summarize(rs) for name, rs in results.items()},
         "summary_by_kind": {name: summarize_by_kind(rs) for name, rs in results.items()},
         "claims": records,
-        "derivations": _jsonable(dict(derivations or {})),
+        "derivations": jsonable(dict(derivations or {})),
         "figures": list(figures),
         "wall_seconds": round(wall_seconds, 2),
     }
