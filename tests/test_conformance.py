@@ -1,5 +1,6 @@
 """Conformance: the reference gradients, loading subjects, check, the CLI, and the
-catalogue of broken implementations (tests/broken/) with its kill rate."""
+user-path mutants of tests/mutants/ (loaded by target, run through check) with their
+kill rate."""
 
 from __future__ import annotations
 
@@ -492,17 +493,17 @@ def test_symbolic_claims_are_not_run_by_check():
 
 
 def reference_encoder_map(x):
-    from broken.models import _params
+    from mutants.conformance import model_params
     from transformer_theory.impl.transformer import encoder
 
-    return encoder(x, _params())
+    return encoder(x, model_params())
 
 
 def reference_causal_map(x):
-    from broken.models import _params
+    from mutants.conformance import model_params
     from transformer_theory.impl.transformer import encoder
 
-    return encoder(x, _params(), causal=True)
+    return encoder(x, model_params(), causal=True)
 
 
 def test_sequence_maps_pass_on_correct_models():
@@ -579,10 +580,13 @@ def test_cli_options_reach_the_subject(run_cli):
 
 
 # ===========================================================================
-# the catalogue of broken implementations
+# the catalogue of broken implementations: the mutants checked through the user path
 # ===========================================================================
 
-from broken import CATALOGUE  # noqa: E402
+from mutants import user_path_mutants  # noqa: E402
+
+#: The mutants with a target (``mutants.<topic>:<object>``), loaded as a user would.
+CATALOGUE = user_path_mutants()
 
 _REPORTS: dict = {}
 
@@ -592,7 +596,8 @@ def _verdict(entry):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             subject = load_subject(entry.target, as_kind=entry.as_kind, options=entry.options)
-            _REPORTS[entry.name] = check(subject, entry.claims, profile="ci", fail_fast=True)
+            _REPORTS[entry.name] = check(subject, entry.check_claims, profile="ci",
+                                         fail_fast=True)
     return _REPORTS[entry.name]
 
 
@@ -601,13 +606,14 @@ def test_catalogue_is_large_and_distinct():
     assert len(names) >= 25
     assert len(set(names)) == len(names)
     assert len({b.target for b in CATALOGUE}) == len(names)
+    assert all(b.target.startswith("mutants.") for b in CATALOGUE)
 
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=[b.name for b in CATALOGUE])
 def test_broken_implementation_is_rejected(entry):
     report = _verdict(entry)
     rejected = [r for r in report.failures if r.status == "failed"]
-    assert rejected, (f"{entry.name} ({entry.description}) survived {entry.claims}: "
+    assert rejected, (f"{entry.name} ({entry.description}) survived {entry.check_claims}: "
                       f"{[(r.id, r.status) for r in report]}")
 
 
@@ -615,7 +621,7 @@ def test_kill_rate_is_100_percent(capsys):
     killed = [b.name for b in CATALOGUE if any(r.status == "failed" for r in _verdict(b).failures)]
     rate = len(killed) / len(CATALOGUE)
     with capsys.disabled():
-        sys.stdout.write(f"\n[broken catalogue] kill rate {len(killed)}/{len(CATALOGUE)} "
+        sys.stdout.write(f"\n[mutant catalogue] kill rate {len(killed)}/{len(CATALOGUE)} "
                          f"= {rate:.0%}\n")
     assert rate == 1.0, f"survivors: {sorted(set(b.name for b in CATALOGUE) - set(killed))}"
 

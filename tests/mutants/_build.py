@@ -34,3 +34,55 @@ def attention_from(weights_fn):
         w = weights_fn(q, k, mask=mask, causal=causal, scale=scale, bias=bias)
         return (w @ np.asarray(v)).astype(np.asarray(q).dtype)
     return attention
+
+
+# --------------------------------------------------------------------------
+# the pieces of the stand-alone broken kernels (loaded by target, as a user would)
+# --------------------------------------------------------------------------
+
+def causal_tri(lq: int, lk: int, causal, shift: int = 0) -> np.ndarray | None:
+    """The allowed (Lq, Lk) triangle of ``causal`` (top-left, or 'bottom-right'), or None."""
+    if not causal:
+        return None
+    offset = (lk - lq) if causal == "bottom-right" else 0
+    return np.tril(np.ones((lq, lk), dtype=bool), k=offset + shift)
+
+
+def allowed(q, k, mask, causal, shift: int = 0):
+    """The boolean (..., Lq, Lk) of the keys each query may see."""
+    lq, lk = q.shape[-2], k.shape[-2]
+    out = np.ones(q.shape[:-2] + (lq, lk), dtype=bool)
+    if mask is not None:
+        out &= np.broadcast_to(mask, out.shape)
+    tri = causal_tri(lq, lk, causal, shift)
+    return out if tri is None else out & tri
+
+
+def softmax_rows(s: np.ndarray) -> np.ndarray:
+    """Max-subtracted softmax over the last axis; empty rows give zeros."""
+    m = np.max(s, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(s - m)
+    z = e.sum(axis=-1, keepdims=True)
+    return np.divide(e, z, out=np.zeros_like(e), where=z > 0)
+
+
+def attend(q, k, v, allowed_, scale):
+    """softmax(scale q k^T, restricted to ``allowed_``) v."""
+    q, k, v = (np.asarray(a) for a in (q, k, v))
+    s = scale * (q @ np.swapaxes(k, -1, -2))                      # (..., Lq, Lk)
+    s = np.where(allowed_, s, -np.inf)
+    return (softmax_rows(s) @ v).astype(np.result_type(q, k, v))
+
+
+def project(x, w, b):
+    """Per-head projection: (..., L, E) x (H, E, D) -> (..., H, L, D)."""
+    y = np.einsum("...le,hed->...hld", x, w)
+    return y if b is None else y + b[:, None, :]
+
+
+def merge(o, p):
+    """Heads (..., H, L, Dv) concatenated in order, then W_O."""
+    concat = np.concatenate([o[..., h, :, :] for h in range(o.shape[-3])], axis=-1)
+    y = concat @ p.w_o
+    return y if p.b_o is None else y + p.b_o

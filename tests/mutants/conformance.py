@@ -1,15 +1,25 @@
 """Mutants of the conformance topic: whole sequence maps and LayerNorm, each with one
 bug seen in real model code (a leaked position, batch statistics, a decoder without
-its mask, eps outside the square root)."""
+its mask or seeing the next token, eps outside the square root).
+
+The whole models below are one-layer transformers of width 8 built from the
+reference with fixed weights (:func:`model_params`), plus one mistake; they are also
+loaded by target (``mutants.conformance:encoder_with_positions --as encoder
+--option d_model=8``) and run through ``check``.
+"""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from mutants import Mutant
+from mutants import Mutant, replacing
 from transformer_theory.impl import transformer as T
+from transformer_theory.impl.positional import sinusoidal_encoding
 
 WIDTH = 8
+_MAP = {"d_model": WIDTH}
 
 
 def _encoder(causal: bool):
@@ -27,49 +37,85 @@ def _with_map(ref, name, fn):
     return ref.replace(**{name: fn}).with_options(d_model=WIDTH)
 
 
-def _position_leak(ref):
-    base = _encoder(False)
-    return _with_map(ref, "encoder_map", lambda x: base(x + np.arange(x.shape[-2])[:, None]
-                                                      .astype(x.dtype) * 0.1))
 
 
-def _batch_statistics(ref):
-    base = _encoder(False)
-
-    def f(x):
-        y = base(x)
-        return y - y.mean(axis=0, keepdims=True)           # normalised across the batch
-    return _with_map(ref, "encoder_map", f)
 
 
 def _decoder_without_mask(ref):
     return _with_map(ref, "causal_map", _encoder(False))
 
 
-def _layer_norm_eps_outside(x, gamma=None, beta=None, *, eps=1e-5):
+
+
+
+def layer_norm_eps_outside_sqrt(x, gamma=None, beta=None, *, eps=1e-5):
+    """(x - mean) / (std + eps) (the annotated-transformer form), not / sqrt(var + eps)."""
     x = np.asarray(x)
-    mu = x.mean(axis=-1, keepdims=True)
-    y = (x - mu) / (np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True)) + eps)
-    if gamma is not None:
-        y = y * gamma
-    if beta is not None:
-        y = y + beta
-    return y.astype(x.dtype)
+    y = (x - x.mean(axis=-1, keepdims=True)) / (x.std(axis=-1, keepdims=True) + eps)
+    y = y if gamma is None else y * gamma
+    return (y if beta is None else y + beta).astype(x.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def model_params():
+    """The fixed weights of the whole-model mutants (and of the correct maps in the tests)."""
+    config = T.EncoderConfig(d_model=WIDTH, n_heads=2, d_ff=16, n_layers=1)
+    return T.init_encoder(config, np.random.default_rng(8))
+
+
+def encoder_with_positions(x):
+    """Adds the sinusoidal encoding inside the model, yet is declared permutation equivariant."""
+    x = np.asarray(x)
+    return T.encoder(x + sinusoidal_encoding(x.shape[-2], WIDTH).astype(x.dtype), model_params())
+
+
+def encoder_with_batch_norm(x):
+    """Normalises each feature over the batch and positions before the block (BatchNorm)."""
+    x = np.asarray(x)
+    mean = x.mean(axis=(0, 1), keepdims=True)
+    std = x.std(axis=(0, 1), keepdims=True) + 1e-5
+    return T.encoder((x - mean) / std, model_params())
+
+
+def causal_lm_sees_next_token(x):
+    """The decoder's mask lets position i attend to i + 1 (triu(diagonal=2) for diagonal=1)."""
+    x = np.asarray(x)
+    length = x.shape[-2]
+    allowed = np.tril(np.ones((length, length), dtype=bool), k=1)
+    return T.encoder(x, model_params(), mask=allowed)
+
+
+def causal_lm_global_mean(x):
+    """Adds the mean over the whole sequence ("global context") to every position."""
+    x = np.asarray(x)
+    return T.encoder(x + x.mean(axis=-2, keepdims=True), model_params(), causal=True)
 
 
 MUTANTS = [
-    Mutant("encoder_map_position_leak", "a positional ramp added inside an encoder declared "
-           "position-free", ("conformance.encoder_map_permutation_equivariance",),
-           _position_leak),
-    Mutant("encoder_map_batch_statistics", "outputs centred over the batch axis (batch "
-           "statistics at inference)", ("conformance.encoder_map_batch_independence",),
-           _batch_statistics),
+    Mutant("encoder_with_positions", "an 'equivariant' encoder that adds positional encodings",
+           ("conformance.encoder_map_permutation_equivariance",),
+           replacing(_MAP, encoder_map=encoder_with_positions),
+           "mutants.conformance:encoder_with_positions", "encoder", "conformance.*", _MAP),
+    Mutant("encoder_with_batch_norm", "a model normalising over the batch (BatchNorm)",
+           ("conformance.encoder_map_batch_independence",),
+           replacing(_MAP, encoder_map=encoder_with_batch_norm),
+           "mutants.conformance:encoder_with_batch_norm", "encoder", "conformance.*", _MAP),
+    Mutant("causal_lm_sees_next_token", "a decoder mask that lets position i see i + 1",
+           ("conformance.causal_map_future_invariance",),
+           replacing(_MAP, causal_map=causal_lm_sees_next_token),
+           "mutants.conformance:causal_lm_sees_next_token", "causal", "conformance.*", _MAP),
+    Mutant("causal_lm_global_mean", "a 'causal' model mixing in the sequence mean",
+           ("conformance.causal_map_future_invariance",),
+           replacing(_MAP, causal_map=causal_lm_global_mean),
+           "mutants.conformance:causal_lm_global_mean", "causal", "conformance.*", _MAP),
     Mutant("causal_map_unmasked", "a decoder run without its causal mask",
            ("conformance.causal_map_future_invariance",
             "conformance.causal_map_prefix_consistency"), _decoder_without_mask),
-    Mutant("layer_norm_eps_outside_sqrt", "(x - mean) / (std + eps) instead of "
-           "/ sqrt(var + eps)", ("conformance.layer_norm_definition",),
-           lambda ref: ref.replace(layer_norm=_layer_norm_eps_outside)),
+    Mutant("layer_norm_eps_outside_sqrt", "LayerNorm with eps in the wrong place: / (std + eps)",
+           ("conformance.layer_norm_definition",),
+           replacing(layer_norm=layer_norm_eps_outside_sqrt),
+           "mutants.conformance:layer_norm_eps_outside_sqrt", "layer_norm",
+           "normalization.*,conformance.layer_norm*"),
 ]
 
 

@@ -1,5 +1,6 @@
 """Mutants of the contract topic: outputs that lose the input dtype, and a fully
-masked row that breaks the declared convention."""
+masked row that breaks the declared convention (NaN rows under the contract's zeros
+are ``nan_on_fully_masked_row`` in ``mutants/attention.py``)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,6 @@ def _float32_output(fn):
     return broken
 
 
-def _nan_rows(fn):
-    """masked_fill(-inf) then softmax: a fully masked row is NaN, under a zeros declaration."""
-    def broken(q, k, v, *, mask=None, causal=False, **kw):
-        out = np.array(fn(q, k, v, mask=mask, causal=causal, **kw))
-        dead = dead_query_rows(np.shape(q)[-2], np.shape(k)[-2], mask, causal)
-        out[np.broadcast_to(dead, out.shape[:-1])] = np.nan
-        return out
-    return broken
 
 
 def _uniform_rows_declared_nan(fn):
@@ -49,9 +42,6 @@ def _output_mutant(name):
 
 
 MUTANTS = [_output_mutant(n) for n in DTYPE_CALLABLES] + [
-    Mutant("fully_masked_nan_undeclared", "NaN rows where the subject declares the contract's "
-           "zeros", ("contract.fully_masked_row",),
-           lambda ref: ref.replace(attention=_nan_rows(ref.callables["attention"]))),
     Mutant("fully_masked_uniform_declared_nan", "uniform rows where the subject declares NaN",
            ("contract.fully_masked_row",),
            lambda ref: ref.replace(attention=_uniform_rows_declared_nan(

@@ -1,4 +1,9 @@
-"""Mutants of the backward passes: the mistakes of hand-written gradient kernels."""
+"""Mutants of the backward passes: the mistakes of hand-written gradient kernels.
+
+``attention_backward_without_scale`` and ``layer_norm_backward_treats_stats_as_constants``
+are also loaded by target (``mutants.gradients:attention_backward_without_scale --as
+attention_backward``) and run through ``check``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from transformer_theory.impl import gradients as D
 from transformer_theory.impl.attention import softmax
 from transformer_theory.impl.layers import FFNParams
 
-from . import Mutant
+from . import Mutant, replacing
 
 
 def _forward(q, k, mask, causal, scale, causal_offset=0):
@@ -36,9 +41,6 @@ def _backward(q, k, v, g, p, s, *, scale_dq=True):
     return dq.astype(dt), dk.astype(dt), dv.astype(dt)
 
 
-def _dq_without_scale(q, k, v, d_out, *, mask=None, causal=False, scale=None):
-    s, p = _forward(q, k, mask, causal, scale)
-    return _backward(q, k, v, np.asarray(d_out), p, s, scale_dq=False)
 
 
 def _backward_ignores_mask(q, k, v, d_out, *, mask=None, causal=False, scale=None):
@@ -91,10 +93,52 @@ def _ffn_backward_no_activation_derivative(x, params, d_out, *, activation="relu
     return dh @ params.w1.T, FFNParams(w1=x.T @ dh, b1=dh.sum(0), w2=a.T @ g, b2=g.sum(0))
 
 
+
+def attention_backward_without_scale(q, k, v, d_out, *, mask=None, causal=False, scale=None):
+    """dQ = dS K and dK = dS^T Q: the softmax scale of the forward forgotten in the backward."""
+    q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, d_out))
+    lq, lk = q.shape[-2], k.shape[-2]
+    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    scores = s * q @ np.swapaxes(k, -1, -2)
+    allowed = np.ones(scores.shape, dtype=bool)
+    if mask is not None:
+        allowed &= np.broadcast_to(mask, scores.shape)
+    if causal:
+        offset = (lk - lq) if causal == "bottom-right" else 0
+        allowed &= np.tril(np.ones((lq, lk), dtype=bool), k=offset)
+    scores = np.where(allowed, scores, -np.inf)
+    m = np.max(scores, axis=-1, keepdims=True)
+    e = np.exp(scores - np.where(np.isfinite(m), m, 0.0))
+    z = e.sum(axis=-1, keepdims=True)
+    p = np.divide(e, z, out=np.zeros_like(e), where=z > 0)
+    dv = np.swapaxes(p, -1, -2) @ g
+    dp = g @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
+    return ds @ k, np.swapaxes(ds, -1, -2) @ q, dv
+
+
+def layer_norm_backward_treats_stats_as_constants(x, d_out, gamma=None, beta=None, *, eps=1e-5):
+    """dx = g * gamma / sigma: mean and variance treated as constants (no gradient through them)."""
+    x, g = np.asarray(x, dtype=np.float64), np.asarray(d_out, dtype=np.float64)
+    c = x - x.mean(axis=-1, keepdims=True)
+    sigma = np.sqrt(np.mean(c * c, axis=-1, keepdims=True) + eps)
+    xhat = c / sigma
+    gg = g if gamma is None else g * gamma
+    lead = tuple(range(x.ndim - 1))
+    return gg / sigma, np.sum(g * xhat, axis=lead), np.sum(g, axis=lead)
+
 MUTANTS = [
-    Mutant("dq_without_scale", "dQ = dS K without the softmax scale (it is in the forward)",
+    Mutant("attention_backward_without_scale", "the softmax scale forgotten in dQ and dK",
            ("gradients.attention_finite_differences",),
-           lambda ref: ref.replace(attention_backward=_dq_without_scale)),
+           replacing(attention_backward=attention_backward_without_scale),
+           "mutants.gradients:attention_backward_without_scale", "attention_backward",
+           "gradients.*"),
+    Mutant("layer_norm_backward_stats_constant",
+           "LayerNorm backward treating the mean and variance as constants",
+           ("gradients.layer_norm_finite_differences",),
+           replacing(layer_norm_backward=layer_norm_backward_treats_stats_as_constants),
+           "mutants.gradients:layer_norm_backward_treats_stats_as_constants",
+           "layer_norm_backward", "gradients.*"),
     Mutant("backward_ignores_mask", "the backward recomputes P without the mask",
            ("gradients.masked_positions_zero", "gradients.dv_is_weights_transpose_do",
             "gradients.attention_finite_differences"),

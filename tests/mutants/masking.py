@@ -1,20 +1,30 @@
-"""Mutants of masking and incremental decoding."""
+"""Mutants of masking and incremental decoding.
+
+The stand-alone kernels (causal masks, mask polarity, padding, a post-softmax mask,
+KV-cache decoders) are also loaded by target (``mutants.masking:causal_off_by_one
+--as attention``) and run through ``check``.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from ._build import attention_from, naive_weights
+from ._build import allowed as _allowed
+from ._build import attend as _attend
+from ._build import merge as _merge
+from ._build import project as _proj
+from ._build import softmax_rows as _softmax_rows
 
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import transformer as T
+from transformer_theory.impl.attention import KVCache
 
-from . import Mutant
+from . import Mutant, replacing
+
+_ATTENTION = "attention.*,masking.*"
 
 
-def _off_by_one(ref):
-    def weights(q, k, **kw):
-        return naive_weights(q, k, causal_offset=1, **kw)      # query i also sees key i + 1
-    return ref.replace(attention_weights=weights, attention=attention_from(weights))
 
 
 def _bottom_right_as_top_left(ref):
@@ -23,35 +33,10 @@ def _bottom_right_as_top_left(ref):
     return ref.replace(attention=attention)
 
 
-def _padding_values_only(ref):
-    def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
-        v = np.asarray(v)
-        if mask is not None:
-            m = np.asarray(mask)
-            if m.shape[-2] == 1:                                   # key-padding mask
-                v = v * np.swapaxes(m, -1, -2)                     # zero padded values only
-                mask = None
-        return A.attention(q, k, v, mask=mask, causal=causal, scale=scale, bias=bias)
-    return ref.replace(attention=attention)
 
 
-def _post_softmax_product(ref):
-    def weights(q, k, *, mask=None, **kw):
-        w = A.attention_weights(q, k, **kw)
-        return w * mask if mask is not None else w                # seed 000 read literally
-    return ref.replace(attention_weights=weights)
 
 
-def _cache_drops_newest(ref):
-    def decode_step(x_t, params, cache):
-        _, new_cache = A.decode_step(x_t, params, cache)
-        t = new_cache.length                                       # includes the new token
-        q = A._project(np.asarray(x_t), params.w_q, params.b_q)   # (..., H, 1, Dh)
-        visible = np.arange(t) < t - 1                             # the bug: newest key dropped
-        o = A.attention(q, new_cache.k[..., :t, :], new_cache.v[..., :t, :],
-                        mask=visible[None, :])                     # (..., H, 1, Dv)
-        return A._merge_heads(o, params.w_o, params.b_o), new_cache
-    return ref.replace(decode_step=decode_step)
 
 
 def _encoder_ignores_causal(ref):
@@ -68,18 +53,137 @@ def _cache_reset_each_step(ref):
     return ref.replace(seq2seq_logits_incremental=incremental)
 
 
+
+# --------------------------------------------------------------------------
+# stand-alone broken kernels (also loaded by target)
+# --------------------------------------------------------------------------
+
+def causal_off_by_one(q, k, v, *, mask=None, causal=False, scale=None):
+    """torch.triu(..., diagonal=1) vs diagonal=2: position i also sees i + 1."""
+    q, k = np.asarray(q), np.asarray(k)
+    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    return _attend(q, k, v, _allowed(q, k, mask, causal, shift=1), s)
+
+
+def causal_transposed(q, k, v, *, mask=None, causal=False, scale=None):
+    """An upper-triangular causal mask: each position sees the future, not the past."""
+    q, k = np.asarray(q), np.asarray(k)
+    lq, lk = q.shape[-2], k.shape[-2]
+    allowed = np.ones(q.shape[:-2] + (lq, lk), dtype=bool)
+    if mask is not None:
+        allowed &= np.broadcast_to(mask, allowed.shape)
+    if causal:
+        allowed &= np.triu(np.ones((lq, lk), dtype=bool))
+    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    return _attend(q, k, v, allowed, s)
+
+
+def causal_always_bottom_right(q, k, v, *, mask=None, causal=False, scale=None):
+    """causal=True aligned bottom-right (a FlashAttention habit) where the contract says top-left."""
+    q, k = np.asarray(q), np.asarray(k)
+    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    return _attend(q, k, v, _allowed(q, k, mask, "bottom-right" if causal else False), s)
+
+
+def mask_polarity_inverted(q, k, v, *, mask=None, causal=False, scale=None):
+    """A boolean mask read as True = masked out (nn.MultiheadAttention's polarity)."""
+    q, k = np.asarray(q), np.asarray(k)
+    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    inverted = None if mask is None else ~np.asarray(mask)
+    return _attend(q, k, v, _allowed(q, k, inverted, causal), s)
+
+
+def padding_on_values_only(q, k, v, *, mask=None, causal=False, scale=None):
+    """Padding applied by zeroing the padded values; their keys still take softmax weight."""
+    q, k, v = (np.asarray(a) for a in (q, k, v))
+    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    if mask is not None:
+        keep = np.broadcast_to(mask, q.shape[:-2] + (q.shape[-2], k.shape[-2]))
+        v = v * keep.any(axis=-2)[..., None]                      # zero padded values only
+    return _attend(q, k, v, _allowed(q, k, None, causal), s)
+
+
+def _unrenormalized_weights(q, k, *, mask=None, causal=False, scale=None):
+    q, k = np.asarray(q), np.asarray(k)
+    s = (1.0 / np.sqrt(q.shape[-1]) if scale is None else scale) * (q @ np.swapaxes(k, -1, -2))
+    p = _softmax_rows(np.where(_allowed(q, k, None, causal), s, -np.inf))
+    if mask is not None:
+        p = p * np.broadcast_to(mask, p.shape)                     # masked after the softmax
+    return p.astype(q.dtype)
+
+
+def _unrenormalized_attention(q, k, v, *, mask=None, causal=False, scale=None):
+    return (_unrenormalized_weights(q, k, mask=mask, causal=causal, scale=scale)
+            @ np.asarray(v)).astype(np.asarray(q).dtype)
+
+
+#: A mapping of contract names to callables is a subject too (module:object).
+post_softmax_mask = {
+    "attention": _unrenormalized_attention,
+    "attention_weights": _unrenormalized_weights,
+}
+
+
+def _decode(x_t, params, cache, *, keep_newest: bool, write_at):
+    x_t = np.asarray(x_t)
+    t = cache.length
+    dtype = np.result_type(x_t, cache.k)
+    k_all, v_all = cache.k.astype(dtype, copy=True), cache.v.astype(dtype, copy=True)
+    pos = write_at(t)
+    k_all[..., pos:pos + 1, :] = _proj(x_t, params.w_k, params.b_k)
+    v_all[..., pos:pos + 1, :] = _proj(x_t, params.w_v, params.b_v)
+    q = _proj(x_t, params.w_q, params.b_q)                        # (..., H, 1, Dh)
+    r = params.n_heads // params.n_kv_heads
+    upto = t + 1 if keep_newest else t
+    k = np.repeat(k_all[..., :upto, :], r, axis=-3)
+    v = np.repeat(v_all[..., :upto, :], r, axis=-3)
+    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(params.d_head)
+    o = _softmax_rows(s) @ v                                      # (..., H, 1, Dv)
+    return _merge(o, params), KVCache(k_all, v_all, t + 1)
+
+
+def decode_drops_newest_key(x_t, params, cache):
+    """The new token's key and value are written to the cache but attention reads cache[:t]."""
+    return _decode(x_t, params, cache, keep_newest=False, write_at=lambda t: t)
+
+
+def decode_writes_one_ahead(x_t, params, cache):
+    """The new key is written at position t + 1 (length counted after the write)."""
+    return _decode(x_t, params, cache, keep_newest=True,
+                   write_at=lambda t: min(t + 1, cache.max_len - 1))
+
 MUTANTS = [
-    Mutant("causal_off_by_one", "causal mask j <= i + 1 (tril with k=1)",
-           ("masking.causal_future_invariance", "masking.causal_alignment"), _off_by_one),
+    Mutant("causal_off_by_one", "an off-by-one causal mask: position i sees i + 1",
+           ("masking.causal_future_invariance", "masking.causal_alignment"),
+           replacing(attention=causal_off_by_one),
+           "mutants.masking:causal_off_by_one", "attention", "masking.*"),
+    Mutant("causal_transposed", "an upper-triangular causal mask (sees the future)",
+           ("masking.causal_future_invariance", "masking.causal_alignment"),
+           replacing(attention=causal_transposed),
+           "mutants.masking:causal_transposed", "attention", "masking.*"),
+    Mutant("causal_always_bottom_right", "causal=True aligned bottom-right where top-left is meant",
+           ("masking.causal_future_invariance", "masking.causal_alignment"),
+           replacing(attention=causal_always_bottom_right),
+           "mutants.masking:causal_always_bottom_right", "attention", "masking.*"),
+    Mutant("mask_polarity_inverted", "boolean mask read as True = masked out",
+           ("masking.masked_keys_ignored", "attention.fully_masked_row_zero"),
+           replacing(attention=mask_polarity_inverted),
+           "mutants.masking:mask_polarity_inverted", "attention", _ATTENTION),
+    Mutant("padding_on_values_only", "padding applied to the values only, not to the scores",
+           ("masking.masked_keys_ignored",), replacing(attention=padding_on_values_only),
+           "mutants.masking:padding_on_values_only", "attention", _ATTENTION),
+    Mutant("post_softmax_mask", "an unrenormalised mask applied after the softmax",
+           ("masking.post_softmax_renormalized", "masking.post_softmax_unrenormalized"),
+           replacing(**post_softmax_mask),
+           "mutants.masking:post_softmax_mask", None, _ATTENTION),
+    Mutant("decode_drops_newest_key", "a decoder whose KV cache drops the newest key",
+           ("masking.kv_cache_equals_full",), replacing(decode_step=decode_drops_newest_key),
+           "mutants.masking:decode_drops_newest_key", "decode_step", "masking.*"),
+    Mutant("decode_writes_one_ahead", "a KV cache written one position ahead",
+           ("masking.kv_cache_equals_full",), replacing(decode_step=decode_writes_one_ahead),
+           "mutants.masking:decode_writes_one_ahead", "decode_step", "masking.*"),
     Mutant("bottom_right_as_top_left", "causal='bottom-right' silently treated as top-left",
            ("masking.causal_alignment",), _bottom_right_as_top_left),
-    Mutant("padding_values_only", "key padding zeroes the values but leaves keys in the softmax",
-           ("masking.masked_keys_ignored",), _padding_values_only),
-    Mutant("post_softmax_product", "mask multiplied into the softmax output, not renormalised",
-           ("masking.post_softmax_renormalized", "masking.post_softmax_unrenormalized"),
-           _post_softmax_product),
-    Mutant("cache_drops_newest", "decode step attends to the cache but not to its own new key",
-           ("masking.kv_cache_equals_full",), _cache_drops_newest),
     Mutant("encoder_ignores_causal", "the causal flag is not passed down to the attention layers",
            ("masking.causal_prefix_consistency",), _encoder_ignores_causal),
     Mutant("decoder_cache_reset", "incremental decoding forgets previous target tokens",

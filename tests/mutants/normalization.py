@@ -1,10 +1,17 @@
-"""Mutants of layer and batch normalisation."""
+"""Mutants of layer and batch normalisation.
+
+``layer_norm_unbiased_variance`` and ``layer_norm_over_batch`` are also loaded by
+target (``mutants.normalization:layer_norm_over_batch --as layer_norm``) and run
+through ``check``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mutants import Mutant
+from mutants import Mutant, replacing
+
+_LAYER_NORM = "normalization.*,conformance.layer_norm*"
 
 
 def _standardise(x, axes, eps, ddof=0):
@@ -22,8 +29,8 @@ def _affine(y, gamma, beta):
     return y
 
 
-def layer_norm_unbiased(x, gamma=None, beta=None, *, eps=1e-5):
-    """Unbiased variance (ddof=1), as torch.var's default."""
+def layer_norm_unbiased_variance(x, gamma=None, beta=None, *, eps=1e-5):
+    """np.var(..., ddof=1) / torch.std(unbiased=True): divides by E - 1, not E."""
     return _affine(_standardise(x, -1, eps, ddof=1), gamma, beta)
 
 
@@ -34,9 +41,10 @@ def rms_norm(x, gamma=None, beta=None, *, eps=1e-5):
     return _affine((x / rms).astype(x.dtype), gamma, beta)
 
 
-def layer_norm_batch_axis(x, gamma=None, beta=None, *, eps=1e-5):
-    """Statistics over axis 0 (the batch) instead of the last axis."""
-    return _affine(_standardise(x, 0, eps), gamma, beta)
+def layer_norm_over_batch(x, gamma=None, beta=None, *, eps=1e-5):
+    """Statistics over the batch axis (a BatchNorm called LayerNorm)."""
+    x = np.asarray(x)
+    return _affine(_standardise(x, (0,) if x.ndim > 1 else (-1,), eps), gamma, beta)
 
 
 def batch_norm_per_sample(x, gamma=None, beta=None, *, eps=1e-5):
@@ -47,17 +55,21 @@ def batch_norm_per_sample(x, gamma=None, beta=None, *, eps=1e-5):
 
 
 MUTANTS = [
-    Mutant("layer_norm_unbiased_variance", "variance divided by E - 1 (ddof=1)",
+    Mutant("layer_norm_unbiased_variance", "LayerNorm with the unbiased (E - 1) variance",
            claims=("normalization.layernorm_standardizes",),
-           build=lambda ref: ref.replace(layer_norm=layer_norm_unbiased)),
+           build=replacing(layer_norm=layer_norm_unbiased_variance),
+           target="mutants.normalization:layer_norm_unbiased_variance", as_kind="layer_norm",
+           check_claims=_LAYER_NORM),
     Mutant("layer_norm_is_rms_norm", "RMSNorm (no mean subtraction) used as LayerNorm",
            claims=("normalization.layernorm_standardizes", "normalization.layernorm_invariances"),
            build=lambda ref: ref.replace(layer_norm=rms_norm)),
-    Mutant("layer_norm_over_batch_axis", "LayerNorm statistics taken over the batch axis",
+    Mutant("layer_norm_over_batch", "LayerNorm statistics over the batch axis",
            claims=("normalization.layernorm_standardizes",
                    "normalization.layernorm_weight_vector_limitation",
                    "normalization.layernorm_batch_independent"),
-           build=lambda ref: ref.replace(layer_norm=layer_norm_batch_axis)),
+           build=replacing(layer_norm=layer_norm_over_batch),
+           target="mutants.normalization:layer_norm_over_batch", as_kind="layer_norm",
+           check_claims=_LAYER_NORM),
     Mutant("batch_norm_per_sample", "BatchNorm statistics per sample, not over the batch",
            claims=("normalization.batchnorm_couples_batch",),
            build=lambda ref: ref.replace(batch_norm=batch_norm_per_sample)),

@@ -1,7 +1,10 @@
 """Mutants of the Performer random features, the orthogonal sampler and FAVOR+.
 
 Each is a bug that real implementations have (or a near relative of one); the
-claims named must report ``failed``.
+claims named must report ``failed``. ``orthogonal_unsigned_qr`` and
+``favor_sequence_stabilizer`` are also loaded by target
+(``mutants.performer:orthogonal_unsigned_qr --as orthogonal_gaussian``) and run
+through ``check``.
 """
 
 from __future__ import annotations
@@ -12,15 +15,19 @@ import numpy as np
 
 from transformer_theory.impl import performer as F
 
-from . import Mutant
+from . import Mutant, replacing
 
 
 # --------------------------------------------------------------------------
 # the orthogonal sampler
 # --------------------------------------------------------------------------
 
-def _orthogonal_without_sign_fix(m, d, rng, *, scaling="chi", dtype=np.float64):
-    """QR of a Gaussian block, rows of Q used as they come out of LAPACK."""
+def orthogonal_unsigned_qr(m, d, rng, *, scaling="chi", dtype=np.float64):
+    """Blocks Q of np.linalg.qr(G) without the sign correction Q diag(sign(diag R)).
+
+    Householder QR fixes the signs of R's diagonal, so Q is not Haar: entry
+    (0, 0) of every block always has the same sign.
+    """
     blocks = [np.linalg.qr(rng.standard_normal((d, d)))[0] for _ in range(-(-m // d))]
     directions = np.concatenate(blocks, axis=0)[:m]                     # (m, d)
     norms = np.sqrt(rng.chisquare(d, size=m)) if scaling == "chi" else np.full(m, math.sqrt(d))
@@ -151,7 +158,9 @@ def _strictly_lower(a_hat, causal):
     return np.tril(a_hat, -1) if causal else a_hat                       # exclusive prefix sum
 
 
-def _favor_sequence_stabilizer(q, k, v, w, *, causal=False, kind="positive", mask=None, **_):
+def favor_sequence_stabilizer(q, k, v, w, *, causal=False, kind="positive", mask=None, **_):
+    """Causal FAVOR+ whose key stabiliser is the maximum over the whole sequence: a
+    future key that raises it underflows the earlier keys' features."""
     return F.favor_attention(q, k, v, w, causal=causal, kind=kind, mask=mask,
                              key_stabilizer="sequence")
 
@@ -193,10 +202,13 @@ def _recurrent_state_lag(q, k, v, w, *, kind="positive"):
 
 MUTANTS = [
     Mutant("qr_without_sign_fix",
-           "orthogonal blocks from np.linalg.qr without Q diag(sign(diag R)): the first entry of "
-           "every block is always negative (LAPACK's Householder sign)",
+           "an unsigned-QR orthogonal matrix (not Haar): blocks from np.linalg.qr without "
+           "Q diag(sign(diag R)), so the first entry of every block is always negative "
+           "(LAPACK's Householder sign)",
            ("performer.orthogonal_features",),
-           lambda ref: ref.replace(orthogonal_gaussian=_orthogonal_without_sign_fix)),
+           replacing(orthogonal_gaussian=orthogonal_unsigned_qr),
+           "mutants.performer:orthogonal_unsigned_qr", "orthogonal_gaussian",
+           "performer.orthogonal_features"),
     Mutant("orthogonal_unit_norms", "orthogonal rows left at unit norm (chi_d norms never drawn)",
            ("performer.orthogonal_features", "performer.orthogonal_mse_exact",
             "performer.orthogonal_mse_bound"),
@@ -234,9 +246,11 @@ MUTANTS = [
            "ignored", ("performer.sequence_stabilizer_leaks",),
            lambda ref: ref.replace(random_features=_features_with(positive=_stabilizer_ignored))),
     Mutant("sequence_key_stabilizer",
-           "causal FAVOR+ dividing all keys by exp(max over the whole sequence), as the "
-           "google-research reference does", ("performer.causality",),
-           lambda ref: ref.replace(favor_attention=_favor_sequence_stabilizer)),
+           "a causal Performer with a sequence-wide key stabiliser: all keys divided by "
+           "exp(max over the whole sequence), as the google-research reference does",
+           ("performer.causality",), replacing(favor_attention=favor_sequence_stabilizer),
+           "mutants.performer:favor_sequence_stabilizer", "favor_attention",
+           "performer.causality"),
     Mutant("missing_normalizer", "FAVOR+ returns Q'((K')^T V) without D^-1",
            ("performer.favor_explicit", "performer.normalization"),
            lambda ref: ref.replace(favor_attention=_favor_from(_lower, normalise=False))),

@@ -1,11 +1,16 @@
 """Mutants of the positional encodings: bugs seen in real sinusoidal, one-hot,
-RoPE and ALiBi code."""
+RoPE and ALiBi code.
+
+``sinusoidal_sin_cos_swapped``, ``sinusoidal_exponent_without_two`` and
+``rope_ignores_positions`` are also loaded by target
+(``mutants.positional:rope_ignores_positions --as rope``) and run through ``check``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mutants import Mutant
+from mutants import Mutant, replacing
 
 
 def _angles(n_positions, d_model, exponent):
@@ -20,14 +25,14 @@ def _interleave(even, odd):
     return out
 
 
-def sinusoidal_swapped(n_positions, d_model, **kw):
+def sinusoidal_sin_cos_swapped(n_positions, d_model, **kw):
     """cos at even and sin at odd coordinates."""
     a = _angles(n_positions, d_model, lambda i, d: 2 * i / d)
     return _interleave(np.cos(a), np.sin(a))
 
 
-def sinusoidal_exponent_i_over_d(n_positions, d_model, **kw):
-    """Frequencies 10000^(-i/d): the pair index used where 2i belongs."""
+def sinusoidal_exponent_without_two(n_positions, d_model, **kw):
+    """10000^(i/d) instead of 10000^(2i/d): the frequencies only reach 10000^(-1/2)."""
     a = _angles(n_positions, d_model, lambda i, d: i / d)
     return _interleave(np.sin(a), np.cos(a))
 
@@ -76,6 +81,20 @@ def rope_split_halves(x, positions=None, *, base=10000.0):
     return rope(x[..., np.argsort(perm)], positions, base=base)[..., perm]
 
 
+def rope_ignores_positions(x, positions=None, *, base=10000.0):
+    """Rotates row l by angle l * theta whatever positions are passed (breaks with a KV cache)."""
+    x = np.asarray(x)
+    d = x.shape[-1]
+    pos = np.arange(x.shape[-2], dtype=np.float64)[:, None]        # positions argument ignored
+    theta = base ** (-2.0 * np.arange(d // 2) / d)
+    a = pos * theta                                                 # (L, d/2)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    out = np.empty_like(x)
+    out[..., 0::2] = even * np.cos(a) - odd * np.sin(a)
+    out[..., 1::2] = even * np.sin(a) + odd * np.cos(a)
+    return out
+
+
 def make_alibi_length_normalised(ref):
     def alibi_length_normalised(n_heads, lq, lk, **kw):
         """The distance penalty divided by the key length: depends on the window."""
@@ -84,12 +103,20 @@ def make_alibi_length_normalised(ref):
 
 
 MUTANTS = [
-    Mutant("sinusoidal_sin_cos_swapped", "cos at even, sin at odd coordinates",
+    Mutant("sinusoidal_sin_cos_swapped", "cos at even and sin at odd coordinates",
            claims=("positional.sinusoidal_definition",),
-           build=lambda ref: ref.replace(sinusoidal_encoding=sinusoidal_swapped)),
-    Mutant("sinusoidal_exponent_i_over_d", "frequencies 10000^(-i/d) instead of 10000^(-2i/d)",
+           build=replacing(sinusoidal_encoding=sinusoidal_sin_cos_swapped),
+           target="mutants.positional:sinusoidal_sin_cos_swapped",
+           as_kind="sinusoidal_encoding", check_claims="positional.*"),
+    Mutant("sinusoidal_exponent_without_two", "frequencies 10000^(-i/d) instead of 10000^(-2i/d)",
            claims=("positional.sinusoidal_definition",),
-           build=lambda ref: ref.replace(sinusoidal_encoding=sinusoidal_exponent_i_over_d)),
+           build=replacing(sinusoidal_encoding=sinusoidal_exponent_without_two),
+           target="mutants.positional:sinusoidal_exponent_without_two",
+           as_kind="sinusoidal_encoding", check_claims="positional.*"),
+    Mutant("rope_ignores_positions", "RoPE rotating by the row index, ignoring the positions",
+           claims=("positional.rope_relative",), build=replacing(rope=rope_ignores_positions),
+           target="mutants.positional:rope_ignores_positions", as_kind="rope",
+           check_claims="positional.*"),
     Mutant("sinusoidal_cos_off_by_one", "cos column of pair i uses frequency i + 1",
            claims=("positional.sinusoidal_definition", "positional.sinusoidal_shift_matrix",
                    "positional.sinusoidal_dot_product_relative"),
