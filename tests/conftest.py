@@ -37,6 +37,6 @@ def profile():
 
 @pytest.fixture(scope="session")
 def reference():
-    from transformer_theory.theory.subjects import reference_subject
+    from transformer_theory.theory.builtin_subjects import reference_subject
 
     return reference_subject()

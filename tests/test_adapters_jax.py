@@ -19,7 +19,7 @@ from transformer_theory.impl import gradients as D  # noqa: E402
 from transformer_theory.impl import layers as N  # noqa: E402
 from transformer_theory.impl.adapters import jax as JA  # noqa: E402
 from transformer_theory.theory.conformance import check, load_subject  # noqa: E402
-from transformer_theory.theory.subjects import SUBJECTS  # noqa: E402
+from transformer_theory.theory.builtin_subjects import SUBJECTS  # noqa: E402
 
 F32 = dict(rtol=2e-5, atol=2e-5)
 

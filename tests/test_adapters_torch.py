@@ -21,7 +21,7 @@ from transformer_theory.impl import layers as N  # noqa: E402
 from transformer_theory.impl import transformer as T  # noqa: E402
 from transformer_theory.impl.adapters import torch as TA  # noqa: E402
 from transformer_theory.theory.conformance import check, load_subject  # noqa: E402
-from transformer_theory.theory.subjects import SUBJECTS, get_subject  # noqa: E402
+from transformer_theory.theory.builtin_subjects import SUBJECTS, get_subject  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

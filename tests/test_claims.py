@@ -11,7 +11,7 @@ import pytest
 from transformer_theory.theory import registry
 from transformer_theory.theory.claim import Status
 from transformer_theory.theory.runner import run_claim
-from transformer_theory.theory.subjects import SUBJECTS, get_subject
+from transformer_theory.theory.builtin_subjects import SUBJECTS, get_subject
 
 CLAIMS = registry.all_claims()
 

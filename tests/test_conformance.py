@@ -24,7 +24,7 @@ from transformer_theory.theory.conformance import (KINDS, CheckReport, Subject, 
                                                    conformance_claims, load_subject,
                                                    parse_options)
 from transformer_theory.theory.subject import CALLABLES, OPTIONS, convention
-from transformer_theory.theory.subjects import reference_subject
+from transformer_theory.theory.builtin_subjects import reference_subject
 
 RNG = np.random.default_rng(20170612)
 THIS = __name__

@@ -30,7 +30,7 @@ import transformer_theory.impl.fast as F  # noqa: E402
 from transformer_theory.impl import attention as RA  # noqa: E402
 from transformer_theory.impl import layers as RL  # noqa: E402
 from transformer_theory.impl import performer as RP  # noqa: E402
-from transformer_theory.theory.subjects import SUBJECTS, get_subject  # noqa: E402
+from transformer_theory.theory.builtin_subjects import SUBJECTS, get_subject  # noqa: E402
 from transformer_theory.theory.tolerance import relative_error, tolerance  # noqa: E402
 
 FA = importlib.import_module("transformer_theory.impl.fast.attention")

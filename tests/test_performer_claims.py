@@ -23,7 +23,7 @@ from transformer_theory.theory.claim import Kind
 from transformer_theory.theory.claims import performer as C
 from transformer_theory.theory.statistics import MAX_FALSE_FAILURE, hoeffding_tail
 from transformer_theory.theory.subject import CALLABLES, Subject
-from transformer_theory.theory.subjects import reference_subject
+from transformer_theory.theory.builtin_subjects import reference_subject
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mutants.performer import MUTANTS  # noqa: E402

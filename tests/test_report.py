@@ -395,7 +395,7 @@ def test_speed_figure_from_benchmarks(tmp_path):
 
 def _evidence_figure(claim_id: str, seed: int = 3):
     from transformer_theory.theory.runner import run_claim
-    from transformer_theory.theory.subjects import get_subject
+    from transformer_theory.theory.builtin_subjects import get_subject
 
     result = run_claim(registry.find(claim_id)[0], get_subject("reference"), profile="ci",
                        seed=seed)
@@ -473,7 +473,7 @@ def test_render_html_without_figures_or_derivations():
 
 def test_resolve_subjects(monkeypatch):
     import transformer_theory.theory.report as R
-    from transformer_theory.theory.subjects import reference_subject
+    from transformer_theory.theory.builtin_subjects import reference_subject
 
     def not_installed():
         raise ImportError("No module named 'nothing'")

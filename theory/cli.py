@@ -27,7 +27,7 @@ from . import registry
 from .claim import Status
 from .profiles import PROFILES, get_profile
 from .runner import DEFAULT_SEED, Result, run_claims, select
-from .subjects import SUBJECTS, get_subject
+from .builtin_subjects import SUBJECTS, get_subject
 
 
 #: Extra sub-commands, one module each in ``theory/commands/`` exposing

@@ -207,7 +207,7 @@ def _first_output(fn: Callable) -> Callable:
 # ---------------------------------------------------------------------------
 
 def _builtin(name: str) -> Subject | None:
-    from .subjects import OPTIONAL_SUBJECTS, SUBJECTS, importable
+    from .builtin_subjects import OPTIONAL_SUBJECTS, SUBJECTS, importable
 
     if name in SUBJECTS:
         return SUBJECTS[name]()
@@ -371,7 +371,7 @@ def load_subject(target: str | Subject, *, as_kind: str | None = None,
             options["d_model"] = width
     callables = {}
     if complete:
-        from .subjects import reference_subject
+        from .builtin_subjects import reference_subject
 
         callables.update(reference_subject().callables)
     callables[kind] = fn

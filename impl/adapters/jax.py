@@ -466,7 +466,7 @@ def jax_target() -> dict:
 
     Sets ``jax_enable_x64`` (process-wide) so that float64 stays float64. The
     adapter does not build the Subject itself (``impl`` never imports
-    ``theory``): ``theory.subjects.jax_subject`` wraps what this returns.
+    ``theory``): ``theory.builtin_subjects.jax_subject`` wraps what this returns.
 
     Returns
     -------

@@ -145,7 +145,7 @@ def torch_target() -> dict:
     """PyTorch as a target of the suite (``transformer-theory check torch``).
 
     The adapter does not build the Subject itself (``impl`` never imports
-    ``theory``): ``theory.subjects.torch_subject`` wraps what this returns.
+    ``theory``): ``theory.builtin_subjects.torch_subject`` wraps what this returns.
 
     Returns
     -------

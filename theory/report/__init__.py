@@ -28,7 +28,7 @@ from ..claim import Claim
 from ..profiles import get_profile
 from ..runner import DEFAULT_SEED, Result, run_claim, select
 from ..subject import Subject
-from ..subjects import SUBJECTS, get_subject
+from ..builtin_subjects import SUBJECTS, get_subject
 from .progress import make_progress
 
 __all__ = ["ReportOutput", "build_report", "resolve_subjects", "run_report",

@@ -1,4 +1,4 @@
-"""The built-in subjects: ``reference`` (numpy) and, when numba is installed, ``fast``.
+"""The built-in subjects: ``reference`` (numpy), ``fast`` (numba) and the framework adapters.
 
 Each subject is built on demand from its modules, so importing the theory
 package does not import numba or torch. ``torch`` and ``jax`` (the adapters of
