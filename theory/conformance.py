@@ -260,7 +260,7 @@ class CheckReport:
         lines.append("")
         lines.append(f"{self.subject}: " + ", ".join(
             f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
-            + f" ({self.skipped} other claims need callables it lacks; profile "
+            + f" ({self.skipped} other claims do not involve its callables; profile "
               f"{self.profile}, seed {self.seed})")
         if self.conventions:
             lines.append("declared (honoured, not failures): " + "; ".join(
