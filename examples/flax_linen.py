@@ -2,9 +2,9 @@
 
 Recipes:
 
-  transformer-theory check flax.linen:dot_product_attention --as attention \
-      --option tensors=jax --option 'layout=(B, L, H, E)' --option scale=none \
-      --option fully_masked_row=uniform --option dtypes=float32 --option value_dim=equal
+  transformer-theory check flax_linen:attention --as attention --option tensors=jax \
+      --option 'layout=(B, L, H, E)' --option scale=none --option causal_flag=bool \
+      --option fully_masked_row=uniform --option dtypes=float32 --option masked_inputs=finite
   transformer-theory check flax_linen:layer_norm --as layer_norm --option tensors=jax \
       --option dtypes=float32
 
@@ -12,14 +12,24 @@ Conventions declared, from flax/linen/attention.py (``dot_product_attention`` do
 "query: queries for calculating attention with shape of ``[batch..., q_length, num_heads,
 qk_depth_per_head]``" (layout); the query is always divided by ``sqrt(depth)`` and there is no
 scale argument (scale=none); masked logits get ``jnp.finfo(dtype).min`` ("big_neg"), so a fully
-masked row averages every value (fully_masked_row=uniform); there is no causal argument (causal
-masks are built with ``flax.linen.make_causal_mask``). JAX runs in float32 unless jax_enable_x64
-is set, so float64 inputs are refused (dtypes=float32).
+masked row averages every value (fully_masked_row=uniform). There is no causal argument (causal
+masks are built with ``flax.linen.make_causal_mask``) and no option says so, hence ``attention``:
+it turns the contract's ``causal=True`` (a bool, top-left: causal_flag=bool) into that mask. JAX runs in float32 unless jax_enable_x64
+is set, so float64 inputs are refused (dtypes=float32). ``masked_inputs=finite``: the weights are multiplied by the values, so NaN or inf stored at a
+masked key or value reaches the output (0 * NaN = NaN); no documentation promises otherwise.
 LayerNorm is a module: ``layer_norm`` builds one per call with the contract's eps and applies it
 to the given gamma/beta ("scale"/"bias" parameters). Flax's default ``use_fast_variance=True``
 computes var = E[x^2] - E[x]^2 (``_compute_stats``), which is kept: it is what users get.
 """
 import flax.linen as nn
+import jax.numpy as jnp
+
+
+def attention(q, k, v, *, mask=None, causal=False):               # q (B, Lq, H, E)
+    if causal:
+        tril = jnp.tril(jnp.ones((q.shape[-3], k.shape[-3]), bool))   # make_causal_mask, Lq != Lk
+        mask = tril if mask is None else mask & tril
+    return nn.dot_product_attention(q, k, v, mask=mask)
 
 
 def layer_norm(x, gamma=None, beta=None, *, eps=1e-5):

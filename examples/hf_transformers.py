@@ -2,11 +2,13 @@
 
 Models are built from configs with random weights (no hub download). Recipes:
 
-  transformer-theory check hf_transformers:sdpa_attention --as attention --option tensors=torch
+  transformer-theory check hf_transformers:sdpa_attention --as attention --option tensors=torch \
+      --option causal_flag=bool --option masked_inputs=finite
   transformer-theory check hf_transformers:eager_attention --as attention --option tensors=torch \
-      --option fully_masked_row=uniform --option 'compute_dtype=float32 softmax'
+      --option causal_flag=bool --option fully_masked_row=uniform \
+      --option 'compute_dtype=float32 softmax' --option masked_inputs=finite
   transformer-theory check hf_transformers:rope --as rope --option tensors=torch \
-      --option compute_dtype=float32
+      --option rope_pairing=half --option compute_dtype=float32
   transformer-theory check hf_transformers:gpt2_block --as causal --option d_model=32
   transformer-theory check hf_transformers:bert_layer --as encoder --option d_model=32
 
@@ -15,13 +17,17 @@ scaling=..., is_causal=...)`` on (B, H, L, E) and returns ``(output, weights)`` 
 transposed to (B, L, H, E) (``attn_output.transpose(1, 2)`` in sdpa_attention.py and
 modeling_llama.eager_attention_forward), hence the small ``_interface`` adapter.
 Conventions declared, from the source:
+* ``masked_inputs=finite``: the weights are multiplied by the values, so NaN or inf stored at a
+  masked key or value reaches the output (0 * NaN = NaN); no documentation promises otherwise.
+* ``is_causal`` is a bool handed to torch SDPA (top-left; causal_flag=bool); eager has no causal
+  flag at all (the model passes a mask), so the adapter turns ``causal=True`` into the mask;
 * eager masks are additive: the model passes ``torch.finfo(dtype).min`` where a key is masked
   (masking_utils), so a fully masked row is the uniform average (fully_masked_row=uniform);
 * eager runs its softmax in float32 for every input dtype: ``softmax(attn_weights, dim=-1,
   dtype=torch.float32).to(query.dtype)`` (compute_dtype=float32 softmax);
 * LlamaRotaryEmbedding computes angles in float32 (``position_ids[..., None].float() *
-  self.inv_freq``) and rotates split halves (``rotate_half``), not interleaved pairs; the rope
-  claim compares rotated dot products, which do not depend on the pairing.
+  self.inv_freq``: compute_dtype=float32) and rotates split halves (``rotate_half``: coordinate
+  i with i + d/2), not RoFormer's interleaved pairs (rope_pairing=half).
 A lone GPT-2 block is causal only through ``is_causal`` of SDPA (no mask passed); the model
 builds the causal mask for the eager path, so the block is built with attn_implementation="sdpa".
 """

@@ -32,11 +32,13 @@ HERE = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def recipe(name, library, target, kind, *options, module=None):
-    """One check command: ``transformer-theory check TARGET --as KIND --option ...``."""
+def recipe(name, library, target, kind, *options, module=None, claims=None):
+    """One check command: ``transformer-theory check TARGET --as KIND --option ... [--claims]``."""
     args = [target, "--as", kind]
     for option in options:
         args += ["--option", option]
+    if claims:
+        args += ["--claims", claims]
     return {"name": name, "library": library, "target": target, "args": args,
             "module": module if module is not None else target.split(":")[0]}
 
@@ -44,7 +46,8 @@ def recipe(name, library, target, kind, *options, module=None):
 RECIPES = [
     recipe("torch F.scaled_dot_product_attention", "torch",
            "torch.nn.functional:scaled_dot_product_attention", "attention", "tensors=torch",
-           "rename=mask:attn_mask,causal:is_causal", "causal_flag=bool", module=""),
+           "rename=mask:attn_mask,causal:is_causal", "causal_flag=bool", "accepts=scale",
+           "masked_inputs=finite", module=""),
     recipe("torch F.layer_norm (nn.LayerNorm)", "torch", "torch_nn:layer_norm", "layer_norm",
            "tensors=torch"),
     recipe("torch nn.TransformerEncoderLayer", "torch", "torch_nn:encoder_layer", "encoder",
@@ -52,12 +55,12 @@ RECIPES = [
     recipe("torch nn.MultiheadAttention (self)", "torch", "torch_nn:self_attention", "encoder",
            "tensors=torch", "d_model=16", "dtypes=float32"),
     recipe("HF sdpa_attention_forward", "transformers", "hf_transformers:sdpa_attention",
-           "attention", "tensors=torch"),
+           "attention", "tensors=torch", "causal_flag=bool", "masked_inputs=finite"),
     recipe("HF llama eager_attention_forward", "transformers", "hf_transformers:eager_attention",
-           "attention", "tensors=torch", "fully_masked_row=uniform",
-           "compute_dtype=float32 softmax"),
+           "attention", "tensors=torch", "causal_flag=bool", "fully_masked_row=uniform",
+           "compute_dtype=float32 softmax", "masked_inputs=finite"),
     recipe("HF Llama RoPE", "transformers", "hf_transformers:rope", "rope", "tensors=torch",
-           "compute_dtype=float32"),
+           "rope_pairing=half", "compute_dtype=float32"),
     recipe("HF GPT2Block", "transformers", "hf_transformers:gpt2_block", "causal", "d_model=32"),
     recipe("HF BertLayer", "transformers", "hf_transformers:bert_layer", "encoder", "d_model=32"),
     recipe("x-transformers Encoder", "x-transformers", "x_transformers_models:encoder", "encoder",
@@ -68,9 +71,9 @@ RECIPES = [
            "rope", "tensors=torch", "rope_positions=offset", "compute_dtype=float32"),
     recipe("timm ViT Attention", "timm", "timm_vit:attention", "encoder", "d_model=32"),
     recipe("timm ViT Block", "timm", "timm_vit:block", "encoder", "d_model=32", "d_ff=128"),
-    recipe("flax linen.dot_product_attention", "flax", "flax.linen:dot_product_attention",
-           "attention", "tensors=jax", "layout=(B, L, H, E)", "scale=none",
-           "fully_masked_row=uniform", "dtypes=float32", "value_dim=equal", module=""),
+    recipe("flax linen.dot_product_attention", "flax", "flax_linen:attention", "attention",
+           "tensors=jax", "layout=(B, L, H, E)", "scale=none", "causal_flag=bool",
+           "fully_masked_row=uniform", "dtypes=float32", "masked_inputs=finite"),
     recipe("flax linen.LayerNorm", "flax", "flax_linen:layer_norm", "layer_norm", "tensors=jax",
            "dtypes=float32"),
     recipe("keras MultiHeadAttention", "keras", "keras_layers:multi_head_attention", "mha",
@@ -79,7 +82,8 @@ RECIPES = [
            "dtypes=float32"),
     recipe("tinygrad scaled_dot_product_attention", "tinygrad", "tinygrad_sdpa:attention",
            "attention", "rename=mask:attn_mask,causal:is_causal", "causal_flag=bool",
-           "scale=none"),
+           "scale=none", "fully_masked_row=nan", "masked_inputs=finite",
+           claims="attention.*,masking.*,heads.*,permutation.*,online_softmax.*,contract.*"),
     recipe("performer-pytorch softmax_kernel", "performer-pytorch", "performer:softmax_kernel",
            "random_features", "tensors=torch", "feature_kinds=positive", "feature_stabilizer=row",
            "feature_eps=1e-4"),

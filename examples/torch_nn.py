@@ -7,13 +7,17 @@ Recipes (run from examples/, see RESULTS.md and recipes.py):
   # upper left", torch.nn.functional.scaled_dot_product_attention docstring).
   transformer-theory check torch.nn.functional:scaled_dot_product_attention --as attention \
       --option tensors=torch --option rename=mask:attn_mask,causal:is_causal \
-      --option causal_flag=bool
+      --option causal_flag=bool --option accepts=scale --option masked_inputs=finite
 
   transformer-theory check torch_nn:layer_norm --as layer_norm --option tensors=torch
   transformer-theory check torch_nn:encoder_layer --as encoder --option d_ff=32
   transformer-theory check torch_nn:self_attention --as encoder --option tensors=torch \
       --option d_model=16 --option dtypes=float32
 
+``accepts=scale``: F.scaled_dot_product_attention is a builtin without an inspectable signature,
+so the suite cannot probe that it takes no ``bias=``; it takes ``scale`` (and attn_mask, is_causal).
+``masked_inputs=finite``: the weights are multiplied by the values, so NaN or inf stored at a
+masked key or value reaches the output (0 * NaN = NaN); no documentation promises otherwise.
 Conventions declared: nn.MultiheadAttention's parameters are float32 ("dtype ... default:
 torch.get_default_dtype()"), so the self-attention map accepts float32 only (dtypes=float32).
 The encoder layer is an nn.Module: the loader converts inputs to its parameter dtype, runs it
