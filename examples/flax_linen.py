@@ -13,8 +13,8 @@ Conventions declared, from flax/linen/attention.py (``dot_product_attention`` do
 qk_depth_per_head]``" (layout); the query is always divided by ``sqrt(depth)`` and there is no
 scale argument (scale=none); masked logits get ``jnp.finfo(dtype).min`` ("big_neg"), so a fully
 masked row averages every value (fully_masked_row=uniform). There is no causal argument (causal
-masks are built with ``flax.linen.make_causal_mask``) and no option says so, hence ``attention``:
-it turns the contract's ``causal=True`` (a bool, top-left: causal_flag=bool) into that mask. JAX runs in float32 unless jax_enable_x64
+masks are built with ``flax.linen.make_causal_mask``): causal_flag=none, so causal reaches it
+as a mask. JAX runs in float32 unless jax_enable_x64
 is set, so float64 inputs are refused (dtypes=float32). ``masked_inputs=finite``: the weights are multiplied by the values, so NaN or inf stored at a
 masked key or value reaches the output (0 * NaN = NaN); no documentation promises otherwise.
 LayerNorm is a module: ``layer_norm`` builds one per call with the contract's eps and applies it
@@ -25,10 +25,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
-def attention(q, k, v, *, mask=None, causal=False):               # q (B, Lq, H, E)
-    if causal:
-        tril = jnp.tril(jnp.ones((q.shape[-3], k.shape[-3]), bool))   # make_causal_mask, Lq != Lk
-        mask = tril if mask is None else mask & tril
+def attention(q, k, v, *, mask=None):                              # q (B, Lq, H, E)
+    """flax's function without its optional bias/dropout arguments (the suite probes them)."""
     return nn.dot_product_attention(q, k, v, mask=mask)
 
 

@@ -377,3 +377,50 @@ def test_rope_pairing_twin_is_diagnosed():
 def test_gqa_self_is_not_applicable_to_cross_attention_cases():
     report = check(f"{THIS}:gqa_self", "heads.*", as_kind="gqa_self", profile="ci")
     assert all(r.status in ("passed", "not_applicable") for r in report)
+
+
+# ---------------------------------------------------------------------------
+# Found by the recipes (examples/RESULTS.md): real APIs the wrappers must respect
+# ---------------------------------------------------------------------------
+
+def sdpa_refusing_mask_with_flag(q, k, v, *, mask=None, causal=False, scale=None):
+    """PyTorch and tinygrad refuse an explicit mask together with is_causal=True."""
+    if mask is not None and causal:
+        raise RuntimeError("Explicit attn_mask should not be set when is_causal=True")
+    return A.attention(q, k, v, mask=mask, causal=bool(causal), scale=scale)
+
+
+def attention_blhe_bool(q, k, v, *, mask=None, causal=False, scale=None):
+    """(B, L, H, E) layout with a boolean top-left flag (as JAX's is_causal)."""
+    out = A.attention(np.swapaxes(q, 1, 2), np.swapaxes(k, 1, 2), np.swapaxes(v, 1, 2),
+                      mask=mask, causal=bool(causal), scale=scale)
+    return np.swapaxes(out, 1, 2)
+
+
+def attention_without_causal(q, k, v, *, mask=None, scale=None):
+    """flax / HF eager: no causal argument at all."""
+    return A.attention(q, k, v, mask=mask, scale=scale)
+
+
+def attention_square_flag(q, k, v, *, mask=None, causal=False, scale=None):
+    """Hugging Face SDPA: is_causal ignored for a single query, top-left otherwise."""
+    return A.attention(q, k, v, mask=mask, causal=bool(causal) and np.shape(q)[-2] > 1,
+                       scale=scale)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("sdpa_refusing_mask_with_flag", {"causal_flag": "bool"}),
+    ("attention_blhe_bool", {"layout": "(B, L, H, E)", "causal_flag": "bool"}),
+    ("attention_without_causal", {"causal_flag": "none"}),
+    ("attention_square_flag", {"causal_flag": "bool", "causal_alignment": "square"}),
+])
+def test_causal_interfaces_of_real_kernels(name, options):
+    report = check(f"{THIS}:{name}", "attention.*,masking.*,online_softmax.*", as_kind="attention",
+                   options=options, profile="ci")
+    assert report.passed, [(r.id, r.detail[:300]) for r in report.failures]
+
+
+def test_square_flag_twin_fails_under_top_left():
+    report = check(f"{THIS}:attention_square_flag", "masking.causal_alignment", as_kind="attention",
+                   options={"causal_flag": "bool"}, profile="ci")
+    assert not report.passed

@@ -61,15 +61,22 @@ def takes_keyword(fn: Callable, keyword: str, name: str, called: Callable | None
         What to call for the probe (the numpy-facing wrapper of ``fn``).
     """
     try:
-        params = inspect.signature(_unwrap(fn)).parameters.values()
+        params = list(inspect.signature(_unwrap(fn)).parameters.values())
     except (TypeError, ValueError):
-        return True                            # no signature (a builtin): trust it
+        params = None                          # no signature (a builtin): probe it
+    if params is None:
+        return _probe(fn, keyword, name, called)
     if any(p.name == keyword and p.kind != p.POSITIONAL_ONLY for p in params):
         return True
     if not any(p.kind == p.VAR_KEYWORD for p in params):
         return False
+    return _probe(fn, keyword, name, called)
+
+
+def _probe(fn: Callable, keyword: str, name: str, called: Callable | None) -> bool:
+    """One tiny call with ``keyword``: a TypeError means the target does not take it."""
     if name not in _PROBE_ARGS or keyword not in _PROBE_KEYWORDS:
-        return True                            # **kwargs and no probe for it: trust it
+        return True                            # no probe for this callable: trust it
     try:
         (called or fn)(*_PROBE_ARGS[name](), **{keyword: _PROBE_KEYWORDS[keyword]()})
     except TypeError:

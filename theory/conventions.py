@@ -90,13 +90,15 @@ def _conform_callable(name: str, fn: Callable, options: Mapping[str, Any],
     if is_target and options.get("rename"):
         inner = _renamed(inner, options["rename"])
     if name in ATTENTION_KERNELS:
-        if opt("scale") == "none":
-            inner = _without_scale(inner, backward=(name == "attention_backward"))
-        native = opt("causal_alignment")
-        if opt("causal_flag") == "bool" or native != "top-left":
-            inner = _native_causal(inner, native)
+        # The layout is converted next to the target: the wrappers outside it (scale,
+        # causal) read the contract's shapes, (..., L, E).
         if opt("layout") == "(B, L, H, E)":
             inner = _blhe_layout(inner, weights=(name == "attention_weights"))
+        if opt("scale") == "none":
+            inner = _without_scale(inner, backward=(name == "attention_backward"))
+        native, flag = opt("causal_alignment"), opt("causal_flag")
+        if flag != "contract" or native != "top-left":
+            inner = _native_causal(inner, native, takes_flag=(flag != "none"))
     if name == "rope":
         if opt("rope_positions") == "offset":
             inner = _rope_from_offsets(inner)
@@ -319,24 +321,32 @@ def _settle_projected(out, dead_pair, params, rule: str, name: str):
 # 3. Conventions
 # ---------------------------------------------------------------------------
 
-def _native_causal(fn: Callable, native: str) -> Callable:
-    """The contract's ``causal`` (False, True = top-left, "bottom-right") as a boolean flag.
+def _native_causal(fn: Callable, native: str, takes_flag: bool = True) -> Callable:
+    """The contract's ``causal`` (False, True = top-left, "bottom-right") as the target's flag.
 
-    The target's ``causal=True`` means ``native`` alignment. The contract's
-    request reaches it as ``causal=True`` when the alignments agree (or
-    ``Lq == Lk``), otherwise as ``causal=False`` plus an explicit mask.
+    The target's ``causal=True`` means ``native`` alignment (``"square"``: it is
+    trusted only when ``Lq == Lk``). The contract's request reaches it as
+    ``causal=True`` when the alignments agree (or ``Lq == Lk``) and no mask is
+    given; otherwise the causal triangle is folded into an explicit mask and
+    the flag is False (PyTorch and tinygrad refuse a mask together with
+    ``is_causal=True``). A target without a causal argument (``takes_flag``
+    False) always gets the mask.
     """
+    def call(q, k, rest, mask, causal, kw):
+        if takes_flag:
+            return fn(q, k, *rest, mask=mask, causal=causal, **kw)
+        return fn(q, k, *rest, mask=mask, **kw)
+
     def wrapped(q, k, *rest, mask=None, causal=False, **kw):
         if not causal:
-            return fn(q, k, *rest, mask=mask, causal=False, **kw)
+            return call(q, k, rest, mask, False, kw)
         align = "bottom-right" if causal == "bottom-right" else "top-left"
         lq, lk = np.shape(q)[-2], np.shape(k)[-2]
-        if align == native or lq == lk:
-            return fn(q, k, *rest, mask=mask, causal=True, **kw)
+        if takes_flag and mask is None and (align == native or lq == lk):
+            return call(q, k, rest, None, True, kw)
         offset = 0 if align == "top-left" else lk - lq
         tri = np.tril(np.ones((lq, lk), dtype=bool), k=offset)                 # (Lq, Lk)
-        return fn(q, k, *rest, mask=tri if mask is None else (np.asarray(mask) & tri),
-                  causal=False, **kw)
+        return call(q, k, rest, tri if mask is None else (np.asarray(mask) & tri), False, kw)
     return wrapped
 
 
@@ -443,6 +453,8 @@ def _rope_from_offsets(fn: Callable) -> Callable:
         if positions is None:
             return fn(x, offset=0, **kw)
         pos = np.asarray(positions, dtype=np.float64)
+        if np.any(pos < 0):
+            raise DontCare("rope with rope_positions=offset takes offsets >= 0")
         if np.all(pos == np.round(pos)) and length and \
                 np.array_equal(pos, pos[0] + np.arange(length)):
             return fn(x, offset=int(pos[0]), **kw)

@@ -30,7 +30,9 @@ from .subject import Subject
 __all__ = ["alternatives", "diagnose"]
 
 #: Values tried for options whose other values say the same thing to the claims.
-_TRIED: dict[str, tuple[str, ...]] = {"compute_dtype": ("input", "float32")}
+_TRIED: dict[str, tuple[str, ...]] = {"compute_dtype": ("input", "float32"),
+                                      # 'square' passes wherever either alignment does
+                                      "causal_alignment": ("top-left", "bottom-right")}
 
 
 def alternatives(claim: Claim, subject: Subject) -> Iterator[tuple[str, Any, Subject]]:

@@ -77,7 +77,8 @@ def _check_fits(fn: Callable, kind: str, target: str,
                 options: Mapping[str, Any] | None = None, self_attention: bool = False) -> None:
     """Raise TargetError unless ``fn`` can be called the way the claims call ``kind``.
 
-    Keyword names follow the declared ``rename``; ``scale=none`` drops ``scale``;
+    Keyword names follow the declared ``rename``; ``scale=none`` drops ``scale`` and
+    ``causal_flag=none`` drops ``causal``;
     a self-attention GQA callable (``--as gqa_self``) takes ``(x, params)``.
     """
     options = options or {}
@@ -90,7 +91,8 @@ def _check_fits(fn: Callable, kind: str, target: str,
         return                                  # builtins without a signature: trust them
     args = [object()] * (_contract_positionals(kind) - (1 if self_attention else 0))
     essential = [k for k in _ESSENTIAL_KEYWORDS.get(kind, ())
-                 if not (k == "scale" and options.get("scale") == "none")]
+                 if not (k == "scale" and options.get("scale") == "none")
+                 and not (k == "causal" and options.get("causal_flag") == "none")]
     rename = options.get("rename") or {}
     kwargs = {rename.get(k, k): None for k in essential}
     try:

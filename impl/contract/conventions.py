@@ -201,9 +201,12 @@ _OPTION_LIST: tuple[Option, ...] = (
            per_callable=True, diagnose=True),
     Option("causal_alignment", "convention",
            "what the target's causal=True means when Lq != Lk: 'top-left' (the contract; "
-           "PyTorch is_causal, JAX, keras) or 'bottom-right' (FlashAttention >= 2.1, KV-cache "
-           "decoding). The other alignment reaches the target as an explicit mask",
-           values=("top-left", "bottom-right"), concerns=ATTENTION_KERNELS, diagnose=True),
+           "PyTorch is_causal, JAX, keras), 'bottom-right' (FlashAttention >= 2.1, KV-cache "
+           "decoding) or 'square' (trusted only when Lq == Lk: Hugging Face "
+           "sdpa_attention_forward ignores is_causal for a single query). The other "
+           "alignment reaches the target as an explicit mask",
+           values=("top-left", "bottom-right", "square"), concerns=ATTENTION_KERNELS,
+           diagnose=True),
     Option("layout", "convention",
            "axis order of the attention inputs: '(B, H, L, E)' (the contract, PyTorch SDPA) or "
            "'(B, L, H, E)' (JAX, flax, FlashAttention); transposed at the boundary",
@@ -237,10 +240,12 @@ _OPTION_LIST: tuple[Option, ...] = (
            values=("input", "float32", "float32 softmax"), per_callable=True, diagnose=True),
     # --- interface -------------------------------------------------------------------------
     Option("causal_flag", "interface",
-           "'contract' (causal takes False, True or 'bottom-right') or 'bool' (the target's "
+           "'contract' (causal takes False, True or 'bottom-right'), 'bool' (the target's "
            "causal keyword is True/False in the alignment causal_alignment declares; the other "
-           "alignment reaches it as False plus an explicit mask)",
-           values=("contract", "bool"), concerns=ATTENTION_KERNELS),
+           "alignment, or causal with a mask, reaches it as False plus an explicit mask) or "
+           "'none' (the target has no causal argument: causal reaches it as a mask; flax "
+           "dot_product_attention, Hugging Face eager attention)",
+           values=("contract", "bool", "none"), concerns=ATTENTION_KERNELS),
     Option("rename", "interface",
            "contract keyword names the target spells differently, as contract:target pairs, "
            "e.g. 'mask:attn_mask,causal:is_causal' (applied before any other wrapping)",
