@@ -27,7 +27,6 @@ from transformer_theory.theory import cli
 from transformer_theory.theory.conformance import TargetError, check, load_subject
 from transformer_theory.theory.conventions import dead_query_rows
 from transformer_theory.theory.subject import Subject
-from transformer_theory.theory.builtin_subjects import reference_subject
 
 THIS = __name__
 

@@ -47,6 +47,7 @@ __all__ = [
     "declared_for",
     "current",
     "allowed_dtypes",
+    "choose_dtype",
     "value_dim_equal",
     "self_attention_only",
     "effective_dtype",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from transformer_theory.impl.contract.callables import CALLABLES  # noqa: E402  (re-exported)
 from transformer_theory.impl.contract.conventions import (  # noqa: E402  (re-exported)
-    CONTRACT_CONVENTIONS, INTERNAL_OPTIONS, OPTION_TABLE, OPTIONS, option_value, validate_options)
+    CONTRACT_CONVENTIONS, OPTION_TABLE, OPTIONS, option_value, validate_options)
 
 
 def convention(subject: "Subject", name: str, callable_name: str | None = None) -> Any:

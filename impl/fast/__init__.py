@@ -21,7 +21,6 @@ BLAS threading) in :mod:`._numeric`.
 from __future__ import annotations
 
 import os
-import sys
 import sysconfig
 
 

@@ -512,7 +512,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     lead, lq, lk = q_arr.shape[:-2], q_arr.shape[-2], k_arr.shape[-2]
     scale_value = resolve_scale(scale, q_arr.shape[-1])
     align = causal_alignment(causal)
-    mask_arr = None if mask is None else as_bool_mask(mask, "mask", lead + (lq, lk))
+    if mask is not None:
+        as_bool_mask(mask, "mask", lead + (lq, lk))      # validated; the slabs broadcast it
     bias_arr = check_bias(bias, lead + (lq, lk))
     k_arr, v_arr = check_finite_where_attended([("k", k_arr), ("v", v_arr)], mask, causal,
                                                lead, lq)

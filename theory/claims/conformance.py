@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from ._common import causal_allowed, coarser_dtype
 from ..checks import compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
@@ -55,11 +56,6 @@ def _map_case(subject, **kw) -> st.SearchStrategy:
     return st.tuples(sequence_case(_map_width(subject), **kw), st.data())
 
 
-def _out_dtype(*arrays):
-    dts = [np.asarray(a).dtype for a in arrays]
-    return np.dtype(np.float32) if any(d == np.float32 for d in dts) else np.dtype(np.float64)
-
-
 @claims.claim(
     "conformance.encoder_map_permutation_equivariance",
     title="A sequence map without positional encoding is permutation equivariant",
@@ -77,7 +73,7 @@ def encoder_map_permutation_equivariance(subject, ctx) -> Evidence:
         if out.shape[:2] != (c["B"], c["L"]):
             return holds(False, f"output shape {out.shape} for input {c['x'].shape}")
         permuted = np.asarray(subject.encoder_map(c["x"][:, c["perm"]]))
-        tol = _map_tolerance(subject, _out_dtype(out, c["x"]), c["L"])
+        tol = _map_tolerance(subject, coarser_dtype(out, c["x"]), c["L"])
         return compare(permuted, out[:, c["perm"]], tol, note="f(PX) != P f(X)")
     return for_all(ctx, sequence_case(width), measure,
                    detail="Permuting the positions of the input permutes the outputs the same way.")
@@ -106,7 +102,7 @@ def _batch_independence(subject, ctx, name: str) -> Evidence:
         other = (3.0 * rng.standard_normal(c["x"].shape) + 2.0).astype(c["dtype"])
         other[b] = c["x"][b]
         out = np.asarray(fn(c["x"]))
-        tol = _map_tolerance(subject, _out_dtype(out, c["x"]), c["L"])
+        tol = _map_tolerance(subject, coarser_dtype(out, c["x"]), c["L"])
         changed = compare(np.asarray(fn(other))[b], out[b], tol,
                           note=f"member {b} changed when the other members changed")
         if not changed.ok:
@@ -138,7 +134,7 @@ def causal_map_future_invariance(subject, ctx) -> Evidence:
         x2[:, t + 1:] = normal(rng, x2[:, t + 1:].shape, c["dtype"], 3.0)
         out = np.asarray(subject.causal_map(c["x"]))
         out2 = np.asarray(subject.causal_map(x2))
-        tol = _map_tolerance(subject, _out_dtype(out, c["x"]), c["L"])
+        tol = _map_tolerance(subject, coarser_dtype(out, c["x"]), c["L"])
         return compare(out2[:, :t + 1], out[:, :t + 1], tol,
                        note=f"an output up to position {t} changed when later inputs changed")
     return for_all(ctx, strategy, measure,
@@ -161,7 +157,7 @@ def causal_map_prefix_consistency(subject, ctx) -> Evidence:
         t = data.draw(st.integers(1, c["L"] - 1), label="prefix_length")
         full = np.asarray(subject.causal_map(c["x"]))
         prefix = np.asarray(subject.causal_map(c["x"][:, :t]))
-        tol = _map_tolerance(subject, _out_dtype(full, c["x"]), c["L"])
+        tol = _map_tolerance(subject, coarser_dtype(full, c["x"]), c["L"])
         return compare(prefix, full[:, :t], tol, note=f"f(x[:{t}]) != f(x)[:{t}]")
     return for_all(ctx, strategy, measure,
                    detail="The map on x[:t] equals the first t outputs of the map on x.")
@@ -209,7 +205,7 @@ def layer_norm_definition(subject, ctx) -> Evidence:
             expected = expected + c["beta"]
             size += float(np.max(np.abs(c["beta"])))
         kappa = np.max(np.abs(x), axis=-1) / np.sqrt(var[..., 0] + c["eps"])     # (R,)
-        tol = tolerance("ill_conditioned", _out_dtype(y, c["x"]), n=c["E"])
+        tol = tolerance("ill_conditioned", coarser_dtype(y, c["x"]), n=c["E"])
         return conditioned_error(y, expected, size * np.maximum(kappa, 1.0), tol,
                                  "LN(x) differs from (x - mean)/sqrt(var + eps) * gamma + beta")
     return for_all(ctx, _layer_norm_rows(), measure,
@@ -228,7 +224,7 @@ def _padded_case(draw):
     pad_q = draw(st.integers(0, 3))
     causal = draw(st.sampled_from([False, True, "bottom-right"]))
     rng = np.random.default_rng(c["seed"] + 11)
-    lead, lq, lk = c["lead"], c["Lq"], c["Lk"]
+    lead, lk = c["lead"], c["Lk"]
     keep = rng.random((*lead, 1, lk)) < 0.8                                   # (..., 1, Lk)
     keep[..., 0] = True
     c.update(pad_k=pad_k, pad_q=pad_q, causal=causal, keep=keep,
@@ -238,12 +234,11 @@ def _padded_case(draw):
     return c
 
 
-def _causal_keys(lq: int, lk: int, causal) -> np.ndarray:
-    """Boolean (Lq, Lk): the causal part of the mask, as the contract aligns it."""
+def _causal_mask(lq: int, lk: int, causal) -> np.ndarray:
+    """Boolean (Lq, Lk): the causal part of the mask (all True without causality)."""
     if not causal:
         return np.ones((lq, lk), dtype=bool)
-    offset = (lk - lq) if causal == "bottom-right" else 0
-    return np.tril(np.ones((lq, lk), dtype=bool), k=offset)
+    return causal_allowed(lq, lk, "bottom-right" if causal == "bottom-right" else "top-left")
 
 
 @claims.claim(
@@ -262,7 +257,7 @@ def _causal_keys(lq: int, lk: int, causal) -> np.ndarray:
 def padding_invariance(subject, ctx) -> Evidence:
     def measure(c):
         lq, lk, pk, pq = c["Lq"], c["Lk"], c["pad_k"], c["pad_q"]
-        causal_mask = _causal_keys(lq, lk, c["causal"])                        # (Lq, Lk)
+        causal_mask = _causal_mask(lq, lk, c["causal"])                        # (Lq, Lk)
         mask = c["keep"] & causal_mask                                         # (..., Lq, Lk)
         plain = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=mask))
         padded_mask = np.zeros((*c["lead"], lq + pq, lk + pk), dtype=bool)
@@ -304,7 +299,7 @@ def nan_poisoning(subject, ctx) -> Evidence:
         c, poison = args
         lq, lk, pk = c["Lq"], c["Lk"], c["pad_k"]
         mask = np.zeros((*c["lead"], lq, lk + pk), dtype=bool)
-        mask[..., :lk] = c["keep"] & _causal_keys(lq, lk, c["causal"])      # (..., Lq, Lk+pk)
+        mask[..., :lk] = c["keep"] & _causal_mask(lq, lk, c["causal"])      # (..., Lq, Lk+pk)
         k = np.concatenate([c["k"], c["k_pad"]], axis=-2)                      # (..., Lk+pk, E)
         v = np.concatenate([c["v"], c["v_pad"]], axis=-2)                      # (..., Lk+pk, Ev)
         clean = np.asarray(subject.attention(c["q"], k, v, mask=mask))
