@@ -30,6 +30,7 @@ from .performer_features import feature_max_stabilizer, random_features
 
 __all__ = [
     "KEY_STABILIZERS",
+    "check_favor_options",
     "favor_attention",
     "favor_attention_explicit",
     "favor_attention_recurrent",
@@ -37,6 +38,38 @@ __all__ = [
 
 #: Key stabilisers of ``favor_attention`` (see its docstring).
 KEY_STABILIZERS = ("per-key", "sequence")
+
+
+def check_favor_options(kind, stabilize, key_stabilizer="per-key", chunk_size=1) -> int:
+    """The option checks of FAVOR+ attention, in the order every form reports them.
+
+    Parameters
+    ----------
+    kind : {"positive", "hyperbolic", "trig"}
+        Feature map.
+    stabilize : bool
+        Whether the max exponents are subtracted.
+    key_stabilizer : {"per-key", "sequence"}
+        The key stabiliser (forms without the option pass the default).
+    chunk_size : int
+        Positions per block of the causal scan (forms without it pass the default).
+
+    Returns
+    -------
+    int
+        ``chunk_size``, checked.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`check_feature_kind`, :func:`check_choice` and
+        :func:`check_positive_int`; ``TypeError`` for a non-bool ``stabilize``.
+    """
+    check_feature_kind(kind)
+    check_choice(key_stabilizer, "key_stabilizer", KEY_STABILIZERS)
+    if not isinstance(stabilize, (bool, np.bool_)):
+        raise TypeError(f"stabilize: expected a bool, got {type(stabilize).__name__}")
+    return check_positive_int(chunk_size, "chunk_size")
 
 
 def _query_features(qs, w, kind, stabilize):
@@ -220,11 +253,7 @@ def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
     form; Katharopoulos et al. 2020, Transformers are RNNs, §3.2-3.4 (causal
     linear attention as a prefix sum).
     """
-    check_feature_kind(kind)
-    check_choice(key_stabilizer, "key_stabilizer", KEY_STABILIZERS)
-    if not isinstance(stabilize, (bool, np.bool_)):
-        raise TypeError(f"stabilize: expected a bool, got {type(stabilize).__name__}")
-    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_favor_options(kind, stabilize, key_stabilizer, chunk_size)
     q, k, v, w, mask, dtype = check_favor_args(q, k, v, w, causal, mask)
     scale = dtype.type(q.shape[-1] ** -0.25)
     qf = _query_features(q * scale, w, kind, stabilize)                     # (..., L, F)
@@ -258,9 +287,7 @@ def favor_attention_explicit(q, k, v, w, *, causal: bool = False,
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.2,
     Eq. (4)-(5) (``A_hat``, ``D``) and Algorithm 1.
     """
-    check_feature_kind(kind)
-    if not isinstance(stabilize, (bool, np.bool_)):
-        raise TypeError(f"stabilize: expected a bool, got {type(stabilize).__name__}")
+    check_favor_options(kind, stabilize)
     q, k, v, w, mask, dtype = check_favor_args(q, k, v, w, causal, mask)
     scale = dtype.type(q.shape[-1] ** -0.25)
     qf = _query_features(q * scale, w, kind, stabilize)                     # (..., L, F)

@@ -38,11 +38,9 @@ from numba import njit
 
 from .. import performer as reference
 from ..contract.validate import (
-    check_choice,
     check_favor_args,
     check_feature_args,
     check_feature_kind,
-    check_positive_int,
 )
 from ..performer import (  # noqa: F401  (re-exported: random matrices are not kernels)
     FEATURE_KINDS,
@@ -51,6 +49,7 @@ from ..performer import (  # noqa: F401  (re-exported: random matrices are not k
     gaussian_matrix,
     orthogonal_gaussian,
 )
+from ..performer_favor import check_favor_options
 from ._numeric import (
     JIT,
     JIT_INLINE,
@@ -453,11 +452,7 @@ def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
     and §2.2 Eq. (5); Katharopoulos et al. 2020, Transformers are RNNs,
     §3.2-3.4.
     """
-    check_feature_kind(kind)
-    check_choice(key_stabilizer, "key_stabilizer", KEY_STABILIZERS)
-    if not isinstance(stabilize, (bool, np.bool_)):
-        raise TypeError(f"stabilize: expected a bool, got {type(stabilize).__name__}")
-    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_favor_options(kind, stabilize, key_stabilizer, chunk_size)
     q, k, v, w, mask, dtype = check_favor_args(q, k, v, w, causal, mask)
     lead, length, lk, d, dv = q.shape[:-2], q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
     if q.size == 0 or v.size == 0:
