@@ -45,8 +45,10 @@ import math
 
 import numpy as np
 
-from .._validate import (as_bool_mask, as_float_array, check_batch_dims, check_same_dim,
+from .._validate import (as_bool_mask, as_float_array, check_batch_dims,
                          common_float_dtype)
+from ..contract.validate import causal_alignment, resolve_scale
+from ._torch_common import check_qkv_arrays
 
 __all__ = [
     "available",
@@ -113,26 +115,6 @@ def _np(x, dtype) -> np.ndarray:
 # attention through jax.nn.dot_product_attention
 # ---------------------------------------------------------------------------
 
-def _alignment(causal):
-    if isinstance(causal, (bool, np.bool_)):
-        return "top-left" if causal else None
-    if causal in ("top-left", "bottom-right"):
-        return causal
-    raise ValueError(
-        f"causal: expected one of (False, True, 'top-left', 'bottom-right'), got {causal!r}")
-
-
-def _scale(scale, e):
-    if scale is None:
-        return 1.0 / math.sqrt(e)
-    if isinstance(scale, (bool, np.bool_)) or not isinstance(
-            scale, (int, float, np.integer, np.floating)):
-        raise TypeError(f"scale: expected a real number or None, got {type(scale).__name__}")
-    if not math.isfinite(float(scale)) or float(scale) <= 0:
-        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
-    return float(scale)
-
-
 def _bthd(a: np.ndarray) -> np.ndarray:
     """Contract (..., N, T, H) -> JAX (B, T, N, H): missing dims of size 1, extra ones in B."""
     full = a.reshape((1,) * max(0, 4 - a.ndim) + a.shape)
@@ -149,20 +131,15 @@ def _mask4(allowed, lead, lq, lk):
 
 def _dpa_args(q, k, v, mask, causal, scale):
     """Validated, padded JAX arguments for one dot_product_attention call."""
-    q = as_float_array(q, "q", ndim_min=2)
-    k = as_float_array(k, "k", ndim_min=2)
-    v = as_float_array(v, "v", ndim_min=2)
-    check_batch_dims([("q", q), ("k", k), ("v", v)], n_trailing=2)
-    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
-    check_same_dim(k, "k", v, "v", -2, "key length Lk")
+    q, k, v = check_qkv_arrays(q, k, v)
     lead, lq, lk, e, ev = q.shape[:-2], q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
     dtype = common_float_dtype(q, k, v)
-    s = _scale(scale, e)
+    s = resolve_scale(scale, e)
     width = max(e, ev)                                       # JAX: value width = key width
     pad = (lambda a, w: np.concatenate([a, np.zeros(a.shape[:-1] + (w,), a.dtype)], -1)
            if w else a)
     q, k, v = pad(q, width - e), pad(k, width - e), pad(v, width - ev)
-    align = _alignment(causal)
+    align = causal_alignment(causal)
     is_causal = align == "top-left" and mask is None
     allowed = None
     if mask is not None:
@@ -267,7 +244,7 @@ def grouped_query_attention(x_q, x_kv, params, *, mask=None, causal=False,
     padw = (lambda a, w: jnp.concatenate([a, jnp.zeros(a.shape[:-1] + (w,), a.dtype)], -1)
             if w else a)
     q, k, v = padw(q, width - dh), padw(k, width - dh), padw(v, width - dv)
-    align = _alignment(causal)
+    align = causal_alignment(causal)
     allowed = None if mask is None else as_bool_mask(mask, "mask", tuple(lead) + (lq, lk))
     is_causal = align == "top-left" and allowed is None
     if align is not None and not is_causal:
