@@ -614,9 +614,27 @@ def _check_numeric_args(seed, n_points, dps) -> None:
             raise ValueError(f"{name}: expected an integer >= {lo}, got {v}")
 
 
-def _numeric_equal(lhs, rhs, symbols_domain, seed, n_points, dps):
-    """(passed, largest relative difference, why it failed)."""
-    symbols = _free(lhs, rhs)
+def _numeric_sweep(exprs, symbols, symbols_domain, seed, n_points, dps, measure):
+    """Evaluate ``exprs`` at seeded points until enough evaluate; judge each point.
+
+    Parameters
+    ----------
+    exprs : sequence of sympy expressions
+        Evaluated together at each point; a point where one fails is skipped.
+    symbols : list of sympy.Symbol
+        The free symbols the points assign.
+    symbols_domain, seed, n_points, dps
+        As in :func:`prove_equal`.
+    measure : callable
+        ``measure(pt, values, tol) -> (err, why)``: ``err`` (an mpmath number,
+        or None) is the point's violation, kept as the worst; ``why`` (a
+        message, or None) ends the sweep as failed.
+
+    Returns
+    -------
+    tuple
+        ``(passed, largest violation or None, why it failed)``.
+    """
     tol = mpmath.mpf(10) ** (-mpmath.mpf(dps) / 2)
     points, wanted, fewest = _numeric_points(symbols, symbols_domain, seed, n_points)
     worst = mpmath.mpf(0)
@@ -625,24 +643,36 @@ def _numeric_equal(lhs, rhs, symbols_domain, seed, n_points, dps):
         while good < wanted and attempts < 5 * wanted:
             attempts += 1
             pt = next(points)
-            lv, rv = _evaluate(lhs, pt, dps), _evaluate(rhs, pt, dps)
-            if lv is None or rv is None:
+            values = [_evaluate(e, pt, dps) for e in exprs]
+            if any(v is None for v in values):
                 continue
+            err, why = measure(pt, values, tol)
+            if err is not None:
+                worst = max(worst, err)
+            if why is not None:
+                return False, (None if err is None else float(worst)), why
             good += 1
-            scale = max(max(abs(a), abs(b)) for a, b in zip(lv, rv))
-            if scale == 0:
-                continue
-            if any(abs(a) == 0 or abs(b) == 0 for a, b in zip(lv, rv)):
-                scale = max(scale, max(_term_scale(lhs, pt, dps) + _term_scale(rhs, pt, dps)))
-            err = max(abs(a - b) for a, b in zip(lv, rv)) / scale
-            worst = max(worst, err)
-            if err >= tol:
-                where = {k.name: str(v) for k, v in pt.items()}
-                return False, float(worst), (f"lhs != rhs at {where}: relative difference "
-                                             f"{_fmt(err)} >= {_fmt(tol)}")
     if good < fewest:
         return False, None, f"could evaluate at only {good} of {attempts} points"
     return True, float(worst), ""
+
+
+def _numeric_equal(lhs, rhs, symbols_domain, seed, n_points, dps):
+    """(passed, largest relative difference, why it failed)."""
+    def measure(pt, values, tol):
+        lv, rv = values
+        scale = max(max(abs(a), abs(b)) for a, b in zip(lv, rv))
+        if scale == 0:
+            return None, None
+        if any(abs(a) == 0 or abs(b) == 0 for a, b in zip(lv, rv)):
+            scale = max(scale, max(_term_scale(lhs, pt, dps) + _term_scale(rhs, pt, dps)))
+        err = max(abs(a - b) for a, b in zip(lv, rv)) / scale
+        if err >= tol:
+            return err, (f"lhs != rhs at {_pt(pt)}: relative difference "
+                         f"{_fmt(err)} >= {_fmt(tol)}")
+        return err, None
+    return _numeric_sweep((lhs, rhs), _free(lhs, rhs), symbols_domain, seed, n_points, dps,
+                          measure)
 
 
 _FLIP = {"<=": ">=", "<": ">", ">=": "<=", ">": "<"}
@@ -827,32 +857,17 @@ def _symbolic_sign(gap, strict, routes, time_limit):
 
 
 def _numeric_sign(lhs, rhs, gap, strict, symbols_domain, seed, n_points, dps):
-    symbols = _free(lhs, rhs)
-    tol = mpmath.mpf(10) ** (-mpmath.mpf(dps) / 2)
-    points, wanted, fewest = _numeric_points(symbols, symbols_domain, seed, n_points)
-    worst = mpmath.mpf(0)
-    good, attempts = 0, 0
-    with mpmath.workdps(dps):
-        while good < wanted and attempts < 5 * wanted:
-            attempts += 1
-            pt = next(points)
-            lv, rv, gv = (_evaluate(lhs, pt, dps), _evaluate(rhs, pt, dps),
-                          _evaluate(gap, pt, dps))
-            if lv is None or rv is None or gv is None:
-                continue
-            if any(abs(mpmath.im(v)) > tol * max(1, abs(v)) for v in (lv[0], rv[0], gv[0])):
-                return False, None, f"a side is not real at {_pt(pt)}"
-            g = mpmath.re(gv[0])
-            good += 1
-            scale = max(abs(lv[0]), abs(rv[0]))
-            viol = (-g / scale) if (g < 0 and scale > 0) else (mpmath.mpf(0) if g >= 0 else mpmath.inf)
-            worst = max(worst, viol)
-            bad = (g <= 0) if strict else (viol >= tol)
-            if bad:
-                return False, float(worst), (f"violated at {_pt(pt)}: gap {mpmath.nstr(g, 8)}")
-    if good < fewest:
-        return False, None, f"could evaluate at only {good} of {attempts} points"
-    return True, float(worst), ""
+    def measure(pt, values, tol):
+        lv, rv, gv = values
+        if any(abs(mpmath.im(v)) > tol * max(1, abs(v)) for v in (lv[0], rv[0], gv[0])):
+            return None, f"a side is not real at {_pt(pt)}"
+        g = mpmath.re(gv[0])
+        scale = max(abs(lv[0]), abs(rv[0]))
+        viol = (-g / scale) if (g < 0 and scale > 0) else (mpmath.mpf(0) if g >= 0 else mpmath.inf)
+        bad = (g <= 0) if strict else (viol >= tol)
+        return viol, (f"violated at {_pt(pt)}: gap {mpmath.nstr(g, 8)}" if bad else None)
+    return _numeric_sweep((lhs, rhs, gap), _free(lhs, rhs), symbols_domain, seed, n_points,
+                          dps, measure)
 
 
 def _pt(pt: dict) -> dict:
