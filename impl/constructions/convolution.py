@@ -175,6 +175,41 @@ def _check_kernel(kernel, ndim: int, name: str = "kernel") -> np.ndarray:
     return w
 
 
+def _conv_inputs(x, kernel, kernel_ndim, padding, attention):
+    """The checks shared by the 1-D and 2-D layers: ``x``, kernel, padding, attention.
+
+    Parameters
+    ----------
+    x : array_like, (..., *spatial, C_in)
+        ``kernel_ndim - 2`` spatial dims.
+    kernel : array_like, (C_out, C_in, *K)
+    kernel_ndim : int
+        3 for 1-D, 4 for 2-D.
+    padding, attention
+        As in :func:`conv1d_as_attention`.
+
+    Returns
+    -------
+    x : np.ndarray
+        Cast to the common dtype of ``x`` and the kernel.
+    w : np.ndarray
+        The checked kernel.
+    attend : callable
+    dtype : np.dtype
+    """
+    x = as_float_array(x, "x", ndim_min=kernel_ndim - 1)
+    w = _check_kernel(kernel, kernel_ndim)
+    c_in = w.shape[1]
+    if x.shape[-1] != c_in:
+        raise ValueError(f"kernel: expected C_in = {x.shape[-1]} (last dim of x) in axis 1, "
+                         f"got shape {w.shape}")
+    check_choice(padding, "padding", ("none", "zeros"))
+    attend = _check_attention(attention)
+    dtype = np.result_type(x.dtype, w.dtype)
+    x = x.astype(dtype, copy=False)
+    return x, w, attend, dtype
+
+
 def conv1d_as_attention(x, kernel, *, alpha: float | None = None, padding: str = "none",
                         attention: Callable | None = None,
                         anchor: int | None = None) -> np.ndarray:
@@ -206,16 +241,8 @@ def conv1d_as_attention(x, kernel, *, alpha: float | None = None, padding: str =
     ----------
     Cordonnier, Loukas & Jaggi 2020, ICLR, §3 (Theorem 1, the 1-D case).
     """
-    x = as_float_array(x, "x", ndim_min=2)
-    w = _check_kernel(kernel, 3)
+    x, w, attend, dtype = _conv_inputs(x, kernel, 3, padding, attention)
     c_out, c_in, width = w.shape
-    if x.shape[-1] != c_in:
-        raise ValueError(f"kernel: expected C_in = {x.shape[-1]} (last dim of x) in axis 1, "
-                         f"got shape {w.shape}")
-    check_choice(padding, "padding", ("none", "zeros"))
-    attend = _check_attention(attention)
-    dtype = np.result_type(x.dtype, w.dtype)
-    x = x.astype(dtype, copy=False)
     a = _check_anchor(anchor, width)
     shifts = kernel_shifts(width, anchor=a)                              # (K,)
     before, after = max(a, 0), max(width - 1 - a, 0)
@@ -257,16 +284,8 @@ def conv2d_as_attention(x, kernel, *, alpha: float | None = None, padding: str =
     Cordonnier, Loukas & Jaggi 2020, ICLR, §3 (Theorem 1: K^2 heads express a
     K x K convolution).
     """
-    x = as_float_array(x, "x", ndim_min=3)
-    w = _check_kernel(kernel, 4)
+    x, w, attend, dtype = _conv_inputs(x, kernel, 4, padding, attention)
     c_out, c_in, k1, k2 = w.shape
-    if x.shape[-1] != c_in:
-        raise ValueError(f"kernel: expected C_in = {x.shape[-1]} (last dim of x) in axis 1, "
-                         f"got shape {w.shape}")
-    check_choice(padding, "padding", ("none", "zeros"))
-    attend = _check_attention(attention)
-    dtype = np.result_type(x.dtype, w.dtype)
-    x = x.astype(dtype, copy=False)
     if anchor is None:
         anchor = (None, None)
     elif not isinstance(anchor, (tuple, list)) or len(anchor) != 2:
