@@ -14,21 +14,17 @@ from transformer_theory.impl.attention import softmax
 from transformer_theory.impl.layers import FFNParams
 
 from . import Mutant, replacing
+from ._build import allowed as _allowed
+from ._build import softmax_rows as _softmax_rows
 
 
 def _forward(q, k, mask, causal, scale, causal_offset=0):
     """Masked attention weights in float64 (the same forward as the reference)."""
     q, k = np.asarray(q, dtype=np.float64), np.asarray(k, dtype=np.float64)
-    lq, lk = q.shape[-2], k.shape[-2]
     s = (1.0 / np.sqrt(q.shape[-1]) if scale is None else scale)
     scores = s * q @ np.swapaxes(k, -1, -2)                         # (..., Lq, Lk)
-    allowed = np.ones(scores.shape, dtype=bool)
-    if mask is not None:
-        allowed &= np.broadcast_to(mask, scores.shape)
-    if causal:
-        offset = (lk - lq) if causal == "bottom-right" else 0
-        allowed &= np.tril(np.ones((lq, lk), dtype=bool), k=offset + causal_offset)
-    return s, softmax(np.where(allowed, scores, -np.inf), axis=-1)
+    keep = _allowed(q, k, mask, causal, causal_offset)
+    return s, softmax(np.where(keep, scores, -np.inf), axis=-1)
 
 
 def _backward(q, k, v, g, p, s, *, scale_dq=True):
@@ -97,24 +93,9 @@ def _ffn_backward_no_activation_derivative(x, params, d_out, *, activation="relu
 def attention_backward_without_scale(q, k, v, d_out, *, mask=None, causal=False, scale=None):
     """dQ = dS K and dK = dS^T Q: the softmax scale of the forward forgotten in the backward."""
     q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, d_out))
-    lq, lk = q.shape[-2], k.shape[-2]
     s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-    scores = s * q @ np.swapaxes(k, -1, -2)
-    allowed = np.ones(scores.shape, dtype=bool)
-    if mask is not None:
-        allowed &= np.broadcast_to(mask, scores.shape)
-    if causal:
-        offset = (lk - lq) if causal == "bottom-right" else 0
-        allowed &= np.tril(np.ones((lq, lk), dtype=bool), k=offset)
-    scores = np.where(allowed, scores, -np.inf)
-    m = np.max(scores, axis=-1, keepdims=True)
-    e = np.exp(scores - np.where(np.isfinite(m), m, 0.0))
-    z = e.sum(axis=-1, keepdims=True)
-    p = np.divide(e, z, out=np.zeros_like(e), where=z > 0)
-    dv = np.swapaxes(p, -1, -2) @ g
-    dp = g @ np.swapaxes(v, -1, -2)
-    ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))
-    return ds @ k, np.swapaxes(ds, -1, -2) @ q, dv
+    scores = np.where(_allowed(q, k, mask, causal), s * q @ np.swapaxes(k, -1, -2), -np.inf)
+    return _backward(q, k, v, g, _softmax_rows(scores), 1.0)   # dQ, dK without the factor s
 
 
 def layer_norm_backward_treats_stats_as_constants(x, d_out, gamma=None, beta=None, *, eps=1e-5):
