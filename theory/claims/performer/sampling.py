@@ -102,6 +102,38 @@ def subject_features(subject, x, w, kind) -> np.ndarray:
     return out
 
 
+def replicate_calls(x: np.ndarray, n: int, draw_w: Callable[[int], np.ndarray], m: int,
+                    estimate: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """``n`` replicates of ``estimate``, computed a batch of replicates per call.
+
+    Parameters
+    ----------
+    x : np.ndarray, (..., d)
+        The inputs one call embeds (sets the batch size :func:`reps_per_call`).
+    n : int
+        Number of replicates.
+    draw_w : callable
+        ``draw_w(r)`` returns ``r`` random matrices side by side, ``(m, r d)``.
+    m : int
+        Rows of each random matrix.
+    estimate : callable
+        ``estimate(w, r)`` returns the ``r`` replicates of one batch, ``(r, ...)``.
+
+    Returns
+    -------
+    np.ndarray, (n, ...)
+    """
+    out = []
+    done = 0
+    reps = reps_per_call(m, x.size)
+    while done < n:                                       # loop over calls, not positions
+        w = draw_w(min(reps, n - done))                                # (m, r d)
+        r = w.shape[1] // x.shape[-1]
+        out.append(estimate(w, r))
+        done += r
+    return np.concatenate(out, axis=0)
+
+
 def sm_estimates(subject, kind: str, xs: np.ndarray, ys: np.ndarray, n: int,
                  draw_w: Callable[[int], np.ndarray], m: int) -> np.ndarray:
     """``n`` independent estimates ``phi(x_p)^T phi(y_p)`` of every pair: ``(n, P)``.
@@ -109,17 +141,11 @@ def sm_estimates(subject, kind: str, xs: np.ndarray, ys: np.ndarray, n: int,
     ``draw_w(r)`` returns ``r`` independent random matrices side by side,
     shape ``(m, r d)``; all ``P`` pairs of a replicate share its matrix.
     """
-    out = []
-    done = 0
-    reps = reps_per_call(m, xs.size)
-    while done < n:                                       # loop over calls, not positions
-        w = draw_w(min(reps, n - done))                                # (m, r d)
-        r = w.shape[1] // xs.shape[-1]
+    def estimate(w, r):
         fx = subject_features(subject, embed_replicates(xs, r), w, kind)  # (r, P, F)
         fy = subject_features(subject, embed_replicates(ys, r), w, kind)  # (r, P, F)
-        out.append(np.sum(fx * fy, axis=-1))                           # (r, P)
-        done += r
-    return np.concatenate(out, axis=0)                                 # (n, P)
+        return np.sum(fx * fy, axis=-1)                                # (r, P)
+    return replicate_calls(xs, n, draw_w, m, estimate)                 # (n, P)
 
 
 def iid_draws(m: int, d: int, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
@@ -171,16 +197,10 @@ def attention_matrix_estimates(subject, qs: np.ndarray, ks: np.ndarray, n: int,
     """
     x = np.concatenate([qs, ks], axis=0)                               # (L + Lk, d)
     length = qs.shape[0]
-    out = []
-    done = 0
-    reps = reps_per_call(m, x.size)
-    while done < n:                                       # loop over calls, not positions
-        w = draw_w(min(reps, n - done))                                # (m, r d)
-        r = w.shape[1] // x.shape[-1]
+    def estimate(w, r):
         f = subject_features(subject, embed_replicates(x, r), w, "positive")  # (r, L + Lk, F)
-        out.append(f[:, :length] @ np.swapaxes(f[:, length:], -1, -2))  # (r, L, Lk)
-        done += r
-    return np.concatenate(out, axis=0)                                 # (n, L, Lk)
+        return f[:, :length] @ np.swapaxes(f[:, length:], -1, -2)      # (r, L, Lk)
+    return replicate_calls(x, n, draw_w, m, estimate)                  # (n, L, Lk)
 
 
 def as_floats(values) -> list:
