@@ -22,6 +22,7 @@ from ..strategies import DTYPES, SEEDS, attention_case, logits, normal, random_m
 from ..tolerance import tolerance
 from ._common import coarser_dtype, definition_attention
 from ._figures import floats, with_figure
+from ._masks import mask_with_dead_row
 
 claims = ClaimSet("attention")
 
@@ -137,6 +138,10 @@ def convex_hull(subject, ctx) -> Evidence:
     title="Softmax is invariant to adding a constant to the logits",
     statement=r"\mathrm{softmax}(s+c\mathbf{1})=\mathrm{softmax}(s)",
     sources=(VASWANI_2017.at("§3.2.1"), SEED_000),
+    full_precision_only=(
+        'its logits are drawn value by value in float64 (they shrink to the smallest failing '
+        'logit); s + c is not representable exactly in half precision, so the shift is not an'
+        ' invariance there'),
     kind=Kind.PROPERTY, needs=("softmax",), proof="softmax.shift_invariance")
 def softmax_shift_invariance(subject, ctx) -> Evidence:
     strategy = st.tuples(logits(bound=30.0, dtype=np.float64), st.floats(-50.0, 50.0))
@@ -156,6 +161,8 @@ def softmax_shift_invariance(subject, ctx) -> Evidence:
     title="Extreme logits stay finite",
     statement=r"|s_{ij}|\le 10^4\ \text{in float32}\ \Rightarrow\ \mathrm{softmax}(s),\ \mathrm{Attention}(Q,K,V)\ \text{finite, rows sum to } 1",
     sources=(VASWANI_2017.at("§3.2.1"), SEED_000),
+    full_precision_only=(
+        "fixed at float32 logits up to 1e4; its half-precision statement is precision.extreme_logits_finite, with the dtype's own overflow point"),
     kind=Kind.PROPERTY, needs=("softmax", "attention"),
     notes="Needs the max-subtraction: exp(1e4) overflows every float format.")
 def extreme_logits_finite(subject, ctx) -> Evidence:
@@ -201,10 +208,7 @@ def fully_masked_row_zero(subject, ctx) -> Evidence:
 
     def measure(args):
         c, data = args
-        rng = np.random.default_rng(c["seed"] + 3)
-        mask = random_mask(rng, (2, c["Lq"], c["Lk"]))
-        dead = data.draw(st.integers(0, c["Lq"] - 1), label="masked_row")
-        mask[:, dead, :] = False
+        mask, dead = mask_with_dead_row(c, data, seed_offset=3)
         out = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=mask))
         if not np.all(np.isfinite(out)):
             return holds(False, "NaN or inf in the output")
@@ -250,6 +254,9 @@ def unit_logit_variance(subject, ctx) -> Evidence:
     title="Softmax at high inverse temperature approaches hard attention",
     statement=r"\left|\mathrm{softmax}(\beta s)_j-\mathbb{1}[j=\arg\max s]\right|\le (n-1)\,e^{-\beta\,\mathrm{gap}(s)}",
     sources=(SEED_004.at("softmax magnifies the differences"),),
+    full_precision_only=(
+        'a limit statement about float64 logits up to beta = 200 (the bound exp(-beta gap) is'
+        ' below every half-precision rounding step long before the limit)'),
     kind=Kind.PROPERTY, needs=("softmax",), proof="softmax.temperature_bound",
     notes="gap(s) is the difference between the largest and second largest logit.")
 def temperature_limit(subject, ctx) -> Evidence:

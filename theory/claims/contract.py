@@ -32,8 +32,9 @@ from ..claim import Evidence, Kind
 from ..conventions import conform, dead_query_rows
 from ..registry import ClaimSet
 from ..sources import VASWANI_2017
-from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
+from ..strategies import DTYPES, SEEDS, attention_case, normal
 from ..tolerance import tolerance
+from ._masks import mask_with_dead_row
 
 claims = ClaimSet("contract")
 
@@ -168,10 +169,7 @@ def fully_masked_row(subject, ctx) -> Evidence:
 
     def measure(args):
         c, data = args
-        rng = np.random.default_rng(c["seed"] + 5)
-        mask = random_mask(rng, (2, c["Lq"], c["Lk"]))
-        dead_row = data.draw(st.integers(0, c["Lq"] - 1), label="masked_row")
-        mask[:, dead_row, :] = False
+        mask, _ = mask_with_dead_row(c, data, seed_offset=5)
         out = np.asarray(raw(c["q"], c["k"], c["v"], mask=mask))
         dead = dead_query_rows(c["Lq"], c["Lk"], mask)                     # (2, Lq)
         if out.shape != c["v"].shape[:-2] + (c["Lq"], c["v"].shape[-1]):
