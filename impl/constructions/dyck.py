@@ -95,8 +95,8 @@ from .dyck_language import (
     type_code_bits,
     type_codes,
 )
-from .toolkit import FFNBuilder, Head, Layer, Layout, Ops, check_ops, pad_stream, run_layer, \
-    same_array, same_layer
+from .toolkit import FFNBuilder, Head, Layer, LayeredNetwork, Layout, Ops, check_ops, pad_stream, \
+    run_layer, same_array, same_layer
 
 __all__ = [
     "BRACKETS",
@@ -211,7 +211,7 @@ class RecognizerRun:
 
 
 @dataclass
-class DyckRecognizer:
+class DyckRecognizer(LayeredNetwork):
     """A (D+1)-layer transformer recognising Dyck_{k,D} (Yao et al. 2021, Theorem 4.1).
 
     Residual stream (width ``W = 3b + 11``, ``b = bit_length(k)``)::
@@ -291,16 +291,6 @@ class DyckRecognizer:
 
     # -- shape ---------------------------------------------------------------
     @property
-    def num_layers(self) -> int:
-        """Number of transformer layers (matching layers + 1 deciding layer)."""
-        return len(self.layers)
-
-    @property
-    def width(self) -> int:
-        """Residual-stream dimension W."""
-        return self.layout.width
-
-    @property
     def bits(self) -> int:
         """Bits per type code, b."""
         return self.layout["code"].stop - self.layout["code"].start
@@ -328,12 +318,6 @@ class DyckRecognizer:
         x[..., self.layout.index("pos")] += pos                    # (B, L)
         return x
 
-    def _attend(self, n: int) -> Callable:
-        if self.attention == "hard":
-            return lambda q, k, v, *, mask: self.ops.hard_attention(q, k, v, mask=mask)
-        beta = self.scale(n)
-        return lambda q, k, v, *, mask: self.ops.attention(q, k, v, mask=mask, scale=beta)
-
     def _check_length(self, n: int) -> None:
         if self.n_max is not None and n > self.n_max:
             raise ValueError(f"tokens: expected length <= n_max = {self.n_max}, got {n}")
@@ -348,7 +332,7 @@ class DyckRecognizer:
         bsz, length = x.shape[:2]
         if bucket:
             x = pad_stream(x)                                     # (B', L', W) bucketed
-        return x, bsz, length, self._attend(n)
+        return x, bsz, length, self.attend_function(n)
 
     def forward(self, tokens, *, keep_states: bool = False, bucket: bool = True):
         """Run the network on a batch ``(B, n)`` of tokens.
@@ -403,7 +387,7 @@ class DyckRecognizer:
         bracket = slice(1, arr.size + 1)                           # token positions in the stream
         pairs, unmatched = [], []
         states = [record[0][0][0]] if record else []
-        attend = self._attend(arr.size)
+        attend = self.attend_function(arr.size)
         for layer, (x_before, x_after, probes) in zip(self.layers, record):
             states.append(x_after[0])
             layer_pairs = []

@@ -29,7 +29,8 @@ import numpy as np
 from .._validate import check_choice, check_positive_int, check_rng
 from .dyck_language import check_depth, check_k, check_n_max, check_tokens, type_code_bits, \
     type_codes
-from .toolkit import FFNBuilder, Head, Layer, Layout, Ops, check_ops, pad_stream, run_layer
+from .toolkit import (FFNBuilder, Head, Layer, LayeredNetwork, Layout, Ops, check_ops, pad_stream,
+                      run_layer)
 
 __all__ = ["generator_beta", "DyckGenerator", "build_generator"]
 
@@ -64,7 +65,7 @@ def generator_beta(n: int, k: int) -> float:
 
 
 @dataclass
-class DyckGenerator:
+class DyckGenerator(LayeredNetwork):
     """A 2-layer transformer whose output is the set of allowed next tokens (Theorem 4.2).
 
     Residual stream (width ``W = 2b + 11``)::
@@ -139,15 +140,6 @@ class DyckGenerator:
         """The end-of-string symbol in allowed sets, ``2k``."""
         return 2 * self.k
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.layers)
-
-    @property
-    def width(self) -> int:
-        """Residual-stream dimension W."""
-        return self.layout.width
-
     def scale(self, n: int) -> float | None:
         if self.attention == "hard":
             return None
@@ -162,14 +154,7 @@ class DyckGenerator:
         ids = np.concatenate([[2 * self.k], arr])                  # (L,)
         x = self.embedding[ids][None].copy()                       # (1, L, W)
         x[..., self.layout.index("pos")] += np.arange(n + 1) / (n + 1)
-        if self.attention == "hard":
-            def attend(q, k, v, *, mask):
-                return self.ops.hard_attention(q, k, v, mask=mask)
-        else:
-            beta = self.scale(n)
-
-            def attend(q, k, v, *, mask):
-                return self.ops.attention(q, k, v, mask=mask, scale=beta)
+        attend = self.attend_function(n)
         x = pad_stream(x)                                         # (1, L', W)
         for layer in self.layers:
             x, _ = run_layer(x, layer, attend, True, self.ops, n + 1)

@@ -66,6 +66,7 @@ __all__ = [
     "pad_stream",
     "positionwise",
     "run_layer",
+    "LayeredNetwork",
 ]
 
 
@@ -465,3 +466,42 @@ def run_layer(x: np.ndarray, layer: Layer, attend: Callable, strict: bool, ops: 
         f = np.asarray(ops.feed_forward(x, ffn), dtype=np.float64)  # (B*L, W)
         x = np.asarray(ops.residual(x, f), dtype=np.float64)       # (B*L, W)
     return x.reshape(shape), probes
+
+
+class LayeredNetwork:
+    """The shape and the attention of a construction built from :class:`Layer` s.
+
+    A mixin for the construction dataclasses: they provide ``layers`` (list of
+    :class:`Layer`), ``layout`` (:class:`Layout`), ``attention`` (``"hard"`` or
+    ``"soft"``), ``ops`` (:class:`Ops`) and ``scale(n)`` (the softmax scale on
+    inputs of length ``n``).
+    """
+
+    @property
+    def num_layers(self) -> int:
+        """Number of transformer layers."""
+        return len(self.layers)
+
+    @property
+    def width(self) -> int:
+        """Residual-stream dimension W."""
+        return self.layout.width
+
+    def attend_function(self, n: int) -> Callable:
+        """``attend(q, k, v, *, mask)`` for inputs of length ``n``, as :func:`run_layer` takes it.
+
+        Parameters
+        ----------
+        n : int
+            Input length (sets the softmax scale of soft attention).
+
+        Returns
+        -------
+        callable
+            ``ops.hard_attention`` for hard attention, else ``ops.attention``
+            at ``scale(n)``.
+        """
+        if self.attention == "hard":
+            return lambda q, k, v, *, mask: self.ops.hard_attention(q, k, v, mask=mask)
+        beta = self.scale(n)
+        return lambda q, k, v, *, mask: self.ops.attention(q, k, v, mask=mask, scale=beta)
