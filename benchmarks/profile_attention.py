@@ -1,10 +1,11 @@
 """Where the time of the fused attention kernel goes (``make bench`` part).
 
-A copy of the block loop of ``impl/fast/attention.py`` (``_attend_query_block``,
-no mask, no bias) whose three parts can be switched off one by one:
+The block loop of ``impl/fast/attention.py`` (``_attend_query_block``, no
+mask, no bias) with three parts that can be switched off one by one:
 
 * ``scores``  -- the block product ``S = Q_b K_b^T`` (np.dot);
-* ``softmax`` -- the row passes: max, exp, sum, the rescaling of the accumulator;
+* ``softmax`` -- the row passes: max, exp, sum, the rescaling of the accumulator
+  (the kernel's own ``online_softmax_row``, not a copy);
 * ``values``  -- the block product ``P V_b`` (np.dot) and the accumulation.
 
 Timing the kernel with one part off gives the cost of that part in context
@@ -20,8 +21,10 @@ import time
 import numpy as np
 from numba import njit
 
+from transformer_theory.impl.fast.attention import online_softmax_row
+
 _numeric = importlib.import_module("transformer_theory.impl.fast._numeric")
-fast_exp, fmax, typed = _numeric.fast_exp, _numeric.fmax, _numeric.typed
+typed = _numeric.typed
 prefer_wide_vectors = _numeric.prefer_wide_vectors
 
 SCORES, SOFTMAX, VALUES = 1, 2, 4
@@ -51,27 +54,8 @@ def _block(q_blk, k_n, v_n, scale, causal, row0, block_k, parts, out_blk):
             np.dot(q_blk, k_n[j0:j1].T, s)
         if parts & 2:
             for i in range(bq):
-                row = s[i]
                 visible = min(bk, max(0, row0 + i - j0 + 1)) if causal else bk
-                row_max = neg_inf
-                for j in range(visible):
-                    row_max = fmax(row_max, row[j])
-                if row_max == neg_inf:
-                    continue
-                m_new = fmax(m[i], scale * row_max)
-                correction = fast_exp(m[i] - m_new)
-                total = zero
-                for j in range(visible):
-                    p = fast_exp(scale * row[j] - m_new)
-                    row[j] = p
-                    total += p
-                for j in range(visible, bk):
-                    row[j] = zero
-                l[i] = l[i] * correction + total
-                m[i] = m_new
-                if correction != one:
-                    for e in range(ev):
-                        acc[i, e] *= correction
+                online_softmax_row(s[i], visible, scale, i, m, l, acc)
         if parts & 4:
             np.dot(s, v_n[j0:j1], pv)
             for i in range(bq):

@@ -94,6 +94,7 @@ __all__ = [
     "as_slabs",
     "scores_may_overflow",
     "run_attention",
+    "online_softmax_row",
 ]
 
 #: Query rows per task of the attention kernel.
@@ -180,6 +181,61 @@ def softmax(x, axis: int = -1) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 @njit(**JIT_INLINE)
+def online_softmax_row(row, visible, step, i, m, l, acc):
+    """Fold one row of a score block into the online softmax of query ``i``.
+
+    Parameters
+    ----------
+    row : ndarray, (bk,)
+        The block's scores of query ``i``; the logits are ``step * row[j]``
+        for ``j < visible`` (the rest is hidden). Overwritten with
+        ``P = exp(logit - m')`` (0 where hidden, all 0 if nothing is visible).
+    visible : int
+        Number of visible keys at the start of the row.
+    step : float32 or float64
+        Factor from the stored scores to the logits (the softmax scale, or 1
+        when the row already holds the logits).
+    i : int
+        The query's row in ``m``, ``l`` and ``acc``.
+    m, l : ndarray, (bq,)
+        Running max of the logits and running sum of ``exp(logit - m)``;
+        entry ``i`` is updated.
+    acc : ndarray, (bq, Ev)
+        Unnormalised output; row ``i`` is rescaled to the new max (the
+        caller adds ``P V`` of the block).
+
+    References
+    ----------
+    Milakov & Gimelshein 2018, Online normalizer calculation for softmax;
+    Dao et al. 2022, FlashAttention, Algorithm 1.
+    """
+    one = typed(step, 1.0)
+    zero = typed(step, 0.0)
+    neg_inf = typed(step, -np.inf)
+    row_max = neg_inf
+    for j in range(visible):
+        row_max = fmax(row_max, row[j])
+    if row_max == neg_inf:                               # nothing visible in this block
+        for j in range(row.shape[0]):
+            row[j] = zero
+        return
+    m_new = fmax(m[i], step * row_max)
+    correction = fast_exp_nonpositive(m[i] - m_new)      # 0 on the first visible block
+    total = zero
+    for j in range(visible):                             # P = exp(logit - m'), and its sum
+        p = fast_exp_nonpositive(step * row[j] - m_new)
+        row[j] = p
+        total += p
+    for j in range(visible, row.shape[0]):
+        row[j] = zero
+    l[i] = l[i] * correction + total
+    m[i] = m_new
+    if correction != one:
+        for e in range(acc.shape[1]):
+            acc[i, e] *= correction
+
+
+@njit(**JIT_INLINE)
 def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                         mask_n, use_mask, bias_n, use_bias, block_k, m, l, acc, pv, s_buf,
                         out_blk):
@@ -234,27 +290,7 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                         if not m_row[j0 + j]:
                             row[j] = neg_inf
                 step = one
-            row_max = neg_inf
-            for j in range(visible):
-                row_max = fmax(row_max, row[j])
-            if row_max == neg_inf:                       # nothing visible in this block
-                for j in range(bk):
-                    row[j] = zero
-                continue
-            m_new = fmax(m[i], step * row_max)
-            correction = fast_exp_nonpositive(m[i] - m_new)   # 0 on the first visible block
-            total = zero
-            for j in range(visible):                     # P = exp(logit - m'), and its sum
-                p = fast_exp_nonpositive(step * row[j] - m_new)
-                row[j] = p
-                total += p
-            for j in range(visible, bk):
-                row[j] = zero
-            l[i] = l[i] * correction + total
-            m[i] = m_new
-            if correction != one:
-                for e in range(ev):
-                    acc[i, e] *= correction
+            online_softmax_row(row, visible, step, i, m, l, acc)
         matmul(s, v_n[j0:j1], pv)                        # (bq, Ev)
         for i in range(bq):
             for e in range(ev):
