@@ -63,6 +63,7 @@ import numpy as np
 from scipy import special
 
 from .attention import attention_weights, softmax
+from .contract.precision import computes_in_float32
 from .contract.params import FFNParams
 from .contract.validate import (
     ACTIVATION_NAMES,
@@ -175,6 +176,7 @@ def softmax_backward(x, d_out, axis: int = -1) -> np.ndarray:
 # attention
 # ---------------------------------------------------------------------------
 
+@computes_in_float32
 def attention_backward(q, k, v, d_out, *, mask=None, causal=False, scale=None):
     """Gradients of scaled dot-product attention with respect to ``q``, ``k`` and ``v``.
 

@@ -45,6 +45,7 @@ import math
 
 import numpy as np
 
+from .contract.precision import accepts_half, computes_in_float32
 from .contract.params import (
     GroupedQueryParams,
     MultiHeadParams,
@@ -132,6 +133,7 @@ def _init_projections(rng, d_model, n_heads, n_kv_heads, d_head, d_value, d_kv, 
     return tuple(cast(a) for a in (w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o))
 
 
+@accepts_half
 def init_multi_head(d_model: int, n_heads: int, rng: np.random.Generator, *, d_head=None,
                     d_value=None, d_kv=None, bias: bool = True,
                     dtype=np.float64) -> MultiHeadParams:
@@ -174,6 +176,7 @@ def init_multi_head(d_model: int, n_heads: int, rng: np.random.Generator, *, d_h
     return MultiHeadParams(*arrays)
 
 
+@accepts_half
 def init_grouped_query(d_model: int, n_heads: int, n_kv_heads: int, rng: np.random.Generator, *,
                        d_head=None, d_value=None, d_kv=None, bias: bool = True,
                        dtype=np.float64) -> GroupedQueryParams:
@@ -413,6 +416,7 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias):
     return merge_heads(o, w_o, b_o)                                      # (..., Lq, E)
 
 
+@computes_in_float32
 def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False,
                          bias=None) -> np.ndarray:
     """Multi-head attention in batched tensor form.
@@ -553,6 +557,7 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     return _attend_projected(x_arr, mem_arr, params, mask, False, None)
 
 
+@computes_in_float32
 def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False,
                             bias=None) -> np.ndarray:
     """Grouped-query attention: ``H`` query heads sharing ``G`` key/value heads.

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from .contract.precision import accepts_half, computes_in_float32
 from .contract.params import KVCache, check_attention_params, check_decode_args
 from .contract.validate import (
     as_float_array,
@@ -52,6 +53,7 @@ def _batch_shape(batch_shape) -> tuple:
     return tuple(check_positive_int(b, "batch_shape", minimum=0) for b in batch_shape)
 
 
+@accepts_half
 def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCache:
     """An empty KV cache for ``params`` (multi-head or grouped-query).
 
@@ -85,6 +87,7 @@ def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCach
     return KVCache(k, v, 0)
 
 
+@computes_in_float32
 def decode_step(x_t, params, cache: KVCache):
     """One step of incremental (causal) self-attention decoding with a KV cache.
 

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 from scipy import special
 
+from .contract.precision import accepts_half, computes_in_float32
 from .contract.params import FFNParams, LayerNormParams
 from .contract.validate import (
     ACTIVATION_NAMES,
@@ -218,6 +219,7 @@ def get_activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
 # normalisation
 # ---------------------------------------------------------------------------
 
+@accepts_half
 def init_layer_norm(d_model: int, *, dtype=np.float64) -> LayerNormParams:
     """The standard initialisation of a layer norm: ``gamma = 1``, ``beta = 0``.
 
@@ -309,6 +311,7 @@ def _normalise(x, gamma, beta, eps, *, ndim_min: int, axes) -> np.ndarray:
     return _affine(xhat, gamma, beta, dtype)
 
 
+@computes_in_float32
 def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     """Layer normalisation over the last axis.
 
@@ -395,6 +398,7 @@ def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
 # position-wise feed-forward network and residual connection
 # ---------------------------------------------------------------------------
 
+@accepts_half
 def init_ffn(d_model: int, d_ff: int, rng: np.random.Generator, *, bias: bool = True,
              dtype=np.float64) -> FFNParams:
     """Random feed-forward weights.
@@ -459,6 +463,7 @@ def resolve_activation(activation) -> Callable[[np.ndarray], np.ndarray]:
     return get_activation(activation)
 
 
+@computes_in_float32
 def feed_forward(x, params: FFNParams, *, activation="relu") -> np.ndarray:
     """Position-wise feed-forward network ``act(x W1 + b1) W2 + b2``.
 

@@ -61,6 +61,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .attention import causal_mask
+from .contract.precision import computes_in_float32
 from .contract.validate import (
     as_bool_mask,
     as_float_array,
@@ -194,6 +195,7 @@ def _check_state(state, name: str) -> OnlineState:
     return state
 
 
+@computes_in_float32
 def merge(a: OnlineState, b: OnlineState) -> OnlineState:
     """The state of the union of two disjoint blocks of keys.
 

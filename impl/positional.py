@@ -36,6 +36,7 @@ import numbers
 
 import numpy as np
 
+from .contract.precision import computes_in_float32
 from .contract.validate import (
     as_float_array,
     check_choice,
@@ -418,6 +419,7 @@ def rope_matrix(position, d: int, *, base: float = 10000.0) -> np.ndarray:
     return _pair_rotation(position * theta, sign=1.0)             # (d, d)
 
 
+@computes_in_float32
 def rope(x, positions=None, *, base: float = 10000.0) -> np.ndarray:
     """Apply the rotary position embedding to queries or keys.
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .contract.precision import computes_in_float32
 from .contract.validate import (
     allowed_keys,
     as_float_array,
@@ -116,6 +117,7 @@ def softmax_unchecked(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / np.where(total == 0, 1, total)
 
 
+@computes_in_float32
 def softmax(x, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax along ``axis``.
 
@@ -305,6 +307,7 @@ def _unpoisoned(q, named, mask, causal):
     return check_finite_where_attended(named, mask, causal, q.shape[:-2], q.shape[-2])
 
 
+@computes_in_float32
 def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
     """Attention probabilities ``softmax(scale * q k^T + bias)`` over the allowed keys.
 
@@ -345,6 +348,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -
     return softmax_unchecked(scores, -1)                          # (..., Lq, Lk)
 
 
+@computes_in_float32
 def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
     """Scaled dot-product attention ``softmax(scale * q k^T + bias) v``.
 

@@ -35,3 +35,25 @@ def test_claim(claim, subject, profile):
         f"{claim.id} on {subject.name}: {result.status.value}\n{result.detail()}\n"
         f"falsifying example: {ev.falsifying_example if ev else None}")
     assert ev.cases > 0
+
+
+HALF_CASES = [(c, d) for c in CLAIMS for d in c.dtypes if d in ("float16", "bfloat16")]
+
+
+@pytest.mark.parametrize("claim,dtype", HALF_CASES, ids=[f"{c.id}[{d}]" for c, d in HALF_CASES])
+def test_claim_half_precision(claim, dtype, subject, profile):
+    """The half-precision runs: the error-ratio rule for subjects that declare the dtype,
+    ``not_applicable`` (never ``failed``) for those that do not (the fast path)."""
+    if not claim.applicable_to(subject):
+        pytest.skip(f"{subject.name} lacks {claim.needs}")
+    result = run_claim(claim, subject, profile=profile, dtype=dtype)
+    if dtype not in (subject.options.get("dtypes") or ()):
+        assert result.status is Status.NOT_APPLICABLE, result.detail()
+        return
+    if result.status is Status.NOT_APPLICABLE:       # a declared capability it lacks
+        pytest.skip(result.detail())
+    ev = result.evidence
+    assert result.status is Status.PASSED, (
+        f"{claim.id}[{dtype}] on {subject.name}: {result.status.value}\n{result.detail()}\n"
+        f"falsifying example: {ev.falsifying_example if ev else None}")
+    assert ev.cases > 0

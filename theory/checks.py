@@ -20,8 +20,8 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from .claim import Evidence
-from .declared import DontCare, NotApplicable
-from .tolerance import Tolerance, relative_error
+from .declared import DontCare, NotApplicable, baseline_run, half_dtype
+from .tolerance import RATIO_K, Tolerance, ratio_tolerance, relative_error
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Measurement:
     error: float
     tolerance: Tolerance | float
     note: str = ""
+    baseline: float | None = None     # the naive baseline's error (half-precision runs)
 
     @property
     def rtol(self) -> float:
@@ -58,6 +59,57 @@ def compare(actual, expected, tol: Tolerance, *, scale=None, note: str = "") -> 
     if isinstance(tol, Tolerance):
         tol = tol.refreshed()
     return Measurement(relative_error(actual, expected, scale), tol, note)
+
+
+class _Recorded:
+    """A Hypothesis ``data`` object that records its draws, so that they can be replayed."""
+
+    def __init__(self, data):
+        self._data, self.draws = data, []
+
+    def draw(self, strategy, label=None):
+        value = self._data.draw(strategy, label=label)
+        self.draws.append(value)
+        return value
+
+
+class _Replayed:
+    """The draws of a :class:`_Recorded`, given back in order (the baseline's run)."""
+
+    def __init__(self, draws):
+        self._draws = iter(draws)
+
+    def draw(self, strategy, label=None):
+        return next(self._draws)
+
+
+def _is_data(value) -> bool:
+    return type(value).__name__ == "DataObject" and hasattr(value, "draw")
+
+
+def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
+    """``measure`` held to the error-ratio rule: the baseline runs the same case and comparison.
+
+    The case is measured on the subject, then again with the naive
+    half-precision baseline in its place (``declared.baseline_run``), with
+    any draws the measure makes replayed. A comparison (a :class:`Measurement`
+    with a :class:`Tolerance`) is then held to
+    ``ratio_tolerance(dtype, baseline error)``; a yes/no property keeps its
+    own verdict: it must hold exactly at every precision.
+    """
+    def ruled(case):
+        recorded = tuple(_Recorded(v) if _is_data(v) else v for v in case) \
+            if isinstance(case, tuple) else case
+        result = measure(recorded)
+        if isinstance(result, (bool, np.bool_)) or not isinstance(result.tolerance, Tolerance):
+            return result
+        replay = tuple(_Replayed(v.draws) if isinstance(v, _Recorded) else v
+                       for v in recorded) if isinstance(case, tuple) else case
+        with baseline_run():
+            base = measure(replay)
+        return Measurement(result.error, ratio_tolerance(dtype, base.error), result.note,
+                           baseline=base.error)
+    return ruled
 
 
 def holds(ok: bool, note: str = "") -> Measurement:
@@ -115,12 +167,15 @@ def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measureme
     Evidence
         Passed with the worst error seen, or failed with the shrunk example.
     """
+    half = half_dtype()
+    if half is not None:
+        measure = _with_ratio_rule(measure, half)
     settings = ctx.profile.hypothesis_settings()
     if max_examples is not None:
         factor = 10 if ctx.profile.name == "thorough" else 1
         settings = type(settings)(settings, max_examples=max_examples * factor)
     state = {"cases": 0, "worst": None, "failing": None, "failing_measure": None,
-             "exception": None}
+             "exception": None, "ratio": None}
 
     @settings
     @hypothesis_seed(ctx.hypothesis_seed())
@@ -139,6 +194,8 @@ def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measureme
         if isinstance(result, (bool, np.bool_)):
             result = holds(bool(result))
         state["cases"] += 1
+        if result.baseline is not None:
+            state["ratio"] = max(state["ratio"] or 0.0, _error_ratio(result))
         worst = state["worst"]
         if worst is None or _ratio(result) > _ratio(worst):
             state["worst"] = result
@@ -163,7 +220,7 @@ def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measureme
             max_error=worst.error if worst else None,
             tolerance=worst.rtol if worst else None,
             tolerance_reason=worst.reason if worst else None,
-            detail=detail)
+            detail=detail, error_ratio=state["ratio"])
     fm = state["failing_measure"]
     why = state["exception"] or (fm.note if fm and fm.note else "")
     return Evidence(
@@ -172,7 +229,13 @@ def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measureme
         tolerance=fm.rtol if fm else None,
         tolerance_reason=fm.reason if fm else None,
         detail=f"{detail} Failed: {why}".strip(),
-        falsifying_example=describe_value(state["failing"]))
+        falsifying_example=describe_value(state["failing"]),
+        error_ratio=(_error_ratio(fm) if fm and fm.baseline is not None else state["ratio"]))
+
+
+def _error_ratio(m: Measurement) -> float:
+    """``err / (err_baseline + (c/k) eps)``: what the error-ratio rule bounds by k."""
+    return m.error / (m.rtol / RATIO_K) if m.rtol > 0 else float("inf")
 
 
 def _ratio(m: Measurement) -> float:

@@ -119,6 +119,11 @@ class Evidence:
         ``false_failure_probability``, ``samples`` and the method.
     figure : dict, optional
         Data for a figure in the report.
+    error_ratio : float, optional
+        For a half-precision run: the largest ``err_subject / (err_baseline +
+        (c/k) eps)`` over the cases, the ratio the error-ratio rule bounds by
+        ``k`` (``tolerance.ratio_tolerance``): ``err_subject / err_baseline``
+        wherever the baseline's error is more than a rounding step.
     """
 
     passed: bool
@@ -130,6 +135,7 @@ class Evidence:
     falsifying_example: dict | None = None
     statistics: dict | None = None
     figure: dict | None = None
+    error_ratio: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -141,10 +147,23 @@ class Evidence:
             "detail": self.detail,
             "falsifying_example": self.falsifying_example,
             "statistics": jsonable(self.statistics),
+            "error_ratio": json_float(self.error_ratio),
         }
 
 
 CheckFn = Callable[["Subject", "Context"], Evidence]
+
+#: The dtypes every claim runs at.
+FULL_DTYPES = ("float64", "float32")
+#: The half-precision dtypes a claim may also run at.
+HALF_DTYPES = ("float16", "bfloat16")
+#: Contract callables with a naive half-precision baseline (``theory/rounding_baseline.py``;
+#: a test keeps the two lists equal). A property claim that needs and uses only these runs
+#: in float16 and bfloat16 too, held to the error-ratio rule.
+HALF_CALLABLES = frozenset({
+    "softmax", "attention", "attention_weights", "multi_head_attention",
+    "grouped_query_attention", "decode_step", "init_kv_cache", "layer_norm", "feed_forward",
+    "rope", "alibi_bias", "attention_backward", "online_merge"})
 
 
 @dataclass(frozen=True)
@@ -180,6 +199,9 @@ class Claim:
         Optional contract keywords the check passes, as (callable, keyword)
         pairs, e.g. ``(("attention", "bias"),)``: a subject whose callable does
         not take one gets ``not_applicable`` (``theory/capabilities.py``).
+    full_precision_only : str
+        Why the claim has no meaning in float16 and bfloat16 although its
+        callables have a half-precision baseline ('' if it has one).
     """
 
     id: str
@@ -193,10 +215,31 @@ class Claim:
     notes: str = ""
     keywords: tuple[tuple[str, str], ...] = ()
     uses: tuple[str, ...] = ()
+    full_precision_only: str = ""
 
     @property
     def topic(self) -> str:
         return self.id.split(".", 1)[0]
+
+    @property
+    def half_precision_note(self) -> str:
+        """Why the claim does not run in float16/bfloat16, or '' if it does."""
+        if self.full_precision_only:
+            return self.full_precision_only
+        if self.kind is not Kind.PROPERTY:
+            return (f"a {self.kind.value} claim: its evidence is not an error against a "
+                    f"float64 oracle, so the error-ratio rule has nothing to compare")
+        missing = sorted(set(self.needs + self.uses) - HALF_CALLABLES)
+        if missing:
+            return f"{', '.join(missing)} has no half-precision baseline"
+        if not (self.needs or self.uses):
+            return "checks no implementation"
+        return ""
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """The dtypes the claim runs at: float64, float32 and, where meaningful, the halves."""
+        return FULL_DTYPES + (() if self.half_precision_note else HALF_DTYPES)
 
     def applicable_to(self, subject: "Subject") -> bool:
         return subject.has(*self.needs)
@@ -210,6 +253,8 @@ class Claim:
             "sources": [str(s) for s in self.sources],
             "needs": list(self.needs),
             "proof": self.proof,
+            "dtypes": list(self.dtypes),
+            "half_precision": self.half_precision_note or "error-ratio rule",
         }
 
 

@@ -66,7 +66,7 @@ from . import registry
 from .claim import Claim, Status
 from .diagnosis import diagnose
 from .loader import KIND_ALIASES, KINDS, TargetError, load_subject, parse_options
-from .runner import DEFAULT_SEED, Result, run_claim, select
+from .runner import DEFAULT_SEED, Result, half_runs, run_claim, select
 from .subject import CALLABLES, OPTION_TABLE, OPTIONS, Subject
 
 __all__ = [
@@ -327,7 +327,7 @@ def to_result(result: Result, subject: Subject, profile: str, seed: int,
     example = ev.falsifying_example if ev else None
     failing = result.status in (Status.FAILED, Status.ERROR)
     return ConformanceResult(
-        id=result.claim.id, title=result.claim.title, status=result.status.value,
+        id=result.label, title=result.claim.title, status=result.status.value,
         detail=result.detail(), seconds=result.seconds, example=example,
         reproduction=_reproduction(result.claim, subject, profile, seed, example)
         if failing else None,
@@ -399,17 +399,19 @@ def check(subject: Subject | str, claims: str | Sequence[str] | None = None, *,
         raise ValueError(f"claims: no claim id matches {claims!r}")
     conventions = declared_conventions(subject)
     results = []
-    for i, claim in enumerate(run, 1):
-        result = run_claim(claim, subject, profile=prof, seed=seed)
+    # each claim in the usual dtypes, then in each half dtype both it and the subject declare
+    runs = [(claim, d) for claim in run for d in (None, *half_runs(claim, subject))]
+    for i, (claim, dtype) in enumerate(runs, 1):
+        result = run_claim(claim, subject, profile=prof, seed=seed, dtype=dtype)
         res = to_result(result, subject, prof.name, seed, conventions)
-        if diagnosis and result.status is Status.FAILED:
+        if diagnosis and result.status is Status.FAILED and dtype is None:
             res.diagnosis = diagnose(claim, subject, profile=prof, seed=seed)
             if res.diagnosis:
                 res.declared = option_value(subject.declared().options, res.diagnosis["option"],
                                             next((n for n in claim.needs), None))
         results.append(res)
         if progress is not None:
-            progress(i, len(run), res)
+            progress(i, len(runs), res)
         if fail_fast and not res.ok:
             break
     return CheckReport(subject=subject.name, profile=prof.name, seed=int(seed), results=results,

@@ -39,8 +39,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from transformer_theory.impl.contract.conventions import ATTENTION_KERNELS, option_value
+from transformer_theory.impl.contract.precision import HALF_DTYPES, dtype_named
 
-from .declared import DontCare, NotApplicable, note_output
+from .declared import DontCare, NotApplicable, note_inputs, note_output
 from .subject import Subject
 
 __all__ = ["conform", "ConventionViolation", "dead_query_rows", "is_conformed"]
@@ -129,23 +130,29 @@ def _conform_callable(name: str, fn: Callable, options: Mapping[str, Any],
 # 1. Capabilities and precision
 # ---------------------------------------------------------------------------
 
+def _is_float(a) -> bool:
+    """A floating array: numpy's kind 'f', or bfloat16 (kind 'V' in ml_dtypes)."""
+    return isinstance(a, np.ndarray) and (a.dtype.kind == "f" or a.dtype in HALF_DTYPES)
+
+
 def _float_arrays(values):
     for v in values:
-        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        if _is_float(v):
             yield v
         elif isinstance(v, (tuple, list)):
-            yield from (a for a in v if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+            yield from (a for a in v if _is_float(a))
 
 
 def _gated(name: str, fn: Callable, options: Mapping[str, Any]) -> Callable:
     declared = options.get("dtypes")
-    allowed = tuple(np.dtype(d) for d in declared) if declared else None
+    allowed = tuple(dtype_named(d) for d in declared) if declared else None
     kinds = options.get("feature_kinds")
     value_equal = option_value(options, "value_dim") == "equal" and name in ATTENTION_KERNELS
     finite_only = option_value(options, "masked_inputs") == "finite" and name in ATTENTION_KERNELS
 
     def gated(*args, **kwargs):
         inputs = list(_float_arrays(list(args) + list(kwargs.values())))
+        note_inputs({a.dtype for a in inputs})
         if finite_only and not all(np.all(np.isfinite(a)) for a in inputs):
             raise NotApplicable(f"{name} needs finite inputs at masked positions too "
                                 f"(declared masked_inputs=finite)")

@@ -52,6 +52,10 @@ __all__ = [
     "self_attention_only",
     "effective_dtype",
     "note_output",
+    "note_inputs",
+    "half_dtype",
+    "baseline_active",
+    "baseline_run",
 ]
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -85,6 +89,9 @@ class Declared:
     precision : numpy dtype or None
         The declared compute precision (float32) or None for "the input's".
     precision_reason : str
+    half : numpy dtype or None
+        float16 or bfloat16 for a half-precision run (every case is drawn in
+        it, and comparisons follow the error-ratio rule); None otherwise.
     seen : dict
         Filled during the run: ``"precision"`` (the coarsest output dtype seen
         for a finer input) and ``"lowered"`` (whether a tolerance was lowered).
@@ -95,6 +102,7 @@ class Declared:
     self_attention_only: bool = False
     precision: np.dtype | None = None
     precision_reason: str = ""
+    half: np.dtype | None = None
     seen: dict = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -125,8 +133,33 @@ def declared_for(declared: Declared) -> Iterator[Declared]:
 
 
 def allowed_dtypes() -> tuple[np.dtype, ...]:
-    """The input dtypes claims may draw."""
-    return current().dtypes
+    """The input dtypes claims may draw (only the half dtype in a half-precision run)."""
+    state = current()
+    return (state.half,) if state.half is not None else state.dtypes
+
+
+def half_dtype() -> np.dtype | None:
+    """The half dtype of a half-precision run, else None."""
+    return current().half
+
+
+_BASELINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "transformer_theory_baseline", default=False)
+
+
+def baseline_active() -> bool:
+    """Whether the subject's callables stand for the naive half-precision baseline now."""
+    return _BASELINE.get()
+
+
+@contextmanager
+def baseline_run() -> Iterator[None]:
+    """Run the body with the naive baseline in place of the subject (``checks.for_all``)."""
+    token = _BASELINE.set(True)
+    try:
+        yield
+    finally:
+        _BASELINE.reset(token)
 
 
 def choose_dtype(drawn) -> np.dtype:
@@ -166,6 +199,14 @@ def effective_dtype(dtype) -> np.dtype:
         state.seen["lowered"] = True
         return _F32
     return dtype
+
+
+def note_inputs(dtypes) -> None:
+    """Record that a callable received arrays of ``dtypes`` (a half-precision run checks that
+    its dtype reached the subject)."""
+    state = _STATE.get()
+    if state is not None and state.half is not None and state.half in dtypes:
+        state.seen["half_inputs"] = True
 
 
 def note_output(name: str, in_dtype: np.dtype, out_dtype: np.dtype) -> None:

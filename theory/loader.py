@@ -16,6 +16,7 @@ DESIGN.md ("Subject", "Conformance on real code"); issue 8; issue 14.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import json
@@ -27,6 +28,7 @@ import numpy as np
 
 from transformer_theory.impl.contract.callables import ALIASES, CALLABLES
 from transformer_theory.impl.contract.conventions import OPTION_TABLE, validate_options
+from transformer_theory.impl.contract.precision import BFLOAT16
 
 from .conventions import conform
 from .declared import NotApplicable
@@ -145,11 +147,26 @@ def _is_torch_module(obj) -> bool:
     return mod is not None and isinstance(obj, mod.nn.Module)
 
 
+def _torch_dtype_of(value):
+    """The torch dtype of a numpy float array (bfloat16 included), else None."""
+    import torch
+
+    if not isinstance(value, np.ndarray):
+        return None
+    if value.dtype == BFLOAT16:
+        return torch.bfloat16
+    if value.dtype.kind == "f":
+        return getattr(torch, value.dtype.name)
+    return None
+
+
 def _to_framework(value, framework: str, dtype=None):
     if isinstance(value, np.ndarray):
         if framework == "torch":
             import torch
 
+            if value.dtype == BFLOAT16:      # torch.from_numpy refuses bfloat16: via float32
+                return torch.from_numpy(value.astype(np.float32)).to(torch.bfloat16)
             t = torch.from_numpy(np.ascontiguousarray(value).copy())
             if dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
@@ -164,30 +181,57 @@ def _from_framework(value):
     if isinstance(value, (tuple, list)):
         return type(value)(_from_framework(v) for v in value)
     if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
+        t = value.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # a bfloat16 tensor has no .numpy(): via float32
+            return t.float().numpy().astype(BFLOAT16)
+        return t.numpy()
     if type(value).__module__.startswith(("jax", "jaxlib")):
         return np.asarray(value)
     return value
 
 
 def _framework_wrapper(fn: Callable, framework: str) -> Callable:
-    """``fn`` on tensors of ``framework`` as a function on numpy arrays."""
-    module_dtype = None
-    if framework == "torch" and _is_torch_module(fn):
+    """``fn`` on tensors of ``framework`` as a function on numpy arrays.
+
+    An ``nn.Module`` takes float32 and float64 inputs in its parameters'
+    dtype (as before: the output dtype then shows a float32 module). For
+    float16 and bfloat16 inputs a copy of the module cast to that dtype runs
+    (once per dtype), so that half-precision input is computed in half
+    precision rather than silently in the parameters' float32.
+    """
+    module = framework == "torch" and _is_torch_module(fn)
+    copies = {}
+    if module:
         fn.eval()
-        params = list(fn.parameters())
-        module_dtype = params[0].dtype if params else None
+
+    def in_dtype(args, kwargs):
+        for a in (*args, *kwargs.values()):
+            dt = _torch_dtype_of(a)
+            if dt is not None:
+                return dt
+        return None
 
     def wrapped(*args, **kwargs):
-        args = [_to_framework(a, framework, module_dtype) for a in args]
-        kwargs = {k: _to_framework(v, framework, module_dtype) for k, v in kwargs.items()}
+        target, cast = fn, None
+        if module:
+            dt = in_dtype(args, kwargs)
+            params = list(fn.parameters())
+            if params and dt is not None and dt.itemsize == 2:          # float16, bfloat16
+                if params[0].dtype != dt:
+                    if dt not in copies:
+                        copies[dt] = copy.deepcopy(fn).to(dt)
+                    target = copies[dt]
+            elif params:
+                cast = params[0].dtype
+        args = [_to_framework(a, framework, cast) for a in args]
+        kwargs = {k: _to_framework(v, framework, cast) for k, v in kwargs.items()}
         if framework == "torch":
             import torch
 
             with torch.no_grad():
-                out = fn(*args, **kwargs)
+                out = target(*args, **kwargs)
         else:
-            out = fn(*args, **kwargs)
+            out = target(*args, **kwargs)
         return _from_framework(out)
 
     wrapped.__name__ = getattr(fn, "__name__", type(fn).__name__)

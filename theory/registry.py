@@ -38,6 +38,7 @@ TOPIC_MODULES: tuple[str, ...] = (
     "online_softmax",
     "ode",
     "gradients",
+    "precision",
     "conformance",
     "contract",
     "proof",
@@ -54,7 +55,8 @@ class ClaimSet:
     def claim(self, id: str, *, title: str, statement: str, sources: Iterable[Source],
               kind: Kind, needs: Iterable[str], proof: str | None = None,
               notes: str = "", keywords: Iterable[tuple[str, str]] = (),
-              uses: Iterable[str] = ()) -> Callable[[CheckFn], CheckFn]:
+              uses: Iterable[str] = (),
+              full_precision_only: str = "") -> Callable[[CheckFn], CheckFn]:
         """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim."""
         if not id.startswith(self.topic + "."):
             raise ValueError(f"id: claim {id!r} must start with its topic {self.topic + '.'!r}")
@@ -64,7 +66,7 @@ class ClaimSet:
                            kind=Kind(kind), needs=tuple(needs), check=check, proof=proof,
                            notes=notes or (check.__doc__ or "").strip(),
                            keywords=tuple(tuple(k) for k in keywords),
-                           uses=tuple(uses)))
+                           uses=tuple(uses), full_precision_only=full_precision_only))
             return check
 
         return decorate

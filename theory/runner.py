@@ -7,6 +7,7 @@ pytest, ``transformer-theory verify``, the report and ``check`` all call
 from __future__ import annotations
 
 import fnmatch
+import functools
 import time
 import traceback
 import zlib
@@ -15,12 +16,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .claim import Claim, Evidence, Status, json_float
+from .claim import HALF_DTYPES, Claim, Evidence, Status, json_float
 from transformer_theory.impl.contract.conventions import option_value
+from transformer_theory.impl.contract.precision import dtype_named
 
 from .capabilities import missing_keyword
 from .conventions import conform
-from .declared import Declared, NotApplicable, declared_for
+from .declared import Declared, NotApplicable, baseline_active, declared_for
 from .profiles import Profile, get_profile
 from .subject import Subject
 
@@ -63,6 +65,7 @@ class Result:
     seconds: float
     error: str | None = None
     reason: str | None = None
+    dtype: str | None = None          # a half-precision run's dtype; None for the usual run
 
     @property
     def id(self) -> str:
@@ -80,6 +83,7 @@ class Result:
         ev = self.evidence
         return {
             "id": self.claim.id,
+            "dtype": self.dtype,
             "status": self.status.value,
             "cases": ev.cases if ev else 0,
             "max_error": json_float(ev.max_error) if ev else None,
@@ -97,8 +101,19 @@ class Result:
         })
         return record
 
+    @property
+    def label(self) -> str:
+        """The claim id, with the dtype of a half-precision run: ``attention.x[float16]``."""
+        return self.claim.id if self.dtype is None else f"{self.claim.id}[{self.dtype}]"
 
-def declarations(subject: Subject, claim: Claim) -> Declared:
+
+def half_runs(claim: Claim, subject: Subject) -> list[str]:
+    """The half dtypes ``claim`` runs at for ``subject``: those both declare."""
+    declared = subject.options.get("dtypes") or ()
+    return [d for d in HALF_DTYPES if d in claim.dtypes and d in declared]
+
+
+def declarations(subject: Subject, claim: Claim, half: str | None = None) -> Declared:
     """What ``subject`` declares that concerns ``claim``'s run (``theory/declared.py``)."""
     options = subject.options
     dtypes = options.get("dtypes")
@@ -112,11 +127,38 @@ def declarations(subject: Subject, claim: Claim) -> Declared:
         self_attention_only=(options.get("origin") or {}).get("as") == "gqa_self",
         precision=np.dtype(np.float32) if lowered else None,
         precision_reason=(f"declared compute_dtype={compute[lowered[0]]} for "
-                          f"{', '.join(lowered)}") if lowered else "")
+                          f"{', '.join(lowered)}") if lowered else "",
+        half=None if half is None else dtype_named(half))
+
+
+def _with_baseline(view: Subject, uses: tuple[str, ...]) -> Subject:
+    """``view`` whose callables run the naive half-precision baseline inside ``baseline_run``."""
+    from .rounding_baseline import BASELINES, runs_in_half
+
+    def switch(name, fn):
+        naive = BASELINES[name]
+
+        @functools.wraps(fn)
+        def switched(*args, **kwargs):
+            if baseline_active() and runs_in_half(args, kwargs):
+                return naive(*args, **kwargs)
+            return fn(*args, **kwargs)
+        return switched
+
+    callables = {name: switch(name, fn) if name in BASELINES else fn
+                 for name, fn in view.callables.items()}
+    for name in uses:                            # constructions the subject does not bring
+        callables.setdefault(name, switch(name, _reference_callable(name)))
+    return Subject(view.name, callables, view.options, view.description, native=view.native)
+
+
+def _reference_callable(name: str) -> Callable:
+    from .builtin_subjects import reference_subject
+    return reference_subject().callables[name]
 
 
 def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None = None,
-              seed: int = DEFAULT_SEED) -> Result:
+              seed: int = DEFAULT_SEED, dtype: str | None = None) -> Result:
     """Run one claim against one subject and never raise.
 
     The claim sees the contract view of the subject (``conventions.conform``):
@@ -125,35 +167,57 @@ def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None =
     reported as ``error`` with its traceback's last line; a subject lacking a
     needed callable, an optional keyword the claim passes, or a declared
     capability the claim needs gives ``not_applicable`` with the reason.
+
+    ``dtype`` ('float16' or 'bfloat16') runs the claim in that dtype, every
+    comparison held to the error-ratio rule (``tolerance.ratio_tolerance``):
+    ``not_applicable`` if the claim has no meaning there or the subject
+    does not declare the dtype.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
+
+    def result(status, evidence=None, seconds=0.0, **kw):
+        return Result(claim, subject.name, status, evidence, seconds, dtype=dtype, **kw)
+
     if not claim.applicable_to(subject):
-        return Result(claim, subject.name, Status.NOT_APPLICABLE, None, 0.0)
+        return result(Status.NOT_APPLICABLE)
     missing = missing_keyword(subject, claim.keywords)
     if missing:
-        return Result(claim, subject.name, Status.NOT_APPLICABLE, None, 0.0, reason=missing)
+        return result(Status.NOT_APPLICABLE, reason=missing)
+    if dtype is not None and dtype not in half_runs(claim, subject):
+        why = (f"{claim.id} does not run in {dtype}: {claim.half_precision_note}"
+               if dtype not in claim.dtypes else
+               f"{subject.name} does not declare {dtype} (option dtypes)")
+        return result(Status.NOT_APPLICABLE, reason=why)
     view = conform(subject)
+    if dtype is not None:
+        view = _with_baseline(view, claim.uses)
     ctx = Context(prof, int(seed), claim.id)
     start = time.perf_counter()
     try:
-        with np.errstate(all="ignore"), declared_for(declarations(view, claim)) as declared:
+        with np.errstate(all="ignore"), \
+                declared_for(declarations(view, claim, dtype)) as declared:
             evidence = claim.check(view, ctx)
     except NotApplicable as exc:
-        return Result(claim, subject.name, Status.NOT_APPLICABLE, None,
-                      time.perf_counter() - start, reason=str(exc.args[0] if exc.args else exc))
+        return result(Status.NOT_APPLICABLE, None, time.perf_counter() - start,
+                      reason=str(exc.args[0] if exc.args else exc))
     except Exception as exc:  # the check itself broke: report, do not stop the run
         tb = traceback.format_exc(limit=-3)
-        return Result(claim, subject.name, Status.ERROR, None,
-                      time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}\n{tb}")
+        return result(Status.ERROR, None, time.perf_counter() - start,
+                      error=f"{type(exc).__name__}: {exc}\n{tb}")
     seconds = time.perf_counter() - start
     if not isinstance(evidence, Evidence):
-        return Result(claim, subject.name, Status.ERROR, None, seconds,
+        return result(Status.ERROR, None, seconds,
                       error=f"check returned {type(evidence).__name__}, not Evidence")
+    if dtype is not None and not declared.seen.get("half_inputs"):
+        return result(Status.ERROR, None, seconds,
+                      error=f"{claim.id} ran in {dtype} but passed no {dtype} array to "
+                            f"{subject.name}: its cases fix their dtype (mark the claim "
+                            f"full_precision_only with the reason)")
     note = declared.summary()
     if note and note not in evidence.detail:
         evidence.detail = f"{evidence.detail} {note}".strip()
     status = Status.PASSED if evidence.passed else Status.FAILED
-    return Result(claim, subject.name, status, evidence, seconds)
+    return result(status, evidence, seconds)
 
 
 def select(claims: Iterable[Claim], patterns: str | Sequence[str] | None) -> list[Claim]:
@@ -169,12 +233,16 @@ def select(claims: Iterable[Claim], patterns: str | Sequence[str] | None) -> lis
 def run_claims(claims: Iterable[Claim], subject: Subject, *, profile=None,
                seed: int = DEFAULT_SEED,
                progress: Callable[[int, int, Result], None] | None = None) -> list[Result]:
-    """Run many claims in order; ``progress(i, n, result)`` is called after each."""
-    claims = list(claims)
+    """Run many claims in order; ``progress(i, n, result)`` is called after each.
+
+    Each claim runs once in the usual dtypes, then once per half dtype that
+    both the claim and the subject declare (:func:`half_runs`).
+    """
+    runs = [(claim, d) for claim in claims for d in (None, *half_runs(claim, subject))]
     results = []
-    for i, claim in enumerate(claims, 1):
-        result = run_claim(claim, subject, profile=profile, seed=seed)
+    for i, (claim, dtype) in enumerate(runs, 1):
+        result = run_claim(claim, subject, profile=profile, seed=seed, dtype=dtype)
         results.append(result)
         if progress is not None:
-            progress(i, len(claims), result)
+            progress(i, len(runs), result)
     return results

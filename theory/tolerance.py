@@ -1,4 +1,4 @@
-"""The one tolerance policy of the suite.
+r"""The one tolerance policy of the suite.
 
 Every numerical comparison in a claim uses a :class:`Tolerance` from
 :func:`tolerance`. A tolerance is ``rtol = c * eps(dtype) * n``: machine epsilon
@@ -15,12 +15,30 @@ not of each element, so this is the quantity the bounds speak about.
 
 Loosening a constant is a deliberate, explained change: edit :data:`RULES` and
 say why in its reason.
+
+**Half precision.** For float16 and bfloat16 inputs a fixed table is not
+trusted (xformers documents that its per-dtype tables hold only for some
+scales). The policy is then the *error-ratio rule* of FlashAttention's tests,
+:func:`ratio_tolerance`: the oracle is float64; a naive computation that rounds
+to the input dtype after each operation, accumulating in float32
+(``theory/rounding_baseline.py``), is run on the same case and the same
+comparison; and the subject passes when
+
+.. math::  \mathrm{err}_{\mathrm{subject}} \le k\,\mathrm{err}_{\mathrm{baseline}} + c\,\varepsilon(\mathrm{dtype}),
+
+with :data:`RATIO_K` = 2 and :data:`RATIO_C` = 1 for every claim. The floor
+``c eps`` is one rounding step of the quantity's magnitude (FlashAttention 3's
+tests add such a floor, as ``2 max|(out_ref + 0.3 - 0.3) - out_ref|``), so that comparisons the baseline makes exactly (a
+permutation, a masked key) still allow the last bit. For a metamorphic claim
+(f(PX) against P f(X)) the baseline's error is its error on that same
+comparison.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ml_dtypes  # noqa: F401  (registers bfloat16 with np.finfo)
 import numpy as np
 
 from .declared import effective_dtype
@@ -96,8 +114,15 @@ RULES: dict[str, _Rule] = {
 }
 
 
+#: The error-ratio rule's factor: the subject may be k times as far from float64 as the baseline.
+RATIO_K = 2.0
+#: The error-ratio rule's floor, in units of the dtype's epsilon (one rounding step).
+RATIO_C = 1.0
+
+
 def eps(dtype) -> float:
-    """Machine epsilon of a floating dtype (float32 ~ 1.19e-7, float64 ~ 2.22e-16)."""
+    """Machine epsilon of a floating dtype (float32 ~ 1.19e-7, float64 ~ 2.22e-16,
+    float16 ~ 9.77e-4, bfloat16 = 2**-7)."""
     return float(np.finfo(np.dtype(dtype)).eps)
 
 
@@ -130,6 +155,40 @@ def tolerance(rule: str, dtype, n: int = 1) -> Tolerance:
     if held != np.dtype(dtype):
         reason += f" (held to {held}: the subject declared or returned {held} precision)"
     return Tolerance(rtol=scale, rule=rule, reason=reason, dtype=np.dtype(dtype), n=n)
+
+
+def ratio_tolerance(dtype, baseline_error: float) -> Tolerance:
+    """The error-ratio rule for half-precision data: ``k * baseline_error + c * eps(dtype)``.
+
+    Parameters
+    ----------
+    dtype : float16 or bfloat16
+        The run's input dtype.
+    baseline_error : float
+        The naive baseline's error on the same case and comparison, in the
+        same norm-wise relative units (:func:`relative_error`).
+
+    Returns
+    -------
+    Tolerance
+        With ``rule="ratio"``.
+
+    References
+    ----------
+    Dao et al. 2022, FlashAttention, and the tests of its repository: a
+    kernel passes when ``max|out - out_ref| <= 2 max|out_pt - out_ref| +
+    fwd_atol``, where ``out_ref`` is computed in float32 from the same
+    half-precision inputs, ``out_pt`` by the same naive formula in the input
+    dtype, and ``fwd_atol = 2 max|(out_ref + 0.3 - 0.3) - out_ref|`` is about
+    one rounding step of the output's magnitude.
+    """
+    base = float(baseline_error)
+    if not np.isfinite(base):
+        raise ValueError(f"baseline_error: expected a finite error, got {base}")
+    rtol = RATIO_K * base + RATIO_C * eps(dtype)
+    reason = (f"error-ratio rule at {np.dtype(dtype).name}: at most {RATIO_K:g} x the naive "
+              f"{np.dtype(dtype).name} computation's error ({base:.3g}) + {RATIO_C:g} eps")
+    return Tolerance(rtol=rtol, rule="ratio", reason=reason, dtype=np.dtype(dtype), n=1)
 
 
 def relative_error(actual, expected, scale=None) -> float:

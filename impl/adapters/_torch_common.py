@@ -6,7 +6,8 @@ callable runs, running it on one thread, converting arrays to tensors of the
 compute dtype and back, and the contract's argument checks as the adapter
 makes them (masks combined with the causal flag, the scale, ``q, k, v``, a
 bias, a vector). The compute dtype is float64 if any float input is float64,
-else float32.
+float16 or bfloat16 if every input is, else float32
+(``contract.arrays.common_float_dtype``).
 
 References
 ----------
@@ -23,6 +24,7 @@ import math
 import numpy as np
 
 from .._validate import as_bool_mask, as_float_array, check_batch_dims, check_same_dim
+from ..contract.precision import BFLOAT16
 
 __all__ = [
     "import_torch",
@@ -101,21 +103,39 @@ def serial(fn):
 # ---------------------------------------------------------------------------
 
 def torch_dtype(dtype: np.dtype):
-    """``torch.float64`` for float64, ``torch.float32`` otherwise."""
+    """The torch dtype of a contract dtype: float64, float16, bfloat16, else float32."""
     torch = import_torch()
-    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    dtype = np.dtype(dtype)
+    if dtype == BFLOAT16:
+        return torch.bfloat16
+    return {np.dtype(np.float64): torch.float64,
+            np.dtype(np.float16): torch.float16}.get(dtype, torch.float32)
 
 
 def to_tensor(a: np.ndarray, dtype: np.dtype, requires_grad: bool = False):
-    """A torch tensor holding a copy of ``a`` in ``dtype`` (a leaf if ``requires_grad``)."""
+    """A torch tensor holding a copy of ``a`` in ``dtype`` (a leaf if ``requires_grad``).
+
+    ``torch.from_numpy`` refuses ``ml_dtypes.bfloat16``: a bfloat16 tensor is
+    made through float32, which holds every bfloat16 value exactly.
+    """
     torch = import_torch()
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=dtype).copy())
+    if np.dtype(dtype) == BFLOAT16:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).copy()).to(torch.bfloat16)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=dtype).copy())
     return t.requires_grad_(True) if requires_grad else t
 
 
 def to_numpy(t, dtype: np.dtype) -> np.ndarray:
-    """The values of tensor ``t`` as a numpy array of ``dtype``."""
-    return t.detach().cpu().numpy().astype(dtype, copy=False)
+    """The values of tensor ``t`` as a numpy array of ``dtype``.
+
+    A bfloat16 tensor has no ``.numpy()``: it is read through float32 (exact).
+    """
+    torch = import_torch()
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.to(torch.float32)
+    return t.numpy().astype(dtype, copy=False)
 
 
 def mask_tensor(mask):

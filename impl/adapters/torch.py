@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from ..contract.precision import accepts_half
 from ._torch_common import import_torch
 from .torch_attention import (  # noqa: F401  (re-exported)
     attention,
@@ -133,6 +134,9 @@ TORCH_OPTIONS = {
     # math and default backends alike). Callers must sanitise padding.
     "masked_inputs": "finite",
     "d_model": SEQUENCE_D_MODEL,
+    # SDPA, layer_norm, the nn modules and autograd run natively in float16 and bfloat16
+    # on CPU; the half-precision claims hold them to the error-ratio rule.
+    "dtypes": "float64,float32,float16,bfloat16",
 }
 
 
@@ -159,7 +163,7 @@ def torch_target() -> dict:
         description=f"PyTorch {torch.__version__} on CPU: SDPA, nn.MultiheadAttention, "
                     f"F.layer_norm, nn.TransformerEncoderLayer/DecoderLayer, autograd",
         options=TORCH_OPTIONS,
-        callables={
+        callables={name: accepts_half(fn) for name, fn in {
             "softmax": softmax,
             "attention": attention,
             "attention_weights": attention_weights,
@@ -179,5 +183,5 @@ def torch_target() -> dict:
             "attention_backward": attention_backward,
             "layer_norm_backward": layer_norm_backward,
             "feed_forward_backward": feed_forward_backward,
-        },
+        }.items()},
     )

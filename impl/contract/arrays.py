@@ -11,7 +11,7 @@ none copies data it does not have to.
 The validators of particular arguments (attention masks and causal alignment,
 scale, bias, non-finite keys; Performer feature maps) are in :mod:`.validate`,
 which re-exports these, so ``from transformer_theory.impl.contract.validate
-import as_float_array`` keeps working. This module imports nothing but numpy.
+import as_float_array`` keeps working. This module imports nothing but numpy and :mod:`.precision`.
 
 References
 ----------
@@ -26,6 +26,8 @@ import numbers
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .precision import HALF_DTYPES, half_accepted, half_dtype_of
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -45,20 +47,34 @@ __all__ = [
     "check_optional_vector",
 ]
 
-#: Floating dtypes the contract accepts; outputs keep the input dtype.
+#: Floating dtypes the contract accepts everywhere; outputs keep the input dtype.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _accepts(dtype: np.dtype, half: bool | None) -> bool:
+    """Whether ``dtype`` is accepted: float32/float64, or a half dtype where one may come."""
+    if dtype in FLOAT_DTYPES:
+        return True
+    return dtype in HALF_DTYPES and (half_accepted() if half is None else half)
+
+
+def _expected(half: bool | None) -> str:
+    """The accepted dtypes, as an error message names them."""
+    if half_accepted() if half is None else half:
+        return "float16, bfloat16, float32 or float64"
+    return "float32 or float64 (float16 and bfloat16 only where the contract supports them)"
+
+
 def as_float_array(x, name: str, *, ndim_min: int = 1, ndim: int | None = None,
-                   finite: bool = True) -> np.ndarray:
+                   finite: bool = True, half: bool | None = None) -> np.ndarray:
     """Return ``x`` as a float32/float64 ndarray, or raise naming ``name``.
 
     Parameters
     ----------
     x : array_like
         The argument to check. Python floats, bool and integer arrays are
-        converted to float64; float16 and complex inputs are refused
-        (``TypeError``).
+        converted to float64; complex inputs are refused (``TypeError``),
+        and so are float16 and bfloat16 unless ``half`` allows them.
     name : str
         The argument's name, used in the error message.
     ndim_min : int
@@ -67,18 +83,20 @@ def as_float_array(x, name: str, *, ndim_min: int = 1, ndim: int | None = None,
         Exact rank required, if given.
     finite : bool
         Refuse NaN and +-inf (``ValueError``).
+    half : bool, optional
+        Accept float16 and bfloat16 (:mod:`.precision`); by default only
+        while a function marked :func:`.precision.accepts_half` runs.
 
     Returns
     -------
     np.ndarray
-        ``x`` itself when it already is a float32/float64 array.
+        ``x`` itself when it already is an array of an accepted dtype.
     """
     arr = np.asarray(x)
     if arr.dtype == np.bool_ or arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
-    if arr.dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"{name}: expected dtype float32 or float64, got {arr.dtype}")
+    if not _accepts(arr.dtype, half):
+        raise TypeError(f"{name}: expected dtype {_expected(half)}, got {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(
             f"{name}: expected a {ndim}-d array, got shape {arr.shape} ({arr.ndim}-d)")
@@ -93,6 +111,10 @@ def as_float_array(x, name: str, *, ndim_min: int = 1, ndim: int | None = None,
 def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
     """The dtype outputs take: float32 only if every input is float32.
 
+    A half dtype (float16 or bfloat16) if every input has it; half inputs
+    mixed with float32 count as float32 (:func:`.precision.half_dtype_of`;
+    mixing float16 with bfloat16 is a ``TypeError``).
+
     Parameters
     ----------
     *arrays : np.ndarray
@@ -102,7 +124,10 @@ def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
     -------
     np.dtype
     """
-    if all(a.dtype == np.float32 for a in arrays):
+    half = half_dtype_of(*arrays)
+    if half is not None:
+        return half
+    if all(a.dtype == np.float32 or a.dtype in HALF_DTYPES for a in arrays):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
@@ -281,13 +306,15 @@ def check_instance(value, name: str, types):
     return value
 
 
-def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
+def check_float_dtype(dtype, name: str = "dtype", *, half: bool | None = None) -> np.dtype:
     """Return ``dtype`` as a numpy dtype if it is float32 or float64, else raise ``TypeError``.
 
     Parameters
     ----------
     dtype : dtype-like
     name : str
+    half : bool, optional
+        Accept float16 and bfloat16, as :func:`as_float_array` does.
 
     Returns
     -------
@@ -296,9 +323,9 @@ def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+        raise TypeError(f"{name}: expected {_expected(half)}, got {dtype!r}") from None
+    if not _accepts(dt, half):
+        raise TypeError(f"{name}: expected {_expected(half)}, got {dt}")
     return dt
 
 

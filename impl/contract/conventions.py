@@ -52,6 +52,7 @@ __all__ = [
     "ATTENTION_KERNELS",
     "FULLY_MASKED_CALLABLES",
     "FLOAT_DTYPE_NAMES",
+    "HALF_DTYPE_NAMES",
     "validate_options",
     "option_value",
 ]
@@ -67,6 +68,8 @@ FULLY_MASKED_CALLABLES: tuple[str, ...] = (
 
 #: Input dtypes a target may declare it accepts (float16/bfloat16: issue 16).
 FLOAT_DTYPE_NAMES: tuple[str, ...] = ("float32", "float64")
+#: Half-precision dtypes a target may declare (``impl/contract/precision.py``).
+HALF_DTYPE_NAMES: tuple[str, ...] = ("float16", "bfloat16")
 
 _FEATURE_KINDS = ("positive", "trig", "hyperbolic")
 
@@ -229,9 +232,10 @@ _OPTION_LIST: tuple[Option, ...] = (
     # --- precision -------------------------------------------------------------------------
     Option("dtypes", "precision",
            "comma list of the input dtypes the target accepts, e.g. 'float32' for a "
-           "float32-only kernel; claims draw only these (default float32,float64). Overrides "
-           "any probing",
-           parse=_comma_list(FLOAT_DTYPE_NAMES), default=FLOAT_DTYPE_NAMES),
+           "float32-only kernel; claims draw only these (default float32,float64). Declaring "
+           "float16 or bfloat16 adds a run of every claim that has a meaning in that dtype, "
+           "held to the error-ratio rule. Overrides any probing",
+           parse=_comma_list(FLOAT_DTYPE_NAMES + HALF_DTYPE_NAMES), default=FLOAT_DTYPE_NAMES),
     Option("compute_dtype", "precision",
            "the precision the target computes in: 'input' (the contract), 'float32' (keras 3, "
            "JAX, MLX, Hugging Face eager softmax, float32 RoPE angles: float64 inputs are held "

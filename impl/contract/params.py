@@ -78,7 +78,7 @@ def _param(value, owner: str, field_name: str, shape: tuple, *, optional: bool =
         if optional:
             return None
         raise TypeError(f"{name}: expected an array, got None")
-    arr = as_float_array(value, name, ndim=len(shape), ndim_min=0)
+    arr = as_float_array(value, name, ndim=len(shape), ndim_min=0, half=True)
     if arr.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
     return arr
@@ -89,7 +89,7 @@ def _head_weights(value, owner: str, field_name: str):
     name = f"{owner}.{field_name}"
     if value is None:
         raise TypeError(f"{name}: expected an array, got None")
-    arr = as_float_array(value, name, ndim=3)
+    arr = as_float_array(value, name, ndim=3, half=True)
     if 0 in arr.shape:
         raise ValueError(f"{name}: expected non-empty dims, got shape {arr.shape}")
     return arr
@@ -315,8 +315,8 @@ class KVCache:
     length: int
 
     def __post_init__(self):
-        self.k = as_float_array(self.k, "KVCache.k", ndim_min=3)
-        self.v = as_float_array(self.v, "KVCache.v", ndim_min=3)
+        self.k = as_float_array(self.k, "KVCache.k", ndim_min=3, half=True)
+        self.v = as_float_array(self.v, "KVCache.v", ndim_min=3, half=True)
         if self.k.shape[:-1] != self.v.shape[:-1]:
             raise ValueError(
                 f"KVCache.v: expected shape {self.k.shape[:-1]} + (Dv,) to match KVCache.k, "

@@ -56,6 +56,11 @@ def _mha_case(draw, *, gqa: bool = False):
     statement=r"\mathrm{MultiHead}(X_q,X_{kv})=\mathrm{Concat}(\mathrm{head}_1,\dots,\mathrm{head}_h)W^O+b^O,\ "
               r"\mathrm{head}_i=\mathrm{Attention}(X_qW_i^Q+b_i^Q,\,X_{kv}W_i^K+b_i^K,\,X_{kv}W_i^V+b_i^V)",
     sources=(MHA, SEED_003.at("Multi-Headed Attention: concatenate, then multiply with W^O")),
+    full_precision_only=(
+        'it compares two different computations of the subject (multi-head attention against '
+        'its heads run one by one): in half precision two correct kernels differ by the '
+        'rounding of their intermediates, which the naive baseline, computing both sides by '
+        'one formula, does not show'),
     kind=Kind.PROPERTY, needs=("multi_head_attention", "attention"))
 def concat_then_project(subject, ctx) -> Evidence:
     from transformer_theory.impl.attention import init_multi_head
@@ -109,6 +114,12 @@ def batched_equals_loop(subject, ctx) -> Evidence:
     title="Grouped-query attention is multi-head attention with K/V heads repeated by the mapping",
     statement=r"\mathrm{GQA}(X;W^Q_{1..H},W^K_{1..G},W^V_{1..G})=\mathrm{MHA}(X;W^Q_h,W^K_{g(h)},W^V_{g(h)}),\quad g(h)=\lfloor h/(H/G)\rfloor",
     sources=(AINSLIE_2023.at("§2"), SHAZEER_2019),
+    full_precision_only=(
+        'it compares two different computations of the subject (grouped-query against multi-'
+        'head attention): in half precision two correct kernels differ by the rounding of '
+        'their intermediates (the q, k, v projections), which the naive baseline, computing '
+        'both sides by one formula, does not show; PyTorch 2.13.0 differs by 1.1 to 1.4 '
+        'eps there'),
     kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"),
     notes="The head-to-group mapping is contiguous blocks (PyTorch enable_gqa / repeat_interleave).")
 def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
@@ -132,6 +143,12 @@ def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
     title="GQA with G = H is multi-head attention; with G = 1 it is multi-query attention",
     statement=r"\mathrm{GQA}_{G=H}=\mathrm{MHA},\qquad \mathrm{GQA}_{G=1}=\mathrm{MQA}:\ W^K_h=W^K,\ W^V_h=W^V\ \forall h",
     sources=(AINSLIE_2023.at("§2"), SHAZEER_2019.at("§3")),
+    full_precision_only=(
+        'it compares two different computations of the subject (grouped-query against multi-'
+        'head attention): in half precision two correct kernels differ by the rounding of '
+        'their intermediates (the q, k, v projections), which the naive baseline, computing '
+        'both sides by one formula, does not show; PyTorch 2.13.0 differs by 1.1 to 1.4 '
+        'eps there'),
     kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"))
 def gqa_extremes(subject, ctx) -> Evidence:
     from transformer_theory.impl.attention import (init_grouped_query, init_multi_head,
@@ -196,6 +213,10 @@ def kv_cache_size(subject, ctx) -> Evidence:
     title="Attention logits have rank at most min(d_head, L)",
     statement=r"\operatorname{rank}(XW_QW_K^{\top}X^{\top})\le\operatorname{rank}(W_QW_K^{\top})\le\min(d_{\text{head}},L)",
     sources=(SEED_000.at("X W_q^T W_k X^T ... often low rank"), MHA),
+    full_precision_only=(
+        'a rank statement computed by SVD in float64 on float64 weights; rounding to half '
+        'precision perturbs the rank-revealing singular values by eps * |W|, which the claim '
+        'does not model'),
     kind=Kind.PROPERTY, needs=("attention_weights",),
     notes="The logits are read back from the subject's weights as log A_ij minus its row mean "
           "(which removes the row's log-sum-exp and cannot raise the rank), with q = X W_Q and "

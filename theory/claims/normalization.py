@@ -153,10 +153,11 @@ def layernorm_invariances(subject, ctx) -> Evidence:
     def measure(c):
         dt = c["dtype"]
         x, w, delta = c["x"], c["W"], c["delta"]
-        h = x @ w                                                  # (B, L, E)
-        h_case = (dt.type(c["a"]) * x) @ w                         # (B, L, E): LN(a x W)
-        w_mat = dt.type(c["alpha"]) * w + delta[:, None]           # (d_in, E): alpha W + delta 1^T
-        h_mat = x @ w_mat                                          # (B, L, E)
+        # The products are rounded to the data's dtype (numpy's bfloat16 @ returns float32).
+        h = (x @ w).astype(dt)                                     # (B, L, E)
+        h_case = ((dt.type(c["a"]) * x) @ w).astype(dt)            # (B, L, E): LN(a x W)
+        w_mat = (dt.type(c["alpha"]) * w + delta[:, None]).astype(dt)  # (d_in, E): alpha W + delta 1^T
+        h_mat = (x @ w_mat).astype(dt)                             # (B, L, E)
         base = subject.layer_norm(h, eps=0.0)
         tol = tolerance("ill_conditioned", dt, n=c["d_in"] + c["E"])
         m1 = conditioned_error(subject.layer_norm(h_case, eps=0.0), base,

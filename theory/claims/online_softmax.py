@@ -107,6 +107,8 @@ def _tree_attention(c, merge):
               r"=\mathrm{softmax}\!\left(\tfrac{QK^{\top}}{\sqrt d}+\log M\right)V"
               r"\quad\text{for every partition } \{b\}\text{ and merge tree } \pi",
     sources=(MERGE, FLASH, SEED001_SOFTMAX),
+    full_precision_only=(
+        "its block states are built by the reference's block_state in float32/float64; a half-precision merge is not stated here (the merge of blocks in half precision is left for a later claim)"),
     kind=Kind.PROPERTY, needs=("attention",), uses=("online_merge",), proof="softmax.online_merge",
     notes="Hypothesis draws the cut points of the key axis and the merge tree (which two "
           "partial states to merge next); masks and both causal alignments included. The "
@@ -143,6 +145,8 @@ def _state_errors(x: OS.OnlineState, y: OS.OnlineState, tol, note: str) -> Measu
     statement=r"(A\oplus B)\oplus C=A\oplus(B\oplus C),\quad A\oplus B=B\oplus A,"
               r"\quad A\oplus(-\infty,0,0)=A",
     sources=(MERGE, FLASH),
+    full_precision_only=(
+        "its block states are built by the reference's block_state in float32/float64, and commutativity and the identity are checked exactly there"),
     kind=Kind.PROPERTY, needs=(), uses=("online_merge",), proof="softmax.online_merge",
     notes="States come from random blocks of keys, some rows fully masked (m = -inf). "
           "Commutativity and the identity hold bit for bit (max and + are symmetric, "

@@ -1,0 +1,160 @@
+"""Half precision: the contract's dtypes, the naive baseline, the error-ratio rule, and the
+attentions it must accept and reject (issue 16)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from transformer_theory.impl import attention as A
+from transformer_theory.impl import layers as N
+from transformer_theory.impl.contract.precision import half_dtype_of
+from transformer_theory.theory import registry
+from transformer_theory.theory.claim import HALF_CALLABLES, Status
+from transformer_theory.theory.rounding_baseline import BASELINES, rounded
+from transformer_theory.theory.runner import run_claim, run_claims
+from transformer_theory.theory.tolerance import RATIO_C, RATIO_K, eps, ratio_tolerance
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+
+
+def _qkv(dt, lq=4, lk=6, e=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal(s).astype(dt) for s in ((2, lq, e), (2, lk, e), (2, lk, e)))
+
+
+# --- the contract ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dt", [F16, BF16])
+def test_reference_keeps_half_dtypes_and_is_close(dt):
+    q, k, v = _qkv(dt)
+    out = A.attention(q, k, v, causal=True)
+    assert out.dtype == dt
+    exact = A.attention(*(a.astype(np.float64) for a in (q, k, v)), causal=True)
+    assert np.max(np.abs(out.astype(np.float64) - exact)) <= eps(dt) * np.abs(exact).max()
+    assert N.layer_norm(q).dtype == dt
+
+
+def test_unsupported_reference_function_refuses_half_naming_the_argument():
+    with pytest.raises(TypeError, match=r"^x: expected dtype float32 or float64 .*float16"):
+        N.batch_norm(np.ones((3, 4), np.float16))
+
+
+def test_mixing_float16_and_bfloat16_is_refused():
+    q, k, v = _qkv(F16)
+    with pytest.raises(TypeError, match="mix float16 and bfloat16"):
+        A.attention(q, k.astype(BF16), v)
+    assert half_dtype_of(q, k.astype(np.float32)) is None
+
+
+# --- the naive baseline -----------------------------------------------------------------------
+
+def test_every_half_callable_has_a_baseline():
+    assert set(BASELINES) == set(HALF_CALLABLES)
+
+
+def test_rounded_accumulates_in_float32_where_numpy_bfloat16_does_not():
+    ones = np.ones(4096, BF16)
+    assert float(ones.sum()) == 256.0                     # numpy's own bfloat16 sum
+    assert float(rounded(np.sum(ones, dtype=np.float32), BF16)) == 4096.0
+
+
+@pytest.mark.parametrize("dt", [F16, BF16])
+def test_baseline_attention_is_naive_but_close(dt):
+    q, k, v = _qkv(dt, lk=64)
+    exact = A.attention(*(a.astype(np.float64) for a in (q, k, v)))
+    naive = BASELINES["attention"](q, k, v).astype(np.float64)
+    err = np.abs(naive - exact).max() / np.abs(exact).max()
+    assert 0 < err < 16 * eps(dt)
+
+
+def test_ratio_tolerance_is_k_times_baseline_plus_floor():
+    tol = ratio_tolerance(F16, 1e-3)
+    assert tol.rtol == pytest.approx(RATIO_K * 1e-3 + RATIO_C * eps(F16))
+    assert tol.rule == "ratio" and "error-ratio rule" in tol.reason
+    with pytest.raises(ValueError, match="baseline_error"):
+        ratio_tolerance(F16, float("nan"))
+
+
+# --- accepted and rejected attentions -----------------------------------------------------------
+
+def native_float16_attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
+    """A correct kernel computing natively in float16 with the maximum subtracted.
+
+    Every intermediate is a float16 array; products and sums accumulate in float32 (as
+    tensor cores do) and are rounded once, the scale applied to the float32 scores before
+    that rounding (as FlashAttention does). (Scaling q in float16 before the product
+    instead is 3.4 times the naive error at scale 4: the rule rejects it.)
+    """
+    from transformer_theory.impl.contract import allowed_keys
+    dt, f32 = q.dtype, np.float32
+    s = np.matmul(q, np.swapaxes(k, -1, -2), dtype=f32)                        # (..., Lq, Lk)
+    s = (s * f32(1 / np.sqrt(q.shape[-1]) if scale is None else scale)).astype(dt)
+    if bias is not None:
+        s = s + bias.astype(dt)
+    allowed = allowed_keys(mask, causal, q.shape[:-2], q.shape[-2], k.shape[-2])
+    if allowed is not None:
+        s = np.where(allowed, s, dt.type(-np.inf))
+    m = s.max(axis=-1, keepdims=True)
+    e = np.exp(s - np.where(np.isfinite(m), m, dt.type(0)))                   # float16
+    z = e.sum(axis=-1, keepdims=True, dtype=f32).astype(dt)
+    p = np.where(z > 0, e / np.where(z > 0, z, dt.type(1)), dt.type(0))
+    return np.matmul(p, np.where(np.isfinite(v), v, dt.type(0)), dtype=f32).astype(dt)
+
+
+ATTENTION_HALF_CLAIMS = [c for c in registry.all_claims()
+                         if c.needs == ("attention",) and "float16" in c.dtypes]
+
+
+def test_a_native_float16_attention_passes_every_half_claim(reference):
+    subject = reference.replace(attention=native_float16_attention).with_options(
+        dtypes="float16")
+    results = [run_claim(c, subject, profile="ci", dtype="float16")
+               for c in ATTENTION_HALF_CLAIMS]
+    bad = [(r.label, r.status.value, r.detail()) for r in results
+           if r.status not in (Status.PASSED, Status.NOT_APPLICABLE)]
+    assert not bad
+    assert sum(r.status is Status.PASSED for r in results) >= 10
+
+
+def test_run_claims_adds_half_runs_only_where_declared(reference):
+    claim = registry.get("attention.scaled_dot_product")
+    labels = [r.label for r in run_claims([claim], reference, profile="ci")]
+    assert labels == ["attention.scaled_dot_product", "attention.scaled_dot_product[float16]",
+                      "attention.scaled_dot_product[bfloat16]"]
+    plain = reference.with_options(dtypes="float32,float64")
+    assert [r.label for r in run_claims([claim], plain, profile="ci")] == [claim.id]
+    r = run_claim(claim, plain, profile="ci", dtype="float16")
+    assert r.status is Status.NOT_APPLICABLE and "does not declare float16" in r.detail()
+
+
+def test_claims_without_meaning_in_half_precision_say_why(reference):
+    claim = registry.get("heads.low_rank_logits")
+    assert claim.dtypes == ("float64", "float32")
+    r = run_claim(claim, reference, profile="ci", dtype="bfloat16")
+    assert r.status is Status.NOT_APPLICABLE and "SVD" in r.detail()
+
+
+def test_list_json_gives_each_claim_its_dtypes():
+    out = subprocess.run([sys.executable, "-m", "transformer_theory.theory.cli", "list", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    claims = {c["id"]: c for c in json.loads(out)["claims"]}
+    assert claims["attention.scaled_dot_product"]["dtypes"] == [
+        "float64", "float32", "float16", "bfloat16"]
+    assert claims["heads.low_rank_logits"]["dtypes"] == ["float64", "float32"]
+    assert "SVD" in claims["heads.low_rank_logits"]["half_precision"]
+    assert all("dtypes" in c for c in claims.values())
+
+
+def test_torch_bfloat16_round_trip_is_exact():
+    pytest.importorskip("torch")
+    from transformer_theory.impl.adapters._torch_common import to_numpy, to_tensor
+    x = np.random.default_rng(0).standard_normal(100).astype(BF16)
+    back = to_numpy(to_tensor(x, BF16), BF16)
+    assert back.dtype == BF16 and np.array_equal(back.view(np.uint16), x.view(np.uint16))
