@@ -262,6 +262,29 @@ def _exp_nonpositive_f64(x):
     return 0.0 if x < _LO64 else p * _pow2(n)
 
 
+def _by_float_type(f32, f64):
+    """A numba ``overload`` implementation choosing ``f32`` or ``f64`` by the argument's type.
+
+    Parameters
+    ----------
+    f32, f64 : numba dispatchers
+        The float32 and float64 kernels of one scalar function.
+
+    Returns
+    -------
+    callable
+        ``impl(x)`` for :func:`numba.extending.overload`: the kernel of
+        ``x``'s type, or None (no implementation) for other types.
+    """
+    def impl(x):
+        if x == types.float32:
+            return lambda x: f32(x)
+        if x == types.float64:
+            return lambda x: f64(x)
+        return None
+    return impl
+
+
 def fast_exp_nonpositive(x):
     """:func:`fast_exp` for arguments ``x <= 0`` (up to a rounding error), as in a softmax.
 
@@ -271,13 +294,7 @@ def fast_exp_nonpositive(x):
     raise NotImplementedError("fast_exp_nonpositive is only available inside numba-compiled code")
 
 
-@overload(fast_exp_nonpositive)
-def _fast_exp_nonpositive_overload(x):
-    if x == types.float32:
-        return lambda x: _exp_nonpositive_f32(x)
-    if x == types.float64:
-        return lambda x: _exp_nonpositive_f64(x)
-    return None
+overload(fast_exp_nonpositive)(_by_float_type(_exp_nonpositive_f32, _exp_nonpositive_f64))
 
 
 def fast_exp(x):
@@ -291,13 +308,7 @@ def fast_exp(x):
     raise NotImplementedError("fast_exp is only available inside numba-compiled code")
 
 
-@overload(fast_exp)
-def _fast_exp_overload(x):
-    if x == types.float32:
-        return lambda x: _exp_f32(x)
-    if x == types.float64:
-        return lambda x: _exp_f64(x)
-    return None
+overload(fast_exp)(_by_float_type(_exp_f32, _exp_f64))
 
 
 # ---------------------------------------------------------------------------
