@@ -419,7 +419,7 @@ def rope_matrix(position, d: int, *, base: float = 10000.0) -> np.ndarray:
     return _pair_rotation(position * theta, sign=1.0)             # (d, d)
 
 
-@computes_in_float32
+@computes_in_float32(exclude=("positions",))
 def rope(x, positions=None, *, base: float = 10000.0) -> np.ndarray:
     """Apply the rotary position embedding to queries or keys.
 

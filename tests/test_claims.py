@@ -27,12 +27,16 @@ def test_claim(claim, subject, profile):
         pytest.skip(f"{subject.name} lacks {claim.needs}")
     if not claim.needs and subject.name != "reference":
         pytest.skip("needs no implementation (a derivation): run once, on the reference")
-    result = run_claim(claim, subject, profile=profile)
-    if result.status is Status.NOT_APPLICABLE:       # a declared capability it lacks
+    _assert_passed(run_claim(claim, subject, profile=profile), subject)
+
+
+def _assert_passed(result, subject):
+    """Skip a declared capability the subject lacks; otherwise the claim must pass."""
+    if result.status is Status.NOT_APPLICABLE:
         pytest.skip(result.detail())
     ev = result.evidence
     assert result.status is Status.PASSED, (
-        f"{claim.id} on {subject.name}: {result.status.value}\n{result.detail()}\n"
+        f"{result.label} on {subject.name}: {result.status.value}\n{result.detail()}\n"
         f"falsifying example: {ev.falsifying_example if ev else None}")
     assert ev.cases > 0
 
@@ -50,10 +54,4 @@ def test_claim_half_precision(claim, dtype, subject, profile):
     if dtype not in (subject.options.get("dtypes") or ()):
         assert result.status is Status.NOT_APPLICABLE, result.detail()
         return
-    if result.status is Status.NOT_APPLICABLE:       # a declared capability it lacks
-        pytest.skip(result.detail())
-    ev = result.evidence
-    assert result.status is Status.PASSED, (
-        f"{claim.id}[{dtype}] on {subject.name}: {result.status.value}\n{result.detail()}\n"
-        f"falsifying example: {ev.falsifying_example if ev else None}")
-    assert ev.cases > 0
+    _assert_passed(result, subject)

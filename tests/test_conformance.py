@@ -356,7 +356,7 @@ def orthogonal_from_seed(m, d, seed, *, scaling="chi"):
 
 
 def _status(subject, claim_id):
-    [result] = check(subject, claim_id, profile="ci").results
+    result = check(subject, claim_id, profile="ci").results[0]     # the usual dtypes' run
     return result.status
 
 
@@ -435,7 +435,11 @@ def test_check_passes_on_the_reference():
     report = check(reference_subject(), "attention.scaled_dot_product,gradients.dv*",
                    profile="ci")
     assert isinstance(report, CheckReport)
-    assert [r.status for r in report] == ["passed", "passed"]
+    # both claims, and their float16 and bfloat16 runs (the reference declares both)
+    assert [r.id for r in report] == [
+        f"{c}{d}" for c in ("attention.scaled_dot_product", "gradients.dv_is_weights_transpose_do")
+        for d in ("", "[float16]", "[bfloat16]")]
+    assert all(r.status == "passed" for r in report)
     assert report.exit_code == 0 and report.passed
     assert "passed" in report.format_table()
 

@@ -240,7 +240,8 @@ def _cli(*argv):
 @pytest.mark.parametrize("option, message", [
     ("fully_masked_rows=nan", "unknown option; expected one of fully_masked_row"),
     ("fully_masked_row=NaN", "expected one of 'zeros', 'nan', 'uniform', got 'NaN'"),
-    ("dtypes=float32,float8", "expected names from float32, float64, got 'float8'"),
+    ("dtypes=float32,float8",
+     "expected names from float32, float64, float16, bfloat16, got 'float8'"),
     ("rename=mask", "expected contract:target pairs"),
     ("rename=window:w", "expected contract keywords from"),
     ("d_model=0", "expected a positive integer"),

@@ -396,7 +396,7 @@ def test_init_ffn_errors():
     with pytest.raises(TypeError, match="bias"):
         init_ffn(2, 3, rng(), bias=1)
     with pytest.raises(TypeError, match="dtype"):
-        init_ffn(2, 3, rng(), dtype=np.float16)
+        init_ffn(2, 3, rng(), dtype=np.longdouble)
 
 
 def _hand_params():

@@ -168,7 +168,8 @@ def test_cli_list_json_schema(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {"claims"}
     for rec in doc["claims"]:
-        assert set(rec) == {"id", "title", "kind", "statement", "sources", "needs", "proof"}
+        assert set(rec) == {"id", "title", "kind", "statement", "sources", "needs", "proof",
+                            "dtypes", "half_precision"}
 
 
 def test_cli_verify_json_schema_and_exit_status(capsys):
@@ -178,9 +179,13 @@ def test_cli_verify_json_schema_and_exit_status(capsys):
     assert code == 0
     assert set(doc) == {"subject", "profile", "seed", "results"}
     assert doc["subject"] == "reference" and doc["profile"] == "ci"
-    assert [r["id"] for r in doc["results"]] == ["attention.explicit_scale", "heads.kv_cache_size"]
+    # the reference declares float16 and bfloat16: a claim with a meaning there runs in each
+    assert [(r["id"], r["dtype"]) for r in doc["results"]] == [
+        ("attention.explicit_scale", None), ("attention.explicit_scale", "float16"),
+        ("attention.explicit_scale", "bfloat16"), ("heads.kv_cache_size", None)]
     for r in doc["results"]:
-        assert set(r) == {"id", "status", "cases", "max_error", "tolerance", "detail", "seconds"}
+        assert set(r) == {"id", "dtype", "status", "cases", "max_error", "tolerance", "detail",
+                          "seconds"}
         assert r["status"] == "passed"
 
 

@@ -95,7 +95,10 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
     any draws the measure makes replayed. A comparison (a :class:`Measurement`
     with a :class:`Tolerance`) is then held to
     ``ratio_tolerance(dtype, baseline error)``; a yes/no property keeps its
-    own verdict: it must hold exactly at every precision.
+    own verdict: it must hold exactly at every precision. Where the baseline
+    itself breaks down on the case (an infinite error: a zero variance, an
+    overflow) it bounds nothing, and the claim's own tolerance, computed for
+    the half dtype's epsilon, decides.
     """
     def ruled(case):
         recorded = tuple(_Recorded(v) if _is_data(v) else v for v in case) \
@@ -107,6 +110,10 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
                        for v in recorded) if isinstance(case, tuple) else case
         with baseline_run():
             base = measure(replay)
+        if not np.isfinite(base.error):
+            # the naive computation itself broke down (a zero variance, an overflow): it
+            # bounds nothing, and the claim's own tolerance at this dtype's epsilon decides
+            return result
         return Measurement(result.error, ratio_tolerance(dtype, base.error), result.note,
                            baseline=base.error)
     return ruled

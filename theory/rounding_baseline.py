@@ -66,10 +66,13 @@ def rounded(x, dtype: np.dtype) -> np.ndarray:
 
 
 def runs_in_half(args: tuple, kwargs: dict) -> bool:
-    """Whether a call's floating arrays are all of one half dtype (else the baseline is the
-    subject's own computation: a claim may pass float32 data it derived itself)."""
+    """Whether a call is a half-precision call: its first argument (the data: ``q``, ``x``,
+    a state) holds half-precision arrays only. Otherwise the baseline is the subject's own
+    computation: a claim may pass float32 data it derived itself."""
+    if not args:
+        return False
     try:
-        return half_dtype_of(*args, *kwargs.values()) is not None
+        return half_dtype_of(args[0]) is not None
     except TypeError:
         return False
 

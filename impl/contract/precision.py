@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable
 
 import ml_dtypes
@@ -100,8 +101,7 @@ def half_dtype_of(*values: Any) -> np.dtype | None:
     np.dtype or None
         float16 or bfloat16 when every float16/bfloat16/float32/float64 array
         found is of that one half dtype; None when there is no half array, or
-        when half arrays are mixed with float32/float64 ones (the function's
-        usual rule then decides, the halves counting as float32).
+        when half arrays are mixed with float32/float64 ones.
 
     Raises
     ------
@@ -138,34 +138,46 @@ def _cast(value: Any, source: tuple, target: np.dtype) -> Any:
     return value
 
 
-def computes_in_float32(fn: Callable) -> Callable:
+def computes_in_float32(fn: Callable | None = None, *, exclude: tuple[str, ...] = ()):
     """Let ``fn`` take half precision by computing in float32 and rounding once.
 
     If every floating array among the arguments is float16 (or every one is
     bfloat16), they are upcast to float32 (exactly), ``fn`` runs, and the
     float32 arrays of its result (arrays, tuples, dataclasses) are rounded
-    to that dtype. Half arrays mixed with float32/float64 ones are upcast
-    to float32 and ``fn``'s usual dtype rule applies.
+    to that dtype. Half arrays mixed with float32/float64 ones reach ``fn``
+    as they are, whose validators refuse them naming the argument: a mixed
+    call has no one dtype to answer in.
 
     Parameters
     ----------
     fn : callable
+    exclude : tuple of str
+        Parameters that are not data (RoPE's ``positions``): their dtype
+        neither makes nor breaks a half-precision call, and they are passed
+        through unchanged.
 
     Returns
     -------
     callable
-        ``fn`` wrapped (``functools.wraps``).
+        ``fn`` wrapped (``functools.wraps``); used bare or as
+        ``@computes_in_float32(exclude=("positions",))``.
     """
+    if fn is None:
+        return functools.partial(computes_in_float32, exclude=exclude)
+    names = list(inspect.signature(fn).parameters)
+
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
-        half = half_dtype_of(*args, *kwargs.values())
-        if half is None and not any(a.dtype in HALF_DTYPES
-                                    for v in (*args, *kwargs.values()) for a in _arrays_in(v)):
-            return fn(*args, **kwargs)
-        args = _cast(args, HALF_DTYPES, _F32)
-        kwargs = {k: _cast(v, HALF_DTYPES, _F32) for k, v in kwargs.items()}
-        out = fn(*args, **kwargs)
-        return out if half is None else _cast(out, (_F32,), half)
+        data = [a for name, a in zip(names, args) if name not in exclude]
+        data += [v for k, v in kwargs.items() if k not in exclude]
+        half = half_dtype_of(*data)
+        if half is None:            # no half array, or halves mixed with float32/float64:
+            return fn(*args, **kwargs)   # fn's validators accept or refuse as always
+        args = tuple(a if name in exclude else _cast(a, HALF_DTYPES, _F32)
+                     for name, a in zip(names, args)) + tuple(args[len(names):])
+        kwargs = {k: v if k in exclude else _cast(v, HALF_DTYPES, _F32)
+                  for k, v in kwargs.items()}
+        return _cast(fn(*args, **kwargs), (_F32,), half)
     return wrapped
 
 

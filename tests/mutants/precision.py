@@ -25,13 +25,18 @@ def _scores(q, k, scale=None):
     return np.matmul(q32, np.swapaxes(k32, -1, -2)) * np.float32(s)       # (..., Lq, Lk)
 
 
-def exp_without_max(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
-    """softmax as exp(s) / sum exp(s): overflows to inf / inf = NaN for large logits."""
-    dt = np.asarray(q).dtype
+def _biased_scores(q, k, mask, causal, scale, bias):
+    """Float32 scores with the bias added, and the allowed-key mask (or None)."""
     s = _scores(q, k, scale)
     if bias is not None:
         s = s + np.asarray(bias, np.float32)
-    allowed = allowed_keys(mask, causal, np.shape(q)[:-2], np.shape(q)[-2], np.shape(k)[-2])
+    return s, allowed_keys(mask, causal, np.shape(q)[:-2], np.shape(q)[-2], np.shape(k)[-2])
+
+
+def exp_without_max(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
+    """softmax as exp(s) / sum exp(s): overflows to inf / inf = NaN for large logits."""
+    dt = np.asarray(q).dtype
+    s, allowed = _biased_scores(q, k, mask, causal, scale, bias)
     e = np.exp(s) if allowed is None else np.where(allowed, np.exp(s), 0.0)
     p = e / e.sum(axis=-1, keepdims=True)
     return np.matmul(p, np.asarray(v, np.float32)).astype(dt)
@@ -59,10 +64,7 @@ def finfo_min_mask_plus_bias(q, k, v, *, mask=None, causal=False, scale=None, bi
 def low_dtype_accumulation(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
     """The softmax denominator and P V summed one key at a time in the input dtype."""
     dt = np.asarray(q).dtype
-    s = _scores(q, k, scale)
-    if bias is not None:
-        s = s + np.asarray(bias, np.float32)
-    allowed = allowed_keys(mask, causal, np.shape(q)[:-2], np.shape(q)[-2], np.shape(k)[-2])
+    s, allowed = _biased_scores(q, k, mask, causal, scale, bias)
     if allowed is not None:
         s = np.where(allowed, s, -np.inf)
     m = s.max(axis=-1, keepdims=True)

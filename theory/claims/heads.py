@@ -25,6 +25,14 @@ from ._common import coarser_dtype
 
 claims = ClaimSet("heads")
 
+#: Why GQA against MHA has no half-precision baseline (two claims compare them).
+_GQA_AGAINST_MHA = (
+    'it compares two different computations of the subject (grouped-query against multi-'
+    'head attention): in half precision two correct kernels differ by the rounding of '
+    'their intermediates (the q, k, v projections), which the naive baseline, computing '
+    'both sides by one formula, does not show; PyTorch 2.13.0 differs by 1.1 to 1.4 '
+    'eps there')
+
 MHA = VASWANI_2017.at("§3.2.2")
 
 
@@ -114,12 +122,7 @@ def batched_equals_loop(subject, ctx) -> Evidence:
     title="Grouped-query attention is multi-head attention with K/V heads repeated by the mapping",
     statement=r"\mathrm{GQA}(X;W^Q_{1..H},W^K_{1..G},W^V_{1..G})=\mathrm{MHA}(X;W^Q_h,W^K_{g(h)},W^V_{g(h)}),\quad g(h)=\lfloor h/(H/G)\rfloor",
     sources=(AINSLIE_2023.at("§2"), SHAZEER_2019),
-    full_precision_only=(
-        'it compares two different computations of the subject (grouped-query against multi-'
-        'head attention): in half precision two correct kernels differ by the rounding of '
-        'their intermediates (the q, k, v projections), which the naive baseline, computing '
-        'both sides by one formula, does not show; PyTorch 2.13.0 differs by 1.1 to 1.4 '
-        'eps there'),
+    full_precision_only=_GQA_AGAINST_MHA,
     kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"),
     notes="The head-to-group mapping is contiguous blocks (PyTorch enable_gqa / repeat_interleave).")
 def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
@@ -143,12 +146,7 @@ def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
     title="GQA with G = H is multi-head attention; with G = 1 it is multi-query attention",
     statement=r"\mathrm{GQA}_{G=H}=\mathrm{MHA},\qquad \mathrm{GQA}_{G=1}=\mathrm{MQA}:\ W^K_h=W^K,\ W^V_h=W^V\ \forall h",
     sources=(AINSLIE_2023.at("§2"), SHAZEER_2019.at("§3")),
-    full_precision_only=(
-        'it compares two different computations of the subject (grouped-query against multi-'
-        'head attention): in half precision two correct kernels differ by the rounding of '
-        'their intermediates (the q, k, v projections), which the naive baseline, computing '
-        'both sides by one formula, does not show; PyTorch 2.13.0 differs by 1.1 to 1.4 '
-        'eps there'),
+    full_precision_only=_GQA_AGAINST_MHA,
     kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"))
 def gqa_extremes(subject, ctx) -> Evidence:
     from transformer_theory.impl.attention import (init_grouped_query, init_multi_head,

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from .. import registry
 from ..claim import Claim
 from ..profiles import get_profile
-from ..runner import DEFAULT_SEED, Result, run_claim, select
+from ..runner import DEFAULT_SEED, Result, half_runs, run_claim, select
 from ..subject import Subject
 from ..builtin_subjects import SUBJECTS, get_subject
 from .progress import make_progress
@@ -177,6 +177,10 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
                 bar.running(task, claim.id)
                 r = run_claim(claim, subject, profile=profile_name, seed=seed)
                 rs.append(r)
+                for dtype in half_runs(claim, subject):   # float16, bfloat16 where declared
+                    bar.running(task, f"{claim.id}[{dtype}]")
+                    rs.append(run_claim(claim, subject, profile=profile_name, seed=seed,
+                                        dtype=dtype))
                 bar.advance(task, r)
             results[subject.name] = rs
         claims_seconds = time.perf_counter() - start

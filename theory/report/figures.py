@@ -43,6 +43,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..tolerance import RATIO_K
+
 #: Colours of the estimators and series (colour-blind safe, Okabe & Ito 2008).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
            "#000000")
@@ -575,6 +577,35 @@ def _benchmark_rows(data) -> list[tuple[str, dict]]:
     return rows
 
 
+def fig_half_precision(ctx: FigureContext):
+    """The error ratio of every half-precision run, per claim, subject and dtype."""
+    rows = [(rec["id"], subject, dtype, h.get("error_ratio"), h["status"])
+            for rec in ctx.doc.get("claims", [])
+            for subject, runs in (rec.get("half_precision_results") or {}).items()
+            for dtype, h in runs.items() if h["status"] in ("passed", "failed")]
+    claims = sorted({r[0] for r in rows}, key=[r[0] for r in rows].index)
+    if not claims:
+        raise FigureUnavailable("no claim ran in float16 or bfloat16 (no subject declares them)")
+    keys = sorted({(r[1], r[2]) for r in rows})
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.28 * len(claims)), layout="constrained")
+    for i, key in enumerate(keys):
+        pts = [(claims.index(c), float(v) if isinstance(v, (int, float)) else np.nan, st)
+               for c, s, d, v, st in rows if (s, d) == key]
+        y = np.array([p[0] for p in pts]) + (i - (len(keys) - 1) / 2) * 0.8 / len(keys)
+        x = np.array([p[1] for p in pts])
+        ax.scatter(np.nan_to_num(x, nan=0.0), y, s=14, label=f"{key[0]} · {key[1]}",
+                   color=PALETTE[i % len(PALETTE)],
+                   marker="o" if key[1] == "float16" else "s")
+    ax.axvline(RATIO_K, color="#b22222", lw=1.0, ls="--")
+    ax.text(RATIO_K, -0.9, f" k = {RATIO_K:g}", color="#b22222", va="bottom")
+    ax.set_yticks(range(len(claims)), claims, fontsize=7)
+    ax.set_xlabel("error ratio  err / (err_naive + eps/2)   (0: the comparison was exact)")
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    ax.invert_yaxis()
+    return fig
+
+
 # --------------------------------------------------------------------------
 # the list
 # --------------------------------------------------------------------------
@@ -594,6 +625,15 @@ FIGURES: tuple[FigureSpec, ...] = (
         "numba path and PyTorch SDPA, measured in one process by `make bench` "
         "(benchmarks/bench.py); the reference is timed only up to moderate L.",
         None, (), ("benchmarks/results.json",), fig_speed),
+    FigureSpec(
+        "half-precision", "Half precision: the error ratio of every claim in float16 and "
+        "bfloat16",
+        "For each claim run in half precision, the subject's error against float64 divided by "
+        "that of a naive computation rounding to the dtype after each operation (plus half a "
+        "rounding step): a kernel passes at most k = 2, the rule of FlashAttention's tests. "
+        "Points at 0 are comparisons that held exactly.",
+        "precision", ("precision.*",),
+        ("Dao et al. 2022, FlashAttention (its tests' error-ratio rule)",), fig_half_precision),
 )
 
 

@@ -295,8 +295,22 @@ def _sources(rec: Mapping) -> str:
     return f'<ul class="sources">{"".join(items)}</ul>'
 
 
+def _half_cell(rec: Mapping, subject: str) -> str:
+    """The half-precision runs of one subject: 'float16 0.28 · bfloat16 ✗ 3.1' or '—'."""
+    runs = (rec.get("half_precision_results") or {}).get(subject) or {}
+    parts = []
+    for dtype, h in runs.items():
+        ratio = h.get("error_ratio")
+        value = ("exact" if ratio in (None, 0, 0.0) else
+                 f"{ratio:.2g}" if isinstance(ratio, (int, float)) else esc(str(ratio)))
+        mark = "" if h["status"] == "passed" else f'{_badge(h["status"])} '
+        parts.append(f"{esc(dtype)} {mark}{value}")
+    return " · ".join(parts) if parts else "—"
+
+
 def _results_table(rec: Mapping) -> str:
     rows = []
+    half = bool(rec.get("half_precision_results"))
     for subject, r in rec["results"].items():
         ratio = "—"
         err, tol = r.get("max_error"), r.get("tolerance")
@@ -308,11 +322,15 @@ def _results_table(rec: Mapping) -> str:
             f'<tr><td>{esc(subject)}</td><td>{_badge(r["status"])}</td>'
             f'<td class="num">{_fmt_num(r.get("cases"))}</td>'
             f'<td class="num">{_fmt_num(err)}</td><td class="num">{_fmt_num(tol)}</td>'
-            f'<td class="num">{ratio}</td><td class="num">{r.get("seconds", 0):.2f} s</td></tr>')
+            f'<td class="num">{ratio}</td><td class="num">{r.get("seconds", 0):.2f} s</td>'
+            + (f'<td class="num">{_half_cell(rec, subject)}</td>' if half else "") + '</tr>')
+    half_head = ('<th class="num" title="error ratio err / (err_naive + eps/2), passes at '
+                 'most 2">float16 · bfloat16 (error ratio)</th>') if half else ""
     return ('<table class="results"><thead><tr><th>subject</th><th>status</th>'
             '<th class="num">cases</th><th class="num">max error</th>'
             '<th class="num">tolerance</th><th class="num">error / tolerance</th>'
-            f'<th class="num">time</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+            f'<th class="num">time</th>{half_head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def _stat_rows(stats) -> list[tuple[str, Mapping]]:

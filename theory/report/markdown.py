@@ -52,7 +52,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..claim import Claim, Kind, Status, jsonable
+from ..claim import HALF_DTYPES, Claim, Kind, Status, json_float, jsonable
 from ..runner import Result
 
 SCHEMA_VERSION = 1
@@ -111,6 +111,17 @@ def _result_record(result: Result) -> dict:
     return record
 
 
+def _half_record(result: Result) -> dict:
+    """A half-precision run in ``results.json``: status, error ratio, error and tolerance."""
+    ev = result.evidence
+    return {"status": result.status.value,
+            "error_ratio": json_float(ev.error_ratio) if ev else None,
+            "max_error": json_float(ev.max_error) if ev else None,
+            "tolerance": json_float(ev.tolerance) if ev else None,
+            "cases": ev.cases if ev else 0,
+            "detail": result.detail()}
+
+
 def build_results_json(claims: Sequence[Claim], results: Mapping[str, Sequence[Result]], *,
                        profile: str, seed: int, wall_seconds: float,
                        claims_pattern: str | None = None,
@@ -118,7 +129,9 @@ def build_results_json(claims: Sequence[Claim], results: Mapping[str, Sequence[R
                        derivations: Mapping[str, dict] | None = None,
                        figures: Sequence[dict] = ()) -> dict:
     """The ``results.json`` document for claims run against several subjects."""
-    by_id = {name: {r.id: r for r in rs} for name, rs in results.items()}
+    by_id = {name: {r.id: r for r in rs if r.dtype is None} for name, rs in results.items()}
+    half = {name: {(r.id, r.dtype): r for r in rs if r.dtype is not None}
+            for name, rs in results.items()}
     records = []
     for c in claims:
         rec = c.to_json()
@@ -127,7 +140,12 @@ def build_results_json(claims: Sequence[Claim], results: Mapping[str, Sequence[R
         rec["source_details"] = [s.to_json() for s in c.sources]
         rec["results"] = {name: _result_record(by_id[name][c.id])
                           for name in results if c.id in by_id[name]}
+        rec["half_precision_results"] = {
+            name: {d: _half_record(half[name][(c.id, d)]) for d in HALF_DTYPES
+                   if (c.id, d) in half[name]}
+            for name in results if any((c.id, d) in half[name] for d in HALF_DTYPES)}
         records.append(rec)
+    results = {name: [r for r in rs if r.dtype is None] for name, rs in results.items()}
     return {
         "schema": SCHEMA_VERSION,
         "profile": profile,
