@@ -160,6 +160,7 @@ def _state_from_scores(s: np.ndarray, v: np.ndarray, tracker=None) -> OnlineStat
     return OnlineState(m, p.sum(axis=-1), o)
 
 
+@computes_in_float32
 def block_state(q, k, v, *, scale: float | None = None, allowed=None) -> OnlineState:
     """The (m, l, o) state of one block of keys for every query.
 
@@ -226,6 +227,7 @@ def merge(a: OnlineState, b: OnlineState) -> OnlineState:
                        alpha[..., None] * a.o + beta[..., None] * b.o)
 
 
+@computes_in_float32
 def finalize(state: OnlineState) -> np.ndarray:
     """``o / l``: the attention output (zeros for queries that saw no key)."""
     state = _check_state(state, "state")
