@@ -158,3 +158,32 @@ def test_torch_bfloat16_round_trip_is_exact():
     x = np.random.default_rng(0).standard_normal(100).astype(BF16)
     back = to_numpy(to_tensor(x, BF16), BF16)
     assert back.dtype == BF16 and np.array_equal(back.view(np.uint16), x.view(np.uint16))
+
+
+def test_loader_runs_a_module_in_the_half_dtype_of_its_input():
+    torch = pytest.importorskip("torch")
+    from transformer_theory.theory.loader import _framework_wrapper
+    module = torch.nn.Linear(4, 3)                      # float32 parameters
+    f = _framework_wrapper(module, "torch")
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    for dt in (F16, BF16):
+        assert f(x.astype(dt)).dtype == dt             # not silently float32
+    assert f(x.astype(np.float32)).dtype == np.float32
+    assert module.weight.dtype == torch.float32        # the user's module is not changed
+
+
+def test_report_shows_half_precision_runs(tmp_path):
+    from transformer_theory.theory.report import build_report
+    from transformer_theory.theory.builtin_subjects import get_subject
+    claims = [registry.get("precision.large_values_survive")]
+    out = build_report(tmp_path, claims=claims, subjects=[get_subject("reference")],
+                       profile="ci", show_progress=False)
+    doc = out.doc
+    assert out.exit_code == 0
+    [rec] = doc["claims"]
+    runs = rec["half_precision_results"]["reference"]
+    assert set(runs) == {"float16", "bfloat16"}
+    assert all(r["status"] == "passed" and 0 < r["error_ratio"] <= RATIO_K
+               for r in runs.values())
+    page = (tmp_path / "index.html").read_text()
+    assert "float16 · bfloat16 (error ratio)" in page and 'id="fig-half-precision"' in page

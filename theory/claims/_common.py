@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transformer_theory.impl.contract.precision import BFLOAT16, FLOAT16
+
 
 def definition_attention(q, k, v, *, mask=None, causal=False, scale=None):
     """softmax(Q K^T * scale + log mask) V in float64; fully masked rows give 0.
@@ -42,6 +44,10 @@ def causal_allowed(lq: int, lk: int, align: str = "top-left") -> np.ndarray:
 
 
 def coarser_dtype(*arrays) -> np.dtype:
-    """float32 if any array is float32 (the tolerance follows the coarsest dtype)."""
-    dts = [np.asarray(a).dtype for a in arrays]
-    return np.dtype(np.float32) if any(d == np.float32 for d in dts) else np.dtype(np.float64)
+    """The coarsest floating dtype among the arrays (the tolerance follows it): bfloat16,
+    then float16, then float32, else float64."""
+    dts = {np.asarray(a).dtype for a in arrays}
+    for coarse in (BFLOAT16, FLOAT16, np.dtype(np.float32)):
+        if coarse in dts:
+            return coarse
+    return np.dtype(np.float64)

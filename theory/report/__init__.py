@@ -49,9 +49,14 @@ class ReportOutput:
 
     @property
     def failed(self) -> list[tuple[str, str]]:
-        """``(claim id, subject)`` of every failed or errored result."""
-        return [(rec["id"], s) for rec in self.doc["claims"]
-                for s, r in rec["results"].items() if r["status"] in ("failed", "error")]
+        """``(claim id, subject)`` of every failed or errored result, half-precision runs
+        included (as ``claim.id[float16]``)."""
+        bad = ("failed", "error")
+        out = [(rec["id"], s) for rec in self.doc["claims"]
+               for s, r in rec["results"].items() if r["status"] in bad]
+        return out + [(f'{rec["id"]}[{d}]', s) for rec in self.doc["claims"]
+                      for s, runs in (rec.get("half_precision_results") or {}).items()
+                      for d, r in runs.items() if r["status"] in bad]
 
     @property
     def exit_code(self) -> int:

@@ -588,7 +588,7 @@ def fig_half_precision(ctx: FigureContext):
         raise FigureUnavailable("no claim ran in float16 or bfloat16 (no subject declares them)")
     keys = sorted({(r[1], r[2]) for r in rows})
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.28 * len(claims)), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, max(2.4, 1.0 + 0.28 * len(claims))), layout="constrained")
     for i, key in enumerate(keys):
         pts = [(claims.index(c), float(v) if isinstance(v, (int, float)) else np.nan, st)
                for c, s, d, v, st in rows if (s, d) == key]
