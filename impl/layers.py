@@ -1,6 +1,6 @@
 """Position-wise building blocks of a transformer block.
 
-Activations, layer and batch normalisation, the position-wise feed-forward
+Activations, layer, batch and RMS normalisation, the position-wise feed-forward
 network and the residual connection. Every function takes and returns numpy
 arrays and follows the reference contract (DESIGN.md, "Contract"): inputs are
 validated by :mod:`.contract.validate`, nothing is broadcast silently, non-finite
@@ -17,6 +17,7 @@ References
 Vaswani et al. 2017, Attention Is All You Need, §3.1 and §3.3.
 Ba, Kiros & Hinton 2016, Layer Normalization, §3.
 Ioffe & Szegedy 2015, Batch Normalization, §3 (Algorithm 1).
+Zhang & Sennrich 2019, Root Mean Square Layer Normalization (RMSNorm).
 Hendrycks & Gimpel 2016, Gaussian Error Linear Units (GELUs), §2.
 Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): residual connection,
 LayerNorm, activations. Seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt):
@@ -58,6 +59,7 @@ __all__ = [
     "init_layer_norm",
     "layer_norm",
     "batch_norm",
+    "rms_norm",
     "FFNParams",
     "init_ffn",
     "feed_forward",
@@ -351,6 +353,60 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     """
     return _normalise(x, gamma, beta, eps, ndim_min=1,
                       axes=lambda ndim: (ndim - 1,))                # over the features
+
+
+@computes_in_float32
+def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
+    """Root-mean-square normalisation over the last axis, ``eps`` inside the root.
+
+    Each feature vector ``x[..., :]`` of width ``E`` is divided by its root mean
+    square, without centring, then scaled per feature::
+
+        y = x / sqrt(mean(x**2) + eps) * gamma
+
+    With ``eps == 0`` an all-zero row has no defined scale; it is returned as
+    zeros (the limit of the formula as ``eps -> 0+``). The row is divided by
+    its largest ``|x|`` before squaring (``eps`` rescaled to match), so no
+    square overflows or underflows. Where libraries add ``eps`` outside the
+    root, ``x / (sqrt(mean(x**2)) + eps)``, a subject declares the option
+    ``rms_eps=outside``.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., E)
+        float32 or float64, finite, at least 1-d.
+    gamma : array_like, shape (E,), optional
+        Per-feature gain; omitted means 1.
+    eps : float
+        Finite, ``>= 0``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., E)
+        float32 only if ``x`` and ``gamma`` (if given) are float32.
+
+    References
+    ----------
+    Zhang & Sennrich 2019, Root Mean Square Layer Normalization, NeurIPS: the
+    summed inputs ``a`` of a layer are divided by ``RMS(a) = sqrt(mean(a_i^2))``
+    and multiplied by a gain ``g``, with no re-centering (the paper's RMSNorm
+    section; ``eps`` is the implementations' safeguard).
+    """
+    x = as_float_array(x, "x", ndim_min=1)
+    gamma = check_optional_vector(gamma, "gamma", x.shape[-1], "d_model (last dim of x)")
+    eps = check_eps(eps)
+    dtype = common_float_dtype(*(a for a in (x, gamma) if a is not None))
+    t = x.dtype.type
+    s = np.max(np.abs(x), axis=-1, keepdims=True)                 # (..., 1) row scale
+    zero = s == 0
+    s = np.where(zero, t(1), s)
+    z = x / s                                                     # (..., E) in [-1, 1]
+    ms = np.mean(z * z, axis=-1, keepdims=True)                   # (..., 1) mean square of z
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        eps_z = t(eps) / (s * s) if eps > 0 else t(0)             # (..., 1) eps in z's units
+    denom = np.where(zero, t(1), np.sqrt(ms + eps_z))             # (..., 1)
+    y = np.where(zero, t(0), z / denom)                           # (..., E)
+    return _affine(y, gamma, None, dtype)
 
 
 def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:

@@ -311,6 +311,14 @@ def rope_half(x, positions=None):
     return P.rope(x[..., inverse], positions)[..., perm]
 
 
+def rms_norm_eps_outside(x, gamma=None, *, eps=1e-6):
+    """A correct RMSNorm of the other placement: x / (sqrt(mean(x^2)) + eps) * gamma."""
+    x = np.asarray(x)
+    x64 = x.astype(np.float64)
+    y = x64 / (np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True)) + eps)
+    return (y if gamma is None else y * gamma).astype(x.dtype)
+
+
 def features_stabilized(x, w, kind="positive"):
     """performer-pytorch style: subtracts the row max of w.x inside the exponent, always."""
     if kind == "trig":
@@ -345,6 +353,7 @@ def features_positive_only(x, w, kind="positive", *, stabilizer=None):
     ("gqa_self", "gqa_self", {}, "heads.*"),
     ("rope_offset", "rope", {"rope_positions": "offset"}, "positional.*"),
     ("rope_half", "rope", {"rope_pairing": "half"}, "positional.*"),
+    ("rms_norm_eps_outside", "rms_norm", {"rms_eps": "outside"}, "normalization.rmsnorm*"),
     ("features_stabilized", "random_features", {"feature_stabilizer": "row"},
      "performer.*,contract.*"),
     ("features_with_eps", "random_features", {"feature_eps": 1e-4}, "performer.*,contract.*"),
@@ -360,6 +369,7 @@ def test_interface_option_adapts_a_real_api(name, as_kind, options, claims):
 @pytest.mark.parametrize("name, as_kind, claims", [
     ("sdpa_equal_dims", "attention", "attention.scaled_dot_product"),
     ("rope_half", "rope", "positional.rope_*"),
+    ("rms_norm_eps_outside", "rms_norm", "normalization.rmsnorm_eps_inside"),
     ("features_stabilized", "random_features", "performer.*"),
     ("features_with_eps", "random_features", "performer.*"),
 ])
@@ -372,6 +382,13 @@ def test_rope_pairing_twin_is_diagnosed():
     report = check(f"{THIS}:rope_half", "positional.rope_*", as_kind="rope", profile="ci")
     diagnosed = [r.diagnosis for r in report.failures if r.diagnosis]
     assert {"option": "rope_pairing", "value": "half"} in diagnosed
+
+
+def test_rms_eps_twin_is_diagnosed():
+    report = check(f"{THIS}:rms_norm_eps_outside", "normalization.rmsnorm*", as_kind="rms_norm",
+                   profile="ci")
+    diagnosed = [r.diagnosis for r in report.failures if r.diagnosis]
+    assert {"option": "rms_eps", "value": "outside"} in diagnosed
 
 
 def test_gqa_self_is_not_applicable_to_cross_attention_cases():

@@ -52,6 +52,7 @@ def reference_subject() -> Subject:
             "alibi_bias": P.alibi_bias,
             "layer_norm": N.layer_norm,
             "batch_norm": N.batch_norm,
+            "rms_norm": N.rms_norm,
             "feed_forward": N.feed_forward,
             "sigmoid": N.sigmoid,
             "tanh": N.tanh,

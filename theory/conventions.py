@@ -17,7 +17,8 @@ Wrapping, from the claim (outside) to the target (inside):
    ``uniform``: finite) and replaced by the contract's value; a violation
    raises :class:`ConventionViolation`, which fails the case with its message;
 3. **conventions** -- layout, causal alignment, sinusoid interleaving, GQA
-   head mapping, RoPE pairing, Performer stabiliser and eps are converted;
+   head mapping, RoPE pairing, RMSNorm eps placement, Performer stabiliser
+   and eps are converted;
 4. **interface** -- a boolean causal flag, no scale argument, an
    offset-style RoPE, integer seeds and keyword renames are adapted.
 
@@ -105,6 +106,8 @@ def _conform_callable(name: str, fn: Callable, options: Mapping[str, Any],
             inner = _rope_from_offsets(inner)
         if opt("rope_pairing") == "half":
             inner = _rope_interleaved(inner)
+    if name == "rms_norm" and opt("rms_eps") == "outside":
+        inner = _rms_eps_inside(inner)
     if name == "sinusoidal_encoding" and \
             opt("sinusoidal_interleaving") == "sin first half, cos second half":
         inner = _interleave_sinusoids(inner)
@@ -470,6 +473,30 @@ def _rope_from_offsets(fn: Callable) -> Callable:
                                 "this claim passes real ones")
         rows = [np.asarray(fn(x[..., i:i + 1, :], offset=int(p), **kw)) for i, p in enumerate(pos)]
         return np.concatenate(rows, axis=-2)
+    return wrapped
+
+
+def _rms_eps_inside(fn: Callable) -> Callable:
+    """An RMSNorm with eps outside the root under the contract's eps inside it.
+
+    With ``r = sqrt(mean(x^2))`` over the last axis the target returns
+    ``x g / (r + eps)`` and the contract means ``x g / sqrt(r^2 + eps)``, so
+    ``y_inside = y_outside * (r + eps) / sqrt(r^2 + eps)``, with ``r``
+    recomputed from ``x`` in float64 (each row scaled by its largest ``|x|``
+    first, so no square overflows). A zero row with ``eps = 0`` is left as
+    the target gave it.
+    """
+    def wrapped(x, *args, eps: float = 1e-6, **kw):
+        out = np.asarray(fn(x, *args, eps=eps, **kw))
+        x64 = np.asarray(x, dtype=np.float64)                              # (..., E)
+        s = np.max(np.abs(x64), axis=-1, keepdims=True)                    # (..., 1)
+        s = np.where(s > 0, s, 1.0)
+        r = s * np.sqrt(np.mean((x64 / s) ** 2, axis=-1, keepdims=True))   # (..., 1) row RMS
+        e = float(eps)
+        denom = np.sqrt(r * r + e)                                         # (..., 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.where(denom > 0, (r + e) / np.where(denom > 0, denom, 1.0), 1.0)
+        return (out.astype(np.float64) * factor).astype(out.dtype)
     return wrapped
 
 

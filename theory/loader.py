@@ -57,6 +57,7 @@ _ESSENTIAL_KEYWORDS: dict[str, tuple[str, ...]] = {
     "multi_head_attention": ("mask", "causal"),
     "grouped_query_attention": ("mask", "causal"),
     "layer_norm": ("eps",),
+    "rms_norm": ("eps",),
     "attention_backward": ("mask", "causal", "scale"),
 }
 

@@ -225,6 +225,21 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     return y.astype(dt)
 
 
+def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
+    """Naive half-precision RMSNorm: squares, mean, 1/sqrt and scaling rounded."""
+    dt = _half(x, *(a for a in (gamma,) if a is not None))
+    x = _f32(x)
+    n = np.float32(x.shape[-1])
+    ss = rounded(np.sum(rounded(x * x, dt), axis=-1, keepdims=True, dtype=_F32), dt)
+    ms = rounded(ss / n, dt)                                               # (..., 1)
+    root = rounded(np.sqrt(rounded(ms + np.float32(eps), dt)), dt)         # (..., 1)
+    inv = rounded(np.divide(1.0, root, out=np.zeros_like(root), where=root > 0), dt)
+    y = rounded(x * inv, dt)                                               # (..., E)
+    if gamma is not None:
+        y = rounded(y * _f32(gamma), dt)
+    return y.astype(dt)
+
+
 def feed_forward(x, params, *, activation="relu") -> np.ndarray:
     """Naive half-precision position-wise FFN: each product, bias and activation rounded."""
     dt = _half(x, params)
@@ -300,6 +315,7 @@ BASELINES: dict[str, Callable] = {
     "grouped_query_attention": grouped_query_attention,
     "decode_step": decode_step,
     "layer_norm": layer_norm,
+    "rms_norm": rms_norm,
     "feed_forward": feed_forward,
     "rope": rope,
     "attention_backward": attention_backward,

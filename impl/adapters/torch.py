@@ -86,6 +86,7 @@ from .torch_layers import (  # noqa: F401  (re-exported)
     encoder_map,
     feed_forward,
     layer_norm,
+    rms_norm,
     sigmoid,
     tanh,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "cross_attention",
     "layer_norm",
     "batch_norm",
+    "rms_norm",
     "feed_forward",
     "sigmoid",
     "tanh",
@@ -161,7 +163,7 @@ def torch_target() -> dict:
     return dict(
         name="torch",
         description=f"PyTorch {torch.__version__} on CPU: SDPA, nn.MultiheadAttention, "
-                    f"F.layer_norm, nn.TransformerEncoderLayer/DecoderLayer, autograd",
+                    f"F.layer_norm, F.rms_norm, nn.TransformerEncoderLayer/DecoderLayer, autograd",
         options=TORCH_OPTIONS,
         callables={name: accepts_half(fn) for name, fn in {
             "softmax": softmax,
@@ -172,6 +174,7 @@ def torch_target() -> dict:
             "cross_attention": cross_attention,
             "layer_norm": layer_norm,
             "batch_norm": batch_norm,
+            "rms_norm": rms_norm,
             "feed_forward": feed_forward,
             "sigmoid": sigmoid,
             "tanh": tanh,

@@ -1,6 +1,7 @@
 """PyTorch's layers behind the numpy contract: norms, the feed-forward network, encoder stacks.
 
 * ``sigmoid`` and ``tanh`` are torch's; ``layer_norm`` is ``F.layer_norm``,
+  ``rms_norm`` is ``F.rms_norm``,
   ``batch_norm`` is ``F.batch_norm`` in training mode, ``feed_forward`` is two
   ``F.linear`` around torch's activation;
 * ``encoder`` runs a stack of ``nn.TransformerEncoderLayer`` loaded from the
@@ -52,6 +53,7 @@ __all__ = [
     "tanh",
     "layer_norm",
     "batch_norm",
+    "rms_norm",
     "feed_forward",
     "encoder",
     "encoder_map",
@@ -102,6 +104,27 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     x, e, dtype, gamma, beta = _norm_args(x, gamma, beta, ndim_min=1)
     with torch.no_grad():
         y = torch.nn.functional.layer_norm(to_tensor(x, dtype), (e,), gamma, beta, float(eps))
+    return to_numpy(y, dtype)
+
+
+@serial
+def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
+    """``F.rms_norm`` over the last axis (eps inside the root, as ``nn.RMSNorm``).
+
+    Returns
+    -------
+    np.ndarray, (..., E)
+        Each position divided by the root mean square of its E features.
+
+    References
+    ----------
+    PyTorch documentation, torch.nn.functional.rms_norm, torch.nn.RMSNorm;
+    Zhang & Sennrich 2019, Root Mean Square Layer Normalization.
+    """
+    torch = import_torch()
+    x, e, dtype, gamma, _ = _norm_args(x, gamma, None, ndim_min=1)
+    with torch.no_grad():
+        y = torch.nn.functional.rms_norm(to_tensor(x, dtype), (e,), gamma, float(eps))
     return to_numpy(y, dtype)
 
 

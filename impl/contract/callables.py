@@ -30,6 +30,7 @@ CALLABLES: dict[str, str] = {
     "rope": "rope(x, positions=None) -> x rotated pairwise by position (RoFormer)",
     "alibi_bias": "alibi_bias(n_heads, lq, lk) -> (H, Lq, Lk) additive logit bias (Press et al.)",
     "layer_norm": "layer_norm(x, gamma=None, beta=None, *, eps=1e-5) over the last axis",
+    "rms_norm": "rms_norm(x, gamma=None, *, eps=1e-6) -> x / sqrt(mean(x^2) + eps) * gamma over the last axis",
     "batch_norm": "batch_norm(x, gamma=None, beta=None, *, eps=1e-5), statistics over all axes but the last",
     "feed_forward": "feed_forward(x, params: FFNParams, *, activation='relu') -> act(x W1 + b1) W2 + b2",
     "sigmoid": "sigmoid(x)",
@@ -87,4 +88,5 @@ ALIASES: dict[str, str] = {
     "gqa": "grouped_query_attention",
     "gqa_self": "grouped_query_attention",   # f(x, params): self-attention only (option form)
     "layernorm": "layer_norm",
+    "rmsnorm": "rms_norm",
 }

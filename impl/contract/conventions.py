@@ -229,6 +229,11 @@ _OPTION_LIST: tuple[Option, ...] = (
            "GPT-J, pairs (2i, 2i+1)) or 'half' (GPT-NeoX, Hugging Face rotate_half, pairs "
            "(i, i + d/2)); permuted at the boundary",
            values=("interleaved", "half"), concerns=("rope",), diagnose=True),
+    Option("rms_eps", "convention",
+           "where RMSNorm adds eps: 'inside' the square root (the contract; torch.nn.RMSNorm, Hugging "
+           "Face LlamaRMSNorm: x / sqrt(mean(x^2) + eps)) or 'outside' (x / (sqrt(mean(x^2)) + eps), as some ports write it); "
+           "converted at the boundary from the row's RMS, recomputed from x",
+           values=("inside", "outside"), concerns=("rms_norm",), diagnose=True),
     # --- precision -------------------------------------------------------------------------
     Option("dtypes", "precision",
            "comma list of the input dtypes the target accepts, e.g. 'float32' for a "

@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from ..checks import Measurement, for_all, holds, single_case
-from ..claim import Evidence, Kind
+from ..checks import Measurement, compare, for_all, holds, single_case
+from ..claim import Evidence, Kind, Source
 from ..declared import DontCare
 from ..registry import ClaimSet
 from ..sources import BA_2016, IOFFE_2015, SEED_003, VASWANI_2017
-from ..strategies import DTYPES, SEEDS, normal
+from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
 from ..tolerance import tolerance
 from ._common import coarser_dtype
 
@@ -270,3 +270,186 @@ def batchnorm_couples_batch(subject, ctx) -> Evidence:
         detail=f"Changing batch member 1 moves the BatchNorm output of member 0 by up to "
                f"{gap:.3f}.",
         example={"x": x, "x2": x2})
+
+
+# ---------------------------------------------------------------------------
+# RMSNorm (Zhang & Sennrich 2019)
+# ---------------------------------------------------------------------------
+
+ZHANG_2019 = Source("Zhang & Sennrich 2019", "Root Mean Square Layer Normalization, NeurIPS")
+#: The paper's definition, cited by its words (no equation number checked).
+RMS_DEFINITION = ZHANG_2019.at("RMSNorm: a_i / RMS(a) * g_i with RMS(a) = sqrt(mean of a_i^2), "
+                               "no re-centering")
+RMS_INVARIANCE = ZHANG_2019.at("RMSNorm is invariant to re-scaling of the summed inputs "
+                               "(and of the weight matrix), not to re-centering")
+
+
+def rms_definition(x, gamma, eps: float) -> np.ndarray:
+    """The statement: ``x / sqrt(mean(x^2) + eps) * gamma`` over the last axis, in float64
+    (a zero row with ``eps = 0`` gives zeros, the contract's limit)."""
+    x = np.asarray(x, dtype=np.float64)
+    root = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)          # (..., 1)
+    y = np.divide(x, root, out=np.zeros_like(x), where=root > 0)           # (..., E)
+    return y if gamma is None else y * np.asarray(gamma, dtype=np.float64)
+
+
+@st.composite
+def _rms_case(draw, *, scales=(0.1, 1.0), eps_values=(1e-6, 1e-3, 0.1)):
+    """Rows ``x (R, E)`` (no two rows alike in magnitude), an optional gain, an eps."""
+    rows = draw(st.integers(1, 5))
+    e = draw(st.integers(2, 32))
+    affine = draw(st.booleans())
+    eps = draw(st.sampled_from(eps_values))
+    scale = draw(st.sampled_from(scales))
+    dt, seed, rng = dtype_seed_rng(draw)
+    x = normal(rng, (rows, e), dt, scale)                                  # (R, E)
+    gamma = (1.0 + 0.5 * rng.standard_normal(e)).astype(dt) if affine else None   # (E,)
+    return {"R": rows, "E": e, "dtype": dt, "seed": seed, "eps": eps, "scale": scale,
+            "x": x, "gamma": gamma}
+
+
+def _worst(*measurements: Measurement) -> Measurement:
+    """The first failing measurement, else the one closest to its tolerance."""
+    failing = [m for m in measurements if not m.ok]
+    if failing:
+        return failing[0]
+    return max(measurements, key=lambda m: m.error / m.rtol if m.rtol > 0 else 0.0)
+
+
+def _rms_tolerance(c, *arrays):
+    """The tolerance of one RMSNorm against another: a mean of E squares, a root, a division."""
+    return tolerance("composite", coarser_dtype(c["x"], *arrays), n=c["E"])
+
+
+@claims.claim(
+    "normalization.rmsnorm_scale_invariance",
+    title="RMSNorm is invariant to re-scaling its input; with eps > 0, re-scaling by a is "
+          "eps / a^2, and near zero eps dominates",
+    statement=r"\mathrm{RMS}_0(ax)=\mathrm{RMS}_0(x)\ (a>0),\qquad "
+              r"\mathrm{RMS}_\varepsilon(ax)=\mathrm{RMS}_{\varepsilon/a^2}(x),\qquad "
+              r"\Big|\mathrm{RMS}_\varepsilon(tx)-\tfrac{tx}{\sqrt\varepsilon}\odot g\Big|\le"
+              r"\tfrac{\delta}{2}\Big|\tfrac{tx}{\sqrt\varepsilon}\odot g\Big|,\ "
+              r"\delta=\tfrac{t^2\,\overline{x^2}}{\varepsilon}",
+    sources=(RMS_INVARIANCE, RMS_DEFINITION),
+    kind=Kind.PROPERTY, needs=("rms_norm",),
+    notes="RMS_eps(x) = x / sqrt(mean(x^2) + eps) * g. With eps = 0 the output depends only on "
+          "the direction of each row. With eps > 0 it is not scale invariant: a x / sqrt(a^2 "
+          "m + eps) = x / sqrt(m + eps / a^2) (exact identity), so shrinking the input is "
+          "growing eps, and for t^2 m = delta eps << eps the output is the linear map t x / "
+          "sqrt(eps) * g to relative error at most delta / 2 (1 - 1/sqrt(1 + delta) <= delta "
+          "/ 2); checked with delta = 1e-4. a is drawn from [0.25, 4] and rows at scales 0.1 "
+          "and 1, which keeps every sum of squares finite in float16.")
+def rmsnorm_scale_invariance(subject, ctx) -> Evidence:
+    def measure(c):
+        x, g, eps, a = c["x"], c["gamma"], c["eps"], c["a"]
+        ax = (a * x.astype(np.float64)).astype(c["dtype"])                 # (R, E)
+        tol = _rms_tolerance(c, ax)
+        m0 = compare(subject.rms_norm(ax, g, eps=0.0), subject.rms_norm(x, g, eps=0.0), tol,
+                     note=f"RMS_0(a x) != RMS_0(x) for a = {a:.3g}")
+        if not m0.ok:
+            return m0
+        m1 = compare(subject.rms_norm(ax, g, eps=eps), subject.rms_norm(x, g, eps=eps / a**2),
+                     tol, note=f"RMS_eps(a x) != RMS_(eps/a^2)(x) for a = {a:.3g}, eps = {eps:g}")
+        if not m1.ok:
+            return m1
+        x64 = x.astype(np.float64)
+        rms = float(np.sqrt(np.max(np.mean(x64 * x64, axis=-1))))
+        t = 1e-2 * np.sqrt(eps) / rms                          # t^2 max mean(x^2) = 1e-4 eps
+        tx = (t * x64).astype(c["dtype"])                                  # (R, E)
+        tx64 = tx.astype(np.float64)
+        delta = float(np.max(np.mean(tx64 * tx64, axis=-1))) / eps
+        linear = tx64 / np.sqrt(eps) * (1.0 if g is None else g.astype(np.float64))
+        m2 = compare(subject.rms_norm(tx, g, eps=eps), linear, tol,
+                     note=f"RMS_eps(t x) is not t x / sqrt(eps) * g near zero (eps = {eps:g})")
+        return _worst(m0, m1, Measurement(m2.error, delta / 2 + m2.rtol, m2.note))
+    return for_all(ctx, _rms_case().flatmap(
+        lambda c: st.floats(0.25, 4.0).map(lambda a: {**c, "a": a})), measure,
+        detail="RMS_0(a x) = RMS_0(x); RMS_eps(a x) = RMS_(eps/a^2)(x); near zero RMS_eps(t x) "
+               "is t x / sqrt(eps) * g to relative error delta / 2.")
+
+
+@st.composite
+def _zero_mean_case(draw):
+    """Rows ``[v, -v]`` in a random column order: zero mean exactly, in every dtype."""
+    rows = draw(st.integers(1, 5))
+    half = draw(st.integers(1, 16))
+    affine = draw(st.booleans())
+    eps = draw(st.sampled_from([0.0, 1e-6, 1e-3, 0.1]))
+    scale = draw(st.sampled_from([0.1, 1.0, 3.0]))
+    dt, seed, rng = dtype_seed_rng(draw)
+    v = normal(rng, (rows, half), dt, scale)                               # (R, E/2)
+    x = np.concatenate([v, -v], axis=-1)[:, rng.permutation(2 * half)]     # (R, E)
+    gamma = (1.0 + 0.5 * rng.standard_normal(2 * half)).astype(dt) if affine else None
+    return {"R": rows, "E": 2 * half, "dtype": dt, "seed": seed, "eps": eps, "scale": scale,
+            "x": x, "gamma": gamma}
+
+
+@claims.claim(
+    "normalization.rmsnorm_is_layernorm_on_zero_mean",
+    title="On zero-mean rows RMSNorm equals LayerNorm with the same eps",
+    statement=r"\tfrac1E\sum_e x_e=0\ \Rightarrow\ \mathrm{RMS}_\varepsilon(x)\odot g="
+              r"\mathrm{LN}_\varepsilon(x)\odot g",
+    sources=(RMS_DEFINITION, LN_DEFINITION),
+    kind=Kind.PROPERTY, needs=("rms_norm", "layer_norm"),
+    notes="With mean 0 the biased variance is the mean square, so the two definitions "
+          "coincide (RMSNorm drops only the re-centering). Rows are [v, -v] in a random column "
+          "order, zero-mean exactly in every dtype; the two computations still sum in different "
+          "orders, so they are compared under the composite rule (a mean of E squares, a root, "
+          "a division), not bit for bit. The same gain is passed to both, no bias.")
+def rmsnorm_is_layernorm_on_zero_mean(subject, ctx) -> Evidence:
+    def measure(c):
+        x, g, eps = c["x"], c["gamma"], c["eps"]
+        rms = subject.rms_norm(x, g, eps=eps)
+        ln = subject.layer_norm(x, g, None, eps=eps)
+        return compare(rms, ln, _rms_tolerance(c, rms, ln),
+                       note=f"RMSNorm and LayerNorm differ on a zero-mean row (eps = {eps:g})")
+    return for_all(ctx, _zero_mean_case(), measure,
+                   detail="On rows of mean 0 RMSNorm and LayerNorm (same eps, same gain) agree "
+                          "to rounding.")
+
+
+@claims.claim(
+    "normalization.rmsnorm_eps_inside",
+    title="RMSNorm adds eps inside the square root (visible where mean(x^2) is comparable to eps)",
+    statement=r"\mathrm{RMS}_\varepsilon(x)=\frac{x}{\sqrt{\overline{x^2}+\varepsilon}}\odot g"
+              r"\ne\frac{x}{\sqrt{\overline{x^2}}+\varepsilon}\odot g\quad\text{for }"
+              r"\overline{x^2}\approx\varepsilon",
+    sources=(RMS_DEFINITION,),
+    kind=Kind.PROPERTY, needs=("rms_norm",),
+    notes="Rows of root mean square about sqrt(eps) (scale sqrt(eps) times 0.3, 1, 3; eps from "
+          "1e-6 to 1): there the two placements differ by a factor (r + eps) / sqrt(r^2 + eps), "
+          "up to 1/sqrt(2) at r = sqrt(eps), while on O(1) rows with eps = 1e-6 they agree to "
+          "1e-6. An implementation that adds eps outside fails here unless it declares "
+          "rms_eps=outside (the convention diagnosis names it).")
+def rmsnorm_eps_inside(subject, ctx) -> Evidence:
+    def measure(c):
+        y = subject.rms_norm(c["x"], c["gamma"], eps=c["eps"])
+        return compare(y, rms_definition(c["x"], c["gamma"], c["eps"]), _rms_tolerance(c, y),
+                       note=f"RMSNorm of rows with RMS ~ sqrt(eps) (eps = {c['eps']:g}) is not "
+                            f"x / sqrt(mean(x^2) + eps) * g")
+    strategy = st.sampled_from([1e-6, 1e-4, 1e-2, 1.0]).flatmap(
+        lambda eps: _rms_case(scales=tuple(f * np.sqrt(eps) for f in (0.3, 1.0, 3.0)),
+                              eps_values=(eps,)))
+    return for_all(ctx, strategy, measure,
+                   detail="On rows with mean(x^2) comparable to eps the output is "
+                          "x / sqrt(mean(x^2) + eps) * g, not x / (sqrt(mean(x^2)) + eps) * g.")
+
+
+@claims.claim(
+    "normalization.rmsnorm_definition",
+    title="RMSNorm is x / sqrt(mean(x^2) + eps) * g, the float64 formula",
+    statement=r"\mathrm{RMS}_\varepsilon(x)=\frac{x}{\sqrt{\tfrac1E\sum_e x_e^2+\varepsilon}}"
+              r"\odot g",
+    sources=(RMS_DEFINITION,),
+    kind=Kind.PROPERTY, needs=("rms_norm",),
+    notes="eps in {0, 1e-6, 1e-3, 1}, rows at scales 0.01, 1 and 30, with and without the "
+          "gain; no re-centering and the gain applied after the division. RMSNorm is well "
+          "conditioned (no centring): the composite rule over the row length.")
+def rmsnorm_definition(subject, ctx) -> Evidence:
+    def measure(c):
+        y = subject.rms_norm(c["x"], c["gamma"], eps=c["eps"])
+        return compare(y, rms_definition(c["x"], c["gamma"], c["eps"]), _rms_tolerance(c, y),
+                       note="RMSNorm differs from x / sqrt(mean(x^2) + eps) * g")
+    return for_all(ctx, _rms_case(scales=(0.01, 1.0, 30.0), eps_values=(0.0, 1e-6, 1e-3, 1.0)),
+                   measure, detail="Outputs equal the float64 definition for eps from 0 to 1, "
+                                   "with and without the gain.")
