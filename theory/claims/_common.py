@@ -37,6 +37,25 @@ def definition_attention(q, k, v, *, mask=None, causal=False, scale=None):
     return p @ v, p
 
 
+def definition_mha(x_q, x_kv, params, *, causal=False):
+    """Multi-head (or grouped-query) attention in float64, head by head (Vaswani et al. 2017,
+    §3.2.2): Concat_h Attention(x_q W^Q_h + b^Q_h, x_kv W^K_g + b^K_g, x_kv W^V_g + b^V_g) W^O
+    + b^O, query head h reading kv group g = h // (H // G)."""
+    f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
+    x_q, x_kv = f64(x_q), f64(x_kv)
+    h, g = params.w_q.shape[0], params.w_k.shape[0]
+    heads = []
+    for i in range(h):
+        j = i // (h // g)
+        proj = [x @ f64(w)[n] + (0.0 if b is None else f64(b)[n])
+                for x, w, b, n in ((x_q, params.w_q, params.b_q, i),
+                                   (x_kv, params.w_k, params.b_k, j),
+                                   (x_kv, params.w_v, params.b_v, j))]
+        heads.append(definition_attention(*proj, causal=causal)[0])       # (..., Lq, Dv)
+    out = np.concatenate(heads, axis=-1) @ f64(params.w_o)                # (..., Lq, E)
+    return out if params.b_o is None else out + f64(params.b_o)
+
+
 def causal_allowed(lq: int, lk: int, align: str = "top-left") -> np.ndarray:
     """Boolean (Lq, Lk): True where query i may see key j."""
     offset = (lk - lq) if align == "bottom-right" else 0
