@@ -454,6 +454,20 @@ def batch_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
 # position-wise feed-forward network and residual connection
 # ---------------------------------------------------------------------------
 
+def check_ffn_init(d_model, d_ff, rng, bias, dtype) -> tuple[int, int, np.random.Generator,
+                                                            np.dtype]:
+    """The checked arguments of an FFN initialiser: ``(d_model, d_ff, rng, dtype)``.
+
+    Shared by :func:`init_ffn` and ``gated_ffn.init_gated_ffn``; ``bias`` must be a bool.
+    """
+    d_model = check_positive_int(d_model, "d_model")
+    d_ff = check_positive_int(d_ff, "d_ff")
+    rng = check_rng(rng)
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
+    return d_model, d_ff, rng, check_float_dtype(dtype)
+
+
 @accepts_half
 def init_ffn(d_model: int, d_ff: int, rng: np.random.Generator, *, bias: bool = True,
              dtype=np.float64) -> FFNParams:
@@ -486,12 +500,7 @@ def init_ffn(d_model: int, d_ff: int, rng: np.random.Generator, *, bias: bool = 
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.3.
     """
-    d_model = check_positive_int(d_model, "d_model")
-    d_ff = check_positive_int(d_ff, "d_ff")
-    rng = check_rng(rng)
-    if not isinstance(bias, (bool, np.bool_)):
-        raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
-    dt = check_float_dtype(dtype)
+    d_model, d_ff, rng, dt = check_ffn_init(d_model, d_ff, rng, bias, dtype)
     w1 = rng.normal(0.0, 1.0 / math.sqrt(d_model), size=(d_model, d_ff))   # (E, F)
     w2 = rng.normal(0.0, 1.0 / math.sqrt(d_ff), size=(d_ff, d_model))      # (F, E)
     b1 = b2 = None

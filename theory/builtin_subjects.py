@@ -15,6 +15,7 @@ from .subject import Subject
 def reference_subject() -> Subject:
     """The numpy reference implementation, ``transformer_theory.impl``."""
     from transformer_theory.impl import attention as A
+    from transformer_theory.impl import gated_ffn as G
     from transformer_theory.impl import gradients as D
     from transformer_theory.impl import layers as N
     from transformer_theory.impl import online_softmax as OS
@@ -54,6 +55,8 @@ def reference_subject() -> Subject:
             "batch_norm": N.batch_norm,
             "rms_norm": N.rms_norm,
             "feed_forward": N.feed_forward,
+            "gated_feed_forward": G.gated_feed_forward,
+            "init_gated_ffn": G.init_gated_ffn,
             "sigmoid": N.sigmoid,
             "tanh": N.tanh,
             "encoder": T.encoder,

@@ -162,7 +162,7 @@ HALF_DTYPES = ("float16", "bfloat16")
 #: in float16 and bfloat16 too, held to the error-ratio rule.
 HALF_CALLABLES = frozenset({
     "softmax", "attention", "attention_weights", "multi_head_attention",
-    "grouped_query_attention", "decode_step", "init_kv_cache", "layer_norm", "rms_norm", "feed_forward",
+    "grouped_query_attention", "decode_step", "init_kv_cache", "layer_norm", "rms_norm", "feed_forward", "gated_feed_forward",
     "rope", "alibi_bias", "attention_backward", "online_merge"})
 
 

@@ -58,6 +58,7 @@ _ESSENTIAL_KEYWORDS: dict[str, tuple[str, ...]] = {
     "grouped_query_attention": ("mask", "causal"),
     "layer_norm": ("eps",),
     "rms_norm": ("eps",),
+    "gated_feed_forward": ("activation",),
     "attention_backward": ("mask", "causal", "scale"),
 }
 

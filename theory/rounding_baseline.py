@@ -36,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 
+from transformer_theory.impl import gated_ffn as _gated
 from transformer_theory.impl import layers as _layers
 from transformer_theory.impl import positional as _positional
 from transformer_theory.impl.contract import (GroupedQueryParams, KVCache, MultiHeadParams,
@@ -254,6 +255,24 @@ def feed_forward(x, params, *, activation="relu") -> np.ndarray:
     return y.astype(dt)
 
 
+def gated_feed_forward(x, params, *, activation="silu") -> np.ndarray:
+    """Naive half-precision gated FFN: both projections, biases, activation, product rounded."""
+    dt = _half(x, params)
+    act = _gated.GATED_ACTIVATIONS[activation]
+    x = _f32(x)
+
+    def linear(w, b):
+        y = rounded(np.matmul(x, _f32(w)), dt)                             # (..., F)
+        return y if b is None else rounded(y + _f32(b), dt)
+
+    gate = rounded(act(linear(params.w_gate, params.b_gate)), dt)          # (..., F)
+    h = rounded(gate * linear(params.w_up, params.b_up), dt)               # (..., F)
+    y = rounded(np.matmul(h, _f32(params.w_down)), dt)                     # (..., E)
+    if params.b_down is not None:
+        y = rounded(y + _f32(params.b_down), dt)
+    return y.astype(dt)
+
+
 def rope(x, positions=None, *, base: float = 10000.0) -> np.ndarray:
     """Naive half-precision RoPE: cos and sin rounded, each product and sum rounded.
 
@@ -317,6 +336,7 @@ BASELINES: dict[str, Callable] = {
     "layer_norm": layer_norm,
     "rms_norm": rms_norm,
     "feed_forward": feed_forward,
+    "gated_feed_forward": gated_feed_forward,
     "rope": rope,
     "attention_backward": attention_backward,
     "online_merge": online_merge,

@@ -1,7 +1,8 @@
 """PyTorch's layers behind the numpy contract: norms, the feed-forward network, encoder stacks.
 
 * ``sigmoid`` and ``tanh`` are torch's; ``layer_norm`` is ``F.layer_norm``,
-  ``rms_norm`` is ``F.rms_norm``,
+  ``rms_norm`` is ``F.rms_norm``, ``gated_feed_forward`` is three ``F.linear``
+  with ``F.silu`` or ``F.gelu`` on the gate,
   ``batch_norm`` is ``F.batch_norm`` in training mode, ``feed_forward`` is two
   ``F.linear`` around torch's activation;
 * ``encoder`` runs a stack of ``nn.TransformerEncoderLayer`` loaded from the
@@ -55,6 +56,7 @@ __all__ = [
     "batch_norm",
     "rms_norm",
     "feed_forward",
+    "gated_feed_forward",
     "encoder",
     "encoder_map",
     "causal_map",
@@ -224,6 +226,43 @@ def ffn_torch(x, w1, b1, w2, b2, act):
     torch = import_torch()
     h = torch.nn.functional.linear(x, w1.T, b1)              # (..., F)
     return torch.nn.functional.linear(act(h), w2.T, b2)       # (..., E)
+
+
+@serial
+def gated_feed_forward(x, params, *, activation="silu") -> np.ndarray:
+    """``F.linear(act(F.linear(x, W_gate^T, b_gate)) * F.linear(x, W_up^T, b_up), W_down^T, b_down)``.
+
+    The gate activation is ``F.silu``, ``F.gelu`` or ``F.gelu(approximate='tanh')``.
+
+    Returns
+    -------
+    np.ndarray, (..., E)
+
+    References
+    ----------
+    PyTorch documentation, torch.nn.functional.silu, torch.nn.functional.gelu;
+    Shazeer 2020, GLU Variants Improve Transformer.
+    """
+    from transformer_theory.impl.contract.params import GatedFFNParams
+
+    torch = import_torch()
+    fn = torch.nn.functional
+    table = {"silu": fn.silu, "gelu": fn.gelu,
+             "gelu_tanh": lambda t: fn.gelu(t, approximate="tanh")}
+    if activation not in table:
+        raise ValueError(f"activation: expected one of {tuple(table)}, got {activation!r}")
+    if not isinstance(params, GatedFFNParams):
+        raise TypeError(f"params: expected GatedFFNParams, got {type(params).__name__}")
+    x = as_float_array(x, "x", ndim_min=1)
+    arrays = params.validate(x.shape[-1])
+    dtype = common_float_dtype(x, *(a for a in arrays if a is not None))
+    w_gate, b_gate, w_up, b_up, w_down, b_down = (
+        None if a is None else to_tensor(a, dtype) for a in arrays)
+    with torch.no_grad():
+        t = to_tensor(x, dtype)                                       # (..., E)
+        h = table[activation](fn.linear(t, w_gate.T, b_gate)) * fn.linear(t, w_up.T, b_up)
+        y = fn.linear(h, w_down.T, b_down)                            # (..., E)
+    return to_numpy(y, dtype)
 
 
 @serial

@@ -33,6 +33,8 @@ CALLABLES: dict[str, str] = {
     "rms_norm": "rms_norm(x, gamma=None, *, eps=1e-6) -> x / sqrt(mean(x^2) + eps) * gamma over the last axis",
     "batch_norm": "batch_norm(x, gamma=None, beta=None, *, eps=1e-5), statistics over all axes but the last",
     "feed_forward": "feed_forward(x, params: FFNParams, *, activation='relu') -> act(x W1 + b1) W2 + b2",
+    "gated_feed_forward": "gated_feed_forward(x, params: GatedFFNParams, *, activation='silu'|'gelu'|'gelu_tanh') -> (act(x W_gate + b_gate) * (x W_up + b_up)) W_down + b_down",
+    "init_gated_ffn": "init_gated_ffn(d_model, d_ff, rng, *, bias=False, dtype=float64) -> GatedFFNParams",
     "sigmoid": "sigmoid(x)",
     "tanh": "tanh(x)",
     "encoder": "encoder(x, params: EncoderParams, *, mask=None, causal=False) -> (..., L, E)",
@@ -89,4 +91,5 @@ ALIASES: dict[str, str] = {
     "gqa_self": "grouped_query_attention",   # f(x, params): self-attention only (option form)
     "layernorm": "layer_norm",
     "rmsnorm": "rms_norm",
+    "swiglu": "gated_feed_forward",
 }

@@ -46,6 +46,7 @@ from .validate import (
     check_optional_vector,
     check_positive_int,
 )
+from .params_gated import GatedFFNParams  # noqa: F401  (its own module; re-exported here)
 
 __all__ = [
     "AttentionParams",
@@ -57,6 +58,7 @@ __all__ = [
     "check_decode_args",
     "LayerNormParams",
     "FFNParams",
+    "GatedFFNParams",
     "EncoderConfig",
     "EncoderLayerParams",
     "EncoderParams",

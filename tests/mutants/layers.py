@@ -24,10 +24,90 @@ def sigmoid_naive(x):
     return (e / (1 + e)).astype(x.dtype)
 
 
+def _gated(x, p, act, *, on_up=False):
+    """(act(x W_gate + b_gate) * (x W_up + b_up)) W_down + b_down in float64, or the
+    activation on the up projection instead (``on_up``)."""
+    x = np.asarray(x)
+    f64 = (lambda a: np.asarray(a, dtype=np.float64))
+    gate, up = f64(x) @ f64(p.w_gate), f64(x) @ f64(p.w_up)
+    if p.b_gate is not None:
+        gate = gate + f64(p.b_gate)
+    if p.b_up is not None:
+        up = up + f64(p.b_up)
+    h = gate * act(up) if on_up else act(gate) * up
+    out = h @ f64(p.w_down)
+    out = out if p.b_down is None else out + f64(p.b_down)
+    return out.astype(np.result_type(x, p.w_gate))
+
+
+def _silu(z):
+    return z / (1.0 + np.exp(-z))
+
+
+def _gelu_tanh(z):
+    return 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z ** 3)))
+
+
+def _gate_activation(name):
+    from scipy.special import erf
+    return {"silu": _silu, "gelu": lambda z: 0.5 * z * (1.0 + erf(z / np.sqrt(2.0))),
+            "gelu_tanh": _gelu_tanh}[name]
+
+
+def gated_ffn_activation_on_up(x, params, *, activation="silu"):
+    """act(x W_up) * (x W_gate): the activation on the wrong projection (gate and up swapped
+    when loading a checkpoint's w1/w3)."""
+    return _gated(x, params, _gate_activation(activation), on_up=True)
+
+
+def gated_ffn_sigmoid_gate(x, params, *, activation="silu"):
+    """'silu' read as the sigmoid of the original GLU: sigmoid(x W_gate) * (x W_up)."""
+    act = (lambda z: 1.0 / (1.0 + np.exp(-z))) if activation == "silu" else \
+        _gate_activation(activation)
+    return _gated(x, params, act)
+
+
+def gated_ffn_gelu_is_tanh(x, params, *, activation="silu"):
+    """'gelu' computed with the tanh approximation (GeGLU ported from a gelu_new codebase)."""
+    return _gated(x, params, _gate_activation("gelu_tanh" if activation == "gelu" else activation))
+
+
+def make_gated_reshape_bug(ref):
+    def gated_reshape(x, params, *, activation="silu"):
+        """(..., L, E) read as (..., E, L) by reshape: mixes positions."""
+        x = np.asarray(x)
+        if x.ndim >= 2:
+            x = x.reshape(*x.shape[:-2], x.shape[-1], x.shape[-2]).swapaxes(-1, -2)
+        return ref.gated_feed_forward(np.ascontiguousarray(x), params, activation=activation)
+    return gated_reshape
+
+
+def make_init_gated_always_bias(ref):
+    def init_gated_ffn(d_model, d_ff, rng, *, bias=False, dtype=np.float64):
+        """Biases created whatever ``bias`` says."""
+        return ref.init_gated_ffn(d_model, d_ff, rng, bias=True, dtype=dtype)
+    return init_gated_ffn
+
+
 MUTANTS = [
     Mutant("ffn_reshape_mixes_positions", "reshape used where a transpose was meant",
            claims=("layers.ffn_position_wise",),
            build=lambda ref: ref.replace(feed_forward=make_ffn_reshape_bug(ref))),
+    Mutant("gated_ffn_activation_on_up", "gated FFN with the activation on the up projection",
+           claims=("layers.gated_ffn_definition",),
+           build=lambda ref: ref.replace(gated_feed_forward=gated_ffn_activation_on_up)),
+    Mutant("gated_ffn_sigmoid_gate", "SwiGLU's silu read as the sigmoid of the original GLU",
+           claims=("layers.gated_ffn_zero_gate", "layers.gated_ffn_definition"),
+           build=lambda ref: ref.replace(gated_feed_forward=gated_ffn_sigmoid_gate)),
+    Mutant("gated_ffn_gelu_is_tanh", "GeGLU's exact gelu computed with the tanh approximation",
+           claims=("layers.gated_ffn_definition",),
+           build=lambda ref: ref.replace(gated_feed_forward=gated_ffn_gelu_is_tanh)),
+    Mutant("gated_ffn_reshape_mixes_positions", "gated FFN after a reshape meant as a transpose",
+           claims=("layers.gated_ffn_position_wise",),
+           build=lambda ref: ref.replace(gated_feed_forward=make_gated_reshape_bug(ref))),
+    Mutant("init_gated_ffn_always_bias", "init_gated_ffn creating biases when bias=False",
+           claims=("layers.gated_ffn_parameter_count",),
+           build=lambda ref: ref.replace(init_gated_ffn=make_init_gated_always_bias(ref))),
     Mutant("sigmoid_naive_exp", "sigmoid as exp(x) / (1 + exp(x)), NaN for large x",
            claims=("layers.tanh_sigmoid",),
            build=lambda ref: ref.replace(sigmoid=sigmoid_naive)),

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ..checks import compare, for_all, holds
-from ..claim import Evidence, Kind
+from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
-from ..sources import GOODFELLOW_2016, SEED_002, SEED_003, VASWANI_2017
-from ..strategies import DTYPES, SEEDS, normal
+from ..sources import GOODFELLOW_2016, HENDRYCKS_2016, SEED_002, SEED_003, VASWANI_2017
+from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
 from ..tolerance import tolerance
 from ._common import coarser_dtype
 
@@ -128,3 +128,160 @@ def tanh_sigmoid(subject, ctx) -> Evidence:
     return for_all(ctx, _activation_case(), measure,
                    detail="tanh(x) = 2 sigma(2x) - 1 for |x| <= 1e4; sigma is finite in [0, 1] "
                           "for every finite input and strictly inside for |x| <= 30.")
+
+
+# ---------------------------------------------------------------------------
+# Gated feed-forward networks (Shazeer 2020)
+# ---------------------------------------------------------------------------
+
+SHAZEER_2020 = Source("Shazeer 2020", "GLU Variants Improve Transformer, arXiv:2002.05202")
+#: The variants, cited by their words (no equation number checked).
+GLU_VARIANTS = SHAZEER_2020.at("FFN_SwiGLU(x, W, V, W_2) = (Swish_1(xW) * xV) W_2, FFN_GEGLU "
+                               "with GELU; three weight matrices, no biases")
+GATED = ("silu", "gelu", "gelu_tanh")
+
+
+def gated_definition(x, params, activation: str) -> np.ndarray:
+    """The statement in float64: ``(act(x W_g + b_g) * (x W_u + b_u)) W_d + b_d``."""
+    from scipy.special import erf
+
+    f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
+    x = f64(x)
+    gate, up = x @ f64(params.w_gate), x @ f64(params.w_up)               # (..., F)
+    if params.b_gate is not None:
+        gate = gate + f64(params.b_gate)
+    if params.b_up is not None:
+        up = up + f64(params.b_up)
+    if activation == "silu":
+        act = gate / (1.0 + np.exp(-gate))
+    elif activation == "gelu":
+        act = 0.5 * gate * (1.0 + erf(gate / np.sqrt(2.0)))
+    else:
+        act = 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate**3)))
+    out = (act * up) @ f64(params.w_down)                                  # (..., E)
+    return out if params.b_down is None else out + f64(params.b_down)
+
+
+@st.composite
+def _gated_case(draw):
+    from transformer_theory.impl.gated_ffn import init_gated_ffn
+
+    b = draw(st.integers(1, 3))
+    length = draw(st.integers(2, 8))
+    e = draw(st.integers(1, 8))
+    f = draw(st.integers(1, 16))
+    bias = draw(st.booleans())
+    activation = draw(st.sampled_from(GATED))
+    dt, seed, rng = dtype_seed_rng(draw)
+    params = init_gated_ffn(e, f, rng, bias=bias, dtype=dt)
+    return {"B": b, "L": length, "E": e, "F": f, "bias": bias, "activation": activation,
+            "dtype": dt, "seed": seed, "params": params,
+            "x": normal(rng, (b, length, e), dt), "perm": rng.permutation(length)}
+
+
+def _gated_tolerance(c, out):
+    return tolerance("composite", coarser_dtype(out, c["x"]), n=c["E"] + c["F"])
+
+
+@claims.claim(
+    "layers.gated_ffn_position_wise",
+    title="The gated FFN acts on each position alone: permuting positions commutes with it",
+    statement=r"\mathrm{GFFN}(PX)=P\,\mathrm{GFFN}(X)\ \text{for every permutation }P"
+              r"\text{ of the positions}",
+    sources=(GLU_VARIANTS, FFN_SECTION),
+    kind=Kind.PROPERTY, needs=("gated_feed_forward",),
+    notes="Shazeer's variants replace the FFN sublayer, which Vaswani et al. apply to each "
+          "position separately and identically. Weights from the reference init_gated_ffn, "
+          "with and without biases; the activation drawn from silu, gelu, gelu_tanh.")
+def gated_ffn_position_wise(subject, ctx) -> Evidence:
+    def measure(c):
+        params, act, perm = c["params"], c["activation"], c["perm"]
+        out = np.asarray(subject.gated_feed_forward(c["x"], params, activation=act))
+        moved = np.asarray(subject.gated_feed_forward(c["x"][:, perm], params, activation=act))
+        return compare(moved, out[:, perm], _gated_tolerance(c, out),
+                       note="GFFN of the permuted sequence is not the permuted GFFN")
+    return for_all(ctx, _gated_case(), measure,
+                   detail="Permuting the positions of the input permutes the output the same way.")
+
+
+@claims.claim(
+    "layers.gated_ffn_zero_gate",
+    title="A zero gate projection gives a zero output (act(0) = 0 for SiLU and GELU)",
+    statement=r"W_{\mathrm{gate}}=0,\ b_{\mathrm{gate}}=0\ \Rightarrow\ "
+              r"\mathrm{GFFN}(x)=b_{\mathrm{down}}\ (0\text{ without biases})",
+    sources=(GLU_VARIANTS, HENDRYCKS_2016.at("§2, GELU(x) = x Phi(x)")),
+    kind=Kind.PROPERTY, needs=("gated_feed_forward",),
+    notes="silu(0) = 0 * sigmoid(0) = 0 and gelu(0) = 0 * Phi(0) = 0 (also in the tanh form), "
+          "so the gate closes every hidden unit whatever the up projection: the output is "
+          "exactly the down bias. A sigmoid gate (the original GLU) would pass half of x W_up.")
+def gated_ffn_zero_gate(subject, ctx) -> Evidence:
+    from transformer_theory.impl.contract.params import GatedFFNParams
+
+    def measure(c):
+        p = c["params"]
+        closed = GatedFFNParams(np.zeros_like(p.w_gate), p.w_up, p.w_down,
+                                None if p.b_gate is None else np.zeros_like(p.b_gate),
+                                p.b_up, p.b_down)
+        out = np.asarray(subject.gated_feed_forward(c["x"], closed, activation=c["activation"]))
+        expected = np.zeros(out.shape) if p.b_down is None else \
+            np.broadcast_to(p.b_down.astype(np.float64), out.shape)
+        return holds(bool(np.array_equal(out.astype(np.float64), expected)),
+                     f"a zero gate ({c['activation']}) lets something through: max "
+                     f"|out - b_down| = {np.max(np.abs(out - expected), initial=0.0):.3g}")
+    return for_all(ctx, _gated_case(), measure,
+                   detail="With the gate projection zero the output is exactly b_down (zero "
+                          "without biases) for silu, gelu and gelu_tanh.")
+
+
+@claims.claim(
+    "layers.gated_ffn_parameter_count",
+    title="A gated FFN has 3 d d_ff weights (2 d_ff + d more with biases)",
+    statement=r"|W_{\mathrm{gate}}|+|W_{\mathrm{up}}|+|W_{\mathrm{down}}|=3\,d\,d_{ff}",
+    sources=(GLU_VARIANTS,),
+    kind=Kind.PROPERTY, needs=("init_gated_ffn",),
+    full_precision_only="counts array sizes: no arithmetic to round",
+    notes="Shazeer keeps the parameter count of the two-matrix FFN by shrinking d_ff to 2/3; "
+          "here the count is stated for the d_ff given: three matrices of d x d_ff, plus "
+          "b_gate, b_up (d_ff each) and b_down (d) when biases are asked for.")
+def gated_ffn_parameter_count(subject, ctx) -> Evidence:
+    @st.composite
+    def case(draw):
+        return {"E": draw(st.integers(1, 16)), "F": draw(st.integers(1, 64)),
+                "bias": draw(st.booleans()), "seed": draw(SEEDS)}
+
+    def measure(c):
+        p = subject.init_gated_ffn(c["E"], c["F"], np.random.default_rng(c["seed"]),
+                                   bias=c["bias"])
+        arrays = (p.w_gate, p.w_up, p.w_down, p.b_gate, p.b_up, p.b_down)
+        count = sum(int(np.size(a)) for a in arrays if a is not None)
+        e, f = c["E"], c["F"]
+        expected = 3 * e * f + ((2 * f + e) if c["bias"] else 0)
+        shapes = (np.shape(p.w_gate), np.shape(p.w_up), np.shape(p.w_down))
+        return holds(count == expected and shapes == ((e, f), (e, f), (f, e)),
+                     f"{count} parameters in shapes {shapes}, expected {expected}")
+    return for_all(ctx, case(), measure,
+                   detail="init_gated_ffn(d, d_ff) holds 3 d d_ff weights, plus 2 d_ff + d biases "
+                          "when asked for.")
+
+
+@claims.claim(
+    "layers.gated_ffn_definition",
+    title="The gated FFN is (act(x W_gate + b_gate) * (x W_up + b_up)) W_down + b_down",
+    statement=r"\mathrm{GFFN}(x)=\big(\phi(xW_{\mathrm{gate}}+b_{\mathrm{gate}})\odot"
+              r"(xW_{\mathrm{up}}+b_{\mathrm{up}})\big)W_{\mathrm{down}}+b_{\mathrm{down}},\ "
+              r"\phi\in\{\mathrm{SiLU},\mathrm{GELU},\mathrm{GELU}_{\tanh}\}",
+    sources=(GLU_VARIANTS, HENDRYCKS_2016.at("§2 (GELU and its tanh approximation)")),
+    kind=Kind.PROPERTY, needs=("gated_feed_forward",), proof="layers.gelu_tanh_gap",
+    notes="Against the float64 formula: the activation on the gate, not on the up projection, "
+          "and the exact GELU distinct from its tanh approximation (they differ by up to "
+          "4.7e-4, proofs/layers.gelu_tanh_gap, far above float32 rounding).")
+def gated_ffn_definition(subject, ctx) -> Evidence:
+    def measure(c):
+        out = np.asarray(subject.gated_feed_forward(c["x"], c["params"],
+                                                    activation=c["activation"]))
+        return compare(out, gated_definition(c["x"], c["params"], c["activation"]),
+                       _gated_tolerance(c, out),
+                       note=f"GFFN ({c['activation']}) differs from the float64 definition")
+    return for_all(ctx, _gated_case(), measure,
+                   detail="Outputs equal the float64 definition for silu, gelu and gelu_tanh, "
+                          "with and without biases.")

@@ -63,6 +63,8 @@ STATEMENTS: dict[str, str] = {
         r"\tanh x=2\sigma(2x)-1,\qquad \sigma'=\sigma(1-\sigma)",
     "layers.layernorm_invariance":
         r"\mathrm{LN}(a x+b\mathbf 1)=\mathrm{LN}(x)\ (a>0,\ \epsilon=0),\quad \mathrm{LN}(Dx)\ne\mathrm{LN}(x)\ \text{for diagonal }D",
+    "layers.gelu_tanh_gap":
+        r"\max_x\big|\mathrm{GELU}(x)-\mathrm{GELU}_{\tanh}(x)\big|=4.7324\times10^{-4}\ \text{at }|x|=2.69894",
     "counting.parameters":
         r"P=L\left[3h(d\,d_h+d_h)+h\,d_h d+d+2d\,d_{ff}+d_{ff}+d+4d\right],\ P(32,2,32,32,1)=10{,}656",
     "counting.flops":
