@@ -61,6 +61,7 @@ from .contract.validate import (
     check_finite_where_attended,
     check_positive_int,
     check_qkv,
+    check_softcap,
     common_float_dtype,
     normalize_axis,
     resolve_scale,
@@ -229,8 +230,9 @@ def sliding_window_mask(lq: int, lk: int, window: int, *, causal: bool = True) -
 # ---------------------------------------------------------------------------
 
 def scaled_scores(q: np.ndarray, k: np.ndarray, scale: float,
-                  bias: np.ndarray | None) -> np.ndarray:
-    """Scaled logits ``s q k^T + bias``; refuses overflow to inf rather than returning NaN.
+                  bias: np.ndarray | None, softcap: float | None = None) -> np.ndarray:
+    """Scaled logits ``s q k^T + bias``, soft-capped before the bias when ``softcap`` is set;
+    refuses overflow to inf rather than returning NaN.
 
     Parameters
     ----------
@@ -242,6 +244,9 @@ def scaled_scores(q: np.ndarray, k: np.ndarray, scale: float,
         Positive temperature ``s``.
     bias : np.ndarray or None
         Additive logit bias broadcastable to ``(..., Lq, Lk)``.
+    softcap : float or None
+        ``c``: the scaled logits become ``c * tanh(s / c)`` (in ``(-c, c)``)
+        before the bias is added and the masks applied.
 
     Returns
     -------
@@ -254,10 +259,13 @@ def scaled_scores(q: np.ndarray, k: np.ndarray, scale: float,
 
     References
     ----------
-    Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1).
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1); Gemma Team
+    2024, Gemma 2 (logit soft-capping, ``soft_cap * tanh(logits / soft_cap)``).
     """
     with np.errstate(over="ignore", invalid="ignore"):        # overflow is reported below
         scores = scale * np.matmul(q, np.swapaxes(k, -1, -2))  # (..., Lq, Lk)
+        if softcap is not None:
+            scores = softcap * np.tanh(scores / softcap)        # (..., Lq, Lk) in (-c, c)
         if bias is not None:
             scores = scores + bias
     if not np.all(np.isfinite(scores)):
@@ -308,7 +316,8 @@ def _unpoisoned(q, named, mask, causal):
 
 
 @computes_in_float32
-def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
+                      softcap=None) -> np.ndarray:
     """Attention probabilities ``softmax(scale * q k^T + bias)`` over the allowed keys.
 
     Parameters
@@ -327,6 +336,9 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -
         Positive temperature; default ``1/sqrt(E)``.
     bias : array_like, optional
         Additive logit bias broadcastable to ``(..., Lq, Lk)`` (e.g. ALiBi).
+    softcap : float, optional
+        Logit soft cap ``c``: ``c * tanh(s / c)`` after scaling, before the
+        bias and the masks (Gemma 2); None for none.
 
     Returns
     -------
@@ -340,16 +352,18 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -
     """
     q, k, _ = check_qkv(q, k, finite_kv=False)
     scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    cap = check_softcap(softcap)
     (k,) = _unpoisoned(q, [("k", k)], mask, causal)
     dtype = common_float_dtype(*(a for a in (q, k, bias) if a is not None))
     q, k = q.astype(dtype, copy=False), k.astype(dtype, copy=False)
     b = None if bias is None else bias.astype(dtype, copy=False)
-    scores = mask_scores(scaled_scores(q, k, scale, b), allowed)  # (..., Lq, Lk)
-    return softmax_unchecked(scores, -1)                          # (..., Lq, Lk)
+    scores = mask_scores(scaled_scores(q, k, scale, b, cap), allowed)  # (..., Lq, Lk)
+    return softmax_unchecked(scores, -1)                               # (..., Lq, Lk)
 
 
 @computes_in_float32
-def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
+              softcap=None) -> np.ndarray:
     """Scaled dot-product attention ``softmax(scale * q k^T + bias) v``.
 
     Parameters
@@ -373,6 +387,10 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
         Positive temperature; default ``1/sqrt(E)``.
     bias : array_like, optional
         Additive float logit bias broadcastable to ``(..., Lq, Lk)``.
+    softcap : float, optional
+        Logit soft cap ``c``: the scaled logits become ``c * tanh(s / c)``
+        before the bias is added and the masks applied (the order of Gemma 2,
+        which has no bias); None for none.
 
     Returns
     -------
@@ -387,13 +405,14 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     """
     q, k, v = check_qkv(q, k, v, finite_kv=False)
     scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    cap = check_softcap(softcap)
     k, v = _unpoisoned(q, [("k", k), ("v", v)], mask, causal)
     dtype = common_float_dtype(*(a for a in (q, k, v, bias) if a is not None))
     q, k, v = (a.astype(dtype, copy=False) for a in (q, k, v))
     b = None if bias is None else bias.astype(dtype, copy=False)
-    scores = mask_scores(scaled_scores(q, k, scale, b), allowed)  # (..., Lq, Lk)
-    weights = softmax_unchecked(scores, -1)                       # (..., Lq, Lk)
-    return np.matmul(weights, v)                                  # (..., Lq, Ev)
+    scores = mask_scores(scaled_scores(q, k, scale, b, cap), allowed)  # (..., Lq, Lk)
+    weights = softmax_unchecked(scores, -1)                            # (..., Lq, Lk)
+    return np.matmul(weights, v)                                       # (..., Lq, Ev)
 
 
 def _hard_weights(scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:

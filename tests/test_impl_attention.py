@@ -281,6 +281,9 @@ def test_attention_empty_keys_return_zeros():
     (dict(bias=np.ones((3, 5, 4))), ValueError, "bias"),
     (dict(bias=np.full((5, 4), np.nan)), ValueError, "bias"),
     (dict(bias=np.ones((5, 4), np.complex64)), TypeError, "bias"),
+    (dict(softcap=0.0), ValueError, "softcap: expected a positive finite number"),
+    (dict(softcap=np.inf), ValueError, "softcap"),
+    (dict(softcap="30"), TypeError, "softcap: expected a real number or None"),
 ])
 def test_attention_errors(kwargs, exc, match):
     args = dict(q=np.ones((2, 5, 3)), k=np.ones((2, 4, 3)), v=np.ones((2, 4, 5)))
@@ -884,3 +887,14 @@ def test_attention_backward_nan_at_a_masked_key_acts_as_zero(rng):
     assert np.all(got[1][1, 4] == 0) and np.all(got[2][1, 4] == 0)
     with pytest.raises(ValueError, match=r"^k: .*key 4 of batch index \(1,\)"):
         G.attention_backward(q, k_bad, v, d_out)
+
+
+def test_softcap_is_applied_after_scaling_and_before_the_bias():
+    # one query, two keys: scaled logits (4, 0), cap 1 -> (tanh 4, 0), then bias (0, 1)
+    q, k = np.array([[2.0]]), np.array([[2.0], [0.0]])
+    w = A.attention_weights(q, k, scale=1.0, softcap=1.0, bias=np.array([[0.0, 1.0]]))
+    expected = np.exp([np.tanh(4.0), 1.0]) / np.exp([np.tanh(4.0), 1.0]).sum()
+    np.testing.assert_allclose(w[0], expected, rtol=1e-15)
+    # a masked key keeps weight 0 under a cap (the cap does not touch -inf)
+    w = A.attention_weights(q, k, softcap=0.5, mask=np.array([[True, False]]))
+    assert w[0, 1] == 0.0 and w[0, 0] == 1.0

@@ -110,11 +110,14 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     return np.moveaxis(_softmax_rows(s, None, dt), -1, axis).astype(dt)
 
 
-def _weights(q, k, mask, causal, scale, bias, dt) -> np.ndarray:
+def _weights(q, k, mask, causal, scale, bias, dt, softcap=None) -> np.ndarray:
     """Naive attention weights of float32 arrays holding half values, (..., Lq, Lk)."""
     lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
     s = rounded(np.matmul(q, np.swapaxes(k, -1, -2)), dt)                  # (..., Lq, Lk)
     s = rounded(s * np.float32(resolve_scale(scale, q.shape[-1])), dt)
+    if softcap is not None:                                                # c tanh(s / c)
+        c = np.float32(softcap)
+        s = rounded(c * rounded(np.tanh(rounded(s / c, dt)), dt), dt)
     if bias is not None:
         s = rounded(s + rounded(bias, dt), dt)
     allowed = allowed_keys(mask, causal, lead, lq, lk)                      # (..., Lq, Lk) or None
@@ -128,14 +131,16 @@ def _live(x: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(x), x, 0.0).astype(_F32)
 
 
-def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
+                      softcap=None) -> np.ndarray:
     """Naive half-precision attention weights (``mask``, ``causal`` as the contract)."""
     dt = _half(q, k)
     q, k, _ = check_qkv(_f32(q), _f32(k), finite_kv=False)
-    return _weights(q, _live(k), mask, causal, scale, _f32(bias), dt).astype(dt)
+    return _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap).astype(dt)
 
 
-def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
+              softcap=None) -> np.ndarray:
     """Naive half-precision attention: scores, max-subtracted exp, row sum, division, P V.
 
     Each of the five steps is rounded to the input dtype; the row sum and
@@ -143,8 +148,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     """
     dt = _half(q, k, v)
     q, k, v = check_qkv(_f32(q), _f32(k), _f32(v), finite_kv=False)
-    p = _weights(q, _live(k), mask, causal, scale, _f32(bias), dt)        # (..., Lq, Lk)
-    return rounded(np.matmul(p, _live(v)), dt).astype(dt)                  # (..., Lq, Ev)
+    p = _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap)  # (..., Lq, Lk)
+    return rounded(np.matmul(p, _live(v)), dt).astype(dt)                    # (..., Lq, Ev)
 
 
 def _project(x, w, b, dt) -> np.ndarray:

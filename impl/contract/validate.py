@@ -63,6 +63,7 @@ __all__ = [
     "causal_alignment",
     "causal_triangle",
     "resolve_scale",
+    "check_softcap",
     "check_bias",
     "check_qkv",
     "allowed_keys",
@@ -158,6 +159,33 @@ def resolve_scale(scale, embed_dim: int) -> float:
     value = float(scale)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
+    return value
+
+
+def check_softcap(softcap) -> float | None:
+    """The logit soft cap ``c`` of ``c * tanh(s / c)``: None (no cap) or a positive finite real.
+
+    Parameters
+    ----------
+    softcap : real number or None
+
+    Returns
+    -------
+    float or None
+
+    References
+    ----------
+    Gemma Team 2024, Gemma 2: Improving Open Language Models at a Practical
+    Size (logit soft-capping, ``soft_cap * tanh(logits / soft_cap)``).
+    """
+    if softcap is None:
+        return None
+    if isinstance(softcap, (bool, np.bool_)) or not isinstance(
+            softcap, (int, float, np.integer, np.floating)):
+        raise TypeError(f"softcap: expected a real number or None, got {type(softcap).__name__}")
+    value = float(softcap)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"softcap: expected a positive finite number, got {softcap!r}")
     return value
 
 

@@ -156,7 +156,41 @@ def softmax_no_max_subtraction(x, axis=-1):
         e = np.exp(x)
         return e / e.sum(axis=axis, keepdims=True)
 
+def _softcapped(bug: str):
+    """Attention and weights with logit soft-capping done wrong in one way (``bug``)."""
+    def weights(q, k, *, mask=None, causal=False, scale=None, bias=None, softcap=None):
+        q64, k64 = np.asarray(q, np.float64), np.asarray(k, np.float64)
+        sc = 1.0 / np.sqrt(q64.shape[-1]) if scale is None else scale
+        s = sc * (q64 @ np.swapaxes(k64, -1, -2))                        # (..., Lq, Lk)
+        b = 0.0 if bias is None else np.asarray(bias, np.float64)
+        ok = _allowed(q64, k64, mask, causal)
+        if softcap is None or bug == "ignored":
+            s = np.where(ok, s + b, -np.inf)
+        elif bug == "after_mask":        # the masked -inf becomes -c: masked keys get weight
+            s = softcap * np.tanh(np.where(ok, s + b, -np.inf) / softcap)
+        elif bug == "bias_capped":       # the bias inside the cap
+            s = np.where(ok, softcap * np.tanh((s + b) / softcap), -np.inf)
+        elif bug == "no_inner_division":  # c tanh(s) instead of c tanh(s / c)
+            s = np.where(ok, softcap * np.tanh(s) + b, -np.inf)
+        return _softmax_rows(s).astype(np.asarray(q).dtype)
+
+    def attention(q, k, v, *, softcap=None, **kw):
+        w = weights(q, k, softcap=softcap, **kw)
+        return (w.astype(np.float64) @ np.asarray(v, np.float64)).astype(np.asarray(q).dtype)
+    return replacing(attention=attention, attention_weights=weights)
+
+
 MUTANTS = [
+    Mutant("softcap_after_masking", "tanh cap applied after the mask: masked keys get weight",
+           ("attention.softcap_definition",), _softcapped("after_mask")),
+    Mutant("softcap_ignored", "the softcap keyword accepted and ignored",
+           ("attention.softcap_definition", "attention.softcap_bounds_logits"),
+           _softcapped("ignored")),
+    Mutant("softcap_bias_capped", "the bias added before the cap",
+           ("attention.softcap_definition",), _softcapped("bias_capped")),
+    Mutant("softcap_no_inner_division", "c tanh(s) instead of c tanh(s / c)",
+           ("attention.softcap_definition", "attention.softcap_limit"),
+           _softcapped("no_inner_division")),
     Mutant("missing_scale", "scores not divided by sqrt(d_k) when no scale is given",
            ("attention.scaled_dot_product", "attention.unit_logit_variance"),
            replacing(attention=missing_scale, attention_weights=_missing_scale_weights),

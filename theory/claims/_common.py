@@ -13,15 +13,22 @@ import numpy as np
 from transformer_theory.impl.contract.precision import BFLOAT16, FLOAT16
 
 
-def definition_attention(q, k, v, *, mask=None, causal=False, scale=None):
+def definition_attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
+                         softcap=None):
     """softmax(Q K^T * scale + log mask) V in float64; fully masked rows give 0.
 
-    ``causal`` is "top-left" (True) or "bottom-right" as in the contract.
+    ``causal`` is "top-left" (True) or "bottom-right" as in the contract. ``softcap``
+    c replaces the scaled logits by c tanh(s / c), then ``bias`` is added (Gemma 2's
+    logit soft-capping, in the contract's order).
     """
     q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
     lq, lk, e = q.shape[-2], k.shape[-2], q.shape[-1]
     scale = 1.0 / np.sqrt(e) if scale is None else scale
     s = np.einsum("...qe,...ke->...qk", q, k) * scale       # (..., Lq, Lk)
+    if softcap is not None:
+        s = softcap * np.tanh(s / softcap)
+    if bias is not None:
+        s = s + np.asarray(bias, dtype=np.float64)
     allowed = np.ones(s.shape, dtype=bool)
     if mask is not None:
         allowed &= np.broadcast_to(mask, s.shape)

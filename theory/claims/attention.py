@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..checks import Measurement, compare, for_all, holds
-from ..claim import Evidence, Kind
+from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
 from ..sources import SEED_000, SEED_004, VASWANI_2017
 from ..statistics import MAX_FALSE_FAILURE, mean_test, statistical_evidence
@@ -338,3 +338,102 @@ def dictionary_lookup(subject, ctx) -> Evidence:
     return for_all(ctx, strategy, measure,
                    detail="With orthogonal equal-norm keys and q = c k_j the output is within "
                           "(n-1)exp(-c r^2/sqrt d) of v_j.")
+
+
+# ---------------------------------------------------------------------------
+# Logit soft-capping
+# ---------------------------------------------------------------------------
+
+GEMMA2 = Source(authors="Gemma Team 2024",
+                title="Gemma 2: Improving Open Language Models at a Practical Size",
+                locator="logit soft-capping: soft_cap * tanh(logits / soft_cap)")
+SOFTCAP_NOTES = ("The contract's order: c tanh(s / c) on the scaled logits, then the bias, then "
+                 "the masks (Gemma 2 has no bias). Capping after the mask turns a masked -inf "
+                 "into -c, which gives masked keys weight.")
+
+
+@claims.claim(
+    "attention.softcap_definition",
+    title="Soft-capped attention is softmax(c·tanh(s/c) + b + log M)V",
+    statement=r"\mathrm{Attention}_c(Q,K,V)=\mathrm{softmax}\!\left(c\tanh\!\left("
+              r"\tfrac{QK^{\top}}{c\sqrt{d_k}}\right)+B+\log M\right)V",
+    sources=(GEMMA2, EQ1),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "softcap"),),
+    notes=SOFTCAP_NOTES + " Caps 0.5 to 50, with and without a bias, masks and both causal "
+          "alignments.")
+def softcap_definition(subject, ctx) -> Evidence:
+    strategy = st.tuples(_masked_case(), st.sampled_from([0.5, 2.0, 10.0, 50.0]), st.booleans())
+
+    def measure(args):
+        c, cap, with_bias = args
+        bias = (normal(np.random.default_rng(c["seed"] + 2), (c["Lq"], c["Lk"]), c["dtype"])
+                if with_bias else None)
+        out = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"],
+                                bias=bias, softcap=cap)
+        expected, _ = definition_attention(c["q"], c["k"], c["v"], mask=c["mask"],
+                                           causal=c["causal"], bias=bias, softcap=cap)
+        tol = tolerance("composite", coarser_dtype(out, c["q"]), n=c["E"] + c["Lk"])
+        return compare(out, expected, tol, scale=c["v"], note=f"softcap {cap:g}")
+    return for_all(ctx, strategy, measure,
+                   detail="Soft-capped attention equals its float64 definition, the cap applied "
+                          "after scaling and before the bias and the masks.")
+
+
+@claims.claim(
+    "attention.softcap_bounds_logits",
+    title="Soft-capped weights keep the order of the scores within a ratio of exp(2c)",
+    statement=r"s_{ij}\ge s_{ik}\Rightarrow A_{ij}\ge A_{ik},\qquad "
+              r"\max_j A_{ij}/\min_j A_{ij}\le e^{2c}",
+    sources=(GEMMA2,),
+    kind=Kind.PROPERTY, needs=("attention_weights",), keywords=(("attention_weights", "softcap"),),
+    full_precision_only=("the ratio bound is reached at saturation, where a half-precision "
+                         "weight is one rounding step of its own away from it; "
+                         "attention.softcap_definition checks the cap in half precision"),
+    notes="c tanh(s / c) lies in (-c, c) and is increasing, so the weights of a row keep the "
+          "order of its logits and no two differ by more than a factor e^{2c}, however large "
+          "the logits (scaled up to |s| ~ 100 here).")
+def softcap_bounds_logits(subject, ctx) -> Evidence:
+    strategy = st.tuples(attention_case(), st.sampled_from([0.25, 1.0, 2.0]),
+                         st.sampled_from([1.0, 30.0]))
+
+    def measure(args):
+        c, cap, grow = args
+        q = (c["q"] * c["dtype"].type(grow)).astype(c["dtype"])
+        w = np.asarray(subject.attention_weights(q, c["k"], softcap=cap), dtype=np.float64)
+        s = np.einsum("...qe,...ke->...qk", q.astype(np.float64),
+                      c["k"].astype(np.float64)) / np.sqrt(c["E"])      # (..., Lq, Lk)
+        if np.any(w <= 0):
+            return holds(False, "a weight is not positive")
+        spread = np.log(w.max(axis=-1)) - np.log(w.min(axis=-1))          # (..., Lq)
+        rounding = tolerance("rounding", coarser_dtype(w, q)).rtol
+        if np.any(spread > 2 * cap * (1 + rounding) + rounding):
+            return holds(False, f"weights differ by more than exp(2c) = exp({2 * cap:g})")
+        order = np.argsort(s, axis=-1, kind="stable")
+        ws = np.take_along_axis(w, order, axis=-1)
+        return holds(bool(np.all(np.diff(ws, axis=-1) >= -rounding * ws[..., 1:])),
+                     "the weights do not follow the order of the logits")
+    return for_all(ctx, strategy, measure,
+                   detail="For caps 0.25 to 2 and logits up to ~100, the weights of every row "
+                          "follow the order of its logits and stay within a factor exp(2c).")
+
+
+@claims.claim(
+    "attention.softcap_limit",
+    title="As the cap grows, soft-capped attention becomes plain attention",
+    statement=r"c\tanh(s/c)=s-\tfrac{s^3}{3c^2}+O(c^{-4})\ \Rightarrow\ "
+              r"\lim_{c\to\infty}\mathrm{Attention}_c=\mathrm{Attention}",
+    sources=(GEMMA2, EQ1),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "softcap"),),
+    full_precision_only=("s / c underflows in half precision for the caps that make the "
+                         "limit exact to rounding (c = 1e12)"),
+    notes="With c = 1e12 and logits below 100, |c tanh(s/c) - s| <= |s|^3 / (3 c^2) < 1e-18: "
+          "the capped attention equals plain attention to rounding.")
+def softcap_limit(subject, ctx) -> Evidence:
+    def measure(c):
+        capped = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"],
+                                   softcap=1e12)
+        plain = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"])
+        tol = tolerance("reduction", coarser_dtype(capped, c["q"]), n=c["E"] + c["Lk"])
+        return compare(capped, plain, tol, scale=c["v"], note="cap 1e12 changed the output")
+    return for_all(ctx, _masked_case(), measure,
+                   detail="With c = 1e12 the soft-capped attention equals plain attention.")
