@@ -420,7 +420,8 @@ def rope_matrix(position, d: int, *, base: float = 10000.0) -> np.ndarray:
 
 
 @computes_in_float32(exclude=("positions",))
-def rope(x, positions=None, *, base: float = 10000.0) -> np.ndarray:
+def rope(x, positions=None, *, base: float = 10000.0, rotary_dim=None,
+         position_scale: float = 1.0) -> np.ndarray:
     """Apply the rotary position embedding to queries or keys.
 
     ``result[..., p, :] = R_{positions[p]} @ x[..., p, :]`` with ``R`` as in
@@ -447,6 +448,15 @@ def rope(x, positions=None, *, base: float = 10000.0) -> np.ndarray:
         KV-cache decoding are passed here (e.g. ``arange(L) + start``).
     base : float
         Finite, ``> 0``; 10000 in the paper.
+    rotary_dim : int, optional
+        Partial rotation: only the first ``rotary_dim`` coordinates (even,
+        ``2 <= rotary_dim <= d``) rotate, with the frequencies of a
+        ``rotary_dim``-wide embedding ``base^(-2i / rotary_dim)``; the others
+        pass through unchanged (GPT-NeoX's ``rotary_pct``). Default: all ``d``.
+    position_scale : float
+        Linear position interpolation: positions are divided by it (``> 0``,
+        finite; 1 is plain RoPE), so a model trained on ``L`` positions reads
+        ``s L`` (Chen et al. 2023).
 
     Returns
     -------
@@ -458,26 +468,35 @@ def rope(x, positions=None, *, base: float = 10000.0) -> np.ndarray:
     ----------
     Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position
     Embedding, §3.2 (eqs. 13-16), §3.4.2 (eq. 34, efficient realisation).
+    Chen et al. 2023, Extending Context Window of Large Language Models via
+    Positional Interpolation (positions m scaled to m L / L').
     """
     x = as_float_array(x, "x", ndim_min=2)
     length, d = x.shape[-2], x.shape[-1]
     if d % 2:
         raise ValueError(
             f"x: expected an even last dim (pairs of coordinates), got shape {x.shape}")
-    theta = rope_frequencies(d, base=base)                        # (d/2,)
+    r = d if rotary_dim is None else check_positive_int(rotary_dim, "rotary_dim", minimum=2)
+    if r % 2 or r > d:
+        raise ValueError(f"rotary_dim: expected an even number in [2, {d}] (the last dim of x), "
+                         f"got {rotary_dim}")
+    scale = _check_real(position_scale, "position_scale")
+    if scale <= 0:
+        raise ValueError(f"position_scale: expected a positive number, got {position_scale!r}")
+    theta = rope_frequencies(r, base=base)                        # (r/2,)
     if positions is None:
         pos = np.arange(length, dtype=np.float64)                 # (L,)
     else:
         pos = as_float_array(positions, "positions", ndim=1).astype(np.float64)
         check_dim(pos, 0, length, "positions", "sequence length L of x")
 
-    angles = pos[:, None] * theta[None, :]                        # (L, d/2)
-    cos = np.cos(angles).astype(x.dtype)                          # (L, d/2)
-    sin = np.sin(angles).astype(x.dtype)                          # (L, d/2)
-    x_even, x_odd = x[..., 0::2], x[..., 1::2]                    # (..., L, d/2) each
-    out = np.empty_like(x)                                        # (..., L, d)
-    out[..., 0::2] = x_even * cos - x_odd * sin
-    out[..., 1::2] = x_even * sin + x_odd * cos
+    angles = (pos / scale)[:, None] * theta[None, :]              # (L, r/2)
+    cos = np.cos(angles).astype(x.dtype)                          # (L, r/2)
+    sin = np.sin(angles).astype(x.dtype)                          # (L, r/2)
+    x_even, x_odd = x[..., 0:r:2], x[..., 1:r:2]                  # (..., L, r/2) each
+    out = x.copy()                                                # (..., L, d): tail passes
+    out[..., 0:r:2] = x_even * cos - x_odd * sin
+    out[..., 1:r:2] = x_even * sin + x_odd * cos
     return out
 
 

@@ -500,3 +500,25 @@ def test_alibi_bias_errors():
 def test_module_exports():
     for name in P.__all__:
         assert hasattr(P, name)
+
+
+def test_rope_partial_rotation_and_interpolation():
+    x = np.random.default_rng(0).standard_normal((5, 8))
+    part = P.rope(x, rotary_dim=4)
+    np.testing.assert_array_equal(part[:, 4:], x[:, 4:])           # the tail passes through
+    np.testing.assert_allclose(part[:, :4], P.rope(x[:, :4]), rtol=0, atol=1e-15)
+    pos = np.arange(5, dtype=float) * 3
+    np.testing.assert_allclose(P.rope(x, pos, position_scale=3.0), P.rope(x, pos / 3.0),
+                               rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(rotary_dim=3), ValueError, r"^rotary_dim: expected an even number in \[2, 8\]"),
+    (dict(rotary_dim=10), ValueError, "rotary_dim"),
+    (dict(rotary_dim=2.0), TypeError, "rotary_dim"),
+    (dict(position_scale=0.0), ValueError, "^position_scale: expected a positive number"),
+    (dict(position_scale=np.nan), ValueError, "position_scale"),
+])
+def test_rope_keyword_errors(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        P.rope(np.ones((3, 8)), **kw)

@@ -437,13 +437,15 @@ def _rope_interleaved(fn: Callable) -> Callable:
 
     Pair (2i, 2i+1) of the contract is pair (i, i + d/2) of the target, with
     the same frequency theta_i: permute the columns in, apply, permute back.
+    With ``rotary_dim=r`` only the first r columns are paired (i, i + r/2).
     """
     def wrapped(x, *args, **kw):
         x = np.asarray(x)
         d = x.shape[-1]
-        if d % 2:
-            return fn(x, *args, **kw)                  # the target's own error for odd d
-        perm = _half_permutation(d)
+        r = kw.get("rotary_dim") or d                  # only the rotated part is paired
+        if d % 2 or not isinstance(r, (int, np.integer)) or r % 2 or r > d:
+            return fn(x, *args, **kw)                  # the target's own error
+        perm = np.concatenate([_half_permutation(int(r)), np.arange(r, d)])
         out = np.asarray(fn(x[..., perm], *args, **kw))
         back = np.empty_like(out)
         back[..., perm] = out

@@ -278,23 +278,26 @@ def gated_feed_forward(x, params, *, activation="silu") -> np.ndarray:
     return y.astype(dt)
 
 
-def rope(x, positions=None, *, base: float = 10000.0) -> np.ndarray:
+def rope(x, positions=None, *, base: float = 10000.0, rotary_dim=None,
+         position_scale: float = 1.0) -> np.ndarray:
     """Naive half-precision RoPE: cos and sin rounded, each product and sum rounded.
 
     The angles are computed in float32 (as every library does: an angle of
-    position p rounded to half precision is off by p * eps).
+    position p rounded to half precision is off by p * eps). ``rotary_dim``
+    and ``position_scale`` as in the reference.
     """
     dt = _half(x)
     x = _f32(x)
     length, d = x.shape[-2], x.shape[-1]
+    r = d if rotary_dim is None else int(rotary_dim)
     pos = np.arange(length) if positions is None else np.asarray(positions)
-    freq = _positional.rope_frequencies(d, base=base).astype(_F32)         # (d/2,)
-    angle = pos.astype(_F32)[..., None] * freq                             # (..., L, d/2)
+    freq = _positional.rope_frequencies(r, base=base).astype(_F32)         # (r/2,)
+    angle = (pos.astype(_F32) / np.float32(position_scale))[..., None] * freq  # (L, r/2)
     c, s = rounded(np.cos(angle), dt), rounded(np.sin(angle), dt)
-    even, odd = x[..., 0::2], x[..., 1::2]                                 # (..., L, d/2)
-    y = np.empty_like(x)
-    y[..., 0::2] = rounded(rounded(even * c, dt) - rounded(odd * s, dt), dt)
-    y[..., 1::2] = rounded(rounded(even * s, dt) + rounded(odd * c, dt), dt)
+    even, odd = x[..., 0:r:2], x[..., 1:r:2]                               # (..., L, r/2)
+    y = x.copy()
+    y[..., 0:r:2] = rounded(rounded(even * c, dt) - rounded(odd * s, dt), dt)
+    y[..., 1:r:2] = rounded(rounded(even * s, dt) + rounded(odd * c, dt), dt)
     return y.astype(dt)
 
 

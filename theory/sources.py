@@ -26,6 +26,10 @@ HENDRYCKS_2016 = Source("Hendrycks & Gimpel 2016", "Gaussian Error Linear Units 
 ZAHEER_2020 = Source("Zaheer et al. 2020", "Big Bird: Transformers for Longer Sequences, NeurIPS")
 PYTORCH_SDPA = Source("PyTorch documentation", "torch.nn.functional.scaled_dot_product_attention")
 DEVLIN_2019 = Source("Devlin et al. 2019", "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding, NAACL")
+ZHANG_2019 = Source("Zhang & Sennrich 2019", "Root Mean Square Layer Normalization, NeurIPS")
+SHAZEER_2020 = Source("Shazeer 2020", "GLU Variants Improve Transformer, arXiv:2002.05202")
+GEMMA_2024 = Source("Gemma Team 2024", "Gemma 2: Improving Open Language Models at a Practical Size, arXiv:2408.00118")
+KALAMKAR_2019 = Source("Kalamkar et al. 2019", "A Study of BFLOAT16 for Deep Learning Training, arXiv:1905.12322")
 GOODFELLOW_2016 = Source("Goodfellow, Bengio & Courville 2016", "Deep Learning, MIT Press")
 
 SEED_000 = seed_note("000")

@@ -27,7 +27,7 @@ CALLABLES: dict[str, str] = {
     "init_kv_cache": "init_kv_cache(params, batch_shape, max_len, dtype) -> KVCache",
     "sinusoidal_encoding": "sinusoidal_encoding(n_positions, d_model) -> (N, d), Vaswani et al. §3.5",
     "one_hot_encoding": "one_hot_encoding(n_positions, d_model) -> (N, d) rows e_i (d >= N)",
-    "rope": "rope(x, positions=None) -> x rotated pairwise by position (RoFormer)",
+    "rope": "rope(x, positions=None, *, base=10000.0, rotary_dim=None, position_scale=1.0) -> x rotated pairwise by position (RoFormer); rotary_dim, position_scale optional keywords",
     "alibi_bias": "alibi_bias(n_heads, lq, lk) -> (H, Lq, Lk) additive logit bias (Press et al.)",
     "layer_norm": "layer_norm(x, gamma=None, beta=None, *, eps=1e-5) over the last axis",
     "rms_norm": "rms_norm(x, gamma=None, *, eps=1e-6) -> x / sqrt(mean(x^2) + eps) * gamma over the last axis",

@@ -95,6 +95,27 @@ def rope_ignores_positions(x, positions=None, *, base=10000.0):
     return out
 
 
+def _rope_variant(bug: str):
+    """The reference rope with rotary_dim or position_scale handled wrongly in one way."""
+    from transformer_theory.impl.positional import rope
+
+    def broken(x, positions=None, *, base=10000.0, rotary_dim=None, position_scale=1.0):
+        x = np.asarray(x)
+        pos = np.arange(x.shape[-2], dtype=np.float64) if positions is None else \
+            np.asarray(positions, dtype=np.float64)
+        if bug == "scale_multiplies":              # m * s instead of m / s
+            return rope(x, pos * position_scale, base=base, rotary_dim=rotary_dim)
+        r = x.shape[-1] if rotary_dim is None else rotary_dim
+        if bug == "rotates_all":                    # rotary_dim ignored
+            return rope(x, pos / position_scale, base=base)
+        # "full_width_frequencies": the first r coordinates with the frequencies of all d
+        full = rope(x, pos / position_scale, base=base)
+        out = x.copy()
+        out[..., :r] = full[..., :r]
+        return out
+    return broken
+
+
 def make_alibi_length_normalised(ref):
     def alibi_length_normalised(n_heads, lq, lk, **kw):
         """The distance penalty divided by the key length: depends on the window."""
@@ -102,7 +123,36 @@ def make_alibi_length_normalised(ref):
     return alibi_length_normalised
 
 
+def _alibi_with_slopes(slopes_of):
+    """An alibi_bias -m_h |i_abs - j| (bottom-right) with the slopes ``slopes_of(H)``."""
+    def alibi_bias(n_heads, lq, lk, **kw):
+        i = np.arange(lq)[:, None] + (lk - lq)
+        j = np.arange(lk)[None, :]
+        m = np.asarray(slopes_of(n_heads), dtype=np.float64)[:, None, None]   # (H, 1, 1)
+        return -m * np.abs(i - j)                                             # (H, Lq, Lk)
+    return alibi_bias
+
+
+def _geometric_for_any_h(n):
+    """2^(-8 (h+1) / H) for every H: right for powers of two only."""
+    return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+
+def _odd_interleave(n):
+    """The non-power-of-two rule with the odd slopes (1, 3, 5, ...) of 2c heads."""
+    c = 1 << (n.bit_length() - 1)
+    base = [2.0 ** (-8.0 * (h + 1) / c) for h in range(c)]
+    twice = [2.0 ** (-8.0 * (h + 1) / (2 * c)) for h in range(2 * c)]
+    return base + ([] if c == n else twice[1::2][: n - c])
+
+
 MUTANTS = [
+    Mutant("alibi_geometric_for_any_h", "ALiBi slopes 2^(-8(h+1)/H) also for H not a power of 2",
+           ("positional.alibi_slopes_official",),
+           replacing(alibi_bias=_alibi_with_slopes(_geometric_for_any_h))),
+    Mutant("alibi_odd_interleave", "non-power-of-two slopes taken from the odd heads of 2c",
+           ("positional.alibi_slopes_official",),
+           replacing(alibi_bias=_alibi_with_slopes(_odd_interleave))),
     Mutant("sinusoidal_sin_cos_swapped", "cos at even and sin at odd coordinates",
            claims=("positional.sinusoidal_definition",),
            build=replacing(sinusoidal_encoding=sinusoidal_sin_cos_swapped),
@@ -114,7 +164,8 @@ MUTANTS = [
            target="mutants.positional:sinusoidal_exponent_without_two",
            as_kind="sinusoidal_encoding", check_claims="positional.*"),
     Mutant("rope_ignores_positions", "RoPE rotating by the row index, ignoring the positions",
-           claims=("positional.rope_relative",), build=replacing(rope=rope_ignores_positions),
+           claims=("positional.rope_relative", "positional.rope_decode_offset"),
+           build=replacing(rope=rope_ignores_positions),
            target="mutants.positional:rope_ignores_positions", as_kind="rope",
            check_claims="positional.*"),
     Mutant("sinusoidal_cos_off_by_one", "cos column of pair i uses frequency i + 1",
@@ -129,8 +180,17 @@ MUTANTS = [
            claims=("positional.one_hot_distinguishable",),
            build=lambda ref: ref.replace(one_hot_encoding=one_hot_from_one)),
     Mutant("rope_split_halves", "GPT-NeoX pairing (i, i + d/2) where interleaved pairs are "
-           "declared", claims=("positional.rope_definition",),
+           "declared", claims=("positional.rope_definition", "positional.rope_pairing"),
            build=lambda ref: ref.replace(rope=rope_split_halves)),
+    Mutant("rope_partial_full_width_frequencies",
+           "partial rotation with the frequencies of the full width, base^(-2i/d)",
+           ("positional.rope_partial_rotation",),
+           replacing(rope=_rope_variant("full_width_frequencies"))),
+    Mutant("rope_partial_rotates_all", "rotary_dim accepted and ignored",
+           ("positional.rope_partial_rotation",), replacing(rope=_rope_variant("rotates_all"))),
+    Mutant("rope_scale_multiplies", "position_scale multiplies the positions instead of dividing",
+           ("positional.rope_position_interpolation",),
+           replacing(rope=_rope_variant("scale_multiplies"))),
     Mutant("rope_sign_error", "second coordinate of each pair uses -sin: not a rotation",
            claims=("positional.rope_relative", "positional.rope_definition"),
            build=lambda ref: ref.replace(rope=rope_sign_error)),

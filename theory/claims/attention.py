@@ -14,9 +14,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..checks import Measurement, compare, for_all, holds
-from ..claim import Evidence, Kind, Source
+from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import SEED_000, SEED_004, VASWANI_2017
+from ..sources import GEMMA_2024, SEED_000, SEED_004, VASWANI_2017
 from ..statistics import MAX_FALSE_FAILURE, mean_test, statistical_evidence
 from ..strategies import DTYPES, SEEDS, attention_case, logits, normal, random_mask
 from ..tolerance import tolerance
@@ -344,9 +344,7 @@ def dictionary_lookup(subject, ctx) -> Evidence:
 # Logit soft-capping
 # ---------------------------------------------------------------------------
 
-GEMMA2 = Source(authors="Gemma Team 2024",
-                title="Gemma 2: Improving Open Language Models at a Practical Size",
-                locator="logit soft-capping: soft_cap * tanh(logits / soft_cap)")
+GEMMA2 = GEMMA_2024.at("logit soft-capping: soft_cap * tanh(logits / soft_cap)")
 SOFTCAP_NOTES = ("The contract's order: c tanh(s / c) on the scaled logits, then the bias, then "
                  "the masks (Gemma 2 has no bias). Capping after the mask turns a masked -inf "
                  "into -c, which gives masked keys weight.")

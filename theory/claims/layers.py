@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ..checks import compare, for_all, holds
-from ..claim import Evidence, Kind, Source
+from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import GOODFELLOW_2016, HENDRYCKS_2016, SEED_002, SEED_003, VASWANI_2017
+from ..sources import GOODFELLOW_2016, HENDRYCKS_2016, SEED_002, SEED_003, SHAZEER_2020, VASWANI_2017
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
 from ..tolerance import tolerance
 from ._common import coarser_dtype
@@ -134,7 +134,6 @@ def tanh_sigmoid(subject, ctx) -> Evidence:
 # Gated feed-forward networks (Shazeer 2020)
 # ---------------------------------------------------------------------------
 
-SHAZEER_2020 = Source("Shazeer 2020", "GLU Variants Improve Transformer, arXiv:2002.05202")
 #: The variants, cited by their words (no equation number checked).
 GLU_VARIANTS = SHAZEER_2020.at("FFN_SwiGLU(x, W, V, W_2) = (Swish_1(xW) * xV) W_2, FFN_GEGLU "
                                "with GELU; three weight matrices, no biases")

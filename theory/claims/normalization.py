@@ -18,10 +18,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..checks import Measurement, compare, for_all, holds, single_case
-from ..claim import Evidence, Kind, Source
+from ..claim import Evidence, Kind
 from ..declared import DontCare
 from ..registry import ClaimSet
-from ..sources import BA_2016, IOFFE_2015, SEED_003, VASWANI_2017
+from ..sources import BA_2016, IOFFE_2015, SEED_003, VASWANI_2017, ZHANG_2019
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
 from ..tolerance import tolerance
 from ._common import coarser_dtype
@@ -276,7 +276,6 @@ def batchnorm_couples_batch(subject, ctx) -> Evidence:
 # RMSNorm (Zhang & Sennrich 2019)
 # ---------------------------------------------------------------------------
 
-ZHANG_2019 = Source("Zhang & Sennrich 2019", "Root Mean Square Layer Normalization, NeurIPS")
 #: The paper's definition, cited by its words (no equation number checked).
 RMS_DEFINITION = ZHANG_2019.at("RMSNorm: a_i / RMS(a) * g_i with RMS(a) = sqrt(mean of a_i^2), "
                                "no re-centering")

@@ -23,12 +23,12 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from ..checks import Measurement, compare, for_all, holds
-from ..claim import Evidence, Kind
+from ..checks import Measurement, compare, for_all, holds, single_case
+from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
-from ..sources import PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
+from ..sources import POPE_2023, PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
-from ..tolerance import tolerance
+from ..tolerance import relative_error, tolerance
 from ._common import causal_allowed, coarser_dtype
 from ._figures import floats, matrix, with_figure
 
@@ -397,3 +397,170 @@ def alibi_shift_invariance(subject, ctx) -> Evidence:
     return for_all(ctx, _alibi_case(), measure,
                    detail="Outputs of a sequence alone equal those of the same sequence placed "
                           "after t masked positions, for H <= 8 heads.")
+
+
+def _official_alibi_slopes(n: int) -> list[float]:
+    """The slopes of Press et al.'s released ``get_slopes``, restated: for a power of two n,
+    2^(-8 (i+1) / n); otherwise those of the largest power of two c <= n, then every other
+    slope (0, 2, 4, ...) of 2c heads, the first n - c of them."""
+    def power_of_two(m):
+        return [2.0 ** (-8.0 * (i + 1) / m) for i in range(m)]
+    c = 1 << (n.bit_length() - 1)
+    return power_of_two(c) + ([] if c == n else power_of_two(2 * c)[0::2][: n - c])
+
+
+@claims.claim(
+    "positional.alibi_slopes_official",
+    title="ALiBi slopes follow the authors' rule for every head count 1..64",
+    statement=r"m_h=2^{-8(h+1)/H}\ (H=2^a);\quad m=\big(m^{(c)},\,m^{(2c)}_{0,2,4,\dots}"
+              r"\big)_{1..H},\ c=2^{\lfloor\log_2 H\rfloor}\ \text{otherwise}",
+    sources=(PRESS_2022.at("the slopes m: a geometric sequence starting at 2^(-8/n) with ratio "
+                           "2^(-8/n); the non-power-of-two rule of the authors' get_slopes"),),
+    kind=Kind.PROPERTY, needs=("alibi_bias",),
+    full_precision_only="the slopes are float64 constants of the head count: no array input",
+    notes="Read from alibi_bias(H, 2, 2) as m_h = -B[h, 1, 0] (one key behind the query). The "
+          "non-power-of-two rule interleaves the slopes of 2c heads, so the official slopes are "
+          "not monotone in h (for H = 3: 1/16, 1/256, 1/4): monotonicity is not a property, and "
+          "a geometric 2^(-8(h+1)/H) for every H is the common bug.")
+def alibi_slopes_official(subject, ctx) -> Evidence:
+    measurements = []
+    for n in range(1, 65):
+        bias = np.asarray(subject.alibi_bias(n, 2, 2), dtype=np.float64)      # (H, 2, 2)
+        slopes = -bias[:, 1, 0] if bias.shape == (n, 2, 2) else np.full(n, np.nan)
+        measurements.append(compare(slopes, np.array(_official_alibi_slopes(n)),
+                                    tolerance("rounding", np.float64),
+                                    note=f"slopes for H = {n} differ from the authors' rule"))
+    return single_case(measurements, cases=64,
+                       detail="For every head count H = 1..64 the slopes of alibi_bias equal "
+                              "those of the authors' get_slopes.")
+
+
+# ---------------------------------------------------------------------------
+# RoPE as libraries use it: offsets, pairing layouts, partial rotation, interpolation
+# ---------------------------------------------------------------------------
+
+CHEN_2023 = Source("Chen et al. 2023", "Extending Context Window of Large Language Models via "
+                   "Positional Interpolation, arXiv:2306.15595",
+                   "positions m scaled down to m L / L'")
+
+
+def _rope64(x, pos, *, base=10000.0, pairs="interleaved"):
+    """RoPE in float64 on pairs (2i, 2i+1) ('interleaved', RoFormer) or (i, i + d/2) ('half',
+    GPT-NeoX rotate_half), angle pos * base^(-2i/d)."""
+    x = np.asarray(x, dtype=np.float64)
+    d = x.shape[-1]
+    theta = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)             # (d/2,)
+    a = np.asarray(pos, dtype=np.float64)[:, None] * theta[None, :]          # (L, d/2)
+    first, second = ((slice(0, d, 2), slice(1, d, 2)) if pairs == "interleaved"
+                     else (slice(0, d // 2), slice(d // 2, d)))
+    out = np.empty_like(x)
+    out[..., first] = x[..., first] * np.cos(a) - x[..., second] * np.sin(a)
+    out[..., second] = x[..., first] * np.sin(a) + x[..., second] * np.cos(a)
+    return out
+
+
+def _rope_tol(c):
+    return tolerance("reduction", c["dtype"], n=2 + int(np.max(c["m"], initial=0)) + 1)
+
+
+@claims.claim(
+    "positional.rope_decode_offset",
+    title="Rotating row p of a sequence equals rotating that token alone at offset p",
+    statement=r"\mathrm{RoPE}(X)_p=\mathrm{RoPE}(x_p;\ \text{position } p)\quad "
+              r"\text{for every } p",
+    sources=(SU_2021.at("§3.4.2"), POPE_2023.at("§2 (KV cache)")),
+    kind=Kind.PROPERTY, needs=("rope",),
+    notes="What KV-cache decoding relies on: the token decoded at step p is rotated alone, "
+          "with its position (or offset) p, and must match row p of the whole sequence. A "
+          "decoder that rotates every new token at position 0 fails.")
+def rope_decode_offset(subject, ctx) -> Evidence:
+    def measure(c):
+        x = c["q"]
+        whole = np.asarray(subject.rope(x))                                  # (n, d)
+        rows = [np.asarray(subject.rope(x[p:p + 1], positions=np.array([float(p)])))
+                for p in range(c["n"])]
+        return compare(np.concatenate(rows, axis=0), whole, _rope_tol(c), scale=x,
+                       note="a token rotated alone at its offset differs from its row")
+    return for_all(ctx, _rope_case(), measure,
+                   detail="Each row p of rope(X) equals rope of that row alone at position p.")
+
+
+@claims.claim(
+    "positional.rope_pairing",
+    title="Interleaved and split-halves RoPE agree after the fixed permutation, and only then",
+    statement=r"\mathrm{RoPE}_{\text{interleaved}}(x)=P^{-1}\,\mathrm{RoPE}_{\text{half}}(Px)"
+              r"\ne\mathrm{RoPE}_{\text{half}}(x),\qquad P:(0,2,\dots,1,3,\dots)",
+    sources=(SU_2021.at("§3.4.2"),),
+    kind=Kind.PROPERTY, needs=("rope",),
+    notes="The subject's rope (the contract's interleaved pairs, or a declared rope_pairing "
+          "converted) is compared with the split-halves form conjugated by the permutation P "
+          "that lists even coordinates first; it must also differ from the unconjugated "
+          "split-halves form (by at least half their distance, where the layouts differ by 5% "
+          "or more). Converting GPT-J weights to "
+          "the NeoX layout without permuting the q and k projections is exactly that "
+          "difference; relative-position claims cannot see it, since both layouts satisfy them.")
+def rope_pairing(subject, ctx) -> Evidence:
+    def measure(c):
+        x, d = c["q"], c["d"]
+        out = np.asarray(subject.rope(x, positions=c["m"]))                  # (n, d)
+        perm = np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])
+        conj = np.empty((c["n"], d))
+        conj[:, perm] = _rope64(x[:, perm], c["m"], pairs="half")
+        m = compare(out, conj, _rope_tol(c), scale=x,
+                    note="rope differs from the split-halves form conjugated by P")
+        plain = _rope64(x, c["m"], pairs="half")
+        gap = relative_error(conj, plain, x)           # how far apart the two layouts are
+        if gap > 0.05 and relative_error(out, plain, x) < gap / 2:
+            return holds(False, "rope is the split-halves form without P")
+        return m
+    return for_all(ctx, _rope_case(), measure,
+                   detail="rope equals P^-1 RoPE_half(P x) and, where the layouts differ, not "
+                          "RoPE_half(x).")
+
+
+@st.composite
+def _partial_case(draw):
+    c = draw(_rope_case())
+    c["r"] = 2 * draw(st.integers(1, c["d"] // 2))
+    return c
+
+
+@claims.claim(
+    "positional.rope_partial_rotation",
+    title="Partial rotation rotates the first rotary_dim coordinates as a rotary_dim-wide RoPE",
+    statement=r"\mathrm{RoPE}_r(x)=\big(\mathrm{RoPE}(x_{1..r}),\ x_{r+1..d}\big)",
+    sources=(SU_2021.at("§3.4.2"),),
+    kind=Kind.PROPERTY, needs=("rope",), keywords=(("rope", "rotary_dim"),),
+    notes="GPT-NeoX's rotary_pct: the frequencies are those of an r-wide embedding, "
+          "base^(-2i/r), not of the full width, and the last d - r coordinates pass unchanged.")
+def rope_partial_rotation(subject, ctx) -> Evidence:
+    def measure(c):
+        x, r = c["q"], c["r"]
+        out = np.asarray(subject.rope(x, positions=c["m"], rotary_dim=r))  # (n, d)
+        if not np.array_equal(out[:, r:], x[:, r:]):
+            return holds(False, f"coordinates beyond rotary_dim = {r} changed")
+        return compare(out[:, :r], _rope64(x[:, :r], c["m"]), _rope_tol(c), scale=x,
+                       note=f"the rotated part differs from a {r}-wide RoPE")
+    return for_all(ctx, _partial_case(), measure,
+                   detail="With rotary_dim = r the first r coordinates equal a r-wide RoPE and "
+                          "the rest equal the input.")
+
+
+@claims.claim(
+    "positional.rope_position_interpolation",
+    title="Linear position interpolation divides the positions by the scale",
+    statement=r"\mathrm{RoPE}(x;\ m,\ s)=\mathrm{RoPE}(x;\ m/s)",
+    sources=(CHEN_2023, SU_2021),
+    kind=Kind.PROPERTY, needs=("rope",), keywords=(("rope", "position_scale"),),
+    notes="position_scale s = L'/L lets a model trained on L positions read L' (Chen et al. "
+          "2023). Multiplying instead of dividing is the bug this catches.")
+def rope_position_interpolation(subject, ctx) -> Evidence:
+    strategy = st.tuples(_rope_case(), st.sampled_from([2.0, 4.0, 8.0]))
+
+    def measure(args):
+        c, s = args
+        out = np.asarray(subject.rope(c["q"], positions=c["m"], position_scale=s))
+        return compare(out, _rope64(c["q"], c["m"] / s), _rope_tol(c), scale=c["q"],
+                       note=f"position_scale {s:g} is not positions / {s:g}")
+    return for_all(ctx, strategy, measure,
+                   detail="rope(x, m, position_scale=s) equals rope(x, m / s) for s = 2, 4, 8.")

@@ -31,9 +31,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..checks import compare, for_all, holds
-from ..claim import Evidence, Kind, Source, seed_note
+from ..claim import Evidence, Kind, seed_note
 from ..registry import ClaimSet
-from ..sources import VASWANI_2017
+from ..sources import KALAMKAR_2019, MILAKOV_2018, PRESS_2022, VASWANI_2017
 from ..strategies import dtype_seed_rng, normal, random_mask
 from ..tolerance import tolerance
 from ._common import definition_attention
@@ -42,15 +42,9 @@ claims = ClaimSet("precision")
 
 EQ1 = VASWANI_2017.at("§3.2.1, Eq. (1)")
 SEED_000 = seed_note("000", "the softmax of the attention scores")
-MILAKOV = Source(authors="Milakov & Gimelshein 2018",
-                        title="Online normalizer calculation for softmax",
-                        locator="the safe softmax, with the maximum subtracted")
-ALIBI = Source(authors="Press et al. 2022",
-                      title="Train Short, Test Long: Attention with Linear Biases Enables "
-                            "Input Length Extrapolation", locator="the bias added to the logits")
-BF16 = Source(authors="Kalamkar et al. 2019",
-                     title="A Study of BFLOAT16 for Deep Learning Training",
-                     locator="bfloat16 has the dynamic range of float32")
+MILAKOV = MILAKOV_2018.at("the safe softmax, with the maximum subtracted")
+ALIBI = PRESS_2022.at("the bias added to the logits")
+BF16 = KALAMKAR_2019.at("bfloat16 has the dynamic range of float32")
 
 
 def _finfo_max(dt: np.dtype) -> float:
