@@ -597,8 +597,7 @@ def fig_half_precision(ctx: FigureContext):
         ax.scatter(np.nan_to_num(x, nan=0.0), y, s=14, label=f"{key[0]} · {key[1]}",
                    color=PALETTE[i % len(PALETTE)],
                    marker="o" if key[1] == "float16" else "s")
-    ax.axvline(RATIO_K, color="#b22222", lw=1.0, ls="--")
-    ax.text(RATIO_K, -0.9, f" k = {RATIO_K:g}", color="#b22222", va="bottom")
+    ax.axvline(RATIO_K, color="#b22222", lw=1.0, ls="--", label=f"k = {RATIO_K:g}")
     ax.set_yticks(range(len(claims)), claims, fontsize=7)
     ax.set_xlabel("error ratio  err / (err_naive + eps/2)   (0: the comparison was exact)")
     ax.legend(frameon=False, fontsize=7, loc="lower right")
