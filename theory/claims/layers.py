@@ -12,6 +12,7 @@ and tanh as a "resized version of sigmoid").
 from __future__ import annotations
 
 import numpy as np
+from transformer_theory.impl.layers import get_activation
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -161,14 +162,31 @@ def gated_definition(x, params, activation: str) -> np.ndarray:
     return out if params.b_down is None else out + f64(params.b_down)
 
 
+def gated_magnitude(x, params, activation):
+    """The scale of the gated FFN's terms in float64, |phi(g)| |u| |W_down| + |b_down|: what
+    its rounding errors are relative to (Higham's componentwise bound), so that outputs that
+    cancel do not inflate the error of a correct implementation."""
+    exact = (lambda a: None if a is None else np.abs(np.asarray(a, dtype=np.float64)))
+    signed = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
+    x = signed(x)
+    g = x @ signed(params.w_gate) + (0.0 if params.b_gate is None else signed(params.b_gate))
+    u = x @ signed(params.w_up) + (0.0 if params.b_up is None else signed(params.b_up))
+    act = g / (1.0 + np.exp(-g)) if activation == "silu" else get_activation("gelu")(g)
+    out = (np.abs(act) * np.abs(u)) @ exact(params.w_down)                          # (..., E)
+    return out if params.b_down is None else out + exact(params.b_down)
+
+
 @st.composite
 def _gated_case(draw):
     from transformer_theory.impl.gated_ffn import init_gated_ffn
 
     b = draw(st.integers(1, 3))
     length = draw(st.integers(2, 8))
-    e = draw(st.integers(1, 8))
-    f = draw(st.integers(1, 16))
+    # widths of at least 4 and 8: in float16/bfloat16 the error-ratio rule compares one
+    # case's error with the naive computation's, and on a 1-3 wide layer that is a ratio of
+    # two or three rounding errors, which luck alone takes past 2 (seen with torch: 2.2)
+    e = draw(st.integers(4, 12))
+    f = draw(st.integers(8, 24))
     bias = draw(st.booleans())
     activation = draw(st.sampled_from(GATED))
     dt, seed, rng = dtype_seed_rng(draw)
@@ -208,7 +226,7 @@ def gated_ffn_position_wise(subject, ctx) -> Evidence:
     title="A zero gate projection gives a zero output (act(0) = 0 for SiLU and GELU)",
     statement=r"W_{\mathrm{gate}}=0,\ b_{\mathrm{gate}}=0\ \Rightarrow\ "
               r"\mathrm{GFFN}(x)=b_{\mathrm{down}}\ (0\text{ without biases})",
-    sources=(GLU_VARIANTS, HENDRYCKS_2016.at("§2, GELU(x) = x Phi(x)")),
+    sources=(GLU_VARIANTS, HENDRYCKS_2016.at("GELU(x) = x Phi(x)")),
     kind=Kind.PROPERTY, needs=("gated_feed_forward",),
     notes="silu(0) = 0 * sigmoid(0) = 0 and gelu(0) = 0 * Phi(0) = 0 (also in the tanh form), "
           "so the gate closes every hidden unit whatever the up projection: the output is "
@@ -269,7 +287,7 @@ def gated_ffn_parameter_count(subject, ctx) -> Evidence:
     statement=r"\mathrm{GFFN}(x)=\big(\phi(xW_{\mathrm{gate}}+b_{\mathrm{gate}})\odot"
               r"(xW_{\mathrm{up}}+b_{\mathrm{up}})\big)W_{\mathrm{down}}+b_{\mathrm{down}},\ "
               r"\phi\in\{\mathrm{SiLU},\mathrm{GELU},\mathrm{GELU}_{\tanh}\}",
-    sources=(GLU_VARIANTS, HENDRYCKS_2016.at("§2 (GELU and its tanh approximation)")),
+    sources=(GLU_VARIANTS, HENDRYCKS_2016.at("GELU x Phi(x) and its tanh approximation")),
     kind=Kind.PROPERTY, needs=("gated_feed_forward",), proof="layers.gelu_tanh_gap",
     notes="Against the float64 formula: the activation on the gate, not on the up projection, "
           "and the exact GELU distinct from its tanh approximation (they differ by up to "
@@ -280,6 +298,7 @@ def gated_ffn_definition(subject, ctx) -> Evidence:
                                                     activation=c["activation"]))
         return compare(out, gated_definition(c["x"], c["params"], c["activation"]),
                        _gated_tolerance(c, out),
+                       scale=gated_magnitude(c["x"], c["params"], c["activation"]),
                        note=f"GFFN ({c['activation']}) differs from the float64 definition")
     return for_all(ctx, _gated_case(), measure,
                    detail="Outputs equal the float64 definition for silu, gelu and gelu_tanh, "
