@@ -95,7 +95,9 @@ def rows_are_distributions(subject, ctx) -> Evidence:
         tol = tolerance("reduction", w.dtype, n=c["Lk"])
         if np.any(w < 0):
             return holds(False, "negative attention weight")
-        return compare(w.sum(axis=-1), live, tol, note="row sums")
+        # summed in float64: the measurement must not add roundings of its own (numpy sums
+        # bfloat16 in bfloat16, which would quantise every row sum to 1 +- 2^-8 steps)
+        return compare(np.asarray(w, dtype=np.float64).sum(axis=-1), live, tol, note="row sums")
     return for_all(ctx, _masked_case(), measure,
                    detail="Weights are non-negative and each row sums to 1 (0 when fully masked).")
 
