@@ -63,6 +63,7 @@ from .contract.validate import (
     check_qkv,
     check_softcap,
     common_float_dtype,
+    segment_allowed,
     normalize_axis,
     resolve_scale,
 )
@@ -297,11 +298,14 @@ def mask_scores(scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
     return np.where(allowed, scores, -np.inf)     # (..., Lq, Lk)
 
 
-def _weights(q, k, mask, causal, scale, bias):
+def _weights(q, k, mask, causal, scale, bias, segment_ids=None):
     """Shared checks of attention_weights/attention after q, k are validated."""
     lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
     scale = resolve_scale(scale, q.shape[-1])
     allowed = allowed_keys(mask, causal, lead, lq, lk)              # (..., Lq, Lk) or None
+    same_doc = segment_allowed(segment_ids, lead, lq, lk)           # (..., L, L) or None
+    if same_doc is not None:
+        allowed = same_doc if allowed is None else (allowed & same_doc)
     bias = check_bias(bias, tuple(lead) + (lq, lk))
     return scale, allowed, bias
 
@@ -317,7 +321,7 @@ def _unpoisoned(q, named, mask, causal):
 
 @computes_in_float32
 def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
-                      softcap=None) -> np.ndarray:
+                      softcap=None, segment_ids=None) -> np.ndarray:
     """Attention probabilities ``softmax(scale * q k^T + bias)`` over the allowed keys.
 
     Parameters
@@ -339,6 +343,9 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
     softcap : float, optional
         Logit soft cap ``c``: ``c * tanh(s / c)`` after scaling, before the
         bias and the masks (Gemma 2); None for none.
+    segment_ids : array_like of int, optional
+        Packed documents, ``(..., L)`` with ``Lq = Lk = L``: a query attends
+        only keys of its own document (ANDed with ``mask`` and ``causal``).
 
     Returns
     -------
@@ -351,7 +358,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
     Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1).
     """
     q, k, _ = check_qkv(q, k, finite_kv=False)
-    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias, segment_ids)
     cap = check_softcap(softcap)
     (k,) = _unpoisoned(q, [("k", k)], mask, causal)
     dtype = common_float_dtype(*(a for a in (q, k, bias) if a is not None))
@@ -363,7 +370,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
 
 @computes_in_float32
 def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
-              softcap=None) -> np.ndarray:
+              softcap=None, segment_ids=None) -> np.ndarray:
     """Scaled dot-product attention ``softmax(scale * q k^T + bias) v``.
 
     Parameters
@@ -391,6 +398,10 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
         Logit soft cap ``c``: the scaled logits become ``c * tanh(s / c)``
         before the bias is added and the masks applied (the order of Gemma 2,
         which has no bias); None for none.
+    segment_ids : array_like of int, optional
+        Packed documents, ``(..., L)`` with ``Lq = Lk = L``: a query attends
+        only keys of its own document (ANDed with ``mask`` and ``causal``);
+        ``cu_seqlens`` is ``np.repeat(np.arange(n), np.diff(cu_seqlens))``.
 
     Returns
     -------
@@ -404,7 +415,7 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
     dictionary look-up.
     """
     q, k, v = check_qkv(q, k, v, finite_kv=False)
-    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias)
+    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias, segment_ids)
     cap = check_softcap(softcap)
     k, v = _unpoisoned(q, [("k", k), ("v", v)], mask, causal)
     dtype = common_float_dtype(*(a for a in (q, k, v, bias) if a is not None))

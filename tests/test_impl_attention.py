@@ -284,6 +284,8 @@ def test_attention_empty_keys_return_zeros():
     (dict(softcap=0.0), ValueError, "softcap: expected a positive finite number"),
     (dict(softcap=np.inf), ValueError, "softcap"),
     (dict(softcap="30"), TypeError, "softcap: expected a real number or None"),
+    (dict(segment_ids=np.zeros(4)), TypeError, "^segment_ids: expected an integer array"),
+    (dict(segment_ids=np.zeros(4, int)), ValueError, r"^segment_ids: packed documents need"),
 ])
 def test_attention_errors(kwargs, exc, match):
     args = dict(q=np.ones((2, 5, 3)), k=np.ones((2, 4, 3)), v=np.ones((2, 4, 5)))
@@ -898,3 +900,16 @@ def test_softcap_is_applied_after_scaling_and_before_the_bias():
     # a masked key keeps weight 0 under a cap (the cap does not touch -inf)
     w = A.attention_weights(q, k, softcap=0.5, mask=np.array([[True, False]]))
     assert w[0, 1] == 0.0 and w[0, 0] == 1.0
+
+
+def test_segment_ids_pack_documents_like_cu_seqlens():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 7, 3)) for _ in range(3))
+    cu_seqlens = np.array([0, 3, 4, 7])
+    seg = np.repeat(np.arange(3), np.diff(cu_seqlens))              # [0 0 0 1 2 2 2]
+    out = A.attention(q, k, v, causal=True, segment_ids=seg)
+    alone = [A.attention(q[:, a:b], k[:, a:b], v[:, a:b], causal=True)
+             for a, b in zip(cu_seqlens[:-1], cu_seqlens[1:])]
+    np.testing.assert_allclose(out, np.concatenate(alone, axis=1), rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="segment_ids: expected a shape broadcastable"):
+        A.attention(q, k, v, segment_ids=np.zeros(5, int))

@@ -41,7 +41,7 @@ from transformer_theory.impl import layers as _layers
 from transformer_theory.impl import positional as _positional
 from transformer_theory.impl.contract import (GroupedQueryParams, KVCache, MultiHeadParams,
                                               allowed_keys, check_decode_args, check_qkv,
-                                              resolve_scale)
+                                              resolve_scale, segment_allowed)
 from transformer_theory.impl.contract.precision import half_dtype_of
 from transformer_theory.impl.kv_cache import init_kv_cache
 from transformer_theory.impl.online_softmax import OnlineState
@@ -110,7 +110,7 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     return np.moveaxis(_softmax_rows(s, None, dt), -1, axis).astype(dt)
 
 
-def _weights(q, k, mask, causal, scale, bias, dt, softcap=None) -> np.ndarray:
+def _weights(q, k, mask, causal, scale, bias, dt, softcap=None, segment_ids=None) -> np.ndarray:
     """Naive attention weights of float32 arrays holding half values, (..., Lq, Lk)."""
     lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
     s = rounded(np.matmul(q, np.swapaxes(k, -1, -2)), dt)                  # (..., Lq, Lk)
@@ -121,6 +121,9 @@ def _weights(q, k, mask, causal, scale, bias, dt, softcap=None) -> np.ndarray:
     if bias is not None:
         s = rounded(s + rounded(bias, dt), dt)
     allowed = allowed_keys(mask, causal, lead, lq, lk)                      # (..., Lq, Lk) or None
+    same_doc = segment_allowed(segment_ids, lead, lq, lk)
+    if same_doc is not None:
+        allowed = same_doc if allowed is None else allowed & same_doc
     if allowed is not None:
         allowed = np.broadcast_to(allowed, s.shape)
     return _softmax_rows(s, allowed, dt)
@@ -132,15 +135,16 @@ def _live(x: np.ndarray) -> np.ndarray:
 
 
 def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
-                      softcap=None) -> np.ndarray:
+                      softcap=None, segment_ids=None) -> np.ndarray:
     """Naive half-precision attention weights (``mask``, ``causal`` as the contract)."""
     dt = _half(q, k)
     q, k, _ = check_qkv(_f32(q), _f32(k), finite_kv=False)
-    return _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap).astype(dt)
+    return _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap,
+                    segment_ids).astype(dt)
 
 
 def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
-              softcap=None) -> np.ndarray:
+              softcap=None, segment_ids=None) -> np.ndarray:
     """Naive half-precision attention: scores, max-subtracted exp, row sum, division, P V.
 
     Each of the five steps is rounded to the input dtype; the row sum and
@@ -148,7 +152,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
     """
     dt = _half(q, k, v)
     q, k, v = check_qkv(_f32(q), _f32(k), _f32(v), finite_kv=False)
-    p = _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap)  # (..., Lq, Lk)
+    p = _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap,
+                 segment_ids)                                                 # (..., Lq, Lk)
     return rounded(np.matmul(p, _live(v)), dt).astype(dt)                    # (..., Lq, Ev)
 
 

@@ -30,6 +30,8 @@ ZHANG_2019 = Source("Zhang & Sennrich 2019", "Root Mean Square Layer Normalizati
 SHAZEER_2020 = Source("Shazeer 2020", "GLU Variants Improve Transformer, arXiv:2002.05202")
 GEMMA_2024 = Source("Gemma Team 2024", "Gemma 2: Improving Open Language Models at a Practical Size, arXiv:2408.00118")
 KALAMKAR_2019 = Source("Kalamkar et al. 2019", "A Study of BFLOAT16 for Deep Learning Training, arXiv:1905.12322")
+KRELL_2021 = Source("Krell et al. 2021", "Efficient Sequence Packing without Cross-contamination: Accelerating Large Language Models without Impacting Performance, arXiv:2107.02027")
+CHEN_2023 = Source("Chen et al. 2023", "Extending Context Window of Large Language Models via Positional Interpolation, arXiv:2306.15595")
 GOODFELLOW_2016 = Source("Goodfellow, Bengio & Courville 2016", "Deep Learning, MIT Press")
 
 SEED_000 = seed_note("000")

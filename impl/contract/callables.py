@@ -18,8 +18,8 @@ __all__ = ["CALLABLES", "ALIASES"]
 #: the reference function's docstring is the full specification).
 CALLABLES: dict[str, str] = {
     "softmax": "softmax(x, axis=-1) -> probabilities along axis",
-    "attention": "attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softcap=None) -> (..., Lq, Ev); softcap c: c*tanh(s/c) after scaling, before bias and masks (optional keyword)",
-    "attention_weights": "attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None, softcap=None) -> (..., Lq, Lk)",
+    "attention": "attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softcap=None, segment_ids=None) -> (..., Lq, Ev); softcap c: c*tanh(s/c) after scaling, before bias and masks; segment_ids (..., L): packed documents (optional keywords)",
+    "attention_weights": "attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None, softcap=None, segment_ids=None) -> (..., Lq, Lk)",
     "multi_head_attention": "multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False) -> (..., Lq, E)",
     "grouped_query_attention": "grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False)",
     "cross_attention": "cross_attention(x, memory, params, *, memory_mask=None) -> (..., Lq, E)",

@@ -67,6 +67,7 @@ __all__ = [
     "check_bias",
     "check_qkv",
     "allowed_keys",
+    "segment_allowed",
     "attended_keys",
     "check_finite_where_attended",
     "check_projection_inputs",
@@ -276,6 +277,53 @@ def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | No
         tri = causal_triangle(lq, lk, align)                            # (Lq, Lk)
         allowed = tri if allowed is None else (allowed & tri)
     return allowed
+
+
+def segment_allowed(segment_ids, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
+    """The keys of each query's own document in a packed batch, from ``segment_ids``.
+
+    Parameters
+    ----------
+    segment_ids : array_like of int or None
+        Shape broadcastable to ``lead + (L,)`` with ``L = lq = lk`` (self-attention over a
+        packed sequence): token ``i`` belongs to document ``segment_ids[..., i]``. A
+        FlashAttention ``cu_seqlens`` (document starts ``0 = c_0 < c_1 < ... < c_n = L``) is
+        ``np.repeat(np.arange(n), np.diff(cu_seqlens))``.
+    lead : tuple
+    lq, lk : int
+
+    Returns
+    -------
+    np.ndarray of bool, (..., L, L), or None
+        True where query ``i`` and key ``j`` share a document; None without segments.
+
+    Raises
+    ------
+    TypeError
+        If ``segment_ids`` is not an integer array.
+    ValueError
+        If ``lq != lk`` or its shape does not broadcast to ``lead + (L,)``.
+
+    References
+    ----------
+    Krell et al. 2021, Efficient Sequence Packing without Cross-contamination (packed
+    documents attend only within themselves); the FlashAttention varlen interface
+    (``cu_seqlens``).
+    """
+    if segment_ids is None:
+        return None
+    seg = np.asarray(segment_ids)
+    if seg.dtype.kind not in "iu":
+        raise TypeError(f"segment_ids: expected an integer array, got dtype {seg.dtype}")
+    if lq != lk:
+        raise ValueError(f"segment_ids: packed documents need self-attention (Lq = Lk), "
+                         f"got Lq = {lq}, Lk = {lk}")
+    try:
+        seg = np.broadcast_to(seg, tuple(lead) + (lq,))                      # (..., L)
+    except ValueError:
+        raise ValueError(f"segment_ids: expected a shape broadcastable to "
+                         f"{tuple(lead) + (lq,)}, got {np.shape(segment_ids)}") from None
+    return seg[..., :, None] == seg[..., None, :]                           # (..., L, L)
 
 
 def attended_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | None:

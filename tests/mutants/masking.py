@@ -152,7 +152,30 @@ def decode_writes_one_ahead(x_t, params, cache):
     return _decode(x_t, params, cache, keep_newest=True,
                    write_at=lambda t: min(t + 1, cache.max_len - 1))
 
+def _packed(bug: str):
+    """The reference attention with the document mask of a packed batch built wrongly."""
+    def attention(q, k, v, *, mask=None, causal=False, segment_ids=None, **kw):
+        if segment_ids is None:
+            return A.attention(q, k, v, mask=mask, causal=causal, **kw)
+        seg = np.asarray(segment_ids)
+        if bug == "ignored":
+            return A.attention(q, k, v, mask=mask, causal=causal, **kw)
+        # "off_by_one": each key is read as belonging to the next token's document, so the
+        # last token of a document is seen by the next one and not by its own
+        shifted = np.concatenate([seg[..., 1:], seg[..., -1:]], axis=-1)
+        same = seg[..., :, None] == shifted[..., None, :]                     # (..., L, L)
+        both = same if mask is None else same & np.asarray(mask, dtype=bool)
+        return A.attention(q, k, v, mask=both, causal=causal, **kw)
+    return attention
+
+
 MUTANTS = [
+    Mutant("packed_segments_ignored", "segment_ids accepted and ignored: documents see each other",
+           ("masking.packed_documents_separate", "masking.packed_no_cross_document"),
+           replacing(attention=_packed("ignored"))),
+    Mutant("packed_boundary_off_by_one", "document boundaries shifted by one token",
+           ("masking.packed_documents_separate", "masking.packed_no_cross_document"),
+           replacing(attention=_packed("off_by_one"))),
     Mutant("causal_off_by_one", "an off-by-one causal mask: position i sees i + 1",
            ("masking.causal_future_invariance", "masking.causal_alignment"),
            replacing(attention=causal_off_by_one),

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from ..checks import Measurement, compare, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import DAO_2022, POPE_2023, PYTORCH_SDPA, SEED_000, SEED_004, VASWANI_2017
-from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
+from ..sources import (DAO_2022, KRELL_2021, POPE_2023, PYTORCH_SDPA, SEED_000, SEED_004,
+                       VASWANI_2017)
+from ..strategies import DTYPES, SEEDS, attention_case, dtype_seed_rng, normal, random_mask
 from ..tolerance import tolerance
-from ._common import causal_allowed, coarser_dtype, definition_mha
+from ._common import causal_allowed, coarser_dtype, definition_attention, definition_mha
 from ._figures import matrix, with_figure
 
 claims = ClaimSet("masking")
@@ -279,3 +280,83 @@ def teacher_forcing_equals_incremental(subject, ctx) -> Evidence:
     return for_all(ctx, strategy, measure,
                    detail="Logits computed all at once under the causal mask equal those computed "
                           "one target position at a time with a KV cache.")
+
+
+# ---------------------------------------------------------------------------
+# Packed documents
+# ---------------------------------------------------------------------------
+
+KRELL = KRELL_2021.at("attention restricted to each packed sequence")
+
+
+@st.composite
+def _packed_case(draw):
+    """1-4 documents packed into one sequence per batch member, with their segment ids."""
+    lead = draw(st.lists(st.integers(1, 2), min_size=0, max_size=1).map(tuple))
+    lengths = draw(st.lists(st.integers(1, 5), min_size=1, max_size=4))
+    total, e = sum(lengths), draw(st.integers(1, 8))
+    dt, seed, rng = dtype_seed_rng(draw)
+    seg = np.repeat(np.arange(len(lengths)), lengths)                        # (L,)
+    return {"lead": lead, "lengths": lengths, "L": total, "E": e, "dtype": dt, "seed": seed,
+            "causal": draw(st.booleans()), "segment_ids": seg,
+            "q": normal(rng, (*lead, total, e), dt), "k": normal(rng, (*lead, total, e), dt),
+            "v": normal(rng, (*lead, total, e), dt)}
+
+
+@claims.claim(
+    "masking.packed_documents_separate",
+    title="Attention over packed documents equals attention over each document alone",
+    statement=r"\mathrm{Attn}(X_1\Vert\cdots\Vert X_n;\ \text{segments})="
+              r"\mathrm{Attn}(X_1)\Vert\cdots\Vert\mathrm{Attn}(X_n)",
+    sources=(KRELL, MASKING),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "segment_ids"),),
+    notes="segment_ids (..., L) gives each token its document; with and without the causal "
+          "mask. The packed output is compared with each document attended alone in float64. "
+          "A FlashAttention cu_seqlens is np.repeat(np.arange(n), np.diff(cu_seqlens)).")
+def packed_documents_separate(subject, ctx) -> Evidence:
+    def measure(c):
+        out = subject.attention(c["q"], c["k"], c["v"], causal=c["causal"],
+                                segment_ids=c["segment_ids"])
+        bounds = np.cumsum([0] + c["lengths"])
+        alone = [definition_attention(*(c[n][..., a:b, :] for n in ("q", "k", "v")),
+                                      causal=c["causal"])[0]
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+        tol = tolerance("reduction", coarser_dtype(out, c["q"]), n=c["E"] + c["L"])
+        return compare(out, np.concatenate(alone, axis=-2), tol, scale=c["v"],
+                       note="a packed document attends differently from alone")
+    return for_all(ctx, _packed_case(), measure,
+                   detail="One to four packed documents per row, causal or not: the packed "
+                          "attention equals each document attended alone.")
+
+
+@claims.claim(
+    "masking.packed_no_cross_document",
+    title="No token attends across a document boundary",
+    statement=r"\mathrm{seg}(j)\ne\mathrm{seg}(i)\ \Rightarrow\ o_i\ \text{independent of}"
+              r"\ (k_j,v_j)",
+    sources=(KRELL,),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "segment_ids"),),
+    notes="The keys and values of every other document are redrawn; the outputs of one "
+          "document must not change at all (the cross-document weights are exactly zero). "
+          "A boundary one token off leaks the neighbour's first or last token.")
+def packed_no_cross_document(subject, ctx) -> Evidence:
+    def measure(c):
+        seg = c["segment_ids"]
+        out = np.asarray(subject.attention(c["q"], c["k"], c["v"], causal=c["causal"],
+                                           segment_ids=seg))
+        rng = np.random.default_rng(c["seed"] + 3)
+        worst = None
+        for doc in range(len(c["lengths"])):
+            other = seg != doc                                               # (L,)
+            k, v = c["k"].copy(), c["v"].copy()
+            k[..., other, :] = normal(rng, k[..., other, :].shape, c["dtype"], 3.0)
+            v[..., other, :] = normal(rng, v[..., other, :].shape, c["dtype"], 3.0)
+            moved = np.asarray(subject.attention(c["q"], k, v, causal=c["causal"],
+                                                 segment_ids=seg))
+            m = compare(moved[..., ~other, :], out[..., ~other, :], tolerance("exact", c["dtype"]),
+                        scale=c["v"], note=f"document {doc} saw another document's keys")
+            worst = m if worst is None or m.error > worst.error else worst
+        return worst
+    return for_all(ctx, _packed_case(), measure,
+                   detail="Redrawing the keys and values of the other documents leaves each "
+                          "document's outputs bit for bit unchanged.")

@@ -24,9 +24,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..checks import Measurement, compare, for_all, holds, single_case
-from ..claim import Evidence, Kind, Source
+from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import POPE_2023, PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
+from ..sources import CHEN_2023, POPE_2023, PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
 from ..tolerance import relative_error, tolerance
 from ._common import causal_allowed, coarser_dtype
@@ -439,9 +439,7 @@ def alibi_slopes_official(subject, ctx) -> Evidence:
 # RoPE as libraries use it: offsets, pairing layouts, partial rotation, interpolation
 # ---------------------------------------------------------------------------
 
-CHEN_2023 = Source("Chen et al. 2023", "Extending Context Window of Large Language Models via "
-                   "Positional Interpolation, arXiv:2306.15595",
-                   "positions m scaled down to m L / L'")
+CHEN = CHEN_2023.at("positions m scaled down to m L / L'")
 
 
 def _rope64(x, pos, *, base=10000.0, pairs="interleaved"):
@@ -550,7 +548,7 @@ def rope_partial_rotation(subject, ctx) -> Evidence:
     "positional.rope_position_interpolation",
     title="Linear position interpolation divides the positions by the scale",
     statement=r"\mathrm{RoPE}(x;\ m,\ s)=\mathrm{RoPE}(x;\ m/s)",
-    sources=(CHEN_2023, SU_2021),
+    sources=(CHEN, SU_2021),
     kind=Kind.PROPERTY, needs=("rope",), keywords=(("rope", "position_scale"),),
     notes="position_scale s = L'/L lets a model trained on L positions read L' (Chen et al. "
           "2023). Multiplying instead of dividing is the bug this catches.")
