@@ -164,9 +164,9 @@ def test_float32_compute_reports_the_lowered_tolerance():
 def test_float32_only_draws_only_float32():
     report = _report("attention_float32_only", {"dtypes": "float32"})
     assert report.passed
-    # every claim it cannot answer is one that draws float64 (or passes softcap=, which
-    # this attention does not take)
-    na = [r for r in report if r.status == "not_applicable" and "softcap" not in r.detail]
+    # every claim it cannot answer is one that draws float64 (or passes an optional keyword,
+    # softcap= or segment_ids=, which this attention does not take)
+    na = [r for r in report if r.status == "not_applicable" and "optional keyword" not in r.detail]
     assert all("float32" in r.detail for r in na), [(r.id, r.detail) for r in na]
 
 
@@ -184,7 +184,8 @@ def test_a_correct_attention_without_bias_passes_and_bias_claims_are_not_applica
     na = {r.id: r.detail for r in report if r.status == "not_applicable"}
     assert {"positional.alibi_shift_invariance", "recurrence.linear_attention_rnn",
             "convolution.receptive_field", "convolution.conv1d_interior"} <= set(na)
-    assert all("bias" in d or "softcap" in d for d in na.values())
+    assert all("optional keyword" in d for d in na.values())
+    assert all("bias" in d for k, d in na.items() if "softcap" not in d and "segment" not in d)
 
 
 def test_kwargs_signature_is_probed_by_a_call():
