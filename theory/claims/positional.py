@@ -339,16 +339,8 @@ def rope_definition(subject, ctx) -> Evidence:
     def measure(c):
         x, pos = c["q"], c["m"]
         out = subject.rope(x, positions=pos)
-        d = c["d"]
-        theta = 10000.0 ** (-np.arange(0, d, 2, dtype=np.float64) / d)        # (d/2,)
-        angle = pos[:, None] * theta[None, :]                                # (L, d/2)
-        x64 = x.astype(np.float64)
-        expected = np.empty_like(x64)                                        # (L, d)
-        expected[:, 0::2] = x64[:, 0::2] * np.cos(angle) - x64[:, 1::2] * np.sin(angle)
-        expected[:, 1::2] = x64[:, 0::2] * np.sin(angle) + x64[:, 1::2] * np.cos(angle)
-        largest = int(np.max(np.abs(pos), initial=0)) + 1
-        tol = tolerance("reduction", c["dtype"], n=2 + largest)
-        return compare(out, expected, tol, scale=x64,
+        expected = _rope64(x, pos)                                           # (L, d)
+        return compare(out, expected, _rope_tol(c), scale=x.astype(np.float64),
                        note="rope(x, p) differs from the RoFormer rotation of pairs (2i, 2i+1)")
     return for_all(ctx, _rope_case(), measure,
                    detail="Rows rotated at positions in [0, 512) equal the RoFormer rotation of "
