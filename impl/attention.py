@@ -92,12 +92,14 @@ from .sdpa import (  # noqa: F401  (re-exported)
     hard_attention,
     sliding_window_mask,
     softmax,
+    window_mask,
 )
 
 __all__ = [
     "softmax",
     "causal_mask",
     "sliding_window_mask",
+    "window_mask",
     "attention_weights",
     "attention",
     "hard_attention",

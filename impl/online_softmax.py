@@ -67,6 +67,7 @@ from .contract.validate import (
     as_float_array,
     check_batch_dims,
     check_positive_int,
+    check_window,
     check_same_dim,
     common_float_dtype,
 )
@@ -574,27 +575,30 @@ def _check_square(q, k):
                          f"got shape {k.shape}")
 
 
-def sliding_window_attention(q, k, v, window: int, *, causal: bool = True,
-                             scale: float | None = None,
+def sliding_window_attention(q, k, v, window, *, scale: float | None = None,
                              counter: OpCounter | None = None) -> np.ndarray:
-    """Local attention computing only the scores ``|i - j| < window`` (and ``j <= i`` if causal).
+    """Local self-attention computing only the scores of the window ``i - left <= j <= i + right``.
 
-    Keys are gathered into ``(..., L, W)`` windows (``W = window`` if causal,
-    ``2 window - 1`` otherwise), so ``L W`` scores are computed instead of ``L^2``.
+    Keys are gathered into ``(..., L, W)`` windows, ``W = left + right + 1``
+    (an unbounded side counts ``L - 1``), so ``L W`` scores are computed
+    instead of ``L^2``. The window is the contract's (``attention(...,
+    window=(left, right))``, top-left aligned): ``(w - 1, 0)`` is a causal
+    window of ``w`` positions, ``(w - 1, w - 1)`` Longformer's ``|i - j| < w``.
 
     Parameters
     ----------
     q, k : array_like, (..., L, E)
     v : array_like, (..., L, Ev)
-    window : int
-    causal : bool
+    window : (int or None, int or None)
+        ``(left, right)``, inclusive; an int is refused.
     scale : float, optional
     counter : OpCounter, optional
 
     Returns
     -------
     np.ndarray, (..., L, Ev)
-        Equal to dense attention with :func:`~transformer_theory.impl.attention.sliding_window_mask`.
+        Equal to dense attention with ``window=window`` (or the mask
+        :func:`~transformer_theory.impl.attention.window_mask`).
 
     References
     ----------
@@ -603,12 +607,12 @@ def sliding_window_attention(q, k, v, window: int, *, causal: bool = True,
     """
     q, k, v = _validate_qkv(q, k, v)
     _check_square(q, k)
-    window = check_positive_int(window, "window")
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal: expected a bool, got {type(causal).__name__}")
+    left, right = check_window(window) if window is not None else (None, None)
     scale = _resolve_scale(scale, q.shape[-1])
     length = q.shape[-2]
-    offsets = np.arange(-(window - 1), 1 if causal else window)            # (W,)
+    left = length - 1 if left is None else min(left, length - 1)
+    right = length - 1 if right is None else min(right, length - 1)
+    offsets = np.arange(-left, right + 1)                                  # (W,)
     idx = np.arange(length)[:, None] + offsets[None, :]                    # (L, W) key per slot
     valid = (idx >= 0) & (idx < length)                                    # (L, W)
     idx = np.clip(idx, 0, length - 1)

@@ -62,16 +62,19 @@ from .contract.validate import (
     check_positive_int,
     check_qkv,
     check_softcap,
+    check_window,
     common_float_dtype,
     segment_allowed,
     normalize_axis,
     resolve_scale,
+    window_band,
 )
 
 __all__ = [
     "softmax",
     "causal_mask",
     "sliding_window_mask",
+    "window_mask",
     "attention_weights",
     "attention",
     "hard_attention",
@@ -188,11 +191,45 @@ def causal_mask(lq: int, lk: int, *, align: str = "top-left") -> np.ndarray:
     return causal_triangle(lq, lk, align)         # (Lq, Lk)
 
 
-def sliding_window_mask(lq: int, lk: int, window: int, *, causal: bool = True) -> np.ndarray:
-    """Boolean local-attention mask: ``|i - j| < window`` (and ``j <= i`` if causal).
+def window_mask(lq: int, lk: int, window, *, align: str = "top-left") -> np.ndarray:
+    """Boolean sliding-window mask: query ``i`` sees key ``j`` iff ``i - left <= j - offset <= i + right``.
 
-    Positions are top-left aligned (query ``i`` and key ``i`` are the same
-    position).
+    Parameters
+    ----------
+    lq, lk : int
+        Number of queries and keys (>= 0).
+    window : (int or None, int or None)
+        ``(left, right)``, inclusive; None is unbounded on that side. An int
+        is refused (``TypeError``): it means different windows in different
+        libraries.
+    align : {"top-left", "bottom-right"}
+        ``offset`` is 0 for ``"top-left"`` (the contract) and ``lk - lq`` for
+        ``"bottom-right"`` (FlashAttention's ``window_size``).
+
+    Returns
+    -------
+    np.ndarray of bool, shape (lq, lk)
+        ``attention(..., window=window)`` equals ``attention(..., mask=window_mask(...))``
+        under the same alignment.
+
+    References
+    ----------
+    Beltagy, Peters & Cohan 2020, Longformer, §3.1 (sliding window attention).
+    """
+    lq = _check_length(lq, "lq")
+    lk = _check_length(lk, "lk")
+    if align not in ("top-left", "bottom-right"):
+        raise ValueError(f"align: expected one of ('top-left', 'bottom-right'), got {align!r}")
+    return window_band(lq, lk, check_window(window), align)          # (Lq, Lk)
+
+
+def sliding_window_mask(lq: int, lk: int, window: int, *, causal: bool = True) -> np.ndarray:
+    """Boolean local-attention mask of window size ``w``: ``|i - j| < w`` (and ``j <= i`` if causal).
+
+    The Longformer/Mistral spelling of a window as one size. In the
+    ``(left, right)`` form of :func:`window_mask` it is ``(w - 1, 0)`` when
+    causal and ``(w - 1, w - 1)`` otherwise, top-left aligned (query ``i`` and
+    key ``i`` are the same position).
 
     Parameters
     ----------
@@ -213,17 +250,10 @@ def sliding_window_mask(lq: int, lk: int, window: int, *, causal: bool = True) -
     Beltagy, Peters & Cohan 2020, Longformer, §3.1 (sliding window attention);
     Child et al. 2019, Generating Long Sequences with Sparse Transformers, §4.
     """
-    lq = _check_length(lq, "lq")
-    lk = _check_length(lk, "lk")
     window = check_positive_int(window, "window", minimum=1)
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal: expected a bool, got {type(causal).__name__}")
-    i = np.arange(lq)[:, None]                    # (Lq, 1)
-    j = np.arange(lk)[None, :]                    # (1, Lk)
-    allowed = np.abs(i - j) < window              # (Lq, Lk)
-    if causal:
-        allowed &= j <= i
-    return allowed
+    return window_mask(lq, lk, (window - 1, 0 if causal else window - 1))
 
 
 # ---------------------------------------------------------------------------
@@ -298,11 +328,11 @@ def mask_scores(scores: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
     return np.where(allowed, scores, -np.inf)     # (..., Lq, Lk)
 
 
-def _weights(q, k, mask, causal, scale, bias, segment_ids=None):
+def _weights(q, k, mask, causal, scale, bias, segment_ids=None, window=None):
     """Shared checks of attention_weights/attention after q, k are validated."""
     lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
     scale = resolve_scale(scale, q.shape[-1])
-    allowed = allowed_keys(mask, causal, lead, lq, lk)              # (..., Lq, Lk) or None
+    allowed = allowed_keys(mask, causal, lead, lq, lk, window)      # (..., Lq, Lk) or None
     same_doc = segment_allowed(segment_ids, lead, lq, lk)           # (..., L, L) or None
     if same_doc is not None:
         allowed = same_doc if allowed is None else (allowed & same_doc)
@@ -310,18 +340,18 @@ def _weights(q, k, mask, causal, scale, bias, segment_ids=None):
     return scale, allowed, bias
 
 
-def _unpoisoned(q, named, mask, causal):
+def _unpoisoned(q, named, mask, causal, window=None):
     """The key-side arrays ``named`` ((name, (..., Lk, D)) pairs) after the NaN-poisoning check.
 
     Non-finite values are refused at keys some query may attend and zeroed at
     the others (:func:`.contract.validate.check_finite_where_attended`).
     """
-    return check_finite_where_attended(named, mask, causal, q.shape[:-2], q.shape[-2])
+    return check_finite_where_attended(named, mask, causal, q.shape[:-2], q.shape[-2], window)
 
 
 @computes_in_float32
 def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
-                      softcap=None, segment_ids=None) -> np.ndarray:
+                      softcap=None, segment_ids=None, window=None) -> np.ndarray:
     """Attention probabilities ``softmax(scale * q k^T + bias)`` over the allowed keys.
 
     Parameters
@@ -346,6 +376,13 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
     segment_ids : array_like of int, optional
         Packed documents, ``(..., L)`` with ``Lq = Lk = L``: a query attends
         only keys of its own document (ANDed with ``mask`` and ``causal``).
+    window : (int or None, int or None), optional
+        Sliding window ``(left, right)``, inclusive: query ``i`` attends key
+        ``j`` only if ``i - left <= j - offset <= i + right``, ``offset``
+        being the causal alignment of the call (``Lk - Lq`` for
+        ``causal="bottom-right"``, else 0) whether or not ``causal`` is set;
+        None on a side is unbounded. ANDed with ``mask`` and ``causal``. An
+        int is a ``TypeError`` (ambiguous between libraries).
 
     Returns
     -------
@@ -358,9 +395,9 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
     Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1).
     """
     q, k, _ = check_qkv(q, k, finite_kv=False)
-    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias, segment_ids)
+    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias, segment_ids, window)
     cap = check_softcap(softcap)
-    (k,) = _unpoisoned(q, [("k", k)], mask, causal)
+    (k,) = _unpoisoned(q, [("k", k)], mask, causal, window)
     dtype = common_float_dtype(*(a for a in (q, k, bias) if a is not None))
     q, k = q.astype(dtype, copy=False), k.astype(dtype, copy=False)
     b = None if bias is None else bias.astype(dtype, copy=False)
@@ -370,7 +407,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
 
 @computes_in_float32
 def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
-              softcap=None, segment_ids=None) -> np.ndarray:
+              softcap=None, segment_ids=None, window=None) -> np.ndarray:
     """Scaled dot-product attention ``softmax(scale * q k^T + bias) v``.
 
     Parameters
@@ -402,6 +439,13 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
         Packed documents, ``(..., L)`` with ``Lq = Lk = L``: a query attends
         only keys of its own document (ANDed with ``mask`` and ``causal``);
         ``cu_seqlens`` is ``np.repeat(np.arange(n), np.diff(cu_seqlens))``.
+    window : (int or None, int or None), optional
+        Sliding window ``(left, right)``, inclusive: query ``i`` attends key
+        ``j`` only if ``i - left <= j - offset <= i + right``, ``offset``
+        being the causal alignment of the call (``Lk - Lq`` for
+        ``causal="bottom-right"``, else 0) whether or not ``causal`` is set;
+        None on a side is unbounded. ANDed with ``mask`` and ``causal``. An
+        int is a ``TypeError`` (ambiguous between libraries).
 
     Returns
     -------
@@ -415,9 +459,9 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
     dictionary look-up.
     """
     q, k, v = check_qkv(q, k, v, finite_kv=False)
-    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias, segment_ids)
+    scale, allowed, bias = _weights(q, k, mask, causal, scale, bias, segment_ids, window)
     cap = check_softcap(softcap)
-    k, v = _unpoisoned(q, [("k", k), ("v", v)], mask, causal)
+    k, v = _unpoisoned(q, [("k", k), ("v", v)], mask, causal, window)
     dtype = common_float_dtype(*(a for a in (q, k, v, bias) if a is not None))
     q, k, v = (a.astype(dtype, copy=False) for a in (q, k, v))
     b = None if bias is None else bias.astype(dtype, copy=False)

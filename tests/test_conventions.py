@@ -63,6 +63,19 @@ def attention_bottom_right(q, k, v, *, mask=None, causal=False, scale=None, bias
                        scale=scale, bias=bias)
 
 
+def attention_flash_window(q, k, v, *, mask=None, causal=False, scale=None, window=None):
+    """FlashAttention's flash_attn_func: causal=True and window_size both bottom-right aligned
+    (query i sees keys [i + Lk - Lq - left, i + Lk - Lq + right]), with or without causal."""
+    if not isinstance(causal, bool):
+        raise TypeError("causal: expected a bool")
+    lq, lk = np.shape(q)[-2], np.shape(k)[-2]
+    if window is not None:
+        band = A.window_mask(lq, lk, window, align="bottom-right")
+        mask = band if mask is None else np.asarray(mask) & band
+    return A.attention(q, k, v, mask=mask, causal="bottom-right" if causal else False,
+                       scale=scale)
+
+
 def attention_float32(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
     """keras 3 / JAX style: computes in float32, returns the input dtype."""
     dt = np.result_type(q, k, v)
@@ -154,6 +167,22 @@ def test_bottom_right_twin_is_diagnosed_when_the_flag_is_declared():
     assert result.to_json()["diagnosis"] == result.diagnosis
 
 
+def test_flash_window_passes_once_its_alignment_is_declared():
+    # A correct FlashAttention-style window (bottom-right even without causal) is not a
+    # false alarm once declared; undeclared, the window claims fail and the diagnosis names
+    # the alignment.
+    declared = check(f"{THIS}:attention_flash_window", "masking.window*", as_kind="attention",
+                     options={"causal_alignment": "bottom-right", "causal_flag": "bool"},
+                     profile="ci")
+    assert declared.passed and len(declared.results) >= 4, \
+        [(r.id, r.detail[:200]) for r in declared.failures]
+    twin = check(f"{THIS}:attention_flash_window", "masking.window_equals_band_mask",
+                 as_kind="attention", options={"causal_flag": "bool"}, profile="ci")
+    [result] = twin.results
+    assert result.status == "failed", result.detail
+    assert result.diagnosis == {"option": "causal_alignment", "value": "bottom-right"}
+
+
 def test_float32_compute_reports_the_lowered_tolerance():
     report = _report("attention_float32", VARIANTS["attention_float32"][0])
     [sdpa] = [r for r in report if r.id == "attention.scaled_dot_product"]
@@ -185,7 +214,8 @@ def test_a_correct_attention_without_bias_passes_and_bias_claims_are_not_applica
     assert {"positional.alibi_shift_invariance", "recurrence.linear_attention_rnn",
             "convolution.receptive_field", "convolution.conv1d_interior"} <= set(na)
     assert all("optional keyword" in d for d in na.values())
-    assert all("bias" in d for k, d in na.items() if "softcap" not in d and "segment" not in d)
+    assert all("bias" in d for k, d in na.items()
+               if "softcap" not in d and "segment" not in d and "window" not in d)
 
 
 def test_kwargs_signature_is_probed_by_a_call():

@@ -146,6 +146,66 @@ def test_sliding_window_mask_errors():
         A.sliding_window_mask(3, 3, 2, causal="yes")
 
 
+def test_window_mask_by_hand():
+    # FlashAttention's docstring: query i sees [i + Lk - Lq - left, i + Lk - Lq + right]
+    np.testing.assert_array_equal(
+        A.window_mask(3, 5, (1, 0), align="bottom-right"),
+        [[0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]])
+    np.testing.assert_array_equal(
+        A.window_mask(3, 5, (1, 0)), [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(A.window_mask(4, 4, (None, 0)), A.causal_mask(4, 4))
+    np.testing.assert_array_equal(A.window_mask(3, 3, (None, None)), np.ones((3, 3), bool))
+    for w in (1, 2, 5):
+        np.testing.assert_array_equal(A.window_mask(6, 6, (w - 1, 0)), A.sliding_window_mask(6, 6, w))
+        np.testing.assert_array_equal(A.window_mask(6, 6, (w - 1, w - 1)),
+                                      A.sliding_window_mask(6, 6, w, causal=False))
+
+
+@pytest.mark.parametrize("window, exc, match", [
+    (3, TypeError, r"int 3, which is ambiguous: \|i - j\| < 3 .* is \(2, 2\), or \(2, 0\) when "
+                   r"causal; FlashAttention's window_size=\(3, 3\) is \(3, 3\)"),
+    ((1,), TypeError, "window: expected a \\(left, right\\) pair"),
+    ((1, 2.0), TypeError, "right"),
+    ((True, 1), TypeError, "left"),
+    ((-1, 0), ValueError, "left >= 0"),
+])
+def test_window_refused(window, exc, match):
+    q = np.ones((3, 2))
+    with pytest.raises(exc, match=match):
+        A.attention(q, q, q, window=window)
+    with pytest.raises(exc, match=match):
+        A.window_mask(3, 3, window)
+
+
+@pytest.mark.parametrize("causal", [False, True, "bottom-right"])
+@pytest.mark.parametrize("window", [(0, 0), (2, 1), (None, 1), (1, None)])
+def test_attention_window_against_naive(causal, window):
+    r = np.random.default_rng(3)
+    q, k, v = r.standard_normal((4, 2)), r.standard_normal((6, 2)), r.standard_normal((6, 3))
+    align = "bottom-right" if causal == "bottom-right" else "top-left"
+    allowed = A.window_mask(4, 6, window, align=align)
+    if causal:
+        allowed &= A.causal_mask(4, 6, align=align)
+    assert_close(A.attention(q, k, v, causal=causal, window=window),
+                 naive_attention(q, k, v, allowed))
+    w = A.attention_weights(q, k, causal=causal, window=window)
+    assert np.array_equal(w > 0, allowed)
+
+
+def test_window_keys_nobody_attends_may_be_nan():
+    # with window (0, 0) over Lq = 2 < Lk = 4 (top-left), keys 2 and 3 are attended by no query
+    r = np.random.default_rng(4)
+    q, k, v = r.standard_normal((2, 3)), r.standard_normal((4, 3)), r.standard_normal((4, 2))
+    k_bad, v_bad = k.copy(), v.copy()
+    k_bad[3], v_bad[2] = np.nan, np.inf
+    clean = k.copy(), v.copy()
+    clean[0][3], clean[1][2] = 0, 0
+    np.testing.assert_array_equal(A.attention(q, k_bad, v_bad, window=(0, 0)),
+                                  A.attention(q, *clean, window=(0, 0)))
+    with pytest.raises(ValueError, match="k: contains NaN .* key 3"):
+        A.attention(q, k_bad, v, window=(0, 2))
+
+
 # --------------------------------------------------------------------------- attention
 
 def test_attention_known_values():

@@ -220,11 +220,19 @@ def test_sliding_window_equals_masked_dense(window, causal):
     r = rng(6)
     q, k, v = r.standard_normal((3, 2, 13, 3))
     c = OS.OpCounter()
-    out = OS.sliding_window_attention(q, k, v, window, causal=causal, counter=c)
+    pair = (window - 1, 0 if causal else window - 1)
+    out = OS.sliding_window_attention(q, k, v, pair, counter=c)
     ref = attention(q, k, v, mask=sliding_window_mask(13, 13, window, causal=causal))
     np.testing.assert_allclose(out, ref, atol=1e-14)
     w = window if causal else 2 * window - 1
     assert c.scores == 2 * 13 * w and c.multiply_adds == c.scores * 6
+
+
+@pytest.mark.parametrize("window", [(0, 0), (3, 1), (None, 2), (2, None), (20, 20)])
+def test_sliding_window_pairs_equal_attention_window(window):
+    q, k, v = rng(7).standard_normal((3, 2, 11, 3))
+    out = OS.sliding_window_attention(q, k, v, window)
+    np.testing.assert_allclose(out, attention(q, k, v, window=window), atol=1e-14)
 
 
 def test_banded_layout_by_hand():
@@ -287,12 +295,12 @@ def test_block_sparse_equals_masked_dense_and_counts(block):
     (lambda: OS.flash_io_count(64, 1, 512), ValueError, "d"),
     (lambda: OS.flash_io_count(8, 4, 64, q=np.ones((8, 3)), k=np.ones((8, 3)), v=np.ones((8, 3))),
      ValueError, "q, k, v"),
-    (lambda: OS.sliding_window_attention(np.ones((3, 2)), np.ones((4, 2)), np.ones((4, 1)), 2),
+    (lambda: OS.sliding_window_attention(np.ones((3, 2)), np.ones((4, 2)), np.ones((4, 1)), (1, 0)),
      ValueError, "Lk = Lq"),
-    (lambda: OS.sliding_window_attention(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)), 0),
+    (lambda: OS.sliding_window_attention(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)), (-1, 0)),
      ValueError, "window"),
-    (lambda: OS.sliding_window_attention(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)), 1,
-                                         causal=1), TypeError, "causal"),
+    (lambda: OS.sliding_window_attention(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)), 2),
+     TypeError, "window"),
     (lambda: OS.block_sparse_attention(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)), 2,
                                        np.ones((2, 2))), TypeError, "layout"),
     (lambda: OS.block_sparse_attention(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 1)), 2,

@@ -33,8 +33,8 @@ _PROBE_ARGS: dict[str, Callable[[], tuple]] = {
     "attention": lambda: (np.ones((1, 2, 2)), np.ones((1, 2, 2)), np.ones((1, 2, 2))),
     "attention_weights": lambda: (np.ones((1, 2, 2)), np.ones((1, 2, 2))),
 }
-_PROBE_KEYWORDS = {"bias": lambda: np.zeros((1, 2, 2)), "window": lambda: 1,
-                   "softcap": lambda: 30.0}
+_PROBE_KEYWORDS = {"bias": lambda: np.zeros((1, 2, 2)), "window": lambda: (1, 0),
+                   "softcap": lambda: 30.0, "segment_ids": lambda: np.zeros((1, 2), dtype=int)}
 
 
 def _unwrap(fn):

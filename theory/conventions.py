@@ -41,6 +41,7 @@ import numpy as np
 
 from transformer_theory.impl.contract.conventions import ATTENTION_KERNELS, option_value
 from transformer_theory.impl.contract.precision import HALF_DTYPES, dtype_named
+from transformer_theory.impl.sdpa import window_mask
 
 from .declared import DontCare, NotApplicable, note_inputs, note_output
 from .subject import Subject
@@ -189,17 +190,20 @@ def _gated(name: str, fn: Callable, options: Mapping[str, Any]) -> Callable:
 # 2. Fully masked rows
 # ---------------------------------------------------------------------------
 
-def dead_query_rows(lq: int, lk: int, mask=None, causal=False) -> np.ndarray:
+def dead_query_rows(lq: int, lk: int, mask=None, causal=False, window=None) -> np.ndarray:
     """Boolean ``(..., Lq)``: True where a query may attend no key.
 
     ``mask`` is the contract's boolean mask (True = may attend), broadcastable
     to ``(..., Lq, Lk)``; ``causal`` is False, True (top-left) or
-    ``"bottom-right"``.
+    ``"bottom-right"``; ``window`` the contract's ``(left, right)`` or None.
     """
     allowed = np.ones((lq, lk), dtype=bool)
     if causal:
         offset = (lk - lq) if causal == "bottom-right" else 0
         allowed = np.tril(allowed, k=offset)
+    if window is not None:
+        align = "bottom-right" if causal == "bottom-right" else "top-left"
+        allowed = allowed & window_mask(lq, lk, window, align=align)
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
         allowed = np.broadcast_to(m, np.broadcast_shapes(m.shape, (lq, lk))) & allowed
@@ -240,7 +244,8 @@ def _settle_dead_rows(name: str, fn: Callable, rule: str) -> Callable:
     if name in ("attention", "attention_weights"):
         def attention(q, k, *rest, mask=None, causal=False, **kw):
             out = fn(q, k, *rest, mask=mask, causal=causal, **kw)
-            dead = dead_query_rows(np.shape(q)[-2], np.shape(k)[-2], mask, causal)
+            dead = dead_query_rows(np.shape(q)[-2], np.shape(k)[-2], mask, causal,
+                                   kw.get("window"))
             finite = all(np.all(np.isfinite(a)) for a in (k, *rest[:1]))
             return _check_and_settle(out, dead, rule, name, finite_inputs=finite)
         return attention
@@ -340,7 +345,10 @@ def _native_causal(fn: Callable, native: str, takes_flag: bool = True) -> Callab
     given; otherwise the causal triangle is folded into an explicit mask and
     the flag is False (PyTorch and tinygrad refuse a mask together with
     ``is_causal=True``). A target without a causal argument (``takes_flag``
-    False) always gets the mask.
+    False) always gets the mask. A sliding ``window`` is aligned as the causal
+    mask is (FlashAttention's ``window_size`` is bottom-right even without
+    ``causal``): when the call's alignment is not the target's and
+    ``Lq != Lk``, the window reaches the target as a band mask.
     """
     def call(q, k, rest, mask, causal, kw):
         if takes_flag:
@@ -348,10 +356,15 @@ def _native_causal(fn: Callable, native: str, takes_flag: bool = True) -> Callab
         return fn(q, k, *rest, mask=mask, **kw)
 
     def wrapped(q, k, *rest, mask=None, causal=False, **kw):
-        if not causal:
-            return call(q, k, rest, mask, False, kw)
         align = "bottom-right" if causal == "bottom-right" else "top-left"
         lq, lk = np.shape(q)[-2], np.shape(k)[-2]
+        if kw.get("window") is not None and lq != lk and align != native:
+            # The target aligns its window as its causal mask: the contract's reaches it
+            # as a band mask.
+            band = window_mask(lq, lk, kw.pop("window"), align=align)           # (Lq, Lk)
+            mask = band if mask is None else (np.asarray(mask) & band)
+        if not causal:
+            return call(q, k, rest, mask, False, kw)
         if takes_flag and mask is None and (align == native or lq == lk):
             return call(q, k, rest, None, True, kw)
         offset = 0 if align == "top-left" else lk - lq

@@ -110,7 +110,8 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     return np.moveaxis(_softmax_rows(s, None, dt), -1, axis).astype(dt)
 
 
-def _weights(q, k, mask, causal, scale, bias, dt, softcap=None, segment_ids=None) -> np.ndarray:
+def _weights(q, k, mask, causal, scale, bias, dt, softcap=None, segment_ids=None,
+             window=None) -> np.ndarray:
     """Naive attention weights of float32 arrays holding half values, (..., Lq, Lk)."""
     lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
     s = rounded(np.matmul(q, np.swapaxes(k, -1, -2)), dt)                  # (..., Lq, Lk)
@@ -120,7 +121,7 @@ def _weights(q, k, mask, causal, scale, bias, dt, softcap=None, segment_ids=None
         s = rounded(c * rounded(np.tanh(rounded(s / c, dt)), dt), dt)
     if bias is not None:
         s = rounded(s + rounded(bias, dt), dt)
-    allowed = allowed_keys(mask, causal, lead, lq, lk)                      # (..., Lq, Lk) or None
+    allowed = allowed_keys(mask, causal, lead, lq, lk, window)              # (..., Lq, Lk) or None
     same_doc = segment_allowed(segment_ids, lead, lq, lk)
     if same_doc is not None:
         allowed = same_doc if allowed is None else allowed & same_doc
@@ -135,16 +136,16 @@ def _live(x: np.ndarray) -> np.ndarray:
 
 
 def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
-                      softcap=None, segment_ids=None) -> np.ndarray:
+                      softcap=None, segment_ids=None, window=None) -> np.ndarray:
     """Naive half-precision attention weights (``mask``, ``causal`` as the contract)."""
     dt = _half(q, k)
     q, k, _ = check_qkv(_f32(q), _f32(k), finite_kv=False)
     return _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap,
-                    segment_ids).astype(dt)
+                    segment_ids, window).astype(dt)
 
 
 def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
-              softcap=None, segment_ids=None) -> np.ndarray:
+              softcap=None, segment_ids=None, window=None) -> np.ndarray:
     """Naive half-precision attention: scores, max-subtracted exp, row sum, division, P V.
 
     Each of the five steps is rounded to the input dtype; the row sum and
@@ -153,7 +154,7 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
     dt = _half(q, k, v)
     q, k, v = check_qkv(_f32(q), _f32(k), _f32(v), finite_kv=False)
     p = _weights(q, _live(k), mask, causal, scale, _f32(bias), dt, softcap,
-                 segment_ids)                                                 # (..., Lq, Lk)
+                 segment_ids, window)                                         # (..., Lq, Lk)
     return rounded(np.matmul(p, _live(v)), dt).astype(dt)                    # (..., Lq, Ev)
 
 

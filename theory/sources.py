@@ -32,6 +32,9 @@ GEMMA_2024 = Source("Gemma Team 2024", "Gemma 2: Improving Open Language Models 
 KALAMKAR_2019 = Source("Kalamkar et al. 2019", "A Study of BFLOAT16 for Deep Learning Training, arXiv:1905.12322")
 KRELL_2021 = Source("Krell et al. 2021", "Efficient Sequence Packing without Cross-contamination: Accelerating Large Language Models without Impacting Performance, arXiv:2107.02027")
 CHEN_2023 = Source("Chen et al. 2023", "Extending Context Window of Large Language Models via Positional Interpolation, arXiv:2306.15595")
+BELTAGY_2020 = Source("Beltagy, Peters & Cohan 2020", "Longformer: The Long-Document Transformer, arXiv:2004.05150")
+FLASH_WINDOW = Source("FlashAttention (Dao-AILab/flash-attention)", "flash_attn_func docstring, window_size: query i attends keys [i + seqlen_k - seqlen_q - window_size[0], i + seqlen_k - seqlen_q + window_size[1]] inclusive")
+MISTRAL_SRC = Source("Mistral AI 2023", "mistral-src, the reference implementation of Mistral 7B, README (sliding window attention)")
 GOODFELLOW_2016 = Source("Goodfellow, Bengio & Courville 2016", "Deep Learning, MIT Press")
 
 SEED_000 = seed_note("000")

@@ -14,6 +14,9 @@
 
 ``is_causal=True`` is top-left aligned, as the contract; the contract's
 ``causal="bottom-right"`` maps to ``torch.nn.attention.bias.causal_lower_right``.
+SDPA has no window or document argument: a sliding ``window`` and packed
+``segment_ids`` reach it as an explicit boolean ``attn_mask`` (the band and the
+same-document blocks of the contract).
 SDPA's boolean ``attn_mask`` uses True = may attend (the contract), but
 ``nn.MultiheadAttention`` uses True = masked out; the adapter inverts it.
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from .._validate import (as_bool_mask, as_float_array, check_batch_dims, check_same_dim,
                          common_float_dtype)
+from ..contract.validate import check_window, segment_allowed, window_band
 from ._torch_common import (
     allowed_mask,
     causal_align,
@@ -99,6 +103,22 @@ def _sdpa_mask(mask, causal, bias, lead, lq, lk, dtype):
     return to_tensor(additive, dtype), False
 
 
+def _explicit_mask(mask, causal, window, segment_ids, lead, lq, lk):
+    """``mask`` ANDed with the window's band and the documents' blocks (SDPA takes neither)."""
+    extra = None
+    if window is not None:
+        align = "bottom-right" if causal == "bottom-right" else "top-left"
+        extra = window_band(lq, lk, check_window(window), align)                 # (Lq, Lk)
+    same_doc = segment_allowed(segment_ids, lead, lq, lk)                         # (..., L, L)
+    if same_doc is not None:
+        extra = same_doc if extra is None else (extra & same_doc)
+    if extra is None:
+        return mask
+    if mask is None:
+        return extra
+    return as_bool_mask(mask, "mask", tuple(lead) + (lq, lk)) & extra            # (..., Lq, Lk)
+
+
 def sdpa(q, k, v, mask, causal, scale, bias, dtype):
     """``F.scaled_dot_product_attention`` on torch tensors with the contract's masks.
 
@@ -128,16 +148,18 @@ def sdpa(q, k, v, mask, causal, scale, bias, dtype):
 
 
 @serial
-def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, window=None,
+              segment_ids=None) -> np.ndarray:
     """``F.scaled_dot_product_attention`` under the numpy contract.
 
     ``causal=True`` is SDPA's ``is_causal`` (top-left), ``"bottom-right"`` is
     ``causal_lower_right``; a mask and causal together become one boolean
     ``attn_mask`` (SDPA refuses both), and ``bias`` a float ``attn_mask``.
+    ``window`` and ``segment_ids`` are folded into the boolean mask.
 
     Parameters
     ----------
-    q, k, v, mask, causal, scale, bias
+    q, k, v, mask, causal, scale, bias, window, segment_ids
         As in ``transformer_theory.impl.attention.attention``.
 
     Returns
@@ -150,6 +172,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
     Vaswani et al. 2017, Attention Is All You Need, §3.2.1.
     """
     q, k, v = check_qkv_arrays(q, k, v)
+    mask = _explicit_mask(mask, causal, window, segment_ids, q.shape[:-2], q.shape[-2],
+                          k.shape[-2])
     b = check_bias_array(bias, q.shape[:-2], q.shape[-2], k.shape[-2])
     dtype = common_float_dtype(*(a for a in (q, k, v, b) if a is not None))
     s = check_scale(scale, q.shape[-1])
@@ -161,7 +185,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None) -> np.
 
 
 @serial
-def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -> np.ndarray:
+def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None, window=None,
+                      segment_ids=None) -> np.ndarray:
     """SDPA's attention weights: SDPA with the identity matrix as values.
 
     ``softmax(s QK^T + B) I = softmax(s QK^T + B)``, so the weights come out of
@@ -180,6 +205,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None) -
     check_batch_dims([("q", q), ("k", k)], n_trailing=2)
     check_same_dim(q, "q", k, "k", -1, "embedding dim E")
     lk = k.shape[-2]
+    mask = _explicit_mask(mask, causal, window, segment_ids, q.shape[:-2], q.shape[-2], lk)
     b = check_bias_array(bias, q.shape[:-2], q.shape[-2], lk)
     dtype = common_float_dtype(*(a for a in (q, k, b) if a is not None))
     eye = np.broadcast_to(np.eye(lk, dtype=dtype), k.shape[:-2] + (lk, lk))   # (..., Lk, Lk)

@@ -18,8 +18,8 @@ __all__ = ["CALLABLES", "ALIASES"]
 #: the reference function's docstring is the full specification).
 CALLABLES: dict[str, str] = {
     "softmax": "softmax(x, axis=-1) -> probabilities along axis",
-    "attention": "attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softcap=None, segment_ids=None) -> (..., Lq, Ev); softcap c: c*tanh(s/c) after scaling, before bias and masks; segment_ids (..., L): packed documents (optional keywords)",
-    "attention_weights": "attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None, softcap=None, segment_ids=None) -> (..., Lq, Lk)",
+    "attention": "attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softcap=None, segment_ids=None, window=None) -> (..., Lq, Ev); softcap c: c*tanh(s/c) after scaling, before bias and masks; segment_ids (..., L): packed documents; window (left, right): i - left <= j - offset <= i + right, offset = Lk - Lq under causal='bottom-right', else 0 (optional keywords)",
+    "attention_weights": "attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None, softcap=None, segment_ids=None, window=None) -> (..., Lq, Lk)",
     "multi_head_attention": "multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False) -> (..., Lq, E)",
     "grouped_query_attention": "grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False)",
     "cross_attention": "cross_attention(x, memory, params, *, memory_mask=None) -> (..., Lq, E)",
@@ -66,7 +66,7 @@ CALLABLES: dict[str, str] = {
     "online_merge": "online_merge(a: OnlineState, b: OnlineState) -> OnlineState, the (m, l, o) merge of two key blocks",
     "flash_attention": "flash_attention(q, k, v, *, block_q=16, block_k=16, mask=None, causal=False, scale=None, tracker=None) -> (..., Lq, Ev), tiled",
     "flash_io_count": "flash_io_count(n, d, m_words, *, q=None, k=None, v=None, block_sizes=None) -> IOReport (and (N, d) output): Algorithm 1 on a two-level memory",
-    "sliding_window_attention": "sliding_window_attention(q, k, v, window, *, causal=True, scale=None, counter=None) -> (..., L, Ev), only |i - j| < window scored",
+    "sliding_window_attention": "sliding_window_attention(q, k, v, window=(left, right), *, scale=None, counter=None) -> (..., L, Ev), only i - left <= j <= i + right scored",
     "block_sparse_attention": "block_sparse_attention(q, k, v, block, layout, *, scale=None, counter=None) -> (..., L, Ev), only allowed tiles scored",
     "causal_linear_attention_recurrent": "causal_linear_attention_recurrent(q, k, v, *, feature_map=elu_plus_one) -> (..., L, Ev), run as an RNN",
     "transformer_encoder_graph": "transformer_encoder_graph(n, depth) -> DependencyGraph of a depth-layer encoder",

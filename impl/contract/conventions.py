@@ -207,7 +207,8 @@ _OPTION_LIST: tuple[Option, ...] = (
            "PyTorch is_causal, JAX, keras), 'bottom-right' (FlashAttention >= 2.1, KV-cache "
            "decoding) or 'square' (trusted only when Lq == Lk: Hugging Face "
            "sdpa_attention_forward ignores is_causal for a single query). The other "
-           "alignment reaches the target as an explicit mask",
+           "alignment reaches the target as an explicit mask. A sliding window is aligned as "
+           "the causal mask (FlashAttention's window_size is bottom-right)",
            values=("top-left", "bottom-right", "square"), concerns=ATTENTION_KERNELS,
            diagnose=True),
     Option("layout", "convention",

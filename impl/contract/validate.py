@@ -64,6 +64,8 @@ __all__ = [
     "causal_triangle",
     "resolve_scale",
     "check_softcap",
+    "check_window",
+    "window_band",
     "check_bias",
     "check_qkv",
     "allowed_keys",
@@ -190,6 +192,96 @@ def check_softcap(softcap) -> float | None:
     return value
 
 
+
+def check_window(window) -> tuple | None:
+    """A sliding window ``(left, right)``: None, or a pair of ints >= 0 or None (unbounded).
+
+    Query ``i`` may attend key ``j`` exactly when ``i - left <= j - offset <= i + right``
+    (both ends inclusive), ``offset`` being the call's causal alignment
+    (:func:`window_band`).
+
+    Parameters
+    ----------
+    window : tuple of (int or None, int or None), or None
+
+    Returns
+    -------
+    tuple or None
+        ``(left, right)`` with Python ints (or None for an unbounded side).
+
+    Raises
+    ------
+    TypeError
+        For an int: a single window size is ambiguous between two conventions in use.
+        For anything else that is not a pair of ints or None.
+    ValueError
+        For a negative side.
+
+    References
+    ----------
+    Beltagy, Peters & Cohan 2020, Longformer, §3.1 (sliding window attention);
+    FlashAttention's ``window_size=(left, right)`` (the same inclusive pair).
+    """
+    if window is None:
+        return None
+    if isinstance(window, (int, np.integer)) and not isinstance(window, (bool, np.bool_)):
+        w = int(window)
+        raise TypeError(
+            f"window: expected a (left, right) pair, got the int {w}, which is ambiguous: "
+            f"|i - j| < {w} (Longformer, Mistral) is ({w - 1}, {w - 1}), or ({w - 1}, 0) when "
+            f"causal; FlashAttention's window_size=({w}, {w}) is ({w}, {w})")
+    if not isinstance(window, (tuple, list)) or len(window) != 2:
+        raise TypeError(f"window: expected a (left, right) pair of ints or None, got {window!r}")
+    sides = []
+    for side, name in zip(window, ("left", "right")):
+        if side is None:
+            sides.append(None)
+            continue
+        if isinstance(side, (bool, np.bool_)) or not isinstance(side, (int, np.integer)):
+            raise TypeError(f"window: expected {name} to be an int >= 0 or None, "
+                            f"got {type(side).__name__}")
+        if side < 0:
+            raise ValueError(f"window: expected {name} >= 0 (or None), got {window!r}")
+        sides.append(int(side))
+    return tuple(sides)
+
+
+def window_band(lq: int, lk: int, window: tuple, align: str | None) -> np.ndarray:
+    """The band of a validated window: query ``i`` sees key ``j`` iff ``i - left <= j - offset <= i + right``.
+
+    ``offset`` follows the causal alignment of the call, whether or not a causal
+    mask is applied: ``lk - lq`` for ``"bottom-right"``, else 0 (the contract's
+    top-left). FlashAttention's ``window_size`` is this band with the
+    bottom-right alignment.
+
+    Parameters
+    ----------
+    lq, lk : int
+    window : (int or None, int or None)
+        From :func:`check_window`.
+    align : {"top-left", "bottom-right"} or None
+        None (no causal mask) aligns as ``"top-left"``.
+
+    Returns
+    -------
+    np.ndarray of bool, (lq, lk)
+
+    References
+    ----------
+    Beltagy, Peters & Cohan 2020, Longformer, §3.1; Dao 2023, FlashAttention-2
+    (the bottom-right alignment).
+    """
+    left, right = window
+    offset = lk - lq if align == "bottom-right" else 0
+    d = np.arange(lk)[None, :] - offset - np.arange(lq)[:, None]          # (Lq, Lk) j - offset - i
+    band = np.ones((lq, lk), dtype=bool)
+    if left is not None:
+        band &= d >= -left
+    if right is not None:
+        band &= d <= right
+    return band
+
+
 def check_bias(bias, target_shape: tuple) -> np.ndarray | None:
     """Validate an additive logit bias broadcastable to ``target_shape``.
 
@@ -252,8 +344,9 @@ def check_qkv(q, k, v=None, *, finite_kv: bool = True):
     return q, k, v
 
 
-def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
-    """Which key each query may attend: ``mask`` AND the causal mask.
+def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int,
+                 window=None) -> np.ndarray | None:
+    """Which key each query may attend: ``mask`` AND the causal mask AND the window.
 
     Parameters
     ----------
@@ -263,6 +356,8 @@ def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | No
     lead : tuple
         The leading (batch/head) dims.
     lq, lk : int
+    window : (int or None, int or None), optional
+        Sliding window (:func:`check_window`), aligned as ``causal`` is.
 
     Returns
     -------
@@ -270,12 +365,16 @@ def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | No
         None when every query may attend every key.
     """
     align = causal_alignment(causal)
+    window = check_window(window)
     allowed = None
     if mask is not None:
         allowed = as_bool_mask(mask, "mask", tuple(lead) + (lq, lk))   # (..., Lq, Lk)
     if align is not None:
         tri = causal_triangle(lq, lk, align)                            # (Lq, Lk)
         allowed = tri if allowed is None else (allowed & tri)
+    if window is not None:
+        band = window_band(lq, lk, window, align)                       # (Lq, Lk)
+        allowed = band if allowed is None else (allowed & band)
     return allowed
 
 
@@ -326,7 +425,8 @@ def segment_allowed(segment_ids, lead: tuple, lq: int, lk: int) -> np.ndarray | 
     return seg[..., :, None] == seg[..., None, :]                           # (..., L, L)
 
 
-def attended_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
+def attended_keys(mask, causal, lead: tuple, lq: int, lk: int,
+                  window=None) -> np.ndarray | None:
     """Which keys some query may attend: the columns of :func:`allowed_keys` with a True.
 
     A key column that only some queries may attend is attended; a query whose
@@ -335,7 +435,7 @@ def attended_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | N
 
     Parameters
     ----------
-    mask, causal, lead, lq, lk
+    mask, causal, lead, lq, lk, window
         As in :func:`allowed_keys`.
 
     Returns
@@ -344,11 +444,20 @@ def attended_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | N
         None when every key is attended (the common case).
     """
     align = causal_alignment(causal)
+    window = check_window(window)
     if mask is not None:
         as_bool_mask(mask, "mask", tuple(lead) + (lq, lk))             # validates only
     if lq == 0:
         return np.zeros(lk, dtype=bool)                                 # (Lk,) no query at all
-    if mask is None:
+    if window is not None:
+        own = window_band(lq, lk, window, align)                        # (Lq, Lk)
+        if align is not None:
+            own = own & causal_triangle(lq, lk, align)
+        if mask is not None:
+            m = np.asarray(mask)
+            own = m.reshape((1,) * (len(lead) + 2 - m.ndim) + m.shape) & own   # (..., Lq, Lk)
+        attended = np.any(own, axis=-2)                                 # (..., Lk)
+    elif mask is None:
         if align is None:
             return None
         offset = 0 if align == "top-left" else lk - lq
@@ -363,7 +472,7 @@ def attended_keys(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | N
 
 
 def check_finite_where_attended(arrays: Sequence[tuple[str, np.ndarray]], mask, causal,
-                                lead: tuple, lq: int) -> list[np.ndarray]:
+                                lead: tuple, lq: int, window=None) -> list[np.ndarray]:
     """Refuse NaN/inf at keys a query may attend; zero the keys no query may attend.
 
     The NaN-poisoning rule of the contract (issue 14): keys and values (or the
@@ -379,7 +488,7 @@ def check_finite_where_attended(arrays: Sequence[tuple[str, np.ndarray]], mask, 
     ----------
     arrays : sequence of (name, np.ndarray)
         Each array ``(..., Lk, D)``: row ``j`` is key position ``j``.
-    mask, causal
+    mask, causal, window
         As in :func:`allowed_keys` (already validated by the caller).
     lead : tuple
         The leading (batch/head) dims.
@@ -403,7 +512,7 @@ def check_finite_where_attended(arrays: Sequence[tuple[str, np.ndarray]], mask, 
             out.append(arr)
             continue
         if attended is None:
-            attended = attended_keys(mask, causal, lead, lq, arr.shape[-2])
+            attended = attended_keys(mask, causal, lead, lq, arr.shape[-2], window)
             attended = True if attended is None else attended          # None: every key
         finite_keys = np.all(np.isfinite(arr), axis=-1)                 # (..., Lk)
         poisoned = ~finite_keys & attended                              # (..., Lk)

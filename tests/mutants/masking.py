@@ -117,6 +117,43 @@ def _unrenormalized_attention(q, k, v, *, mask=None, causal=False, scale=None):
             @ np.asarray(v)).astype(np.asarray(q).dtype)
 
 
+def _window_band(lq, lk, window, offset, widen_left=0):
+    """A hand-written band i - left <= j - offset <= i + right (Lq, Lk); None sides unbounded."""
+    left, right = window
+    d = np.arange(lk)[None, :] - offset - np.arange(lq)[:, None]
+    band = np.ones((lq, lk), dtype=bool)
+    if left is not None:
+        band &= d >= -(left + widen_left)
+    if right is not None:
+        band &= d <= right
+    return band
+
+
+def _windowed(bug: str):
+    def attention(q, k, v, *, mask=None, causal=False, scale=None, window=None):
+        """A window kernel with one bug (see the catalogue's description)."""
+        q, k = np.asarray(q), np.asarray(k)
+        s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+        allowed = _allowed(q, k, mask, causal)
+        if window is not None and bug != "ignored":
+            if isinstance(window, int):
+                raise TypeError("window: expected a (left, right) pair")
+            lq, lk = q.shape[-2], k.shape[-2]
+            offset = lk - lq if causal == "bottom-right" and bug != "top_left" else 0
+            allowed = allowed & _window_band(lq, lk, window, offset,
+                                             widen_left=1 if bug == "off_by_one" else 0)
+        return _attend(q, k, v, allowed, s)
+    return attention
+
+
+#: |i - j| <= left where |i - j| < w was meant: the left edge one key too far back.
+window_off_by_one = _windowed("off_by_one")
+#: The window always aligned top-left, also under causal="bottom-right".
+window_always_top_left = _windowed("top_left")
+#: window= accepted and ignored.
+window_ignored = _windowed("ignored")
+
+
 #: A mapping of contract names to callables is a subject too (module:object).
 post_softmax_mask = {
     "attention": _unrenormalized_attention,
@@ -169,7 +206,20 @@ def _packed(bug: str):
     return attention
 
 
+_WINDOW_CLAIMS = ("masking.window_equals_band_mask", "masking.window_key_count")
+
 MUTANTS = [
+    Mutant("window_off_by_one", "a window one key too wide on the left (i - left - 1 <= j)",
+           _WINDOW_CLAIMS + ("masking.window_locality", "masking.window_receptive_field"),
+           replacing(attention=window_off_by_one),
+           "mutants.masking:window_off_by_one", "attention", "masking.window*"),
+    Mutant("window_always_top_left", "the window aligned top-left under causal='bottom-right'",
+           _WINDOW_CLAIMS, replacing(attention=window_always_top_left),
+           "mutants.masking:window_always_top_left", "attention", "masking.window*"),
+    Mutant("window_ignored", "window= accepted and ignored: every key attended",
+           _WINDOW_CLAIMS + ("masking.window_locality", "masking.window_receptive_field"),
+           replacing(attention=window_ignored),
+           "mutants.masking:window_ignored", "attention", "masking.window*"),
     Mutant("packed_segments_ignored", "segment_ids accepted and ignored: documents see each other",
            ("masking.packed_documents_separate", "masking.packed_no_cross_document"),
            replacing(attention=_packed("ignored"))),

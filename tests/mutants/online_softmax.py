@@ -97,12 +97,10 @@ def _dense_cost(counter, q, k, v):
                     np.shape(v)[-1])
 
 
-def sliding_window_dense(q, k, v, window, *, causal=True, scale=None, counter=None):
+def sliding_window_dense(q, k, v, window, *, scale=None, counter=None):
     """All ``L^2`` scores computed, then the window applied as a mask."""
     _dense_cost(counter, q, k, v)
-    length = np.shape(q)[-2]
-    return A.attention(q, k, v, scale=scale,
-                       mask=A.sliding_window_mask(length, length, window, causal=causal))
+    return A.attention(q, k, v, scale=scale, window=window)
 
 
 def block_sparse_dense(q, k, v, block, layout, *, scale=None, counter=None):

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from ..checks import Measurement, compare, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import (DAO_2022, KRELL_2021, POPE_2023, PYTORCH_SDPA, SEED_000, SEED_004,
-                       VASWANI_2017)
+from ..sources import (BELTAGY_2020, DAO_2022, FLASH_WINDOW, KRELL_2021, MISTRAL_SRC, POPE_2023,
+                       PYTORCH_SDPA, SEED_000, SEED_004, VASWANI_2017)
 from ..strategies import DTYPES, SEEDS, attention_case, dtype_seed_rng, normal, random_mask
 from ..tolerance import tolerance
 from ._common import causal_allowed, coarser_dtype, definition_attention, definition_mha
@@ -360,3 +360,196 @@ def packed_no_cross_document(subject, ctx) -> Evidence:
     return for_all(ctx, _packed_case(), measure,
                    detail="Redrawing the keys and values of the other documents leaves each "
                           "document's outputs bit for bit unchanged.")
+
+
+# ---------------------------------------------------------------------------
+# Sliding windows
+# ---------------------------------------------------------------------------
+
+FLASH_WINDOW_RULE = FLASH_WINDOW.at("window_size: the inclusive key range of query i")
+LONGFORMER = BELTAGY_2020.at("§3.1 (sliding window attention)")
+_SIDES = st.one_of(st.none(), st.integers(0, 4))
+_ALIGNS = st.sampled_from([False, True, "bottom-right"])
+
+
+def _band(lq: int, lk: int, window: tuple, causal) -> np.ndarray:
+    """The claim's own band, from the statement: i - left <= j - offset <= i + right; (Lq, Lk)."""
+    left, right = window
+    offset = lk - lq if causal == "bottom-right" else 0
+    d = np.arange(lk)[None, :] - offset - np.arange(lq)[:, None]       # (Lq, Lk) j - offset - i
+    return (d >= (-np.inf if left is None else -left)) & (d <= (np.inf if right is None else right))
+
+
+def _window_allowed(c) -> np.ndarray:
+    """What each query may attend: the band, the causal triangle and the mask; (..., Lq, Lk)."""
+    allowed = _band(c["Lq"], c["Lk"], c["window"], c["causal"])
+    if c["causal"]:
+        allowed = allowed & causal_allowed(c["Lq"], c["Lk"], "bottom-right" if
+                                           c["causal"] == "bottom-right" else "top-left")
+    if c["mask"] is not None:
+        allowed = allowed & c["mask"]
+    return np.broadcast_to(allowed, (*c["lead"], c["Lq"], c["Lk"]))
+
+
+@st.composite
+def _window_case(draw, *, with_mask: bool = True):
+    """An attention case with a window (left, right), a causal alignment and maybe a mask."""
+    c = draw(attention_case(max_seq=9, max_embed=6))
+    c["window"] = (draw(_SIDES, label="left"), draw(_SIDES, label="right"))
+    c["causal"] = draw(_ALIGNS, label="causal")
+    rng = np.random.default_rng(c["seed"] + 11)
+    use_mask = with_mask and draw(st.booleans(), label="with_mask")
+    c["mask"] = random_mask(rng, (c["Lq"], c["Lk"]), 0.8) if use_mask else None
+    return c
+
+
+@claims.claim(
+    "masking.window_equals_band_mask",
+    title="A sliding window (left, right) is attention under its band mask",
+    statement=r"\mathrm{Attn}_{(l,r)}(Q,K,V)=\mathrm{Attn}(Q,K,V;\ M_{ij}="
+              r"[\,i-l\le j-\delta\le i+r\,]),\quad\delta=\begin{cases}L_k-L_q&\text{bottom-right}"
+              r"\\0&\text{otherwise}\end{cases}",
+    sources=(LONGFORMER, FLASH_WINDOW_RULE),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
+    notes="window=(left, right) is inclusive, None on a side is unbounded; the offset is the "
+          "call's causal alignment whether or not causal is set (FlashAttention's window_size "
+          "is the bottom-right case). Compared with the subject's own attention under the "
+          "band mask (ANDed with the causal mask and a random mask), to the reduction "
+          "tolerance; a window one key wider or narrower moves an O(1) weight.")
+def window_equals_band_mask(subject, ctx) -> Evidence:
+    def measure(c):
+        out = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"],
+                                window=c["window"])
+        band = _band(c["Lq"], c["Lk"], c["window"], c["causal"])
+        both = band if c["mask"] is None else band & c["mask"]
+        dense = subject.attention(c["q"], c["k"], c["v"], mask=both, causal=c["causal"])
+        tol = tolerance("reduction", coarser_dtype(out, c["q"]), n=c["E"] + c["Lk"])
+        return compare(out, dense, tol, scale=c["v"],
+                       note=f"window {c['window']} ({c['causal']}) differs from its band mask")
+    return for_all(ctx, _window_case(), measure,
+                   detail="Windows (left, right) with sides in {None, 0..4}, no causal mask, "
+                          "top-left or bottom-right, with or without a random mask: the "
+                          "windowed attention equals attention under the explicit band mask.")
+
+
+@claims.claim(
+    "masking.window_key_count",
+    title="Under a window each query attends exactly the keys of [i - left, i + right]",
+    statement=r"\#\{j:\ a_{ij}>0\}=\big|\,[\,i-l+\delta,\ i+r+\delta\,]\cap[0,L_k)\cap"
+              r"\mathrm{causal}\cap M_i\,\big|",
+    sources=(FLASH_WINDOW_RULE, LONGFORMER),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
+    notes="The off-by-one catcher. With q = 0 every allowed key gets the same weight, and "
+          "with V = I (Lk x Lk) the output rows are the weights: the set of keys with a "
+          "positive weight must be exactly the window, intersected with [0, Lk), the causal "
+          "mask and the random mask. A window one key wider or narrower on either side, or "
+          "aligned top-left where bottom-right is meant, changes the set.")
+def window_key_count(subject, ctx) -> Evidence:
+    def measure(c):
+        lk = c["Lk"]
+        q = np.zeros((*c["lead"], c["Lq"], lk), dtype=c["dtype"])           # E = Lk, all scores 0
+        k = normal(np.random.default_rng(c["seed"] + 12), (*c["lead"], lk, lk), c["dtype"])
+        eye = np.broadcast_to(np.eye(lk, dtype=c["dtype"]), (*c["lead"], lk, lk)).copy()
+        out = np.asarray(subject.attention(q, k, eye, mask=c["mask"], causal=c["causal"],
+                                           window=c["window"]), dtype=np.float64)
+        seen = out > 0.5 / lk                                                # (..., Lq, Lk)
+        expected = _window_allowed(c)
+        if np.array_equal(seen, expected):
+            return holds(True)
+        *batch, row = (int(i) for i in np.argwhere(np.any(seen != expected, axis=-1))[0])
+        at = (*batch, row)
+        return holds(False, f"window {c['window']} ({c['causal']}): query {row} attends keys "
+                            f"{np.flatnonzero(seen[at]).tolist()}, expected "
+                            f"{np.flatnonzero(expected[at]).tolist()}")
+    return for_all(ctx, _window_case(), measure,
+                   detail="Equal scores (q = 0) and V = I: each query's attended keys, read "
+                          "off its output row, are exactly the window's keys.")
+
+
+@claims.claim(
+    "masking.window_locality",
+    title="Keys outside a query's window do not reach its output",
+    statement=r"k'_j=k_j,\ v'_j=v_j\ \ \forall j\in[\,i-l+\delta,\ i+r+\delta\,]\ \Rightarrow\ "
+              r"o_i(Q,K',V')=o_i(Q,K,V)",
+    sources=(LONGFORMER,),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
+    notes="For each query, every key and value outside its window is redrawn (three times "
+          "larger); its output row must not change at all: the weights outside the window "
+          "are exactly zero, and the row maximum is taken over the window only.")
+def window_locality(subject, ctx) -> Evidence:
+    def measure(c):
+        out = np.asarray(subject.attention(c["q"], c["k"], c["v"], causal=c["causal"],
+                                           window=c["window"]))
+        allowed = _band(c["Lq"], c["Lk"], c["window"], c["causal"])           # (Lq, Lk)
+        rng = np.random.default_rng(c["seed"] + 13)
+        worst = None
+        for i in range(c["Lq"]):
+            far = ~allowed[i]                                                 # (Lk,)
+            if not far.any():
+                continue
+            k, v = c["k"].copy(), c["v"].copy()
+            k[..., far, :] = normal(rng, k[..., far, :].shape, c["dtype"], 3.0 * c["scale"])
+            v[..., far, :] = normal(rng, v[..., far, :].shape, c["dtype"], 3.0)
+            moved = np.asarray(subject.attention(c["q"], k, v, causal=c["causal"],
+                                                 window=c["window"]))
+            m = compare(moved[..., i, :], out[..., i, :], tolerance("exact", c["dtype"]),
+                        scale=c["v"], note=f"query {i} saw a key outside window {c['window']}")
+            worst = m if worst is None or m.error > worst.error else worst
+        return worst if worst is not None else holds(True)
+    return for_all(ctx, _window_case(with_mask=False), measure,
+                   detail="Redrawing every key and value outside one query's window leaves "
+                          "that query's output bit for bit unchanged.")
+
+
+@st.composite
+def _stack_case(draw):
+    length = draw(st.integers(2, 12), label="L")
+    e = draw(st.integers(2, 4), label="E")
+    dt, seed, rng = dtype_seed_rng(draw)
+    return {"L": length, "E": e, "dtype": dt, "seed": seed,
+            "left": draw(st.integers(1, 3), label="left"),
+            "layers": draw(st.integers(1, 3), label="layers"),
+            "x": normal(rng, (length, e), dt)}
+
+
+@claims.claim(
+    "masking.window_receptive_field",
+    title="n causal layers with window (left, 0) see exactly n*left + 1 positions",
+    statement=r"\frac{\partial y^{(n)}_i}{\partial x_j}\ne 0\iff i-n\,l\le j\le i"
+              r"\qquad(\text{window }(l,0),\ n\text{ layers})",
+    sources=(MISTRAL_SRC.at("after two attention layers, information can move forward by 2W "
+                            "tokens"),
+             SEED_000.at("interacting patches require multiple layers & overlapping patches")),
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
+    notes="A stack of n self-attention layers y <- Attn(0.1 y, 0.1 y, y; causal, window "
+          "(left, 0)) (small logits: nearly uniform weights, so every path carries weight). "
+          "Input j is moved by a random vector of norm about 2*sqrt(E); output i must change "
+          "exactly when i - n*left <= j <= i, and be bit for bit unchanged otherwise. A window "
+          "one key too wide shows as a receptive field of n*(left + 1) + 1 positions.")
+def window_receptive_field(subject, ctx) -> Evidence:
+    def stack(x, c):
+        for _ in range(c["layers"]):
+            small = (0.1 * x).astype(c["dtype"])
+            x = np.asarray(subject.attention(small, small, x, causal=True,
+                                             window=(c["left"], 0))).astype(c["dtype"])
+        return x                                                              # (L, E)
+
+    def measure(c):
+        base = stack(c["x"], c)
+        rng = np.random.default_rng(c["seed"] + 14)
+        changed = np.zeros((c["L"], c["L"]), dtype=bool)                      # (output i, input j)
+        for j in range(c["L"]):
+            x = c["x"].copy()
+            x[j] = (x[j].astype(np.float64) + 2.0 * rng.standard_normal(c["E"])).astype(c["dtype"])
+            changed[:, j] = np.any(stack(x, c) != base, axis=-1)
+        i, j = np.arange(c["L"])[:, None], np.arange(c["L"])[None, :]
+        expected = (j <= i) & (j >= i - c["layers"] * c["left"])
+        if np.array_equal(changed, expected):
+            return holds(True)
+        row = int(np.flatnonzero(np.any(changed != expected, axis=-1))[0])
+        return holds(False, f"{c['layers']} layers, window ({c['left']}, 0): output {row} "
+                            f"depends on inputs {np.flatnonzero(changed[row]).tolist()}, "
+                            f"expected {np.flatnonzero(expected[row]).tolist()}")
+    return for_all(ctx, _stack_case(), measure,
+                   detail="One to three layers, windows (1..3, 0): output i depends on "
+                          "exactly the inputs i - n*left .. i.")

@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from transformer_theory.impl import online_softmax as OS
-from transformer_theory.impl.attention import sliding_window_mask
+from transformer_theory.impl.attention import window_mask
 
 from ..checks import Measurement, compare, for_all, holds, single_case
 from ..claim import Evidence, Kind, Source
@@ -358,8 +358,8 @@ def _sparse_case(draw):
     block = draw(st.integers(1, 6), label="block")
     n_blocks = -(-length // block)
     return {"lead": lead, "L": length, "E": e, "Ev": ev, "dtype": dt, "seed": seed,
-            "window": draw(st.integers(1, 6), label="window"),
-            "causal": draw(st.booleans(), label="causal"),
+            "window": (draw(st.integers(0, 5), label="left"),
+                       draw(st.integers(0, 5), label="right")),
             "block": block,
             "layout": OS.banded_block_layout(n_blocks, draw(st.integers(0, 2), label="bandwidth"),
                                              causal=draw(st.booleans(), label="causal_blocks"),
@@ -372,7 +372,7 @@ def _sparse_case(draw):
 @claims.claim(
     "online_softmax.sparse_equals_masked_dense",
     title="Sliding-window and block-sparse attention equal dense attention with their mask",
-    statement=r"\mathrm{Local}_w(Q,K,V)=\mathrm{Attention}(Q,K,V;\,M_{ij}=[|i-j|<w]),\qquad "
+    statement=r"\mathrm{Local}_{l,r}(Q,K,V)=\mathrm{Attention}(Q,K,V;\,M_{ij}=[-l\le j-i\le r]),\qquad "
               r"\mathrm{BlockSparse}_{\mathcal L}(Q,K,V)=\mathrm{Attention}(Q,K,V;\,M=\mathcal L\otimes\mathbf 1)",
     sources=(SEED001_SPARSE, CHILD_2019.at("§4 (factorized / strided patterns)"),
              ZAHEER_2020.at("§2 (band plus global blocks)")),
@@ -380,17 +380,16 @@ def _sparse_case(draw):
     uses=("block_sparse_attention", "sliding_window_attention"),
     notes="The sparse forms compute only the allowed scores (gathered windows; allowed tiles "
           "merged by the online softmax); the dense reference is the subject's attention with "
-          "sliding_window_mask or the block pattern expanded to positions.")
+          "the window's band mask (window_mask) or the block pattern expanded to positions.")
 def sparse_equals_masked_dense(subject, ctx) -> Evidence:
     sliding = construction(subject, "sliding_window_attention", OS.sliding_window_attention)
     block_sparse = construction(subject, "block_sparse_attention", OS.block_sparse_attention)
 
     def measure(c):
         tol = tolerance("composite", c["dtype"], n=c["E"] + c["L"])
-        local = sliding(c["q"], c["k"], c["v"], c["window"], causal=c["causal"])
+        local = sliding(c["q"], c["k"], c["v"], c["window"])
         dense = subject.attention(c["q"], c["k"], c["v"],
-                                  mask=sliding_window_mask(c["L"], c["L"], c["window"],
-                                                           causal=c["causal"]))
+                                  mask=window_mask(c["L"], c["L"], c["window"]))
         m = compare(local, dense, tol, scale=c["v"], note="sliding window differs")
         if not m.ok:
             return m
@@ -400,7 +399,7 @@ def sparse_equals_masked_dense(subject, ctx) -> Evidence:
         m2 = compare(sparse, dense, tol, scale=c["v"], note="block-sparse differs")
         return m2 if not m2.ok or m2.error > m.error else m
     return for_all(ctx, _sparse_case(), measure,
-                   detail="Windows 1..6 (causal or not) and banded block patterns with global "
+                   detail="Windows (left, right) in 0..5 x 0..5 and banded block patterns with global "
                           "blocks, L up to 24: both sparse forms equal the subject's masked "
                           "dense attention.")
 
@@ -429,7 +428,7 @@ def sparse_cost_linear(subject, ctx) -> Evidence:
     for length in lengths:
         q, k, v = (rng.standard_normal((length, e)) for _ in range(3))
         c1, c2 = OS.OpCounter(), OS.OpCounter()
-        sliding(q, k, v, window, counter=c1)
+        sliding(q, k, v, (window - 1, 0), counter=c1)
         layout = OS.banded_block_layout(length // block, 1, n_global=1)
         block_sparse(q, k, v, block, layout, counter=c2)
         costs["sliding window"].append(c1.multiply_adds)
