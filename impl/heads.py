@@ -64,6 +64,7 @@ from .contract.validate import (
     check_rng,
     common_float_dtype,
 )
+from .positional import rope
 from .sdpa import attention, mask_scores, scaled_scores, softmax_unchecked
 
 __all__ = [
@@ -394,10 +395,29 @@ def grouped_attend(q, k, v, allowed, scale, bias):
     return o.reshape(*lead, n_heads, lq, dv)                # (..., H, Lq, Dv)
 
 
-def _attend_projected(x_q, x_kv, params, mask, causal, bias):
+def check_rope_base(rope_base, lq: int, lk: int, d_head: int) -> float | None:
+    """The RoPE base of self-attention heads: None, or a positive finite real with Lq = Lk, Dh even."""
+    if rope_base is None:
+        return None
+    if isinstance(rope_base, (bool, np.bool_)) or not isinstance(
+            rope_base, (int, float, np.integer, np.floating)):
+        raise TypeError(f"rope_base: expected a real number or None, got {type(rope_base).__name__}")
+    base = float(rope_base)
+    if not math.isfinite(base) or base <= 0:
+        raise ValueError(f"rope_base: expected a positive finite number, got {rope_base!r}")
+    if lq != lk:
+        raise ValueError(f"rope_base: rotary positions need self-attention (Lq = Lk), got "
+                         f"Lq = {lq}, Lk = {lk}")
+    if d_head % 2:
+        raise ValueError(f"rope_base: rotary pairs need an even head width, got d_head = {d_head}")
+    return base
+
+
+def _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base=None):
     """Shared batched body of multi-head, grouped-query and cross-attention."""
     x_q, x_kv = check_projection_inputs(x_q, x_kv, params, finite_kv=False)
     lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
+    rope_base = check_rope_base(rope_base, lq, lk, params.d_head)
     allowed = allowed_keys(mask, causal, lead, lq, lk)                   # (..., Lq, Lk)
     bias = check_bias(bias, tuple(lead) + (params.n_heads, lq, lk))
     (x_kv,) = check_finite_where_attended([("x_kv", x_kv)], mask, causal,
@@ -411,6 +431,8 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias):
     q = project_heads(x_q, w_q, b_q)                                     # (..., H, Lq, Dh)
     k = project_heads(x_kv, w_k, b_k)                                    # (..., G, Lk, Dh)
     v = project_heads(x_kv, w_v, b_v)                                    # (..., G, Lk, Dv)
+    if rope_base is not None:                                            # positions 0 .. L-1
+        q, k = rope(q, base=rope_base), rope(k, base=rope_base)          # rotated per head
     scale = 1.0 / math.sqrt(params.d_head)
     o = grouped_attend(q, k, v, allowed, scale, bias)                    # (..., H, Lq, Dv)
     return merge_heads(o, w_o, b_o)                                      # (..., Lq, E)
@@ -418,7 +440,7 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias):
 
 @computes_in_float32
 def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False,
-                         bias=None) -> np.ndarray:
+                         bias=None, rope_base=None) -> np.ndarray:
     """Multi-head attention in batched tensor form.
 
     ``MultiHead(X_q, X_kv) = Concat(head_1, ..., head_H) W^O + b_o`` with
@@ -441,6 +463,11 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     bias : array_like, optional
         Additive logit bias broadcastable to ``(..., H, Lq, Lk)`` (per head,
         e.g. ALiBi slopes).
+    rope_base : float, optional
+        Rotary position embedding of base ``rope_base`` (RoFormer, interleaved
+        pairs) applied to each head's queries and keys at positions
+        ``0 .. L-1``, after the projections; self-attention only (``Lq = Lk``),
+        even ``Dh``. None for none.
 
     Returns
     -------
@@ -455,7 +482,7 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     "efficiently implemented with tensor operations").
     """
     check_attention_params(params, allowed=(MultiHeadParams,))
-    return _attend_projected(x_q, x_kv, params, mask, causal, bias)
+    return _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base)
 
 
 def multi_head_attention_per_head(x_q, x_kv, params: MultiHeadParams, *, mask=None,
@@ -559,7 +586,7 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
 
 @computes_in_float32
 def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False,
-                            bias=None) -> np.ndarray:
+                            bias=None, rope_base=None) -> np.ndarray:
     """Grouped-query attention: ``H`` query heads sharing ``G`` key/value heads.
 
     Queries are reshaped to ``(..., G, H/G, Lq, Dh)`` and the keys/values
@@ -579,6 +606,11 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     causal : {False, True, "top-left", "bottom-right"}
     bias : array_like, optional
         Additive logit bias broadcastable to ``(..., H, Lq, Lk)``.
+    rope_base : float, optional
+        Rotary position embedding of base ``rope_base`` (RoFormer, interleaved
+        pairs) applied to each head's queries and keys at positions
+        ``0 .. L-1``, after the projections; self-attention only (``Lq = Lk``),
+        even ``Dh``. None for none.
 
     Returns
     -------
@@ -590,4 +622,4 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     One Write-Head is All You Need, §3.
     """
     check_attention_params(params)
-    return _attend_projected(x_q, x_kv, params, mask, causal, bias)
+    return _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base)

@@ -27,14 +27,16 @@ import math
 import numpy as np
 
 from .contract.precision import accepts_half, computes_in_float32
-from .contract.params import KVCache, check_attention_params, check_decode_args
+from .contract.params import (KVCache, check_attention_params, check_decode_args,
+                              check_decode_positions)
 from .contract.validate import (
     as_float_array,
     check_float_dtype,
     check_positive_int,
     common_float_dtype,
 )
-from .heads import grouped_attend, merge_heads, project_heads
+from .heads import check_rope_base, grouped_attend, merge_heads, project_heads
+from .positional import rope
 
 __all__ = [
     "init_kv_cache",
@@ -88,23 +90,40 @@ def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCach
 
 
 @computes_in_float32
-def decode_step(x_t, params, cache: KVCache):
+def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     """One step of incremental (causal) self-attention decoding with a KV cache.
 
-    Projects the new token, writes its key and value at position
-    ``cache.length`` and attends over positions ``[0, cache.length]``. The
-    result equals row ``cache.length`` of the causal full forward pass; with
-    one query against ``length + 1`` keys this is the bottom-right causal
-    alignment. The input cache is not modified: a new cache is returned.
+    Projects the new token, writes its key and value at slot ``t =
+    cache.length`` and attends over slots ``[start, t]``. Without padding
+    (``start = 0``) the result equals row ``t`` of the causal full forward
+    pass; with one query against ``t + 1`` keys this is the bottom-right
+    causal alignment. The input cache is not modified: a new cache is returned.
+
+    Left-padded batches: ``positions`` gives, per sequence, the position of
+    this token counted from the sequence's first real token, so that slots
+    before ``start = t - positions`` hold its left padding. Padding slots are
+    never attended and may hold anything (NaN included, the NaN-poisoning rule
+    of the contract); a padding token (negative position) may be non-finite
+    and gets a zero output row. Decoding a left-padded batch then equals
+    decoding each sequence alone.
 
     Parameters
     ----------
     x_t : array_like, (..., 1, E)
         The new token's input; leading dims equal to the cache's batch shape.
+        Finite unless it is a padding token.
     params : MultiHeadParams or GroupedQueryParams
         Self-attention weights (``d_kv == d_model``).
     cache : KVCache
         From :func:`init_kv_cache` or a previous step; must not be full.
+    positions : array_like of int, optional
+        Broadcastable to the batch shape; at most ``cache.length``. Default:
+        ``cache.length`` for every sequence (no padding).
+    rope_base : float, optional
+        Rotary embedding (RoFormer, interleaved pairs) of queries and keys at
+        their positions; the cache holds rotated keys. Equal to
+        ``multi_head_attention(..., causal=True, rope_base=rope_base)`` row
+        by row. None for none.
 
     Returns
     -------
@@ -112,26 +131,58 @@ def decode_step(x_t, params, cache: KVCache):
     new_cache : KVCache
         ``length`` increased by one. Its arrays have the output dtype.
 
+    Raises
+    ------
+    ValueError
+        A non-finite real token, or ``positions`` past the cache length.
+
     References
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.2.3 (masked decoder
     self-attention); Pope et al. 2023, Efficiently Scaling Transformer
-    Inference, §2; seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, note 24:
+    Inference, §2; Su et al. 2021, RoFormer, §3.4.2 (the rotation applied at
+    each position); seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, note 24:
     teacher forcing computes all positions at once; decoding does one at a time).
     """
-    x_t = check_decode_args(x_t, params, cache)
+    x_t = check_decode_args(x_t, params, cache, finite=False)
+    start = check_decode_positions(positions, cache)                # (...,) first real slot
+    t = cache.length
+    real = start <= t                                                # (...,) not a padding token
+    finite = np.all(np.isfinite(x_t), axis=(-2, -1))                 # (...,)
+    if np.any(real & ~finite):
+        where = tuple(int(i) for i in np.argwhere(real & ~finite)[0])
+        raise ValueError(f"x_t: contains NaN or infinite values"
+                         + (f" at batch index {where}" if where else "")
+                         + " (only a padding token, of negative position, may)")
+    rope_base = check_rope_base(rope_base, 1, 1, params.d_head)
+    x_t = np.where(real[..., None, None], x_t, 0)                    # (..., 1, E) padding -> 0
     dtype = common_float_dtype(x_t, cache.k, cache.v, *params.arrays())
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
     x_t = x_t.astype(dtype, copy=False)
-    t = cache.length
     q = project_heads(x_t, w_q, b_q)                         # (..., H, 1, Dh)
+    k_t = project_heads(x_t, w_k, b_k)                       # (..., G, 1, Dh)
+    if rope_base is not None:
+        pos = (t - start)[..., None, None]                   # (..., 1, 1) this token's position
+        q, k_t = rope(q, pos, base=rope_base), rope(k_t, pos, base=rope_base)
     k_all = cache.k.astype(dtype, copy=True)                 # (..., G, Lmax, Dh)
     v_all = cache.v.astype(dtype, copy=True)                 # (..., G, Lmax, Dv)
-    k_all[..., t:t + 1, :] = project_heads(x_t, w_k, b_k)    # (..., G, 1, Dh)
+    k_all[..., t:t + 1, :] = k_t
     v_all[..., t:t + 1, :] = project_heads(x_t, w_v, b_v)    # (..., G, 1, Dv)
-    o = grouped_attend(q, k_all[..., :t + 1, :], v_all[..., :t + 1, :], None,
+    slots = np.arange(t + 1)                                 # (t+1,)
+    allowed = slots >= start[..., None]                      # (..., t+1) not padding
+    for name, arr in (("k", cache.k), ("v", cache.v)):
+        bad = ~np.all(np.isfinite(arr[..., :t, :]), axis=(-3, -1)) & allowed[..., :t]
+        if np.any(bad):
+            *batch, slot = (int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"cache: {name} holds NaN or infinite values at slot {slot}"
+                             + (f" of batch index {tuple(batch)}" if batch else "")
+                             + ", which this step attends")
+    keys = np.where(allowed[..., None, :, None], k_all[..., :t + 1, :], 0)    # (..., G, t+1, Dh)
+    values = np.where(allowed[..., None, :, None], v_all[..., :t + 1, :], 0)  # (..., G, t+1, Dv)
+    o = grouped_attend(q, keys, values, allowed[..., None, :],
                        1.0 / math.sqrt(params.d_head), None)  # (..., H, 1, Dv)
     y_t = merge_heads(o, w_o, b_o)                           # (..., 1, E)
+    y_t = np.where(real[..., None, None], y_t, 0)            # padding tokens: zero rows
     return y_t, KVCache(k_all, v_all, t + 1)
 
 

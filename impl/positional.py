@@ -445,7 +445,10 @@ def rope(x, positions=None, *, base: float = 10000.0, rotary_dim=None,
         float32 or float64, finite, at least 2-d, ``d`` even.
     positions : array_like, shape (L,), optional
         Integer or real positions, finite; default ``arange(L)``. Offsets for
-        KV-cache decoding are passed here (e.g. ``arange(L) + start``).
+        KV-cache decoding are passed here (e.g. ``arange(L) + start``). The
+        reference also takes ``(..., L)`` positions broadcastable to
+        ``x.shape[:-1]`` (one offset per sequence of a padded batch); the
+        contract passes ``(L,)``.
     base : float
         Finite, ``> 0``; 10000 in the paper.
     rotary_dim : int, optional
@@ -487,12 +490,17 @@ def rope(x, positions=None, *, base: float = 10000.0, rotary_dim=None,
     if positions is None:
         pos = np.arange(length, dtype=np.float64)                 # (L,)
     else:
-        pos = as_float_array(positions, "positions", ndim=1).astype(np.float64)
-        check_dim(pos, 0, length, "positions", "sequence length L of x")
+        pos = as_float_array(positions, "positions", ndim_min=1).astype(np.float64)
+        check_dim(pos, -1, length, "positions", "sequence length L of x")
+        try:
+            np.broadcast_shapes(pos.shape, x.shape[:-1])
+        except ValueError:
+            raise ValueError(f"positions: expected a shape broadcastable to {x.shape[:-1]} "
+                             f"(the leading dims of x), got {pos.shape}") from None
 
-    angles = (pos / scale)[:, None] * theta[None, :]              # (L, r/2)
-    cos = np.cos(angles).astype(x.dtype)                          # (L, r/2)
-    sin = np.sin(angles).astype(x.dtype)                          # (L, r/2)
+    angles = (pos / scale)[..., None] * theta                     # (..., L, r/2)
+    cos = np.cos(angles).astype(x.dtype)                          # (..., L, r/2)
+    sin = np.sin(angles).astype(x.dtype)                          # (..., L, r/2)
     x_even, x_odd = x[..., 0:r:2], x[..., 1:r:2]                  # (..., L, r/2) each
     out = x.copy()                                                # (..., L, d): tail passes
     out[..., 0:r:2] = x_even * cos - x_odd * sin

@@ -973,3 +973,74 @@ def test_segment_ids_pack_documents_like_cu_seqlens():
     np.testing.assert_allclose(out, np.concatenate(alone, axis=1), rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="segment_ids: expected a shape broadcastable"):
         A.attention(q, k, v, segment_ids=np.zeros(5, int))
+
+
+# --------------------------------------------------------------------------- padded decoding
+
+def _gqa(seed=0, e=8, h=4, g=2):
+    rng = np.random.default_rng(seed)
+    return A.init_grouped_query(e, h, g, rng), rng
+
+
+def test_decode_with_rope_equals_the_causal_forward():
+    params, rng = _gqa()
+    x = rng.standard_normal((2, 6, 8))
+    full = A.grouped_query_attention(x, x, params, causal=True, rope_base=100.0)
+    cache = A.init_kv_cache(params, (2,), 6)
+    rows = []
+    for t in range(6):
+        y, cache = A.decode_step(x[:, t:t + 1], params, cache, rope_base=100.0)
+        rows.append(y)
+    assert_close(np.concatenate(rows, axis=1), full)
+    plain = A.grouped_query_attention(x, x, params, causal=True)
+    assert relative_error(full, plain) > 1e-3          # the rotation is applied
+
+
+def test_left_padded_decode_equals_each_sequence_alone_and_padding_may_be_nan():
+    params, rng = _gqa(1)
+    a, b = rng.standard_normal((5, 8)), rng.standard_normal((3, 8))
+    x = np.full((2, 5, 8), np.nan)
+    x[0], x[1, 2:] = a, b
+    cache = A.init_kv_cache(params, (2,), 5)
+    rows = []
+    for t in range(5):
+        y, cache = A.decode_step(x[:, t:t + 1], params, cache, positions=np.array([t, t - 2]),
+                                 rope_base=10.0)
+        rows.append(y)
+    out = np.concatenate(rows, axis=1)
+    alone = A.grouped_query_attention(b[None], b[None], params, causal=True, rope_base=10.0)
+    assert_close(out[1, 2:], alone[0])
+    np.testing.assert_array_equal(out[1, :2], 0)       # padding tokens: zero rows
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda p, c: A.decode_step(np.ones((2, 1, 8)), p, c, positions=np.array([1, 0])),
+     ValueError, "positions: expected at most the cache length 0"),
+    (lambda p, c: A.decode_step(np.ones((2, 1, 8)), p, c, positions=np.array([0.0, 0.0])),
+     TypeError, "positions: expected an integer array"),
+    (lambda p, c: A.decode_step(np.full((2, 1, 8), np.nan), p, c),
+     ValueError, "x_t: contains NaN .* batch index \\(0,\\)"),
+    (lambda p, c: A.decode_step(np.ones((2, 1, 8)), p, c, rope_base=-1.0),
+     ValueError, "rope_base"),
+])
+def test_decode_refuses(call, exc, match):
+    params, _ = _gqa()
+    with pytest.raises(exc, match=match):
+        call(params, A.init_kv_cache(params, (2,), 4))
+
+
+def test_decode_refuses_nan_in_an_attended_cache_slot():
+    params, _ = _gqa()
+    cache = A.init_kv_cache(params, (2,), 4)
+    _, cache = A.decode_step(np.ones((2, 1, 8)), params, cache)
+    k = cache.k.copy()
+    k[1, :, 0] = np.nan
+    with pytest.raises(ValueError, match="cache: k holds NaN .* slot 0 of batch index \\(1,\\)"):
+        A.decode_step(np.ones((2, 1, 8)), params, A.KVCache(k, cache.v, 1))
+
+
+def test_rope_base_needs_self_attention():
+    params, rng = _gqa()
+    with pytest.raises(ValueError, match="rope_base: rotary positions need self-attention"):
+        A.grouped_query_attention(rng.standard_normal((3, 8)), rng.standard_normal((4, 8)),
+                                  params, rope_base=100.0)

@@ -383,8 +383,9 @@ def test_rope_errors():
         rope(np.zeros(4))
     with pytest.raises(ValueError, match="positions: expected sequence length L of x = 5"):
         rope(x, np.arange(4))
-    with pytest.raises(ValueError, match="positions: expected a 1-d array"):
-        rope(x, np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"positions: expected a shape broadcastable to \(2, 5\)"):
+        rope(x, np.zeros((3, 5)))
+    np.testing.assert_array_equal(rope(x, np.zeros((2, 5))), x)      # one offset per sequence
     with pytest.raises(ValueError, match="positions: contains NaN"):
         rope(x, np.array([0, 1, 2, 3, np.nan]))
     with pytest.raises(TypeError, match="positions: expected dtype"):

@@ -39,7 +39,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from transformer_theory.impl.contract.conventions import ATTENTION_KERNELS, option_value
+from transformer_theory.impl.contract.conventions import (ATTENTION_KERNELS, MASKED_INPUT_LAYERS,
+                                                          option_value)
 from transformer_theory.impl.contract.precision import HALF_DTYPES, dtype_named
 from transformer_theory.impl.sdpa import window_mask
 
@@ -152,7 +153,8 @@ def _gated(name: str, fn: Callable, options: Mapping[str, Any]) -> Callable:
     allowed = tuple(dtype_named(d) for d in declared) if declared else None
     kinds = options.get("feature_kinds")
     value_equal = option_value(options, "value_dim") == "equal" and name in ATTENTION_KERNELS
-    finite_only = option_value(options, "masked_inputs") == "finite" and name in ATTENTION_KERNELS
+    finite_only = option_value(options, "masked_inputs") == "finite" and \
+        name in ATTENTION_KERNELS + MASKED_INPUT_LAYERS
 
     def gated(*args, **kwargs):
         inputs = list(_float_arrays(list(args) + list(kwargs.values())))

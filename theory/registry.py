@@ -24,6 +24,7 @@ from .claim import Claim, CheckFn, Kind, Source
 TOPIC_MODULES: tuple[str, ...] = (
     "attention",
     "masking",
+    "decoding",
     "heads",
     "permutation",
     "positional",

@@ -60,6 +60,10 @@ __all__ = [
 #: The attention-kernel callables: (q, k, v | q, k [, v, d_out]) with mask, causal, scale.
 ATTENTION_KERNELS: tuple[str, ...] = ("attention", "attention_weights", "attention_backward")
 
+#: Layers whose key/value inputs a mask can leave unattended (masked_inputs applies to them).
+MASKED_INPUT_LAYERS: tuple[str, ...] = ("multi_head_attention", "grouped_query_attention",
+                                        "cross_attention")
+
 #: Callables whose output has a row per query that a mask can leave with no key.
 FULLY_MASKED_CALLABLES: tuple[str, ...] = (
     "attention", "attention_weights", "attention_backward", "softmax", "softmax_backward",
@@ -287,8 +291,8 @@ _OPTION_LIST: tuple[Option, ...] = (
            "NaN or inf, and must not reach any output) or 'finite' (the target needs finite "
            "inputs everywhere, masked positions included, e.g. PyTorch SDPA, where 0 x NaN "
            "reaches the output: its callers must sanitise padding; conformance.nan_poisoning "
-           "is then not applicable)",
-           values=("any", "finite"), concerns=ATTENTION_KERNELS),
+           "and nan_poisoning_heads are then not applicable)",
+           values=("any", "finite"), concerns=ATTENTION_KERNELS + MASKED_INPUT_LAYERS),
     Option("value_dim", "capability",
            "'any' (Ev may differ from E) or 'equal' (the target needs Ev = E, as JAX's "
            "dot_product_attention: claims draw only such shapes)",

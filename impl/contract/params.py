@@ -56,6 +56,7 @@ __all__ = [
     "check_attention_params",
     "KVCache",
     "check_decode_args",
+    "check_decode_positions",
     "LayerNormParams",
     "FFNParams",
     "GatedFFNParams",
@@ -300,7 +301,8 @@ class KVCache:
     Attributes
     ----------
     k : (..., G, Lmax, Dh)
-        Cached keys; positions ``[0, length)`` are filled.
+        Cached keys; positions ``[0, length)`` are filled. Slots not yet
+        written (and left-padding slots) may hold any value, NaN included.
     v : (..., G, Lmax, Dv)
         Cached values.
     length : int
@@ -317,8 +319,10 @@ class KVCache:
     length: int
 
     def __post_init__(self):
-        self.k = as_float_array(self.k, "KVCache.k", ndim_min=3, half=True)
-        self.v = as_float_array(self.v, "KVCache.v", ndim_min=3, half=True)
+        # Storage: unwritten and padding slots may hold anything (np.empty memory); the
+        # decode step refuses non-finite values where it attends.
+        self.k = as_float_array(self.k, "KVCache.k", ndim_min=3, half=True, finite=False)
+        self.v = as_float_array(self.v, "KVCache.v", ndim_min=3, half=True, finite=False)
         if self.k.shape[:-1] != self.v.shape[:-1]:
             raise ValueError(
                 f"KVCache.v: expected shape {self.k.shape[:-1]} + (Dv,) to match KVCache.k, "
@@ -349,17 +353,21 @@ class KVCache:
         return int(self.k.nbytes + self.v.nbytes)
 
 
-def check_decode_args(x_t, params, cache) -> np.ndarray:
+def check_decode_args(x_t, params, cache, *, finite: bool = True) -> np.ndarray:
     """The checks of ``decode_step(x_t, params, cache)``; returns ``x_t`` as an array.
 
     Parameters
     ----------
     x_t : array_like, (..., 1, E)
-        Leading dims equal to the cache's batch shape.
+        The new token; leading dims equal to the cache's batch shape.
     params : MultiHeadParams or GroupedQueryParams
         Self-attention weights (``d_kv == d_model``).
     cache : KVCache
         Shaped for ``params`` and not full.
+    finite : bool
+        Refuse a non-finite ``x_t``. A decoder of left-padded batches passes
+        False and refuses non-finite real tokens itself (a padding token may
+        be anything).
 
     Returns
     -------
@@ -371,7 +379,7 @@ def check_decode_args(x_t, params, cache) -> np.ndarray:
         raise ValueError(
             f"params: self-attention decoding needs d_kv == d_model, got d_kv = {params.d_kv}, "
             f"d_model = {params.d_model}")
-    x_t = as_float_array(x_t, "x_t", ndim_min=2)
+    x_t = as_float_array(x_t, "x_t", ndim_min=2, finite=finite)
     if x_t.shape[-2] != 1 or x_t.shape[-1] != params.d_model:
         raise ValueError(
             f"x_t: expected shape (..., 1, {params.d_model}), got {x_t.shape}")
@@ -388,6 +396,47 @@ def check_decode_args(x_t, params, cache) -> np.ndarray:
     if cache.length >= cache.max_len:
         raise ValueError(f"cache: full (length = max_len = {cache.max_len})")
     return x_t
+
+
+def check_decode_positions(positions, cache) -> np.ndarray:
+    """Each sequence's first cache slot from ``positions`` of a left-padded batch decode.
+
+    Parameters
+    ----------
+    positions : array_like of int or None
+        Broadcastable to the cache's batch shape: the position of the step's
+        token counted from its sequence's first real token (negative: a left
+        padding token). None: every sequence starts at slot 0.
+    cache : KVCache
+
+    Returns
+    -------
+    np.ndarray of int, (...,) the cache's batch shape
+        ``start = cache.length - positions``: slots before it are padding.
+
+    Raises
+    ------
+    TypeError
+        If ``positions`` is not an integer array.
+    ValueError
+        If it does not broadcast to the batch shape, or a position exceeds
+        ``cache.length`` (a sequence cannot start before slot 0).
+    """
+    batch = cache.batch_shape
+    if positions is None:
+        return np.zeros(batch, dtype=np.int64)
+    pos = np.asarray(positions)
+    if pos.dtype.kind not in "iu":
+        raise TypeError(f"positions: expected an integer array, got dtype {pos.dtype}")
+    try:
+        pos = np.broadcast_to(pos, batch).astype(np.int64)
+    except ValueError:
+        raise ValueError(f"positions: expected a shape broadcastable to the cache's batch "
+                         f"shape {batch}, got {np.shape(positions)}") from None
+    if np.any(pos > cache.length):
+        raise ValueError(f"positions: expected at most the cache length {cache.length} (a "
+                         f"sequence cannot start before slot 0), got {int(pos.max())}")
+    return cache.length - pos
 
 
 # ---------------------------------------------------------------------------

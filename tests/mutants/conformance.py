@@ -150,3 +150,31 @@ MUTANTS += [
     Mutant("weights_times_nan_values", "masked weights multiplied by NaN padding values",
            ("conformance.nan_poisoning",), lambda ref: ref.replace(attention=_weights_times_values)),
 ]
+
+
+def _heads_times_nan_values(x_q, x_kv, params, *, mask=None, causal=False, bias=None):
+    """Multi-head/GQA whose masked scores are dropped (-inf) but whose values are not:
+    the zero weights of padded keys meet their NaN values (0 * NaN = NaN)."""
+    from mutants._build import merge, project
+
+    x_q, x_kv = np.asarray(x_q), np.asarray(x_kv)
+    q = project(x_q, params.w_q, params.b_q)                                  # (..., H, Lq, Dh)
+    r = params.w_q.shape[0] // params.w_k.shape[0]
+    k = np.repeat(project(x_kv, params.w_k, params.b_k), r, axis=-3)          # (..., H, Lk, Dh)
+    v = np.repeat(project(x_kv, params.w_v, params.b_v), r, axis=-3)          # (..., H, Lk, Dv)
+    with np.errstate(invalid="ignore"):
+        s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])                 # (..., H, Lq, Lk)
+        if mask is not None:
+            s = np.where(np.asarray(mask)[..., None, :, :], s, -np.inf)
+        m = np.max(s, axis=-1, keepdims=True)
+        w = np.exp(s - m)
+        w = w / w.sum(axis=-1, keepdims=True)
+        return merge(w @ v, params).astype(x_q.dtype)
+
+
+MUTANTS += [
+    Mutant("heads_times_nan_values", "MHA/GQA: masked scores dropped, NaN padding values kept",
+           ("conformance.nan_poisoning_heads",),
+           lambda ref: ref.replace(multi_head_attention=_heads_times_nan_values,
+                                   grouped_query_attention=_heads_times_nan_values)),
+]

@@ -44,10 +44,26 @@ def definition_attention(q, k, v, *, mask=None, causal=False, scale=None, bias=N
     return p @ v, p
 
 
-def definition_mha(x_q, x_kv, params, *, causal=False):
+def definition_rope(x, pos, *, base=10000.0, pairs="interleaved"):
+    """RoPE in float64 on pairs (2i, 2i+1) ('interleaved', RoFormer) or (i, i + d/2) ('half',
+    GPT-NeoX rotate_half), angle pos * base^(-2i/d); ``pos`` of shape (L,)."""
+    x = np.asarray(x, dtype=np.float64)
+    d = x.shape[-1]
+    theta = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)             # (d/2,)
+    a = np.asarray(pos, dtype=np.float64)[:, None] * theta[None, :]          # (L, d/2)
+    first, second = ((slice(0, d, 2), slice(1, d, 2)) if pairs == "interleaved"
+                     else (slice(0, d // 2), slice(d // 2, d)))
+    out = np.empty_like(x)
+    out[..., first] = x[..., first] * np.cos(a) - x[..., second] * np.sin(a)
+    out[..., second] = x[..., first] * np.sin(a) + x[..., second] * np.cos(a)
+    return out
+
+
+def definition_mha(x_q, x_kv, params, *, causal=False, rope_base=None):
     """Multi-head (or grouped-query) attention in float64, head by head (Vaswani et al. 2017,
     §3.2.2): Concat_h Attention(x_q W^Q_h + b^Q_h, x_kv W^K_g + b^K_g, x_kv W^V_g + b^V_g) W^O
-    + b^O, query head h reading kv group g = h // (H // G)."""
+    + b^O, query head h reading kv group g = h // (H // G); with ``rope_base``, each head's
+    queries and keys rotated (RoFormer, interleaved) at positions 0 .. L-1."""
     f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
     x_q, x_kv = f64(x_q), f64(x_kv)
     h, g = params.w_q.shape[0], params.w_k.shape[0]
@@ -58,6 +74,9 @@ def definition_mha(x_q, x_kv, params, *, causal=False):
                 for x, w, b, n in ((x_q, params.w_q, params.b_q, i),
                                    (x_kv, params.w_k, params.b_k, j),
                                    (x_kv, params.w_v, params.b_v, j))]
+        if rope_base is not None:
+            proj[0] = definition_rope(proj[0], np.arange(proj[0].shape[-2]), base=rope_base)
+            proj[1] = definition_rope(proj[1], np.arange(proj[1].shape[-2]), base=rope_base)
         heads.append(definition_attention(*proj, causal=causal)[0])       # (..., Lq, Dv)
     out = np.concatenate(heads, axis=-1) @ f64(params.w_o)                # (..., Lq, E)
     return out if params.b_o is None else out + f64(params.b_o)

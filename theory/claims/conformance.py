@@ -315,3 +315,49 @@ def nan_poisoning(subject, ctx) -> Evidence:
     return for_all(ctx, strategy, measure,
                    detail="Keys and values at 1-4 masked positions set to NaN, +inf or -inf "
                           "leave every output finite and unchanged.")
+
+
+@claims.claim(
+    "conformance.nan_poisoning_heads",
+    title="NaN or inf at key inputs no query may attend reaches no MHA or GQA output",
+    statement=r"M_{\cdot j}=0\ \Rightarrow\ \mathrm{MHA}(X_q,X_{kv},M)\ \text{is unchanged by "
+              r"any value of}\ x^{kv}_j,\ \text{NaN and}\ \pm\infty\ \text{included}",
+    sources=(VASWANI_2017.at("§3.2.3 (masking out illegal connections)"),
+             SEED_004.at("items 24–26: masking")),
+    kind=Kind.PROPERTY, needs=("multi_head_attention", "grouped_query_attention"),
+    notes="conformance.nan_poisoning through the projections: the key/value inputs of 1-4 "
+          "padded positions (masked for every query) are set to NaN, +inf or -inf; the "
+          "outputs of multi-head and grouped-query attention (H/G = 2) must stay finite and "
+          "equal those with finite padding. Projected, a NaN input row is a NaN key and "
+          "value in every head: a kernel that multiplies weights by a zero mask fails.")
+def nan_poisoning_heads(subject, ctx) -> Evidence:
+    from transformer_theory.impl.attention import init_grouped_query, init_multi_head
+
+    strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(1, 6), st.integers(1, 6),
+                         st.integers(1, 4), st.sampled_from(["mha", "gqa"]),
+                         st.sampled_from([np.nan, np.inf, -np.inf]), DTYPES)
+
+    def measure(args):
+        seed, b, lq, lk, pad, kind, poison, dt = args
+        rng = np.random.default_rng(seed)
+        e = 8
+        params = (init_multi_head(e, 2, rng, dtype=dt) if kind == "mha"
+                  else init_grouped_query(e, 4, 2, rng, dtype=dt))
+        fn = subject.multi_head_attention if kind == "mha" else subject.grouped_query_attention
+        x_q = normal(rng, (b, lq, e), dt)
+        x_kv = normal(rng, (b, lk + pad, e), dt)
+        mask = np.zeros((b, lq, lk + pad), dtype=bool)
+        mask[..., :lk] = rng.random((b, 1, lk)) < 0.8
+        mask[..., 0] = True
+        clean = np.asarray(fn(x_q, x_kv, params, mask=mask))
+        bad = x_kv.copy()
+        bad[:, lk:, :] = poison
+        dirty = np.asarray(fn(x_q, bad, params, mask=mask))
+        if not np.all(np.isfinite(dirty)):
+            return holds(False, f"{kind}: {poison} at a masked key input reached the output")
+        tol = tolerance("composite", dt, n=3 * e + lk + pad)
+        return compare(dirty, clean, tol, note=f"{kind}: {poison} at a masked key input "
+                                               f"changed an output")
+    return for_all(ctx, strategy, measure,
+                   detail="Key/value inputs at 1-4 masked positions set to NaN, +inf or -inf "
+                          "leave every MHA and GQA output finite and unchanged.")

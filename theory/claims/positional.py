@@ -29,7 +29,7 @@ from ..registry import ClaimSet
 from ..sources import CHEN_2023, POPE_2023, PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
 from ..tolerance import relative_error, tolerance
-from ._common import causal_allowed, coarser_dtype
+from ._common import causal_allowed, coarser_dtype, definition_rope as _rope64
 from ._figures import floats, matrix, with_figure
 
 claims = ClaimSet("positional")
@@ -432,21 +432,6 @@ def alibi_slopes_official(subject, ctx) -> Evidence:
 # ---------------------------------------------------------------------------
 
 CHEN = CHEN_2023.at("positions m scaled down to m L / L'")
-
-
-def _rope64(x, pos, *, base=10000.0, pairs="interleaved"):
-    """RoPE in float64 on pairs (2i, 2i+1) ('interleaved', RoFormer) or (i, i + d/2) ('half',
-    GPT-NeoX rotate_half), angle pos * base^(-2i/d)."""
-    x = np.asarray(x, dtype=np.float64)
-    d = x.shape[-1]
-    theta = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)             # (d/2,)
-    a = np.asarray(pos, dtype=np.float64)[:, None] * theta[None, :]          # (L, d/2)
-    first, second = ((slice(0, d, 2), slice(1, d, 2)) if pairs == "interleaved"
-                     else (slice(0, d // 2), slice(d // 2, d)))
-    out = np.empty_like(x)
-    out[..., first] = x[..., first] * np.cos(a) - x[..., second] * np.sin(a)
-    out[..., second] = x[..., first] * np.sin(a) + x[..., second] * np.cos(a)
-    return out
 
 
 def _rope_tol(c):

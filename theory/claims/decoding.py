@@ -1,0 +1,187 @@
+"""Decoding with a KV cache as real batches do it: grouped-query heads, rotary positions,
+left-padded prompts, and padding that holds garbage.
+
+The plain cache claim (``masking.kv_cache_equals_full``) decodes one unpadded
+multi-head batch. Real decoders differ from it in the places where their bugs
+are: the rotary offset of a decoded token, the positions of a left-padded
+sequence counted from its first real token, and padding slots that hold
+uninitialised memory.
+
+References
+----------
+Pope et al. 2023, Efficiently Scaling Transformer Inference, §2 (the KV cache).
+Su et al. 2021, RoFormer, §3.4.2 (the rotation applied at each position).
+Ainslie et al. 2023, GQA, §2 (kv heads shared by groups of query heads).
+Seed 004, item 24 (teacher forcing computes all positions at once; decoding
+does one at a time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..checks import compare, for_all, holds
+from ..claim import Evidence, Kind
+from ..registry import ClaimSet
+from ..sources import AINSLIE_2023, POPE_2023, SEED_004, SU_2021, VASWANI_2017
+from ..strategies import dtype_seed_rng, normal
+from ..tolerance import tolerance
+from ._common import definition_mha
+
+claims = ClaimSet("decoding")
+
+CACHE = POPE_2023.at("§2 (the KV cache)")
+ROTATION = SU_2021.at("§3.4.2 (the rotation applied at each position)")
+GROUPS = AINSLIE_2023.at("§2 (grouped-query attention)")
+_NO_BASELINE = ("decode_step's positions and rope_base keywords have no naive half-precision "
+                "baseline yet (theory/rounding_baseline.py)")
+
+
+@st.composite
+def _decode_case(draw):
+    """GQA (or MHA, G = H) params with even head width, a batch and a RoPE base."""
+    from transformer_theory.impl.attention import init_grouped_query
+
+    g = draw(st.integers(1, 2), label="G")
+    h = g * draw(st.integers(1, 2), label="H/G")
+    d_head = draw(st.sampled_from([2, 4]), label="d_head")
+    e = h * d_head
+    dt, seed, rng = dtype_seed_rng(draw)
+    params = init_grouped_query(e, h, g, rng, dtype=dt)
+    return {"params": params, "E": e, "H": h, "G": g, "dtype": dt, "seed": seed,
+            "B": draw(st.integers(1, 3), label="B"),
+            "base": draw(st.sampled_from([10.0, 100.0, 10000.0]), label="rope_base"),
+            "rng": rng}
+
+
+def _decode(subject, x, params, positions, base, dtype):
+    """Decode x (B, L, E) token by token through the subject's cache; (B, L, E)."""
+    b, length, _ = x.shape
+    cache = subject.init_kv_cache(params, (b,), length, dtype)
+    steps = []
+    for t in range(length):
+        pos = None if positions is None else positions[:, t]
+        y, cache = subject.decode_step(x[:, t:t + 1, :], params, cache, positions=pos,
+                                       rope_base=base)
+        steps.append(np.asarray(y))
+    return np.concatenate(steps, axis=-2)
+
+
+@claims.claim(
+    "decoding.prefill_then_decode",
+    title="Prefill then decode with GQA and RoPE equals the full causal forward",
+    statement=r"\mathrm{dec}(x_{n+t}\mid\mathrm{cache}(x_{\le n+t-1}))="
+              r"\mathrm{GQA}_{\mathrm{causal}}(\mathrm{RoPE};X)_{n+t}",
+    sources=(CACHE, ROTATION, GROUPS, SEED_004.at("item 24")),
+    kind=Kind.PROPERTY, needs=("grouped_query_attention", "decode_step", "init_kv_cache"),
+    keywords=(("decode_step", "rope_base"), ("grouped_query_attention", "rope_base")),
+    full_precision_only=_NO_BASELINE,
+    notes="n prompt tokens written to the cache, then m decoded tokens, each query and key "
+          "rotated at its own position (the cache holds rotated keys). Both the decoded rows "
+          "and the subject's causal forward are compared with the float64 definition (heads "
+          "one by one, RoPE on each head's queries and keys); H/G in {1, 2}. A decode step "
+          "that rotates at the wrong offset, or not at all, moves every score.")
+def prefill_then_decode(subject, ctx) -> Evidence:
+    strategy = st.tuples(_decode_case(), st.integers(1, 4), st.integers(1, 4))
+
+    def measure(args):
+        c, n, m = args
+        x = normal(c["rng"], (c["B"], n + m, c["E"]), c["dtype"])
+        exact = definition_mha(x, x, c["params"], causal=True, rope_base=c["base"])
+        full = subject.grouped_query_attention(x, x, c["params"], causal=True,
+                                               rope_base=c["base"])
+        decoded = _decode(subject, x, c["params"], None, c["base"], c["dtype"])
+        tol = tolerance("composite", c["dtype"], n=3 * c["E"] + n + m)
+        return max((compare(decoded, exact, tol, note="decoded rows differ from the definition"),
+                    compare(full, exact, tol, note="the causal forward differs from the "
+                                                   "definition")), key=lambda r: r.error)
+    return for_all(ctx, strategy, measure,
+                   detail="1-4 prompt tokens and 1-4 decoded tokens with RoPE, MHA and GQA: "
+                          "decoding equals the causal forward and both equal the float64 "
+                          "definition.")
+
+
+@claims.claim(
+    "decoding.left_padded_batch",
+    title="Decoding a left-padded batch equals decoding each sequence alone",
+    statement=r"\mathrm{dec}\big(\mathrm{pad}_{p_b}(x^{(b)})\big)_{p_b+t}"
+              r"=\mathrm{dec}(x^{(b)})_t\quad\text{positions counted from the first real token}",
+    sources=(CACHE, ROTATION),
+    kind=Kind.PROPERTY, needs=("decode_step", "init_kv_cache"),
+    keywords=(("decode_step", "positions"), ("decode_step", "rope_base")),
+    full_precision_only=_NO_BASELINE,
+    notes="Sequences of different lengths left-padded to a common length; the padding tokens "
+          "are NaN (uninitialised memory). positions gives each token's position from its "
+          "sequence's first real token (negative for padding). Each real token's output must "
+          "equal the output of its sequence decoded alone with RoPE, and stay finite: a "
+          "rotary offset counted from the padded start, a padding key let in, or a masked "
+          "weight multiplied by a NaN value fails.")
+def left_padded_batch(subject, ctx) -> Evidence:
+    strategy = st.tuples(_decode_case(), st.data())
+
+    def measure(args):
+        c, data = args
+        lengths = [data.draw(st.integers(1, 5), label=f"length_{b}") for b in range(c["B"])]
+        total = max(lengths) + data.draw(st.integers(0, 2), label="extra_padding")
+        x = np.full((c["B"], total, c["E"]), np.nan, dtype=c["dtype"])
+        alone = []
+        for b, n in enumerate(lengths):
+            seq = normal(c["rng"], (1, n, c["E"]), c["dtype"])
+            x[b, total - n:] = seq[0]
+            alone.append(_decode(subject, seq, c["params"], None, c["base"], c["dtype"])[0])
+        pad = np.array([total - n for n in lengths])                        # (B,)
+        positions = np.arange(total)[None, :] - pad[:, None]                # (B, L)
+        padded = _decode(subject, x, c["params"], positions, c["base"], c["dtype"])
+        real = [padded[b, total - n:] for b, n in enumerate(lengths)]
+        if not all(np.all(np.isfinite(r)) for r in real):
+            return holds(False, "a NaN padding token reached a real token's output")
+        tol = tolerance("composite", c["dtype"], n=3 * c["E"] + total)
+        return max((compare(r, a, tol, note=f"sequence {b} (padding {pad[b]}) decodes "
+                                            f"differently from alone")
+                    for b, (r, a) in enumerate(zip(real, alone))), key=lambda r: r.error)
+    return for_all(ctx, strategy, measure,
+                   detail="One to three sequences of 1-5 tokens, left-padded with NaN tokens "
+                          "to a common length: every real token decodes as in its sequence "
+                          "alone.")
+
+
+@claims.claim(
+    "decoding.unfilled_cache_ignored",
+    title="Cache slots not yet written (NaN memory) do not reach a decoded token",
+    statement=r"\mathrm{dec}(x_t\mid K_{[0,t)},V_{[0,t)},\ K_{[t+1,L)}=V_{[t+1,L)}=\mathrm{NaN})"
+              r"=\mathrm{dec}(x_t\mid K_{[0,t)},V_{[0,t)})",
+    sources=(CACHE, VASWANI_2017.at("§3.2.3 (masking out illegal connections)")),
+    kind=Kind.PROPERTY, needs=("decode_step", "init_kv_cache"),
+    notes="A preallocated cache is often np.empty or torch.empty: the slots after the "
+          "current length hold garbage. They are filled with NaN after every step; the "
+          "decoded outputs must be finite and equal those of a zero-initialised cache. A "
+          "decoder that attends the whole buffer with a multiplicative mask, or whose softmax "
+          "runs over unwritten slots, fails.")
+def unfilled_cache_ignored(subject, ctx) -> Evidence:
+    from transformer_theory.impl.attention import KVCache
+
+    strategy = st.tuples(_decode_case(), st.integers(1, 5))
+
+    def measure(args):
+        c, length = args
+        x = normal(c["rng"], (c["B"], length, c["E"]), c["dtype"])
+        clean = subject.init_kv_cache(c["params"], (c["B"],), length, c["dtype"])
+        dirty = clean
+        worst = None
+        for t in range(length):
+            k, v = np.array(dirty.k, copy=True), np.array(dirty.v, copy=True)
+            k[..., t:, :] = np.nan
+            v[..., t:, :] = np.nan
+            dirty = KVCache(k, v, dirty.length)
+            y_clean, clean = subject.decode_step(x[:, t:t + 1], c["params"], clean)
+            y_dirty, dirty = subject.decode_step(x[:, t:t + 1], c["params"], dirty)
+            if not np.all(np.isfinite(np.asarray(y_dirty))):
+                return holds(False, f"step {t}: a NaN in an unwritten slot reached the output")
+            m = compare(y_dirty, y_clean, tolerance("exact", c["dtype"]),
+                        note=f"step {t}: unwritten slots changed the output")
+            worst = m if worst is None or m.error > worst.error else worst
+        return worst
+    return for_all(ctx, strategy, measure,
+                   detail="The slots after the cache length hold NaN at every step: outputs "
+                          "are finite and bit for bit those of a zero-initialised cache.")
