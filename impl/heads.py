@@ -413,15 +413,15 @@ def check_rope_base(rope_base, lq: int, lk: int, d_head: int) -> float | None:
     return base
 
 
-def _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base=None):
+def _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base=None, window=None):
     """Shared batched body of multi-head, grouped-query and cross-attention."""
     x_q, x_kv = check_projection_inputs(x_q, x_kv, params, finite_kv=False)
     lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
     rope_base = check_rope_base(rope_base, lq, lk, params.d_head)
-    allowed = allowed_keys(mask, causal, lead, lq, lk)                   # (..., Lq, Lk)
+    allowed = allowed_keys(mask, causal, lead, lq, lk, window)           # (..., Lq, Lk)
     bias = check_bias(bias, tuple(lead) + (params.n_heads, lq, lk))
     (x_kv,) = check_finite_where_attended([("x_kv", x_kv)], mask, causal,
-                                          lead, lq)                      # (..., Lk, Ekv)
+                                          lead, lq, window)              # (..., Lk, Ekv)
     extra = [] if bias is None else [bias]
     dtype = common_float_dtype(x_q, x_kv, *params.arrays(), *extra)
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
@@ -440,7 +440,7 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base=None):
 
 @computes_in_float32
 def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False,
-                         bias=None, rope_base=None) -> np.ndarray:
+                         bias=None, rope_base=None, window=None) -> np.ndarray:
     """Multi-head attention in batched tensor form.
 
     ``MultiHead(X_q, X_kv) = Concat(head_1, ..., head_H) W^O + b_o`` with
@@ -468,6 +468,9 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
         pairs) applied to each head's queries and keys at positions
         ``0 .. L-1``, after the projections; self-attention only (``Lq = Lk``),
         even ``Dh``. None for none.
+    window : (int or None, int or None), optional
+        Sliding window ``(left, right)`` shared by the heads, as in
+        :func:`.sdpa.attention` (aligned as ``causal``).
 
     Returns
     -------
@@ -482,7 +485,7 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     "efficiently implemented with tensor operations").
     """
     check_attention_params(params, allowed=(MultiHeadParams,))
-    return _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base)
+    return _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base, window)
 
 
 def multi_head_attention_per_head(x_q, x_kv, params: MultiHeadParams, *, mask=None,
@@ -586,7 +589,7 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
 
 @computes_in_float32
 def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False,
-                            bias=None, rope_base=None) -> np.ndarray:
+                            bias=None, rope_base=None, window=None) -> np.ndarray:
     """Grouped-query attention: ``H`` query heads sharing ``G`` key/value heads.
 
     Queries are reshaped to ``(..., G, H/G, Lq, Dh)`` and the keys/values
@@ -611,6 +614,9 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
         pairs) applied to each head's queries and keys at positions
         ``0 .. L-1``, after the projections; self-attention only (``Lq = Lk``),
         even ``Dh``. None for none.
+    window : (int or None, int or None), optional
+        Sliding window ``(left, right)`` shared by the heads, as in
+        :func:`.sdpa.attention` (aligned as ``causal``).
 
     Returns
     -------
@@ -622,4 +628,4 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     One Write-Head is All You Need, §3.
     """
     check_attention_params(params)
-    return _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base)
+    return _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base, window)

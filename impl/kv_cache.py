@@ -56,7 +56,8 @@ def _batch_shape(batch_shape) -> tuple:
 
 
 @accepts_half
-def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCache:
+def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64, *,
+                  window: int | None = None) -> KVCache:
     """An empty KV cache for ``params`` (multi-head or grouped-query).
 
     Parameters
@@ -68,25 +69,35 @@ def init_kv_cache(params, batch_shape, max_len: int, dtype=np.float64) -> KVCach
     max_len : int
         Capacity in positions (>= 1).
     dtype : float32 or float64
+    window : int, optional
+        Sliding-window cache for attention with the window ``(window, 0)``:
+        only the last ``window + 1`` keys and values are kept, so it holds
+        ``min(max_len, window + 1)`` slots however long the decoding runs
+        (``max_len`` then bounds only the memory, not the length).
 
     Returns
     -------
     KVCache
-        Zero arrays ``k (*batch_shape, G, max_len, Dh)``,
-        ``v (*batch_shape, G, max_len, Dv)``, ``length = 0``.
+        Zero arrays ``k (*batch_shape, G, slots, Dh)``,
+        ``v (*batch_shape, G, slots, Dv)``, ``length = 0``.
 
     References
     ----------
-    Pope et al. 2023, Efficiently Scaling Transformer Inference, §2.
+    Pope et al. 2023, Efficiently Scaling Transformer Inference, §2; Mistral AI
+    2023, mistral-src README (the rolling buffer cache of sliding window
+    attention).
     """
     check_attention_params(params)
     batch = _batch_shape(batch_shape)
     max_len = check_positive_int(max_len, "max_len")
     dt = check_float_dtype(dtype)
+    if window is not None:
+        window = check_positive_int(window, "window", minimum=0)
+        max_len = min(max_len, window + 1)
     g = params.n_kv_heads
     k = np.zeros(batch + (g, max_len, params.d_head), dtype=dt)    # (..., G, Lmax, Dh)
     v = np.zeros(batch + (g, max_len, params.d_value), dtype=dt)   # (..., G, Lmax, Dv)
-    return KVCache(k, v, 0)
+    return KVCache(k, v, 0, window)
 
 
 @computes_in_float32
@@ -144,8 +155,8 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     each position); seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, note 24:
     teacher forcing computes all positions at once; decoding does one at a time).
     """
-    x_t = check_decode_args(x_t, params, cache, finite=False)
-    start = check_decode_positions(positions, cache)                # (...,) first real slot
+    x_t = check_decode_args(x_t, params, cache, finite=False, windowed=True)
+    start = check_decode_positions(positions, cache)                # (...,) first real position
     t = cache.length
     real = start <= t                                                # (...,) not a padding token
     finite = np.all(np.isfinite(x_t), axis=(-2, -1))                 # (...,)
@@ -164,26 +175,34 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     if rope_base is not None:
         pos = (t - start)[..., None, None]                   # (..., 1, 1) this token's position
         q, k_t = rope(q, pos, base=rope_base), rope(k_t, pos, base=rope_base)
-    k_all = cache.k.astype(dtype, copy=True)                 # (..., G, Lmax, Dh)
-    v_all = cache.v.astype(dtype, copy=True)                 # (..., G, Lmax, Dv)
-    k_all[..., t:t + 1, :] = k_t
-    v_all[..., t:t + 1, :] = project_heads(x_t, w_v, b_v)    # (..., G, 1, Dv)
-    slots = np.arange(t + 1)                                 # (t+1,)
-    allowed = slots >= start[..., None]                      # (..., t+1) not padding
+    kept = min(t, cache.max_len)                             # slots filled before this step
+    full = kept == cache.max_len                             # a full window: drop the oldest
+    previous = slice(1, kept) if full else slice(0, kept)    # the earlier slots still attended
+    kept -= int(full)
+    n = kept + 1                                             # slots attended: positions t-kept .. t
+    index = t - kept + np.arange(n)                          # (n,) position of each slot
+    allowed = index >= start[..., None]                      # (..., n) not padding
     for name, arr in (("k", cache.k), ("v", cache.v)):
-        bad = ~np.all(np.isfinite(arr[..., :t, :]), axis=(-3, -1)) & allowed[..., :t]
+        bad = ~np.all(np.isfinite(arr[..., previous, :]), axis=(-3, -1)) & allowed[..., :-1]
         if np.any(bad):
             *batch, slot = (int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"cache: {name} holds NaN or infinite values at slot {slot}"
-                             + (f" of batch index {tuple(batch)}" if batch else "")
-                             + ", which this step attends")
-    keys = np.where(allowed[..., None, :, None], k_all[..., :t + 1, :], 0)    # (..., G, t+1, Dh)
-    values = np.where(allowed[..., None, :, None], v_all[..., :t + 1, :], 0)  # (..., G, t+1, Dv)
+            raise ValueError(f"cache: {name} holds NaN or infinite values at position "
+                             f"{int(index[slot])}" + (f" of batch index {tuple(batch)}" if batch
+                                                       else "") + ", which this step attends")
+    k_all = cache.k.astype(dtype, copy=True)                 # (..., G, Lmax, Dh)
+    v_all = cache.v.astype(dtype, copy=True)                 # (..., G, Lmax, Dv)
+    if full:
+        k_all = np.roll(k_all, -1, axis=-2)
+        v_all = np.roll(v_all, -1, axis=-2)
+    k_all[..., kept:kept + 1, :] = k_t
+    v_all[..., kept:kept + 1, :] = project_heads(x_t, w_v, b_v)    # (..., G, 1, Dv)
+    keys = np.where(allowed[..., None, :, None], k_all[..., :n, :], 0)    # (..., G, n, Dh)
+    values = np.where(allowed[..., None, :, None], v_all[..., :n, :], 0)  # (..., G, n, Dv)
     o = grouped_attend(q, keys, values, allowed[..., None, :],
                        1.0 / math.sqrt(params.d_head), None)  # (..., H, 1, Dv)
     y_t = merge_heads(o, w_o, b_o)                           # (..., 1, E)
     y_t = np.where(real[..., None, None], y_t, 0)            # padding tokens: zero rows
-    return y_t, KVCache(k_all, v_all, t + 1)
+    return y_t, KVCache(k_all, v_all, t + 1, cache.window)
 
 
 def decode_sequence(x, params) -> np.ndarray:

@@ -1035,7 +1035,7 @@ def test_decode_refuses_nan_in_an_attended_cache_slot():
     _, cache = A.decode_step(np.ones((2, 1, 8)), params, cache)
     k = cache.k.copy()
     k[1, :, 0] = np.nan
-    with pytest.raises(ValueError, match="cache: k holds NaN .* slot 0 of batch index \\(1,\\)"):
+    with pytest.raises(ValueError, match="cache: k holds NaN .* position 0 of batch index \\(1,\\)"):
         A.decode_step(np.ones((2, 1, 8)), params, A.KVCache(k, cache.v, 1))
 
 

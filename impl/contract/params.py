@@ -306,7 +306,13 @@ class KVCache:
     v : (..., G, Lmax, Dv)
         Cached values.
     length : int
-        Number of filled positions, ``0 <= length <= Lmax``.
+        Number of positions decoded, ``0 <= length <= Lmax`` (unbounded for a
+        sliding-window cache).
+    window : int or None
+        Sliding-window cache: only the last ``window + 1`` keys and values are
+        kept (slots in decoding order, the oldest first), for attention with
+        the window ``(window, 0)``; ``Lmax = min(capacity, window + 1)``.
+        None: every position is kept.
 
     References
     ----------
@@ -317,6 +323,7 @@ class KVCache:
     k: np.ndarray
     v: np.ndarray
     length: int
+    window: int | None = None
 
     def __post_init__(self):
         # Storage: unwritten and padding slots may hold anything (np.empty memory); the
@@ -328,7 +335,12 @@ class KVCache:
                 f"KVCache.v: expected shape {self.k.shape[:-1]} + (Dv,) to match KVCache.k, "
                 f"got {self.v.shape} (k has shape {self.k.shape})")
         self.length = check_positive_int(self.length, "KVCache.length", minimum=0)
-        if self.length > self.max_len:
+        if self.window is not None:
+            self.window = check_positive_int(self.window, "KVCache.window", minimum=0)
+            if self.max_len > self.window + 1:
+                raise ValueError(f"KVCache.k: a window-{self.window} cache keeps at most "
+                                 f"{self.window + 1} slots, got {self.max_len}")
+        elif self.length > self.max_len:
             raise ValueError(
                 f"KVCache.length: expected at most max_len = {self.max_len}, got {self.length}")
 
@@ -353,7 +365,8 @@ class KVCache:
         return int(self.k.nbytes + self.v.nbytes)
 
 
-def check_decode_args(x_t, params, cache, *, finite: bool = True) -> np.ndarray:
+def check_decode_args(x_t, params, cache, *, finite: bool = True,
+                      windowed: bool = False) -> np.ndarray:
     """The checks of ``decode_step(x_t, params, cache)``; returns ``x_t`` as an array.
 
     Parameters
@@ -368,6 +381,8 @@ def check_decode_args(x_t, params, cache, *, finite: bool = True) -> np.ndarray:
         Refuse a non-finite ``x_t``. A decoder of left-padded batches passes
         False and refuses non-finite real tokens itself (a padding token may
         be anything).
+    windowed : bool
+        The caller decodes sliding-window caches; others refuse them.
 
     Returns
     -------
@@ -393,7 +408,10 @@ def check_decode_args(x_t, params, cache, *, finite: bool = True) -> np.ndarray:
         raise ValueError(
             f"cache: expected k {expected_k} and v {expected_v} for these params, "
             f"got k {cache.k.shape} and v {cache.v.shape}")
-    if cache.length >= cache.max_len:
+    if cache.window is not None and not windowed:
+        raise ValueError(f"cache: a sliding-window cache (window = {cache.window}) needs a "
+                         f"decoder of windowed caches")
+    if cache.window is None and cache.length >= cache.max_len:
         raise ValueError(f"cache: full (length = max_len = {cache.max_len})")
     return x_t
 

@@ -70,3 +70,26 @@ MUTANTS = [
                                   "multiplication: unwritten NaN slots leak",
            ("decoding.unfilled_cache_ignored",), replacing(decode_step=_decoder("whole_buffer"))),
 ]
+
+
+def _window_cache_keeps(n_extra: int):
+    """A rolling cache that drops one key too many (keeps w) or never drops (keeps all)."""
+    from transformer_theory.impl import kv_cache as K
+
+    def init(params, batch_shape, max_len, dtype=np.float64, *, window=None):
+        if window is None:
+            return K.init_kv_cache(params, batch_shape, max_len, dtype)
+        if n_extra < 0 and window == 0:
+            return K.init_kv_cache(params, batch_shape, max_len, dtype, window=0)
+        if n_extra < 0:
+            return K.init_kv_cache(params, batch_shape, max_len, dtype, window=window - 1)
+        return K.init_kv_cache(params, batch_shape, max_len, dtype)     # the whole sequence
+    return init
+
+
+MUTANTS += [
+    Mutant("window_cache_keeps_w", "a window-w cache keeping w keys instead of w + 1",
+           ("decoding.window_cache",), replacing(init_kv_cache=_window_cache_keeps(-1))),
+    Mutant("window_cache_never_drops", "a window cache that keeps every key",
+           ("decoding.window_cache",), replacing(init_kv_cache=_window_cache_keeps(0))),
+]

@@ -59,11 +59,12 @@ def definition_rope(x, pos, *, base=10000.0, pairs="interleaved"):
     return out
 
 
-def definition_mha(x_q, x_kv, params, *, causal=False, rope_base=None):
+def definition_mha(x_q, x_kv, params, *, causal=False, rope_base=None, mask=None):
     """Multi-head (or grouped-query) attention in float64, head by head (Vaswani et al. 2017,
     §3.2.2): Concat_h Attention(x_q W^Q_h + b^Q_h, x_kv W^K_g + b^K_g, x_kv W^V_g + b^V_g) W^O
     + b^O, query head h reading kv group g = h // (H // G); with ``rope_base``, each head's
-    queries and keys rotated (RoFormer, interleaved) at positions 0 .. L-1."""
+    queries and keys rotated (RoFormer, interleaved) at positions 0 .. L-1; ``mask`` (True =
+    may attend) shared by the heads."""
     f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
     x_q, x_kv = f64(x_q), f64(x_kv)
     h, g = params.w_q.shape[0], params.w_k.shape[0]
@@ -77,7 +78,7 @@ def definition_mha(x_q, x_kv, params, *, causal=False, rope_base=None):
         if rope_base is not None:
             proj[0] = definition_rope(proj[0], np.arange(proj[0].shape[-2]), base=rope_base)
             proj[1] = definition_rope(proj[1], np.arange(proj[1].shape[-2]), base=rope_base)
-        heads.append(definition_attention(*proj, causal=causal)[0])       # (..., Lq, Dv)
+        heads.append(definition_attention(*proj, causal=causal, mask=mask)[0])   # (..., Lq, Dv)
     out = np.concatenate(heads, axis=-1) @ f64(params.w_o)                # (..., Lq, E)
     return out if params.b_o is None else out + f64(params.b_o)
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from ..checks import compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import AINSLIE_2023, POPE_2023, SEED_004, SU_2021, VASWANI_2017
+from ..sources import AINSLIE_2023, MISTRAL_SRC, POPE_2023, SEED_004, SU_2021, VASWANI_2017
 from ..strategies import dtype_seed_rng, normal
 from ..tolerance import tolerance
 from ._common import definition_mha
@@ -185,3 +185,48 @@ def unfilled_cache_ignored(subject, ctx) -> Evidence:
     return for_all(ctx, strategy, measure,
                    detail="The slots after the cache length hold NaN at every step: outputs "
                           "are finite and bit for bit those of a zero-initialised cache.")
+
+
+@claims.claim(
+    "decoding.window_cache",
+    title="A sliding-window cache of the last left + 1 keys decodes as the full window forward",
+    statement=r"\mathrm{dec}_{w}(x_t\mid K_{[t-w,t)},V_{[t-w,t)})="
+              r"\mathrm{GQA}_{\mathrm{causal},(w,0)}(X)_t,\qquad |\mathrm{cache}|=\min(t,w+1)",
+    sources=(MISTRAL_SRC.at("rolling buffer cache"), CACHE),
+    kind=Kind.PROPERTY, needs=("grouped_query_attention", "decode_step", "init_kv_cache"),
+    keywords=(("init_kv_cache", "window"), ("grouped_query_attention", "window"),
+              ("decode_step", "rope_base"), ("grouped_query_attention", "rope_base")),
+    full_precision_only=_NO_BASELINE,
+    notes="init_kv_cache(..., window=w) keeps only the last w + 1 keys and values (the "
+          "oldest dropped as a token is written), however long the decoding runs past w + 1 "
+          "tokens; with RoPE (keys cached rotated). The decoded rows equal the causal forward "
+          "with window (w, 0), and both the float64 definition under the band mask; the "
+          "cache never holds more than w + 1 slots. Keeping w keys, or the first w + 1, fails.")
+def window_cache(subject, ctx) -> Evidence:
+    strategy = st.tuples(_decode_case(), st.integers(0, 3), st.integers(1, 8))
+
+    def measure(args):
+        c, w, length = args
+        x = normal(c["rng"], (c["B"], length, c["E"]), c["dtype"])
+        i, j = np.arange(length)[:, None], np.arange(length)[None, :]
+        band = (j <= i) & (j >= i - w)                                      # (L, L)
+        exact = definition_mha(x, x, c["params"], causal=True, rope_base=c["base"], mask=band)
+        full = subject.grouped_query_attention(x, x, c["params"], causal=True, window=(w, 0),
+                                               rope_base=c["base"])
+        cache = subject.init_kv_cache(c["params"], (c["B"],), length, c["dtype"], window=w)
+        steps = []
+        for t in range(length):
+            y, cache = subject.decode_step(x[:, t:t + 1], c["params"], cache,
+                                           rope_base=c["base"])
+            slots = np.shape(cache.k)[-2]
+            if slots > w + 1:
+                return holds(False, f"step {t}: a window-{w} cache holds {slots} slots")
+            steps.append(np.asarray(y))
+        decoded = np.concatenate(steps, axis=-2)
+        tol = tolerance("composite", c["dtype"], n=3 * c["E"] + length)
+        return max((compare(decoded, exact, tol, note=f"window-{w} cache decodes differently"),
+                    compare(full, exact, tol, note=f"the window ({w}, 0) forward differs")),
+                   key=lambda r: r.error)
+    return for_all(ctx, strategy, measure,
+                   detail="Windows w = 0..3 and 1-8 tokens (past the window), MHA and GQA "
+                          "with RoPE: the rolling cache decodes as the windowed causal forward.")
