@@ -344,6 +344,16 @@ def rope_half(x, positions=None):
     return P.rope(x[..., inverse], positions)[..., perm]
 
 
+def alibi_linear(n_heads, lq, lk, *, causal_alignment="bottom-right", dtype=np.float64):
+    """ALiBi continued linearly past the query: -m (i - j) for every j, positive ahead."""
+    from transformer_theory.impl.positional import alibi_bias
+
+    out = alibi_bias(n_heads, lq, lk, causal_alignment=causal_alignment, dtype=dtype)
+    offset = lk - lq if causal_alignment == "bottom-right" else 0
+    ahead = np.arange(lk)[None, :] > np.arange(lq)[:, None] + offset
+    return np.where(ahead, -out, out)
+
+
 def rms_norm_eps_outside(x, gamma=None, *, eps=1e-6):
     """A correct RMSNorm of the other placement: x / (sqrt(mean(x^2)) + eps) * gamma."""
     x = np.asarray(x)
@@ -387,6 +397,7 @@ def features_positive_only(x, w, kind="positive", *, stabilizer=None):
     ("rope_offset", "rope", {"rope_positions": "offset"}, "positional.*"),
     ("rope_half", "rope", {"rope_pairing": "half"}, "positional.*"),
     ("rms_norm_eps_outside", "rms_norm", {"rms_eps": "outside"}, "normalization.rmsnorm*"),
+    ("alibi_linear", "alibi_bias", {"alibi_noncausal": "linear"}, "positional.alibi*"),
     ("features_stabilized", "random_features", {"feature_stabilizer": "row"},
      "performer.*,contract.*"),
     ("features_with_eps", "random_features", {"feature_eps": 1e-4}, "performer.*,contract.*"),
@@ -403,6 +414,7 @@ def test_interface_option_adapts_a_real_api(name, as_kind, options, claims):
     ("sdpa_equal_dims", "attention", "attention.scaled_dot_product"),
     ("rope_half", "rope", "positional.rope_*"),
     ("rms_norm_eps_outside", "rms_norm", "normalization.rmsnorm_eps_inside"),
+    ("alibi_linear", "alibi_bias", "positional.alibi_bias_definition"),
     ("features_stabilized", "random_features", "performer.*"),
     ("features_with_eps", "random_features", "performer.*"),
 ])
@@ -422,6 +434,13 @@ def test_rms_eps_twin_is_diagnosed():
                    profile="ci")
     diagnosed = [r.diagnosis for r in report.failures if r.diagnosis]
     assert {"option": "rms_eps", "value": "outside"} in diagnosed
+
+
+def test_alibi_linear_twin_is_diagnosed():
+    report = check(f"{THIS}:alibi_linear", "positional.alibi*", as_kind="alibi_bias",
+                   profile="ci")
+    diagnosed = [r.diagnosis for r in report.failures if r.diagnosis]
+    assert {"option": "alibi_noncausal", "value": "linear"} in diagnosed
 
 
 def test_gqa_self_is_not_applicable_to_cross_attention_cases():

@@ -17,8 +17,8 @@ Wrapping, from the claim (outside) to the target (inside):
    ``uniform``: finite) and replaced by the contract's value; a violation
    raises :class:`ConventionViolation`, which fails the case with its message;
 3. **conventions** -- layout, causal alignment, sinusoid interleaving, GQA
-   head mapping, RoPE pairing, RMSNorm eps placement, Performer stabiliser
-   and eps are converted;
+   head mapping, RoPE pairing, RMSNorm eps placement, the ALiBi bias ahead of
+   the query, Performer stabiliser and eps are converted;
 4. **interface** -- a boolean causal flag, no scale argument, an
    offset-style RoPE, integer seeds and keyword renames are adapted.
 
@@ -110,6 +110,8 @@ def _conform_callable(name: str, fn: Callable, options: Mapping[str, Any],
             inner = _rope_interleaved(inner)
     if name == "rms_norm" and opt("rms_eps") == "outside":
         inner = _rms_eps_inside(inner)
+    if name == "alibi_bias" and opt("alibi_noncausal") == "linear":
+        inner = _alibi_symmetric(inner)
     if name == "sinusoidal_encoding" and \
             opt("sinusoidal_interleaving") == "sin first half, cos second half":
         inner = _interleave_sinusoids(inner)
@@ -490,6 +492,17 @@ def _rope_from_offsets(fn: Callable) -> Callable:
                                 "this claim passes real ones")
         rows = [np.asarray(fn(x[..., i:i + 1, :], offset=int(p), **kw)) for i, p in enumerate(pos)]
         return np.concatenate(rows, axis=-2)
+    return wrapped
+
+
+def _alibi_symmetric(fn: Callable) -> Callable:
+    """A linearly continued ALiBi bias (+m (j - i) ahead of the query) as the contract's
+    symmetric -m |i - j|: the entries ahead of each query change sign."""
+    def wrapped(n_heads, lq, lk, *args, causal_alignment="bottom-right", **kw):
+        out = np.asarray(fn(n_heads, lq, lk, *args, causal_alignment=causal_alignment, **kw))
+        offset = lk - lq if causal_alignment == "bottom-right" else 0
+        ahead = np.arange(lk)[None, :] > np.arange(lq)[:, None] + offset           # (Lq, Lk)
+        return np.where(ahead, -out, out).astype(out.dtype)
     return wrapped
 
 

@@ -234,6 +234,12 @@ _OPTION_LIST: tuple[Option, ...] = (
            "GPT-J, pairs (2i, 2i+1)) or 'half' (GPT-NeoX, Hugging Face rotate_half, pairs "
            "(i, i + d/2)); permuted at the boundary",
            values=("interleaved", "half"), concerns=("rope",), diagnose=True),
+    Option("alibi_noncausal", "convention",
+           "the ALiBi bias at keys ahead of the query (seen only without a causal mask): "
+           "'symmetric' (the contract: -m |i - j|, never rewarding distance) or 'linear' (the "
+           "paper's -m (i - j) continued, +m (j - i) ahead of the query); converted at the "
+           "boundary",
+           values=("symmetric", "linear"), concerns=("alibi_bias",), diagnose=True),
     Option("rms_eps", "convention",
            "where RMSNorm adds eps: 'inside' the square root (the contract; torch.nn.RMSNorm, Hugging "
            "Face LlamaRMSNorm: x / sqrt(mean(x^2) + eps)) or 'outside' (x / (sqrt(mean(x^2)) + eps), as some ports write it); "

@@ -146,7 +146,20 @@ def _odd_interleave(n):
     return base + ([] if c == n else twice[1::2][: n - c])
 
 
+def _alibi_unsigned_ahead(ref):
+    def alibi_bias(n_heads, lq, lk, **kw):
+        """The paper's line -m (i - j) continued ahead of the query: +m (j - i) there."""
+        out = np.asarray(ref.alibi_bias(n_heads, lq, lk, **kw))
+        offset = lk - lq if kw.get("causal_alignment", "bottom-right") == "bottom-right" else 0
+        ahead = np.arange(lk)[None, :] > np.arange(lq)[:, None] + offset
+        return np.where(ahead, -out, out)
+    return ref.replace(alibi_bias=alibi_bias)
+
+
 MUTANTS = [
+    Mutant("alibi_linear_undeclared", "ALiBi rewarding keys ahead of the query (+m (j - i)), "
+                                      "undeclared",
+           ("positional.alibi_bias_definition",), _alibi_unsigned_ahead),
     Mutant("alibi_geometric_for_any_h", "ALiBi slopes 2^(-8(h+1)/H) also for H not a power of 2",
            ("positional.alibi_slopes_official",),
            replacing(alibi_bias=_alibi_with_slopes(_geometric_for_any_h))),

@@ -427,6 +427,39 @@ def alibi_slopes_official(subject, ctx) -> Evidence:
                               "those of the authors' get_slopes.")
 
 
+@claims.claim(
+    "positional.alibi_bias_definition",
+    title="The ALiBi bias is -m_h (i - j) behind the query and -m_h |i - j| ahead of it",
+    statement=r"B_{h,i,j}=-m_h\,|i+\delta-j|,\qquad \delta=L_k-L_q\ \text{(bottom-right)}",
+    sources=(PRESS_2022.at("§3, Figure 3 (the bias m * [-(i-1), ..., -2, -1, 0])"),),
+    kind=Kind.PROPERTY, needs=("alibi_bias",),
+    full_precision_only="the bias is a float64 constant of the shape: no array input",
+    notes="Every entry of alibi_bias(H, Lq, Lk) for H = 1..12 and Lq, Lk = 1..6, with the "
+          "authors' slopes. The keys behind the query (j <= i + delta) carry the paper's "
+          "-m (i - j); ahead of it (what only a non-causal use sees) the contract's symmetric "
+          "-m |i - j|. A target extending the paper's line linearly (+m (j - i) ahead) "
+          "declares alibi_noncausal=linear.")
+def alibi_bias_definition(subject, ctx) -> Evidence:
+    measurements = []
+    for n in range(1, 13):
+        slopes = np.array(_official_alibi_slopes(n))                           # (H,)
+        for lq in range(1, 7):
+            for lk in range(1, 7):
+                bias = np.asarray(subject.alibi_bias(n, lq, lk), dtype=np.float64)
+                i_abs = np.arange(lq)[:, None] + (lk - lq)                    # (Lq, 1)
+                dist = np.abs(i_abs - np.arange(lk)[None, :])                 # (Lq, Lk)
+                expected = -slopes[:, None, None] * dist                      # (H, Lq, Lk)
+                if bias.shape != expected.shape:
+                    measurements.append(holds(False, f"alibi_bias({n}, {lq}, {lk}) has shape "
+                                                     f"{bias.shape}"))
+                    continue
+                measurements.append(compare(bias, expected, tolerance("rounding", np.float64),
+                                            note=f"alibi_bias({n}, {lq}, {lk}) differs"))
+    return single_case(measurements, cases=len(measurements),
+                       detail="Every entry of the bias for H = 1..12, Lq, Lk = 1..6 (bottom-right "
+                              "aligned) equals -m_h |i + Lk - Lq - j|.")
+
+
 # ---------------------------------------------------------------------------
 # RoPE as libraries use it: offsets, pairing layouts, partial rotation, interpolation
 # ---------------------------------------------------------------------------
