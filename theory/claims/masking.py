@@ -461,9 +461,34 @@ def window_key_count(subject, ctx) -> Evidence:
         return holds(False, f"window {c['window']} ({c['causal']}): query {row} attends keys "
                             f"{np.flatnonzero(seen[at]).tolist()}, expected "
                             f"{np.flatnonzero(expected[at]).tolist()}")
-    return for_all(ctx, _window_case(), measure,
-                   detail="Equal scores (q = 0) and V = I: each query's attended keys, read "
-                          "off its output row, are exactly the window's keys.")
+    evidence = for_all(ctx, _window_case(), measure,
+                       detail="Equal scores (q = 0) and V = I: each query's attended keys, read "
+                              "off its output row, are exactly the window's keys.")
+    return with_figure(evidence, _window_figure, subject)
+
+
+def _window_figure(subject) -> dict:
+    """The subject's weights under three windows, read as in the claim (q = 0, V = I)."""
+    cases = [("(2, 0), causal top-left", 8, 8, (2, 0), True),
+             ("(1, 2), no causal mask", 8, 8, (1, 2), False),
+             ("(2, 0), causal bottom-right, Lq = 4", 4, 8, (2, 0), "bottom-right")]
+    panels = []
+    for title, lq, lk, window, causal in cases:
+        out = subject.attention(np.zeros((lq, lk)), np.zeros((lk, lk)), np.eye(lk),
+                                causal=causal, window=window)
+        c = {"Lq": lq, "Lk": lk, "window": window, "causal": causal, "mask": None, "lead": ()}
+        panels.append({"type": "heatmap", "title": f"window {title}",
+                       "matrix": matrix(out, _window_allowed(c)), "cmap": "Blues",
+                       "vmin": 0.0, "vmax": 1.0, "aspect": "equal", "xlabel": "key j",
+                       "ylabel": "query i", "xlabels": list(range(lk)),
+                       "ylabels": list(range(lq))})
+    return {"type": "panels", "title": "Sliding windows (left, right): the keys each query "
+                                       "attends", "panels": panels,
+            "caption": "The subject's attention weights with equal scores (q = 0) and V = I, "
+                       "so each row shows the keys its query attends, uniformly (grey: "
+                       "outside the window). Query i sees keys i - left .. i + right, shifted "
+                       "by Lk - Lq under the bottom-right alignment (FlashAttention's "
+                       "window_size)."}
 
 
 @claims.claim(

@@ -24,6 +24,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..checks import Measurement, compare, for_all, holds, single_case
+from ._figures import matrix, with_figure
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import CHEN_2023, POPE_2023, PRESS_2022, SEED_000, SEED_004, SU_2021, VASWANI_2017
@@ -521,9 +522,43 @@ def rope_pairing(subject, ctx) -> Evidence:
         if gap > 0.05 and relative_error(out, plain, x) < gap / 2:
             return holds(False, "rope is the split-halves form without P")
         return m
-    return for_all(ctx, _rope_case(), measure,
-                   detail="rope equals P^-1 RoPE_half(P x) and, where the layouts differ, not "
-                          "RoPE_half(x).")
+    evidence = for_all(ctx, _rope_case(), measure,
+                       detail="rope equals P^-1 RoPE_half(P x) and, where the layouts differ, "
+                              "not RoPE_half(x).")
+    return with_figure(evidence, _pairing_figure, subject)
+
+
+def _pairing_figure(subject) -> dict:
+    """Which coordinates rotate together: the subject's rope of the basis vectors at position
+    1, next to the split-halves layout and the permutation P between them."""
+    d = 8
+    eye = np.eye(d)                                                          # (d, d) rows e_k
+    basis = eye[:, None, :] * np.ones((1, 2, 1))                            # (d, 2, d)
+    out = np.asarray(subject.rope(basis, positions=np.arange(2.0), base=1.0),
+                     dtype=np.float64)[:, 1, :]                              # (d, d)
+    half = _rope64(basis, np.arange(2.0), base=1.0, pairs="half")[:, 1, :]
+    perm = np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])
+    p = np.zeros((d, d))
+    p[np.arange(d), perm] = 1.0                                              # (P x)_i = x_perm(i)
+    labels = list(range(d))
+    panel = {"type": "heatmap", "cmap": "Blues", "vmin": 0.0, "vmax": 1.0, "aspect": "equal",
+             "xlabels": labels, "ylabels": labels}
+    return {"type": "panels", "title": "RoPE pairing: which coordinates rotate together",
+            "panels": [
+                {**panel, "title": "the subject's rope (contract: interleaved)",
+                 "matrix": matrix(np.abs(out)), "xlabel": "output coordinate",
+                 "ylabel": "input e_k"},
+                {**panel, "title": "split halves (GPT-NeoX rotate_half)",
+                 "matrix": matrix(np.abs(half)), "xlabel": "output coordinate",
+                 "ylabel": "input e_k"},
+                {**panel, "title": "the permutation P", "matrix": matrix(p),
+                 "xlabel": "input coordinate", "ylabel": "output coordinate"}],
+            "caption": "|R_1 e_k| for d = 8 at position 1, base 1 (every pair turns by one "
+                       "radian, so every pair shows): a nonzero at (k, l) means "
+                       "coordinates k and l rotate together. Interleaved pairs (2i, 2i+1) "
+                       "form 2 x 2 diagonal blocks; split halves pair i with i + d/2. P lists "
+                       "the even coordinates first and carries one layout into the other; "
+                       "converting weights between the layouts without it corrupts q and k."}
 
 
 @st.composite
