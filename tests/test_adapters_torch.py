@@ -242,11 +242,11 @@ def test_torch_passes_the_conformance_claims():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = check(get_subject("torch"), "conformance.*", profile="ci")
-    # 7 claims, and the float16 and bfloat16 runs of the 3 that have a meaning there
-    assert len(report) == 7 + 2 * 3
+    # 8 claims, and the float16 and bfloat16 runs of the 4 that have a meaning there
+    assert len(report) == 8 + 2 * 4
     assert sorted(r.id for r in report if "[" in r.id) == sorted(
         f"conformance.{c}[{d}]" for c in ("layer_norm_definition", "nan_poisoning",
-                                          "padding_invariance")
+                                          "nan_poisoning_heads", "padding_invariance")
         for d in ("float16", "bfloat16"))
     assert report.passed, report.format_table()
     # torch declares masked_inputs=finite: SDPA lets NaN padding reach the outputs

@@ -477,7 +477,7 @@ def test_checkable_claims_add_the_conformance_set():
             "conformance.causal_map_future_invariance",
             "conformance.causal_map_prefix_consistency",
             "conformance.layer_norm_definition", "conformance.padding_invariance",
-            "conformance.nan_poisoning"} == set(ids)
+            "conformance.nan_poisoning", "conformance.nan_poisoning_heads"} == set(ids)
     all_ids = [c.id for c in checkable_claims()]
     assert len(all_ids) == len(set(all_ids))
 

@@ -493,3 +493,28 @@ def test_square_flag_twin_fails_under_top_left():
     report = check(f"{THIS}:attention_square_flag", "masking.causal_alignment", as_kind="attention",
                    options={"causal_flag": "bool"}, profile="ci")
     assert not report.passed
+
+
+def test_readme_option_table_is_the_option_table():
+    """The README's table of options is OPTION_TABLE: every option, its values and its doc."""
+    from pathlib import Path
+
+    from transformer_theory.impl.contract import OPTION_TABLE
+
+    lines = (Path(__file__).resolve().parents[1] / "README.md").read_text(
+        encoding="utf-8").splitlines()
+    start = lines.index("| option | category | values (contract's first) | what it declares |")
+    table = []
+    for line in lines[start + 2:]:
+        if not line.startswith("| `"):
+            break
+        table.append(line)
+    assert len(table) == len(OPTION_TABLE), "README: the option table has extra or missing rows"
+    for name, option in OPTION_TABLE.items():
+        values = ", ".join(f"`{v}`" for v in option.values) if option.values else None
+        row = [line for line in table if line.startswith(f"| `{name}` |")]
+        assert len(row) == 1, f"README: no row (or several) for option {name}"
+        assert "|" not in option.doc, f"{name}: a '|' in the doc breaks the table"
+        assert row[0].endswith(f"| {option.doc} |"), f"README: the row of {name} is stale"
+        if values:
+            assert f"| {values} |" in row[0], f"README: the values of {name} are stale"

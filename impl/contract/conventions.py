@@ -236,7 +236,7 @@ _OPTION_LIST: tuple[Option, ...] = (
            values=("interleaved", "half"), concerns=("rope",), diagnose=True),
     Option("alibi_noncausal", "convention",
            "the ALiBi bias at keys ahead of the query (seen only without a causal mask): "
-           "'symmetric' (the contract: -m |i - j|, never rewarding distance) or 'linear' (the "
+           "'symmetric' (the contract: -m abs(i - j), never rewarding distance) or 'linear' (the "
            "paper's -m (i - j) continued, +m (j - i) ahead of the query); converted at the "
            "boundary",
            values=("symmetric", "linear"), concerns=("alibi_bias",), diagnose=True),
