@@ -14,6 +14,11 @@ about 0.1 s after a numpy matmul and slow whatever runs next (the issue's
   when torch is installed; accuracy of the fast path against float64;
 * where the fast kernel's time goes (block products vs softmax passes), from
   ``benchmarks/profile_attention.py``;
+* sliding-window attention (issue 17), fast path, float32, window (w - 1, 0)
+  with w = 128, L in {512, ..., 4096}, against the dense causal kernel: time
+  per query row, which stays flat for the window (the kernel skips the key
+  blocks outside it: O(L w)) and grows with L for the dense kernel (O(L^2)),
+  and the key blocks each query block visited (the kernel's work counter);
 * FAVOR+ (m = 256): L up to 65,536 against exact attention, the crossover L
   and the growth ratio time(65,536) / time(16,384);
 * peak extra memory of each implementation, measured in a fresh process
@@ -196,6 +201,62 @@ def attention_grid(lengths, repeats: int, pause: float, gemm: dict, reference_ma
                 rows.append(row)
                 print(_attention_line(row), flush=True)
     return rows
+
+
+def window_grid(lengths, repeats: int, pause: float, w: int = 128) -> dict:
+    """Fast path, causal, window (w - 1, 0) against the dense causal kernel, float32.
+
+    Both calls of one length are timed interleaved in this process (medians).
+    A timed run repeats the call ``max(L) / L`` times (the figures are per
+    call): a few-millisecond call right after the pause pays a wake-up cost
+    that would otherwise inflate the small lengths' time per row. Reported per
+    length: the times, the time per query row of each, the ratio dense /
+    window, and each per-row time relative to its value at the smallest L
+    (flat for O(L w) work, growing like L for O(L^2)); plus the key blocks each
+    query block visited, from the kernel's work counter.
+    """
+    import transformer_theory.impl.fast as F
+    fast_attention = importlib.import_module("transformer_theory.impl.fast.attention")
+
+    window = (w - 1, 0)
+    rows = []
+    for length in lengths:
+        q, k, v = _inputs(length, np.float32)
+        calls = max(1, max(lengths) // length)                  # per timed run
+        sec = timed_medians(
+            {"window": lambda: [F.attention(q, k, v, causal=True, window=window)
+                                for _ in range(calls)],
+             "dense": lambda: [F.attention(q, k, v, causal=True) for _ in range(calls)]},
+            repeats, pause)
+        sec = {key: s / calls for key, s in sec.items()}
+        visits = []
+        q3, k3, v3 = (a.reshape(SLABS, length, HEAD_DIM) for a in (q, k, v))
+        fast_attention.run_attention(q3, k3, v3, length, 1, 1.0 / math.sqrt(HEAD_DIM),
+                                     "top-left", None, None, np.dtype(np.float32),
+                                     window=window, visits=visits)
+        blocks = visits[0]                                      # (B*H, query blocks)
+        row = {"L": length, "w": w, "window": list(window), "BH": SLABS, "d": HEAD_DIM,
+               "dtype": "float32", "seconds": sec, "calls_per_timed_run": calls,
+               "us_per_row": {key: s / length * 1e6 for key, s in sec.items()},
+               "dense_over_window": sec["dense"] / sec["window"],
+               "key_blocks_visited_per_query_block": {
+                   "max": int(blocks.max()), "mean": float(blocks.mean())}}
+        rows.append(row)
+        print("  L=%5d  window %8.2f ms (%6.2f us/row)  dense causal %8.2f ms (%6.2f us/row)"
+              "  dense/window %5.2f  key blocks per query block <= %d" % (
+                  length, sec["window"] * 1e3, row["us_per_row"]["window"],
+                  sec["dense"] * 1e3, row["us_per_row"]["dense"], row["dense_over_window"],
+                  row["key_blocks_visited_per_query_block"]["max"]), flush=True)
+    first = rows[0]
+    for row in rows:
+        row["per_row_vs_smallest_L"] = {key: row["us_per_row"][key] / first["us_per_row"][key]
+                                        for key in ("window", "dense")}
+    last = rows[-1]
+    summary = {"L_range": [first["L"], last["L"]],
+               "window_per_row_growth": last["per_row_vs_smallest_L"]["window"],
+               "dense_per_row_growth": last["per_row_vs_smallest_L"]["dense"],
+               "dense_over_window_at_max_L": last["dense_over_window"]}
+    return {"rows": rows, "summary": summary}
 
 
 def accuracy(length: int) -> list:
@@ -563,7 +624,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pause", type=float, default=0.3, help="seconds before each run (>= 0.3)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: "
-                        "attention,accuracy,profile,favor,memory,compile")
+                        "attention,window,accuracy,profile,favor,memory,compile")
     parser.add_argument("--probe-memory", nargs=5, metavar=("IMPL", "L", "DTYPE", "CAUSAL", "BH"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--probe-compile", nargs="+", metavar="DTYPE", help=argparse.SUPPRESS)
@@ -586,11 +647,13 @@ def main(argv=None) -> int:
         lengths, ref_max, favor_lengths, exact_max, target_length = \
             [512, 1024, 2048, 4096, 8192], 4096, [1024, 4096, 16384, 65536], 16384, 4096
 
+    window_lengths = [512, 1024, 2048, 4096]
     results = {"environment": environment(),
                "config": {"repeats": repeats, "pause_seconds": pause, "BH": SLABS, "d": HEAD_DIM,
                           "lengths": lengths, "reference_max_L": ref_max,
                           "favor_lengths": favor_lengths, "exact_max_L": exact_max,
-                          "target_L": target_length, "quick": args.quick,
+                          "target_L": target_length, "window_lengths": window_lengths,
+                          "quick": args.quick,
                           "timing": "median of runs after one warm-up; implementations "
                                     "interleaved; sleep before every run"}}
     started = time.perf_counter()
@@ -616,6 +679,10 @@ def main(argv=None) -> int:
     F.warm_up()
     section("attention", "Attention (B*H = 8, d = 64):",
             lambda: attention_grid(lengths, repeats, pause, results["gemm"], ref_max))
+    section("window", "Sliding window (128 keys, causal) against dense causal, fast path, "
+            "float32, B*H = 8, d = 64:",
+            lambda: window_grid(window_lengths, repeats, pause),
+            lambda r: print("  summary:", json.dumps(r["summary"])))
     section("accuracy", "Accuracy against float64:", lambda: accuracy(target_length),
             lambda acc: [print(f"  {a['dtype']} causal={a['causal']}: {a['max_abs_error']:.2e}")
                          for a in acc])

@@ -4,6 +4,8 @@
   Lq != Lk, several blocks with odd remainders: block sizes are shrunk so that
   the small shapes cross many block boundaries), masks, biases, dtypes;
 * numerically hard inputs: logits up to +-1e4, fully masked rows, a single key;
+* sliding windows and logit soft-capping (issue 17), and the window's block
+  skipping, counted by the kernel's per-task visit counter;
 * bad input raises the reference's own error before any compiled code runs;
 * the numerical building blocks (exp, the parallel loop, BLAS threads).
 
@@ -44,7 +46,8 @@ SEEDS = st.integers(0, 2**32 - 1)
 
 KERNELS = [(FA, "_softmax_tasks"), (FA, "_flash_tasks"), (FH, "_project_tasks"),
            (FH, "_merge_tasks"),
-           (FL, "_layer_norm_tasks"), (FL, "_feed_forward_tasks"), (FL, "_linear_tasks"),
+           (FL, "_layer_norm_tasks"), (FL, "_rms_norm_tasks"), (FL, "_feed_forward_tasks"),
+           (FL, "_linear_tasks"),
            (FP, "_features_tasks"), (FP, "_favor_bidirectional_tasks"),
            (FP, "_favor_causal_tasks"), (FP, "_favor_recurrent_tasks")]
 
@@ -173,10 +176,11 @@ def test_fast_subject_mirrors_the_reference():
     assert fast_s.options["dtypes"] == ("float64", "float32")
     for name in ("softmax", "attention", "attention_weights", "multi_head_attention",
                  "grouped_query_attention", "decode_step", "init_kv_cache", "layer_norm",
-                 "feed_forward", "random_features", "favor_attention",
+                 "rms_norm", "feed_forward", "random_features", "favor_attention",
                  "favor_attention_recurrent"):
         assert fast_s.has(name) and ref.has(name)
     assert fast_s.attention is F.attention
+    assert fast_s.rms_norm is F.rms_norm
     assert fast_s.attention_weights is RA.attention_weights
 
 
@@ -590,6 +594,205 @@ def test_favor_long_sequence_and_parallel_split(fast):
                      np.float64, 8 + 32 + 300, scale=v)
 
 
+# --------------------------------------------------------------------------- windows, softcap
+# Issue 17: window=(left, right) and softcap=c inside the tiled kernel.
+
+WINDOW_SIDES = st.one_of(st.none(), st.integers(0, 6))
+
+
+@given(case=attention_inputs(), left=WINDOW_SIDES, right=WINDOW_SIDES,
+       softcap=st.sampled_from([None, 0.5, 2.0, 50.0]))
+def test_window_and_softcap_equal_reference(fast, case, left, right, softcap):
+    kw = {**case["kw"], "window": (left, right), "softcap": softcap}
+    with blocks(*case["blocks"]):
+        out = fast.attention(case["q"], case["k"], case["v"], **kw)
+    expected = RA.attention(case["q"], case["k"], case["v"], **kw)
+    assert_close(out, expected, "composite", case["dtype"], case["n"], scale=case["v"])
+    np.testing.assert_array_equal(np.all(out == 0, axis=-1),      # the same rows see no key
+                                  np.all(expected == 0, axis=-1))
+
+
+WINDOWS = [(0, 0), (3, 0), (0, 3), (2, 5), (None, 0), (0, None), (4, None), (None, 2),
+           (None, None), (40, 40)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("causal", [False, True, "bottom-right"])
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+def test_window_equals_reference_across_blocks(fast, dtype, causal, window):
+    """Lq != Lk both ways, a random mask, blocks much smaller than the sequence."""
+    rng = np.random.default_rng(11)
+    for lq, lk in ((23, 37), (37, 23), (30, 30)):
+        q, k = normal(rng, (2, lq, 5), dtype, 2.0), normal(rng, (2, lk, 5), dtype, 2.0)
+        v = normal(rng, (2, lk, 3), dtype)
+        mask = rng.random((2, 1, lk)) < 0.8                     # key padding
+        for kw in ({}, {"mask": mask}):
+            expected = RA.attention(q, k, v, causal=causal, window=window, **kw)
+            for sizes in ((4, 3), (8, 8), (256, 512)):
+                with blocks(*sizes):
+                    out = fast.attention(q, k, v, causal=causal, window=window, **kw)
+                assert_close(out, expected, "reduction", dtype, 5 + lk, scale=v)
+                np.testing.assert_array_equal(np.all(out == 0, axis=-1),
+                                              np.all(expected == 0, axis=-1))
+
+
+@given(case=attention_inputs(max_len=12), left=WINDOW_SIDES, right=WINDOW_SIDES)
+def test_window_parallel_split_is_bitwise_the_serial_result(fast, case, left, right):
+    kw = {**case["kw"], "window": (left, right), "softcap": 3.0}
+    with blocks(*case["blocks"]):
+        serial = fast.attention(case["q"], case["k"], case["v"], **kw)
+        with always_parallel():
+            parallel = fast.attention(case["q"], case["k"], case["v"], **kw)
+    np.testing.assert_array_equal(parallel, serial)
+
+
+def test_window_and_softcap_none_change_nothing(fast):
+    """window=None and softcap=None are the old kernel, bit for bit."""
+    rng = np.random.default_rng(12)
+    q, k, v = normal(rng, (2, 40, 8), np.float32), normal(rng, (2, 50, 8), np.float32), \
+        normal(rng, (2, 50, 4), np.float32)
+    bias = normal(rng, (40, 50), np.float32)
+    with blocks(7, 9):
+        for causal in (False, True, "bottom-right"):
+            np.testing.assert_array_equal(
+                fast.attention(q, k, v, causal=causal, bias=bias, window=None, softcap=None),
+                fast.attention(q, k, v, causal=causal, bias=bias))
+
+
+def test_window_is_applied_in_the_kernel_not_as_a_mask(fast, monkeypatch):
+    calls = []
+    run = FA.run_attention
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(FA, "run_attention", spy)
+    q = normal(np.random.default_rng(13), (1, 9, 4), np.float64)
+    fast.attention(q, q, q, causal="bottom-right", window=(2, None), softcap=5.0)
+    (args, kwargs), = calls
+    assert args[7] is None                                        # no mask slabs
+    assert kwargs["window"] == (2, None) and kwargs["softcap"] == 5.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_window_dead_keys_may_be_nan(fast, dtype):
+    """Keys outside every query's window may hold NaN: they act as zeros (issue 14 + 17)."""
+    rng = np.random.default_rng(14)
+    q, k, v = normal(rng, (2, 6, 4), dtype), normal(rng, (2, 20, 4), dtype), \
+        normal(rng, (2, 20, 3), dtype)
+    window = (1, 2)                       # bottom-right: query i sees keys i + 13, i + 14
+    k_bad, v_bad = k.copy(), v.copy()
+    k_bad[:, :13, 0], v_bad[:, :13, 1] = np.nan, np.inf
+    k_zero, v_zero = k.copy(), v.copy()
+    k_zero[:, :13], v_zero[:, :13] = 0, 0
+    with blocks(4, 5):
+        out = fast.attention(q, k_bad, v_bad, causal="bottom-right", window=window)
+        np.testing.assert_array_equal(
+            out, fast.attention(q, k_zero, v_zero, causal="bottom-right", window=window))
+    assert_close(out, RA.attention(q, k_bad, v_bad, causal="bottom-right", window=window),
+                 "reduction", dtype, 24, scale=v_zero)
+    k_bad[0, 13, 0] = np.nan                         # key 13 is attended by query 0
+    with pytest.raises(ValueError) as expected:
+        RA.attention(q, k_bad, v_bad, causal="bottom-right", window=window)
+    with pytest.raises(ValueError) as got:
+        fast.attention(q, k_bad, v_bad, causal="bottom-right", window=window)
+    assert str(got.value) == str(expected.value)
+
+
+def band_blocks(lq, lk, block_q, block_k, offset, left, right, causal):
+    """Key blocks a query block must visit: those of [start, end), the keys its rows may see."""
+    counts = []
+    for row0 in range(0, lq, block_q):
+        rows = np.arange(row0, min(row0 + block_q, lq))
+        lo = rows + offset - (lk if left is None else left)
+        hi = rows + offset + (lk if right is None else right)
+        if causal:
+            hi = np.minimum(hi, rows + offset)
+        start, end = max(0, int(lo.min())), min(lk, int(hi.max()) + 1)
+        counts.append(max(0, -(-(end - start) // block_k)))
+    return np.array(counts)
+
+
+@pytest.mark.parametrize("causal, window", [(True, (63, 0)), (False, (63, 0)),
+                                            (False, (16, 16)), ("bottom-right", (31, 0)),
+                                            (False, (0, 20)), (True, None)])
+def test_window_kernel_skips_the_key_blocks_outside_the_window(fast, causal, window):
+    """The work counter: a query block visits only the key blocks its window reaches.
+
+    With L = 2048, key blocks of 64 and windows of at most 64 keys, each query
+    block visits at most 3 key blocks instead of 32; without skipping every task
+    would count Lk / block_k (and the causal case about half of that).
+    """
+    rng = np.random.default_rng(15)
+    length, lk = 2048, (2048 if causal != "bottom-right" else 2100)
+    q3 = normal(rng, (2, length, 8), np.float64)
+    k3, v3 = normal(rng, (2, lk, 8), np.float64), normal(rng, (2, lk, 4), np.float64)
+    align = {False: None, True: "top-left"}.get(causal, causal)
+    visits = []
+    with blocks(64, 64):
+        out = FA.run_attention(q3, k3, v3, lk, 1, 0.3, align, None, None, np.dtype(np.float64),
+                               window=window, visits=visits)
+        block_q, block_k = FA._block_sizes(2, length, lk, None if window is None or None in
+                                           window else window[0] + window[1] + 1)  # those used
+    counts, = visits
+    assert block_k == 64 and counts.shape == (2, -(-length // block_q))
+    offset = lk - length if causal == "bottom-right" else 0
+    left, right = (None, None) if window is None else window
+    expected = band_blocks(length, lk, block_q, block_k, offset, left, right, causal is not False)
+    np.testing.assert_array_equal(counts, np.broadcast_to(expected, counts.shape))
+    dense = -(-lk // block_k)
+    if window is not None:
+        assert counts.max() <= 3 < dense                          # O(w) per query block
+    else:
+        assert counts.sum() < 0.6 * counts.size * dense           # causal: about half
+    assert_close(out, RA.attention(q3, k3, v3, scale=0.3, causal=causal, window=window),
+                 "reduction", np.float64, 8 + lk, scale=v3)
+
+
+def test_window_work_is_linear_in_the_length(fast):
+    """Visited key blocks per query at a fixed window do not grow with L (O(L w) work)."""
+    rng = np.random.default_rng(16)
+    per_row = []
+    for length in (512, 1024, 2048, 4096):
+        q3 = normal(rng, (1, length, 4), np.float32)
+        visits = []
+        with blocks(64, 64):
+            FA.run_attention(q3, q3, q3, length, 1, 0.5, "top-left", None, None,
+                             np.dtype(np.float32), window=(127, 0), visits=visits)
+        per_row.append(visits[0].sum() / length)
+    assert max(per_row) - min(per_row) < 0.01                     # constant: about 3 / 64
+
+
+# --------------------------------------------------------------------------- RMS norm
+
+@given(case=rows(), eps=st.sampled_from([0.0, 1e-6, 1e-3, 1.0]), affine=st.booleans(),
+       mixed=st.booleans(), zero_row=st.booleans())
+def test_rms_norm_equals_reference(fast, case, eps, affine, mixed, zero_row):
+    rng, x, dtype = case
+    e = x.shape[-1]
+    if zero_row:
+        x.reshape(-1, e)[-1] = 0                                   # an all-zero row
+    g = normal(rng, (e,), np.float64 if mixed else dtype) if affine else None
+    out = fast.rms_norm(x, g, eps=eps)
+    expected = RL.rms_norm(x, g, eps=eps)
+    scale = max(1.0, float(np.max(np.abs(expected))))           # outputs are O(1) by design
+    assert_close(out, expected, "ill_conditioned", dtype, e, scale=np.array(scale))
+    if zero_row:
+        assert np.all(out.reshape(-1, e)[-1] == 0)
+
+
+def test_rms_norm_many_rows_parallel_and_defaults(fast):
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((3, 501, 24)).astype(np.float32)
+    with always_parallel():
+        out = fast.rms_norm(x)
+    assert out.dtype == np.float32
+    assert_close(out, RL.rms_norm(x), "composite", np.float32, 24)
+    np.testing.assert_array_equal(out, fast.rms_norm(x))        # the split changes nothing
+    assert fast.rms_norm(np.zeros((0, 4))).shape == (0, 4)
+
+
 # --------------------------------------------------------------------------- bad input
 
 RNG = np.random.default_rng(0)
@@ -659,10 +862,37 @@ BAD_CALLS = [
     ("favor_attention", (Q, K, V, W), {"stabilize": 1}),
     ("favor_attention_recurrent", (Q, K, V, W), {}),
     ("favor_attention_recurrent", (Q, Q, Q[..., :2], W), {"kind": "exp"}),
+    # issue 17: windows and soft caps, and which error comes first (the reference's order)
+    ("attention", (Q, K, V), {"window": 3}),
+    ("attention", (Q, K, V), {"window": (3,)}),
+    ("attention", (Q, K, V), {"window": (1, -1)}),
+    ("attention", (Q, K, V), {"window": (1.0, 0)}),
+    ("attention", (Q, K, V), {"window": (True, 0)}),
+    ("attention", (Q, K, V), {"window": 3, "causal": "top-right"}),
+    ("attention", (Q, K, V), {"window": 3, "mask": np.ones((4, 4), dtype=bool)}),
+    ("attention", (Q, K, V), {"window": 3, "scale": -1.0}),
+    ("attention", (Q, K, V), {"softcap": 0.0}),
+    ("attention", (Q, K, V), {"softcap": -2.0}),
+    ("attention", (Q, K, V), {"softcap": np.inf}),
+    ("attention", (Q, K, V), {"softcap": True}),
+    ("attention", (Q, K, V), {"softcap": "30"}),
+    ("attention", (Q, K, V), {"softcap": -1.0, "bias": np.zeros((3, 3))}),
+    ("attention", (Q, K, V), {"softcap": -1.0, "window": (1, 1)}),
+    ("attention", (Q, NAN_KEY, V), {"softcap": -1.0}),
+    ("attention", (Q, NAN_KEY, V), {"window": (1, 1)}),    # key 3 of batch 1 is in a window
+    ("attention", (BIG, BIG, BIG), {"window": (1, 0)}),
+    ("rms_norm", (np.float64(1.0),), {}),
+    ("rms_norm", (NAN,), {}),
+    ("rms_norm", (Q,), {"gamma": np.array([1.0, np.inf, 1.0, 1.0])}),
+    ("rms_norm", (Q,), {"gamma": np.ones(3)}),
+    ("rms_norm", (Q,), {"eps": -1.0}),
+    ("rms_norm", (Q,), {"eps": np.nan}),
+    ("rms_norm", (Q.astype(np.int8),), {"eps": "small"}),
 ]
 
 _REFERENCE = {"softmax": RA, "attention": RA, "multi_head_attention": RA, "grouped_query_attention": RA,
-              "cross_attention": RA, "decode_step": RA, "layer_norm": RL, "feed_forward": RL,
+              "cross_attention": RA, "decode_step": RA, "layer_norm": RL, "rms_norm": RL,
+              "feed_forward": RL,
               "random_features": RP, "favor_attention": RP, "favor_attention_recurrent": RP}
 
 

@@ -126,6 +126,7 @@ def fast_subject() -> Subject:
             "init_kv_cache": X.init_kv_cache,
             "kv_cache_bytes": X.kv_cache_bytes,
             "layer_norm": X.layer_norm,
+            "rms_norm": X.rms_norm,
             "feed_forward": X.feed_forward,
             "random_features": X.random_features,
             "gaussian_matrix": X.gaussian_matrix,

@@ -12,7 +12,7 @@ Kernels are compiled on first use per dtype and cached on disk
 Modules: :mod:`.attention` (fused tiled attention, mirroring the reference's
 :mod:`~transformer_theory.impl.sdpa`), :mod:`.heads` (multi-head,
 grouped-query, cross-attention), :mod:`.kv_cache` (KV-cache decoding),
-:mod:`.layers` (layer norm, feed-forward network),
+:mod:`.layers` (layer and RMS norm, feed-forward network),
 :mod:`.performer` (random features, FAVOR+). Design notes and references are
 in their docstrings; the numerical building blocks (a vectorisable ``exp``,
 BLAS threading) in :mod:`._numeric`.
@@ -60,7 +60,15 @@ from .heads import (  # noqa: E402
     self_attention,
 )
 from .kv_cache import KVCache, decode_sequence, decode_step, init_kv_cache, kv_cache_bytes  # noqa: E402,E501
-from .layers import FFNParams, LayerNormParams, feed_forward, init_ffn, init_layer_norm, layer_norm  # noqa: E402,E501
+from .layers import (  # noqa: E402
+    FFNParams,
+    LayerNormParams,
+    feed_forward,
+    init_ffn,
+    init_layer_norm,
+    layer_norm,
+    rms_norm,
+)
 from .performer import (  # noqa: E402
     favor_attention,
     favor_attention_recurrent,
@@ -90,6 +98,7 @@ __all__ = [
     "LayerNormParams",
     "init_layer_norm",
     "layer_norm",
+    "rms_norm",
     "FFNParams",
     "init_ffn",
     "feed_forward",
@@ -130,6 +139,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         cache = init_kv_cache(params, (1,), 2, dtype=dt)
         decode_step(x[:, :1], params, cache)
         layer_norm(x, np.ones(4, dt), np.zeros(4, dt))
+        rms_norm(x, np.ones(4, dt))
+        rms_norm(x)
+        attention(q, q, q, window=(1, 0), softcap=30.0, bias=np.zeros((3, 3), dt))
         ffn = init_ffn(4, 8, rng, dtype=dt)
         feed_forward(x, ffn)
         feed_forward(x, ffn, activation=lambda h: h)

@@ -1,4 +1,4 @@
-"""Accelerated position-wise layers: layer normalisation and the feed-forward network.
+"""Accelerated position-wise layers: layer and RMS normalisation, the feed-forward network.
 
 Mirrors :mod:`transformer_theory.impl.layers` with the same signatures,
 validation (the validators of :mod:`transformer_theory.impl.contract`, in the
@@ -7,6 +7,9 @@ reference's order) and semantics:
 * :func:`layer_norm` standardises each row with the reference's two safeguards
   (rescaling by the row's largest magnitude before squaring, and exact zeros
   for constant rows), one row per iteration of a parallel loop;
+* :func:`rms_norm` divides each row by its root mean square with ``eps``
+  inside the root, with the reference's safeguard (the row is divided by its
+  largest magnitude before squaring; an all-zero row gives zeros);
 * :func:`feed_forward` computes ``act(x W1 + b1) W2 + b2`` on blocks of rows:
   both products through ``np.dot`` on the block, the bias and the activation
   applied to the block while it is in cache. The four named activations run
@@ -16,6 +19,7 @@ reference's order) and semantics:
 References
 ----------
 Ba, Kiros & Hinton 2016, Layer Normalization, §3 (eq. 4).
+Zhang & Sennrich 2019, Root Mean Square Layer Normalization (RMSNorm).
 Vaswani et al. 2017, Attention Is All You Need, §3.1 and §3.3 (eq. 2).
 Hendrycks & Gimpel 2016, Gaussian Error Linear Units (GELUs), §2.
 Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt), "LayerNorm"; seed 003
@@ -56,6 +60,7 @@ __all__ = [
     "LayerNormParams",
     "init_layer_norm",
     "layer_norm",
+    "rms_norm",
     "FFNParams",
     "init_ffn",
     "feed_forward",
@@ -188,6 +193,107 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     xhat = _layer_norm_rows(x2, x.dtype.type(eps), np.ones(e, x.dtype), np.zeros(e, x.dtype),
                             False).reshape(x.shape)                     # (..., E) float32 xhat
     return xhat.astype(dtype) * g + b      # (..., E) float64 affine; * 1 and + 0 are exact
+
+
+# ---------------------------------------------------------------------------
+# RMS normalisation
+# ---------------------------------------------------------------------------
+
+@njit(**JIT_INLINE)
+def _rms_row(x, eps, out):
+    """``x / sqrt(mean(x^2) + eps)`` of one row, as the reference's ``rms_norm``.
+
+    The row is divided by its largest magnitude ``s`` and ``eps`` by ``s^2``,
+    so no square overflows or underflows; an all-zero row gives exact zeros
+    (also for ``eps = 0``).
+    """
+    prefer_wide_vectors()
+    n = x.shape[0]
+    zero = typed(eps, 0.0)
+    count = typed(eps, n)                                    # divide in the row's dtype
+    s = zero
+    for j in range(n):
+        s = fmax(s, abs(x[j]))
+    if not s > zero:                                         # all-zero row -> zeros
+        for j in range(n):
+            out[j] = zero
+        return
+    sq = zero
+    for j in range(n):
+        out[j] = x[j] / s                                    # z, max |z| = 1
+        sq += out[j] * out[j]
+    ms = sq / count                                          # mean square of z
+    eps_z = zero
+    if eps > zero:
+        eps_z = eps / (s * s)              # inf only where the true output is < 1e-19
+    denom = np.sqrt(ms + eps_z)
+    for j in range(n):
+        out[j] = out[j] / denom
+
+
+@njit(**JIT)
+def _rms_norm_tasks(x, eps, gamma, use_gamma, first, stride, out):
+    """RMS norm of rows ``first, first + stride, ...`` of x (N, E) into out.
+
+    Times ``gamma`` if ``use_gamma``.
+    """
+    width = x.shape[1]
+    for i in range(first, x.shape[0], stride):
+        row = out[i]
+        _rms_row(x[i], eps, row)
+        if use_gamma:
+            for j in range(width):
+                row[j] = row[j] * gamma[j]
+
+
+def _rms_norm_rows(x2, eps, gamma, use_gamma):
+    """Run :func:`_rms_norm_tasks` over all rows of x2 (N, E)."""
+    out = np.empty_like(x2)                                             # (N, E)
+    run_tasks(lambda first, stride: _rms_norm_tasks(x2, eps, gamma, use_gamma, first, stride,
+                                                    out),
+              x2.shape[0], 6.0 * x2.size)
+    return out
+
+
+def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
+    """Root-mean-square normalisation over the last axis, one row per parallel iteration.
+
+    Same contract as :func:`transformer_theory.impl.layers.rms_norm`:
+    ``y = x / sqrt(mean(x**2) + eps) * gamma`` with ``eps`` inside the root,
+    no centring; an all-zero row gives zeros (also for ``eps = 0``).
+
+    Parameters
+    ----------
+    x : array_like, shape (..., E)
+        float32 or float64, finite, at least 1-d.
+    gamma : array_like, shape (E,), optional
+        Per-feature gain; omitted means 1.
+    eps : float
+        Finite, ``>= 0``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., E)
+        float32 only if ``x`` and ``gamma`` (if given) are float32.
+
+    References
+    ----------
+    Zhang & Sennrich 2019, Root Mean Square Layer Normalization, NeurIPS (the
+    RMSNorm section: ``a_i / RMS(a) * g_i`` with no re-centering).
+    """
+    x = as_float_array(x, "x", ndim_min=1)
+    e = x.shape[-1]
+    gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
+    eps = check_eps(eps)
+    dtype = common_float_dtype(*(a for a in (x, gamma) if a is not None))
+    if x.size == 0:
+        return np.zeros(x.shape, dtype=dtype)
+    x2 = as_kernel_array(x.reshape((-1, e)), x.dtype)                   # (N, E)
+    g = np.ones(e, dtype) if gamma is None else as_kernel_array(gamma, dtype)    # (E,)
+    if dtype == x.dtype:                                                # gain inside the kernel
+        return _rms_norm_rows(x2, x.dtype.type(eps), g, gamma is not None).reshape(x.shape)
+    y = _rms_norm_rows(x2, x.dtype.type(eps), np.ones(e, x.dtype), False).reshape(x.shape)
+    return y.astype(dtype) * g             # (..., E) float64 gain, as the reference's _affine
 
 
 # ---------------------------------------------------------------------------
