@@ -309,6 +309,8 @@ def _normalise(x, gamma, beta, eps, *, ndim_min: int, axes) -> np.ndarray:
     beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
     eps = check_eps(eps)
     dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
+    if x.size == 0:                                               # no row, or rows of width 0
+        return np.zeros(x.shape, dtype=dtype)
     xhat = _standardise(x, axes(x.ndim), eps)                     # (..., E)
     return _affine(xhat, gamma, beta, dtype)
 
@@ -396,6 +398,8 @@ def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
     gamma = check_optional_vector(gamma, "gamma", x.shape[-1], "d_model (last dim of x)")
     eps = check_eps(eps)
     dtype = common_float_dtype(*(a for a in (x, gamma) if a is not None))
+    if x.shape[-1] == 0:                                          # rows of width 0: nothing to scale
+        return np.zeros(x.shape, dtype=dtype)
     t = x.dtype.type
     s = np.max(np.abs(x), axis=-1, keepdims=True)                 # (..., 1) row scale
     zero = s == 0

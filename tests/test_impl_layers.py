@@ -519,3 +519,12 @@ def test_residual_rejects_bad_input():
 def test_module_exports():
     for name in L.__all__:
         assert hasattr(L, name)
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3), (0, 0)])
+def test_norms_of_empty_inputs_are_empty(shape):
+    from transformer_theory.impl import layers as ref
+
+    for f in (ref.layer_norm, ref.rms_norm, ref.batch_norm):
+        out = f(np.ones(shape, dtype=np.float32))
+        assert out.shape == shape and out.dtype == np.float32
