@@ -609,14 +609,8 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     causal : {False, True, "top-left", "bottom-right"}
     bias : array_like, optional
         Additive logit bias broadcastable to ``(..., H, Lq, Lk)``.
-    rope_base : float, optional
-        Rotary position embedding of base ``rope_base`` (RoFormer, interleaved
-        pairs) applied to each head's queries and keys at positions
-        ``0 .. L-1``, after the projections; self-attention only (``Lq = Lk``),
-        even ``Dh``. None for none.
-    window : (int or None, int or None), optional
-        Sliding window ``(left, right)`` shared by the heads, as in
-        :func:`.sdpa.attention` (aligned as ``causal``).
+    rope_base, window
+        As in :func:`multi_head_attention`.
 
     Returns
     -------

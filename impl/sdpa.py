@@ -377,12 +377,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None,
         Packed documents, ``(..., L)`` with ``Lq = Lk = L``: a query attends
         only keys of its own document (ANDed with ``mask`` and ``causal``).
     window : (int or None, int or None), optional
-        Sliding window ``(left, right)``, inclusive: query ``i`` attends key
-        ``j`` only if ``i - left <= j - offset <= i + right``, ``offset``
-        being the causal alignment of the call (``Lk - Lq`` for
-        ``causal="bottom-right"``, else 0) whether or not ``causal`` is set;
-        None on a side is unbounded. ANDed with ``mask`` and ``causal``. An
-        int is a ``TypeError`` (ambiguous between libraries).
+        Sliding window ``(left, right)``, as in :func:`attention`.
 
     Returns
     -------
