@@ -500,3 +500,19 @@ def test_progress(capsys):
         bar.advance(task, result)
     err = capsys.readouterr().err
     assert seen == [(1, 2), (2, 2)] or "claims · reference" in err
+
+
+def test_modern_pieces_section_indexes_todays_claims_and_holds_their_figures(tmp_path):
+    subset = "masking.window_key_count,positional.rope_pairing,normalization.rmsnorm_eps_inside"
+    result = build_report(tmp_path, claims=registry.find(subset), profile="ci",
+                          claims_pattern=subset)
+    text = (result.out_dir / "index.html").read_text(encoding="utf-8")
+    root = parse_xhtml(text)
+    [section] = [el for el in root.iter()
+                 if _local(el.tag) == "section" and el.get("id") == "modern-pieces"]
+    links = {a.get("href") for a in section.iter() if _local(a.tag) == "a"}
+    assert {"#masking.window_key_count", "#positional.rope_pairing",
+            "#normalization.rmsnorm_eps_inside"} <= links
+    figures = [el.get("id") for el in section.iter() if _local(el.tag) == "figure"]
+    assert figures == ["fig-claim-masking.window_key_count", "fig-claim-positional.rope_pairing"]
+    assert 'href="#modern-pieces"' in text                 # listed in the contents

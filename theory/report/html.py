@@ -16,6 +16,8 @@ this file).
 
 from __future__ import annotations
 
+import fnmatch
+
 import html
 import json
 from typing import Any, Mapping, Sequence
@@ -489,6 +491,56 @@ def _step_item(step: Mapping, expr) -> str:
             f'{_badge(_STEP_STATUS.get(status, "failed"), status)}</div>{reason}</li>')
 
 
+#: The pieces of today's transformers (issue 17): a label and the claims that check it. The
+#: "modern pieces" section of the report indexes them and shows the figures of ``MODERN_FIGURES``.
+MODERN_PIECES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("RMSNorm", ("normalization.rmsnorm*",)),
+    ("gated feed-forward (SwiGLU, GeGLU)", ("layers.gated*",)),
+    ("logit soft-capping", ("attention.softcap*",)),
+    ("RoPE: pairing, offsets, partial rotation, interpolation",
+     ("positional.rope_pairing", "positional.rope_decode_offset", "positional.rope_partial*",
+      "positional.rope_position_interpolation")),
+    ("ALiBi slopes and bias", ("positional.alibi*",)),
+    ("sliding windows", ("masking.window*",)),
+    ("packed documents", ("masking.packed*",)),
+    ("decoding: GQA, RoPE, left padding, window caches", ("decoding.*",)),
+    ("NaN at padded keys (attention, heads)", ("conformance.nan_poisoning*",)),
+)
+#: Claims whose evidence figure is shown in the modern-pieces section instead of at the claim.
+MODERN_FIGURES: tuple[str, ...] = ("masking.window_key_count", "positional.rope_pairing")
+
+
+def _subject_dots(rec: Mapping) -> str:
+    """One status dot per subject of a claim."""
+    return "".join(f'<span class="dot {esc(r["status"])}" title="{esc(s)}: {esc(r["status"])}">'
+                   f'</span>' for s, r in rec["results"].items())
+
+
+def _modern_pieces(doc: Mapping, figures: Sequence[RenderedFigure], number) -> str:
+    """The index of today's pieces: each with its claims (a status dot per subject), then the
+    window and RoPE pairing figures; empty when the report holds none of these claims."""
+    rows = []
+    for label, patterns in MODERN_PIECES:
+        recs = [r for r in doc["claims"]
+                if any(fnmatch.fnmatchcase(r["id"], p) for p in patterns)]
+        if not recs:
+            continue
+        links = "".join(f'<li>{_subject_dots(r)}<a href="#{esc(r["id"])}">{esc(r["title"])}</a></li>'
+                        for r in recs)
+        rows.append(f"<li><b>{esc(label)}</b><ul>{links}</ul></li>")
+    if not rows:
+        return ""
+    figs = "".join(_figure(f, number()) if f.available else _figure_note(f) for f in figures)
+    return (f'<section class="topic" id="modern-pieces"><h2>modern pieces '
+            f'<span class="subtitle">· the pieces of today\'s transformers</span>'
+            f'<a class="up" href="#contents">↑ contents</a></h2>'
+            f'<p class="notes">RMSNorm, gated feed-forward layers, soft-capped logits, the RoPE '
+            f'variants, ALiBi, sliding windows, packed documents and the decoding of padded '
+            f'batches: where their claims are in this report (a dot per subject). The claims '
+            f'themselves stay in their topics.</p><ul class="pieces">{"".join(rows)}</ul>'
+            f'{figs}</section>')
+
+
 def _figure(fig: RenderedFigure, number: int) -> str:
     sources = (f' <span class="src">Sources: {esc("; ".join(fig.sources))}.</span>'
                if fig.sources else "")
@@ -581,8 +633,11 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
     by_host: dict[str, list[RenderedFigure]] = {}
     by_topic: dict[str, list[RenderedFigure]] = {}
     other: list[RenderedFigure] = []
+    modern_figs: list[RenderedFigure] = []
     for f in figures:
-        if f.host in claim_ids:
+        if f.host in MODERN_FIGURES and f.host in claim_ids:
+            modern_figs.append(f)
+        elif f.host in claim_ids:
             by_host.setdefault(f.host, []).append(f)
         elif f.topic in topic_names:
             by_topic.setdefault(f.topic, []).append(f)
@@ -601,7 +656,10 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
                         f'<h2>{esc(topic)} <span class="subtitle">· {len(recs)} claim'
                         f'{"s" if len(recs) != 1 else ""}</span>'
                         f'<a class="up" href="#contents">↑ contents</a></h2>{head}{body}</section>')
-    extra_toc = []
+    modern = _modern_pieces(doc, modern_figs, number)
+    if modern:
+        sections.append(modern)
+    extra_toc = [("modern-pieces", "modern pieces")] if modern else []
     if other:
         items = "".join(_figure(f, number()) if f.available else _figure_note(f) for f in other)
         sections.append(f'<section id="other-figures"><h2>Other figures</h2>'
