@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 
 import numpy as np
 import pytest
+from dyck_helpers import all_strings, counting_ops, toks
 from mutants.dyck import (
     generator_earliest_opener,
     recognizer_extra_layer,
@@ -18,7 +18,6 @@ from mutants.dyck import (
     recognizer_without_type_check,
 )
 
-from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as N
 from transformer_theory.impl.constructions import toolkit as T
 from transformer_theory.impl.constructions.dyck import (
@@ -39,14 +38,6 @@ from transformer_theory.impl.constructions.dyck import (
     type_code_bits,
     type_codes,
 )
-
-
-def toks(text, k=None):
-    return parse_brackets(text, k)[0]
-
-
-def all_strings(n, k):
-    return np.array(list(itertools.product(range(2 * k), repeat=n)), dtype=np.int64).reshape(-1, n)
 
 
 # ---------------------------------------------------------------------------
@@ -210,7 +201,7 @@ def test_embedding_by_hand():
 def test_recognizer_exhaustive_small(attention, k, D):
     net = build_recognizer(k, D, attention)
     for n in range(0, 7 if k < 3 else 5):
-        strings = all_strings(n, k) if n else np.zeros((1, 0), dtype=np.int64)
+        strings = all_strings(n, k)
         got = net.accepts_batch(strings)
         want = np.array([is_dyck(s, k, D) for s in strings])
         np.testing.assert_array_equal(got, want)
@@ -343,18 +334,7 @@ def test_recognizer_input_errors():
 
 
 def test_network_runs_on_the_given_ops():
-    calls = {"attention": 0, "hard_attention": 0, "feed_forward": 0, "residual": 0}
-
-    def counted(name, fn):
-        def wrapper(*a, **kw):
-            calls[name] += 1
-            return fn(*a, **kw)
-        return wrapper
-
-    ops = Ops(attention=counted("attention", A.attention),
-              hard_attention=counted("hard_attention", A.hard_attention),
-              feed_forward=counted("feed_forward", N.feed_forward),
-              residual=counted("residual", N.residual))
+    ops, calls = counting_ops("attention", "hard_attention", "feed_forward", "residual")
     D = 3
     build_recognizer(2, D, ops=ops).accepts(toks("([])", 2))
     assert calls["hard_attention"] == 2 * D + 1 and calls["attention"] == 0
@@ -459,7 +439,7 @@ def test_generator_all_short_members(attention):
     k, D = 2, 2
     g = build_generator(k, D, attention)
     for n in range(0, 7, 2):
-        for s in (all_strings(n, k) if n else np.zeros((1, 0), dtype=np.int64)):
+        for s in (all_strings(n, k)):
             if is_dyck(s, k, D):
                 assert g.allowed_sets(s) == reference_allowed_sets(s, k, D)
 

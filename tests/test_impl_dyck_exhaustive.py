@@ -3,34 +3,21 @@ recognisers D = 1, 2, 3, unpadded batches, and the claim's block enumeration."""
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
+from dyck_helpers import all_strings, counting_ops, toks
 from mutants import dyck as broken
 
-from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as N
 from transformer_theory.impl.constructions import dyck as Dy
 from transformer_theory.impl.constructions.dyck import (
-    Ops,
     accepts_batch_shared,
     build_recognizer,
     is_dyck,
     is_dyck_batch,
-    parse_brackets,
 )
 from transformer_theory.theory.claims import _dyck_strings as claim
-
-
-def toks(text, k=None):
-    return parse_brackets(text, k)[0]
-
-
-def all_strings(n, k):
-    if n == 0:
-        return np.zeros((1, 0), dtype=np.int64)
-    return np.array(list(itertools.product(range(2 * k), repeat=n)), dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -152,17 +139,7 @@ def test_networks_that_share_nothing_are_run_one_by_one():
 
 
 def test_shared_forward_runs_on_the_given_ops():
-    calls = {"hard_attention": 0, "feed_forward": 0, "residual": 0}
-
-    def counted(name, fn):
-        def wrapper(*a, **kw):
-            calls[name] += 1
-            return fn(*a, **kw)
-        return wrapper
-
-    ops = Ops(hard_attention=counted("hard_attention", A.hard_attention),
-              feed_forward=counted("feed_forward", N.feed_forward),
-              residual=counted("residual", N.residual))
+    ops, calls = counting_ops("hard_attention", "feed_forward", "residual")
     nets = [build_recognizer(2, D, ops=ops) for D in (1, 2, 3)]
     accepts_batch_shared(nets, all_strings(3, 2))
     # 3 shared matching layers (2 heads, 2 FFNs, 3 residuals each), then 3 deciding

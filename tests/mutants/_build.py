@@ -86,3 +86,49 @@ def merge(o, p):
     concat = np.concatenate([o[..., h, :, :] for h in range(o.shape[-3])], axis=-1)
     y = concat @ p.w_o
     return y if p.b_o is None else y + p.b_o
+
+
+def reshape_as_transpose(x) -> np.ndarray:
+    """A reshape used where a transpose was meant: ``(..., L, E)`` read as ``(..., E, L)``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(..., L, E)``; below two dimensions it is returned unchanged.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., L, E)``, C-contiguous, whose rows mix the entries of different positions
+        (the bug a position-wise layer must show: its output row i no longer depends on
+        input row i alone).
+    """
+    x = np.asarray(x)
+    if x.ndim >= 2:
+        x = x.reshape(*x.shape[:-2], x.shape[-1], x.shape[-2]).swapaxes(-1, -2)
+    return np.ascontiguousarray(x)
+
+
+def attention_dropping(keyword: str):
+    """A ``build`` whose attention accepts ``keyword`` and silently drops it.
+
+    Parameters
+    ----------
+    keyword : {"bias", "scale"}
+        The argument accepted and ignored: the additive logit bias is never added,
+        or the scale is always the default ``1/sqrt(E)``.
+
+    Returns
+    -------
+    callable
+        ``build(reference_subject) -> Subject`` with the reference attention
+        (:func:`transformer_theory.impl.attention.attention`) called without ``keyword``.
+    """
+    if keyword not in ("bias", "scale"):
+        raise ValueError(f"keyword must be 'bias' or 'scale', got {keyword!r}")
+
+    def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
+        kept = {"scale": scale, "bias": bias}
+        del kept[keyword]                                                    # accepted, dropped
+        return A.attention(q, k, v, mask=mask, causal=causal, **kept)
+    return lambda ref: ref.replace(attention=attention)

@@ -10,12 +10,7 @@ from transformer_theory.impl import attention as A
 from transformer_theory.impl.constructions import convolution as CV
 
 from . import Mutant
-
-
-def _ignores_bias(ref):
-    def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
-        return A.attention(q, k, v, mask=mask, causal=causal, scale=scale)   # bias dropped
-    return ref.replace(attention=attention)
+from ._build import attention_dropping
 
 
 def _local_window(ref):
@@ -42,7 +37,8 @@ def conv2d_anchor_off_by_one(x, kernel, **kw):
 MUTANTS = [
     Mutant("attention_ignores_bias", "the additive logit bias is accepted but not added",
            ("convolution.conv1d_interior", "convolution.conv2d_interior",
-            "convolution.zero_padding_exact", "convolution.receptive_field"), _ignores_bias),
+            "convolution.zero_padding_exact", "convolution.receptive_field"),
+           attention_dropping("bias")),
     Mutant("attention_local_window", "attention silently restricted to a window |i - j| < 5",
            ("convolution.receptive_field",), _local_window),
     Mutant("conv_anchor_off_by_one", "kernel offsets anchored one position too far (k - a - 1)",

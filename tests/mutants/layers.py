@@ -5,16 +5,30 @@ from __future__ import annotations
 import numpy as np
 
 from mutants import Mutant
+from mutants._build import reshape_as_transpose
 
 
-def make_ffn_reshape_bug(ref):
-    def feed_forward_reshape(x, params, *, activation="relu"):
-        """(..., L, E) read as (..., E, L) by reshape instead of transpose: mixes positions."""
-        x = np.asarray(x)
-        if x.ndim >= 2:
-            x = x.reshape(*x.shape[:-2], x.shape[-1], x.shape[-2]).swapaxes(-1, -2)
-        return ref.feed_forward(np.ascontiguousarray(x), params, activation=activation)
-    return feed_forward_reshape
+def reshaped_before(name: str, default_activation: str):
+    """A ``build`` whose position-wise FFN ``name`` first reads (..., L, E) as (..., E, L).
+
+    Parameters
+    ----------
+    name : {"feed_forward", "gated_feed_forward"}
+        The reference callable that receives :func:`~mutants._build.reshape_as_transpose`
+        of its input (a reshape used where a transpose was meant: mixes positions).
+    default_activation : str
+        That callable's default ``activation``.
+
+    Returns
+    -------
+    callable
+        ``build(reference_subject) -> Subject``.
+    """
+    def build(ref):
+        def ffn(x, params, *, activation=default_activation):
+            return getattr(ref, name)(reshape_as_transpose(x), params, activation=activation)
+        return ref.replace(**{name: ffn})
+    return build
 
 
 def sigmoid_naive(x):
@@ -72,16 +86,6 @@ def gated_ffn_gelu_is_tanh(x, params, *, activation="silu"):
     return _gated(x, params, _gate_activation("gelu_tanh" if activation == "gelu" else activation))
 
 
-def make_gated_reshape_bug(ref):
-    def gated_reshape(x, params, *, activation="silu"):
-        """(..., L, E) read as (..., E, L) by reshape: mixes positions."""
-        x = np.asarray(x)
-        if x.ndim >= 2:
-            x = x.reshape(*x.shape[:-2], x.shape[-1], x.shape[-2]).swapaxes(-1, -2)
-        return ref.gated_feed_forward(np.ascontiguousarray(x), params, activation=activation)
-    return gated_reshape
-
-
 def make_init_gated_always_bias(ref):
     def init_gated_ffn(d_model, d_ff, rng, *, bias=False, dtype=np.float64):
         """Biases created whatever ``bias`` says."""
@@ -92,7 +96,7 @@ def make_init_gated_always_bias(ref):
 MUTANTS = [
     Mutant("ffn_reshape_mixes_positions", "reshape used where a transpose was meant",
            claims=("layers.ffn_position_wise",),
-           build=lambda ref: ref.replace(feed_forward=make_ffn_reshape_bug(ref))),
+           build=reshaped_before("feed_forward", "relu")),
     Mutant("gated_ffn_activation_on_up", "gated FFN with the activation on the up projection",
            claims=("layers.gated_ffn_definition",),
            build=lambda ref: ref.replace(gated_feed_forward=gated_ffn_activation_on_up)),
@@ -104,7 +108,7 @@ MUTANTS = [
            build=lambda ref: ref.replace(gated_feed_forward=gated_ffn_gelu_is_tanh)),
     Mutant("gated_ffn_reshape_mixes_positions", "gated FFN after a reshape meant as a transpose",
            claims=("layers.gated_ffn_position_wise",),
-           build=lambda ref: ref.replace(gated_feed_forward=make_gated_reshape_bug(ref))),
+           build=reshaped_before("gated_feed_forward", "silu")),
     Mutant("init_gated_ffn_always_bias", "init_gated_ffn creating biases when bias=False",
            claims=("layers.gated_ffn_parameter_count",),
            build=lambda ref: ref.replace(init_gated_ffn=make_init_gated_always_bias(ref))),

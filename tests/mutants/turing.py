@@ -7,16 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from transformer_theory.impl import attention as A
 from transformer_theory.impl.constructions import turing as TM
 
 from . import Mutant
-
-
-def _ignores_scale(ref):
-    def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None):
-        return A.attention(q, k, v, mask=mask, causal=causal, bias=bias)   # scale dropped
-    return ref.replace(attention=attention)
+from ._build import attention_dropping
 
 
 def _hardmax(ref):
@@ -49,7 +43,7 @@ def build_with_neighbours_swapped(machine, n_cells):
 MUTANTS = [
     Mutant("turing_attention_ignores_scale",
            "attention accepts scale= but uses 1/sqrt(d): the construction's beta never arrives",
-           ("turing.simulation",), _ignores_scale),
+           ("turing.simulation",), attention_dropping("scale")),
     Mutant("turing_no_rebinarise",
            "transition FFN built from plain ReLU ANDs without step units: softmax errors accumulate",
            ("turing.simulation",),
