@@ -64,11 +64,9 @@ from .attention import causal_mask
 from .contract.precision import computes_in_float32
 from .contract.validate import (
     as_bool_mask,
-    as_float_array,
-    check_batch_dims,
     check_positive_int,
+    check_qkv_arrays,
     check_window,
-    check_same_dim,
     common_float_dtype,
 )
 
@@ -128,12 +126,7 @@ def identity_state(lead: tuple, lq: int, ev: int, dtype=np.float64) -> OnlineSta
 
 
 def _validate_qkv(q, k, v):
-    q = as_float_array(q, "q", ndim_min=2)
-    k = as_float_array(k, "k", ndim_min=2)
-    v = as_float_array(v, "v", ndim_min=2)
-    check_batch_dims([("q", q), ("k", k), ("v", v)], n_trailing=2)
-    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
-    check_same_dim(k, "k", v, "v", -2, "key length Lk")
+    q, k, v = check_qkv_arrays(q, k, v)
     dtype = common_float_dtype(q, k, v)
     return tuple(a.astype(dtype, copy=False) for a in (q, k, v))
 

@@ -23,7 +23,8 @@ import math
 
 import numpy as np
 
-from .._validate import as_bool_mask, as_float_array, check_batch_dims, check_same_dim
+from .._validate import as_bool_mask, as_float_array
+from ..contract.validate import check_qkv_arrays  # re-exported: the adapters' q, k, v checks
 from ..contract.precision import BFLOAT16
 
 __all__ = [
@@ -208,20 +209,6 @@ def check_scale(scale, e: int) -> float:
     if not math.isfinite(float(scale)) or float(scale) <= 0:
         raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
     return float(scale)
-
-
-def check_qkv_arrays(q, k, v):
-    """``q (..., Lq, E)``, ``k (..., Lk, E)``, ``v (..., Lk, Ev)`` as finite float arrays.
-
-    Leading dims must be equal; ``E`` and ``Lk`` must match.
-    """
-    q = as_float_array(q, "q", ndim_min=2)
-    k = as_float_array(k, "k", ndim_min=2)
-    v = as_float_array(v, "v", ndim_min=2)
-    check_batch_dims([("q", q), ("k", k), ("v", v)], n_trailing=2)
-    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
-    check_same_dim(k, "k", v, "v", -2, "key length Lk")
-    return q, k, v
 
 
 def check_bias_array(bias, lead, lq, lk):

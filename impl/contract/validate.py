@@ -68,6 +68,7 @@ __all__ = [
     "window_band",
     "check_bias",
     "check_qkv",
+    "check_qkv_arrays",
     "allowed_keys",
     "segment_allowed",
     "attended_keys",
@@ -341,6 +342,33 @@ def check_qkv(q, k, v=None, *, finite_kv: bool = True):
         raise ValueError(f"q: embedding dim E must be >= 1, got shape {q.shape}")
     if v is not None:
         check_same_dim(k, "k", v, "v", -2, "key length Lk")
+    return q, k, v
+
+
+def check_qkv_arrays(q, k, v):
+    """``q (..., Lq, E)``, ``k (..., Lk, E)``, ``v (..., Lk, Ev)`` as finite float arrays.
+
+    The checks that every attention-like callable makes before its own:
+    the tiled attention (:mod:`..online_softmax`) and the adapters.
+
+    Parameters
+    ----------
+    q : array_like, (..., Lq, E)
+    k : array_like, (..., Lk, E)
+    v : array_like, (..., Lk, Ev)
+        Finite; leading dims equal; ``E`` and ``Lk`` must match.
+
+    Returns
+    -------
+    q, k, v : np.ndarray
+        Each in its own float dtype (no common dtype is chosen here).
+    """
+    q = as_float_array(q, "q", ndim_min=2)
+    k = as_float_array(k, "k", ndim_min=2)
+    v = as_float_array(v, "v", ndim_min=2)
+    check_batch_dims([("q", q), ("k", k), ("v", v)], n_trailing=2)
+    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
+    check_same_dim(k, "k", v, "v", -2, "key length Lk")
     return q, k, v
 
 
