@@ -137,13 +137,14 @@ def test_sliding_window_mask():
     np.testing.assert_array_equal(A.sliding_window_mask(3, 5, 10), A.causal_mask(3, 5))
 
 
-def test_sliding_window_mask_errors():
-    with pytest.raises(ValueError, match="window"):
-        A.sliding_window_mask(3, 3, 0)
-    with pytest.raises(TypeError, match="window"):
-        A.sliding_window_mask(3, 3, 1.5)
-    with pytest.raises(TypeError, match="causal"):
-        A.sliding_window_mask(3, 3, 2, causal="yes")
+@pytest.mark.parametrize("window,causal,err,match", [
+    (0, True, ValueError, "window"),
+    (1.5, True, TypeError, "window"),         # causal=True is the default
+    (2, "yes", TypeError, "causal"),
+])
+def test_sliding_window_mask_errors(window, causal, err, match):
+    with pytest.raises(err, match=match):
+        A.sliding_window_mask(3, 3, window, causal=causal)
 
 
 def test_window_mask_by_hand():

@@ -436,13 +436,10 @@ def test_alibi_slopes_other_head_counts():
         assert np.all((s > 0) & (s < 1)) and len(set(s)) == n
 
 
-def test_alibi_slopes_errors():
-    with pytest.raises(ValueError, match="n_heads"):
-        alibi_slopes(0)
-    with pytest.raises(TypeError, match="n_heads"):
-        alibi_slopes(8.0)
-    with pytest.raises(TypeError, match="n_heads"):
-        alibi_slopes(True)
+@pytest.mark.parametrize("n_heads,err", [(0, ValueError), (8.0, TypeError), (True, TypeError)])
+def test_alibi_slopes_errors(n_heads, err):
+    with pytest.raises(err, match="n_heads"):
+        alibi_slopes(n_heads)
 
 
 def test_alibi_bias_square_hand_values():
