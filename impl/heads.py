@@ -59,6 +59,7 @@ from .contract.validate import (
     check_finite_where_attended,
     check_float_dtype,
     check_memory_mask,
+    check_optional_positive,
     check_positive_int,
     check_projection_inputs,
     check_rng,
@@ -397,14 +398,9 @@ def grouped_attend(q, k, v, allowed, scale, bias):
 
 def check_rope_base(rope_base, lq: int, lk: int, d_head: int) -> float | None:
     """The RoPE base of self-attention heads: None, or a positive finite real with Lq = Lk, Dh even."""
-    if rope_base is None:
+    base = check_optional_positive(rope_base, "rope_base")
+    if base is None:
         return None
-    if isinstance(rope_base, (bool, np.bool_)) or not isinstance(
-            rope_base, (int, float, np.integer, np.floating)):
-        raise TypeError(f"rope_base: expected a real number or None, got {type(rope_base).__name__}")
-    base = float(rope_base)
-    if not math.isfinite(base) or base <= 0:
-        raise ValueError(f"rope_base: expected a positive finite number, got {rope_base!r}")
     if lq != lk:
         raise ValueError(f"rope_base: rotary positions need self-attention (Lq = Lk), got "
                          f"Lq = {lq}, Lk = {lk}")

@@ -19,12 +19,12 @@ causal alignment the adapter translates to).
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
 from .._validate import as_bool_mask, as_float_array
 from ..contract.validate import check_qkv_arrays  # re-exported: the adapters' q, k, v checks
+from ..contract.validate import resolve_scale as check_scale  # re-exported: 1/sqrt(E) or checked
 from ..contract.precision import BFLOAT16
 
 __all__ = [
@@ -197,18 +197,6 @@ def allowed_mask(mask, causal, lead: tuple, lq: int, lk: int) -> np.ndarray | No
         tri = np.tril(np.ones((lq, lk), dtype=bool), k=offset)           # (Lq, Lk)
         allowed = tri if allowed is None else (allowed & tri)
     return allowed
-
-
-def check_scale(scale, e: int) -> float:
-    """The softmax temperature: ``scale``, checked positive and finite, or ``1/sqrt(e)``."""
-    if scale is None:
-        return 1.0 / math.sqrt(e)
-    if isinstance(scale, (bool, np.bool_)) or not isinstance(
-            scale, (int, float, np.integer, np.floating)):
-        raise TypeError(f"scale: expected a real number or None, got {type(scale).__name__}")
-    if not math.isfinite(float(scale)) or float(scale) <= 0:
-        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
-    return float(scale)
 
 
 def check_bias_array(bias, lead, lq, lk):

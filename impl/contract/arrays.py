@@ -44,6 +44,7 @@ __all__ = [
     "check_float_dtype",
     "normalize_axis",
     "check_eps",
+    "check_optional_positive",
     "check_optional_vector",
 ]
 
@@ -369,6 +370,39 @@ def check_eps(eps) -> float:
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"eps: expected a finite real number >= 0, got {eps}")
     return eps
+
+
+def check_optional_positive(value, name: str) -> float | None:
+    """An optional positive finite real (a scale, a soft cap, a RoPE base) as a float.
+
+    Parameters
+    ----------
+    value : real number or None
+        Not a bool; ``> 0`` and finite.
+    name : str
+        The argument's name, for the error messages.
+
+    Returns
+    -------
+    float or None
+        A Python float (so float32 computations stay in float32), or None for None.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is a bool or not a real number.
+    ValueError
+        ``value`` is not finite or not positive.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number or None, got {type(value).__name__}")
+    out = float(value)
+    if not math.isfinite(out) or out <= 0:
+        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+    return out
 
 
 def check_optional_vector(v, name: str, length: int, what: str) -> np.ndarray | None:

@@ -47,6 +47,7 @@ from .arrays import (
     check_eps,
     check_float_dtype,
     check_instance,
+    check_optional_positive,
     check_optional_vector,
     check_positive_int,
     check_rng,
@@ -157,13 +158,7 @@ def resolve_scale(scale, embed_dim: int) -> float:
     """
     if scale is None:
         return 1.0 / math.sqrt(embed_dim)
-    if isinstance(scale, (bool, np.bool_)) or not isinstance(
-            scale, (int, float, np.integer, np.floating)):
-        raise TypeError(f"scale: expected a real number or None, got {type(scale).__name__}")
-    value = float(scale)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"scale: expected a positive finite number, got {scale!r}")
-    return value
+    return check_optional_positive(scale, "scale")
 
 
 def check_softcap(softcap) -> float | None:
@@ -182,15 +177,7 @@ def check_softcap(softcap) -> float | None:
     Gemma Team 2024, Gemma 2: Improving Open Language Models at a Practical
     Size (logit soft-capping, ``soft_cap * tanh(logits / soft_cap)``).
     """
-    if softcap is None:
-        return None
-    if isinstance(softcap, (bool, np.bool_)) or not isinstance(
-            softcap, (int, float, np.integer, np.floating)):
-        raise TypeError(f"softcap: expected a real number or None, got {type(softcap).__name__}")
-    value = float(softcap)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"softcap: expected a positive finite number, got {softcap!r}")
-    return value
+    return check_optional_positive(softcap, "softcap")
 
 
 
