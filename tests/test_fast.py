@@ -6,6 +6,9 @@
 * numerically hard inputs: logits up to +-1e4, fully masked rows, a single key;
 * sliding windows and logit soft-capping (issue 17), and the window's block
   skipping, counted by the kernel's per-task visit counter;
+* packed documents (``segment_ids``), RoPE and windows in the heads, and
+  decoding left-padded batches (NaN padding), with RoPE and sliding-window
+  caches (issue 17);
 * bad input raises the reference's own error before any compiled code runs;
 * the numerical building blocks (exp, the parallel loop, BLAS threads).
 
@@ -39,13 +42,14 @@ FA = importlib.import_module("transformer_theory.impl.fast.attention")
 FH = importlib.import_module("transformer_theory.impl.fast.heads")
 FL = importlib.import_module("transformer_theory.impl.fast.layers")
 FP = importlib.import_module("transformer_theory.impl.fast.performer")
+FK = importlib.import_module("transformer_theory.impl.fast.kv_cache")
 FN = importlib.import_module("transformer_theory.impl.fast._numeric")
 
 DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
 SEEDS = st.integers(0, 2**32 - 1)
 
 KERNELS = [(FA, "_softmax_tasks"), (FA, "_flash_tasks"), (FH, "_project_tasks"),
-           (FH, "_merge_tasks"),
+           (FH, "_merge_tasks"), (FH, "_rope_tasks"),
            (FL, "_layer_norm_tasks"), (FL, "_rms_norm_tasks"), (FL, "_feed_forward_tasks"),
            (FL, "_linear_tasks"),
            (FP, "_features_tasks"), (FP, "_favor_bidirectional_tasks"),
@@ -764,6 +768,416 @@ def test_window_work_is_linear_in_the_length(fast):
     assert max(per_row) - min(per_row) < 0.01                     # constant: about 3 / 64
 
 
+# --------------------------------------------------------------------------- packed documents
+# Issue 17: segment_ids compared per score inside the kernel.
+
+@st.composite
+def packed_inputs(draw, max_len=20):
+    """Self-attention inputs (Lq = Lk) with segment ids, and the other optional arguments."""
+    case = draw(attention_inputs(max_len=max_len))
+    rng = np.random.default_rng(draw(SEEDS))
+    q, kw, dtype = case["q"], dict(case["kw"]), case["dtype"]
+    lead, length = q.shape[:-2], q.shape[-2]
+    k = normal(rng, lead + (length, q.shape[-1]), dtype, 2.0)
+    v = normal(rng, lead + (length, case["v"].shape[-1]), dtype)
+    for name in ("mask", "bias"):                                    # redrawn for Lk = Lq
+        if name in kw:
+            shape = kw[name].shape[:-2] + (min(kw[name].shape[-2], length), length)
+            kw[name] = (rng.random(shape) < 0.7) if name == "mask" else normal(rng, shape, dtype)
+    n_docs = draw(st.integers(1, 4))
+    contiguous = draw(st.booleans())                                 # packed, or any ids
+    shape = draw(st.sampled_from([lead + (length,), (length,), (1,) * len(lead) + (length,)]))
+    ids = rng.integers(0, n_docs, shape)
+    if contiguous:
+        ids = np.sort(ids, axis=-1)
+    kw["segment_ids"] = ids.astype(draw(st.sampled_from([np.int64, np.int32, np.uint8])))
+    if draw(st.booleans()):
+        kw["window"] = (draw(WINDOW_SIDES), draw(WINDOW_SIDES))
+    if draw(st.booleans()):
+        kw["softcap"] = draw(st.sampled_from([0.5, 5.0]))
+    return {**case, "k": k, "v": v, "kw": kw, "n": q.shape[-1] + length}
+
+
+@given(case=packed_inputs())
+def test_packed_segments_equal_reference(fast, case):
+    q, k, v, kw = case["q"], case["k"], case["v"], case["kw"]
+    with blocks(*case["blocks"]):
+        out = fast.attention(q, k, v, **kw)
+    expected = RA.attention(q, k, v, **kw)
+    assert_close(out, expected, "composite", case["dtype"], case["n"], scale=v)
+    np.testing.assert_array_equal(np.all(out == 0, axis=-1),       # the same rows see no key
+                                  np.all(expected == 0, axis=-1))
+
+
+@given(case=packed_inputs(max_len=12))
+def test_packed_parallel_split_is_bitwise_the_serial_result(fast, case):
+    with blocks(*case["blocks"]):
+        serial = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
+        with always_parallel():
+            parallel = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
+    np.testing.assert_array_equal(parallel, serial)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_packed_documents_are_separate_across_blocks(fast, dtype):
+    """Three documents of a packed row: each equals attention over the document alone."""
+    rng = np.random.default_rng(21)
+    cuts = [0, 11, 12, 37]                                           # cu_seqlens
+    ids = np.repeat(np.arange(3), np.diff(cuts))                     # (37,)
+    q, k = normal(rng, (2, 37, 5), dtype, 2.0), normal(rng, (2, 37, 5), dtype, 2.0)
+    v = normal(rng, (2, 37, 3), dtype)
+    for causal in (False, True):
+        for sizes in ((4, 3), (8, 8), (256, 512)):
+            with blocks(*sizes):
+                out = fast.attention(q, k, v, causal=causal, segment_ids=ids)
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                alone = RA.attention(q[:, a:b], k[:, a:b], v[:, a:b], causal=causal)
+                assert_close(out[:, a:b], alone, "reduction", dtype, 5 + b - a, scale=v[:, a:b])
+
+
+def test_packed_ids_go_to_the_kernel_not_an_L_by_L_mask(fast, monkeypatch):
+    calls = []
+    run = FA.run_attention
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(FA, "run_attention", spy)
+    rng = np.random.default_rng(22)
+    q = normal(rng, (3, 2, 9, 4), np.float64)
+    ids = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])                     # shared by the batch
+    fast.attention(q, q, q, segment_ids=ids, causal=True)
+    (args, kwargs), = calls
+    assert args[7] is None                                           # no mask slabs
+    slabs, index = kwargs["segments"]
+    assert slabs.shape == (1, 9) and slabs.dtype == np.int64         # the ids, stored once
+    np.testing.assert_array_equal(index, np.zeros(6))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_packed_kernel_skips_the_key_blocks_of_other_documents(fast, causal):
+    """The work counter: a query block walks only the keys of its rows' documents.
+
+    Documents of 20-90 tokens packed into L = 2048 with 64 x 64 blocks: a query
+    block visits the key blocks from its first row's document start to its last
+    row's document end (a few), instead of all 32; ids scattered over the row
+    (a document in two runs) fall back to every block, and both are exact.
+    """
+    rng = np.random.default_rng(33)
+    length = 2048
+    sizes = rng.integers(20, 91, 60)
+    cuts = np.concatenate([[0], np.cumsum(sizes)])
+    cuts = np.concatenate([cuts[cuts < length], [length]])           # cu_seqlens
+    ids = np.repeat(np.arange(len(cuts) - 1), np.diff(cuts))         # (L,)
+    q3 = normal(rng, (2, length, 8), np.float64)
+    k3, v3 = normal(rng, (2, length, 8), np.float64), normal(rng, (2, length, 4), np.float64)
+    align = "top-left" if causal else None
+    dense = length // 64
+    for scattered in (False, True):
+        seg = ids.copy()
+        if scattered:
+            seg[-1] = 0                                              # document 0 in two runs
+        visits = []
+        with blocks(64, 64):
+            out = FA.run_attention(q3, k3, v3, length, 1, 0.3, align, None, None,
+                                   np.dtype(np.float64), segments=FA.segment_slabs(
+                                       seg, (2,), length, length), visits=visits)
+            block_q, _ = FA._block_sizes(2, length, length)
+        counts, = visits
+        expected = RA.attention(q3, k3, v3, scale=0.3, causal=causal, segment_ids=seg)
+        assert_close(out, expected, "reduction", np.float64, 8 + length, scale=v3)
+        starts = np.searchsorted(cuts, np.arange(length), side="right") - 1   # (L,) own document
+        want = []
+        for row0 in range(0, length, block_q):
+            last = min(row0 + block_q, length) - 1
+            lo, hi = (0, length) if scattered else (cuts[starts[row0]], cuts[starts[last] + 1])
+            if causal:
+                hi = min(hi, last + 1)
+            want.append(-(-(hi - lo) // 64))
+        np.testing.assert_array_equal(counts, np.broadcast_to(want, counts.shape))
+        if not scattered:
+            assert counts.max() <= 4 < dense // 2                    # O(document) per block
+
+
+def test_packed_segment_ids_none_change_nothing(fast):
+    """segment_ids=None is the old kernel, bit for bit; a single document is no segmentation."""
+    rng = np.random.default_rng(23)
+    q, k, v = (normal(rng, (2, 30, 6), np.float32) for _ in range(3))
+    with blocks(7, 9):
+        for causal in (False, True):
+            plain = fast.attention(q, k, v, causal=causal)
+            np.testing.assert_array_equal(fast.attention(q, k, v, causal=causal,
+                                                         segment_ids=None), plain)
+            one = fast.attention(q, k, v, causal=causal, segment_ids=np.full(30, 7))
+            assert_close(one, plain, "reduction", np.float32, 36, scale=v)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_packed_nan_at_dead_keys_acts_as_zero(fast, dtype):
+    """Keys no query may attend (mask) may be NaN alongside segments (issue 14 + 17)."""
+    rng = np.random.default_rng(24)
+    q, k, v = (normal(rng, (2, 10, 4), dtype) for _ in range(3))
+    ids = np.array([[0] * 4 + [1] * 6, [0] * 7 + [1] * 3])
+    mask = np.ones((2, 1, 10), dtype=bool)
+    mask[0, :, 2] = mask[1, :, 9] = False
+    k_bad, v_bad = k.copy(), v.copy()
+    k_bad[0, 2, 0], v_bad[1, 9, 1] = np.nan, np.inf
+    k_zero, v_zero = k.copy(), v.copy()
+    k_zero[0, 2], v_zero[1, 9] = 0, 0
+    out = fast.attention(q, k_bad, v_bad, mask=mask, segment_ids=ids)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out, fast.attention(q, k_zero, v_zero, mask=mask,
+                                                      segment_ids=ids))
+    assert_close(out, RA.attention(q, k_bad, v_bad, mask=mask, segment_ids=ids), "reduction",
+                 dtype, 14, scale=v_zero)
+
+
+# --------------------------------------------------------------------------- heads: RoPE, window
+
+@st.composite
+def rotary_head_inputs(draw):
+    """Self-attention heads (even Dh) with rope_base and/or window, plus the other keywords."""
+    dtype = draw(DTYPES)
+    rng = np.random.default_rng(draw(SEEDS))
+    g = draw(st.integers(1, 3))
+    h = g * draw(st.integers(1, 3))
+    e = draw(st.sampled_from([4, 6, 8]))
+    b, length = draw(st.integers(1, 2)), draw(st.integers(1, 11))
+    params = RA.init_grouped_query(e, h, g, rng, d_head=draw(st.sampled_from([2, 4])),
+                                   dtype=dtype, bias=draw(st.booleans()))
+    kw = {"causal": draw(st.sampled_from([False, True, "bottom-right"])),
+          "rope_base": draw(st.sampled_from([None, 10.0, 10000.0, 7]))}
+    if draw(st.booleans()):
+        kw["window"] = (draw(WINDOW_SIDES), draw(WINDOW_SIDES))
+    if draw(st.booleans()):
+        kw["mask"] = rng.random((b, length, length)) < 0.7
+    if draw(st.booleans()):
+        kw["bias"] = normal(rng, (h, length, length), dtype)
+    x = normal(rng, (b, length, e), dtype)
+    return {"params": params, "x": x, "kw": kw, "dtype": dtype, "n": 2 * e + length + h,
+            "blocks": (draw(st.sampled_from([2, 5, 256])), draw(st.sampled_from([3, 512])))}
+
+
+@given(case=rotary_head_inputs())
+def test_heads_with_rope_and_window_equal_reference(fast, case):
+    p, x, kw = case["params"], case["x"], case["kw"]
+    mha = RA.gqa_to_mha_params(p)
+    with blocks(*case["blocks"]):
+        out = fast.grouped_query_attention(x, x, p, **kw)
+        out_mha = fast.multi_head_attention(x, x, mha, **kw)
+    expected = RA.grouped_query_attention(x, x, p, **kw)
+    assert_close(out, expected, "composite", case["dtype"], case["n"])
+    assert_close(out_mha, RA.multi_head_attention(x, x, mha, **kw), "composite", case["dtype"],
+                 case["n"])
+
+
+def test_heads_rope_rotates_like_the_reference_rope(fast):
+    """The in-place kernel is the reference's rope on each head (angles in float64)."""
+    rng = np.random.default_rng(25)
+    from transformer_theory.impl.positional import rope
+    for dtype in (np.float64, np.float32):
+        x4 = normal(rng, (2, 3, 7, 6), dtype)
+        rotated = FH.rotate_heads(x4.copy(), np.arange(7), 500.0, np.dtype(dtype))
+        assert_close(rotated, rope(x4, base=500.0), "rounding", dtype, 2)
+        pos = np.array([[3], [-2]])                                  # one position per sequence
+        rotated = FH.rotate_heads(x4[:, :, :1].copy(), pos, 10.0, np.dtype(dtype))
+        assert_close(rotated, rope(x4[:, :, :1], pos[:, None, :], base=10.0), "rounding",
+                     dtype, 2)
+
+
+def test_heads_rope_base_and_window_none_change_nothing(fast):
+    rng = np.random.default_rng(26)
+    p = RA.init_grouped_query(8, 4, 2, rng, dtype=np.float32)
+    x = normal(rng, (2, 13, 8), np.float32)
+    mask = rng.random((2, 13, 13)) < 0.8
+    with blocks(5, 3):
+        for causal in (False, True):
+            np.testing.assert_array_equal(
+                fast.grouped_query_attention(x, x, p, causal=causal, mask=mask, rope_base=None,
+                                             window=None),
+                fast.grouped_query_attention(x, x, p, causal=causal, mask=mask))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_heads_window_dead_keys_may_be_nan(fast, dtype):
+    """x_kv rows no query may attend may be NaN under a window and RoPE (issue 14 + 17)."""
+    rng = np.random.default_rng(27)
+    p = RA.init_grouped_query(4, 2, 1, rng, dtype=dtype)
+    x_q, x_kv = normal(rng, (2, 6, 4), dtype), normal(rng, (2, 6, 4), dtype)
+    bad, zero = x_kv.copy(), x_kv.copy()
+    bad[:, 5, 0], zero[:, 5] = np.nan, 0                         # key 5: masked for every query
+    kw = {"causal": True, "window": (1, 0), "mask": (np.arange(6) < 5)[None, :],
+          "rope_base": 10.0}
+    out = fast.grouped_query_attention(x_q, bad, p, **kw)
+    np.testing.assert_array_equal(out, fast.grouped_query_attention(x_q, zero, p, **kw))
+    assert_close(out, RA.grouped_query_attention(x_q, bad, p, **kw), "composite", dtype, 14)
+
+
+def test_heads_window_is_applied_in_the_kernel(fast, monkeypatch):
+    calls = []
+    run = FH.run_attention
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(FH, "run_attention", spy)
+    rng = np.random.default_rng(28)
+    p = RA.init_multi_head(4, 2, rng)
+    x = normal(rng, (1, 9, 4), np.float64)
+    fast.multi_head_attention(x, x, p, causal=True, window=(3, 0), rope_base=100.0)
+    (args, kwargs), = calls
+    assert args[7] is None and kwargs["window"] == (3, 0)           # no mask slabs
+
+
+# --------------------------------------------------------------------------- decoding
+# Issue 17: positions of left-padded batches, RoPE, sliding-window caches.
+
+def decode_both(fast, x, p, caches, positions, base):
+    """Decode x (..., L, E) through the fast and the reference cache, step by step."""
+    cache_f, cache_r = caches
+    for t in range(x.shape[-2]):
+        pos = None if positions is None else positions[..., t]
+        old = cache_f.k.copy(), cache_f.v.copy(), cache_f.length
+        y_f, new_f = fast.decode_step(x[..., t:t + 1, :], p, cache_f, positions=pos,
+                                      rope_base=base)
+        y_r, new_r = RA.decode_step(x[..., t:t + 1, :], p, cache_r, positions=pos,
+                                    rope_base=base)
+        np.testing.assert_array_equal(cache_f.k, old[0])            # input cache untouched
+        np.testing.assert_array_equal(cache_f.v, old[1])
+        assert cache_f.length == old[2]
+        yield t, (y_f, new_f), (y_r, new_r)
+        cache_f, cache_r = new_f, new_r
+
+
+@given(dtype=DTYPES, seed=SEEDS, g=st.integers(1, 2), r=st.integers(1, 2),
+       batch=st.sampled_from([(), (3,), (2, 2)]), length=st.integers(1, 9),
+       window=st.sampled_from([None, 0, 1, 3]), base=st.sampled_from([None, 10.0, 10000.0]),
+       padded=st.booleans(), garbage=st.booleans())
+def test_decode_padded_rope_window_equal_reference(fast, dtype, seed, g, r, batch, length,
+                                                   window, base, padded, garbage):
+    """Left padding of NaN tokens, NaN cache slots, RoPE and windows past w + 1 tokens."""
+    rng = np.random.default_rng(seed)
+    p = RA.init_grouped_query(4 * g * r, g * r, g, rng, dtype=dtype)
+    e = p.d_model
+    x = normal(rng, batch + (length, e), dtype)
+    pad = rng.integers(0, length + 1, batch) if padded else np.zeros(batch, dtype=int)
+    positions = np.arange(length) - pad[..., None]                   # (..., L)
+    x[positions < 0] = np.nan                                        # padding tokens: NaN
+    caches = [m.init_kv_cache(p, batch, length, dtype, window=window) for m in (fast, RA)]
+    if garbage:                                                      # np.empty-like memory
+        for c in caches:
+            c.k[...], c.v[...] = np.nan, np.nan
+    for t, (y_f, c_f), (y_r, c_r) in decode_both(fast, x, p, caches,
+                                                 positions if padded else None, base):
+        assert y_f.shape == y_r.shape and y_f.dtype == y_r.dtype == dtype
+        assert np.all(np.isfinite(y_f))
+        assert np.all(y_f[positions[..., t] < 0] == 0)               # padding tokens: zero rows
+        assert_close(y_f, y_r, "composite", dtype, 3 * e + t + 1)
+        assert (c_f.length, c_f.window, c_f.k.shape, c_f.v.shape) == \
+            (c_r.length, c_r.window, c_r.k.shape, c_r.v.shape)
+        assert c_f.k.dtype == dtype and c_f.k.shape[-2] <= (length if window is None
+                                                            else min(length, window + 1))
+        for a, b in ((c_f.k, c_r.k), (c_f.v, c_r.v)):                # the same slots, NaN too
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+            assert_close(np.nan_to_num(a), np.nan_to_num(b), "composite", dtype, e)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("window", [0, 2, 5])
+def test_decode_window_cache_equals_the_window_forward(fast, dtype, window):
+    """A rolling window cache, well past w + 1 tokens, equals fast GQA with window (w, 0)."""
+    rng = np.random.default_rng(29)
+    p = RA.init_grouped_query(8, 4, 2, rng, dtype=dtype)
+    x = normal(rng, (2, 17, 8), dtype)
+    cache = fast.init_kv_cache(p, (2,), 17, dtype, window=window)
+    steps = []
+    for t in range(17):
+        y, cache = fast.decode_step(x[:, t:t + 1], p, cache, rope_base=100.0)
+        assert cache.k.shape[-2] == window + 1                       # never more slots
+        steps.append(y)
+    full = fast.grouped_query_attention(x, x, p, causal=True, window=(window, 0),
+                                        rope_base=100.0)
+    assert_close(np.concatenate(steps, axis=-2), full, "composite", dtype, 3 * 8 + 17)
+    assert_close(full, RA.grouped_query_attention(x, x, p, causal=True, window=(window, 0),
+                                                  rope_base=100.0), "composite", dtype, 3 * 8 + 17)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_decode_left_padded_equals_each_sequence_alone(fast, dtype):
+    rng = np.random.default_rng(30)
+    p = RA.init_grouped_query(8, 4, 2, rng, dtype=dtype)
+    lengths, total = [5, 2, 7], 8
+    x = np.full((3, total, 8), np.nan, dtype=dtype)
+    alone = []
+    for b, n in enumerate(lengths):
+        seq = normal(rng, (1, n, 8), dtype)
+        x[b, total - n:] = seq[0]
+        cache, rows = fast.init_kv_cache(p, (1,), n, dtype), []
+        for t in range(n):
+            y, cache = fast.decode_step(seq[:, t:t + 1], p, cache, rope_base=50.0)
+            rows.append(y[0])
+        alone.append(np.concatenate(rows))
+    positions = np.arange(total)[None, :] - (total - np.array(lengths))[:, None]
+    cache, rows = fast.init_kv_cache(p, (3,), total, dtype), []
+    cache.k[...], cache.v[...] = np.nan, np.nan
+    for t in range(total):
+        y, cache = fast.decode_step(x[:, t:t + 1], p, cache, positions=positions[:, t],
+                                    rope_base=50.0)
+        rows.append(y)
+    out = np.concatenate(rows, axis=-2)
+    for b, n in enumerate(lengths):
+        assert np.all(out[b, :total - n] == 0)
+        assert_close(out[b, total - n:], alone[b], "composite", dtype, 3 * 8 + total)
+
+
+def test_decode_new_keywords_none_change_nothing(fast):
+    """positions=None / rope_base=None, positions without padding and a window cache that
+    never fills decode bit for bit as before."""
+    rng = np.random.default_rng(31)
+    p = RA.init_grouped_query(8, 4, 2, rng, dtype=np.float32)
+    x = normal(rng, (2, 6, 8), np.float32)
+    plain = fast.init_kv_cache(p, (2,), 6, np.float32)
+    unpadded, wide = plain, fast.init_kv_cache(p, (2,), 6, np.float32, window=10)
+    for t in range(6):
+        y, plain_next = fast.decode_step(x[:, t:t + 1], p, plain)
+        y_none, _ = fast.decode_step(x[:, t:t + 1], p, plain, positions=None, rope_base=None)
+        y_pos, unpadded = fast.decode_step(x[:, t:t + 1], p, unpadded, positions=np.full(2, t))
+        y_wide, wide = fast.decode_step(x[:, t:t + 1], p, wide)
+        for other in (y_none, y_pos, y_wide):
+            np.testing.assert_array_equal(other, y)
+        np.testing.assert_array_equal(wide.k, plain_next.k)
+        plain = plain_next
+
+
+def test_decode_padding_is_a_kernel_mask_and_nan_slots_stay_in_the_cache(fast, monkeypatch):
+    calls = []
+    run = FK.run_attention
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(FK, "run_attention", spy)
+    rng = np.random.default_rng(32)
+    p = RA.init_grouped_query(4, 2, 1, rng)
+    cache = fast.init_kv_cache(p, (2,), 4)
+    cache.k[0, :, 0], cache.v[0, :, 0] = np.nan, np.nan              # sequence 0: slot 0 padding
+    cache.length = 1
+    y, new = fast.decode_step(normal(rng, (2, 1, 4), np.float64), p, cache,
+                              positions=np.array([0, 1]))
+    assert np.all(np.isfinite(y))
+    assert np.all(np.isnan(new.k[0, :, 0]))                          # kept as the reference does
+    (args,) = calls
+    slabs, index = args[7]
+    np.testing.assert_array_equal(slabs[:, 0], [[False, True], [True, True]])
+    np.testing.assert_array_equal(index, [0, 0, 1, 1])               # shared by the two heads
+    _, ref = RA.decode_step(normal(rng, (2, 1, 4), np.float64), p, cache,
+                            positions=np.array([0, 1]))
+    np.testing.assert_array_equal(np.isnan(new.k), np.isnan(ref.k))
+
+
 # --------------------------------------------------------------------------- RMS norm
 
 @given(case=rows(), eps=st.sampled_from([0.0, 1e-6, 1e-3, 1.0]), affine=st.booleans(),
@@ -807,6 +1221,13 @@ NAN = Q.copy()
 NAN[0, 0, 0] = np.nan
 NAN_KEY = K.copy()
 NAN_KEY[1, 3, 2] = np.inf
+MHA_ODD = RA.init_multi_head(4, 4, RNG)                             # d_head = 1
+_nan_k = np.zeros((2, 1, 3, 2))
+_nan_k[1, 0, 1, 0] = np.nan                                         # batch 1, position 1
+NAN_CACHE = RA.KVCache(_nan_k, np.zeros((2, 1, 3, 2)), 2)
+_nan_w = np.zeros((2, 1, 3, 2))
+_nan_w[0, 0, 2, 1] = np.nan                                         # newest slot of a full window
+NAN_WINDOW_CACHE = RA.KVCache(np.zeros((2, 1, 3, 2)), _nan_w, 7, window=2)
 
 BAD_CALLS = [
     ("softmax", (NAN,), {}),
@@ -888,6 +1309,49 @@ BAD_CALLS = [
     ("rms_norm", (Q,), {"eps": -1.0}),
     ("rms_norm", (Q,), {"eps": np.nan}),
     ("rms_norm", (Q.astype(np.int8),), {"eps": "small"}),
+    # issue 17: packed documents, RoPE and windows in the heads, padded and windowed decoding
+    ("attention", (Q, K[:, :5], V[:, :5]), {"segment_ids": np.zeros(5)}),
+    ("attention", (Q, K, V), {"segment_ids": np.zeros(5, dtype=int)}),          # Lq != Lk
+    ("attention", (Q, Q, Q), {"segment_ids": np.zeros((3, 5), dtype=int)}),
+    ("attention", (Q, Q, Q), {"segment_ids": np.zeros(4, dtype=int)}),
+    ("attention", (Q, Q, Q), {"segment_ids": np.zeros(4, dtype=int), "mask": np.ones((4, 4))}),
+    ("attention", (Q, Q, Q), {"segment_ids": np.zeros(4, dtype=int), "window": 2}),
+    ("attention", (Q, Q, Q), {"segment_ids": np.zeros(4), "bias": np.zeros((3, 3))}),
+    ("attention", (Q, Q, Q), {"segment_ids": np.zeros(4), "softcap": -1.0}),
+    ("attention", (Q, NAN_KEY[:, :5], Q), {"segment_ids": np.arange(5)}),
+    ("multi_head_attention", (Q, Q, MHA), {"rope_base": "10"}),
+    ("multi_head_attention", (Q, Q, MHA), {"rope_base": -1.0}),
+    ("multi_head_attention", (Q, Q, MHA), {"rope_base": np.inf}),
+    ("multi_head_attention", (Q, Q, MHA), {"rope_base": True}),
+    ("multi_head_attention", (Q, K, MHA), {"rope_base": 10.0}),                # Lq != Lk
+    ("multi_head_attention", (Q, Q, MHA_ODD), {"rope_base": 10.0}),           # Dh odd
+    ("multi_head_attention", (Q, Q, MHA), {"rope_base": -1.0, "causal": "top-right"}),
+    ("multi_head_attention", (Q, Q[..., :3], MHA), {"rope_base": -1.0}),
+    ("multi_head_attention", (Q, Q, MHA), {"window": 3}),
+    ("multi_head_attention", (Q, Q, MHA), {"window": (1, -1), "causal": "top-right"}),
+    ("multi_head_attention", (Q, Q, MHA), {"window": (1, -1), "mask": np.ones((4, 4), bool)}),
+    ("multi_head_attention", (Q, Q, MHA), {"window": (1, -1), "rope_base": 0.0}),
+    ("multi_head_attention", (Q, NAN, MHA), {"window": (1, 0)}),            # row 0 in a window
+    ("grouped_query_attention", (Q, Q, GQA), {"rope_base": 0}),
+    ("grouped_query_attention", (Q, K, GQA), {"rope_base": 10.0, "window": (0, 0)}),
+    ("grouped_query_attention", (Q, Q, GQA), {"window": (0, "1"), "bias": np.zeros((3, 5, 5))}),
+    ("grouped_query_attention", (Q, NAN, GQA), {"window": (None, 0), "rope_base": 10.0}),
+    ("decode_step", (Q[:, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)), {"positions": [0.0, 0.0]}),
+    ("decode_step", (Q[:, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)), {"positions": [0, 0, 0]}),
+    ("decode_step", (Q[:, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)), {"positions": [1, 0]}),
+    ("decode_step", (Q[:, :2], GQA, RA.init_kv_cache(GQA, (2,), 3)), {"positions": [1, 0]}),
+    ("decode_step", (NAN[:, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)), {}),
+    ("decode_step", (NAN[:, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)),
+     {"positions": [0, -1], "rope_base": -1.0}),                      # NaN token 0 is real
+    ("decode_step", (NAN[:, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)),
+     {"positions": [-1, 0], "rope_base": -1.0}),                      # a padding token may be NaN
+    ("decode_step", (Q[:, :1], GQA, RA.init_kv_cache(GQA, (2,), 3)), {"rope_base": "10"}),
+    ("decode_step", (Q[:, :1], MHA_ODD, RA.init_kv_cache(MHA_ODD, (2,), 3)), {"rope_base": 10.0}),
+    ("decode_step", (Q[:, :1], GQA, NAN_CACHE), {}),                   # slot 1 is attended
+    ("decode_step", (Q[:, :1], GQA, NAN_CACHE), {"positions": [1, 0], "rope_base": -2.0}),
+    ("decode_step", (Q[:, :1], GQA, NAN_WINDOW_CACHE), {}),            # a slot in the window
+    ("decode_step", (Q[:, :1], GQA, RA.KVCache(np.zeros((2, 1, 2, 2)), np.zeros((2, 1, 2, 2)), 5,
+                                                 window=1)), {"positions": [6, 0]}),
 ]
 
 _REFERENCE = {"softmax": RA, "attention": RA, "multi_head_attention": RA, "grouped_query_attention": RA,

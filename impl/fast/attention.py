@@ -7,8 +7,8 @@ the same signatures, the same validation (the validators of
 so bad input raises exactly the reference's error before any compiled code is
 entered) and the same semantics: boolean masks (True = may attend),
 ``causal=True`` (top-left) and ``causal="bottom-right"``, an explicit
-``scale``, an additive ``bias``, a logit ``softcap`` and a sliding ``window``
-(issue 17), fully masked rows -> zeros, non-finite keys
+``scale``, an additive ``bias``, a logit ``softcap``, a sliding ``window`` and
+packed documents ``segment_ids`` (issue 17), fully masked rows -> zeros, non-finite keys
 allowed only where no query may attend (they are zeroed before the kernel,
 which multiplies whole key blocks), float32 and float64 (outputs keep the
 input dtype).
@@ -36,7 +36,9 @@ row's ``r + offset - left`` to its last row's ``r + offset + right``, so a
 window of ``w`` keys costs ``O(L w)`` instead of ``O(L^2)`` (the query blocks
 are shrunk to at most ``w / 2`` rows). A soft cap ``c`` turns the scaled
 scores into ``c tanh(s / c)`` before the bias and the masks, as the
-reference. Memory per task is ``O(block_q * (block_k + Ev))``.
+reference. Packed documents are compared by id per score (the ids of the
+query row and of the key), never as an ``L x L`` same-document mask. Memory
+per task is ``O(block_q * (block_k + Ev))``.
 
 Grouped-query attention indexes the kv head ``n // (H / G)`` of query head
 ``n`` inside the kernel: keys and values are never copied per query head.
@@ -56,6 +58,8 @@ running max and sum recurrence).
 Ainslie et al. 2023, GQA, §2 (the kv head of a query head).
 Beltagy, Peters & Cohan 2020, Longformer, §3.1 (sliding window attention);
 Gemma Team 2024, Gemma 2 (logit soft-capping).
+Krell et al. 2021, Efficient Sequence Packing without Cross-contamination
+(packed documents attend only within themselves).
 Seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt): attention as a soft
 dictionary look-up.
 """
@@ -105,6 +109,7 @@ __all__ = [
     "as_slabs",
     "scores_may_overflow",
     "run_attention",
+    "segment_slabs",
     "online_softmax_row",
 ]
 
@@ -249,13 +254,15 @@ def online_softmax_row(row, visible, step, i, m, l, acc):
 @njit(**JIT_INLINE)
 def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                         mask_n, use_mask, bias_n, use_bias, softcap, use_softcap, left, right,
-                        block_k, m, l, acc, pv, s_buf, out_blk):
+                        seg_n, use_seg, block_k, m, l, acc, pv, s_buf, out_blk):
     """Online-softmax attention of one block of queries over keys ``[0, lk)``.
 
     q_blk (bq, E), k_n (>= lk, E), v_n (>= lk, Ev), out_blk (bq, Ev); query
     ``r = row0 + i`` may see key ``j`` iff ``j <= r + offset`` (if causal),
     ``r - left <= j - offset <= r + right`` (the sliding window; a negative
-    ``left`` or ``right`` is an unbounded side) and ``mask_n[row, j]``. Its
+    ``left`` or ``right`` is an unbounded side), ``mask_n[row, j]`` and, if
+    ``use_seg``, ``seg_n[0, r] == seg_n[0, j]`` (packed documents: the ids are
+    compared per score, no ``Lq x Lk`` mask is formed). Its
     logit is ``scale * q.k``, soft-capped to ``softcap * tanh(. / softcap)`` if
     ``use_softcap``, plus ``bias_n[row, j]``. ``mask_n`` and ``bias_n`` have 1
     row (shared by all queries) or one per query. ``m``, ``l`` (>= bq,),
@@ -266,7 +273,11 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     ``causal`` or a bounded ``right`` the blocks past the last row's reach are
     never visited, under a bounded ``left`` those before the first row's reach,
     so a window of width ``w`` costs ``O(bq (bq + w))`` per query block whatever
-    ``lk``. Returns the number of key blocks visited.
+    ``lk``. Under ``use_seg`` the keys before the first row's document
+    (``seg_n[1, row0]``) and after the last row's (``seg_n[2, row0 + bq - 1]``)
+    are not walked either: for documents that are contiguous runs of ids, a
+    packed row costs the sum over its documents, not ``L^2``. Returns the
+    number of key blocks visited.
     """
     prefer_wide_vectors()
     bq = q_blk.shape[0]
@@ -289,6 +300,9 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
         key_end = min(key_end, max(0, row0 + bq + offset + right))
     if left >= 0:                                        # the first row: keys >= row0+offset-left
         key_start = min(key_end, max(0, row0 + offset - left))
+    if use_seg:                                          # the documents of the first and last row
+        key_end = min(key_end, seg_n[2, row0 + bq - 1])
+        key_start = min(key_end, max(key_start, seg_n[1, row0]))
     visited = 0
     for j0 in range(key_start, key_end, block_k):
         j1 = min(j0 + block_k, key_end)
@@ -308,7 +322,7 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
             if left >= 0:
                 first = min(visible, max(0, r + offset - left - j0))
             step = scale                                 # logit = step * row[j]
-            if use_mask or use_bias or use_softcap:      # write the logits themselves
+            if use_mask or use_bias or use_softcap or use_seg:   # write the logits themselves
                 b_row = bias_n[r if bias_n.shape[0] > 1 else 0]
                 if use_softcap:                          # c tanh(s / c), then the bias
                     for j in range(first, visible):
@@ -326,6 +340,12 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                     m_row = mask_n[r if mask_n.shape[0] > 1 else 0]
                     for j in range(first, visible):
                         if not m_row[j0 + j]:
+                            row[j] = neg_inf
+                if use_seg:                              # another document: hidden
+                    ids = seg_n[0]
+                    own = ids[r]
+                    for j in range(first, visible):
+                        if ids[j0 + j] != own:
                             row[j] = neg_inf
                 step = one
             if first == 0:
@@ -352,13 +372,15 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
 @njit(**JIT)
 def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, use_mask,
                  bias, bias_index, use_bias, softcap, use_softcap, left, right,
-                 block_q, block_k, order, first, stride, out, visits):
+                 seg, seg_index, use_seg, block_q, block_k, order, first, stride, out, visits):
     """Tasks ``order[first], order[first + stride], ...`` of attention of q (N, Lq, E).
 
     Task ``t`` is the (query slab ``n = t // n_blocks``, query block
     ``t % n_blocks``) pair; slab ``n`` reads kv slab ``n // group`` (grouped-query
-    attention: K/V are indexed, never copied), mask slab ``mask_index[n]`` and
-    bias slab ``bias_index[n]``, over the first ``lk`` keys. Writes out (N, Lq, Ev)
+    attention: K/V are indexed, never copied), mask slab ``mask_index[n]``,
+    bias slab ``bias_index[n]`` and segments ``seg[seg_index[n]]`` (3, L) (the
+    ids and each position's document bounds, :func:`_document_bounds`), over
+    the first ``lk`` keys. Writes out (N, Lq, Ev)
     and, in ``visits[t]``, the number of key blocks task ``t`` visited.
     """
     n_slabs, lq, _ = q.shape
@@ -378,7 +400,8 @@ def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, us
         visits[task] = _attend_query_block(
             q[n, i0:i1], k[kv], v[kv], lk, scale, causal, offset, i0,
             mask[mask_index[n]], use_mask, bias[bias_index[n]], use_bias,
-            softcap, use_softcap, left, right, block_k, m, l, acc, pv, s_buf, out[n, i0:i1])
+            softcap, use_softcap, left, right, seg[seg_index[n]], use_seg,
+            block_k, m, l, acc, pv, s_buf, out[n, i0:i1])
 
 
 # ---------------------------------------------------------------------------
@@ -428,6 +451,64 @@ def as_slabs(arr, lead: tuple, lq: int, lk: int, dtype):
 def _no_slabs(n: int, dtype):
     """Placeholder (1, 1, 1) slabs and an all-zero index for an absent mask/bias."""
     return np.zeros((1, 1, 1), dtype=dtype), np.zeros(n, dtype=np.int64)
+
+
+def segment_slabs(segment_ids, lead: tuple, lq: int, lk: int):
+    """Validated packed-document ids as kernel slabs, without any ``L x L`` mask.
+
+    The checks and errors of :func:`transformer_theory.impl.contract.validate.segment_allowed`,
+    in its order, which returns the ``(..., L, L)`` same-document mask; the
+    kernel instead compares the ids of a query and a key per score, so only
+    the ids are stored (over the ids' own leading dims, broadcast by ``index``
+    as in :func:`as_slabs`).
+
+    Parameters
+    ----------
+    segment_ids : array_like of int or None
+        Broadcastable to ``lead + (L,)``, ``L = lq = lk``.
+    lead : tuple of int
+    lq, lk : int
+
+    Returns
+    -------
+    (slabs, index) or None
+        ``slabs`` int64 (S, L), C-contiguous; ``index`` int64 (prod(lead),),
+        the slab of each flattened leading position. None without segments.
+
+    Raises
+    ------
+    TypeError
+        If ``segment_ids`` is not an integer array.
+    ValueError
+        If ``lq != lk`` or its shape does not broadcast to ``lead + (L,)``.
+
+    References
+    ----------
+    Krell et al. 2021, Efficient Sequence Packing without Cross-contamination;
+    Dao 2023, FlashAttention-2 (the varlen interface, ``cu_seqlens``).
+    """
+    if segment_ids is None:
+        return None
+    seg = np.asarray(segment_ids)
+    if seg.dtype.kind not in "iu":
+        raise TypeError(f"segment_ids: expected an integer array, got dtype {seg.dtype}")
+    if lq != lk:
+        raise ValueError(f"segment_ids: packed documents need self-attention (Lq = Lk), "
+                         f"got Lq = {lq}, Lk = {lk}")
+    target = tuple(lead) + (lq,)
+    try:
+        np.broadcast_to(seg, target)                                         # validates only
+    except ValueError:
+        raise ValueError(f"segment_ids: expected a shape broadcastable to "
+                         f"{target}, got {np.shape(segment_ids)}") from None
+    a = seg.reshape((1,) * (len(target) - seg.ndim) + seg.shape)             # rank of the target
+    own = a.shape[:-1]                                                       # broadcastable to lead
+    # same-width integer casts are bijective, so ids stay equal exactly when they were
+    slabs = as_kernel_array(np.broadcast_to(a, own + (lq,)).reshape(-1, lq)
+                            .astype(np.int64, copy=False), np.int64)         # (S, L)
+    count = int(np.prod(own, dtype=np.int64))
+    index = np.broadcast_to(np.arange(count, dtype=np.int64).reshape(own), lead).ravel()
+    return slabs, as_kernel_array(index, np.int64)
 
 
 def _block_sizes(n_slabs: int, lq: int, lk: int, width: int | None = None) -> tuple[int, int]:
@@ -532,8 +613,41 @@ def scores_may_overflow(q, k, scale: float, bias, dtype) -> bool:
     return not bound < np.finfo(dtype).max / 8
 
 
+def _document_bounds(ids: np.ndarray) -> np.ndarray:
+    """Segment ids with, per position, the key range its document may occupy.
+
+    Parameters
+    ----------
+    ids : np.ndarray of int64, (S, L)
+
+    Returns
+    -------
+    np.ndarray of int64, (S, 3, L)
+        Row 0: the ids. Rows 1 and 2: ``[lo, hi)``, the run of equal ids
+        containing the position when every id of the slab forms one run
+        (packed documents, ``cu_seqlens``), else ``[0, L)`` (ids scattered
+        over the row: nothing can be skipped).
+    """
+    n_slabs, length = ids.shape
+    out = np.empty((n_slabs, 3, length), dtype=np.int64)
+    out[:, 0] = ids
+    pos = np.arange(length, dtype=np.int64)
+    starts = np.ones((n_slabs, length), dtype=bool)                 # (S, L) a run starts here
+    starts[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    ends = np.ones((n_slabs, length), dtype=bool)                   # (S, L) a run ends here
+    ends[:, :-1] = starts[:, 1:]
+    out[:, 1] = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+    out[:, 2] = np.minimum.accumulate(np.where(ends, pos + 1, length)[:, ::-1], axis=1)[:, ::-1]
+    ordered = np.sort(ids, axis=1)
+    n_ids = 1 + np.sum(ordered[:, 1:] != ordered[:, :-1], axis=1)  # (S,) distinct ids
+    scattered = np.sum(starts, axis=1) != n_ids                      # (S,) an id in two runs
+    out[scattered, 1] = 0
+    out[scattered, 2] = length
+    return out
+
+
 def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, dtype, *,
-                  softcap=None, window=None, visits=None):
+                  softcap=None, window=None, segments=None, visits=None):
     """Call the fused kernel on prepared, validated ``(N, L, .)`` arrays.
 
     Parameters
@@ -560,6 +674,10 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
         Validated sliding window ``(left, right)``, aligned as ``align``
         (offset ``lk - Lq`` for ``"bottom-right"``, else 0). Applied inside
         the kernel: key blocks outside a query block's window are not visited.
+    segments : tuple or None
+        Packed-document ids from :func:`segment_slabs` (``Lq = lk``): query
+        ``i`` sees key ``j`` only if their ids are equal, compared per score
+        inside the kernel.
     visits : list, optional
         If given, the number of key blocks each task visited is appended, as
         an int64 array (N, number of query blocks) (the work counter of the
@@ -588,6 +706,12 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     use_bias = bias_slabs is not None
     mask, mask_index = mask_slabs if use_mask else _no_slabs(n_slabs, np.bool_)
     bias, bias_index = bias_slabs if use_bias else _no_slabs(n_slabs, dtype)
+    use_seg = segments is not None
+    if use_seg:
+        ids, seg_index = segments
+        seg = _document_bounds(ids)                                 # (S, 3, L)
+    else:
+        seg, seg_index = np.zeros((1, 3, 1), dtype=np.int64), np.zeros(n_slabs, dtype=np.int64)
     left, right = (-1, -1) if window is None else (-1 if w is None else w for w in window)
     width = None if left < 0 or right < 0 else left + right + 1       # keys a query may see
     block_q, block_k = _block_sizes(n_slabs, lq, lk, width)
@@ -603,7 +727,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     def kernel(first, stride):
         _flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
                      bias, bias_index, use_bias, cap, use_softcap, left, right,
-                     block_q, block_k, order, first, stride, out, counts)
+                     seg, seg_index, use_seg, block_q, block_k, order, first, stride, out, counts)
 
     with single_threaded_blas():
         run_tasks(kernel, len(order), 2.0 * n_slabs * keys * (e + ev))
@@ -617,13 +741,15 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
 # ---------------------------------------------------------------------------
 
 def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softcap=None,
-              window=None) -> np.ndarray:
+              segment_ids=None, window=None) -> np.ndarray:
     """Scaled dot-product attention ``softmax(scale * q k^T + bias) v``, fused and tiled.
 
     Same contract as :func:`transformer_theory.impl.sdpa.attention`; the
     ``Lq x Lk`` score matrix is never formed (see the module docstring), and
-    neither is a window's band mask: key blocks outside a query block's
-    window are skipped, so a window of width ``w`` costs ``O(L w)``.
+    neither is a window's band mask (key blocks outside a query block's
+    window are skipped, so a window of width ``w`` costs ``O(L w)``) nor the
+    same-document mask of packed sequences (the kernel compares the segment
+    ids of a query and a key per score).
 
     Parameters
     ----------
@@ -643,6 +769,9 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     softcap : float, optional
         Logit soft cap ``c``: the scaled logits become ``c * tanh(s / c)``
         before the bias is added and the masks applied; None for none.
+    segment_ids : array_like of int, optional
+        Packed documents, ``(..., L)`` with ``Lq = Lk = L``: a query attends
+        only keys of its own document (ANDed with ``mask`` and ``causal``).
     window : (int or None, int or None), optional
         Sliding window ``(left, right)``, inclusive: query ``i`` attends key
         ``j`` only if ``i - left <= j - offset <= i + right``, ``offset`` being
@@ -661,7 +790,9 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     Vaswani et al. 2017, Attention Is All You Need, §3.2.1 (Eq. 1); Dao et al.
     2022, FlashAttention, Algorithm 1; Beltagy, Peters & Cohan 2020,
     Longformer, §3.1 (sliding window attention); Gemma Team 2024, Gemma 2
-    (logit soft-capping); seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt).
+    (logit soft-capping); Krell et al. 2021, Efficient Sequence Packing
+    without Cross-contamination (packed documents); seed 004
+    (shared/seeds/004_d5b314f5ea1e15da.txt).
     """
     q_arr, k_arr, v_arr = check_qkv(q, k, v, finite_kv=False)
     lead, lq, lk = q_arr.shape[:-2], q_arr.shape[-2], k_arr.shape[-2]
@@ -670,6 +801,7 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     band = check_window(window)                          # (left, right) or None
     if mask is not None:
         as_bool_mask(mask, "mask", lead + (lq, lk))      # validated; the slabs broadcast it
+    segments = segment_slabs(segment_ids, lead, lq, lk)  # (S, L) ids, or None
     bias_arr = check_bias(bias, lead + (lq, lk))
     cap = check_softcap(softcap)
     k_arr, v_arr = check_finite_where_attended([("k", k_arr), ("v", v_arr)], mask, causal,
@@ -677,7 +809,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     dtype = common_float_dtype(*(a for a in (q_arr, k_arr, v_arr, bias_arr) if a is not None))
     if scores_may_overflow(q_arr, k_arr, scale_value, bias_arr, dtype):
         return reference.attention(q_arr, k_arr, v_arr, mask=mask, causal=causal, scale=scale,
-                                   bias=bias, softcap=softcap, window=window)
+                                   bias=bias, softcap=softcap, segment_ids=segment_ids,
+                                   window=window)
     n, e, ev = math.prod(lead), q_arr.shape[-1], v_arr.shape[-1]
     q3 = as_kernel_array(q_arr.reshape((n, lq, e)), dtype)        # (N, Lq, E)
     k3 = as_kernel_array(k_arr.reshape((n, lk, e)), dtype)        # (N, Lk, E)
@@ -685,5 +818,5 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     mask_slabs = None if mask is None else as_slabs(mask, lead, lq, lk, np.bool_)
     bias_slabs = None if bias_arr is None else as_slabs(bias_arr, lead, lq, lk, dtype)
     out = run_attention(q3, k3, v3, lk, 1, scale_value, align, mask_slabs, bias_slabs, dtype,
-                        softcap=cap, window=band)
+                        softcap=cap, window=band, segments=segments)
     return out.reshape(lead + (lq, ev))

@@ -7,14 +7,19 @@ and the same semantics. The projections ``X W_h + b_h`` and the output map
 ``Concat(head_1..head_H) W^O + b_o`` are parallel kernels over (batch, head)
 and (batch, row block) tasks; the H heads attend in one call of the fused
 kernel of :mod:`.attention`, where grouped-query head ``n`` reads kv head
-``n // (H / G)`` by index (K and V are never copied per query head).
-Initialisation has nothing to accelerate and is the reference's.
+``n // (H / G)`` by index (K and V are never copied per query head). Rotary
+position embeddings (``rope_base``) rotate the projected queries and keys in
+place, one (batch, head) task each; a sliding ``window`` is the kernel's own
+(key blocks outside it are skipped). Initialisation has nothing to accelerate
+and is the reference's.
 
 References
 ----------
 Vaswani et al. 2017, Attention Is All You Need, §3.2.2-3.2.3.
 Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding, §3.
 Dao et al. 2022, FlashAttention, Algorithm 1.
+Su et al. 2021, RoFormer, §3.4.2 (the rotation without a d x d matrix).
+Beltagy, Peters & Cohan 2020, Longformer, §3.1 (sliding window attention).
 Seed 003 (shared/seeds/003_8876c6ab28e0baf8.txt): separate Q/K/V matrices per
 head, concatenate the heads, multiply by W^O.
 """
@@ -37,12 +42,15 @@ from ..contract.validate import (
     check_finite_where_attended,
     check_memory_mask,
     check_projection_inputs,
+    check_window,
     common_float_dtype,
 )
+from ..heads import check_rope_base
 from ..heads import (  # noqa: F401  (re-exported: nothing to accelerate)
     init_grouped_query,
     init_multi_head,
 )
+from ..positional import rope_frequencies
 from ._numeric import JIT, as_kernel_array, matmul, run_tasks, single_threaded_blas
 from .attention import as_slabs, run_attention, scores_may_overflow
 
@@ -57,6 +65,7 @@ __all__ = [
     "grouped_query_attention",
     "project_heads",
     "merge_heads",
+    "rotate_heads",
 ]
 
 #: Rows per task of the output projection.
@@ -84,6 +93,30 @@ def _project_tasks(x, w, b, use_bias, first, stride, out):
             for i in range(length):
                 for e in range(d):
                     y[i, e] += b[h, e]
+
+
+@njit(**JIT)
+def _rope_tasks(x, cos, sin, first, stride):
+    """Rotary embedding in place: x (B, Hh, L, D), cos and sin (P, L, D/2), P = 1 or B.
+
+    Pair ``(2i, 2i+1)`` of row ``p`` of batch ``b`` turns by the angle whose
+    cosine and sine are ``cos[b', p, i]`` and ``sin[b', p, i]`` (``b' = b`` if
+    ``P = B``, else 0). A task is one (batch, head) pair.
+    """
+    n_batch, n_heads, length, d = x.shape
+    half = d // 2
+    for task in range(first, n_batch * n_heads, stride):
+        bb = task // n_heads
+        h = task % n_heads
+        c_b = cos[bb if cos.shape[0] > 1 else 0]                    # (L, D/2)
+        s_b = sin[bb if sin.shape[0] > 1 else 0]
+        y = x[bb, h]                                                # (L, D)
+        for p in range(length):
+            for i in range(half):
+                even = y[p, 2 * i]
+                odd = y[p, 2 * i + 1]
+                y[p, 2 * i] = even * c_b[p, i] - odd * s_b[p, i]
+                y[p, 2 * i + 1] = even * s_b[p, i] + odd * c_b[p, i]
 
 
 @njit(**JIT)
@@ -185,6 +218,48 @@ def merge_heads(o4, w_o, b_o, dtype):
     return y
 
 
+def rotate_heads(x4, positions, base: float, dtype):
+    """Rotary position embedding of per-head queries or keys, in place, with the kernel.
+
+    The rotation of :func:`transformer_theory.impl.positional.rope`
+    (interleaved pairs ``(2i, 2i+1)``, frequencies ``base^(-2i/D)``, angles
+    computed in float64 and their cosine and sine rounded to ``dtype``), one
+    task per (batch, head).
+
+    Parameters
+    ----------
+    x4 : np.ndarray, (B, heads, L, D)
+        A kernel array (C-contiguous, ``dtype``), ``D`` even; overwritten.
+    positions : np.ndarray, (L,) or (B, L)
+        Each row's position (shared by the batch, or one row per sequence).
+    base : float
+        Validated RoPE base.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    np.ndarray
+        ``x4``, rotated.
+
+    References
+    ----------
+    Su et al. 2021, RoFormer, §3.2 (eq. 15), §3.4.2 (eq. 34: the rotation
+    without forming a ``d x d`` matrix).
+    """
+    n_batch, n_heads, length, d = x4.shape
+    if x4.size == 0:
+        return x4
+    theta = rope_frequencies(d, base=base)                            # (D/2,)
+    pos = np.asarray(positions, dtype=np.float64)
+    pos = pos.reshape((1,) * (2 - pos.ndim) + pos.shape)              # (P, L)
+    angles = pos[..., None] * theta                                   # (P, L, D/2)
+    cos = as_kernel_array(np.cos(angles), dtype)                      # (P, L, D/2)
+    sin = as_kernel_array(np.sin(angles), dtype)
+    run_tasks(lambda first, stride: _rope_tasks(x4, cos, sin, first, stride),
+              n_batch * n_heads, 6.0 * x4.size)
+    return x4
+
+
 def _head_slabs(arr, lead: tuple, n_heads: int, lq: int, lk: int, dtype, per_head: bool):
     """Mask (shared by the heads) or bias (per head) as slabs over (B*H) query slabs."""
     a = np.asarray(arr)
@@ -195,7 +270,8 @@ def _head_slabs(arr, lead: tuple, n_heads: int, lq: int, lk: int, dtype, per_hea
     return as_slabs(a, lead + (n_heads,), lq, lk, dtype)
 
 
-def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback):
+def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback, rope_base=None,
+                      window=None):
     """Shared body of multi-head, grouped-query and cross-attention (fast path).
 
     Validation is the reference's, in the reference's order; ``fallback()``
@@ -203,11 +279,14 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback):
     """
     x_q, x_kv = check_projection_inputs(x_q, x_kv, params, finite_kv=False)
     lead, lq, lk = x_q.shape[:-2], x_q.shape[-2], x_kv.shape[-2]
+    base = check_rope_base(rope_base, lq, lk, params.d_head)
     align = causal_alignment(causal)
+    band = check_window(window)                                          # (left, right) or None
     mask_arr = None if mask is None else as_bool_mask(mask, "mask", lead + (lq, lk))
     n_heads, n_kv = params.n_heads, params.n_kv_heads
     bias_arr = check_bias(bias, lead + (n_heads, lq, lk))
-    (x_kv,) = check_finite_where_attended([("x_kv", x_kv)], mask, causal, lead, lq)  # (..., Lk, Ekv)
+    (x_kv,) = check_finite_where_attended([("x_kv", x_kv)], mask, causal, lead, lq,
+                                          band)                          # (..., Lk, Ekv)
     extra = [] if bias_arr is None else [bias_arr]
     dtype = common_float_dtype(x_q, x_kv, *params.arrays(), *extra)
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
@@ -217,6 +296,9 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback):
     q = project_heads(xq3, w_q, b_q, dtype)                                      # (B, H, Lq, Dh)
     k = project_heads(xkv3, w_k, b_k, dtype)                                     # (B, G, Lk, Dh)
     v = project_heads(xkv3, w_v, b_v, dtype)                                     # (B, G, Lk, Dv)
+    if base is not None:                                                 # positions 0 .. L-1
+        rotate_heads(q, np.arange(lq), base, dtype)                      # (B, H, Lq, Dh)
+        rotate_heads(k, np.arange(lk), base, dtype)                      # (B, G, Lk, Dh)
     scale = 1.0 / math.sqrt(params.d_head)
     if scores_may_overflow(q, k, scale, bias_arr, dtype):
         return fallback()
@@ -227,13 +309,13 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback):
         bias_arr, lead, n_heads, lq, lk, dtype, True)
     o = run_attention(q.reshape(n_batch * n_heads, lq, dh), k.reshape(n_batch * n_kv, lk, dh),
                       v.reshape(n_batch * n_kv, lk, dv), lk, n_heads // n_kv, scale, align,
-                      mask_slabs, bias_slabs, dtype)                        # (B*H, Lq, Dv)
+                      mask_slabs, bias_slabs, dtype, window=band)           # (B*H, Lq, Dv)
     y = merge_heads(o.reshape(n_batch, n_heads, lq, dv), w_o, b_o, dtype)        # (B, Lq, E)
     return y.reshape(lead + (lq, y.shape[-1]))
 
 
 def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False,
-                         bias=None) -> np.ndarray:
+                         bias=None, rope_base=None, window=None) -> np.ndarray:
     """Multi-head attention with the fused kernel for the H heads at once.
 
     Same contract as :func:`transformer_theory.impl.heads.multi_head_attention`:
@@ -250,6 +332,14 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     causal : {False, True, "top-left", "bottom-right"}
     bias : array_like, optional
         Additive logit bias broadcastable to ``(..., H, Lq, Lk)``.
+    rope_base : float, optional
+        Rotary position embedding of base ``rope_base`` (interleaved pairs) of
+        each head's queries and keys at positions ``0 .. L-1``, after the
+        projections; self-attention only (``Lq = Lk``), even ``Dh``. None for
+        none.
+    window : (int or None, int or None), optional
+        Sliding window ``(left, right)`` shared by the heads, aligned as
+        ``causal`` (as in :func:`.attention.attention`); applied in the kernel.
 
     Returns
     -------
@@ -258,13 +348,15 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     References
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.2.2; seed 003
-    (shared/seeds/003_8876c6ab28e0baf8.txt).
+    (shared/seeds/003_8876c6ab28e0baf8.txt); Su et al. 2021, RoFormer, §3.4.2;
+    Beltagy, Peters & Cohan 2020, Longformer, §3.1.
     """
     check_attention_params(params, allowed=(MultiHeadParams,))
     return _attend_projected(
         x_q, x_kv, params, mask, causal, bias,
         lambda: reference.multi_head_attention(x_q, x_kv, params, mask=mask, causal=causal,
-                                               bias=bias))
+                                               bias=bias, rope_base=rope_base, window=window),
+        rope_base, window)
 
 
 def self_attention(x, params: MultiHeadParams, **kw) -> np.ndarray:
@@ -289,7 +381,7 @@ def self_attention(x, params: MultiHeadParams, **kw) -> np.ndarray:
 
 
 def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False,
-                            bias=None) -> np.ndarray:
+                            bias=None, rope_base=None, window=None) -> np.ndarray:
     """Grouped-query attention: ``H`` query heads share ``G`` kv heads, K/V never copied.
 
     Same contract as :func:`transformer_theory.impl.heads.grouped_query_attention`;
@@ -304,6 +396,8 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
     causal : {False, True, "top-left", "bottom-right"}
     bias : array_like, optional
         Broadcastable to ``(..., H, Lq, Lk)``.
+    rope_base, window
+        As in :func:`multi_head_attention`.
 
     Returns
     -------
@@ -311,13 +405,16 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
 
     References
     ----------
-    Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding, §3.
+    Ainslie et al. 2023, GQA, §2; Shazeer 2019, Fast Transformer Decoding, §3;
+    Su et al. 2021, RoFormer, §3.4.2.
     """
     check_attention_params(params)
     return _attend_projected(
         x_q, x_kv, params, mask, causal, bias,
         lambda: reference.grouped_query_attention(x_q, x_kv, params, mask=mask, causal=causal,
-                                                  bias=bias))
+                                                  bias=bias, rope_base=rope_base,
+                                                  window=window),
+        rope_base, window)
 
 
 def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> np.ndarray:

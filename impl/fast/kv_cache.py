@@ -2,17 +2,21 @@
 
 Mirrors :mod:`transformer_theory.impl.kv_cache` function by function, with
 the same signatures, validation and semantics. A decoding step projects the
-new token with the kernels of :mod:`.heads`, writes its key and value into a
-copy of the cache, and attends with the fused kernel of :mod:`.attention`,
-which reads only the first ``length + 1`` positions of the cache buffer (no
-slicing copy). Creating a cache and counting its bytes have nothing to
-accelerate and are the reference's.
+new token with the kernels of :mod:`.heads` (rotated at its position under
+RoPE), writes its key and value into a copy of the cache (rolled by one slot
+when a sliding-window cache is full), and attends with the fused kernel of
+:mod:`.attention`, which reads only the attended prefix of the cache buffer
+(no slicing copy); the left padding of a batch is a key-padding mask of the
+kernel. Creating a cache and counting its bytes have nothing to accelerate
+and are the reference's.
 
 References
 ----------
 Pope et al. 2023, Efficiently Scaling Transformer Inference, §2 (the KV
 cache); Vaswani et al. 2017, Attention Is All You Need, §3.2.3; Dao 2023,
-FlashAttention-2, §3.1 (the bottom-right causal alignment of decoding).
+FlashAttention-2, §3.1 (the bottom-right causal alignment of decoding); Su et
+al. 2021, RoFormer, §3.4.2; Mistral AI 2023, mistral-src README (the rolling
+buffer cache).
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ import math
 import numpy as np
 
 from .. import kv_cache as reference
-from ..contract.params import KVCache, check_attention_params, check_decode_args
+from ..contract.params import (KVCache, check_attention_params, check_decode_args,
+                               check_decode_positions)
 from ..contract.validate import as_float_array, common_float_dtype
 from ..kv_cache import (  # noqa: F401  (re-exported: nothing to accelerate)
     init_kv_cache,
     kv_cache_bytes,
 )
+from ..heads import check_rope_base
 from ._numeric import as_kernel_array
-from .attention import run_attention, scores_may_overflow
-from .heads import merge_heads, project_heads
+from .attention import as_slabs, run_attention, scores_may_overflow
+from .heads import merge_heads, project_heads, rotate_heads
 
 __all__ = [
     "KVCache",
@@ -41,22 +47,74 @@ __all__ = [
 ]
 
 
-def decode_step(x_t, params, cache: KVCache):
+def _refuse_non_finite_real_tokens(x_t, real) -> None:
+    """The reference's check: only a padding token (negative position) may be non-finite."""
+    finite = np.all(np.isfinite(x_t), axis=(-2, -1))                 # (...,)
+    if np.any(real & ~finite):
+        where = tuple(int(i) for i in np.argwhere(real & ~finite)[0])
+        raise ValueError(f"x_t: contains NaN or infinite values"
+                         + (f" at batch index {where}" if where else "")
+                         + " (only a padding token, of negative position, may)")
+
+
+def _refuse_non_finite_attended_slots(cache, previous, index, allowed) -> None:
+    """The reference's check: the earlier slots this step attends must be finite."""
+    for name, arr in (("k", cache.k), ("v", cache.v)):
+        bad = ~np.all(np.isfinite(arr[..., previous, :]), axis=(-3, -1)) & allowed[..., :-1]
+        if np.any(bad):
+            *batch, slot = (int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"cache: {name} holds NaN or infinite values at position "
+                             f"{int(index[slot])}" + (f" of batch index {tuple(batch)}" if batch
+                                                       else "") + ", which this step attends")
+
+
+def _next_slots(arr, dtype, full: bool) -> np.ndarray:
+    """A C-contiguous copy of a cache array in ``dtype``; a full window drops its oldest slot.
+
+    ``full``: slots ``1 ..`` move to ``0 ..`` and the last slot (about to be
+    overwritten by the new token) keeps the oldest one, as ``np.roll(arr, -1)``
+    of the reference, in one copy.
+    """
+    out = np.empty(arr.shape, dtype=dtype)                             # (..., G, Lmax, D)
+    if full:
+        out[..., :-1, :] = arr[..., 1:, :]
+        out[..., -1:, :] = arr[..., :1, :]
+    else:
+        out[...] = arr
+    return out
+
+
+def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     """One step of incremental causal self-attention decoding with a KV cache.
 
-    Same contract as :func:`transformer_theory.impl.kv_cache.decode_step`:
-    the new token's key and value are written at position ``cache.length`` of
-    a copy of the cache, and its query attends over positions
-    ``[0, cache.length]`` with the fused kernel, which reads only that prefix
-    of the cache (no slicing copy). The input cache is not modified.
+    Same contract as :func:`transformer_theory.impl.kv_cache.decode_step`,
+    with its checks in its order: the new token's key and value are written
+    at slot ``cache.length`` of a copy of the cache (for a sliding-window
+    cache that is full, the oldest slot is dropped first), and its query
+    attends over the slots ``[start, t]`` with the fused kernel, which reads
+    only that prefix of the cache buffer. The input cache is not modified.
+
+    Left-padded batches: ``positions`` gives each sequence's position of this
+    token counted from its first real token; the slots before ``start = t -
+    positions`` are padding, never attended (a key-padding mask of the
+    kernel) and may hold anything, NaN included (zeroed in the attended copy
+    only, as in the reference). A padding token (negative position) may be
+    non-finite and gets a zero output row.
 
     Parameters
     ----------
     x_t : array_like, (..., 1, E)
+        Finite unless it is a padding token.
     params : MultiHeadParams or GroupedQueryParams
         Self-attention weights (``d_kv == d_model``).
     cache : KVCache
-        Not full.
+        Not full (a sliding-window cache never is).
+    positions : array_like of int, optional
+        Broadcastable to the batch shape, at most ``cache.length``; default
+        ``cache.length`` (no padding).
+    rope_base : float, optional
+        Rotary embedding (interleaved pairs) of the query and key at the
+        token's position; the cache holds rotated keys. None for none.
 
     Returns
     -------
@@ -67,32 +125,68 @@ def decode_step(x_t, params, cache: KVCache):
     References
     ----------
     Pope et al. 2023, Efficiently Scaling Transformer Inference, §2;
-    Vaswani et al. 2017, §3.2.3; seed 004
+    Vaswani et al. 2017, §3.2.3; Su et al. 2021, RoFormer, §3.4.2 (the
+    rotation at each position); Mistral AI 2023, mistral-src README (the
+    rolling buffer cache of sliding window attention); seed 004
     (shared/seeds/004_d5b314f5ea1e15da.txt, note 24).
     """
-    x_t = check_decode_args(x_t, params, cache)
+    x_t = check_decode_args(x_t, params, cache, finite=False, windowed=True)
+    start = check_decode_positions(positions, cache)                      # (...,) first real slot
+    t = cache.length
+    real = start <= t                                                     # (...,) not padding
+    _refuse_non_finite_real_tokens(x_t, real)
+    base = check_rope_base(rope_base, 1, 1, params.d_head)
+    x_in = x_t
+    padded_batch = not np.all(real)
+    if padded_batch:
+        x_t = np.where(real[..., None, None], x_t, 0)                     # (..., 1, E) padding -> 0
     dtype = common_float_dtype(x_t, cache.k, cache.v, *params.arrays())
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
-    t = cache.length
     n_heads, n_kv, dh, dv = params.n_heads, params.n_kv_heads, params.d_head, params.d_value
     lmax = cache.max_len
     n_batch = math.prod(cache.batch_shape)
+    kept = min(t, lmax)                                     # slots filled before this step
+    full = kept == lmax                                     # a full window: drop the oldest
+    previous = slice(1, kept) if full else slice(0, kept)   # the earlier slots still attended
+    kept -= int(full)
+    n = kept + 1                                            # slots attended: positions t-kept .. t
+    index = t - kept + np.arange(n)                         # (n,) position of each slot
+    allowed = index >= start[..., None]                     # (..., n) not padding
+    _refuse_non_finite_attended_slots(cache, previous, index, allowed)
     x3 = as_kernel_array(x_t.reshape((n_batch, 1, x_t.shape[-1])), dtype)  # (B, 1, E)
-    k_all = np.array(cache.k, dtype=dtype, order="C", copy=True)          # (..., G, Lmax, Dh)
-    v_all = np.array(cache.v, dtype=dtype, order="C", copy=True)          # (..., G, Lmax, Dv)
+    k_all = _next_slots(cache.k, dtype, full)                             # (..., G, Lmax, Dh)
+    v_all = _next_slots(cache.v, dtype, full)                             # (..., G, Lmax, Dv)
     k4 = k_all.reshape(n_batch, n_kv, lmax, dh)                           # views
     v4 = v_all.reshape(n_batch, n_kv, lmax, dv)
     q = project_heads(x3, w_q, b_q, dtype)                                # (B, H, 1, Dh)
-    k4[:, :, t, :] = project_heads(x3, w_k, b_k, dtype)[:, :, 0, :]       # (B, G, Dh)
-    v4[:, :, t, :] = project_heads(x3, w_v, b_v, dtype)[:, :, 0, :]       # (B, G, Dv)
+    k_t = project_heads(x3, w_k, b_k, dtype)                              # (B, G, 1, Dh)
+    if base is not None:                                                  # at each token's position
+        pos = (t - start).reshape(n_batch, 1)                             # (B, 1)
+        rotate_heads(q, pos, base, dtype)
+        rotate_heads(k_t, pos, base, dtype)
+    k4[:, :, kept, :] = k_t[:, :, 0, :]                                   # (B, G, Dh)
+    v4[:, :, kept, :] = project_heads(x3, w_v, b_v, dtype)[:, :, 0, :]    # (B, G, Dv)
+    keys, values, mask_slabs = k4, v4, None
+    if not np.all(allowed):                                 # left padding: a key-padding mask
+        seen = allowed.reshape(n_batch, 1, n, 1)                          # (B, 1, n, 1)
+        keys = np.where(seen, k4[:, :, :n, :], dtype.type(0))             # (B, G, n, Dh)
+        values = np.where(seen, v4[:, :, :n, :], dtype.type(0))           # (B, G, n, Dv)
+        mask_slabs = as_slabs(allowed.reshape(n_batch, 1, 1, n), (n_batch, n_heads), 1, n,
+                              np.bool_)                                   # (B, 1, n)
     scale = 1.0 / math.sqrt(dh)
-    if scores_may_overflow(q, k4[:, :, :t + 1, :], scale, None, dtype):
-        return reference.decode_step(x_t, params, cache)
-    o = run_attention(q.reshape(n_batch * n_heads, 1, dh), k4.reshape(n_batch * n_kv, lmax, dh),
-                      v4.reshape(n_batch * n_kv, lmax, dv), t + 1, n_heads // n_kv, scale,
-                      None, None, None, dtype)                            # (B*H, 1, Dv)
+    if scores_may_overflow(q, keys[:, :, :n, :], scale, None, dtype):
+        return reference.decode_step(x_in, params, cache, positions=positions,
+                                     rope_base=rope_base)
+    width = keys.shape[2]
+    o = run_attention(q.reshape(n_batch * n_heads, 1, dh),
+                      keys.reshape(n_batch * n_kv, width, dh),
+                      values.reshape(n_batch * n_kv, width, dv), n, n_heads // n_kv, scale,
+                      None, mask_slabs, None, dtype)                      # (B*H, 1, Dv)
     y = merge_heads(o.reshape(n_batch, n_heads, 1, dv), w_o, b_o, dtype)  # (B, 1, E)
-    return y.reshape(x_t.shape[:-1] + (y.shape[-1],)), KVCache(k_all, v_all, t + 1)
+    y = y.reshape(x_t.shape[:-1] + (y.shape[-1],))                        # (..., 1, E)
+    if padded_batch:
+        y = np.where(real[..., None, None], y, dtype.type(0))             # padding tokens: zeros
+    return y, KVCache(k_all, v_all, t + 1, cache.window)
 
 
 def decode_sequence(x, params) -> np.ndarray:
