@@ -23,7 +23,7 @@ from ..declared import DontCare
 from ..registry import ClaimSet
 from ..sources import BA_2016, IOFFE_2015, SEED_003, VASWANI_2017, ZHANG_2019
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
-from ..tolerance import tolerance
+from ..tolerance import relative_error, tolerance
 from ._common import coarser_dtype
 
 claims = ClaimSet("normalization")
@@ -357,14 +357,22 @@ def rmsnorm_scale_invariance(subject, ctx) -> Evidence:
         tx = (t * x64).astype(c["dtype"])                                  # (R, E)
         tx64 = tx.astype(np.float64)
         delta = float(np.max(np.mean(tx64 * tx64, axis=-1))) / eps
-        linear = tx64 / np.sqrt(eps) * (1.0 if g is None else g.astype(np.float64))
-        m2 = compare(subject.rms_norm(tx, g, eps=eps), linear, tol,
-                     note=f"RMS_eps(t x) is not t x / sqrt(eps) * g near zero (eps = {eps:g})")
-        return _worst(m0, m1, Measurement(m2.error, delta / 2 + m2.rtol, m2.note))
+        gain = 1.0 if g is None else g.astype(np.float64)
+        linear = tx64 / np.sqrt(eps) * gain                                # (R, E)
+        exact = tx64 / np.sqrt(np.mean(tx64 * tx64, axis=-1, keepdims=True) + eps) * gain
+        # the subject near zero, against the formula (a comparison with rounding headroom);
+        # the formula within delta / 2 of the linear map is exact arithmetic, checked in float64
+        m2 = compare(subject.rms_norm(tx, g, eps=eps), exact, tol,
+                     note=f"RMS_eps(t x) near zero differs from x / sqrt(mean(x^2) + eps) * g "
+                          f"(eps = {eps:g})")
+        gap = relative_error(exact, linear, linear)
+        m3 = holds(gap <= delta / 2 * (1 + 1e-9),
+                   f"the formula is {gap:.3g} from t x / sqrt(eps) * g, above delta / 2")
+        return _worst(m0, m1, m2, m3)
     return for_all(ctx, _rms_case().flatmap(
         lambda c: st.floats(0.25, 4.0).map(lambda a: {**c, "a": a})), measure,
         detail="RMS_0(a x) = RMS_0(x); RMS_eps(a x) = RMS_(eps/a^2)(x); near zero RMS_eps(t x) "
-               "is t x / sqrt(eps) * g to relative error delta / 2.")
+               "equals its formula, which is t x / sqrt(eps) * g to relative error delta / 2.")
 
 
 @st.composite
