@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from seeded import rng
 
 jax = pytest.importorskip(
     "jax", reason="JAX is not installed: the jax adapter is optional (pip install jax jaxlib)")
@@ -22,10 +23,6 @@ from transformer_theory.theory.conformance import check, load_subject  # noqa: E
 from transformer_theory.theory.builtin_subjects import SUBJECTS  # noqa: E402
 
 F32 = dict(rtol=2e-5, atol=2e-5)
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 def test_jax_is_a_check_target_but_not_in_the_test_matrix():

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from seeded import rng
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: the torch adapter is optional")
 
@@ -24,10 +25,6 @@ from transformer_theory.theory.conformance import check, load_subject  # noqa: E
 from transformer_theory.theory.builtin_subjects import SUBJECTS, get_subject  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 def close(a, b, dtype=np.float64):

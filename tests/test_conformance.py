@@ -13,6 +13,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
+from seeded import rng
 
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import gradients as D
@@ -28,10 +29,6 @@ from transformer_theory.theory.builtin_subjects import reference_subject
 
 RNG = np.random.default_rng(20170612)
 THIS = __name__
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 # ===========================================================================

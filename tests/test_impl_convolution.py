@@ -8,13 +8,10 @@ import numpy as np
 import pytest
 from mutants.convolution import conv1d_anchor_off_by_one
 from scipy import signal
+from seeded import rng
 
 from transformer_theory.impl.attention import attention, hard_attention
 from transformer_theory.impl.constructions import convolution as CV
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 def test_kernel_shifts_known_values():

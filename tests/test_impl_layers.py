@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from seeded import rng
 
 from transformer_theory.impl import layers as L
 from transformer_theory.impl.layers import (
@@ -27,10 +28,6 @@ from transformer_theory.impl.layers import (
 )
 
 ACT_FUNCS = [sigmoid, tanh, relu, gelu]
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 # ---------------------------------------------------------------------------

@@ -14,13 +14,10 @@ from mutants.online_softmax import (
     merge_no_rescale,
     merge_unguarded,
 )
+from seeded import rng
 
 from transformer_theory.impl import online_softmax as OS
 from transformer_theory.impl.attention import attention, sliding_window_mask
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 # ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from seeded import rng
 
 from transformer_theory.impl import positional as P
 from transformer_theory.impl.positional import (
@@ -22,10 +23,6 @@ from transformer_theory.impl.positional import (
     sinusoidal_frequencies,
     sinusoidal_shift_matrix,
 )
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 # ---------------------------------------------------------------------------

@@ -7,13 +7,10 @@ import math
 import numpy as np
 import pytest
 from mutants.recurrence import jacobian_norms_elementwise, linear_attention_read_before_write
+from seeded import rng
 
 from transformer_theory.impl import recurrence as R
 from transformer_theory.impl.attention import attention
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 # ---------------------------------------------------------------------------

@@ -7,13 +7,10 @@ import math
 import numpy as np
 import pytest
 from mutants.ode import stack_reseeded_each_layer
+from seeded import rng
 
 from transformer_theory.impl import residual_ode as RO
 from transformer_theory.impl.layers import FFNParams
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 def linear_field(a: float, d: int = 1) -> FFNParams:
