@@ -525,7 +525,7 @@ def _modern_pieces(doc: Mapping, figures: Sequence[RenderedFigure], number) -> s
                 if any(fnmatch.fnmatchcase(r["id"], p) for p in patterns)]
         if not recs:
             continue
-        links = "".join(f'<li>{_subject_dots(r)}<a href="#{esc(r["id"])}">{esc(r["title"])}</a></li>'
+        links = "".join(f'<li>{_subject_dots(r)} <a href="#{esc(r["id"])}">{esc(r["title"])}</a></li>'
                         for r in recs)
         rows.append(f"<li><b>{esc(label)}</b><ul>{links}</ul></li>")
     if not rows:
