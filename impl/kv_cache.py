@@ -27,8 +27,9 @@ import math
 import numpy as np
 
 from .contract.precision import accepts_half, computes_in_float32
-from .contract.params import (KVCache, check_attention_params, check_decode_args,
-                              check_decode_positions)
+from .contract.params import (KVCache, check_attended_slots_finite, check_attention_params,
+                              check_decode_args, check_decode_positions,
+                              check_real_tokens_finite)
 from .contract.validate import (
     as_float_array,
     check_float_dtype,
@@ -159,12 +160,7 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     start = check_decode_positions(positions, cache)                # (...,) first real position
     t = cache.length
     real = start <= t                                                # (...,) not a padding token
-    finite = np.all(np.isfinite(x_t), axis=(-2, -1))                 # (...,)
-    if np.any(real & ~finite):
-        where = tuple(int(i) for i in np.argwhere(real & ~finite)[0])
-        raise ValueError(f"x_t: contains NaN or infinite values"
-                         + (f" at batch index {where}" if where else "")
-                         + " (only a padding token, of negative position, may)")
+    check_real_tokens_finite(x_t, real)
     rope_base = check_rope_base(rope_base, 1, 1, params.d_head)
     x_t = np.where(real[..., None, None], x_t, 0)                    # (..., 1, E) padding -> 0
     dtype = common_float_dtype(x_t, cache.k, cache.v, *params.arrays())
@@ -182,13 +178,7 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     n = kept + 1                                             # slots attended: positions t-kept .. t
     index = t - kept + np.arange(n)                          # (n,) position of each slot
     allowed = index >= start[..., None]                      # (..., n) not padding
-    for name, arr in (("k", cache.k), ("v", cache.v)):
-        bad = ~np.all(np.isfinite(arr[..., previous, :]), axis=(-3, -1)) & allowed[..., :-1]
-        if np.any(bad):
-            *batch, slot = (int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"cache: {name} holds NaN or infinite values at position "
-                             f"{int(index[slot])}" + (f" of batch index {tuple(batch)}" if batch
-                                                       else "") + ", which this step attends")
+    check_attended_slots_finite(cache, previous, index, allowed)
     k_all = cache.k.astype(dtype, copy=True)                 # (..., G, Lmax, Dh)
     v_all = cache.v.astype(dtype, copy=True)                 # (..., G, Lmax, Dv)
     if full:
@@ -225,6 +215,12 @@ def decode_sequence(x, params) -> np.ndarray:
     Pope et al. 2023, Efficiently Scaling Transformer Inference, §2;
     Vaswani et al. 2017, §3.2.3.
     """
+    return decode_with(decode_step, x, params)
+
+
+def decode_with(step, x, params) -> np.ndarray:
+    """Decode ``x (..., L, E)`` token by token with ``step`` (a ``decode_step``) from an
+    empty :func:`init_kv_cache`: the loop of :func:`decode_sequence`, shared by the fast path."""
     check_attention_params(params)
     x = as_float_array(x, "x", ndim_min=2)
     length = x.shape[-2]
@@ -234,7 +230,7 @@ def decode_sequence(x, params) -> np.ndarray:
     cache = init_kv_cache(params, x.shape[:-2], length, dtype=dtype)
     outputs = []
     for t in range(length):       # inherently sequential: one position per step
-        y_t, cache = decode_step(x[..., t:t + 1, :], params, cache)   # (..., 1, E)
+        y_t, cache = step(x[..., t:t + 1, :], params, cache)          # (..., 1, E)
         outputs.append(y_t)
     return np.concatenate(outputs, axis=-2)                           # (..., L, E)
 

@@ -57,6 +57,8 @@ __all__ = [
     "KVCache",
     "check_decode_args",
     "check_decode_positions",
+    "check_real_tokens_finite",
+    "check_attended_slots_finite",
     "LayerNormParams",
     "FFNParams",
     "GatedFFNParams",
@@ -817,3 +819,52 @@ class ClassifierParams:
     def n_classes(self) -> int:
         """Number of classes C."""
         return self.w.shape[1]
+
+
+def check_real_tokens_finite(x_t, real) -> None:
+    """Refuse a non-finite token that is not padding (a padding token may hold anything).
+
+    Parameters
+    ----------
+    x_t : np.ndarray, (..., 1, E)
+    real : np.ndarray of bool, (...,)
+        False for a padding token (negative position).
+
+    Raises
+    ------
+    ValueError
+        Naming the batch index of the first non-finite real token.
+    """
+    finite = np.all(np.isfinite(x_t), axis=(-2, -1))                 # (...,)
+    if np.any(real & ~finite):
+        where = tuple(int(i) for i in np.argwhere(real & ~finite)[0])
+        raise ValueError("x_t: contains NaN or infinite values"
+                         + (f" at batch index {where}" if where else "")
+                         + " (only a padding token, of negative position, may)")
+
+
+def check_attended_slots_finite(cache, previous: slice, index, allowed) -> None:
+    """Refuse NaN or inf in the earlier cache slots a decode step attends.
+
+    Parameters
+    ----------
+    cache : KVCache
+    previous : slice
+        The slots of ``cache`` that stay attended (the oldest dropped from a full window).
+    index : np.ndarray of int, (n,)
+        The position of each attended slot, the new one last.
+    allowed : np.ndarray of bool, (..., n)
+        False at left padding.
+
+    Raises
+    ------
+    ValueError
+        Naming ``k`` or ``v``, the position and the batch index.
+    """
+    for name, arr in (("k", cache.k), ("v", cache.v)):
+        bad = ~np.all(np.isfinite(arr[..., previous, :]), axis=(-3, -1)) & allowed[..., :-1]
+        if np.any(bad):
+            *batch, slot = (int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"cache: {name} holds NaN or infinite values at position "
+                             f"{int(index[slot])}" + (f" of batch index {tuple(batch)}" if batch
+                                                       else "") + ", which this step attends")

@@ -71,6 +71,7 @@ __all__ = [
     "check_qkv",
     "check_qkv_arrays",
     "allowed_keys",
+    "check_segment_ids",
     "segment_allowed",
     "attended_keys",
     "check_finite_where_attended",
@@ -393,6 +394,44 @@ def allowed_keys(mask, causal, lead: tuple, lq: int, lk: int,
     return allowed
 
 
+def check_segment_ids(segment_ids, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
+    """The packed-document ids as an integer array broadcastable to ``lead + (L,)``, or None.
+
+    Parameters
+    ----------
+    segment_ids : array_like of int or None
+    lead : tuple
+    lq, lk : int
+
+    Returns
+    -------
+    np.ndarray of int or None
+        As given (not broadcast), so a shared ``(L,)`` stays one row.
+
+    Raises
+    ------
+    TypeError
+        If ``segment_ids`` is not an integer array.
+    ValueError
+        If ``lq != lk`` or its shape does not broadcast to ``lead + (L,)``.
+    """
+    if segment_ids is None:
+        return None
+    seg = np.asarray(segment_ids)
+    if seg.dtype.kind not in "iu":
+        raise TypeError(f"segment_ids: expected an integer array, got dtype {seg.dtype}")
+    if lq != lk:
+        raise ValueError(f"segment_ids: packed documents need self-attention (Lq = Lk), "
+                         f"got Lq = {lq}, Lk = {lk}")
+    target = tuple(lead) + (lq,)
+    try:
+        np.broadcast_to(seg, target)                                         # validates only
+    except ValueError:
+        raise ValueError(f"segment_ids: expected a shape broadcastable to "
+                         f"{target}, got {np.shape(segment_ids)}") from None
+    return seg
+
+
 def segment_allowed(segment_ids, lead: tuple, lq: int, lk: int) -> np.ndarray | None:
     """The keys of each query's own document in a packed batch, from ``segment_ids``.
 
@@ -424,19 +463,10 @@ def segment_allowed(segment_ids, lead: tuple, lq: int, lk: int) -> np.ndarray | 
     documents attend only within themselves); the FlashAttention varlen interface
     (``cu_seqlens``).
     """
-    if segment_ids is None:
+    seg = check_segment_ids(segment_ids, lead, lq, lk)
+    if seg is None:
         return None
-    seg = np.asarray(segment_ids)
-    if seg.dtype.kind not in "iu":
-        raise TypeError(f"segment_ids: expected an integer array, got dtype {seg.dtype}")
-    if lq != lk:
-        raise ValueError(f"segment_ids: packed documents need self-attention (Lq = Lk), "
-                         f"got Lq = {lq}, Lk = {lk}")
-    try:
-        seg = np.broadcast_to(seg, tuple(lead) + (lq,))                      # (..., L)
-    except ValueError:
-        raise ValueError(f"segment_ids: expected a shape broadcastable to "
-                         f"{tuple(lead) + (lq,)}, got {np.shape(segment_ids)}") from None
+    seg = np.broadcast_to(seg, tuple(lead) + (lq,))                          # (..., L)
     return seg[..., :, None] == seg[..., None, :]                           # (..., L, L)
 
 

@@ -78,6 +78,7 @@ from ..contract.validate import (
     causal_alignment,
     check_bias,
     check_finite_where_attended,
+    check_segment_ids,
     check_qkv,
     check_softcap,
     check_window,
@@ -456,9 +457,10 @@ def _no_slabs(n: int, dtype):
 def segment_slabs(segment_ids, lead: tuple, lq: int, lk: int):
     """Validated packed-document ids as kernel slabs, without any ``L x L`` mask.
 
-    The checks and errors of :func:`transformer_theory.impl.contract.validate.segment_allowed`,
-    in its order, which returns the ``(..., L, L)`` same-document mask; the
-    kernel instead compares the ids of a query and a key per score, so only
+    Validated by :func:`transformer_theory.impl.contract.validate.check_segment_ids`,
+    as :func:`~transformer_theory.impl.contract.validate.segment_allowed` is, which
+    returns the ``(..., L, L)`` same-document mask; the kernel instead compares
+    the ids of a query and a key per score, so only
     the ids are stored (over the ids' own leading dims, broadcast by ``index``
     as in :func:`as_slabs`).
 
@@ -487,20 +489,10 @@ def segment_slabs(segment_ids, lead: tuple, lq: int, lk: int):
     Krell et al. 2021, Efficient Sequence Packing without Cross-contamination;
     Dao 2023, FlashAttention-2 (the varlen interface, ``cu_seqlens``).
     """
-    if segment_ids is None:
+    seg = check_segment_ids(segment_ids, lead, lq, lk)
+    if seg is None:
         return None
-    seg = np.asarray(segment_ids)
-    if seg.dtype.kind not in "iu":
-        raise TypeError(f"segment_ids: expected an integer array, got dtype {seg.dtype}")
-    if lq != lk:
-        raise ValueError(f"segment_ids: packed documents need self-attention (Lq = Lk), "
-                         f"got Lq = {lq}, Lk = {lk}")
     target = tuple(lead) + (lq,)
-    try:
-        np.broadcast_to(seg, target)                                         # validates only
-    except ValueError:
-        raise ValueError(f"segment_ids: expected a shape broadcastable to "
-                         f"{target}, got {np.shape(segment_ids)}") from None
     a = seg.reshape((1,) * (len(target) - seg.ndim) + seg.shape)             # rank of the target
     own = a.shape[:-1]                                                       # broadcastable to lead
     # same-width integer casts are bijective, so ids stay equal exactly when they were

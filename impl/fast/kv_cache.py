@@ -26,9 +26,9 @@ import math
 import numpy as np
 
 from .. import kv_cache as reference
-from ..contract.params import (KVCache, check_attention_params, check_decode_args,
-                               check_decode_positions)
-from ..contract.validate import as_float_array, common_float_dtype
+from ..contract.params import (KVCache, check_attended_slots_finite, check_decode_args,
+                               check_decode_positions, check_real_tokens_finite)
+from ..contract.validate import common_float_dtype
 from ..kv_cache import (  # noqa: F401  (re-exported: nothing to accelerate)
     init_kv_cache,
     kv_cache_bytes,
@@ -45,27 +45,6 @@ __all__ = [
     "decode_sequence",
     "kv_cache_bytes",
 ]
-
-
-def _refuse_non_finite_real_tokens(x_t, real) -> None:
-    """The reference's check: only a padding token (negative position) may be non-finite."""
-    finite = np.all(np.isfinite(x_t), axis=(-2, -1))                 # (...,)
-    if np.any(real & ~finite):
-        where = tuple(int(i) for i in np.argwhere(real & ~finite)[0])
-        raise ValueError(f"x_t: contains NaN or infinite values"
-                         + (f" at batch index {where}" if where else "")
-                         + " (only a padding token, of negative position, may)")
-
-
-def _refuse_non_finite_attended_slots(cache, previous, index, allowed) -> None:
-    """The reference's check: the earlier slots this step attends must be finite."""
-    for name, arr in (("k", cache.k), ("v", cache.v)):
-        bad = ~np.all(np.isfinite(arr[..., previous, :]), axis=(-3, -1)) & allowed[..., :-1]
-        if np.any(bad):
-            *batch, slot = (int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"cache: {name} holds NaN or infinite values at position "
-                             f"{int(index[slot])}" + (f" of batch index {tuple(batch)}" if batch
-                                                       else "") + ", which this step attends")
 
 
 def _next_slots(arr, dtype, full: bool) -> np.ndarray:
@@ -134,7 +113,7 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     start = check_decode_positions(positions, cache)                      # (...,) first real slot
     t = cache.length
     real = start <= t                                                     # (...,) not padding
-    _refuse_non_finite_real_tokens(x_t, real)
+    check_real_tokens_finite(x_t, real)
     base = check_rope_base(rope_base, 1, 1, params.d_head)
     x_in = x_t
     padded_batch = not np.all(real)
@@ -152,7 +131,7 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     n = kept + 1                                            # slots attended: positions t-kept .. t
     index = t - kept + np.arange(n)                         # (n,) position of each slot
     allowed = index >= start[..., None]                     # (..., n) not padding
-    _refuse_non_finite_attended_slots(cache, previous, index, allowed)
+    check_attended_slots_finite(cache, previous, index, allowed)
     x3 = as_kernel_array(x_t.reshape((n_batch, 1, x_t.shape[-1])), dtype)  # (B, 1, E)
     k_all = _next_slots(cache.k, dtype, full)                             # (..., G, Lmax, Dh)
     v_all = _next_slots(cache.v, dtype, full)                             # (..., G, Lmax, Dv)
@@ -205,15 +184,4 @@ def decode_sequence(x, params) -> np.ndarray:
     ----------
     Pope et al. 2023, Efficiently Scaling Transformer Inference, §2.
     """
-    check_attention_params(params)
-    x = as_float_array(x, "x", ndim_min=2)
-    length = x.shape[-2]
-    if length == 0:
-        raise ValueError(f"x: expected at least one position, got shape {x.shape}")
-    dtype = common_float_dtype(x, *params.arrays())
-    cache = init_kv_cache(params, x.shape[:-2], length, dtype=dtype)
-    outputs = []
-    for t in range(length):       # inherently sequential: one position per step
-        y_t, cache = decode_step(x[..., t:t + 1, :], params, cache)      # (..., 1, E)
-        outputs.append(y_t)
-    return np.concatenate(outputs, axis=-2)                               # (..., L, E)
+    return reference.decode_with(decode_step, x, params)
