@@ -452,10 +452,8 @@ def segment_allowed(segment_ids, lead: tuple, lq: int, lk: int) -> np.ndarray | 
 
     Raises
     ------
-    TypeError
-        If ``segment_ids`` is not an integer array.
-    ValueError
-        If ``lq != lk`` or its shape does not broadcast to ``lead + (L,)``.
+    TypeError, ValueError
+        As :func:`check_segment_ids`.
 
     References
     ----------

@@ -479,10 +479,8 @@ def segment_slabs(segment_ids, lead: tuple, lq: int, lk: int):
 
     Raises
     ------
-    TypeError
-        If ``segment_ids`` is not an integer array.
-    ValueError
-        If ``lq != lk`` or its shape does not broadcast to ``lead + (L,)``.
+    TypeError, ValueError
+        As :func:`~transformer_theory.impl.contract.validate.check_segment_ids`.
 
     References
     ----------
