@@ -89,7 +89,9 @@ def _window_cache_keeps(n_extra: int):
 
 MUTANTS += [
     Mutant("window_cache_keeps_w", "a window-w cache keeping w keys instead of w + 1",
-           ("decoding.window_cache",), replacing(init_kv_cache=_window_cache_keeps(-1))),
+           ("decoding.window_cache", "heads.kv_cache_size"),
+           replacing(init_kv_cache=_window_cache_keeps(-1))),
     Mutant("window_cache_never_drops", "a window cache that keeps every key",
-           ("decoding.window_cache",), replacing(init_kv_cache=_window_cache_keeps(0))),
+           ("decoding.window_cache", "heads.kv_cache_size"),
+           replacing(init_kv_cache=_window_cache_keeps(0))),
 ]

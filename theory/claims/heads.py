@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from ..capabilities import missing_keyword
 from ..checks import Measurement, compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
@@ -181,29 +182,38 @@ def gqa_extremes(subject, ctx) -> Evidence:
     statement=r"\text{bytes}=2\cdot n_{\text{layers}}\cdot G\cdot d_{\text{head}}\cdot L\cdot B\cdot\text{sizeof(dtype)}",
     sources=(POPE_2023.at("§2"), SHAZEER_2019.at("§2 (memory bandwidth of incremental decoding)")),
     kind=Kind.PROPERTY, needs=("kv_cache_bytes", "init_kv_cache"),
-    notes="The formula and the bytes of the arrays an empty cache actually allocates (one layer).")
+    notes="The formula and the bytes of the arrays an empty cache actually allocates (one "
+          "layer), for H/G = 1..3. When the subject's init_kv_cache takes window=w, a "
+          "sliding-window cache allocates min(L, w + 1) positions instead of L.")
 def kv_cache_size(subject, ctx) -> Evidence:
     from transformer_theory.impl.attention import init_grouped_query
 
+    windows = (st.one_of(st.none(), st.integers(0, 80))
+               if missing_keyword(subject, (("init_kv_cache", "window"),)) is None
+               else st.just(None))
     strategy = st.tuples(st.integers(1, 6), st.integers(1, 4), st.integers(1, 8), st.integers(1, 64),
-                         st.integers(1, 3), DTYPES, st.integers(1, 3))
+                         st.integers(1, 3), DTYPES, st.integers(1, 3), windows)
 
     def measure(args):
-        layers, g, dh, length, b, dt, r = args
+        layers, g, dh, length, b, dt, r, window = args
         expected = 2 * layers * g * dh * length * b * dt.itemsize
         got = subject.kv_cache_bytes(layers, g, dh, length, b, dt)
         if got != expected:
             return holds(False, f"kv_cache_bytes gave {got}, expected {expected}")
         p = init_grouped_query(8, g * r, g, np.random.default_rng(0), d_head=dh, dtype=dt)
-        cache = subject.init_kv_cache(p, (b,), length, dt)
+        extra = {} if window is None else {"window": window}
+        cache = subject.init_kv_cache(p, (b,), length, dt, **extra)
         actual = getattr(cache, "nbytes", None)
         if actual is None:
             actual = int(cache.k.nbytes + cache.v.nbytes)
-        one_layer = 2 * g * dh * length * b * dt.itemsize
+        kept = length if window is None else min(length, window + 1)
+        one_layer = 2 * g * dh * kept * b * dt.itemsize
         return holds(int(actual) == one_layer,
-                     f"an allocated cache holds {actual} bytes, the formula says {one_layer}")
+                     f"an allocated cache (window {window}) holds {actual} bytes, the formula "
+                     f"says {one_layer}")
     return for_all(ctx, strategy, measure,
-                   detail="The formula holds and equals the bytes of the allocated cache arrays.")
+                   detail="The formula holds and equals the bytes of the allocated cache arrays; "
+                          "a window-w cache holds min(L, w + 1) positions.")
 
 
 @claims.claim(
