@@ -208,3 +208,18 @@ def test_cli_report_writes_markdown_and_json(tmp_path, capsys):
     md = (tmp_path / "report.md").read_text()
     for rec in doc["claims"]:
         assert rec["id"] in md
+
+
+def test_weyl_tolerance_bounds_the_tail_of_a_perturbed_low_rank_matrix():
+    from transformer_theory.theory.tolerance import eps, weyl_tolerance
+
+    rng = np.random.default_rng(7)
+    for m, n, units in ((4, 6, 10.0), (9, 3, 1000.0)):
+        c = np.outer(rng.standard_normal(m), rng.standard_normal(n))            # rank 1
+        d = rng.uniform(-1, 1, (m, n)) * units * eps(np.float64)                # |D_ij| <= bound
+        sv = np.linalg.svd(c + d, compute_uv=False)
+        tol = weyl_tolerance(np.float64, (m, n), units, float(sv[0]))
+        assert sv[1] / sv[0] <= tol.rtol / 4              # Weyl itself, without the margin
+        assert tol.rule == "weyl" and "Weyl" in tol.reason
+    with pytest.raises(ValueError, match="sigma_max"):
+        weyl_tolerance(np.float64, (2, 2), 1.0, 0.0)

@@ -194,6 +194,50 @@ def ratio_tolerance(dtype, baseline_error: float) -> Tolerance:
     return Tolerance(rtol=rtol, rule="ratio", reason=reason, dtype=np.dtype(dtype), n=1)
 
 
+def weyl_tolerance(dtype, shape: tuple, entry_units: float, sigma_max: float) -> Tolerance:
+    """A singular value that is zero in exact arithmetic, relative to the largest one.
+
+    A matrix ``C~ = C + D`` read back with absolute entry errors ``|D_ij| <= entry_units *
+    eps`` has each singular value moved by at most ``||D||_2 <= sqrt(m n) max|D_ij|`` (Weyl's
+    inequality). If ``rank(C) <= r``, then ``sigma_{r+1}(C~) / sigma_1(C~) <= sqrt(m n)
+    entry_units eps / sigma_1(C~)``: the conditioning of the read-back is the division by
+    ``sigma_1``, which the caller measures. A margin of 4 is added, as for the reduction rule.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The dtype the subject computed in (held to float32 under a declared float32 compute).
+    shape : (int, int)
+        ``(m, n)`` of the matrix.
+    entry_units : float
+        The bound on each entry's absolute error, in units of eps (derived by the caller).
+    sigma_max : float
+        The largest singular value of the read-back matrix (> 0).
+
+    Returns
+    -------
+    Tolerance
+        With ``rule="weyl"``.
+
+    References
+    ----------
+    Weyl's inequality for singular values, sigma_i(A + E) <= sigma_i(A) + ||E||_2 (Golub &
+    Van Loan, Matrix Computations, the perturbation theory of the singular value
+    decomposition).
+    """
+    if not sigma_max > 0:
+        raise ValueError(f"sigma_max: expected a positive singular value, got {sigma_max}")
+    held = effective_dtype(dtype)
+    m, n = shape
+    rtol = 4.0 * float(np.sqrt(m * n)) * float(entry_units) * eps(held) / float(sigma_max)
+    reason = (f"Weyl: entry errors <= {entry_units:.3g} eps move every singular value of a "
+              f"{m} x {n} matrix by <= sqrt(mn) of that; relative to sigma_1 = "
+              f"{sigma_max:.3g}, with a margin of 4")
+    if held != np.dtype(dtype):
+        reason += f" (held to {held})"
+    return Tolerance(rtol=rtol, rule="weyl", reason=reason, dtype=np.dtype(dtype), n=1)
+
+
 def relative_error(actual, expected, scale=None) -> float:
     """Norm-wise relative error ``max|actual - expected| / max(|scale|_max, tiny)``.
 

@@ -21,7 +21,7 @@ from ..registry import ClaimSet
 from ..sources import AINSLIE_2023, POPE_2023, SEED_000, SEED_003, SHAZEER_2019, VASWANI_2017
 from ..declared import self_attention_only
 from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
-from ..tolerance import tolerance
+from ..tolerance import tolerance, weyl_tolerance
 from ._common import coarser_dtype
 
 claims = ClaimSet("heads")
@@ -228,9 +228,12 @@ def kv_cache_size(subject, ctx) -> Evidence:
     kind=Kind.PROPERTY, needs=("attention_weights",),
     notes="The logits are read back from the subject's weights as log A_ij minus its row mean "
           "(which removes the row's log-sum-exp and cannot raise the rank), with q = X W_Q and "
-          "k = X W_K for d_head < d_model, q scaled so that |logits| <= 30 (rank is scale "
-          "invariant; no weight underflows even in a float32 softmax). Rank is the number of "
-          "singular values above the tolerance times the largest.")
+          "k = X W_K for d_head < d_model, q scaled so that the largest |logit| is 30 (rank is "
+          "scale invariant; the spread is bounded below, and no weight underflows even in a "
+          "float32 softmax). The (d_head + 1)-th singular value, relative to the largest, must "
+          "stay within Weyl's bound for the read-back's entry errors (the log turns each "
+          "weight's relative error into an absolute one), which divides by sigma_1: the "
+          "conditioning of reading logits back through a log.")
 def low_rank_logits(subject, ctx) -> Evidence:
     strategy = st.tuples(SEEDS, st.integers(1, 3), st.integers(1, 4), st.integers(0, 6),
                          st.integers(0, 6))
@@ -243,11 +246,10 @@ def low_rank_logits(subject, ctx) -> Evidence:
         wq, wk = rng.standard_normal((e, dh)), rng.standard_normal((e, dh))    # (E, Dh)
         x_q, x_k = rng.standard_normal((lq, e)), rng.standard_normal((lk, e))
         q, k = x_q @ wq, x_k @ wk                                  # (Lq, Dh), (Lk, Dh)
-        # Rank is scale invariant: keep |logits| <= 30 so that no weight underflows, even
-        # in a float32 softmax (exp(-60) ~ 1e-26 is a normal float32).
-        largest = float(np.max(np.abs(q @ k.T))) / np.sqrt(dh)
-        if largest > 30.0:
-            q = q * (30.0 / largest)
+        # Rank is scale invariant: put the largest |logit| at 30, so that the spread of the
+        # logits is bounded below (the read-back is conditioned by sigma_1) and no weight
+        # underflows, even in a float32 softmax (exp(-60) ~ 1e-26 is a normal float32).
+        q = q * (30.0 / (float(np.max(np.abs(q @ k.T))) / np.sqrt(dh)))
         w = np.asarray(subject.attention_weights(q, k), dtype=np.float64)
         if np.any(w <= 0):
             return holds(False, "a weight underflowed to 0; logits cannot be read back")
@@ -255,8 +257,17 @@ def low_rank_logits(subject, ctx) -> Evidence:
         centred = logw - logw.mean(axis=-1, keepdims=True)
         sv = np.linalg.svd(centred, compute_uv=False)
         r = min(dh, lq, lk)
-        tail = float(sv[r] / sv[0]) if sv.size > r and sv[0] > 0 else 0.0
-        tol = tolerance("composite", np.float64, n=e + lk)
+        tail = float(sv[r] / sv[0]) if sv.size > r else 0.0
+        # Each read-back entry's absolute error, in eps (first order): the logits s carry
+        # dh eps A (A = max scale sum_l |q_il k_jl|), exp(s - m) adds it twice more plus
+        # 2 S eps (S = max |s|) and the row sum Lk eps, so w_ij is within (4 dh A + 4 S + Lk
+        # + 4) eps relatively, which log turns into an absolute error, plus eps |log w| <=
+        # eps (2 S + log Lk); the row mean at most doubles it and adds Lk eps (2 S + log Lk).
+        a = float(np.max(np.abs(q) @ np.abs(k).T)) / np.sqrt(dh)
+        s_max = 30.0
+        log_w = 2 * s_max + np.log(lk)
+        units = 2 * (4 * dh * a + 4 * s_max + lk + 4 + log_w) + lk * log_w
+        tol = weyl_tolerance(np.float64, (lq, lk), units, float(sv[0]))
         return Measurement(tail, tol, f"singular value {r + 1} is {tail:.2e} of the largest "
                                       f"(rank exceeds d_head = {dh})")
     return for_all(ctx, strategy, measure,
