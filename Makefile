@@ -2,6 +2,7 @@
 #   make test        the claims x subjects, unit and meta tests (ci profile, ~minutes)
 #   make test-slow   every claim under the thorough profile, and the tests marked slow
 #   make bench       speed and memory of the accelerated path (benchmarks/results.json)
+#   make sweep       every claim under many seeds (dev profile): failures and headroom per claim
 #   make report      the theory report in report/
 #   make examples    recipes checking real libraries (examples/, their own examples/.venv)
 PYTHON ?= python3
@@ -39,6 +40,16 @@ test-slow: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/transformer-theory report --out report --subjects reference,fast,torch
+
+# make sweep: the claims under seeds SEEDS (dev profile) on SUBJECT; every failure with its seed,
+# and each claim's worst max_error / tolerance in benchmarks/headroom-SUBJECT.json. Not run by
+# make test (a dev run of every claim per seed: minutes each). CLAIMS narrows it (a glob).
+SEEDS ?= 1-20
+SUBJECT ?= reference
+CLAIMS ?= *
+.PHONY: sweep
+sweep: $(STAMP)
+	$(THREADS) $(BIN)/transformer-theory verify --subject $(SUBJECT) --profile dev --seeds $(SEEDS) --claims '$(CLAIMS)' --headroom benchmarks/headroom-$(SUBJECT).json
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .hypothesis

@@ -223,3 +223,55 @@ def test_weyl_tolerance_bounds_the_tail_of_a_perturbed_low_rank_matrix():
         assert tol.rule == "weyl" and "Weyl" in tol.reason
     with pytest.raises(ValueError, match="sigma_max"):
         weyl_tolerance(np.float64, (2, 2), 1.0, 0.0)
+
+
+@pytest.mark.parametrize("text, seeds", [("1-3", [1, 2, 3]), ("4", [4]), ("2,7,2", [2, 7]),
+                                         ("0-1,9", [0, 1, 9])])
+def test_parse_seeds(text, seeds):
+    from transformer_theory.theory.sweep import parse_seeds
+
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "5-2", "-1", "a-b", "1-", "1.5"])
+def test_parse_seeds_refuses(text):
+    from transformer_theory.theory.sweep import parse_seeds
+
+    with pytest.raises(ValueError, match="--seeds"):
+        parse_seeds(text)
+
+
+def test_sweep_keeps_every_failure_with_its_seed_and_the_worst_ratio():
+    import transformer_theory.impl.attention as A
+    from transformer_theory.theory.builtin_subjects import reference_subject
+    from transformer_theory.theory.sweep import sweep
+
+    claims = registry.find("masking.window_key_count,proof.softmax.shift_invariance")
+    ref = reference_subject()
+
+    def wide(q, k, v, *, window=None, **kw):                 # a window one key too wide
+        if window is not None:
+            window = (None if window[0] is None else window[0] + 1, window[1])
+        return A.attention(q, k, v, window=window, **kw)
+
+    table = sweep(claims, ref.replace(attention=wide), profile="ci", seeds=[3, 4])
+    key_count = [s for s in table if s.id == "masking.window_key_count" and s.dtype is None]
+    assert [f["seed"] for f in key_count[0].failures] == [3, 4]
+    [proof] = [s for s in table if s.id == "proof.softmax.shift_invariance"]
+    assert proof.runs == 1                                     # symbolic: once
+    good = sweep(registry.find("attention.softcap_definition"), ref, profile="ci", seeds=[1, 2])
+    assert all(not s.failures and s.runs == 2 for s in good)
+    assert all(s.worst_ratio is not None and 0 <= s.worst_ratio <= 1 for s in good)
+
+
+def test_verify_seeds_cli(capsys, tmp_path):
+    out = tmp_path / "headroom.json"
+    code = cli.main(["verify", "--claims", "attention.softcap_limit", "--profile", "ci",
+                     "--seeds", "1-2", "--headroom", str(out), "-q"])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["seeds"] == [1, 2] and doc["claims"][0]["runs"] == 2
+    assert "2 seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", "--seeds", "3-1"])
+    assert exc.value.code == 2

@@ -4,6 +4,7 @@ Sub-commands::
 
     transformer-theory list    [--json] [--claims GLOB] [--kind KIND]
     transformer-theory verify  [--subject NAME] [--claims GLOB] [--profile P] [--seed N] [--json]
+                               [--seeds A-B [--headroom FILE]]
     transformer-theory report  --out DIR [--subjects A,B] [--claims GLOB] [--profile P] [--seed N]
     transformer-theory proofs  [--json | --latex] [--ids GLOB]
 
@@ -107,6 +108,10 @@ def cmd_verify(args) -> int:
     profile = _profile_name(args.profile)
     claims = _claims(args.claims)
     show = sys.stderr.isatty() and not args.quiet
+    if args.seeds is not None:
+        return _verify_sweep(args, subject, profile, claims, show)
+    if args.headroom is not None:
+        raise UsageError("--headroom: needs --seeds (the worst ratio over a sweep)")
     results = run_claims(claims, subject, profile=profile, seed=args.seed,
                          progress=_progress(sys.stderr, show))
     bad = [r for r in results if r.status in (Status.FAILED, Status.ERROR)]
@@ -127,6 +132,50 @@ def cmd_verify(args) -> int:
         counts = {s: sum(r.status is s for r in results) for s in Status}
         print("\n" + ", ".join(f"{n} {s.value}" for s, n in counts.items()))
     return 1 if bad else 0
+
+
+def _verify_sweep(args, subject, profile: str, claims, show: bool) -> int:
+    """``verify --seeds``: the claims under every seed; failures and the worst ratio per claim."""
+    from .sweep import parse_seeds, sweep
+
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    def progress(done, total):
+        if show:
+            sys.stderr.write(f"\rseed {done}/{total}")
+            sys.stderr.flush()
+            if done == total:
+                sys.stderr.write("\n")
+
+    table = sweep(claims, subject, profile=profile, seeds=seeds, progress=progress)
+    doc = {"subject": subject.name, "profile": profile, "seeds": seeds,
+           "claims": [s.to_json() for s in table]}
+    if args.headroom:
+        with open(args.headroom, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.write("\n")
+    failures = [(s, f) for s in table for f in s.failures]
+    if args.json:
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(f"{'worst ratio':>11}  {'seed':>6}  claim (runs)")
+        ranked = sorted(table, key=lambda s: -(s.worst_ratio or 0.0))
+        for s in ranked:
+            ratio = "-" if s.worst_ratio is None else f"{s.worst_ratio:.3g}"
+            seed = "-" if s.worst_seed is None else str(s.worst_seed)
+            print(f"{ratio:>11}  {seed:>6}  {s.label} ({s.runs})")
+        for s, f in failures:
+            print(f"{f['status']} at seed {f['seed']}: {s.label}")
+            print("    " + f["detail"].replace("\n", "\n    "))
+            if f["example"] is not None:
+                print("    falsifying example: " + json.dumps(f["example"])[:2000])
+        print(f"\n{len(seeds)} seeds, {len(table)} claims (half-precision runs counted apart), "
+              f"{len(failures)} failures")
+    return 1 if failures else 0
 
 
 # --- report -----------------------------------------------------------------
@@ -189,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="run claims against a subject")
     p.add_argument("--subject", default="reference", choices=sorted(SUBJECTS))
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--seeds", metavar="A-B|N,M",
+                   help="a seed sweep: run the claims under every seed (a range A-B or a comma "
+                        "list; symbolic claims once) and report every failure with its seed and "
+                        "each claim's worst max_error / tolerance; replaces --seed")
+    p.add_argument("--headroom", metavar="FILE",
+                   help="with --seeds: also write the sweep (worst ratio per claim) as JSON")
     run_options(p, "--subject")
     p.set_defaults(func=cmd_verify)
 
