@@ -275,3 +275,18 @@ def test_verify_seeds_cli(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         cli.main(["verify", "--seeds", "3-1"])
     assert exc.value.code == 2
+
+
+def test_logit_tolerance_covers_logits_rounded_at_their_magnitude():
+    """Two tied keys at a bias of -1e4: float32 rounds each logit at 1e4 ulp, and the
+    composite rule alone is below the error that causes; logit_tolerance bounds it."""
+    from transformer_theory.theory.tolerance import logit_tolerance
+
+    s = np.array([-10000.3, -10000.3 + 0.0005])                          # 0.0005 apart
+    exact = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+    s32 = s.astype(np.float32).astype(np.float64)                        # rounded at 1e4 ulp
+    rounded = np.exp(s32 - s32.max()) / np.exp(s32 - s32.max()).sum()
+    err = float(np.max(np.abs(rounded - exact)))
+    assert err > tolerance("composite", np.float32, 4).rtol              # the rule alone fails
+    tol = logit_tolerance("composite", np.float32, 4, float(np.max(np.abs(s))))
+    assert err <= tol.rtol and tol.rule == "logits"

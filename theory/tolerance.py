@@ -194,6 +194,39 @@ def ratio_tolerance(dtype, baseline_error: float) -> Tolerance:
     return Tolerance(rtol=rtol, rule="ratio", reason=reason, dtype=np.dtype(dtype), n=1)
 
 
+def logit_tolerance(rule: str, dtype, n: int, logit_scale: float) -> Tolerance:
+    """``rule``'s tolerance plus the error of logits rounded at their own magnitude.
+
+    A logit ``l`` stored in a floating dtype is known only to ``eps |l|`` (absolute): a sum
+    ``s + b`` with a bias of -1e4 rounds at 1e4 ulp. A softmax turns an absolute logit error
+    ``d`` (and ``d`` in the row maximum it subtracts) into a relative error of at most
+    ``e^(2d) - 1 ~ 2 d`` in each probability, so an average of values moves by ``2 d`` of
+    their largest magnitude. Added to the rule's bound with a margin of 2:
+    ``rule + 4 eps logit_scale``.
+
+    Parameters
+    ----------
+    rule : str
+        One of :data:`RULES`, for the reductions of the comparison.
+    dtype : numpy dtype
+    n : int
+    logit_scale : float
+        The largest ``|logit|`` that carries weight (the caller's float64 definition).
+
+    Returns
+    -------
+    Tolerance
+        With ``rule="logits"``.
+    """
+    base = tolerance(rule, dtype, n)
+    held = effective_dtype(dtype)
+    rtol = base.rtol + 4.0 * eps(held) * abs(float(logit_scale))
+    reason = (base.reason + f"; plus 4 eps |logit| for logits up to {logit_scale:.3g}, rounded "
+                            f"at their own magnitude (a softmax turns an absolute logit error d "
+                            f"into a relative 2 d)")
+    return Tolerance(rtol=rtol, rule="logits", reason=reason, dtype=np.dtype(dtype), n=n)
+
+
 def weyl_tolerance(dtype, shape: tuple, entry_units: float, sigma_max: float) -> Tolerance:
     """A singular value that is zero in exact arithmetic, relative to the largest one.
 

@@ -35,7 +35,7 @@ from ..claim import Evidence, Kind, seed_note
 from ..registry import ClaimSet
 from ..sources import KALAMKAR_2019, MILAKOV_2018, PRESS_2022, VASWANI_2017
 from ..strategies import dtype_seed_rng, normal, random_mask
-from ..tolerance import tolerance
+from ..tolerance import eps, logit_tolerance, tolerance
 from ._common import definition_attention
 
 claims = ClaimSet("precision")
@@ -131,8 +131,11 @@ def mask_with_bias_finite(subject, ctx) -> Evidence:
             return holds(False, "a row with an allowed key is not finite")
         if not np.all(out[~live] == 0):        # the contract's view of the declared convention
             return holds(False, "a fully masked row is not what the subject declares")
-        expected, _ = _biased_definition(c)
-        tol = tolerance("composite", c["dtype"], n=c["E"] + c["L"])
+        expected, p, logits = _biased_definition(c)
+        # the logits that carry weight are rounded at their own magnitude (a bias of -1e4
+        # rounds at 1e4 ulp): the tolerance follows them
+        scale = float(np.max(np.abs(logits[p >= eps(c["dtype"])]), initial=0.0))
+        tol = logit_tolerance("composite", c["dtype"], c["E"] + c["L"], scale)
         return compare(out[live], expected[live], tol, scale=c["v"].astype(np.float64),
                        note="masked, biased attention differs from its definition")
     return for_all(ctx, _mask_bias_case(), measure,
@@ -142,7 +145,8 @@ def mask_with_bias_finite(subject, ctx) -> Evidence:
 
 
 def _biased_definition(c):
-    """softmax(q k^T / sqrt(E) + b + log M) V in float64 (0 on a fully masked row)."""
+    """softmax(q k^T / sqrt(E) + b + log M) V in float64 (0 on a fully masked row); also the
+    weights and the logits (0 where masked)."""
     q, k, v, b = (c[n].astype(np.float64) for n in ("q", "k", "v", "bias"))
     s = np.einsum("hqe,hke->hqk", q, k) / np.sqrt(c["E"]) + b               # (H, L, L)
     s = np.where(c["mask"], s, -np.inf)
@@ -150,7 +154,7 @@ def _biased_definition(c):
     p = np.where(c["mask"], np.exp(s - np.where(np.isfinite(m), m, 0.0)), 0.0)
     z = p.sum(axis=-1, keepdims=True)
     p = np.divide(p, z, out=np.zeros_like(p), where=z > 0)
-    return p @ v, p
+    return p @ v, p, np.where(c["mask"], s, 0.0)
 
 
 def _against_definition(subject, c, note: str):
