@@ -663,15 +663,21 @@ def test_window_and_softcap_none_change_nothing(fast):
                 fast.attention(q, k, v, causal=causal, bias=bias))
 
 
-def test_window_is_applied_in_the_kernel_not_as_a_mask(fast, monkeypatch):
+def _spy_run_attention(monkeypatch, module) -> list:
+    """Record every (args, kwargs) that ``module.run_attention`` (the tiled kernel) receives."""
     calls = []
-    run = FA.run_attention
+    run = module.run_attention
 
     def spy(*args, **kwargs):
         calls.append((args, kwargs))
         return run(*args, **kwargs)
 
-    monkeypatch.setattr(FA, "run_attention", spy)
+    monkeypatch.setattr(module, "run_attention", spy)
+    return calls
+
+
+def test_window_is_applied_in_the_kernel_not_as_a_mask(fast, monkeypatch):
+    calls = _spy_run_attention(monkeypatch, FA)
     q = normal(np.random.default_rng(13), (1, 9, 4), np.float64)
     fast.attention(q, q, q, causal="bottom-right", window=(2, None), softcap=5.0)
     (args, kwargs), = calls
@@ -836,14 +842,7 @@ def test_packed_documents_are_separate_across_blocks(fast, dtype):
 
 
 def test_packed_ids_go_to_the_kernel_not_an_L_by_L_mask(fast, monkeypatch):
-    calls = []
-    run = FA.run_attention
-
-    def spy(*args, **kwargs):
-        calls.append((args, kwargs))
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(FA, "run_attention", spy)
+    calls = _spy_run_attention(monkeypatch, FA)
     rng = np.random.default_rng(22)
     q = normal(rng, (3, 2, 9, 4), np.float64)
     ids = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])                     # shared by the batch
@@ -1015,14 +1014,7 @@ def test_heads_window_dead_keys_may_be_nan(fast, dtype):
 
 
 def test_heads_window_is_applied_in_the_kernel(fast, monkeypatch):
-    calls = []
-    run = FH.run_attention
-
-    def spy(*args, **kwargs):
-        calls.append((args, kwargs))
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(FH, "run_attention", spy)
+    calls = _spy_run_attention(monkeypatch, FH)
     rng = np.random.default_rng(28)
     p = RA.init_multi_head(4, 2, rng)
     x = normal(rng, (1, 9, 4), np.float64)
@@ -1152,14 +1144,7 @@ def test_decode_new_keywords_none_change_nothing(fast):
 
 
 def test_decode_padding_is_a_kernel_mask_and_nan_slots_stay_in_the_cache(fast, monkeypatch):
-    calls = []
-    run = FK.run_attention
-
-    def spy(*args, **kwargs):
-        calls.append(args)
-        return run(*args, **kwargs)
-
-    monkeypatch.setattr(FK, "run_attention", spy)
+    calls = _spy_run_attention(monkeypatch, FK)
     rng = np.random.default_rng(32)
     p = RA.init_grouped_query(4, 2, 1, rng)
     cache = fast.init_kv_cache(p, (2,), 4)
@@ -1169,7 +1154,7 @@ def test_decode_padding_is_a_kernel_mask_and_nan_slots_stay_in_the_cache(fast, m
                               positions=np.array([0, 1]))
     assert np.all(np.isfinite(y))
     assert np.all(np.isnan(new.k[0, :, 0]))                          # kept as the reference does
-    (args,) = calls
+    ((args, _),) = calls
     slabs, index = args[7]
     np.testing.assert_array_equal(slabs[:, 0], [[False, True], [True, True]])
     np.testing.assert_array_equal(index, [0, 0, 1, 1])               # shared by the two heads
