@@ -290,3 +290,43 @@ def test_logit_tolerance_covers_logits_rounded_at_their_magnitude():
     assert err > tolerance("composite", np.float32, 4).rtol              # the rule alone fails
     tol = logit_tolerance("composite", np.float32, 4, float(np.max(np.abs(s))))
     assert err <= tol.rtol and tol.rule == "logits"
+
+
+def test_sweep_merge_of_chunks_equals_one_sweep():
+    """Seeds 1-2 and 3 swept apart and merged give the sweep of 1-3 (issue 21's chunks)."""
+    from transformer_theory.theory.builtin_subjects import reference_subject
+    from transformer_theory.theory.sweep import merge, sweep
+
+    claims = registry.find("attention.softcap_limit")
+    ref = reference_subject()
+
+    def doc(seeds):
+        return {"subject": "reference", "profile": "ci", "seeds": seeds,
+                "claims": [s.to_json() for s in sweep(claims, ref, profile="ci", seeds=seeds)]}
+
+    whole, merged = doc([1, 2, 3]), merge([doc([1, 2]), doc([3])])
+    assert merged == whole
+    with pytest.raises(ValueError, match="seed 3 is in two sweeps"):
+        merge([doc([3]), doc([3])])
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge([doc([1]), {**doc([2]), "subject": "fast"}])
+
+
+def test_report_shows_the_committed_headroom_beside_each_claim(tmp_path):
+    """The headroom column reads benchmarks/headroom-<subject>.json; results.json does not."""
+    from transformer_theory.theory.report import build_report
+
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (bench / "headroom-reference.json").write_text(json.dumps({
+        "subject": "reference", "profile": "dev", "seeds": list(range(1, 201)),
+        "claims": [{"id": "attention.softcap_limit", "dtype": None, "runs": 200,
+                    "worst_ratio": 0.4321, "worst_seed": 17, "failures": []}]}))
+    build_report(tmp_path / "r", claims=registry.find("attention.softcap_limit"),
+                       profile="ci", figures=False, root=tmp_path)
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "headroom: worst over 200 seeds" in page and ">0.43<" in page
+    assert "0.4321" not in (tmp_path / "r" / "results.json").read_text()
+    build_report(tmp_path / "b", claims=registry.find("attention.softcap_limit"),
+                        profile="ci", figures=False, root=tmp_path / "nowhere")
+    assert "headroom" not in (tmp_path / "b" / "index.html").read_text()

@@ -15,13 +15,15 @@ Issue 21 ("Sound tolerances: no claim fails a correct implementation on any seed
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 from .claim import Claim, Kind, Status
 from .runner import run_claims
 
-__all__ = ["parse_seeds", "ClaimSweep", "sweep"]
+__all__ = ["parse_seeds", "ClaimSweep", "sweep", "merge", "headroom_files", "load_headroom"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -117,3 +119,82 @@ def sweep(claims: Sequence[Claim], subject, *, profile: str, seeds: Sequence[int
             progress(i + 1, len(seeds))
     order = {c.id: n for n, c in enumerate(claims)}
     return sorted(table.values(), key=lambda s: (order.get(s.id, 0), s.dtype or ""))
+
+
+def merge(docs: Sequence[Mapping]) -> dict:
+    """One sweep document from several of the same subject and profile (chunks of seeds).
+
+    Runs add up, failures are kept in seed order, and each claim's worst ratio is the
+    largest over the documents (the lowest seed on a tie), so that sweeping seeds 1-50
+    and 51-100 apart and merging gives the sweep of 1-100.
+
+    Raises
+    ------
+    ValueError
+        If the documents differ in subject or profile, or share a seed.
+    """
+    docs = list(docs)
+    if not docs:
+        raise ValueError("docs: expected at least one sweep document")
+    subject, profile = docs[0]["subject"], docs[0]["profile"]
+    seeds: list[int] = []
+    table: dict[tuple, dict] = {}
+    for doc in docs:
+        if (doc["subject"], doc["profile"]) != (subject, profile):
+            raise ValueError(f"docs: cannot merge the sweep of {doc['subject']} ({doc['profile']}) "
+                             f"with that of {subject} ({profile})")
+        shared = set(seeds) & set(doc["seeds"])
+        if shared:
+            raise ValueError(f"docs: seed {min(shared)} is in two sweeps")
+        seeds.extend(doc["seeds"])
+        for c in doc["claims"]:
+            key = (c["id"], c["dtype"])
+            row = table.setdefault(key, {"id": c["id"], "dtype": c["dtype"], "runs": 0,
+                                         "worst_ratio": None, "worst_seed": None,
+                                         "failures": []})
+            row["runs"] += c["runs"]
+            row["failures"] = sorted(row["failures"] + list(c["failures"]),
+                                     key=lambda f: f["seed"])
+            r, s = c["worst_ratio"], c["worst_seed"]
+            if r is not None and (row["worst_ratio"] is None or r > row["worst_ratio"]
+                                  or (r == row["worst_ratio"] and s < row["worst_seed"])):
+                row["worst_ratio"], row["worst_seed"] = r, s
+    return {"subject": subject, "profile": profile, "seeds": sorted(seeds),
+            "claims": list(table.values())}
+
+
+def headroom_files(root: Path | None = None) -> list[Path]:
+    """The committed sweep files ``benchmarks/headroom-<subject>.json``.
+
+    Looked for under ``root``, else the current directory, then the source tree of an
+    editable install (where ``make sweep`` writes them); the first that has any wins.
+    """
+    if root is not None:
+        roots = [Path(root)]
+    else:
+        import transformer_theory
+
+        roots = [Path.cwd(), Path(transformer_theory.__file__).resolve().parents[1]]
+    for r in roots:
+        found = sorted((r / "benchmarks").glob("headroom-*.json"))
+        if found:
+            return found
+    return []
+
+
+def load_headroom(paths: Sequence[Path | str]) -> dict[str, dict]:
+    """Subject -> ``{"seeds": n, "profile": p, "claims": {(id, dtype): row}}`` from sweep files.
+
+    A file that cannot be read or is not a sweep document is skipped: the report shows
+    headroom where it has it and never fails for want of it.
+    """
+    out: dict[str, dict] = {}
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            rows = {(c["id"], c["dtype"]): c for c in doc["claims"]}
+            out[doc["subject"]] = {"seeds": len(doc["seeds"]), "profile": doc["profile"],
+                                   "claims": rows}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out

@@ -21,10 +21,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .. import registry
 from ..claim import Claim
+from ..sweep import headroom_files, load_headroom
 from ..profiles import get_profile
 from ..runner import DEFAULT_SEED, Result, half_runs, run_claim, select
 from ..subject import Subject
@@ -132,7 +133,7 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
                  subjects_unavailable: dict | None = None, figures: bool = True,
                  show_progress: bool = False,
                  fallback_progress: Callable | None = None,
-                 root: Path | None = None) -> ReportOutput:
+                 root: Path | None = None, headroom: Mapping | None = None) -> ReportOutput:
     """Run the claims and write ``index.html``, ``results.json`` and ``report.md``.
 
     Parameters
@@ -158,6 +159,10 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
     root : Path, optional
         Where ``benchmarks/`` is (default: the current directory, then the
         source tree of an editable install).
+    headroom : dict, optional
+        Seed sweeps to show beside each claim (:func:`theory.sweep.load_headroom`);
+        default: the committed ``benchmarks/headroom-*.json`` under ``root``, of the
+        subjects reported.
     """
     from . import figures as figs
     from .html import render_html_with_size
@@ -218,7 +223,11 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
     meta = {"generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             "claims_seconds": claims_seconds, "derivations_seconds": derivations_seconds,
             "figures_seconds": figures_seconds}
-    page = render_html_with_size(doc, figures=rendered, derivation_exprs=exprs, meta=meta)
+    if headroom is None:
+        headroom = load_headroom(headroom_files(root))
+    headroom = {s: h for s, h in headroom.items() if s in results}
+    page = render_html_with_size(doc, figures=rendered, derivation_exprs=exprs, meta=meta,
+                                 headroom=headroom)
     html_path = out / "index.html"
     html_path.write_text(page, encoding="utf-8")
     html_bytes = html_path.stat().st_size

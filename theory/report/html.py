@@ -310,9 +310,28 @@ def _half_cell(rec: Mapping, subject: str) -> str:
     return " · ".join(parts) if parts else "—"
 
 
-def _results_table(rec: Mapping) -> str:
+def _headroom_cell(rec: Mapping, subject: str, headroom: Mapping) -> str:
+    """The worst error / tolerance of a committed seed sweep: '0.12 · float16 0.31' or '—'."""
+    sweep = headroom.get(subject)
+    if not sweep:
+        return "—"
+    parts = []
+    for dtype in (None, *((rec.get("half_precision_results") or {}).get(subject) or {})):
+        row = sweep["claims"].get((rec["id"], dtype))
+        if row is None:
+            continue
+        ratio = row.get("worst_ratio")
+        value = "—" if ratio is None else f"{ratio:.2g}"
+        if row.get("failures"):
+            value = f'{_badge("failed")} {value}'
+        parts.append(value if dtype is None else f"{esc(dtype)} {value}")
+    return " · ".join(parts) if parts else "—"
+
+
+def _results_table(rec: Mapping, headroom: Mapping | None = None) -> str:
     rows = []
     half = bool(rec.get("half_precision_results"))
+    headroom = headroom or {}
     for subject, r in rec["results"].items():
         ratio = "—"
         err, tol = r.get("max_error"), r.get("tolerance")
@@ -325,13 +344,22 @@ def _results_table(rec: Mapping) -> str:
             f'<td class="num">{_fmt_num(r.get("cases"))}</td>'
             f'<td class="num">{_fmt_num(err)}</td><td class="num">{_fmt_num(tol)}</td>'
             f'<td class="num">{ratio}</td><td class="num">{r.get("seconds", 0):.2f} s</td>'
-            + (f'<td class="num">{_half_cell(rec, subject)}</td>' if half else "") + '</tr>')
+            + (f'<td class="num">{_half_cell(rec, subject)}</td>' if half else "")
+            + (f'<td class="num">{_headroom_cell(rec, subject, headroom)}</td>'
+               if headroom else "") + '</tr>')
     half_head = ('<th class="num" title="error ratio err / (err_naive + eps/2), passes at '
                  'most 2">float16 · bfloat16 (error ratio)</th>') if half else ""
+    seeds = sorted({h["seeds"] for h in headroom.values()})
+    profiles = "/".join(sorted({h["profile"] for h in headroom.values()}))
+    sweep_head = ('<th class="num" title="the worst error / tolerance of each run over the seeds '
+                  f'of a committed sweep under the {esc(profiles)} profile (make sweep, '
+                  'benchmarks/headroom-SUBJECT.json); near 1 means a false alarm is near">'
+                  'headroom: worst over '
+                  f'{"/".join(map(str, seeds))} seeds</th>') if headroom else ""
     return ('<table class="results"><thead><tr><th>subject</th><th>status</th>'
             '<th class="num">cases</th><th class="num">max error</th>'
             '<th class="num">tolerance</th><th class="num">error / tolerance</th>'
-            f'<th class="num">time</th>{half_head}</tr></thead>'
+            f'<th class="num">time</th>{half_head}{sweep_head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -563,7 +591,7 @@ class _Numbering:
 
 
 def _claim(rec: Mapping, derivations: Mapping, exprs: Mapping, figs: Sequence[RenderedFigure],
-           number: _Numbering, homes: Mapping[str, str]) -> str:
+           number: _Numbering, homes: Mapping[str, str], headroom: Mapping | None = None) -> str:
     status = _claim_status(rec)
     badges = " ".join(f'{esc(s)} {_badge(r["status"])}' for s, r in rec["results"].items())
     proof = ""
@@ -589,7 +617,7 @@ def _claim(rec: Mapping, derivations: Mapping, exprs: Mapping, figs: Sequence[Re
         f'<span class="badge kind" title="{esc(_KIND_HELP.get(rec["kind"], ""))}">'
         f'{esc(rec["kind"])}</span>{badges}<span>needs: {esc(needs)}</span></div>'
         f'<div class="statement">{to_mathml(rec["statement"], display=True)}</div>'
-        f'{_sources(rec)}{notes}{_results_table(rec)}{_evidence(rec)}{proof}{figures}'
+        f'{_sources(rec)}{notes}{_results_table(rec, headroom)}{_evidence(rec)}{proof}{figures}'
         f'</article>')
 
 
@@ -599,7 +627,8 @@ def _claim(rec: Mapping, derivations: Mapping, exprs: Mapping, figs: Sequence[Re
 
 def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
                 derivation_exprs: Mapping[str, Sequence] | None = None,
-                meta: Mapping | None = None, html_bytes: int | None = None) -> str:
+                meta: Mapping | None = None, html_bytes: int | None = None,
+                headroom: Mapping | None = None) -> str:
     """The report page for a ``results.json`` document.
 
     Parameters
@@ -618,6 +647,11 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
     html_bytes : int, optional
         The size of the page, for the closing note (the caller iterates to a
         fixed point).
+    headroom : dict, optional
+        Committed seed sweeps (:func:`theory.sweep.load_headroom`): each claim's
+        results table gets a column with the worst error / tolerance over the
+        sweep's seeds, per subject and half dtype. Not part of ``results.json``,
+        which stays a function of profile and seed.
 
     Returns
     -------
@@ -650,8 +684,8 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
     for topic, recs in topics:
         head = "".join(_figure(f, number()) if f.available else _figure_note(f)
                        for f in by_topic.get(topic, []))
-        body = "".join(_claim(rec, derivations, exprs, by_host.get(rec["id"], []), number, homes)
-                       for rec in recs)
+        body = "".join(_claim(rec, derivations, exprs, by_host.get(rec["id"], []), number, homes,
+                              headroom) for rec in recs)
         sections.append(f'<section class="topic" id="topic-{esc(topic)}">'
                         f'<h2>{esc(topic)} <span class="subtitle">· {len(recs)} claim'
                         f'{"s" if len(recs) != 1 else ""}</span>'
