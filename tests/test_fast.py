@@ -247,13 +247,29 @@ def test_attention_equals_reference(fast, case):
     assert np.all(out[np.all(expected == 0, axis=-1)] == 0)   # fully masked rows: exact zeros
 
 
+def assert_parallel_split_is_serial(fast, case, kw):
+    """The fast attention of ``case`` under ``kw``, split over threads, is bitwise the serial one.
+
+    Parameters
+    ----------
+    fast : module
+        :mod:`transformer_theory.impl.fast`, warmed up (the ``fast`` fixture).
+    case : dict
+        ``q``, ``k``, ``v`` and the tile sizes ``blocks``, as ``attention_inputs`` and
+        ``packed_inputs`` draw them.
+    kw : dict
+        The keywords of the call.
+    """
+    with blocks(*case["blocks"]):
+        serial = fast.attention(case["q"], case["k"], case["v"], **kw)
+        with always_parallel():
+            parallel = fast.attention(case["q"], case["k"], case["v"], **kw)
+    np.testing.assert_array_equal(parallel, serial)
+
+
 @given(case=attention_inputs(max_len=12))
 def test_attention_parallel_split_is_bitwise_the_serial_result(fast, case):
-    with blocks(*case["blocks"]):
-        serial = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
-        with always_parallel():
-            parallel = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
-    np.testing.assert_array_equal(parallel, serial)
+    assert_parallel_split_is_serial(fast, case, case["kw"])
 
 
 @given(dtype=DTYPES, seed=SEEDS, lq=st.integers(1, 10), lk=st.integers(1, 10),
@@ -324,13 +340,33 @@ def test_attention_dtype_promotion(fast):
 
 # --------------------------------------------------------------------------- heads, decoding
 
-@st.composite
-def head_inputs(draw):
+def draw_heads(draw):
+    """The dtype, generator and head counts that ``head_inputs`` and ``rotary_head_inputs`` share.
+
+    Parameters
+    ----------
+    draw : callable
+        The ``draw`` of an ``st.composite`` strategy.
+
+    Returns
+    -------
+    dtype : numpy dtype
+    rng : numpy.random.Generator
+        Seeded from a drawn integer.
+    g, h, e : int
+        kv groups (1..3), query heads (a multiple of g, up to 3 g), model width (4, 6 or 8).
+    """
     dtype = draw(DTYPES)
     rng = np.random.default_rng(draw(SEEDS))
     g = draw(st.integers(1, 3))
     h = g * draw(st.integers(1, 3))
     e = draw(st.sampled_from([4, 6, 8]))
+    return dtype, rng, g, h, e
+
+
+@st.composite
+def head_inputs(draw):
+    dtype, rng, g, h, e = draw_heads(draw)
     b, lq, lk = draw(st.integers(1, 2)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
     params = RA.init_grouped_query(e, h, g, rng, d_head=draw(st.integers(1, 4)), dtype=dtype,
                                    bias=draw(st.booleans()))
@@ -642,12 +678,8 @@ def test_window_equals_reference_across_blocks(fast, dtype, causal, window):
 
 @given(case=attention_inputs(max_len=12), left=WINDOW_SIDES, right=WINDOW_SIDES)
 def test_window_parallel_split_is_bitwise_the_serial_result(fast, case, left, right):
-    kw = {**case["kw"], "window": (left, right), "softcap": 3.0}
-    with blocks(*case["blocks"]):
-        serial = fast.attention(case["q"], case["k"], case["v"], **kw)
-        with always_parallel():
-            parallel = fast.attention(case["q"], case["k"], case["v"], **kw)
-    np.testing.assert_array_equal(parallel, serial)
+    assert_parallel_split_is_serial(fast, case, {**case["kw"], "window": (left, right),
+                                                 "softcap": 3.0})
 
 
 def test_window_and_softcap_none_change_nothing(fast):
@@ -817,11 +849,7 @@ def test_packed_segments_equal_reference(fast, case):
 
 @given(case=packed_inputs(max_len=12))
 def test_packed_parallel_split_is_bitwise_the_serial_result(fast, case):
-    with blocks(*case["blocks"]):
-        serial = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
-        with always_parallel():
-            parallel = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
-    np.testing.assert_array_equal(parallel, serial)
+    assert_parallel_split_is_serial(fast, case, case["kw"])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -937,11 +965,7 @@ def test_packed_nan_at_dead_keys_acts_as_zero(fast, dtype):
 @st.composite
 def rotary_head_inputs(draw):
     """Self-attention heads (even Dh) with rope_base and/or window, plus the other keywords."""
-    dtype = draw(DTYPES)
-    rng = np.random.default_rng(draw(SEEDS))
-    g = draw(st.integers(1, 3))
-    h = g * draw(st.integers(1, 3))
-    e = draw(st.sampled_from([4, 6, 8]))
+    dtype, rng, g, h, e = draw_heads(draw)
     b, length = draw(st.integers(1, 2)), draw(st.integers(1, 11))
     params = RA.init_grouped_query(e, h, g, rng, d_head=draw(st.sampled_from([2, 4])),
                                    dtype=dtype, bias=draw(st.booleans()))
