@@ -171,14 +171,8 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     if rope_base is not None:
         pos = (t - start)[..., None, None]                   # (..., 1, 1) this token's position
         q, k_t = rope(q, pos, base=rope_base), rope(k_t, pos, base=rope_base)
-    kept = min(t, cache.max_len)                             # slots filled before this step
-    full = kept == cache.max_len                             # a full window: drop the oldest
-    previous = slice(1, kept) if full else slice(0, kept)    # the earlier slots still attended
-    kept -= int(full)
+    kept, full, allowed = attended_slots(cache, start)      # allowed: (..., n)
     n = kept + 1                                             # slots attended: positions t-kept .. t
-    index = t - kept + np.arange(n)                          # (n,) position of each slot
-    allowed = index >= start[..., None]                      # (..., n) not padding
-    check_attended_slots_finite(cache, previous, index, allowed)
     k_all = cache.k.astype(dtype, copy=True)                 # (..., G, Lmax, Dh)
     v_all = cache.v.astype(dtype, copy=True)                 # (..., G, Lmax, Dv)
     if full:
@@ -193,6 +187,49 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     y_t = merge_heads(o, w_o, b_o)                           # (..., 1, E)
     y_t = np.where(real[..., None, None], y_t, 0)            # padding tokens: zero rows
     return y_t, KVCache(k_all, v_all, t + 1, cache.window)
+
+
+def attended_slots(cache: KVCache, start) -> tuple[int, bool, np.ndarray]:
+    """The cache slots the next decode step attends, checked finite where they are attended.
+
+    Before step ``t = cache.length`` the first ``min(t, max_len)`` slots are filled; a
+    full sliding window drops its oldest slot, so the step attends ``kept + 1`` slots,
+    positions ``t - kept .. t``, the new token's last.
+
+    Parameters
+    ----------
+    cache : KVCache
+    start : np.ndarray of int, (...,)
+        The first real position of each batch member (left padding before it).
+
+    Returns
+    -------
+    kept : int
+        Earlier slots still attended; the new key goes to slot ``kept``.
+    full : bool
+        The window was full: the slots move one to the front, dropping the oldest.
+    allowed : np.ndarray of bool, (..., kept + 1)
+        False at left padding.
+
+    Raises
+    ------
+    ValueError
+        NaN or inf in an earlier slot that is attended (:func:`check_attended_slots_finite`).
+
+    References
+    ----------
+    Mistral AI 2023, mistral-src README (the rolling buffer cache of sliding window
+    attention); Pope et al. 2023, Efficiently Scaling Transformer Inference, §2.
+    """
+    t = cache.length
+    kept = min(t, cache.max_len)                             # slots filled before this step
+    full = kept == cache.max_len                             # a full window: drop the oldest
+    previous = slice(1, kept) if full else slice(0, kept)    # the earlier slots still attended
+    kept -= int(full)
+    index = t - kept + np.arange(kept + 1)                   # (n,) position of each slot
+    allowed = index >= start[..., None]                      # (..., n) not padding
+    check_attended_slots_finite(cache, previous, index, allowed)
+    return kept, full, allowed
 
 
 def decode_sequence(x, params) -> np.ndarray:

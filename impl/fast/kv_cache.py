@@ -26,8 +26,8 @@ import math
 import numpy as np
 
 from .. import kv_cache as reference
-from ..contract.params import (KVCache, check_attended_slots_finite, check_decode_args,
-                               check_decode_positions, check_real_tokens_finite)
+from ..contract.params import (KVCache, check_decode_args, check_decode_positions,
+                               check_real_tokens_finite)
 from ..contract.validate import common_float_dtype
 from ..kv_cache import (  # noqa: F401  (re-exported: nothing to accelerate)
     init_kv_cache,
@@ -124,14 +124,8 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     n_heads, n_kv, dh, dv = params.n_heads, params.n_kv_heads, params.d_head, params.d_value
     lmax = cache.max_len
     n_batch = math.prod(cache.batch_shape)
-    kept = min(t, lmax)                                     # slots filled before this step
-    full = kept == lmax                                     # a full window: drop the oldest
-    previous = slice(1, kept) if full else slice(0, kept)   # the earlier slots still attended
-    kept -= int(full)
+    kept, full, allowed = reference.attended_slots(cache, start)   # allowed: (..., n)
     n = kept + 1                                            # slots attended: positions t-kept .. t
-    index = t - kept + np.arange(n)                         # (n,) position of each slot
-    allowed = index >= start[..., None]                     # (..., n) not padding
-    check_attended_slots_finite(cache, previous, index, allowed)
     x3 = as_kernel_array(x_t.reshape((n_batch, 1, x_t.shape[-1])), dtype)  # (B, 1, E)
     k_all = _next_slots(cache.k, dtype, full)                             # (..., G, Lmax, Dh)
     v_all = _next_slots(cache.v, dtype, full)                             # (..., G, Lmax, Dv)
