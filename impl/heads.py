@@ -409,6 +409,45 @@ def check_rope_base(rope_base, lq: int, lk: int, d_head: int) -> float | None:
     return base
 
 
+def check_cross_attention_args(x, memory, params, memory_mask):
+    """The arguments of :func:`cross_attention`, validated (also for the fast path).
+
+    Parameters
+    ----------
+    x : array_like, (..., Lq, E)
+    memory : array_like, (..., Lk, Ekv)
+        Non-finite only at keys no query attends.
+    params : MultiHeadParams or GroupedQueryParams
+    memory_mask : array_like of bool or None
+        As in :func:`cross_attention`.
+
+    Returns
+    -------
+    x : np.ndarray, (..., Lq, E)
+    memory : np.ndarray, (..., Lk, Ekv)
+        Its unattended keys made finite.
+    mask : np.ndarray of bool or None
+        Broadcastable to (..., Lq, Lk).
+
+    Raises
+    ------
+    ValueError, TypeError
+        The errors of the validators in :mod:`.contract`, naming the argument.
+
+    References
+    ----------
+    Vaswani et al. 2017, Attention Is All You Need, §3.2.3 ("encoder-decoder attention").
+    """
+    check_attention_params(params)
+    x_arr = as_float_array(x, "x", ndim_min=2)
+    mem_arr = as_float_array(memory, "memory", ndim_min=2, finite=False)
+    check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
+    mask = check_memory_mask(memory_mask, x_arr, mem_arr)
+    (mem_arr,) = check_finite_where_attended([("memory", mem_arr)], mask, False,
+                                             x_arr.shape[:-2], x_arr.shape[-2])  # (..., Lk, Ekv)
+    return x_arr, mem_arr, mask
+
+
 def _attend_projected(x_q, x_kv, params, mask, causal, bias, rope_base=None, window=None):
     """Shared batched body of multi-head, grouped-query and cross-attention."""
     x_q, x_kv = check_projection_inputs(x_q, x_kv, params, finite_kv=False)
@@ -573,13 +612,7 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     attention"); seed 004 (shared/seeds/004_d5b314f5ea1e15da.txt, notes 22-23:
     the output so far is the query, the input encodings are keys and values).
     """
-    check_attention_params(params)
-    x_arr = as_float_array(x, "x", ndim_min=2)
-    mem_arr = as_float_array(memory, "memory", ndim_min=2, finite=False)
-    check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
-    mask = check_memory_mask(memory_mask, x_arr, mem_arr)
-    (mem_arr,) = check_finite_where_attended([("memory", mem_arr)], mask, False,
-                                             x_arr.shape[:-2], x_arr.shape[-2])  # (..., Lk, Ekv)
+    x_arr, mem_arr, mask = check_cross_attention_args(x, memory, params, memory_mask)
     return _attend_projected(x_arr, mem_arr, params, mask, False, None)
 
 

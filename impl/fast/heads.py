@@ -35,12 +35,9 @@ from .. import heads as reference
 from ..contract.params import GroupedQueryParams, MultiHeadParams, check_attention_params
 from ..contract.validate import (
     as_bool_mask,
-    as_float_array,
     causal_alignment,
-    check_batch_dims,
     check_bias,
     check_finite_where_attended,
-    check_memory_mask,
     check_projection_inputs,
     check_window,
     common_float_dtype,
@@ -438,13 +435,7 @@ def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> 
     ----------
     Vaswani et al. 2017, Attention Is All You Need, §3.2.3.
     """
-    check_attention_params(params)
-    x_arr = as_float_array(x, "x", ndim_min=2)
-    mem_arr = as_float_array(memory, "memory", ndim_min=2, finite=False)
-    check_batch_dims([("x", x_arr), ("memory", mem_arr)], n_trailing=2)
-    mask = check_memory_mask(memory_mask, x_arr, mem_arr)
-    (mem_arr,) = check_finite_where_attended([("memory", mem_arr)], mask, False,
-                                             x_arr.shape[:-2], x_arr.shape[-2])  # (..., Lk, Ekv)
+    x_arr, mem_arr, mask = reference.check_cross_attention_args(x, memory, params, memory_mask)
     return _attend_projected(
         x_arr, mem_arr, params, mask, False, None,
         lambda: reference.cross_attention(x_arr, mem_arr, params, memory_mask=memory_mask))
