@@ -40,6 +40,15 @@ def _orthogonal_unit_norms(m, d, rng, *, scaling="chi", dtype=np.float64):
     return (w / np.linalg.norm(w, axis=1, keepdims=True)).astype(dtype)
 
 
+def _iid_gaussian_rows(m, d, rng, *, scaling="chi", dtype=np.float64):
+    """iid N(0, I_d) rows, never orthogonalised: unbiased, with Lemma 2's larger MSE.
+
+    Marginally every row is right (Gaussian, chi_d norm), so only the pairs of
+    rows of a block tell it from orthogonal features; ``scaling`` is ignored.
+    """
+    return rng.standard_normal((m, d)).astype(dtype)
+
+
 def _orthogonal_ignores_fixed(m, d, rng, *, scaling="chi", dtype=np.float64):
     """scaling='fixed' accepted but chi norms drawn anyway."""
     return F.orthogonal_gaussian(m, d, rng, scaling="chi", dtype=dtype)
@@ -213,6 +222,11 @@ MUTANTS = [
            ("performer.orthogonal_features", "performer.orthogonal_mse_exact",
             "performer.orthogonal_mse_bound"),
            lambda ref: ref.replace(orthogonal_gaussian=_orthogonal_unit_norms)),
+    Mutant("orthogonal_gaussian_iid",
+           "orthogonal_gaussian returns iid Gaussian rows (the orthogonalisation skipped): "
+           "each estimate unbiased, but the MSE is Lemma 2's, not the orthogonal one",
+           ("performer.orthogonal_mse_exact", "performer.orthogonal_mse_bound"),
+           replacing(orthogonal_gaussian=_iid_gaussian_rows)),
     Mutant("fixed_scaling_ignored", "scaling='fixed' silently gives chi_d norms",
            ("performer.smreg_kernel",),
            lambda ref: ref.replace(orthogonal_gaussian=_orthogonal_ignores_fixed)),
