@@ -34,9 +34,10 @@ it always has):
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR 2021
-(arXiv:2009.14794): §2.2 (kernelised attention, Eq. (4)-(5)), §2.3 (Lemma 1:
-positive and hyperbolic random features; Lemma 2: their MSE), §2.4 (orthogonal
-random features, Theorem 2), Algorithm 1 (FAVOR+, bi- and unidirectional).
+(arXiv:2009.14794): §2.2 (kernelised attention, Eq. (4)), §2.3 (Lemma 1:
+positive and hyperbolic random features), §2.4 (orthogonal random features),
+§3 (Lemma 2: their MSE; Theorem 2), Appendix B (Algorithm 1: FAVOR+, bi- and
+unidirectional; B.1: prefix sums).
 Rahimi & Recht 2007, Random Features for Large-Scale Kernel Machines (the
 trigonometric features). Yu et al. 2016, Orthogonal Random Features (chi-norm
 orthogonal blocks). Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): the

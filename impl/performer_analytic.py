@@ -23,9 +23,9 @@ a time in float64 (:mod:`.performer_formulas`), and the sympy derivations
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR 2021
-(arXiv:2009.14794): §2.3 (definition of SM; Lemma 2: the MSE of the
-estimators), §2.4 (orthogonal random features, Theorem 2), the appendix on
-SMREG. Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): the trigonometric MSE.
+(arXiv:2009.14794): §2.3 (definition of SM, Eq. (6); SMREG), §2.4 (orthogonal
+random features), §3 (Lemma 2: the MSE of the estimators; Theorem 1: SMREG <=
+SM; Theorem 2). Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): the trigonometric MSE.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def smreg_kernel(x, y) -> np.ndarray:
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, the
-    regularised softmax-kernel SMREG (appendix on SMREG; arXiv:2009.14794).
+    regularized softmax-kernel SMREG (§2.3; Theorem 1 in §3: SMREG <= SM).
     """
     x, y = check_vector_pair(x, y)
     dtype = common_float_dtype(x, y)
@@ -271,7 +271,7 @@ def mse_orthogonal_exact(x, y, m: int, d: int | None = None) -> np.ndarray:
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.4 and
-    the proof of Theorem 2 (the same-block covariance term).
+    the proof of Theorem 2 (§3; the same-block covariance term).
     """
     x, y, m, dtype = _analytic_inputs(x, y, m)
     d = _check_d(d, x)
@@ -307,7 +307,7 @@ def mse_orthogonal_bound(x, y, m: int, d: int | None = None) -> np.ndarray:
 
     References
     ----------
-    Choromanski et al. 2021, Rethinking Attention with Performers, §2.4,
+    Choromanski et al. 2021, Rethinking Attention with Performers, §3,
     Theorem 2 (final version).
     """
     x, y, m, dtype = _analytic_inputs(x, y, m)

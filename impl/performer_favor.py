@@ -11,8 +11,8 @@ time in the recurrent (RNN) form. The ``O(L^2)`` form is kept for checking.
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR 2021
-(arXiv:2009.14794): §2.2 (kernelised attention, Eq. (4)-(5)), Algorithm 1
-(FAVOR+, bi- and unidirectional). Katharopoulos et al. 2020, Transformers are
+(arXiv:2009.14794): §2.2 (kernelised attention, Eq. (4)), Appendix B
+(Algorithm 1: FAVOR+, bi- and unidirectional; B.1: prefix sums). Katharopoulos et al. 2020, Transformers are
 RNNs, §3.2-3.4 (causal linear attention as a prefix sum, the recurrent form).
 """
 
@@ -249,8 +249,8 @@ def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, Algorithm 1
-    (FAVOR+), §2.2 Eq. (5) (bidirectional) and the prefix-sum unidirectional
-    form; Katharopoulos et al. 2020, Transformers are RNNs, §3.2-3.4 (causal
+    (FAVOR+, Appendix B), §2.2 Eq. (4) (bidirectional) and Appendix B.1 (the
+    prefix-sum unidirectional form); Katharopoulos et al. 2020, Transformers are RNNs, §3.2-3.4 (causal
     linear attention as a prefix sum).
     """
     chunk_size = check_favor_options(kind, stabilize, key_stabilizer, chunk_size)
@@ -285,7 +285,7 @@ def favor_attention_explicit(q, k, v, w, *, causal: bool = False,
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.2,
-    Eq. (4)-(5) (``A_hat``, ``D``) and Algorithm 1.
+    Eq. (4) (``A_hat``, ``D``) and Algorithm 1 (Appendix B).
     """
     check_favor_options(kind, stabilize)
     q, k, v, w, mask, dtype = check_favor_args(q, k, v, w, causal, mask)
@@ -326,7 +326,7 @@ def favor_attention_recurrent(q, k, v, w, *, kind: str = "positive") -> np.ndarr
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, Algorithm 1
-    (unidirectional case, prefix sums); Katharopoulos et al. 2020,
+    and Appendix B.1 (unidirectional case, prefix sums); Katharopoulos et al. 2020,
     Transformers are RNNs, §3.4 (the recurrent form).
     """
     check_feature_kind(kind)

@@ -22,9 +22,9 @@ quantities over leading dimensions.
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR 2021
-(arXiv:2009.14794): §2.3 (Lemma 2 and the hyperbolic variant), §2.4 (orthogonal
-random features, Theorem 2 and its proof), the appendix on the regularised
-softmax kernel SMREG. Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): the
+(arXiv:2009.14794): §2.3 (Lemma 1, the hyperbolic variant; SMREG), §2.4
+(orthogonal random features), §3 (Lemma 2; Theorem 1, SMREG <= SM; Theorem 2
+and its proof). Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): the
 trigonometric MSE.
 """
 
@@ -97,7 +97,7 @@ def pair_geometry(x, y) -> PairGeometry:
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.3
-    (``Lambda`` and ``SM`` in the statement of Lemma 2).
+    (``SM``, Eq. (6); ``Lambda`` in Lemma 1).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -149,7 +149,8 @@ def same_block_pairs(m: int, d: int) -> int:
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.4
-    (orthogonal blocks of ``d`` rows, independent across blocks).
+    (orthogonal random features, ``m <= d``); Yu et al. 2016, Orthogonal
+    Random Features (independent blocks of ``d`` rows when ``m > d``).
     """
     b, r = divmod(m, d)
     return b * d * (d - 1) + r * (r - 1)
@@ -166,7 +167,7 @@ def orthogonal_mse_exact(g: PairGeometry, m: int, d: int) -> float:
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.4 and
-    the proof of Theorem 2 (the same-block covariance).
+    the proof of Theorem 2 (§3; the same-block covariance).
     """
     pairs = same_block_pairs(m, d)
     iid = math.exp(g.s) * math.expm1(g.s) / m
@@ -185,7 +186,7 @@ def theorem2_bound(g: PairGeometry, m: int, d: int, *, as_worded: bool = False) 
 
     References
     ----------
-    Choromanski et al. 2021, Rethinking Attention with Performers, §2.4,
+    Choromanski et al. 2021, Rethinking Attention with Performers, §3,
     Theorem 2 (final ICLR version, with ``(SM - Lambda)^2``).
     """
     c = (m - 1) / m if as_worded else same_block_pairs(m, d) / m ** 2
@@ -201,6 +202,6 @@ def smreg(g: PairGeometry, d: int) -> float:
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, the
-    regularised softmax kernel (appendix).
+    regularized softmax-kernel (§2.3) and Theorem 1 (§3: SMREG <= SM).
     """
     return g.lam * float(special.hyp0f1(d / 2, d * g.s / 4))

@@ -10,8 +10,8 @@ takes its ``numpy.random.Generator``; there is no global state.
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR 2021
-(arXiv:2009.14794): §2.3 (iid features), §2.4 (orthogonal random features,
-Theorem 2), §4 (redrawing features).
+(arXiv:2009.14794): §2.3 (iid features), §2.4 (orthogonal random features),
+§3 (Theorem 2), §4.2 and Appendix B.2 (redrawing features).
 Yu et al. 2016, Orthogonal Random Features (chi-norm orthogonal blocks).
 Mezzadri 2007, How to generate random matrices from the classical compact
 groups, §5 (Haar orthogonal matrices by QR).
@@ -118,7 +118,7 @@ def orthogonal_gaussian(m: int, d: int, rng: np.random.Generator, *,
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, §2.4
-    (orthogonal random features) and Theorem 2; Yu et al. 2016, Orthogonal
+    (orthogonal random features) and Theorem 2 (§3); Yu et al. 2016, Orthogonal
     Random Features (chi-distributed norms).
     """
     m = check_positive_int(m, "m")
@@ -160,8 +160,8 @@ def redraw_features(m: int, d: int, rng: np.random.Generator, *,
 
     References
     ----------
-    Choromanski et al. 2021, Rethinking Attention with Performers, §4
-    (redrawing features during training) and §2.4.
+    Choromanski et al. 2021, Rethinking Attention with Performers, §4.2 and
+    Appendix B.2 (redrawing features during training) and §2.4.
     """
     if not isinstance(orthogonal, (bool, np.bool_)):
         raise TypeError(f"orthogonal: expected a bool, got {type(orthogonal).__name__}")

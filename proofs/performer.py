@@ -14,7 +14,7 @@ Notation: ``s = ||x + y||^2``, ``t = ||x - y||^2``,
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, §2.3
-(Lemma 1, Lemma 2 and the hyperbolic variant) and §2.4 (Theorem 2).
+(Lemma 1 and the hyperbolic variant) and §3 (Lemma 2, Theorem 2).
 Rahimi & Recht 2007, Random Features for Large-Scale Kernel Machines, NeurIPS.
 seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): trigonometric and positive
 features, the trigonometric MSE formula and the two regimes.
@@ -69,7 +69,7 @@ def softmax_kernel(x, y):
 
 
 def lambda_factor(x, y):
-    """``Lambda(x, y) = exp(-(||x||^2 + ||y||^2) / 2)`` (Choromanski et al. 2021, Theorem 2)."""
+    """``Lambda(x, y) = exp(-(||x||^2 + ||y||^2) / 2)`` (Choromanski et al. 2021, Lemma 1)."""
     return sp.exp(-(norm2(x) + norm2(y)) / 2)
 
 
@@ -90,7 +90,7 @@ def trig_mse_formula(x, y, m, coefficient=sp.Rational(1, 2)):
 
 
 def hyperbolic_mse_formula(x, y, m):
-    """``MSE(SM^hyp+_m) = (1/2) (1 - exp(-||x+y||^2)) MSE(SM^+_m)`` (Choromanski et al. 2021, §2.3)."""
+    """``MSE(SM^hyp+_m) = (1/2) (1 - exp(-||x+y||^2)) MSE(SM^+_m)`` (Choromanski et al. 2021, §3, Lemma 2)."""
     return (1 - sp.exp(-norm2(x + y))) / 2 * positive_mse_formula(x, y, m)
 
 
@@ -326,7 +326,7 @@ def hyperbolic_mse() -> Derivation:
     References
     ----------
     Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, Lemma 1
-    (the cosh representation) and §2.3 (the MSE of the hyperbolic variant).
+    (§2.3, the cosh representation) and Lemma 2 (§3, the MSE of the hyperbolic variant).
     """
     a = sp.Symbol("a", real=True)
     z = X + Y
@@ -367,7 +367,7 @@ def hyperbolic_mse() -> Derivation:
         id="performer.hyperbolic_mse",
         title="Hyperbolic features: MSE_hyp = (1/2)(1 - e^{-||x+y||^2}) MSE+",
         assumptions=dict(_ASSUME_XY, **{"a": "real", "s": "||x + y||^2, nonnegative"}),
-        sources=(f"{PERFORMER}, Lemma 1", f"{PERFORMER}, §2.3"),
+        sources=(f"{PERFORMER}, §2.3, Lemma 1", f"{PERFORMER}, §3, Lemma 2"),
         steps=steps, result=result)
 
 
@@ -384,7 +384,7 @@ def relative_mse() -> Derivation:
 
     References
     ----------
-    Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, Lemma 2 and §2.3.
+    Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, Lemma 2 (§3) and §2.3.
     seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt).
     """
     SM = softmax_kernel(X, Y)
@@ -500,8 +500,8 @@ def orthogonal_pair_moment_derivation() -> Derivation:
 
     References
     ----------
-    Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, §2.4 and the
-    proof of Theorem 2 (orthogonal random features).
+    Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, §2.4 (orthogonal
+    random features) and the proof of Theorem 2 (§3).
     Yu et al. 2016, Orthogonal Random Features, NeurIPS (orthogonal Gaussian directions).
     """
     W1, W2 = vec("a", 3, real=True), vec("b", 3, real=True)

@@ -48,10 +48,11 @@ Theorem 4) from that range.
 
 References
 ----------
-Choromanski et al. 2021, Rethinking Attention with Performers, ICLR: §2.2
-(Eq. (4)-(5), Algorithm 1, FAVOR+ bi- and unidirectional), §2.3 (Lemma 1,
-Lemma 2, the hyperbolic variant), §2.4 (orthogonal random features,
-Theorem 2), the appendix on the regularised softmax kernel SMREG.
+Choromanski et al. 2021, Rethinking Attention with Performers, ICLR: §2.1
+and Appendix B.1 (prefix sums), §2.2 (Eq. (4)), §2.3 (Lemma 1, the hyperbolic
+variant, the regularized softmax-kernel SMREG), §2.4 (orthogonal random
+features), §3 (Lemma 2; Theorem 1, SMREG <= SM; Theorem 2), Appendix B
+(Algorithm 1, FAVOR+ bi- and unidirectional).
 Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt): the trigonometric and
 positive features, the trigonometric MSE and the two regimes.
 Rahimi & Recht 2007 (trigonometric features); Yu et al. 2016 (orthogonal

@@ -10,7 +10,7 @@ its range and their ratio an interval by the union bound.
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, §2.2 and
-Lemma 2 (the ``1/m`` rate of every entry of ``A_hat``). Maurer & Pontil 2009,
+§3, Lemma 2 (the ``1/m`` rate of every entry of ``A_hat``). Maurer & Pontil 2009,
 Empirical Bernstein Bounds and Sample Variance Penalization, COLT, Theorem 4.
 """
 

@@ -12,7 +12,7 @@ averaged (:mod:`.moments`).
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, §2.3
-(Lemma 1, Lemma 2, the hyperbolic variant). Seed 002
+(Lemma 1, the hyperbolic variant) and §3 (Lemma 2). Seed 002
 (shared/seeds/002_c6f7e64caf2ae364.txt): the trigonometric and positive
 features, the trigonometric MSE and the two regimes. Rahimi & Recht 2007.
 """

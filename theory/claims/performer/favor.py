@@ -10,7 +10,8 @@ limitation), padding and batches (claim 13), and the normaliser (claim 14).
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, §2.2
-(Eq. (4)-(5), Algorithm 1: FAVOR+ bi- and unidirectional). Katharopoulos et
+(Eq. (4)), §2.1 and Appendix B.1 (prefix sums), Appendix B (Algorithm 1:
+FAVOR+ bi- and unidirectional). Katharopoulos et
 al. 2020, Transformers are RNNs, ICML, §3.2-3.4. google-research/performer,
 fast_attention (the sequence-wide key stabiliser).
 """

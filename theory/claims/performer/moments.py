@@ -14,9 +14,9 @@ MSE, SMREG) are in :mod:`transformer_theory.impl.performer_formulas`.
 
 References
 ----------
-Choromanski et al. 2021, Rethinking Attention with Performers, ICLR: Lemma 1,
-the proof of Lemma 2, the proof of Theorem 2 (the same-block covariance) and
-the appendix on SMREG. Yu et al. 2016, Orthogonal Random Features, NeurIPS.
+Choromanski et al. 2021, Rethinking Attention with Performers, ICLR: Lemma 1
+(§2.3), the proofs of Lemma 2 and Theorem 2 (§3 and its appendix; the
+same-block covariance) and SMREG (§2.3). Yu et al. 2016, Orthogonal Random Features, NeurIPS.
 """
 
 from __future__ import annotations

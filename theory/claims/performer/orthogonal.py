@@ -9,7 +9,8 @@ features (claim 7), Theorem 2's bound (claim 7), and with rows of norm
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR, §2.4
-(orthogonal random features, Theorem 2) and the appendix on SMREG. Yu et al.
+(orthogonal random features), §2.3 (SMREG) and §3 (Theorem 1: SMREG <= SM;
+Theorem 2). Yu et al.
 2016, Orthogonal Random Features, NeurIPS. Mezzadri 2007, §5 (the QR sign
 correction). Massey 1951 (the Kolmogorov-Smirnov test).
 """

@@ -15,7 +15,8 @@ of ``R^{r d}`` and puts the ``r`` random matrices side by side, ``W = [W_1 |
 References
 ----------
 Choromanski et al. 2021, Rethinking Attention with Performers, ICLR: §2.2
-(``A_hat = Q' K'^T``), §2.3 (the estimators), §2.4 (orthogonal random features).
+(``A_hat = Q' K'^T``, Eq. (4)), §2.3 (the estimators), §2.4 (orthogonal random
+features).
 """
 
 from __future__ import annotations

@@ -2,9 +2,12 @@
 
 References
 ----------
-Choromanski et al. 2021, Rethinking Attention with Performers, ICLR.
-Seed 002 (shared/seeds/002_c6f7e64caf2ae364.txt). Rahimi & Recht 2007; Yu et
-al. 2016; Mezzadri 2007; Massey 1951; Maurer & Pontil 2009; Hoeffding 1963;
+Choromanski et al. 2021, Rethinking Attention with Performers, ICLR
+(arXiv:2009.14794); the locations checked against the arXiv text: §2.1 (prefix
+sums announced, details in Appendix B.1), §2.2 (Eq. (4), the cost O(Lrd)), §2.3
+(Lemma 1, SMREG), §2.4 (orthogonal random features), §3 (Lemma 2, Theorem 1,
+Theorem 2), Appendix B (Algorithm 1). Seed 002
+(shared/seeds/002_c6f7e64caf2ae364.txt). Rahimi & Recht 2007; Yu et al. 2016; Mezzadri 2007; Massey 1951; Maurer & Pontil 2009; Hoeffding 1963;
 google-research/performer.
 """
 
@@ -17,13 +20,16 @@ from ...sources import CHOROMANSKI_2021, SEED_002
 from ...statistics import MAX_FALSE_FAILURE
 
 LEMMA1 = CHOROMANSKI_2021.at("§2.3, Lemma 1")
-LEMMA2 = CHOROMANSKI_2021.at("§2.3, Lemma 2")
-HYPERBOLIC = CHOROMANSKI_2021.at("§2.3, hyperbolic positive random features")
+LEMMA2 = CHOROMANSKI_2021.at("§3, Lemma 2")
+HYPERBOLIC = CHOROMANSKI_2021.at("§2.3, Lemma 1: hyperbolic positive random features "
+                                 "(their MSE: §3, Lemma 2)")
 ORF = CHOROMANSKI_2021.at("§2.4, orthogonal random features")
-THEOREM2 = CHOROMANSKI_2021.at("§2.4, Theorem 2")
-SMREG_SOURCE = CHOROMANSKI_2021.at("appendix: the regularised softmax kernel SMREG")
-FAVOR = CHOROMANSKI_2021.at("§2.2, Eq. (4)-(5), and Algorithm 1 (FAVOR+)")
-PREFIX = CHOROMANSKI_2021.at("§2.2 and Algorithm 1: unidirectional attention by prefix sums")
+THEOREM2 = CHOROMANSKI_2021.at("§3, Theorem 2")
+SMREG_SOURCE = CHOROMANSKI_2021.at("§2.3 (the regularized softmax-kernel SMREG) and §3, "
+                                   "Theorem 1 (SMREG <= SM)")
+FAVOR = CHOROMANSKI_2021.at("§2.2, Eq. (4): time O(Lrd), space O(Lr + Ld + rd); Algorithm 1 "
+                            "(Appendix B)")
+PREFIX = CHOROMANSKI_2021.at("§2.1 and Appendix B.1: unidirectional attention by prefix sums")
 INSTABILITY = CHOROMANSKI_2021.at("§2.3: trigonometric features give negative or near-zero "
                                   "normalisers, the reason for positive features")
 SEED_TRIG = SEED_002.at("trigonometric features phi(x) and MSE(SM^trig_m)")
