@@ -10,6 +10,8 @@ example, which it records in the evidence.
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -81,6 +83,35 @@ class _Replayed:
 
     def draw(self, strategy, label=None):
         return next(self._draws)
+
+
+@contextlib.contextmanager
+def no_local_constants():
+    """Hypothesis draws without the constants of the modules imported so far.
+
+    Hypothesis (6.131 and later) sometimes draws a constant found in the source of
+    the "local" modules imported so far (here, the editable package and a user's
+    target), so the cases of ``(profile, seed)`` changed with what the process had
+    imported: ``verify``, ``check``, a pytest run and a ``--jobs`` worker drew
+    different cases for the same seed. Inside this block the pool of local
+    constants is empty (Hypothesis' built-in constants stay), which makes a
+    claim's cases a function of its profile and seed alone. Falls back to doing
+    nothing if Hypothesis' internals differ.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        original, cache = providers._get_local_constants, providers.CONSTANTS_CACHE
+        empty = providers.Constants()
+    except (ImportError, AttributeError):      # another Hypothesis: nothing to pin
+        yield
+        return
+    cache.cache.clear()                        # allowed constants cached with local ones
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.cache.clear()
 
 
 def _is_data(value) -> bool:
@@ -212,7 +243,8 @@ def for_all(ctx, strategy: st.SearchStrategy, measure: Callable[[Any], Measureme
             raise Violation(result.note or "tolerance exceeded")
 
     try:
-        run()
+        with no_local_constants():
+            run()
     except Violation:
         pass
     except (Unsatisfiable, FailedHealthCheck) as exc:

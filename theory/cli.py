@@ -112,8 +112,12 @@ def cmd_verify(args) -> int:
         return _verify_sweep(args, subject, profile, claims, show)
     if args.headroom is not None:
         raise UsageError("--headroom: needs --seeds (the worst ratio over a sweep)")
-    results = run_claims(claims, subject, profile=profile, seed=args.seed,
-                         progress=_progress(sys.stderr, show))
+    with parallel_pool(args) as pool:
+        try:
+            results = run_claims(claims, subject, profile=profile, seed=args.seed,
+                                 progress=_progress(sys.stderr, show), pool=pool)
+        except ValueError as exc:          # a subject that cannot cross to a worker
+            raise UsageError(str(exc)) from None
     bad = [r for r in results if r.status in (Status.FAILED, Status.ERROR)]
     if args.json:
         json.dump({"subject": subject.name, "profile": profile, "seed": args.seed,
@@ -145,12 +149,13 @@ def _verify_sweep(args, subject, profile: str, claims, show: bool) -> int:
 
     def progress(done, total):
         if show:
-            sys.stderr.write(f"\rseed {done}/{total}")
+            sys.stderr.write(f"\rrun {done}/{total} ({len(seeds)} seeds)")
             sys.stderr.flush()
             if done == total:
                 sys.stderr.write("\n")
 
-    table = sweep(claims, subject, profile=profile, seeds=seeds, progress=progress)
+    with parallel_pool(args) as pool:
+        table = sweep(claims, subject, profile=profile, seeds=seeds, progress=progress, pool=pool)
     doc = {"subject": subject.name, "profile": profile, "seeds": seeds,
            "claims": [s.to_json() for s in table]}
     if args.headroom:
@@ -211,6 +216,29 @@ def cmd_proofs(args) -> int:
     return 0 if ok else 1
 
 
+def parallel_options(p) -> None:
+    """``--jobs`` and ``--executor`` (verify, report, check): where the claim runs execute."""
+    p.add_argument("--jobs", default="1", metavar="N|auto",
+                   help="run claims in N worker processes ('auto': one per core here); results "
+                        "are identical to --jobs 1. Every run uses one BLAS and numba thread")
+    p.add_argument("--executor", metavar="SPEC", default=None,
+                   help="local (a process pool, the default), dask:local (a Dask LocalCluster "
+                        "of --jobs workers) or dask:ADDRESS (a running Dask scheduler); dask "
+                        "needs the extra 'distributed'")
+
+
+def parallel_pool(args):
+    """The executor of ``--jobs``/``--executor`` as a context manager (UsageError if bad)."""
+    from .executor import check_executor_spec, executor, parse_jobs
+
+    try:
+        jobs = parse_jobs(args.jobs)
+        check_executor_spec(args.executor)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return executor(jobs, args.executor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import transformer_theory
 
@@ -234,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Hypothesis/Monte Carlo profile (default: $TT_PROFILE or dev)")
         p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed of the run")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        parallel_options(p)
 
     p = sub.add_parser("verify", help="run claims against a subject")
     p.add_argument("--subject", default="reference", choices=sorted(SUBJECTS))

@@ -232,16 +232,20 @@ def select(claims: Iterable[Claim], patterns: str | Sequence[str] | None) -> lis
 
 def run_claims(claims: Iterable[Claim], subject: Subject, *, profile=None,
                seed: int = DEFAULT_SEED,
-               progress: Callable[[int, int, Result], None] | None = None) -> list[Result]:
+               progress: Callable[[int, int, Result], None] | None = None,
+               pool=None) -> list[Result]:
     """Run many claims in order; ``progress(i, n, result)`` is called after each.
 
     Each claim runs once in the usual dtypes, then once per half dtype that
-    both the claim and the subject declare (:func:`half_runs`).
+    both the claim and the subject declare (:func:`half_runs`). ``pool``, an
+    executor from :func:`theory.executor.executor`, runs them in workers; the
+    results are the same and in the same order.
     """
+    from .executor import map_runs
+
     runs = [(claim, d) for claim in claims for d in (None, *half_runs(claim, subject))]
     results = []
-    for i, (claim, dtype) in enumerate(runs, 1):
-        result = run_claim(claim, subject, profile=profile, seed=seed, dtype=dtype)
+    for i, result in enumerate(map_runs(pool, subject, runs, profile=profile, seed=seed), 1):
         results.append(result)
         if progress is not None:
             progress(i, len(runs), result)

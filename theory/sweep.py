@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from .claim import Claim, Kind, Status
-from .runner import run_claims
 
 __all__ = ["parse_seeds", "ClaimSweep", "sweep", "merge", "headroom_files", "load_headroom"]
 
@@ -90,7 +89,7 @@ class ClaimSweep:
 
 
 def sweep(claims: Sequence[Claim], subject, *, profile: str, seeds: Sequence[int],
-          progress: Callable[[int, int], None] | None = None) -> list[ClaimSweep]:
+          progress: Callable[[int, int], None] | None = None, pool=None) -> list[ClaimSweep]:
     """Run ``claims`` on ``subject`` once per seed (symbolic claims once).
 
     Parameters
@@ -100,23 +99,34 @@ def sweep(claims: Sequence[Claim], subject, *, profile: str, seeds: Sequence[int
     profile : str
     seeds : sequence of int
     progress : callable, optional
-        ``progress(done, total)`` after each seed.
+        ``progress(done, total)`` after each run (claim, dtype and seed).
+    pool : Executor, optional
+        Workers from :func:`theory.executor.executor`; every (seed, claim, dtype)
+        is a task of its own, and the table is the same as without them.
 
     Returns
     -------
     list of ClaimSweep
         In the claims' order, a half-precision run after its claim.
     """
+    from .executor import map_runs
+    from .runner import half_runs
+
     once = [c for c in claims if c.kind is Kind.SYMBOLIC]
     every = [c for c in claims if c.kind is not Kind.SYMBOLIC]
-    table: dict[tuple, ClaimSweep] = {}
+    runs, run_seeds = [], []
     for i, seed in enumerate(seeds):
-        batch = every + (once if i == 0 else [])
-        for r in run_claims(batch, subject, profile=profile, seed=seed):
-            key = (r.id, None if r.dtype is None else str(r.dtype))
-            table.setdefault(key, ClaimSweep(*key)).add(seed, r)
+        for claim in every + (once if i == 0 else []):
+            for dtype in (None, *half_runs(claim, subject)):
+                runs.append((claim, dtype))
+                run_seeds.append(seed)
+    table: dict[tuple, ClaimSweep] = {}
+    results = map_runs(pool, subject, runs, profile=profile, seed=run_seeds)
+    for done, (seed, r) in enumerate(zip(run_seeds, results), 1):
+        key = (r.id, None if r.dtype is None else str(r.dtype))
+        table.setdefault(key, ClaimSweep(*key)).add(seed, r)
         if progress is not None:
-            progress(i + 1, len(seeds))
+            progress(done, len(runs))
     order = {c.id: n for n, c in enumerate(claims)}
     return sorted(table.values(), key=lambda s: (order.get(s.id, 0), s.dtype or ""))
 
