@@ -603,3 +603,26 @@ def test_every_performer_claim_has_a_mutant():
     required = {"qr_without_sign_fix", "orthogonal_unit_norms", "trig_without_h",
                 "missing_half_norm", "sequence_key_stabilizer", "missing_normalizer"}
     assert required <= {m.name for m in MUTANTS}
+
+
+def test_separating_points_tell_orthogonal_from_iid_rows():
+    """At each Monte Carlo point of Theorem 2's claims the iid MSE is SEPARATION half-widths
+    from the exact orthogonal MSE, more than h + h_iid (so iid rows fail w.p. >= 1 - delta)."""
+    from types import SimpleNamespace
+
+    from transformer_theory.theory.claims.performer import orthogonal as O
+    from transformer_theory.theory.statistics import mom_groups
+
+    ctx = SimpleNamespace(profile=SimpleNamespace(mc_scale=1))
+    for d, m, s in (O._EXACT_POINT, O._BOUND_POINT):
+        g = C.pair_with(s, 0.5, d, np.random.default_rng(0))
+        point = O._SeparatingPoint.sized(ctx, g, m, d, MAX_FALSE_FAILURE / 2)
+        b = point.samples // mom_groups(MAX_FALSE_FAILURE / 2)
+        h = 2 * math.sqrt(point.sq_error_variance / b)
+        h_iid = 2 * math.sqrt(point.iid_sq_error_variance / b)
+        gap = point.iid - point.exact
+        assert point.exact == pytest.approx(C.orthogonal_mse_exact(g, m, d), rel=1e-9)
+        assert point.iid == pytest.approx(C.lemma2_mse("positive", g, m), rel=1e-9)
+        assert O.SEPARATION <= gap / h < O.SEPARATION * 1.01
+        assert gap > h + h_iid
+        assert point.exact <= C.theorem2_bound(g, m, d)
