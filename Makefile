@@ -20,14 +20,24 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(if $(TORCH),$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(TORCH)')
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,report,fast]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,report,fast,distributed]'
 	touch $(STAMP)
 
-# Single-threaded BLAS: the tests use small matrices, where threads only add overhead.
-THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Single-threaded BLAS: the tests use small matrices, where threads only add overhead; the
+# CLI pins itself and its workers the same way (theory/executor.py).
+THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+
+# JOBS: pytest-xdist workers (-n) and the CLI's --jobs. Default: one per core where there are
+# more than 2 (on 2 cores the workers' start-up and the tests' own process pools cost more
+# than they give), else 1.
+CORES := $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)))" 2>/dev/null || echo 1)
+JOBS ?= $(shell [ $(CORES) -gt 2 ] && echo $(CORES) || echo 1)
+XDIST := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
+# The CLI's long runs (sweep, report) have no start-up to amortise: every core unless JOBS is set.
+CLI_JOBS := $(if $(filter command line environment,$(origin JOBS)),$(JOBS),auto)
 
 test: $(STAMP)
-	$(THREADS) TT_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=ci -m "not slow"
+	$(THREADS) TT_PROFILE=ci $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=ci -m "not slow" $(XDIST)
 
 # The thorough profile: every claim on every subject with 1000 Hypothesis examples, 8x the
 # Monte Carlo samples and the long exhaustive runs (Dyck to length 12), plus the tests marked slow.
@@ -35,11 +45,14 @@ test: $(STAMP)
 # SLOW_ARGS narrows the claim run, e.g. make test-slow SLOW_ARGS='-k reference' (one subject).
 SLOW_ARGS ?=
 test-slow: $(STAMP)
-	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m "slow or not slow" --durations=15 $(SLOW_ARGS) tests/test_claims.py
-	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow || test $$? -eq 5  # 5: none collected (jax absent)
+	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m "slow or not slow" --durations=15 $(XDIST) $(SLOW_ARGS) tests/test_claims.py
+	$(THREADS) TT_PROFILE=thorough $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=thorough -m slow $(XDIST) || test $$? -eq 5  # 5: none collected (jax absent)
+	$(MAKE) sweep SUBJECT=reference SEEDS=1-200
+	$(MAKE) sweep SUBJECT=fast SEEDS=1-200
+	$(MAKE) sweep SUBJECT=torch SEEDS=1-50
 
 report: $(STAMP)
-	$(BIN)/transformer-theory report --out report --subjects reference,fast,torch
+	$(BIN)/transformer-theory report --out report --subjects reference,fast,torch --jobs $(CLI_JOBS)
 
 # make sweep: the claims under seeds SEEDS (dev profile) on SUBJECT; every failure with its seed,
 # and each claim's worst max_error / tolerance in benchmarks/headroom-SUBJECT.json. Not run by
@@ -49,7 +62,7 @@ SUBJECT ?= reference
 CLAIMS ?= *
 .PHONY: sweep
 sweep: $(STAMP)
-	$(THREADS) $(BIN)/transformer-theory verify --subject $(SUBJECT) --profile dev --seeds $(SEEDS) --claims '$(CLAIMS)' --headroom benchmarks/headroom-$(SUBJECT).json
+	$(THREADS) $(BIN)/transformer-theory verify --subject $(SUBJECT) --profile dev --seeds $(SEEDS) --claims '$(CLAIMS)' --jobs $(CLI_JOBS) --headroom benchmarks/headroom-$(SUBJECT).json
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .hypothesis

@@ -187,7 +187,11 @@ def _verify_sweep(args, subject, profile: str, claims, show: bool) -> int:
 def cmd_report(args) -> int:
     from .report import run_report
 
-    return run_report(args, usage_error=UsageError, progress=_progress)
+    with parallel_pool(args) as pool:
+        try:
+            return run_report(args, usage_error=UsageError, progress=_progress, pool=pool)
+        except ValueError as exc:          # a subject that cannot cross to a worker
+            raise UsageError(str(exc)) from None
 
 
 # --- proofs -----------------------------------------------------------------

@@ -66,7 +66,8 @@ from . import registry
 from .claim import Claim, Status
 from .diagnosis import diagnose
 from .loader import KIND_ALIASES, KINDS, TargetError, load_subject, parse_options
-from .runner import DEFAULT_SEED, Result, half_runs, run_claim, select
+from .executor import map_runs
+from .runner import DEFAULT_SEED, Result, half_runs, select
 from .subject import CALLABLES, OPTION_TABLE, OPTIONS, Subject
 
 __all__ = [
@@ -362,7 +363,8 @@ def applicable_claims(subject: Subject, claims: str | Sequence[str] | None = Non
 def check(subject: Subject | str, claims: str | Sequence[str] | None = None, *,
           profile: str | None = None, seed: int = DEFAULT_SEED,
           progress: Callable[[int, int, ConformanceResult], None] | None = None,
-          fail_fast: bool = False, diagnosis: bool = True, **load_kwargs) -> CheckReport:
+          fail_fast: bool = False, diagnosis: bool = True, pool=None,
+          **load_kwargs) -> CheckReport:
     """Run every applicable claim against ``subject``.
 
     Parameters
@@ -383,6 +385,10 @@ def check(subject: Subject | str, claims: str | Sequence[str] | None = None, *,
     diagnosis : bool
         Re-run each failing claim under the alternative conventions that
         concern it (default True); the status stays ``failed``.
+    pool : Executor, optional
+        Workers for the claim runs (:func:`theory.executor.executor`); the subject
+        must then have a record (a target or a built-in name). Diagnosis re-runs
+        stay in this process.
 
     Returns
     -------
@@ -401,8 +407,8 @@ def check(subject: Subject | str, claims: str | Sequence[str] | None = None, *,
     results = []
     # each claim in the usual dtypes, then in each half dtype both it and the subject declare
     runs = [(claim, d) for claim in run for d in (None, *half_runs(claim, subject))]
-    for i, (claim, dtype) in enumerate(runs, 1):
-        result = run_claim(claim, subject, profile=prof, seed=seed, dtype=dtype)
+    for i, ((claim, dtype), result) in enumerate(
+            zip(runs, map_runs(pool, subject, runs, profile=prof, seed=seed)), 1):
         res = to_result(result, subject, prof.name, seed, conventions)
         if diagnosis and result.status is Status.FAILED and dtype is None:
             res.diagnosis = diagnose(claim, subject, profile=prof, seed=seed)

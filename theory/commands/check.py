@@ -63,6 +63,9 @@ def register(subparsers) -> None:
                    help="do not re-run failing claims under alternative conventions (each "
                         "failing claim is otherwise re-run once per alternative that concerns it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    from ..cli import parallel_options
+
+    parallel_options(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -89,11 +92,19 @@ def cmd_check(args) -> int:
         sys.stderr.write(f"transformer-theory check: {exc}\n")
         return 2
     show = sys.stderr.isatty() and not args.quiet
+    from ..cli import UsageError, parallel_pool
+
     try:
-        report = check(subject, args.claims, profile=args.profile, seed=args.seed,
-                       progress=_progress(show), diagnosis=args.diagnosis)
-    except ValueError as exc:          # a glob matching no claim
-        sys.stderr.write(f"transformer-theory check: --claims: {exc}\n")
+        with parallel_pool(args) as pool:
+            report = check(subject, args.claims, profile=args.profile, seed=args.seed,
+                           progress=_progress(show), diagnosis=args.diagnosis, pool=pool)
+    except UsageError as exc:          # --jobs or --executor
+        sys.stderr.write(f"transformer-theory check: {exc}\n")
+        return 2
+    except ValueError as exc:          # a glob matching no claim, a subject without a record
+        msg = str(exc)
+        sys.stderr.write(f"transformer-theory check: "
+                         f"{msg if msg.startswith('--') else '--claims: ' + msg}\n")
         return 2
     if not report.results:
         sys.stderr.write(f"transformer-theory check: no claim applies to {subject.name!r} "

@@ -27,7 +27,7 @@ from .. import registry
 from ..claim import Claim
 from ..sweep import headroom_files, load_headroom
 from ..profiles import get_profile
-from ..runner import DEFAULT_SEED, Result, half_runs, run_claim, select
+from ..runner import DEFAULT_SEED, Result, half_runs, select
 from ..subject import Subject
 from ..builtin_subjects import SUBJECTS, get_subject
 from .progress import make_progress
@@ -133,7 +133,8 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
                  subjects_unavailable: dict | None = None, figures: bool = True,
                  show_progress: bool = False,
                  fallback_progress: Callable | None = None,
-                 root: Path | None = None, headroom: Mapping | None = None) -> ReportOutput:
+                 root: Path | None = None, headroom: Mapping | None = None,
+                 pool=None) -> ReportOutput:
     """Run the claims and write ``index.html``, ``results.json`` and ``report.md``.
 
     Parameters
@@ -163,7 +164,11 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
         Seed sweeps to show beside each claim (:func:`theory.sweep.load_headroom`);
         default: the committed ``benchmarks/headroom-*.json`` under ``root``, of the
         subjects reported.
+    pool : Executor, optional
+        Workers for the claim runs (:func:`theory.executor.executor`); the results
+        are the same as without.
     """
+    from ..executor import map_runs
     from . import figures as figs
     from .html import render_html_with_size
     from .markdown import build_results_json, render_markdown, write_json
@@ -181,16 +186,13 @@ def build_report(out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
     with make_progress(show_progress, fallback_progress) as bar:
         results: dict[str, list[Result]] = {}
         for subject in subjects:
-            task = bar.task(f"claims · {subject.name}", len(claims))
+            # each claim, then its runs in float16 and bfloat16 where both declare them
+            runs = [(c, d) for c in claims for d in (None, *half_runs(c, subject))]
+            task = bar.task(f"claims · {subject.name}", len(runs))
             rs = []
-            for claim in claims:
-                bar.running(task, claim.id)
-                r = run_claim(claim, subject, profile=profile_name, seed=seed)
+            for r in map_runs(pool, subject, runs, profile=profile_name, seed=seed):
                 rs.append(r)
-                for dtype in half_runs(claim, subject):   # float16, bfloat16 where declared
-                    bar.running(task, f"{claim.id}[{dtype}]")
-                    rs.append(run_claim(claim, subject, profile=profile_name, seed=seed,
-                                        dtype=dtype))
+                bar.running(task, r.id if r.dtype is None else f"{r.id}[{r.dtype}]")
                 bar.advance(task, r)
             results[subject.name] = rs
         claims_seconds = time.perf_counter() - start
@@ -255,14 +257,15 @@ def writable_directory(path: str | Path) -> Path:
     return out
 
 
-def run_report(args, *, usage_error, progress) -> int:
+def run_report(args, *, usage_error, progress, pool=None) -> int:
     """``transformer-theory report``: run the claims and write the report.
 
     ``args`` has ``out``, ``subjects`` (comma-separated or ``all``), ``claims``,
     ``profile``, ``seed``, ``quiet`` and optionally ``no_figures``;
     ``usage_error`` is the exception class for bad options and for an output
     directory that cannot be written (one line, exit status 2); ``progress(stream,
-    enabled)`` makes the CLI's per-claim printer, used when rich is missing.
+    enabled)`` makes the CLI's per-claim printer, used when rich is missing; ``pool``
+    is the executor of ``--jobs``/``--executor``.
     """
     from .markdown import closing_note
 
@@ -286,7 +289,7 @@ def run_report(args, *, usage_error, progress) -> int:
                               seed=args.seed, claims_pattern=args.claims or None,
                               subjects_unavailable=unavailable,
                               figures=not getattr(args, "no_figures", False),
-                              show_progress=show, fallback_progress=fallback)
+                              show_progress=show, fallback_progress=fallback, pool=pool)
     except OSError as exc:  # the directory became unwritable, the disk is full, ...
         raise usage_error(f"--out {args.out}: writing the report failed "
                           f"({exc.strerror or exc})") from None

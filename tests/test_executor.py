@@ -1,0 +1,135 @@
+"""Claims in worker processes and on Dask give the results of one process (issue 19)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from transformer_theory.theory import cli, registry
+from transformer_theory.theory.builtin_subjects import get_subject
+from transformer_theory.theory.executor import (check_executor_spec, executor, map_runs,
+                                                parse_jobs, subject_record)
+from transformer_theory.theory.runner import run_claims
+
+# the usual runs and both half-precision runs, a Monte Carlo claim and a symbolic one
+CLAIMS = ("attention.scaled_dot_product,normalization.rmsnorm_definition,"
+          "performer.positive_unbiased,proof.softmax.shift_invariance,masking.window_key_count")
+
+
+def _records(results) -> list[dict]:
+    """``verify --json`` records, timings aside."""
+    return [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in results]
+
+
+def _run(pool, claims=CLAIMS):
+    return _records(run_claims(registry.find(claims), get_subject("reference"), profile="ci",
+                               seed=7, pool=pool))
+
+
+def test_two_workers_give_the_results_of_one_process():
+    alone = _run(None)
+    with executor(2) as pool:
+        assert _run(pool) == alone
+    assert len(alone) >= 9 and {r["dtype"] for r in alone} == {None, "float16", "bfloat16"}
+
+
+def test_dask_local_cluster_gives_the_results_of_one_process():
+    pytest.importorskip("distributed", reason="the optional extra 'distributed'")
+    alone = _run(None, "attention.scaled_dot_product,performer.positive_unbiased")
+    with executor(2, "dask:local") as pool:
+        assert _run(pool, "attention.scaled_dot_product,performer.positive_unbiased") == alone
+
+
+def test_a_loaded_target_is_rebuilt_in_the_workers(tmp_path, monkeypatch):
+    """A user's module:callable crosses to a worker by its origin, not by pickling."""
+    (tmp_path / "my_attention_mod.py").write_text(textwrap.dedent("""
+        from transformer_theory.impl.attention import attention as _ref
+
+        def attention(q, k, v, **kw):
+            return _ref(q, k, v, **kw)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from transformer_theory.theory.conformance import check
+
+    kw = dict(as_kind="attention", profile="ci", seed=3, diagnosis=False)
+    alone = check("my_attention_mod:attention", "attention.*", **kw).to_json()
+    with executor(2) as pool:
+        pooled = check("my_attention_mod:attention", "attention.*", pool=pool, **kw).to_json()
+
+    def strip(o):
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k != "seconds"}
+        return [strip(x) for x in o] if isinstance(o, list) else o
+    assert strip(pooled) == strip(alone) and alone["results"]
+
+
+def test_a_subject_made_of_closures_cannot_go_to_workers():
+    ref = get_subject("reference")
+    made_here = ref.replace(attention=lambda q, k, v, **kw: ref.attention(q, k, v, **kw))
+    assert subject_record(ref) is not None and subject_record(made_here) is None
+    with executor(2) as pool:
+        with pytest.raises(ValueError, match="--jobs"):
+            list(map_runs(pool, made_here, [(registry.find("attention.scaled_dot_product")[0],
+                                             None)], profile="ci", seed=1))
+
+
+def test_sweep_with_workers_equals_the_sweep_in_one_process():
+    from transformer_theory.theory.sweep import sweep
+
+    claims = registry.find("attention.softcap_limit,proof.softmax.shift_invariance")
+    ref = get_subject("reference")
+    alone = [s.to_json() for s in sweep(claims, ref, profile="ci", seeds=[1, 2, 3])]
+    with executor(2) as pool:
+        assert [s.to_json() for s in sweep(claims, ref, profile="ci", seeds=[1, 2, 3],
+                                           pool=pool)] == alone
+
+
+@pytest.mark.parametrize("text, jobs", [("1", 1), ("3", 3), (2, 2), (None, 1)])
+def test_parse_jobs(text, jobs):
+    assert parse_jobs(text) == jobs
+    assert parse_jobs("auto") >= 1
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "many", "1.5"])
+def test_parse_jobs_refuses(bad):
+    with pytest.raises(ValueError, match="--jobs"):
+        parse_jobs(bad)
+
+
+def test_bad_executor_is_one_line_and_exit_2(capsys):
+    with pytest.raises(ValueError, match="--executor"):
+        check_executor_spec("ray:local")
+    for argv in (["verify", "--jobs", "0"], ["verify", "--executor", "mpi"],
+                 ["report", "--out", "/tmp/x", "--jobs", "none"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and ("--jobs" in err or "--executor" in err)
+
+
+def test_verify_jobs_2_json_is_the_json_of_jobs_1(capsys):
+    def run(*extra):
+        assert cli.main(["verify", "--json", "-q", "--profile", "ci", "--claims",
+                         "attention.explicit_scale,heads.*", *extra]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        for r in doc["results"]:
+            r.pop("seconds")
+        return doc
+    assert run("--jobs", "2") == run()
+
+
+def test_workers_are_pinned_to_one_thread():
+    """Bit-identical results need one BLAS and numba thread everywhere (clarification)."""
+    with executor(1):
+        import os
+
+        assert all(os.environ[v] == "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                    "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"))
+        from threadpoolctl import threadpool_info
+
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert "numba" not in sys.modules or sys.modules["numba"].get_num_threads() == 1
