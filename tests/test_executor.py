@@ -16,7 +16,7 @@ from transformer_theory.theory.runner import run_claims
 
 # the usual runs and both half-precision runs, a Monte Carlo claim and a symbolic one
 CLAIMS = ("attention.scaled_dot_product,normalization.rmsnorm_definition,"
-          "performer.positive_unbiased,proof.softmax.shift_invariance,masking.window_key_count")
+          "performer.unbiased,proof.softmax.shift_invariance,masking.window_key_count")
 
 
 def _records(results) -> list[dict]:
@@ -38,9 +38,9 @@ def test_two_workers_give_the_results_of_one_process():
 
 def test_dask_local_cluster_gives_the_results_of_one_process():
     pytest.importorskip("distributed", reason="the optional extra 'distributed'")
-    alone = _run(None, "attention.scaled_dot_product,performer.positive_unbiased")
+    alone = _run(None, "attention.scaled_dot_product,performer.unbiased")
     with executor(2, "dask:local") as pool:
-        assert _run(pool, "attention.scaled_dot_product,performer.positive_unbiased") == alone
+        assert _run(pool, "attention.scaled_dot_product,performer.unbiased") == alone
 
 
 def test_a_loaded_target_is_rebuilt_in_the_workers(tmp_path, monkeypatch):

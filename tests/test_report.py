@@ -516,3 +516,22 @@ def test_modern_pieces_section_indexes_todays_claims_and_holds_their_figures(tmp
     figures = [el.get("id") for el in section.iter() if _local(el.tag) == "figure"]
     assert figures == ["fig-claim-masking.window_key_count", "fig-claim-positional.rope_pairing"]
     assert 'href="#modern-pieces"' in text                 # listed in the contents
+
+
+def test_report_has_a_bibliography_of_the_works_its_claims_cite(tmp_path):
+    """Issue 18: every source resolves to the bibliography, and the report lists it."""
+    import re
+
+    from transformer_theory.theory import registry
+    from transformer_theory.theory.report import build_report
+
+    claims = registry.find("performer.unbiased,normalization.layernorm_invariances")
+    build_report(tmp_path, claims=claims, profile="ci", figures=False, claims_pattern="x")
+    page = (tmp_path / "index.html").read_text()
+    section = page[page.index('<section id="bibliography">'):]
+    section = section[:section.index("</section>")]
+    assert "Rethinking Attention with Performers" in section and "Layer Normalization" in section
+    assert "Attention Is All You Need" not in section          # only the works cited here
+    ids = re.findall(r'<li id="(bib-[^"]+)"', section)
+    assert len(ids) == len(set(ids)) >= 4 and "bib-ba-kiros-hinton-2016" in ids
+    assert 'href="#bibliography"' in page                      # listed in the contents

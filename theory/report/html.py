@@ -702,6 +702,11 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
                         f'{items}</section>')
         extra_toc.append(("other-figures", "Other figures"))
 
+    bib = _bibliography(claim_ids)
+    if bib:
+        sections.append(bib)
+        extra_toc.append(("bibliography", "Bibliography"))
+
     ok = not any(c["failed"] + c["error"] for c in doc["summary"].values())
     subjects = ", ".join(doc["subjects"])
     page = [
@@ -735,6 +740,30 @@ def render_html(doc: Mapping, *, figures: Sequence[RenderedFigure] = (),
         "</html>",
     ]
     return "\n".join(page) + "\n"
+
+
+def _bibliography(claim_ids) -> str:
+    """The works the report's claims cite (``theory.bibliography``), in citation order."""
+    from .. import registry
+    from ..bibliography import bibliography
+
+    entries = bibliography(c for c in registry.all_claims() if c.id in claim_ids)
+    if not entries:
+        return ""
+    items = "".join(
+        f'<li id="bib-{_anchor(e.key)}"><span class="bibkey">{esc(e.key)}</span> '
+        f'{esc(e.authors)}{f" ({e.year})" if e.year else ""}. <em>{esc(e.title)}</em>. '
+        f'{esc(e.venue)}.</li>' for e in entries)
+    return (f'<section id="bibliography"><h2>Bibliography</h2>'
+            f'<p class="notes">Every work the claims above cite, in the order first cited, '
+            f'with its authors, year, title and venue; the lecture notes the claims come '
+            f'from are listed by their seed file.</p><ol class="bibliography">{items}</ol>'
+            f'</section>')
+
+
+def _anchor(text: str) -> str:
+    """``"Ba, Kiros & Hinton 2016"`` -> ``"ba-kiros-hinton-2016"``."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in text).lower().split())
 
 
 def render_html_with_size(doc: Mapping, **kw) -> str:
