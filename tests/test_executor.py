@@ -133,3 +133,62 @@ def test_workers_are_pinned_to_one_thread():
 
         assert all(p["num_threads"] == 1 for p in threadpool_info())
     assert "numba" not in sys.modules or sys.modules["numba"].get_num_threads() == 1
+
+
+# --- shards --------------------------------------------------------------------------------
+def _strip(result) -> dict:
+    doc = result.to_json()
+    doc.pop("seconds")
+    return doc
+
+
+def test_shards_merge_to_the_same_result_here_and_in_workers():
+    """dyck.recognizer_exact cut into 3 shards (thorough cuts it into 16): merged in this
+    process and from workers alike; the counts add up to the unsharded run's."""
+    from transformer_theory.theory.executor import run_task, subject_record
+    from transformer_theory.theory.runner import Result, merge_shards, run_claim
+
+    [claim] = registry.find("dyck.recognizer_exact")
+    ref = get_subject("reference")
+    whole = run_claim(claim, ref, profile="ci", seed=5)
+    parts = [run_claim(claim, ref, profile="ci", seed=5, shard=(i, 3)) for i in range(3)]
+    merged = merge_shards(parts)
+    assert merged.status.value == "passed" and merged.evidence.cases == whole.evidence.cases
+    assert parts[1].evidence.cases < parts[2].evidence.cases     # the last also does the rest
+    record = subject_record(ref)
+    with executor(2) as pool:
+        futures = [pool.submit(run_task, record, claim.id, "ci", 5, None, (i, 3))
+                   for i in range(3)]
+        pooled = merge_shards([Result(claim, ref.name, *f.result()[:3], error=f.result()[3],
+                                      reason=f.result()[4]) for f in futures])
+    assert _strip(pooled) == _strip(merged)
+
+
+def test_a_sharded_failure_keeps_the_first_failing_string():
+    """A broken recogniser: the lowest failing shard holds the unsharded run's first
+    disagreement (the shards are contiguous in string order)."""
+    from transformer_theory.theory.runner import merge_shards, run_claim
+    from tests.mutants import all_mutants
+
+    [claim] = registry.find("dyck.recognizer_exact")
+    [mutant] = [m for m in all_mutants() if m.name == "dyck_no_type_check"]
+    broken = mutant.build(get_subject("reference"))
+    whole = run_claim(claim, broken, profile="ci", seed=5)
+    merged = merge_shards([run_claim(claim, broken, profile="ci", seed=5, shard=(i, 4))
+                           for i in range(4)])
+    assert whole.status.value == merged.status.value == "failed"
+    assert merged.evidence.falsifying_example == whole.evidence.falsifying_example
+
+
+def test_thorough_cuts_the_recognisers_into_shards_and_the_shard_seeds_are_their_own():
+    from transformer_theory.theory.profiles import get_profile
+    from transformer_theory.theory.runner import Context
+
+    [claim] = registry.find("dyck.recognizer_exact")
+    assert claim.shard_count(get_profile("ci")) == 1
+    assert claim.shard_count(get_profile("thorough")) == 16
+    ctx = [Context(get_profile("thorough"), 9, claim.id, i, 4) for i in range(4)]
+    assert [list(c.shard_range(10)) for c in ctx] == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]
+    draws = [c.rng("x").integers(1 << 30) for c in ctx]
+    assert len(set(draws)) == 4                                   # seeded from (claim, shard)
+    assert ctx[2].rng("x").integers(1 << 30) == draws[2]          # a shard re-runs alone

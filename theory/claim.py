@@ -202,6 +202,10 @@ class Claim:
     full_precision_only : str
         Why the claim has no meaning in float16 and bfloat16 although its
         callables have a half-precision baseline ('' if it has one).
+    shards : callable, optional
+        ``shards(profile) -> int``: a heavy claim's run splits into that many
+        shards (``Context.shard``), each an independent task for ``--jobs`` and
+        Dask, merged by ``runner.merge_shards``. None: one run.
     """
 
     id: str
@@ -216,6 +220,11 @@ class Claim:
     keywords: tuple[tuple[str, str], ...] = ()
     uses: tuple[str, ...] = ()
     full_precision_only: str = ""
+    shards: Callable[[Any], int] | None = field(default=None, repr=False, compare=False)
+
+    def shard_count(self, profile) -> int:
+        """How many shards a run of this claim splits into under ``profile`` (1: none)."""
+        return 1 if self.shards is None else max(1, int(self.shards(profile)))
 
     @property
     def topic(self) -> str:

@@ -195,8 +195,9 @@ def rebuild(record: dict):
     return _rebuilt(json.dumps(record, sort_keys=True, default=str))
 
 
-def run_task(record: dict, claim_id: str, profile: str, seed: int, dtype: str | None):
-    """One claim run in a worker: ``(status, evidence, seconds, error, reason)``.
+def run_task(record: dict, claim_id: str, profile: str, seed: int, dtype: str | None,
+             shard: tuple[int, int] | None = None):
+    """One claim run (or one shard of it) in a worker: ``(status, evidence, seconds, error, reason)``.
 
     The claim is found by id in the worker's registry and the subject rebuilt from its
     record; the parent puts the answer back into a :class:`~.runner.Result`.
@@ -213,7 +214,7 @@ def run_task(record: dict, claim_id: str, profile: str, seed: int, dtype: str | 
     warnings.filterwarnings("ignore", message="Do not use the `random` module inside")
 
     [claim] = [c for c in registry.all_claims() if c.id == claim_id]
-    r = run_claim(claim, rebuild(record), profile=profile, seed=seed, dtype=dtype)
+    r = run_claim(claim, rebuild(record), profile=profile, seed=seed, dtype=dtype, shard=shard)
     return r.status, r.evidence, r.seconds, r.error, r.reason
 
 
@@ -248,14 +249,26 @@ def map_runs(pool, subject, runs: Sequence[tuple], *, profile: str, seed: int | 
         raise ValueError(f"--jobs: the subject {subject.name!r} was built in this process "
                          f"(closures, no target to import), so workers cannot rebuild it; "
                          f"run it with --jobs 1")
+    from .profiles import get_profile
+    from .runner import merge_shards
+
     name = getattr(profile, "name", profile)
-    futures = [pool.submit(run_task, record, claim.id, name, int(s), dtype)
-               for (claim, dtype), s in zip(runs, seeds)]
+    prof = get_profile(name)
+    # a sharded claim's run is one task per shard (Claim.shards), merged in shard order
+    tasks = [(claim, dtype, s, [(i, n) for i in range(n)] if n > 1 else [None])
+             for (claim, dtype), s in zip(runs, seeds)
+             for n in (claim.shard_count(prof),)]
+    futures = [[pool.submit(run_task, record, claim.id, name, int(s), dtype, shard)
+                for shard in shards] for claim, dtype, s, shards in tasks]
     try:
-        for (claim, dtype), future in zip(runs, futures):
-            status, evidence, seconds, error, reason = future.result()
-            yield Result(claim, subject.name, status, evidence, seconds, error=error,
-                         reason=reason, dtype=dtype)
+        for (claim, dtype, _, _), parts in zip(tasks, futures):
+            results = []
+            for future in parts:
+                status, evidence, seconds, error, reason = future.result()
+                results.append(Result(claim, subject.name, status, evidence, seconds,
+                                      error=error, reason=reason, dtype=dtype))
+            yield results[0] if len(results) == 1 else merge_shards(results)
     finally:
-        for f in futures:
-            f.cancel()
+        for parts in futures:
+            for f in parts:
+                f.cancel()

@@ -57,7 +57,8 @@ class ClaimSet:
               kind: Kind, needs: Iterable[str], proof: str | None = None,
               notes: str = "", keywords: Iterable[tuple[str, str]] = (),
               uses: Iterable[str] = (),
-              full_precision_only: str = "") -> Callable[[CheckFn], CheckFn]:
+              full_precision_only: str = "",
+              shards: Callable | None = None) -> Callable[[CheckFn], CheckFn]:
         """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim."""
         if not id.startswith(self.topic + "."):
             raise ValueError(f"id: claim {id!r} must start with its topic {self.topic + '.'!r}")
@@ -67,7 +68,8 @@ class ClaimSet:
                            kind=Kind(kind), needs=tuple(needs), check=check, proof=proof,
                            notes=notes or (check.__doc__ or "").strip(),
                            keywords=tuple(tuple(k) for k in keywords),
-                           uses=tuple(uses), full_precision_only=full_precision_only))
+                           uses=tuple(uses), full_precision_only=full_precision_only,
+                           shards=shards))
             return check
 
         return decorate
@@ -114,7 +116,19 @@ def get(claim_id: str) -> Claim:
 
 def find(pattern: str | None = None, *, kind: Kind | str | None = None,
          topic: str | None = None, needs: str | None = None) -> list[Claim]:
-    """Claims by id glob, kind, topic, or a callable they need."""
+    """Claims by id glob, kind, topic, or a callable they need.
+
+    Raises
+    ------
+    ValueError
+        If one of the comma-separated globs of ``pattern`` matches no claim id (a
+        misspelt id would otherwise select nothing, silently).
+    """
+    if pattern:
+        ids = [c.id for c in _load()]
+        for p in (p.strip() for p in pattern.split(",")):
+            if p and not any(fnmatch.fnmatchcase(i, p) for i in ids):
+                raise ValueError(f"pattern: no claim id matches {p!r}")
     out = []
     for c in _load():
         if pattern and not any(fnmatch.fnmatchcase(c.id, p.strip()) for p in pattern.split(",")):

@@ -7,6 +7,7 @@ pytest, ``transformer-theory verify``, the report and ``check`` all call
 from __future__ import annotations
 
 import fnmatch
+import math
 import functools
 import time
 import traceback
@@ -42,13 +43,29 @@ class Context:
     profile: Profile
     seed: int
     claim_id: str = ""
+    shard: int = 0          # this run's shard, of ``shards`` (Claim.shards)
+    shards: int = 1
 
     def _derived(self, label: str) -> int:
         return zlib.crc32(f"{self.claim_id}/{label}".encode()) ^ (self.seed & 0xFFFFFFFF)
 
     def rng(self, label: str = "") -> np.random.Generator:
-        """A generator seeded from (run seed, claim id, label)."""
+        """A generator seeded from (run seed, claim id, label), and the shard if sharded.
+
+        Shard ``i`` of ``n > 1`` draws from ``label + "#shard i/n"``, so that one shard
+        re-runs alone (``run_claim(..., shard=(i, n))``) with the numbers it had.
+        """
+        if self.shards > 1:
+            label = f"{label}#shard {self.shard}/{self.shards}"
         return np.random.default_rng([self.seed & 0xFFFFFFFF, self._derived(label)])
+
+    def shard_range(self, n: int) -> range:
+        """This shard's contiguous part of ``range(n)`` (all of it when not sharded).
+
+        Shard ``i`` of ``s`` gets ``[i n // s, (i + 1) n // s)``: in order, so that the
+        lowest failing shard holds the first failure in the items' order.
+        """
+        return range(self.shard * n // self.shards, (self.shard + 1) * n // self.shards)
 
     def hypothesis_seed(self) -> int:
         return self._derived("hypothesis")
@@ -158,7 +175,8 @@ def _reference_callable(name: str) -> Callable:
 
 
 def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None = None,
-              seed: int = DEFAULT_SEED, dtype: str | None = None) -> Result:
+              seed: int = DEFAULT_SEED, dtype: str | None = None,
+              shard: tuple[int, int] | None = None) -> Result:
     """Run one claim against one subject and never raise.
 
     The claim sees the contract view of the subject (``conventions.conform``):
@@ -172,8 +190,16 @@ def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None =
     comparison held to the error-ratio rule (``tolerance.ratio_tolerance``):
     ``not_applicable`` if the claim has no meaning there or the subject
     does not declare the dtype.
+
+    ``shard=(i, n)`` runs shard ``i`` of ``n`` of a sharded claim (``Claim.shards``):
+    its part of the work, merged with the others by :func:`merge_shards`. Without it
+    a sharded claim runs every shard here, one after the other.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    n = claim.shard_count(prof)
+    if shard is None and n > 1:
+        return merge_shards([run_claim(claim, subject, profile=prof, seed=seed, dtype=dtype,
+                                       shard=(i, n)) for i in range(n)])
 
     def result(status, evidence=None, seconds=0.0, **kw):
         return Result(claim, subject.name, status, evidence, seconds, dtype=dtype, **kw)
@@ -191,7 +217,8 @@ def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None =
     view = conform(subject)
     if dtype is not None:
         view = _with_baseline(view, claim.uses)
-    ctx = Context(prof, int(seed), claim.id)
+    index, count = shard if shard is not None else (0, 1)
+    ctx = Context(prof, int(seed), claim.id, int(index), int(count))
     start = time.perf_counter()
     try:
         with np.errstate(all="ignore"), \
@@ -218,6 +245,46 @@ def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None =
         evidence.detail = f"{evidence.detail} {note}".strip()
     status = Status.PASSED if evidence.passed else Status.FAILED
     return result(status, evidence, seconds)
+
+
+def merge_shards(results: Sequence[Result]) -> Result:
+    """One result from the shards of a claim run, the same for any number of workers.
+
+    Counts add up; the run passed if every shard passed; an error is the first shard's
+    that errored; the falsifying example and detail are those of the lowest shard that
+    failed, else of the last shard (a claim runs its parts that are not sharded, such
+    as Hypothesis cases, in its last shard, after the sharded ones, so that the lowest
+    failing shard holds the failure an unsharded run meets first); the worst
+    ``max_error`` (and error ratio) is the maximum over the shards, with the tolerance
+    it was held to.
+    """
+    results = list(results)
+    first = results[0]
+    seconds = sum(r.seconds for r in results)
+    errors = [r for r in results if r.status is Status.ERROR]
+    if errors:
+        return Result(first.claim, first.subject, Status.ERROR, None, seconds,
+                      error=errors[0].error, dtype=first.dtype)
+    if all(r.status is Status.NOT_APPLICABLE for r in results):
+        return Result(first.claim, first.subject, Status.NOT_APPLICABLE, None, seconds,
+                      reason=first.reason, dtype=first.dtype)
+    evs = [r.evidence for r in results if r.evidence is not None]
+    failed = [r for r in results if r.status is Status.FAILED]
+    lead = (failed[0] if failed else results[-1]).evidence or evs[-1]
+    scored = [e for e in evs if e.max_error is not None]
+    worst = max(scored, key=lambda e: (e.max_error / e.tolerance if e.tolerance
+                                       else (0.0 if e.max_error == 0 else math.inf)),
+                default=None)
+    ratios = [e.error_ratio for e in evs if e.error_ratio is not None]
+    evidence = Evidence(
+        passed=not failed, cases=sum(e.cases for e in evs),
+        max_error=None if worst is None else worst.max_error,
+        tolerance=None if worst is None else worst.tolerance,
+        tolerance_reason=(worst or lead).tolerance_reason, detail=lead.detail,
+        falsifying_example=lead.falsifying_example, statistics=lead.statistics,
+        figure=lead.figure, error_ratio=max(ratios) if ratios else None)
+    return Result(first.claim, first.subject, Status.FAILED if failed else Status.PASSED,
+                  evidence, seconds, dtype=first.dtype)
 
 
 def select(claims: Iterable[Claim], patterns: str | Sequence[str] | None) -> list[Claim]:

@@ -69,9 +69,22 @@ def exhaustive_max_len(ctx) -> int:
     return 6 if ctx.profile.exhaustive_scale <= 1 else 12
 
 
+def exhaustive_shards(profile) -> int:
+    """Shards of a recogniser claim's run (``Claim.shards``): 16 under thorough, else 1.
+
+    Under thorough the enumeration to length 12 (22.4M strings x 3 networks) is the
+    longest claim of the suite, 15-17 minutes on one core; 16 shards of its blocks
+    are tasks of about a minute each for ``--jobs`` and Dask.
+    """
+    return 16 if profile.exhaustive_scale > 1 else 1
+
+
 def exhaustive_workers(ctx) -> int:
-    """Worker threads for the exhaustive enumeration: the CPUs available under thorough, else 1."""
-    if ctx.profile.exhaustive_scale <= 1:
+    """Worker threads for the exhaustive enumeration: the CPUs available under thorough, else 1.
+
+    A sharded run (``ctx.shards > 1``) uses one: its parallelism is the shards'.
+    """
+    if ctx.profile.exhaustive_scale <= 1 or ctx.shards > 1:
         return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -126,20 +139,28 @@ def keep_buffers_in_heap() -> None:
     del block
 
 
-def exhaustive(nets, k: int, max_len: int, workers: int = 1):
+def exhaustive_blocks(k: int, max_len: int) -> list[tuple[int, int, int]]:
+    """The blocks ``(length, start, stop)`` of the strings of length <= ``max_len``, in order."""
+    return [(n, lo, min(lo + BLOCK, (2 * k) ** n))
+            for n in range(max_len + 1) for lo in range(0, (2 * k) ** n, BLOCK)]
+
+
+def exhaustive(nets, k: int, max_len: int, workers: int = 1, part: range | None = None):
     """Run every network on every string of length <= ``max_len``; (cases, first disagreement).
 
     ``cases`` counts (string, network) pairs. The strings are cut into blocks
-    of :data:`BLOCK` by length and index. With ``workers > 1`` the blocks
-    run in that many threads (numpy releases the GIL inside its array
-    loops, so two threads use two cores; the constructions' functions are
-    pure); the results are read back in block order, so the answer (the
-    first disagreement and the count up to it) is the same for every number
-    of workers.
+    of :data:`BLOCK` by length and index (:func:`exhaustive_blocks`); ``part``
+    keeps only those blocks (a shard's ``Context.shard_range``). With
+    ``workers > 1`` the blocks run in that many threads (numpy releases the GIL
+    inside its array loops, so two threads use two cores; the constructions'
+    functions are pure); the results are read back in block order, so the
+    answer (the first disagreement and the count up to it) is the same for
+    every number of workers.
     """
     nets = list(nets)
-    tasks = [(n, lo, min(lo + BLOCK, (2 * k) ** n))
-             for n in range(max_len + 1) for lo in range(0, (2 * k) ** n, BLOCK)]
+    tasks = exhaustive_blocks(k, max_len)
+    if part is not None:
+        tasks = [tasks[i] for i in part]
 
     def check(task):
         return check_block(nets, k, *task)
