@@ -19,7 +19,12 @@ register_hypothesis_profiles()
 
 
 def pytest_configure(config):
+    import tempfile
+
     from hypothesis import settings
+
+    # the CLI's run timings (theory/progress.py) go to a scratch cache, not the user's
+    os.environ.setdefault("TT_CACHE_DIR", tempfile.mkdtemp(prefix="tt-cache-"))
 
     chosen = config.getoption("--hypothesis-profile", default=None) or os.environ.get("TT_PROFILE")
     if chosen:

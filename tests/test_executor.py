@@ -192,3 +192,39 @@ def test_thorough_cuts_the_recognisers_into_shards_and_the_shard_seeds_are_their
     draws = [c.rng("x").integers(1 << 30) for c in ctx]
     assert len(set(draws)) == 4                                   # seeded from (claim, shard)
     assert ctx[2].rng("x").integers(1 << 30) == draws[2]          # a shard re-runs alone
+
+
+# --- progress --------------------------------------------------------------------------------
+def test_the_bar_weighs_runs_by_their_last_timings_and_shows_an_eta(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from transformer_theory.theory.progress import Timings, run_bar
+
+    monkeypatch.setenv("TT_CACHE_DIR", str(tmp_path))
+    results = run_claims(registry.find("attention.softcap_limit,attention.explicit_scale"),
+                         get_subject("reference"), profile="ci", seed=1)
+    runs = [(r.id, r.dtype) for r in results]
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with run_bar(True, "reference", "ci", runs, console=console) as advance:
+        for i, r in enumerate(results, 1):
+            advance(i, len(results), r)
+    assert "eta" in out.getvalue() and f"{len(runs)}/{len(runs)}" in out.getvalue()
+    saved = Timings()                                    # the next run's estimate
+    keys = [Timings.key("reference", "ci", cid, d) for cid, d in runs]
+    assert saved.expected(keys) == [max(round(r.seconds, 4), 1e-3) for r in results]
+    unknown = saved.expected(keys[:2] + ["reference|ci|never.seen|"])
+    assert unknown[2] == pytest.approx((unknown[0] + unknown[1]) / 2)   # the known ones' median
+
+
+def test_an_unwritable_cache_costs_only_the_estimate(tmp_path, monkeypatch):
+    from transformer_theory.theory.progress import Timings, run_bar
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("TT_CACHE_DIR", str(blocker / "below-a-file"))
+    with run_bar(False, "reference", "ci", [("a.b", None)]) as advance:
+        advance(1, 1, type("R", (), {"seconds": 0.5, "status": "passed", "id": "a.b"})())
+    assert Timings().seconds == {}

@@ -27,7 +27,8 @@ from typing import Sequence
 from . import registry
 from .claim import Status
 from .profiles import PROFILES, get_profile
-from .runner import DEFAULT_SEED, Result, run_claims, select
+from .progress import run_bar
+from .runner import DEFAULT_SEED, Result, half_runs, run_claims, select
 from .builtin_subjects import SUBJECTS, get_subject
 
 
@@ -112,10 +113,12 @@ def cmd_verify(args) -> int:
         return _verify_sweep(args, subject, profile, claims, show)
     if args.headroom is not None:
         raise UsageError("--headroom: needs --seeds (the worst ratio over a sweep)")
-    with parallel_pool(args) as pool:
+    runs = [(c.id, d) for c in claims for d in (None, *half_runs(c, subject))]
+    with parallel_pool(args) as pool, \
+            run_bar(show, subject.name, profile, runs, _progress(sys.stderr, show)) as bar:
         try:
             results = run_claims(claims, subject, profile=profile, seed=args.seed,
-                                 progress=_progress(sys.stderr, show), pool=pool)
+                                 progress=bar, pool=pool)
         except ValueError as exc:          # a subject that cannot cross to a worker
             raise UsageError(str(exc)) from None
     bad = [r for r in results if r.status in (Status.FAILED, Status.ERROR)]
@@ -140,22 +143,17 @@ def cmd_verify(args) -> int:
 
 def _verify_sweep(args, subject, profile: str, claims, show: bool) -> int:
     """``verify --seeds``: the claims under every seed; failures and the worst ratio per claim."""
-    from .sweep import parse_seeds, sweep
+    from .sweep import parse_seeds, sweep, sweep_plan
 
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-    def progress(done, total):
-        if show:
-            sys.stderr.write(f"\rrun {done}/{total} ({len(seeds)} seeds)")
-            sys.stderr.flush()
-            if done == total:
-                sys.stderr.write("\n")
-
-    with parallel_pool(args) as pool:
-        table = sweep(claims, subject, profile=profile, seeds=seeds, progress=progress, pool=pool)
+    runs = [(claim.id, dtype) for (claim, dtype), _ in sweep_plan(claims, subject, seeds)]
+    with parallel_pool(args) as pool, \
+            run_bar(show, subject.name, profile, runs, _progress(sys.stderr, show)) as bar:
+        table = sweep(claims, subject, profile=profile, seeds=seeds, progress=bar, pool=pool)
     doc = {"subject": subject.name, "profile": profile, "seeds": seeds,
            "claims": [s.to_json() for s in table]}
     if args.headroom:

@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 from .claim import Claim, Kind, Status
 
-__all__ = ["parse_seeds", "ClaimSweep", "sweep", "merge", "headroom_files", "load_headroom"]
+__all__ = ["parse_seeds", "ClaimSweep", "sweep_plan", "sweep", "merge", "headroom_files", "load_headroom"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -88,8 +88,19 @@ class ClaimSweep:
                 "failures": self.failures}
 
 
+def sweep_plan(claims: Sequence[Claim], subject, seeds: Sequence[int]) -> list[tuple]:
+    """The runs of a sweep in order: ``((claim, dtype), seed)``; symbolic claims at the first seed."""
+    from .runner import half_runs
+
+    once = [c for c in claims if c.kind is Kind.SYMBOLIC]
+    every = [c for c in claims if c.kind is not Kind.SYMBOLIC]
+    return [((claim, dtype), seed) for i, seed in enumerate(seeds)
+            for claim in every + (once if i == 0 else [])
+            for dtype in (None, *half_runs(claim, subject))]
+
+
 def sweep(claims: Sequence[Claim], subject, *, profile: str, seeds: Sequence[int],
-          progress: Callable[[int, int], None] | None = None, pool=None) -> list[ClaimSweep]:
+          progress: Callable | None = None, pool=None) -> list[ClaimSweep]:
     """Run ``claims`` on ``subject`` once per seed (symbolic claims once).
 
     Parameters
@@ -99,7 +110,7 @@ def sweep(claims: Sequence[Claim], subject, *, profile: str, seeds: Sequence[int
     profile : str
     seeds : sequence of int
     progress : callable, optional
-        ``progress(done, total)`` after each run (claim, dtype and seed).
+        ``progress(done, total, result)`` after each run (claim, dtype and seed).
     pool : Executor, optional
         Workers from :func:`theory.executor.executor`; every (seed, claim, dtype)
         is a task of its own, and the table is the same as without them.
@@ -110,23 +121,16 @@ def sweep(claims: Sequence[Claim], subject, *, profile: str, seeds: Sequence[int
         In the claims' order, a half-precision run after its claim.
     """
     from .executor import map_runs
-    from .runner import half_runs
 
-    once = [c for c in claims if c.kind is Kind.SYMBOLIC]
-    every = [c for c in claims if c.kind is not Kind.SYMBOLIC]
-    runs, run_seeds = [], []
-    for i, seed in enumerate(seeds):
-        for claim in every + (once if i == 0 else []):
-            for dtype in (None, *half_runs(claim, subject)):
-                runs.append((claim, dtype))
-                run_seeds.append(seed)
+    plan = sweep_plan(claims, subject, seeds)
+    runs, run_seeds = [run for run, _ in plan], [seed for _, seed in plan]
     table: dict[tuple, ClaimSweep] = {}
     results = map_runs(pool, subject, runs, profile=profile, seed=run_seeds)
     for done, (seed, r) in enumerate(zip(run_seeds, results), 1):
         key = (r.id, None if r.dtype is None else str(r.dtype))
         table.setdefault(key, ClaimSweep(*key)).add(seed, r)
         if progress is not None:
-            progress(done, len(runs))
+            progress(done, len(runs), r)
     order = {c.id: n for n, c in enumerate(claims)}
     return sorted(table.values(), key=lambda s: (order.get(s.id, 0), s.dtype or ""))
 

@@ -83,6 +83,18 @@ def _progress(enabled: bool):
     return report
 
 
+def _runs(subject, claims) -> list[tuple]:
+    """The runs ``check`` makes, in order, for the progress bar: (claim id, dtype)."""
+    from ..conformance import applicable_claims
+    from ..runner import half_runs
+
+    try:
+        run, _ = applicable_claims(subject, claims)
+    except ValueError:
+        return []
+    return [(c.id, d) for c in run for d in (None, *half_runs(c, subject))]
+
+
 def cmd_check(args) -> int:
     """Run ``check`` and print the table (or JSON); return the exit status."""
     try:
@@ -93,11 +105,15 @@ def cmd_check(args) -> int:
         return 2
     show = sys.stderr.isatty() and not args.quiet
     from ..cli import UsageError, parallel_pool
+    from ..profiles import get_profile
+    from ..progress import run_bar
 
     try:
-        with parallel_pool(args) as pool:
+        with parallel_pool(args) as pool, \
+                run_bar(show, subject.name, get_profile(args.profile).name,
+                        _runs(subject, args.claims), _progress(show)) as bar:
             report = check(subject, args.claims, profile=args.profile, seed=args.seed,
-                           progress=_progress(show), diagnosis=args.diagnosis, pool=pool)
+                           progress=bar, diagnosis=args.diagnosis, pool=pool)
     except UsageError as exc:          # --jobs or --executor
         sys.stderr.write(f"transformer-theory check: {exc}\n")
         return 2
