@@ -306,8 +306,13 @@ def test_sweep_merge_of_chunks_equals_one_sweep():
 
     whole, merged = doc([1, 2, 3]), merge([doc([1, 2]), doc([3])])
     assert merged == whole
-    with pytest.raises(ValueError, match="seed 3 is in two sweeps"):
+    with pytest.raises(ValueError, match="seed 3 of attention.softcap_limit is in two sweeps"):
         merge([doc([3]), doc([3])])
+    other = {"subject": "reference", "profile": "ci", "seeds": [1, 2, 3, 4],
+             "claims": [{"id": "x.y", "dtype": None, "runs": 4, "worst_ratio": 0.5,
+                         "worst_seed": 2, "failures": []}]}
+    both = merge([doc([1, 2]), other])                  # other claims, the same seeds: fine
+    assert both["seeds"] == [1, 2, 3, 4] and [c["runs"] for c in both["claims"]] == [2, 4]
     with pytest.raises(ValueError, match="cannot merge"):
         merge([doc([1]), {**doc([2]), "subject": "fast"}])
 

@@ -140,27 +140,33 @@ def merge(docs: Sequence[Mapping]) -> dict:
 
     Runs add up, failures are kept in seed order, and each claim's worst ratio is the
     largest over the documents (the lowest seed on a tie), so that sweeping seeds 1-50
-    and 51-100 apart and merging gives the sweep of 1-100.
+    and 51-100 apart and merging gives the sweep of 1-100. Documents may share seeds if
+    they share no claim (a long claim swept apart over fewer seeds); ``seeds`` is then
+    the union, and each claim's ``runs`` says how many seeds it had.
 
     Raises
     ------
     ValueError
-        If the documents differ in subject or profile, or share a seed.
+        If the documents differ in subject or profile, or sweep one claim under one seed
+        twice.
     """
     docs = list(docs)
     if not docs:
         raise ValueError("docs: expected at least one sweep document")
     subject, profile = docs[0]["subject"], docs[0]["profile"]
-    seeds: list[int] = []
+    seen: list[tuple[set, set]] = []            # (seeds, claim keys) of each document so far
     table: dict[tuple, dict] = {}
     for doc in docs:
         if (doc["subject"], doc["profile"]) != (subject, profile):
             raise ValueError(f"docs: cannot merge the sweep of {doc['subject']} ({doc['profile']}) "
                              f"with that of {subject} ({profile})")
-        shared = set(seeds) & set(doc["seeds"])
-        if shared:
-            raise ValueError(f"docs: seed {min(shared)} is in two sweeps")
-        seeds.extend(doc["seeds"])
+        keys = {(c["id"], c["dtype"]) for c in doc["claims"]}
+        for other_seeds, other_keys in seen:
+            shared = other_seeds & set(doc["seeds"])
+            if shared and other_keys & keys:
+                raise ValueError(f"docs: seed {min(shared)} of "
+                                 f"{min(other_keys & keys)[0]} is in two sweeps")
+        seen.append((set(doc["seeds"]), keys))
         for c in doc["claims"]:
             key = (c["id"], c["dtype"])
             row = table.setdefault(key, {"id": c["id"], "dtype": c["dtype"], "runs": 0,
@@ -173,7 +179,8 @@ def merge(docs: Sequence[Mapping]) -> dict:
             if r is not None and (row["worst_ratio"] is None or r > row["worst_ratio"]
                                   or (r == row["worst_ratio"] and s < row["worst_seed"])):
                 row["worst_ratio"], row["worst_seed"] = r, s
-    return {"subject": subject, "profile": profile, "seeds": sorted(seeds),
+    seeds = sorted(set().union(*(s for s, _ in seen)))
+    return {"subject": subject, "profile": profile, "seeds": seeds,
             "claims": list(table.values())}
 
 

@@ -62,6 +62,7 @@ pre { background: var(--bg-soft); border: 1px solid var(--line); border-radius: 
   padding: .6rem .8rem; overflow-x: auto; white-space: pre-wrap; word-break: break-word;
   max-height: 24rem; }
 .subtitle { color: var(--muted); margin: 0 0 1rem; }
+.muted { color: var(--muted); }
 .verdict { font-size: 1.08rem; font-weight: 600; padding: .7rem 1rem; border-radius: 8px;
   margin: 1rem 0 1.5rem; }
 .verdict.ok { background: var(--pass-bg); color: #0f5323; }
@@ -322,6 +323,9 @@ def _headroom_cell(rec: Mapping, subject: str, headroom: Mapping) -> str:
             continue
         ratio = row.get("worst_ratio")
         value = "—" if ratio is None else f"{ratio:.2g}"
+        if row.get("runs") != sweep["seeds"]:      # symbolic (once), or swept over fewer seeds
+            runs = row.get("runs")
+            value += f' <span class="muted">({runs} seed{"s" if runs != 1 else ""})</span>'
         if row.get("failures"):
             value = f'{_badge("failed")} {value}'
         parts.append(value if dtype is None else f"{esc(dtype)} {value}")
