@@ -74,6 +74,9 @@ __all__ = [
     "matrix_with_spectrum",
     "least_squares_slope",
     "slope_error_bound",
+    "patches",
+    "elman_rnn",
+    "elman_bptt",
 ]
 
 
@@ -495,3 +498,115 @@ def slope_error_bound(t, spread: float) -> float:
     t = as_float_array(t, "t", ndim=1).astype(np.float64)
     tc = t - t.mean()
     return float(spread * np.sum(np.maximum(tc, 0.0)) / np.dot(tc, tc))
+
+
+# ---------------------------------------------------------------------------
+# An Elman RNN over patches, and back-propagation through time (seeds 000, 004)
+# ---------------------------------------------------------------------------
+
+def patches(x, width: int, *, anchor: int | None = None) -> np.ndarray:
+    """The pre-extracted patches ``p_t = (x_{t-a}, ..., x_{t+K-1-a})``, zeros outside.
+
+    Parameters
+    ----------
+    x : array_like, (L, C)
+    width : int
+        ``K``.
+    anchor : int, optional
+        ``a``; default ``(K-1)//2`` (the tap aligned with position ``t``).
+
+    Returns
+    -------
+    np.ndarray, (L, K, C)
+    """
+    x = as_float_array(x, "x", ndim=2)
+    width = check_positive_int(width, "width")
+    a = (width - 1) // 2 if anchor is None else int(anchor)
+    padded = np.pad(x, [(a, width - 1 - a), (0, 0)])                     # (L + K - 1, C)
+    return np.stack([padded[t:t + width] for t in range(x.shape[0])])  # (L, K, C)
+
+
+def elman_rnn(x, w, u, *, v=None, r=None, h0=None) -> tuple[np.ndarray, np.ndarray]:
+    """``h_t = tanh(W h_{t-1} + U x_t)``, ``y_t = V h_t + R x_t`` for ``t = 1..T``.
+
+    The state may be empty (``n = 0``): then ``y_t = R x_t`` depends on ``x_t`` only.
+
+    Parameters
+    ----------
+    x : array_like, (T, m)
+    w : array_like, (n, n)
+    u : array_like, (n, m)
+    v : array_like, (p, n), optional
+        Default: no read-out of the state (``p`` taken from ``r``, else ``n`` and ``V = I``).
+    r : array_like, (p, m), optional
+        Direct read-out of the input; default zero.
+    h0 : array_like, (n,), optional
+        Default zeros.
+
+    Returns
+    -------
+    states : np.ndarray, (T + 1, n)
+    outputs : np.ndarray, (T, p)
+    """
+    x = as_float_array(x, "x", ndim=2)
+    w = as_float_array(w, "w", ndim=2)
+    u = as_float_array(u, "u", ndim=2)
+    n, m = u.shape
+    if w.shape != (n, n) or x.shape[1] != m:
+        raise ValueError(f"w, u, x: expected w (n, n), u (n, m), x (T, m), got {w.shape}, "
+                         f"{u.shape}, {x.shape}")
+    v = np.eye(n) if v is None and r is None else v
+    v = None if v is None else as_float_array(v, "v", ndim=2)
+    r = None if r is None else as_float_array(r, "r", ndim=2)
+    p = (v if v is not None else r).shape[0]
+    v = np.zeros((p, n)) if v is None else v
+    r = np.zeros((p, m)) if r is None else r
+    h = np.zeros(n) if h0 is None else as_float_array(h0, "h0", ndim=1)
+    states = np.empty((x.shape[0] + 1, n))
+    states[0] = h
+    for t in range(1, x.shape[0] + 1):       # time steps are sequential by definition
+        states[t] = np.tanh(w @ states[t - 1] + u @ x[t - 1])
+    outputs = states[1:] @ v.T + x @ r.T                                  # (T, p)
+    return states, outputs
+
+
+def elman_bptt(x, w, u, g, *, h0=None) -> tuple[np.ndarray, np.ndarray]:
+    """``dL/dW`` of ``L = sum_t <g_t, h_t>`` by back-propagation through time.
+
+    Unrolled, step ``t`` uses its own copy ``W_t`` of the tied matrix; the chain
+    rule gives ``dL/dW_t = delta_t h_{t-1}^T`` with ``delta_t = dL/da_t``
+    (``a_t = W h_{t-1} + U x_t``), and the tied gradient is their sum
+    (seed 004: "create copies of W and apply the Chain Rule").
+
+    Parameters
+    ----------
+    x : array_like, (T, m)
+    w, u : as in :func:`elman_rnn`
+    g : array_like, (T, n)
+        ``dL/dh_t`` of the loss's direct terms.
+    h0 : array_like, (n,), optional
+
+    Returns
+    -------
+    dw : np.ndarray, (n, n)
+        The tied gradient, ``sum_t dL/dW_t``.
+    per_copy : np.ndarray, (T, n, n)
+        ``dL/dW_t`` for each copy.
+
+    References
+    ----------
+    Goodfellow, Bengio & Courville 2016, Deep Learning, §10.2.2 (computing the
+    gradient in a recurrent network).
+    """
+    states, _ = elman_rnn(x, w, u, h0=h0)
+    g = as_float_array(g, "g", ndim=2)
+    if g.shape != states[1:].shape:
+        raise ValueError(f"g: expected shape {states[1:].shape} (T, n), got {g.shape}")
+    w = np.asarray(w, dtype=np.float64)
+    per_copy = np.zeros((g.shape[0],) + w.shape)
+    carry = np.zeros(w.shape[0])                                           # dL/dh_t from t + 1
+    for t in range(g.shape[0], 0, -1):       # backwards through time
+        delta = (g[t - 1] + carry) * (1.0 - states[t] ** 2)               # dL/da_t
+        per_copy[t - 1] = np.outer(delta, states[t - 1])
+        carry = w.T @ delta
+    return per_copy.sum(axis=0), per_copy

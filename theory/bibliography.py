@@ -191,6 +191,11 @@ ENTRIES: dict[str, Entry] = {e.key: e for e in (
     _e("Pascanu, Mikolov & Bengio 2013", "Razvan Pascanu, Tomas Mikolov, Yoshua Bengio", 2013,
        "On the difficulty of training recurrent neural networks",
        "Proceedings of the 30th International Conference on Machine Learning (ICML 2013)"),
+    _e("Hewitt et al. 2020", "John Hewitt, Michael Hahn, Surya Ganguli, Percy Liang, "
+       "Christopher D. Manning", 2020,
+       "RNNs can generate bounded hierarchical languages with optimal memory",
+       "Proceedings of the 2020 Conference on Empirical Methods in Natural Language "
+       "Processing (EMNLP 2020)"),
     _e("Chen, Rubanova, Bettencourt & Duvenaud 2018", "Ricky T. Q. Chen, Yulia Rubanova, "
        "Jesse Bettencourt, David Duvenaud", 2018, "Neural Ordinary Differential Equations",
        "Advances in Neural Information Processing Systems 31 (NeurIPS 2018)"),
@@ -199,6 +204,20 @@ ENTRIES: dict[str, Entry] = {e.key: e for e in (
     _e("Cohen, Cont, Rossier & Xu 2021", "Alain-Sam Cohen, Rama Cont, Alain Rossier, Renyuan Xu",
        2021, "Scaling Properties of Deep Residual Networks",
        "Proceedings of the 38th International Conference on Machine Learning (ICML 2021)"),
+    # depth, rank and smoothness of self-attention
+    _e("Dong, Cordonnier & Loukas 2021", "Yihe Dong, Jean-Baptiste Cordonnier, Andreas Loukas",
+       2021, "Attention is not all you need: pure attention loses rank doubly exponentially "
+       "with depth", "Proceedings of the 38th International Conference on Machine Learning "
+       "(ICML 2021), PMLR 139; arXiv:2103.03404"),
+    _e("Bhojanapalli et al. 2020", "Srinadh Bhojanapalli, Chulhee Yun, Ankit Singh Rawat, "
+       "Sashank J. Reddi, Sanjiv Kumar", 2020,
+       "Low-Rank Bottleneck in Multi-head Attention Models",
+       "Proceedings of the 37th International Conference on Machine Learning (ICML 2020); "
+       "arXiv:2002.07028"),
+    _e("Kim, Papamakarios & Mnih 2021", "Hyunjik Kim, George Papamakarios, Andriy Mnih", 2021,
+       "The Lipschitz Constant of Self-Attention",
+       "Proceedings of the 38th International Conference on Machine Learning (ICML 2021), "
+       "PMLR 139; arXiv:2006.04710"),
     # the suite itself: a claim whose only source is its own derivation
     _e("transformer-theory", "the transformer-theory authors", None, "proofs/",
        "this repository: the sympy derivations of proofs/"),

@@ -229,8 +229,22 @@ MUTANTS = [
     Mutant("unnormalized_weights", "exp of the scores without dividing by their sum",
            ("attention.rows_are_distributions", "attention.convex_hull"), _unnormalized),
     Mutant("softmax_plus_one", "softmax with an implicit extra zero logit ('softmax1')",
-           ("attention.softmax_shift_invariance",),
+           ("attention.softmax_shift_invariance", "attention.seed004_softmax_example"),
            lambda ref: ref.replace(softmax=_softmax_plus_one)),
     Mutant("smoothed_softmax", "softmax mixed with 0.1% of the uniform distribution",
            ("attention.temperature_limit",), lambda ref: ref.replace(softmax=_smoothed_softmax)),
+]
+
+
+def _first_max_one_hot(s, axis=-1):
+    """Hard attention: all weight on the first largest score (ties go to the first key)."""
+    s = np.asarray(s)
+    return (np.arange(s.shape[axis]) == np.argmax(s, axis=axis)[..., None]).astype(s.dtype)
+
+
+MUTANTS += [
+    Mutant("hard_attention_first_max", "argmax (hard) attention, ties broken by the first key",
+           ("attention.midpoint_loses_pairs",),
+           lambda ref: ref.replace(attention=attention_from(
+               lambda q, k, **kw: naive_weights(q, k, softmax=_first_max_one_hot, **kw)))),
 ]

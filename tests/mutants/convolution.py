@@ -47,3 +47,16 @@ MUTANTS = [
            lambda ref: ref.replace(conv1d_as_attention=conv1d_anchor_off_by_one,
                                    conv2d_as_attention=conv2d_anchor_off_by_one)),
 ]
+
+
+def conv1d_tied_to_length_8(x, kernel, **kw):
+    """Weights tied to one training length: the kernel scaled by 8 / L (exact at L = 8 only)."""
+    return CV.conv1d_as_attention(x, np.asarray(kernel) * (8 / np.shape(x)[-2]), **kw)
+
+
+MUTANTS += [
+    Mutant("conv_tied_to_length", "a layer whose weights are only right at the length 8 it was "
+           "built for (kernel scaled by 8 / L)",
+           ("convolution.fewer_parameters_any_length",),
+           lambda ref: ref.replace(conv1d_as_attention=conv1d_tied_to_length_8)),
+]

@@ -144,3 +144,21 @@ MUTANTS = [
            ("gradients.feed_forward_finite_differences",),
            lambda ref: ref.replace(feed_forward_backward=_ffn_backward_no_activation_derivative)),
 ]
+
+
+def elman_bptt_truncated(x, w, u, g, *, h0=None):
+    """Truncated BPTT: each step's delta sees only its own g_t (no W^T delta_{t+1})."""
+    from transformer_theory.impl import recurrence as R
+    states, _ = R.elman_rnn(x, w, u, h0=h0)
+    g = np.asarray(g, dtype=np.float64)
+    per_copy = np.stack([np.outer(g[t] * (1.0 - states[t + 1] ** 2), states[t])
+                         for t in range(g.shape[0])])                   # (T, n, n)
+    return per_copy.sum(axis=0), per_copy
+
+
+MUTANTS += [
+    Mutant("bptt_truncated", "back-propagation through time truncated to one step (the "
+           "recurrent term W^T delta_{t+1} dropped)",
+           ("gradients.bptt_sums_tied_copies",),
+           lambda ref: ref.replace(elman_bptt=elman_bptt_truncated)),
+]

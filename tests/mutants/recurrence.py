@@ -67,3 +67,44 @@ MUTANTS = [
            ("recurrence.gradient_spectral_radius",),
            lambda ref: ref.replace(state_jacobian_norms=jacobian_norms_elementwise)),
 ]
+
+
+def conv1d_flipped_kernel(x, kernel, **kw):
+    """A true convolution (kernel flipped) where the contract's layer is a cross-correlation."""
+    from transformer_theory.impl.constructions import convolution as CV
+    return CV.conv1d_as_attention(x, np.asarray(kernel)[..., ::-1], **kw)
+
+
+class _DepthOnlyRecognizer:
+    """Accepts iff the brackets balance within depth D, whatever their types (log(D+2) bits)."""
+
+    def __init__(self, k, D):
+        self.k, self.D = k, D
+
+    def accepts(self, tokens):
+        depth = 0
+        for t in np.asarray(tokens).tolist():
+            depth += 1 if t < self.k else -1
+            if depth < 0 or depth > self.D:
+                return False
+        return depth == 0
+
+    def accepts_batch(self, tokens, **kw):
+        return np.array([self.accepts(t) for t in np.asarray(tokens)], dtype=bool)
+
+
+def depth_only_recognizer(k, D, attention="hard", n_max=None, **kw):
+    return _DepthOnlyRecognizer(k, D)
+
+
+MUTANTS += [
+    Mutant("conv_flipped_kernel",
+           "the convolution applies its kernel flipped (a true convolution, not the contract's "
+           "cross-correlation)",
+           ("recurrence.stateless_rnn_is_convolution",),
+           lambda ref: ref.replace(conv1d_as_attention=conv1d_flipped_kernel)),
+    Mutant("dyck_depth_only",
+           "a Dyck recogniser that keeps only the depth, not the bracket types",
+           ("recurrence.dyck_memory_lower_bound",),
+           lambda ref: ref.replace(build_dyck_recognizer=depth_only_recognizer)),
+]

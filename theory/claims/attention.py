@@ -442,3 +442,98 @@ def softcap_limit(subject, ctx) -> Evidence:
         return compare(capped, plain, tol, scale=c["v"], note="cap 1e12 changed the output")
     return for_all(ctx, _masked_case(), measure,
                    detail="With c = 1e12 the soft-capped attention equals plain attention.")
+
+
+# ---------------------------------------------------------------------------
+# seed 000: an average loses the pair; seed 004: the numeric softmax example
+# ---------------------------------------------------------------------------
+
+SEED_000_MIDPOINT = SEED_000.at("Remark: p_i^T X = 1/2 (x_i^T + x_i'^T), 'unclear a priori how to "
+                                "compute arbitrary g(x_i, x_i') via f(1/2 (x_i + x_i'))'")
+
+
+@claims.claim(
+    "attention.midpoint_loses_pairs",
+    title="A row attending ½–½ to x_i and x_i′ returns their midpoint, from which no f computes "
+          "g(x_i, x_i′) = ‖x_i − x_i′‖²",
+    statement=r"p_i=\tfrac12(e_i+e_{i'})\Rightarrow o_i=\tfrac12(x_i+x_{i'});\ "
+              r"(x,x')\ne(x+\delta,x'-\delta)\ \text{give the same } o_i,\ "
+              r"\|x-x'\|^2\ne\|x-x'+2\delta\|^2\ \Rightarrow\ \nexists f:\ f(o_i)=g(x_i,x_{i'})",
+    sources=(SEED_000_MIDPOINT, EQ1),
+    kind=Kind.LIMITATION, needs=("attention",),
+    notes="The row's scores are equal (query zero), so softmax gives weights (1/2, 1/2). On the "
+          "explicit pairs (1, -1) and (0, 0) (midpoint 0, g = 4 and 0) and on 8 random pairs "
+          "with delta = t (x - x')/|x - x'|, t in [0.5, 2] (so g grows by 4t|x - x'| + 4t^2 > 0), "
+          "the subject's outputs must equal the common midpoint to the rounding "
+          "tolerance, so any f misses one of the two values of g by at least half their "
+          "difference. Detects any attention whose output tells the two pairs apart by more "
+          "than rounding (hard attention that picks one token, an unnormalised sum).")
+def midpoint_loses_pairs(subject, ctx) -> Evidence:
+    from ..checks import single_case
+
+    rng = ctx.rng("pairs")
+    pairs = [(np.array([1.0]), np.array([-1.0]), np.array([-1.0]))]     # (x, x', delta)
+    for _ in range(8):
+        e = int(rng.integers(1, 5))
+        x, x2 = rng.standard_normal(e), rng.standard_normal(e)
+        pairs.append((x, x2, rng.uniform(0.5, 2.0) * (x - x2) / np.linalg.norm(x - x2)))
+    measurements, gaps = [], []
+    for x, x2, delta in pairs:
+        e = x.shape[0]
+        q = np.zeros((1, e))
+        mid = (x + x2) / 2
+        outs = [np.asarray(subject.attention(q, np.stack([a, b]), np.stack([a, b])))[0]
+                for a, b in ((x, x2), (x + delta, x2 - delta))]
+        tol = tolerance("rounding", np.float64)
+        for o in outs:
+            measurements.append(compare(o, mid, tol, scale=np.abs(np.stack([x, x2])).max(),
+                                        note="the output is not the midpoint"))
+        g1, g2 = float(np.sum((x - x2) ** 2)), float(np.sum((x - x2 + 2 * delta) ** 2))
+        gaps.append(abs(g1 - g2) / 2)
+        measurements.append(holds(g1 != g2, "the two pairs have the same g"))
+    return single_case(measurements,
+                       detail=f"{len(pairs)} pairs of inputs with equal midpoints are mapped to "
+                              f"the same output, while g differs: any f errs by at least "
+                              f"{min(gaps):.3g} on one of each pair (explicit: (1, -1) and "
+                              f"(0, 0), g = 4 and 0).")
+
+
+SEED_004_SOFTMAX = SEED_004.at("item 10: q.k = (2.0, 2.4, -10, 1.8, -12.5), 'Softmax(...) "
+                               "≈ (.3, .45, 0, .25, 0)' and the output .3V[1] + .45V[2] + .25V[4]")
+SEED_004_SCORES = np.array([2.0, 2.4, -10.0, 1.8, -12.5])
+SEED_004_ROUNDED = np.array([0.30, 0.45, 0.00, 0.25, 0.00])
+
+
+@claims.claim(
+    "attention.seed004_softmax_example",
+    title="softmax(2.0, 2.4, −10, 1.8, −12.5) ≈ (0.30, 0.45, 0.00, 0.25, 0.00)",
+    statement=r"\mathrm{softmax}(2.0,2.4,-10,1.8,-12.5)=(0.3021,0.4507,1.9\cdot10^{-6},0.2473,"
+              r"1.5\cdot10^{-7})\approx(0.30,0.45,0.00,0.25,0.00),\quad "
+              r"o\approx .3V_1+.45V_2+.25V_4",
+    sources=(SEED_004_SOFTMAX, EQ1),
+    kind=Kind.CONSTRUCTION, needs=("softmax", "attention"),
+    notes="A fixed example, so a construction: the subject's softmax of the five scores must "
+          "equal exp(s_j)/sum exp(s) (float64, rounding tolerance) and round to the seed's "
+          "two decimals; its attention with keys k_j = s_j e_1, query e_1, scale 1 and values "
+          "V = I must return the same weights. Power: any change of a weight beyond 16 eps "
+          "(e.g. an implicit extra zero logit gives 0.29, 0.44, 0.24).")
+def seed004_softmax_example(subject, ctx) -> Evidence:
+    from ..checks import single_case
+
+    s = SEED_004_SCORES
+    exact = np.exp(s - s.max()) / np.sum(np.exp(s - s.max()))
+    weights = np.asarray(subject.softmax(s[None]), dtype=np.float64)[0]
+    k = np.zeros((5, 4))
+    k[:, 0] = s
+    q = np.zeros((1, 4))
+    q[0, 0] = 1.0
+    out = np.asarray(subject.attention(q, k, np.eye(5), scale=1.0), dtype=np.float64)[0]
+    tol = tolerance("rounding", np.float64)
+    measurements = [compare(weights, exact, tol, note="softmax differs from exp(s)/sum exp(s)"),
+                    compare(out, exact, tol, note="the attention weights differ"),
+                    holds(bool(np.array_equal(np.round(weights, 2), SEED_004_ROUNDED)),
+                          f"rounded to two decimals: {np.round(weights, 2).tolist()}")]
+    return single_case(measurements,
+                       detail=f"softmax = {np.array2string(weights, precision=7)}; rounded "
+                              f"{np.round(weights, 2).tolist()} as the seed; the attention "
+                              f"output with V = I gives the same weights.")

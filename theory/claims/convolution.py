@@ -231,3 +231,89 @@ def receptive_field(subject, ctx) -> Evidence:
         detail=f"Perturbing each of the {n} inputs: stacks of 1..4 attention-built convolutions "
                f"of width 2, 3, 5 see exactly L(k-1)+1 contiguous inputs; one random attention "
                f"layer (and every stack of them) sees all {n}.")
+
+
+SEED000_LINEAR = SEED_000.at("Comparison against linear layer with Nd: 'less powerful' than "
+                             "linear, few params, can learn/gen to other sequence lengths")
+
+
+def _dense_map(layer, w, n: int, c_in: int) -> np.ndarray:
+    """The (N C_out, N C_in) matrix of a linear sequence layer, from the identity basis."""
+    basis = np.eye(n * c_in).reshape(n * c_in, n, c_in)                   # (N C_in, N, C_in)
+    y = np.asarray(layer(basis, w))                                        # (N C_in, N, C_out)
+    return y.reshape(n * c_in, -1).T                                       # (N C_out, N C_in)
+
+
+def _banded(w, n: int) -> np.ndarray:
+    """The convolution's matrix written out: block (i, j) is W[:, :, j - i + a] inside the band."""
+    c_out, c_in, width = w.shape
+    a = (width - 1) // 2
+    m = np.zeros((n, c_out, n, c_in))
+    for i in range(n):
+        for tap in range(width):
+            if 0 <= i + tap - a < n:
+                m[i, :, i + tap - a, :] = w[:, :, tap]
+    return m.reshape(n * c_out, n * c_in)
+
+
+@claims.claim(
+    "convolution.fewer_parameters_any_length",
+    title="A width-K convolution is a weight-shared N·d linear layer: K C_in C_out parameters "
+          "at every length, and strictly less expressive",
+    statement=r"\mathrm{conv}_W=\big[W_{:,:,j-i+a}\big]_{ij}\in\mathcal T_N,\ "
+              r"\dim\mathcal T_N=KC_{\mathrm{in}}C_{\mathrm{out}}<N^2C_{\mathrm{in}}C_{\mathrm{out}}"
+              r"=\#\text{linear};\quad \frac{\mathrm{dist}(J_N,\mathcal T_N)^2}{\|J_N\|_F^2}"
+              r"\ge 1-\frac{K}{N(N-K+1)}",
+    sources=(SEED000_LINEAR, THEOREM1),
+    kind=Kind.CONSTRUCTION, needs=("attention",), uses=("conv1d_as_attention",),
+    keywords=(("attention", "bias"),),
+    notes="Measured on the subject's attention construction (zero padding) at the lengths "
+          "N = K .. 8: its matrix, read off the identity basis, must be the banded block-Toeplitz "
+          "matrix of the same kernel at every N (to the reduction tolerance: one entry off is "
+          "detected); the matrices of the K C_in C_out basis kernels must span a space of exactly "
+          "that dimension (numerical rank), independent of N, against (N C_in)(N C_out) entries "
+          "of a linear layer; and the reversal J_N (y_i = x_{N-1-i}, one channel), which a linear "
+          "layer represents exactly, stays at least the stated distance from every convolution "
+          "(at most K band diagonals, each meeting J_N once, absorb at most K/(N-K+1)).")
+def fewer_parameters_any_length(subject, ctx) -> Evidence:
+    conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
+    rng = ctx.rng("kernels")
+
+    def layer(x, w):
+        return conv1d(x, w, padding="zeros", attention=subject.attention)
+
+    measurements, rows = [], []
+    for width, c_in, c_out in ((3, 1, 1), (2, 2, 1), (3, 1, 2)):
+        w = rng.standard_normal((c_out, c_in, width))
+        for n in range(width, 9):
+            m = _dense_map(layer, w, n, c_in)
+            tol = tolerance("reduction", np.float64, n=width * c_in + n + width)
+            measurements.append(compare(m, _banded(w, n), tol, scale=np.abs(w).max(),
+                                        note=f"K={width}, C={c_in}->{c_out}, N={n}: the layer's "
+                                             f"matrix is not the banded kernel"))
+            if n in (width, 8):
+                basis = np.eye(width * c_in * c_out).reshape(-1, c_out, c_in, width)
+                span = np.stack([_dense_map(layer, e, n, c_in).ravel() for e in basis])
+                rank = int(np.linalg.matrix_rank(span, tol=1e-6 * np.abs(span).max()))
+                params = width * c_in * c_out
+                measurements.append(holds(rank == params < (n * c_in) * (n * c_out),
+                                          f"K={width}, C={c_in}->{c_out}, N={n}: the "
+                                          f"convolutions span dimension {rank}, expected "
+                                          f"{params} < {(n * c_in) * (n * c_out)}"))
+                rows.append(f"K={width}, C={c_in}->{c_out}, N={n}: {rank} parameters vs "
+                            f"{(n * c_in) * (n * c_out)}")
+    for width in (2, 3):
+        for n in range(width + 1, 9):
+            basis = np.eye(width).reshape(width, 1, 1, width)
+            span = np.stack([_dense_map(layer, e, n, 1).ravel() for e in basis]).T   # (N^2, K)
+            flip = np.fliplr(np.eye(n)).ravel()
+            coef, *_ = np.linalg.lstsq(span, flip, rcond=None)
+            resid = float(np.sum((span @ coef - flip) ** 2)) / n
+            bound = 1 - width / (n * (n - width + 1))
+            measurements.append(holds(resid >= bound - 1e-9,
+                                      f"K={width}, N={n}: the reversal is within relative "
+                                      f"squared distance {resid:.3f} < {bound:.3f} of a "
+                                      f"convolution"))
+    return single_case(measurements,
+                       detail="; ".join(rows) + ". The reversal of N = K+1..8 positions stays at "
+                                                "the stated distance from every convolution.")

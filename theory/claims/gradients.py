@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from ..checks import Measurement, compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import BA_2016, DAO_2022, GOODFELLOW_2016, SEED_000, VASWANI_2017
+from ..sources import BA_2016, DAO_2022, GOODFELLOW_2016, SEED_000, SEED_004, VASWANI_2017
 from ..declared import value_dim_equal
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal, random_mask
 from ..tolerance import tolerance
@@ -518,3 +518,79 @@ def feed_forward_finite_differences(subject, ctx) -> Evidence:
     return for_all(ctx, _ffn_case(), measure,
                    detail="All five FFN gradients agree with 50-digit central differences for "
                           "ReLU, GELU, tanh and sigmoid.")
+
+
+# ---------------------------------------------------------------------------
+# back-propagation through time (seed 004)
+# ---------------------------------------------------------------------------
+
+SEED_004_BPTT = SEED_004.at("'Let's first create copies of W and apply the Chain Rule' (dL/dW "
+                            "summed over the copies)")
+
+
+def _mp_rnn_loss(x, w, u, g, perturbed, step=None):
+    """L = sum_t <g_t, h_t> of h_t = tanh(W_t h_{t-1} + U x_t) for each perturbed copy.
+
+    ``perturbed`` (P, n, n) replaces W at every step (``step`` None: the tied matrix)
+    or at step ``step`` only (one untied copy).
+    """
+    wm, um, xm, gm = _mp(w), _mp(u), _mp(x), _mp(g)
+    h = np.zeros((perturbed.shape[0], w.shape[0]), dtype=object) * mpmath.mpf(0)   # (P, n)
+    total = np.zeros(perturbed.shape[0], dtype=object) * mpmath.mpf(0)
+    for t in range(x.shape[0]):
+        wt = perturbed if step is None or step == t else wm[None]
+        h = _tanh(np.matmul(wt, h[..., None])[..., 0] + np.matmul(um, xm[t]))    # (P, n)
+        total = total + np.sum(h * gm[t], axis=-1)
+    return total
+
+
+@st.composite
+def _rnn_case(draw):
+    steps, n, m = draw(st.integers(1, 4), label="T"), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    rng = np.random.default_rng(draw(SEEDS))
+    return {"T": steps, "n": n, "x": rng.standard_normal((steps, m)),
+            "w": 0.8 * rng.standard_normal((n, n)) / np.sqrt(n),
+            "u": rng.standard_normal((n, m)), "g": rng.standard_normal((steps, n))}
+
+
+@claims.claim(
+    "gradients.bptt_sums_tied_copies",
+    title="Back-propagation through time sums the gradients of the tied copies of W",
+    statement=r"h_t=\tanh(W_th_{t-1}+Ux_t),\ W_t\equiv W:\quad \frac{\partial L}{\partial W}"
+              r"=\sum_{t=1}^{T}\frac{\partial L}{\partial W_t}\Big|_{W_t=W}"
+              r"=\sum_t\delta_t h_{t-1}^{\top},\ \ \delta_t=\Big(g_t+W^{\top}\delta_{t+1}\Big)"
+              r"\odot(1-h_t^2)",
+    sources=(SEED_004_BPTT, GOODFELLOW_2016.at("§10.2.2 (computing the gradient in a recurrent "
+                                                "neural network)"), GRADIENT_CHECK),
+    kind=Kind.PROPERTY, needs=(), uses=("elman_bptt",),
+    full_precision_only="the recurrence and its 50-digit differences are float64 by definition",
+    notes="L = sum_t <g_t, h_t> on a small tanh RNN (T = 1..4 steps, state n = 1..3, 1..2 inputs). "
+          "Each copy's gradient dL/dW_t is checked against 50-digit central differences that "
+          "perturb W at step t only, and the tied gradient against differences that perturb W "
+          "at every step; their sum must be the tied gradient. Composite tolerance over T n "
+          "terms: a gradient that drops the recurrent term W^T delta_{t+1} (truncated BPTT) or "
+          "keeps one copy only is off by O(1) of the gradient's scale whenever T >= 2.")
+def bptt_sums_tied_copies(subject, ctx) -> Evidence:
+    from transformer_theory.impl import recurrence as R
+    from ..subject import construction
+
+    bptt = construction(subject, "elman_bptt", R.elman_bptt)
+
+    def measure(c):
+        x, w, u, g = c["x"], c["w"], c["u"], c["g"]
+        dw, per_copy = (np.asarray(a) for a in bptt(x, w, u, g))
+        tied = _central_difference(lambda z: _mp_rnn_loss(x, w, u, g, z), w)
+        copies = [_central_difference(lambda z, t=t: _mp_rnn_loss(x, w, u, g, z, t), w)
+                  for t in range(c["T"])]
+        scale = np.array([max(float(np.max(np.abs(a))) for a in [tied] + copies)])
+        tol = tolerance("composite", np.float64, n=c["T"] * c["n"])
+        return _worst([compare(dw, tied, tol, scale=scale, note="dL/dW differs from finite "
+                                                                 "differences of the tied W"),
+                       compare(per_copy.sum(axis=0), dw, tol, scale=scale,
+                               note="the copies' gradients do not sum to dL/dW")]
+                      + [compare(per_copy[t], copies[t], tol, scale=scale,
+                                 note=f"dL/dW_{t + 1} differs from differences of copy {t + 1}")
+                         for t in range(c["T"])])
+    return for_all(ctx, _rnn_case(), measure,
+                   detail="The tied gradient equals 50-digit differences and the sum of the "
+                          "per-copy gradients, each of which equals differences of its copy.")

@@ -14,6 +14,7 @@ vanishing/exploding gradients.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -24,7 +25,7 @@ from transformer_theory.impl import recurrence as R
 from ..checks import Measurement, compare, for_all, holds, single_case
 from ..claim import Evidence, Kind, Source
 from ..registry import ClaimSet
-from ..sources import KATHAROPOULOS_2020, SEED_000, SEED_003, SEED_004, VASWANI_2017
+from ..sources import KATHAROPOULOS_2020, SEED_000, SEED_003, SEED_004, VASWANI_2017, YAO_2021
 from ..declared import value_dim_equal
 from ..strategies import DTYPES, SEEDS, leading_dims, normal
 from ..subject import construction
@@ -198,3 +199,158 @@ def gradient_spectral_radius(subject, ctx) -> Evidence:
     ev.tolerance_reason = ("per-step band [0, log kappa(P)] from W = P diag P^-1 (plus composite "
                            "rounding), and the least-squares slope error that band implies")
     return ev
+
+
+# ---------------------------------------------------------------------------
+# seed 000: an RNN with empty state is a convolution; fixed-size memory and Dyck_{k,D}
+# ---------------------------------------------------------------------------
+
+HEWITT_2020 = Source("Hewitt et al. 2020",
+                     "RNNs can generate bounded hierarchical languages with optimal memory, EMNLP")
+
+
+@st.composite
+def _patch_case(draw):
+    width = draw(st.integers(1, 5), label="K")
+    length = draw(st.integers(1, 12), label="L")
+    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dt, seed = draw(DTYPES), draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    return {"K": width, "L": length, "C_in": c_in, "C_out": c_out, "dtype": dt, "seed": seed,
+            "x": normal(rng, (length, c_in), dt), "w": normal(rng, (c_out, c_in, width), dt)}
+
+
+@claims.claim(
+    "recurrence.stateless_rnn_is_convolution",
+    title="An RNN over pre-extracted patches with an empty state is a convolution",
+    statement=r"h_t\in\mathbb{R}^0:\quad y_t=R\,p_t,\ \ p_t=(x_{t-a},\dots,x_{t+K-1-a})"
+              r"\ \Longrightarrow\ y=\mathrm{correlate}(\mathrm{pad}_0(X),W),\quad "
+              r"W_{o,c,k}=R_{o,(k,c)}",
+    sources=(SEED_000.at("RNN: 'if state = phi, similar to convolution' (convolutional, with "
+                         "pre-extracted patches)"),
+             VASWANI_2017.at("§4 (recurrent and convolutional layers compared)")),
+    kind=Kind.CONSTRUCTION, needs=("attention",), uses=("conv1d_as_attention",),
+    keywords=(("attention", "bias"),),
+    notes="The RNN is elman_rnn with state dimension n = 0 run over the zero-padded patches; "
+          "the convolution is the subject's attention construction (conv1d_as_attention, zero "
+          "padding) with the read-out R as its kernel. Every output of every case (K = 1..5, "
+          "L = 1..12, 1..3 channels) must agree to the reduction tolerance over K C_in + L "
+          "terms: the smallest detected deviation is one output off by more than that, e.g. "
+          "a kernel applied flipped (convolution instead of cross-correlation) for K >= 2.")
+def stateless_rnn_is_convolution(subject, ctx) -> Evidence:
+    from transformer_theory.impl.constructions import convolution as CV
+
+    conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
+
+    def measure(c):
+        k, c_in = c["K"], c["C_in"]
+        p = R.patches(c["x"], k).reshape(c["L"], k * c_in)                     # (L, K C_in)
+        readout = np.transpose(c["w"], (0, 2, 1)).reshape(c["C_out"], k * c_in)  # (C_out, K C_in)
+        _, rnn = R.elman_rnn(p, np.zeros((0, 0)), np.zeros((0, k * c_in)), r=readout)
+        conv = conv1d(c["x"], c["w"], padding="zeros", attention=subject.attention)
+        scale = CV.correlate1d(np.abs(c["x"]), np.abs(c["w"]), mode="same")
+        tol = tolerance("reduction", c["dtype"], n=k * c_in + c["L"] + k)
+        return compare(conv, rnn, tol, scale=scale,
+                       note="the stateless RNN differs from the convolution")
+    return for_all(ctx, _patch_case(), measure,
+                   detail="With no state, the RNN's output at t is a fixed linear map of the "
+                          "patch around t: the zero-padded convolution, for every drawn K, L "
+                          "and channel count.")
+
+
+def _stacks(k: int, D: int) -> list[tuple[int, ...]]:
+    """Every stack content of depth <= D: the opener sequences over k types."""
+    return [s for depth in range(D + 1) for s in itertools.product(range(k), repeat=depth)]
+
+
+def _closing(stack: tuple[int, ...], k: int) -> tuple[int, ...]:
+    return tuple(t + k for t in reversed(stack))
+
+
+def truncated_stack_accepts(tokens, k: int, D: int, memory: int) -> bool:
+    """A left-to-right reader with a depth counter and only the top ``memory`` stack types.
+
+    Below its memory it cannot know a closer's partner and assumes type 0: its state
+    takes ``memory ceil(log2 k) + ceil(log2(D + 2))`` bits.
+    """
+    depth, top = 0, []
+    for t in tokens:
+        if t < k:
+            depth += 1
+            if depth > D:
+                return False
+            top = (top + [t])[-memory:] if memory else []
+        else:
+            if depth == 0:
+                return False
+            want = top.pop() if top else 0
+            if t - k != want:
+                return False
+            depth -= 1
+    return depth == 0
+
+
+@claims.claim(
+    "recurrence.dyck_memory_lower_bound",
+    title="A fixed-memory left-to-right reader of Dyck_{k,D} needs at least D log₂ k bits",
+    statement=r"s\ne s'\in[k]^{\le D}:\ s\,\bar s\in\mathrm{Dyck}_{k,D}\not\ni s'\,\bar s"
+              r"\ \Rightarrow\ \#\text{states}\ge\sum_{j=0}^{D}k^j,\ \ "
+              r"\text{memory}\ge\log_2\!\sum_{j\le D}k^j\ge D\log_2 k\ \text{bits}",
+    sources=(SEED_000.at("RNN: 'state limits how far back interactions may be calculated "
+                         "(fixed-size memory)'"),
+             HEWITT_2020.at("abstract: 'no algorithm, even with unbounded computation, can "
+                            "suffice with o(m log k) hidden units' (m the depth bound)"),
+             YAO_2021.at("abstract, in its words: the recogniser uses 'O(log k) memory size "
+                         "(per token per layer)', and experiments 'verify the theoretical "
+                         "memory advantage of self-attention networks over recurrent "
+                         "networks' (the Omega(D log k) statement itself not located in the "
+                         "text available here)")),
+    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
+    notes="For (k, D) in {(2,1), (2,2), (2,3), (3,2), (4,2)}: every ordered pair of the "
+          "sum_j k^j stack contents is separated by the closing suffix of the first, as the "
+          "subject's Dyck recogniser (Yao et al.'s hard-attention construction) must confirm on "
+          "every one of the strings s s-bar and s' s-bar; so by pigeonhole a reader with fewer "
+          "states merges two of them and errs on one of the two strings. Concretely, a reader "
+          "keeping the top D - 1 stack types errs on an explicit string, one keeping D is exact "
+          "on all of them. Power: a single misjudged separating string, i.e. any recogniser that "
+          "confuses two stack contents (for instance one tracking only the depth).")
+def dyck_memory_lower_bound(subject, ctx) -> Evidence:
+    from transformer_theory.impl.constructions.dyck import build_recognizer, is_dyck
+    from transformer_theory.impl.constructions.toolkit import Ops
+
+    build = construction(subject, "build_dyck_recognizer", build_recognizer)
+    measurements, rows = [], []
+    for k, D in ((2, 1), (2, 2), (2, 3), (3, 2), (4, 2)):
+        net = build(k, D, "hard", ops=Ops.from_mapping(subject.callables))
+        stacks = _stacks(k, D)
+        by_length: dict[int, list[tuple[tuple[int, ...], bool]]] = {}
+        for s in stacks:
+            for s2 in stacks:
+                text = s2 + _closing(s, k)
+                by_length.setdefault(len(text), []).append((text, s2 == s))
+        wrong = []
+        for n, items in by_length.items():
+            if n == 0:
+                continue
+            got = net.accepts_batch(np.array([t for t, _ in items], dtype=np.int64))
+            wrong += [t for (t, want), g in zip(items, got) if bool(g) != want]
+        measurements.append(holds(not wrong, f"k={k}, D={D}: the recogniser misjudges "
+                                             f"{len(wrong)} separating strings, e.g. {wrong[:1]}"))
+        n_states = len(stacks)
+        bound = math.log2(n_states)
+        measurements.append(holds(n_states == sum(k ** j for j in range(D + 1))
+                                  and bound >= D * math.log2(k),
+                                  f"k={k}, D={D}: {n_states} stack contents, log2 {bound:.3f}"))
+        strings = [s2 + _closing(s, k) for s in stacks for s2 in stacks]
+        full = [t for t in strings if truncated_stack_accepts(t, k, D, D) != is_dyck(t, k, D)]
+        short = [t for t in strings
+                 if truncated_stack_accepts(t, k, D, D - 1) != is_dyck(t, k, D)]
+        measurements.append(holds(not full, f"k={k}, D={D}: a reader with the whole stack errs "
+                                            f"on {full[:1]}"))
+        measurements.append(holds(bool(short) == (k > 1),
+                                  f"k={k}, D={D}: a reader with D-1 stack types misjudges "
+                                  f"{len(short)} strings"))
+        rows.append(f"k={k}, D={D}: {n_states} distinguishable prefixes, >= {bound:.2f} bits "
+                    f"(D log2 k = {D * math.log2(k):.2f}); D-1 types misjudge e.g. "
+                    f"{list(short[0]) if short else '-'}")
+    return single_case(measurements, detail="; ".join(rows))
