@@ -39,6 +39,8 @@ TOPIC_MODULES: tuple[str, ...] = (
     "online_softmax",
     "ode",
     "gradients",
+    "depth",
+    "lipschitz",
     "precision",
     "conformance",
     "contract",

@@ -36,6 +36,9 @@ BELTAGY_2020 = Source("Beltagy, Peters & Cohan 2020", "Longformer: The Long-Docu
 FLASH_WINDOW = Source("FlashAttention (Dao-AILab/flash-attention)", "flash_attn_func docstring, window_size: query i attends keys [i + seqlen_k - seqlen_q - window_size[0], i + seqlen_k - seqlen_q + window_size[1]] inclusive")
 MISTRAL_SRC = Source("Mistral AI 2023", "mistral-src, the reference implementation of Mistral 7B, README (sliding window attention)")
 GOODFELLOW_2016 = Source("Goodfellow, Bengio & Courville 2016", "Deep Learning, MIT Press")
+DONG_2021 = Source("Dong, Cordonnier & Loukas 2021", "Attention is not all you need: pure attention loses rank doubly exponentially with depth, ICML")
+BHOJANAPALLI_2020 = Source("Bhojanapalli et al. 2020", "Low-Rank Bottleneck in Multi-head Attention Models, ICML")
+KIM_2021 = Source("Kim, Papamakarios & Mnih 2021", "The Lipschitz Constant of Self-Attention, ICML")
 
 SEED_000 = seed_note("000")
 SEED_001 = seed_note("001")
