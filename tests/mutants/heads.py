@@ -137,3 +137,19 @@ MUTANTS = [
     Mutant("alibi_always_on", "a distance bias added to the logits even when none is asked for",
            ("heads.low_rank_logits",), _alibi_always_on),
 ]
+
+
+def _diagonal_bias_weights(q, k, **kw):
+    """A hard-wired attend-to-self bias: softmax(q k^T scale + I) for square weights."""
+    lq, lk = np.asarray(q).shape[-2], np.asarray(k).shape[-2]
+    bias = kw.pop("bias", None)
+    eye = np.eye(lq, lk) if lq == lk else np.zeros((lq, lk))
+    return naive_weights(q, k, bias=eye if bias is None else bias + eye, **kw)
+
+
+MUTANTS.append(
+    Mutant("attention_diagonal_bias", "weights softmax(q k^T / sqrt(d) + I): a hidden "
+           "attend-to-self bias raises the rank of the centred log-weights",
+           claims=("heads.low_rank_bottleneck_target",),
+           build=lambda ref: ref.replace(attention_weights=_diagonal_bias_weights,
+                                         attention=attention_from(_diagonal_bias_weights))))

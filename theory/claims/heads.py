@@ -15,10 +15,11 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ..capabilities import missing_keyword
-from ..checks import Measurement, compare, for_all, holds
+from ..checks import Measurement, compare, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import AINSLIE_2023, POPE_2023, SEED_000, SEED_003, SHAZEER_2019, VASWANI_2017
+from ..sources import (AINSLIE_2023, BHOJANAPALLI_2020, POPE_2023, SEED_000, SEED_003,
+                       SHAZEER_2019, VASWANI_2017)
 from ..declared import self_attention_only
 from ..strategies import DTYPES, SEEDS, attention_case, normal, random_mask
 from ..tolerance import tolerance, weyl_tolerance
@@ -273,3 +274,103 @@ def low_rank_logits(subject, ctx) -> Evidence:
     return for_all(ctx, strategy, measure,
                    detail="With d_head < d_model the read-back logit matrix has no singular value "
                           "beyond the d_head-th (relative to the largest) above rounding.")
+
+
+# --------------------------------------------------------------------------
+# the low-rank bottleneck as a limitation (Bhojanapalli et al. 2020)
+# --------------------------------------------------------------------------
+
+BOTTLENECK = BHOJANAPALLI_2020.at(
+    'abstract: "the scaling between the number of heads and the size of each head in the '
+    'current architecture gives rise to a low-rank bottleneck in attention heads"')
+
+#: The explicit target: n = 3, T_ij = e^{[i = j]} / (e + 2). Its log is I - log(e + 2), so
+#: its centred log is J = I - 11^T/3, of rank 2 with singular values 1, 1, 0.
+BOTTLENECK_N = 3
+
+
+def bottleneck_target() -> np.ndarray:
+    """The positive row-stochastic target ``T = softmax(I)`` (rows), n = 3."""
+    t = np.exp(np.eye(BOTTLENECK_N))
+    return t / t.sum(axis=1, keepdims=True)
+
+
+def _centred_log(w: np.ndarray) -> np.ndarray:
+    logw = np.log(w)
+    return logw - logw.mean(axis=-1, keepdims=True)
+
+
+@claims.claim(
+    "heads.low_rank_bottleneck_target",
+    title="Limitation: with d_head = 1 a head reaches full-rank weights, yet not the target softmax(I)",
+    statement=r"d_{\text{head}}=1,\ n=6:\ \operatorname{rank}\mathrm{softmax}(qk^{\top})=6\ \text{is possible};\ "
+              r"\text{but } T=\mathrm{softmax}(I_3)\ \big(T_{ii}=\tfrac{e}{e+2},\ T_{ij}=\tfrac1{e+2}\big):\ "
+              r"\forall q,k\in\mathbb R^{3\times1}:\ \big\|\log\mathrm{softmax}(qk^{\top})J-\log T\,J\big\|_F"
+              r"\ \ge\ \sigma_2(J)=1,\quad J=I-\tfrac13\mathbf 1\mathbf 1^{\top}",
+    sources=(BOTTLENECK, SEED_000.at("X W_q^T W_k X^T ... often low rank")),
+    full_precision_only=(
+        'the distance is read back through a log and the rank through an SVD, both in float64; '
+        'rounding to half precision moves them by eps |logit|, which the claim does not model'),
+    kind=Kind.LIMITATION, needs=("attention_weights",),
+    notes="rank(P) itself is not bounded by d_head: q_i = i/2, k_j = j (i, j = 0..5) give P_ij "
+          "proportional to a^{ij}, a = e^{1/2}, a Vandermonde matrix times a diagonal: rank 6 "
+          "(its sixth singular value is 5e-5 of the first, far above Weyl's bound for the "
+          "read-back). What is bounded is log P minus its row constants: log P J = S J for the "
+          "logits S = q k^T, so rank(log P J) <= d_head, and by Eckart-Young its Frobenius "
+          "distance to the target's centred log J is at least sqrt(sigma_2(J)^2 + "
+          "sigma_3(J)^2) = 1: J is a symmetric projection of rank 2, singular values 1, 1, 0 "
+          "(checked exactly in rationals with sympy). The check minimises that distance over q, k in R^{3x1} "
+          "with the subject's weights (Nelder-Mead from q = k = 0 and five random starts) and "
+          "requires it to stay >= 1 up to the read-back's rounding. Power: a head whose weights "
+          "are not softmax of a rank-1 logit matrix (a hard-wired diagonal bias, softmax(qk^T + "
+          "I), reaches T at q = 0) is rejected with distance 0; any extra term that lowers the "
+          "reachable distance below 1 - 1e-12 is rejected.")
+def low_rank_bottleneck_target(subject, ctx) -> Evidence:
+    import sympy as sp
+    from scipy.optimize import minimize
+
+    # exact: log T J = J (log T = I - log(e + 2) 1 1^T) and J has singular values 1, 1, 0
+    j_exact = sp.eye(3) - sp.ones(3, 3) / 3
+    log_t = sp.Matrix(3, 3, lambda i, j: sp.log(sp.exp(int(i == j)) / (sp.E + 2)))
+    centred_ok = sp.simplify(sp.expand_log(log_t, force=True) * j_exact - j_exact) == sp.zeros(3, 3)
+    spectrum_ok = sorted((j_exact.T * j_exact).eigenvals(multiple=True)) == [0, 1, 1]
+    measurements = [holds(bool(centred_ok and spectrum_ok),
+                          "exact: log T J = J with singular values 1, 1, 0 does not hold")]
+    target = _centred_log(bottleneck_target())                   # = J
+    # rank(P) = 6 with d_head = 1
+    q = (np.arange(6.0) / 2)[:, None]                            # (6, 1)
+    k = np.arange(6.0)[:, None]                                  # (6, 1)
+    w = np.asarray(subject.attention_weights(q, k), dtype=np.float64)
+    sv = np.linalg.svd(w, compute_uv=False)
+    tol = weyl_tolerance(np.float64, (6, 6), 4 * 6 * 15 + 8, float(sv[0]))
+    measurements.append(Measurement(
+        float(tol.rtol / (sv[-1] / sv[0])), type(tol)(1.0, tol.rule, tol.reason),
+        f"sigma_6/sigma_1 = {sv[-1] / sv[0]:.2e}: rank(P) < 6 within rounding"))
+
+    def distance(params):
+        qq, kk = params[:3, None], params[3:, None]              # (3, 1) each
+        ww = np.asarray(subject.attention_weights(qq, kk), dtype=np.float64)
+        if np.any(ww <= 0):
+            return np.inf
+        return float(np.linalg.norm(_centred_log(ww) - target))
+
+    rng = ctx.rng("starts")
+    starts = [np.zeros(6)] + [rng.standard_normal(6) for _ in range(5)]
+    best, best_x = np.inf, None
+    for x0 in starts:
+        res = minimize(distance, x0, method="Nelder-Mead",
+                       options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 400})
+        if res.fun < best:
+            best, best_x = float(res.fun), res.x
+    s_max = float(np.max(np.abs(best_x[:3, None] * best_x[None, 3:]))) if best_x is not None else 0
+    read_back = tolerance("composite", np.float64, n=BOTTLENECK_N)
+    allowance = read_back.rtol * 3 * (1 + 2 * s_max + np.log(BOTTLENECK_N))
+    measurements.append(Measurement(
+        max(0.0, 1.0 - best), type(read_back)(allowance, read_back.rule,
+                                              "the read-back log's rounding: composite rule times "
+                                              "(1 + 2 max|s| + log n), over the 3 x 3 entries"),
+        f"the distance reached {best:.6f} < sigma_2(J) = 1"))
+    return single_case(measurements, cases=1 + len(starts),
+                       detail=f"With d_head = 1: rank(P) = 6 for n = 6 (sigma_6/sigma_1 = "
+                              f"{sv[-1] / sv[0]:.2e}); the least centred-log distance to "
+                              f"softmax(I_3) found over q, k is {best:.6f} (>= 1 claimed).")
