@@ -42,6 +42,22 @@ MUTANTS = [
            claims=("counting.parameters_closed_form",),
            build=lambda ref: ref.replace(count_parameters=count_ignoring_kv_heads)),
     Mutant("flops_n_d_squared", "attention products counted as N d^2",
-           claims=("counting.naive_attention_multiplications",),
+           claims=("counting.naive_attention_multiplications", "counting.layer_type_table"),
            build=lambda ref: ref.replace(attention_flops=make_flops_n_d_squared(ref))),
+]
+
+
+def make_flops_scores_only(ref):
+    def attention_flops_scores_only(config, seq_len):
+        """The weighted values A V left out of the count (only Q K^T counted)."""
+        counts = dict(ref.attention_flops(config, seq_len))
+        counts["weighted_values"] = 0
+        return counts
+    return attention_flops_scores_only
+
+
+MUTANTS += [
+    Mutant("flops_scores_only", "A V left out of the attention multiplications",
+           claims=("counting.seed003_attention_computations", "counting.layer_type_table"),
+           build=lambda ref: ref.replace(attention_flops=make_flops_scores_only(ref))),
 ]

@@ -60,7 +60,7 @@ MUTANTS = [
                                    linear_attention_read_before_write)),
     Mutant("sequential_softmax_row",
            "each softmax row accumulated by a left-to-right scan over the keys",
-           ("recurrence.critical_path",),
+           ("recurrence.critical_path", "counting.layer_type_table"),
            lambda ref: ref.replace(transformer_encoder_graph=encoder_graph_sequential_softmax)),
     Mutant("bptt_elementwise_product",
            "back-propagation through time multiplies Jacobians elementwise (W * J, not W @ J)",

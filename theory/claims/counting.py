@@ -13,13 +13,16 @@ Vaswani et al. 2017, §3.2.2–3.3 (the weights counted), §4 and Table 1
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import strategies as st
 
 from ..checks import for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import KAPLAN_2020, SEED_000, SEED_003, VASWANI_2017
+from ..sources import KAPLAN_2020, SEED_000, SEED_001, SEED_003, VASWANI_2017
+from ..subject import construction
 from ..strategies import SEEDS
 
 claims = ClaimSet("counting")
@@ -227,3 +230,242 @@ def kaplan_approximation(subject, ctx) -> Evidence:
     return for_all(ctx, st.tuples(_kaplan_config(), SEEDS), measure,
                    detail="Per layer the count is 12 d^2 + 4 d exactly: Kaplan's 12 d^2 plus "
                           "the LayerNorm parameters.")
+
+
+# ---------------------------------------------------------------------------
+# Vaswani et al. 2017, Table 1: the four layer types, counted
+# ---------------------------------------------------------------------------
+
+TABLE_1 = VASWANI_2017.at("§4, Table 1 ('Maximum path lengths, per-layer complexity and "
+                          "minimum number of sequential operations for different layer types') "
+                          "and its text ('O(n/k) convolutional layers in the case of contiguous "
+                          "kernels, or O(log_k(n)) in the case of dilated convolutions')")
+SEED_001_CONV = SEED_001.at("'convolutions are O(knd^2) but self attention ... O(nd^2)'")
+
+
+def _count_self_attention(x: np.ndarray) -> int:
+    """softmax(X X^T) X with both products as counted loops (one head, Q = K = V = X)."""
+    s, c1 = naive_matmul(x, x.T)                                           # (n, n)
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    _, c2 = naive_matmul(p / p.sum(axis=1, keepdims=True), x)             # (n, d)
+    return c1 + c2
+
+
+def _count_recurrent(x: np.ndarray, w: np.ndarray, u: np.ndarray) -> int:
+    """h_t = tanh(W h_{t-1} + U x_t): two (d x d)(d x 1) products per step."""
+    h, count = np.zeros((w.shape[0], 1)), 0
+    for t in range(x.shape[0]):
+        wh, c1 = naive_matmul(w, h)
+        ux, c2 = naive_matmul(u, x[t][:, None])
+        h, count = np.tanh(wh + ux), count + c1 + c2
+    return count
+
+
+def _count_convolution(x: np.ndarray, kernel: np.ndarray, dilation: int = 1) -> int:
+    """y_i = sum_tap W_tap x_{i - tap * dilation} (causal, zero padding computed too)."""
+    n, count = x.shape[0], 0
+    padded = np.concatenate([np.zeros((dilation * (kernel.shape[0] - 1), x.shape[1])), x])
+    for i in range(n):
+        for tap in range(kernel.shape[0]):
+            j = i - tap * dilation + dilation * (kernel.shape[0] - 1)
+            _, c = naive_matmul(kernel[tap], padded[j][:, None])
+            count += c
+    return count
+
+
+def _count_restricted(x: np.ndarray, r: int) -> int:
+    """Self-attention of each query over the r nearest positions (the window slides at the ends)."""
+    n, count = x.shape[0], 0
+    for i in range(n):
+        start = min(max(i - r // 2, 0), n - r)
+        keys = x[start:start + r]                                          # (r, d)
+        s, c1 = naive_matmul(x[i][None], keys.T)                           # (1, r)
+        _, c2 = naive_matmul(np.exp(s - s.max()) / np.exp(s - s.max()).sum(), keys)
+        count += c1 + c2
+    return count
+
+
+def _layers_to_connect(n: int, offsets_of_layer, *, causal: bool) -> int:
+    """The fewest stacked layers after which every output depends on every (earlier) input."""
+    reach = np.eye(n, dtype=bool)
+    want = np.tril(np.ones((n, n), dtype=bool)) if causal else np.ones((n, n), dtype=bool)
+    for depth in range(1, 4 * n):
+        step = np.zeros((n, n), dtype=bool)
+        for off in offsets_of_layer(depth - 1):
+            step |= np.eye(n, k=-off, dtype=bool)                          # y_i <- x_{i - off}
+        reach = (step.astype(int) @ reach.astype(int)) > 0
+        if np.all(reach[want]):
+            return depth
+    raise AssertionError("the layers never connect every pair")
+
+
+def _graph_distances(graph) -> np.ndarray:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    n = graph.n_nodes
+    adj = coo_matrix((np.ones(graph.src.size), (graph.src, graph.dst)), shape=(n, n))
+    return shortest_path(adj, directed=True, unweighted=True)
+
+
+def _restricted_graph(graph, n: int, r: int):
+    """The self-attention graph with only the edges k_j -> a_i, v_j -> o_i of |i - j| <= r // 2."""
+    from transformer_theory.impl.recurrence import DependencyGraph
+
+    def index(node):
+        return int(graph.labels[node].rsplit("_", 1)[1])
+
+    keep = [not (graph.labels[s][0] in "kv" and graph.labels[d][0] in "ao"
+                 and abs(index(s) - index(d)) > r // 2)
+            for s, d in zip(graph.src, graph.dst)]
+    return DependencyGraph(graph.labels, graph.src[keep], graph.dst[keep])
+
+
+@claims.claim(
+    "counting.layer_type_table",
+    title="Table 1 of Vaswani et al., counted: complexity, sequential operations and maximum "
+          "path length of self-attention, recurrent, convolutional and restricted layers",
+    statement=r"\begin{array}{llll}\text{layer}&\#\mathrm{mult}&\text{sequential}&\text{path}\\"
+              r"\text{self-attention}&2n^2d&O(1)&1\\ \text{recurrent}&2nd^2&n&n\\"
+              r"\text{convolutional}&knd^2&O(1)&\lceil\frac{n-1}{k-1}\rceil,\ "
+              r"\text{dilated }\lceil\log_k n\rceil\\ \text{restricted}&2rnd&O(1)&"
+              r"\lceil\frac{n-1}{\lfloor r/2\rfloor}\rceil\end{array}",
+    sources=(TABLE_1, SEED_001_CONV, SEED_003.at("Problems with RNNs: 'path length for "
+                                                  "codependent computation between states "
+                                                  "grows with sequence'")),
+    kind=Kind.CONSTRUCTION, needs=("attention_flops",), uses=("transformer_encoder_graph",),
+    notes="Complexity: multiplications performed by explicit loops (one head; the Q, K, V "
+          "projections are a position-wise O(n d^2) and not part of Table 1's self-attention "
+          "term), for n in {4, 8, 16}, d in {2, 3}, k in {2, 3}, r in {3, 5}; each count must "
+          "equal the stated formula, and the self-attention count the subject's attention_flops "
+          "(scores + weighted values, H = 1, D_h = d). Sequential operations: the longest path "
+          "(nodes) of one layer's dependency graph: the subject's transformer_encoder_graph must "
+          "give the same length for every n (and its window-restricted subgraph too), the "
+          "recurrent graph n + 1. Path length: layers needed before every output depends on every "
+          "(earlier) input, for n up to 64, causal convolutions of width k (contiguous and with "
+          "dilation k^l at layer l) and a centred window of r; and x_1 -> h_n in the recurrent "
+          "graph, x_j -> y_i in the attention graph (shortest paths). Power: one multiplication "
+          "or one layer off anywhere in the grid.")
+def layer_type_table(subject, ctx) -> Evidence:
+    from transformer_theory.impl import recurrence as R
+    from transformer_theory.impl.transformer import EncoderConfig
+
+    encoder_graph = construction(subject, "transformer_encoder_graph", R.transformer_encoder_graph)
+    rng = ctx.rng("layers")
+    measurements, ratios = [], {}
+    for n in (4, 8, 16):
+        for d in (2, 3):
+            x = rng.standard_normal((n, d))
+            flops = subject.attention_flops(EncoderConfig(d_model=d, n_heads=1, d_head=d, d_ff=1),
+                                            n)
+            looped = _count_self_attention(x)
+            counted = {"self-attention": (looped, 2 * n * n * d),
+                       "recurrent": (_count_recurrent(x, *rng.standard_normal((2, d, d))),
+                                     2 * n * d * d)}
+            measurements.append(holds(int(flops["scores"]) + int(flops["weighted_values"])
+                                      == looped, f"n={n}, d={d}: attention_flops gives "
+                                                 f"{flops['scores']} + {flops['weighted_values']}"
+                                                 f", the loops {looped}"))
+            for k in (2, 3):
+                kernel = rng.standard_normal((k, d, d))
+                counted[f"convolution k={k}"] = (_count_convolution(x, kernel), k * n * d * d)
+                counted[f"dilated k={k}"] = (_count_convolution(x, kernel, dilation=k),
+                                             k * n * d * d)
+            for r in (r for r in (3, 5) if r <= n):                      # a window within n
+                counted[f"restricted r={r}"] = (_count_restricted(x, r), 2 * r * n * d)
+            for name, (got, want) in counted.items():
+                measurements.append(holds(got == want, f"{name}, n={n}, d={d}: {got} "
+                                                       f"multiplications, expected {want}"))
+                ratios.setdefault(name, set()).add(got / want)
+    lengths = (4, 8, 16, 32, 64)
+    sequential = {}
+    for n in lengths:
+        graph = encoder_graph(n, 1)
+        sequential.setdefault("self-attention", set()).add(R.longest_path(graph))
+        for r in (3, 5):
+            sequential.setdefault(f"restricted r={r}", set()).add(
+                R.longest_path(_restricted_graph(graph, n, r)))
+        rnn = R.longest_path(R.rnn_encoder_graph(n))
+        measurements.append(holds(rnn == n + 1, f"recurrent, n={n}: {rnn} sequential nodes"))
+        dist = _graph_distances(R.rnn_encoder_graph(n))
+        measurements.append(holds(dist[0, 2 * n] == n, f"recurrent, n={n}: x_1 -> h_n takes "
+                                                       f"{dist[0, 2 * n]} steps, expected {n}"))
+        dist = _graph_distances(graph)
+        xs = [i for i, lab in enumerate(graph.labels) if lab.startswith("x_")]
+        ys = [i for i, lab in enumerate(graph.labels) if lab.startswith("y^(1)_")]
+        sequential.setdefault("attention x_j -> y_i", set()).add(
+            float(dist[np.ix_(xs, ys)].max()))
+        for k in (2, 3):
+            contiguous = _layers_to_connect(n, lambda l, k=k: range(k), causal=True)
+            dilated = _layers_to_connect(n, lambda l, k=k: [t * k ** l for t in range(k)],
+                                         causal=True)
+            measurements.append(holds(contiguous == -(-(n - 1) // (k - 1)),
+                                      f"convolution k={k}, n={n}: {contiguous} layers"))
+            measurements.append(holds(dilated == math.ceil(math.log(n, k) - 1e-12),
+                                      f"dilated k={k}, n={n}: {dilated} layers"))
+        for r in (3, 5):
+            window = _layers_to_connect(n, lambda l, r=r: range(-(r // 2), r // 2 + 1),
+                                        causal=False)
+            measurements.append(holds(window == -(-(n - 1) // (r // 2)),
+                                      f"restricted r={r}, n={n}: {window} layers"))
+    for name, values in sequential.items():
+        measurements.append(holds(len(values) == 1, f"{name}: lengths {sorted(values)} over "
+                                                    f"n = {lengths}, not constant"))
+    return single_case(
+        measurements,
+        detail="Counted multiplications / Table 1 term: "
+               + ", ".join(f"{k}: {sorted(v)}" for k, v in ratios.items())
+               + "; one-layer longest paths and attention path lengths constant over n = "
+               + f"{lengths}: " + ", ".join(f"{k}: {sorted(v)}" for k, v in sequential.items())
+               + "; recurrent n + 1 nodes and n steps; layers to connect all pairs "
+                 "ceil((n-1)/(k-1)), ceil(log_k n), ceil((n-1)/floor(r/2)).")
+
+
+SEED_003_COMPUTATIONS = SEED_003.at("table, 'Self Attention Computations': 'For a single element "
+                                    "32 X 32 x 600 614,400', 'For Entire Sequence () X 600 "
+                                    "368,640,000'")
+
+
+@claims.claim(
+    "counting.seed003_attention_computations",
+    title="Seed 003's 'self-attention computations': E·E·N = 614,400 per element, E²N² = "
+          "368,640,000 per sequence, E/2 = 16 times the 2N²E of shared projections",
+    statement=r"E=32,\ N=600:\quad \#\mathrm{mult}\big((N\times E)(E\times E)\big)=E^2N=614{,}400,"
+              r"\quad N\cdot E^2N=368{,}640{,}000=\tfrac{E}{2}\cdot\underbrace{2N^2E}_{QK^{\top},"
+              r"\,AV}",
+    sources=(SEED_003_COMPUTATIONS, VASWANI_2017.at("§4, Table 1 (O(n^2 d) per self-attention "
+                                                     "layer)")),
+    kind=Kind.CONSTRUCTION, needs=("attention_flops",),
+    notes="The seed writes only the factors: 32 x 32 x 600 for one element and that times 600 for "
+          "the sequence, with E = 32 (its table's embedding dimension) and N = 600 (its sequence "
+          "length). E E N is the multiplication count of one E x E matrix applied to all N "
+          "elements, counted here by an explicit loop on small sizes (E in 1..4, N in 1..6) and "
+          "then evaluated at the seed's sizes; N times it is what recomputing that product for "
+          "each element costs. With the projections computed once, the subject's "
+          "attention_flops (H = 1, D_h = E) must give scores + weighted values = 2 N^2 E = "
+          "23,040,000, so the seed's sequence count is E / 2 = 16 times the layer's pairwise "
+          "work. Power: any count off by one multiplication.")
+def seed003_attention_computations(subject, ctx) -> Evidence:
+    from transformer_theory.impl.transformer import EncoderConfig
+
+    rng = ctx.rng("products")
+    measurements = []
+    for e in range(1, 5):
+        for n in range(1, 7):
+            _, count = naive_matmul(rng.standard_normal((n, e)), rng.standard_normal((e, e)))
+            measurements.append(holds(count == e * e * n, f"E={e}, N={n}: {count} "
+                                                          f"multiplications, expected E^2 N"))
+    e, n = 32, 600
+    per_element, sequence = e * e * n, e * e * n * n
+    flops = subject.attention_flops(EncoderConfig(d_model=e, n_heads=1, d_head=e, d_ff=e), n)
+    pairwise = int(flops["scores"]) + int(flops["weighted_values"])
+    measurements += [holds(per_element == 614_400, f"E^2 N = {per_element:,}"),
+                     holds(sequence == 368_640_000, f"E^2 N^2 = {sequence:,}"),
+                     holds(pairwise == 2 * n * n * e and sequence * 2 == e * pairwise,
+                           f"attention_flops gives {pairwise:,} for scores and weighted values; "
+                           f"2 N^2 E = {2 * n * n * e:,}")]
+    return single_case(measurements,
+                       detail=f"E^2 N = {per_element:,} per element and E^2 N^2 = {sequence:,} "
+                              f"for the sequence, as the seed; the shared computation's scores "
+                              f"and weighted values take {pairwise:,}, {sequence / pairwise:g} "
+                              f"times fewer.")
