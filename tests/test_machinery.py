@@ -335,3 +335,14 @@ def test_report_shows_the_committed_headroom_beside_each_claim(tmp_path):
     build_report(tmp_path / "b", claims=registry.find("attention.softcap_limit"),
                         profile="ci", figures=False, root=tmp_path / "nowhere")
     assert "headroom" not in (tmp_path / "b" / "index.html").read_text()
+
+
+def test_every_callable_a_claim_needs_or_uses_is_in_the_contract():
+    """A construction a claim takes (``uses=``) is a contract callable, so that a subject can
+    bring its own and ``list``/the README show its signature (ARCHITECTURE, "Where a new
+    thing goes")."""
+    from transformer_theory.impl.contract.callables import CALLABLES
+
+    missing = [(c.id, name) for c in registry.all_claims() for name in c.needs + c.uses
+               if name not in CALLABLES]
+    assert missing == []

@@ -68,11 +68,12 @@ def jacobian_entry(t: float) -> float:
           "the written-out row by more than its rounding over 2h (1e-10 relative at t = 1).")
 def dot_product_unbounded_jacobian(subject, ctx) -> Evidence:
     measurements, rows = [], []
-    rounding = tolerance("composite", np.float64, n=2)
     for t in T_VALUES:
         h = 1e-4 / t
         plus = dot_product_self_attention(subject.attention, np.array([t, h]))
         minus = dot_product_self_attention(subject.attention, np.array([t, -h]))
+        # after the calls: the rule follows the precision the subject was seen to compute in
+        rounding = tolerance("composite", np.float64, n=2)
         derivative = float((plus[1] - minus[1]) / (2 * h))
         exact_quotient = (_row_two(t, h) - _row_two(t, -h)) / (2 * h)
         exact = jacobian_entry(t)
