@@ -560,8 +560,9 @@ def _rnn_case(draw):
               r"=\sum_{t=1}^{T}\frac{\partial L}{\partial W_t}\Big|_{W_t=W}"
               r"=\sum_t\delta_t h_{t-1}^{\top},\ \ \delta_t=\Big(g_t+W^{\top}\delta_{t+1}\Big)"
               r"\odot(1-h_t^2)",
-    sources=(SEED_004_BPTT, GOODFELLOW_2016.at("§10.2.2 (computing the gradient in a recurrent "
-                                                "neural network)"), GRADIENT_CHECK),
+    sources=(SEED_004_BPTT, GOODFELLOW_2016.at("the chapter on sequence modelling: computing the "
+                                                "gradient in a recurrent neural network"),
+             GRADIENT_CHECK),
     kind=Kind.PROPERTY, needs=(), uses=("elman_bptt",),
     full_precision_only="the recurrence and its 50-digit differences are float64 by definition",
     notes="L = sum_t <g_t, h_t> on a small tanh RNN (T = 1..4 steps, state n = 1..3, 1..2 inputs). "
