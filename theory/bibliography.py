@@ -255,13 +255,17 @@ def entry_for(source: Source) -> Entry:
         raise KeyError(f"{source.authors!r} ({source.title}): not in the bibliography") from None
 
 
-def bibliography(claims: Iterable | None = None) -> list[Entry]:
+def bibliography(claims: Iterable | None = None, *, strict: bool = True) -> list[Entry]:
     """The works the claims cite, each once, in the order they are first cited.
 
     Parameters
     ----------
     claims : iterable of Claim, optional
         By default every claim of the registry, in registry order.
+    strict : bool
+        Raise ``KeyError`` for a work that is not in the bibliography (the default,
+        which the tests hold every built-in claim to); with False such a work is
+        listed with what its citation says (the report of a user's own claims).
 
     Returns
     -------
@@ -274,6 +278,12 @@ def bibliography(claims: Iterable | None = None) -> list[Entry]:
     seen: dict[str, Entry] = {}
     for claim in claims:
         for source in claim.sources:
-            entry = entry_for(source)
+            try:
+                entry = entry_for(source)
+            except KeyError:
+                if strict:
+                    raise
+                entry = Entry(source.authors, source.authors, None, source.title,
+                              "not in theory/bibliography.py")
             seen.setdefault(entry.key, entry)
     return list(seen.values())

@@ -751,7 +751,7 @@ def _bibliography(claim_ids) -> str:
     from .. import registry
     from ..bibliography import bibliography
 
-    entries = bibliography(c for c in registry.all_claims() if c.id in claim_ids)
+    entries = bibliography((c for c in registry.all_claims() if c.id in claim_ids), strict=False)
     if not entries:
         return ""
     items = "".join(
