@@ -312,10 +312,11 @@ def _centred_log(w: np.ndarray) -> np.ndarray:
         'the distance is read back through a log and the rank through an SVD, both in float64; '
         'rounding to half precision moves them by eps |logit|, which the claim does not model'),
     kind=Kind.LIMITATION, needs=("attention_weights",),
-    notes="rank(P) itself is not bounded by d_head: q_i = i/2, k_j = j (i, j = 0..5) give P_ij "
-          "proportional to a^{ij}, a = e^{1/2}, a Vandermonde matrix times a diagonal: rank 6 "
-          "(its sixth singular value is 5e-5 of the first, far above Weyl's bound for the "
-          "read-back). What is bounded is log P minus its row constants: log P J = S J for the "
+    notes="rank(P) itself is not bounded by d_head: q_i = k_i = i - 5/2 (i = 0..5) give P_ij "
+          "proportional to e^{q_i k_j} = a_i^{j - 5/2}, a_i = e^{q_i} distinct, a Vandermonde "
+          "matrix between two diagonals: rank 6 (its sixth singular value is 6.8e-3 of the "
+          "first, above Weyl's bound for the read-back in float64 and in float32, 2.6e-4, so "
+          "that a subject computing in float32, such as jax, shows it too). What is bounded is log P minus its row constants: log P J = S J for the "
           "logits S = q k^T, so rank(log P J) <= d_head, and by Eckart-Young its Frobenius "
           "distance to the target's centred log J is at least sqrt(sigma_2(J)^2 + "
           "sigma_3(J)^2) = 1: J is a symmetric projection of rank 2, singular values 1, 1, 0 "
@@ -338,8 +339,8 @@ def low_rank_bottleneck_target(subject, ctx) -> Evidence:
                           "exact: log T J = J with singular values 1, 1, 0 does not hold")]
     target = _centred_log(bottleneck_target())                   # = J
     # rank(P) = 6 with d_head = 1
-    q = (np.arange(6.0) / 2)[:, None]                            # (6, 1)
-    k = np.arange(6.0)[:, None]                                  # (6, 1)
+    q = (np.arange(6.0) - 2.5)[:, None]                          # (6, 1), centred positions
+    k = q.copy()                                                 # (6, 1)
     w = np.asarray(subject.attention_weights(q, k), dtype=np.float64)
     sv = np.linalg.svd(w, compute_uv=False)
     tol = weyl_tolerance(np.float64, (6, 6), 4 * 6 * 15 + 8, float(sv[0]))
