@@ -346,3 +346,23 @@ def test_every_callable_a_claim_needs_or_uses_is_in_the_contract():
     missing = [(c.id, name) for c in registry.all_claims() for name in c.needs + c.uses
                if name not in CALLABLES]
     assert missing == []
+
+
+def test_score_tolerance_covers_scores_with_cancelling_terms():
+    """A float32 score whose terms cancel (1e3 - 1e3 + 0.5) carries the rounding of its large
+    terms: beyond the reduction rule, within score_tolerance (attention.explicit_scale)."""
+    from transformer_theory.theory.tolerance import score_tolerance
+
+    rng = np.random.default_rng(0)
+    q = np.array([[1000.1, 1000.0, 0.5]])                                 # (1, 3)
+    k = np.array([[1.0, -1.0, 1.0], [0.0, 0.0, 0.0]])                      # (2, 3)
+    s = 4.0
+    exact = s * (q @ k.T)
+    worst = 0.0
+    for _ in range(200):                        # random float32 perturbations of the terms
+        q32 = (q * (1 + rng.uniform(-1, 1, q.shape) * 2 ** -24)).astype(np.float32)
+        got = s * (q32.astype(np.float64) @ k.T)
+        worst = max(worst, float(np.max(np.abs(got - exact))))
+    # the output error is ~2 x the logit error; the reduction rule on its own is below it
+    assert 2 * worst > tolerance("reduction", np.float32, 5).rtol
+    assert 2 * worst <= score_tolerance("reduction", np.float32, 5, q, k, s).rtol
