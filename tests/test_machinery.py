@@ -275,6 +275,15 @@ def test_verify_seeds_cli(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         cli.main(["verify", "--seeds", "3-1"])
     assert exc.value.code == 2
+    # --extend: seeds 3-4 merged into the file of 1-2 give the sweep of 1-4
+    assert cli.main(["verify", "--claims", "attention.softcap_limit", "--profile", "ci",
+                     "--seeds", "3-4", "--headroom", str(out), "--extend", "-q"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["seeds"] == [1, 2, 3, 4] and doc["claims"][0]["runs"] == 4
+    with pytest.raises(SystemExit) as exc:                   # the same seeds twice: refused
+        cli.main(["verify", "--claims", "attention.softcap_limit", "--profile", "ci",
+                  "--seeds", "4", "--headroom", str(out), "--extend", "-q"])
+    assert exc.value.code == 2
 
 
 def test_logit_tolerance_covers_logits_rounded_at_their_magnitude():

@@ -20,6 +20,7 @@ import fnmatch
 import functools
 import importlib
 import json
+import os
 import sys
 import time
 from typing import Sequence
@@ -157,8 +158,19 @@ def _verify_sweep(args, subject, profile: str, claims, show: bool) -> int:
     doc = {"subject": subject.name, "profile": profile, "seeds": seeds,
            "claims": [s.to_json() for s in table]}
     if args.headroom:
+        write_doc = doc
+        if args.extend and os.path.exists(args.headroom):
+            from .sweep import merge
+
+            try:
+                with open(args.headroom, encoding="utf-8") as fh:
+                    earlier = json.load(fh)
+                # more seeds add up; a claim swept twice under one seed is refused (merge)
+                write_doc = merge([earlier, doc])
+            except (OSError, ValueError, KeyError) as exc:
+                raise UsageError(f"--extend: cannot merge into {args.headroom}: {exc}") from None
         with open(args.headroom, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
+            json.dump(write_doc, fh, indent=1)
             fh.write("\n")
     failures = [(s, f) for s in table for f in s.failures]
     if args.json:
@@ -275,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "each claim's worst max_error / tolerance; replaces --seed")
     p.add_argument("--headroom", metavar="FILE",
                    help="with --seeds: also write the sweep (worst ratio per claim) as JSON")
+    p.add_argument("--extend", action="store_true",
+                   help="with --headroom: merge this sweep into FILE if it exists (more seeds, "
+                        "or other claims over the same seeds) instead of replacing it")
     run_options(p, "--subject")
     p.set_defaults(func=cmd_verify)
 
