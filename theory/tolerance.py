@@ -227,6 +227,22 @@ def logit_tolerance(rule: str, dtype, n: int, logit_scale: float) -> Tolerance:
     return Tolerance(rtol=rtol, rule="logits", reason=reason, dtype=np.dtype(dtype), n=n)
 
 
+def conditioned_tolerance(rule: str, dtype, n: int, kappa: float, why: str) -> Tolerance:
+    """``rule``'s tolerance times a condition number ``kappa >= 1`` the caller derived.
+
+    For a quantity read back through an ill-conditioned step whose amplification the
+    claim computes per case (``why`` says which). A :class:`Tolerance` made by hand with a
+    rule of :data:`RULES` would be re-derived by :meth:`Tolerance.refreshed`, losing the
+    factor; this one has the rule ``"conditioned"`` and keeps it, taken in the precision
+    in force when it is made (call it after the subject).
+    """
+    base = tolerance(rule, dtype, n)
+    k = max(1.0, float(kappa))
+    reason = base.reason + f"; times the condition number {k:.3g} of {why}"
+    return Tolerance(rtol=base.rtol * k, rule="conditioned", reason=reason,
+                     dtype=np.dtype(dtype), n=n)
+
+
 def score_tolerance(rule: str, dtype, n: int, q, k, scale: float) -> Tolerance:
     """``rule``'s tolerance plus the rounding of the scores ``s q_i . k_j`` computed in ``dtype``.
 

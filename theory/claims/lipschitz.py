@@ -15,7 +15,7 @@ from ..checks import Measurement, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import KIM_2021
-from ..tolerance import Tolerance, tolerance
+from ..tolerance import conditioned_tolerance
 
 claims = ClaimSet("lipschitz")
 
@@ -72,8 +72,7 @@ def dot_product_unbounded_jacobian(subject, ctx) -> Evidence:
         h = 1e-4 / t
         plus = dot_product_self_attention(subject.attention, np.array([t, h]))
         minus = dot_product_self_attention(subject.attention, np.array([t, -h]))
-        # after the calls: the rule follows the precision the subject was seen to compute in
-        rounding = tolerance("composite", np.float64, n=2)
+        # (the tolerance is made after the calls: it follows the precision seen)
         derivative = float((plus[1] - minus[1]) / (2 * h))
         exact_quotient = (_row_two(t, h) - _row_two(t, -h)) / (2 * h)
         exact = jacobian_entry(t)
@@ -81,11 +80,10 @@ def dot_product_unbounded_jacobian(subject, ctx) -> Evidence:
         measurements.append(holds(abs(exact_quotient - exact) <= 1e-6 * exact,
                                   f"t = {t:g}: the row's quotient {exact_quotient:.9g} is not "
                                   f"t^2/4 + 1/2 = {exact:.9g}"))
-        allowance = rounding.rtol * 2 * max(1.0, t) / (2 * h) / exact
-        tol = Tolerance(allowance, rounding.rule,
-                        "the same central difference of the written-out row: the two differ by "
-                        "the rounding of F (composite rule times |F| <= t) at both points, over "
-                        "2h, relative to t^2/4 + 1/2")
+        tol = conditioned_tolerance(
+            "composite", np.float64, 2, 2 * max(1.0, t) / (2 * h) / exact,
+            "the same central difference of the written-out row: the two differ by the "
+            "rounding of F (|F| <= t) at both points, over 2h, relative to t^2/4 + 1/2")
         measurements.append(Measurement(abs(derivative - exact_quotient) / exact, tol,
                                         f"t = {t:g}: dF_2/dx_2 = {derivative:.9g}, the row's "
                                         f"quotient {exact_quotient:.9g}"))
