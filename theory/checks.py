@@ -145,8 +145,13 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
             # the naive computation itself broke down (a zero variance, an overflow): it
             # bounds nothing, and the claim's own tolerance at this dtype's epsilon decides
             return result
-        return Measurement(result.error, ratio_tolerance(dtype, base.error), result.note,
-                           baseline=base.error)
+        rule = ratio_tolerance(dtype, base.error)
+        own = result.tolerance
+        if own.rule == "conditioned" and own.rtol > rule.rtol:
+            # a bound the claim derived for this case (its conditioning, in this dtype) is a
+            # proof for any correct implementation: a lucky naive baseline does not undercut it
+            rule = own
+        return Measurement(result.error, rule, result.note, baseline=base.error)
     return ruled
 
 

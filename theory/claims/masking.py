@@ -21,7 +21,7 @@ from ..registry import ClaimSet
 from ..sources import (BELTAGY_2020, DAO_2022, FLASH_WINDOW, KRELL_2021, MISTRAL_SRC, POPE_2023,
                        PYTORCH_SDPA, SEED_000, SEED_004, VASWANI_2017)
 from ..strategies import DTYPES, SEEDS, attention_case, dtype_seed_rng, normal, random_mask
-from ..tolerance import tolerance
+from ..tolerance import conditioned_tolerance, tolerance
 from ._common import causal_allowed, coarser_dtype, definition_attention, definition_mha
 from ._figures import matrix, with_figure
 
@@ -154,7 +154,13 @@ def post_softmax_renormalized(subject, ctx) -> Evidence:
         z = kept.sum(axis=-1, keepdims=True)
         renorm = np.divide(kept, z, out=np.zeros_like(kept), where=z > 0)
         masked = subject.attention_weights(c["q"], c["k"], mask=mask)
-        tol = tolerance("ill_conditioned", coarser_dtype(c["q"]), n=c["Lk"])
+        # renormalising divides the kept weights' rounding errors by the kept mass z: the
+        # read-back's condition number is 1 / min z (issue 21's sweep: float16 rows whose
+        # dominant keys are masked failed the reference at 1 - 3 % of seeds)
+        live_z = z[z > 0]
+        kappa = 1.0 / float(np.min(live_z)) if live_z.size else 1.0
+        tol = conditioned_tolerance("ill_conditioned", coarser_dtype(c["q"]), c["Lk"], kappa,
+                                    "renormalising by the kept mass z (1 / min z)")
         return compare(masked, renorm, tol, scale=np.ones(1),
                        note="masked weights differ from renormalised post-softmax masking")
     return for_all(ctx, attention_case(), measure,
