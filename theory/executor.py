@@ -162,13 +162,11 @@ def subject_record(subject) -> dict | None:
     if origin and origin.get("target"):
         return {"name": subject.name, "origin": origin, "path": list(sys.path)}
     if subject.name in SUBJECTS and origin is None:
-        try:
-            same = set(get_subject(subject.name).callables) == set(subject.callables) and all(
-                getattr(get_subject(subject.name).callables[k], "__qualname__", None)
-                == getattr(f, "__qualname__", None) for k, f in subject.callables.items())
-        except ValueError:
-            same = False
-        if same:
+        # the built-in itself, not a replace()d variant: the same callables by name
+        fresh = get_subject(subject.name).callables
+        if set(fresh) == set(subject.callables) and all(
+                getattr(fresh[k], "__qualname__", None) == getattr(f, "__qualname__", None)
+                for k, f in subject.callables.items()):
             return {"name": subject.name, "origin": None, "path": list(sys.path)}
     return None
 
