@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 
@@ -128,11 +129,34 @@ def test_workers_are_pinned_to_one_thread():
         import os
 
         assert all(os.environ[v] == "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                    "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"))
+                                                    "MKL_NUM_THREADS"))
         from threadpoolctl import threadpool_info
 
         assert all(p["num_threads"] == 1 for p in threadpool_info())
-    assert "numba" not in sys.modules or sys.modules["numba"].get_num_threads() == 1
+        numba = sys.modules.get("numba")
+        if numba is None:
+            assert os.environ["NUMBA_NUM_THREADS"] == "1"
+        else:        # numba rereads the variable before every compilation: it must match
+            assert os.environ.get("NUMBA_NUM_THREADS", str(numba.config.NUMBA_NUM_THREADS)) \
+                == str(numba.config.NUMBA_NUM_THREADS)
+            numba.config.reload_config()          # raised RuntimeError once the pool was launched
+            assert numba.get_num_threads() == 1
+
+
+def test_pinning_after_numba_launched_its_threads_keeps_compiling():
+    """Pinning once numba's pool runs must not make the next compilation fail (it did: the
+    variable changed under numba, which refuses a new value after launch)."""
+    import subprocess
+
+    code = ("import numba\nfrom numba import njit\n"
+            "from transformer_theory.theory.executor import pin_threads\n"
+            "numba.get_num_threads()\n"                 # launches the pool with 2 threads
+            "pin_threads()\n"
+            "assert njit(lambda x: x + 1)(1) == 2\n")   # a compilation rereads the configuration
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")           # a fresh process, pool not pinned
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # --- shards --------------------------------------------------------------------------------

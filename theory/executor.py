@@ -46,20 +46,39 @@ def pin_threads() -> None:
     Sets :data:`THREAD_VARIABLES` for child processes, limits the thread pools already
     loaded (threadpoolctl) and numba's, if numba is imported. Idempotent.
     """
+    numba = sys.modules.get("numba")
     for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
+        if name != "NUMBA_NUM_THREADS" or numba is None:
+            os.environ[name] = "1"
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:       # numpy not yet loaded threads nothing: the variables suffice
         pass
     else:
         threadpool_limits(1)
-    numba = sys.modules.get("numba")
     if numba is not None:
-        try:
-            numba.set_num_threads(1)
-        except (ValueError, RuntimeError, AttributeError):   # numba without a thread layer
-            pass
+        _pin_numba(numba)
+
+
+def _pin_numba(numba) -> None:
+    """numba already imported: one thread, keeping its variable and its config equal.
+
+    numba reads ``NUMBA_NUM_THREADS`` again before every compilation and refuses
+    (RuntimeError) a value other than the one its thread pool was launched with,
+    so the variable may change only together with ``numba.config`` and only
+    before the pool is launched; after that it is left as numba read it, and
+    ``set_num_threads(1)`` limits numba's own parallel loops. The accelerated
+    path's kernels take their thread count from ``numba.config``.
+    """
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", True):      # unknown: leave both alone
+        os.environ["NUMBA_NUM_THREADS"] = "1"
+        numba.config.NUMBA_NUM_THREADS = 1
+    try:
+        numba.set_num_threads(1)
+    except (ValueError, RuntimeError, AttributeError):   # numba without a thread layer
+        pass
 
 
 def parse_jobs(text: str | int | None) -> int:
