@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import math
 
 import numpy as np
@@ -286,6 +287,90 @@ def test_attention_logits_up_to_1e4(fast, dtype, seed, lq, lk, causal, values):
     expected = RA.attention(q, k, v, causal=causal, scale=1.0)
     assert np.all(np.isfinite(out))
     assert_close(out, expected, "reduction", dtype, 1 + lk, scale=v)
+
+
+@contextlib.contextmanager
+def many_threads(count: int = 16, key_blocks: int = 1):
+    """The kernel planned for ``count`` threads: (slab, query block) tasks fewer than that
+    have their keys split (flash-decoding), into parts of at least ``key_blocks``
+    key blocks; every split is counted in the yielded list."""
+    saved = FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA._merge_splits
+    merged = []
+
+    def merge(*a):
+        merged.append(a[0].shape[0])
+        return saved[2](*a)
+    FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA._merge_splits = (lambda: count), key_blocks, merge
+    try:
+        yield merged
+    finally:
+        FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA._merge_splits = saved
+
+
+@given(case=attention_inputs())
+def test_attention_split_over_keys_equals_reference(fast, case):
+    """Flash-decoding: each query block's keys in parts merged afterwards, same attention."""
+    with blocks(*case["blocks"]), many_threads():
+        out = fast.attention(case["q"], case["k"], case["v"], **case["kw"])
+    expected = RA.attention(case["q"], case["k"], case["v"], **case["kw"])
+    assert_close(out, expected, "reduction", case["dtype"], case["n"], scale=case["v"])
+    assert np.all(out[np.all(expected == 0, axis=-1)] == 0)   # fully masked rows: exact zeros
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decode_shapes_split_over_keys(fast, dtype):
+    """One query, one head, 5000 keys: split in parts when threads outnumber tasks, as asked."""
+    rng = np.random.default_rng(11)
+    q, k, v = normal(rng, (1, 1, 16), dtype), normal(rng, (1, 5000, 16), dtype), \
+        normal(rng, (1, 5000, 8), dtype)
+    with many_threads(count=4, key_blocks=2) as merged:
+        out = fast.attention(q, k, v)
+        window = fast.attention(q, k, v, causal="bottom-right", window=(3000, 0))
+    assert merged == [5, 3]             # 10 key blocks: min(2 * 4, 10 // 2); 6: min(8, 6 // 2)
+    assert_close(out, RA.attention(q, k, v), "reduction", dtype, 5016, scale=v)
+    assert_close(window, RA.attention(q, k, v, causal="bottom-right", window=(3000, 0)),
+                 "reduction", dtype, 5016, scale=v)
+
+
+@pytest.mark.parametrize("lq", [1, 3, 300])          # few queries: products scanned; many: inputs
+@pytest.mark.parametrize("where", ["k", "v"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_guarded_kernel_refuses_nonfinite_attended_keys(fast, lq, where, bad):
+    """The kernel reads unscanned K and V; a NaN or inf at an attended key must still raise
+    the reference's error, and at a masked key give the reference's result.
+
+    Catches a guard compiled with the kernels' fast-math flags (numba passes a caller's
+    ``fastmath`` to a callee that sets none): NaN then compares as an ordinary number.
+    """
+    rng = np.random.default_rng(5)
+    q, k, v = normal(rng, (2, lq, 8), np.float32), normal(rng, (2, 900, 8), np.float32), \
+        normal(rng, (2, 900, 8), np.float32)
+    {"k": k, "v": v}[where][1, 600, 3] = bad
+    with pytest.raises(ValueError) as expected:
+        RA.attention(q, k, v)
+    with pytest.raises(ValueError) as got:
+        fast.attention(q, k, v)
+    assert str(got.value) == str(expected.value)
+    mask = np.ones((2, 1, 900), bool)
+    mask[1, 0, 600] = False
+    np.testing.assert_allclose(fast.attention(q, k, v, mask=mask), RA.attention(q, k, v, mask=mask),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lq", [1, 300])
+def test_guard_trips_where_logits_could_overflow(fast, lq):
+    """The guard's Cauchy-Schwarz bound sends huge logits to the exact path: the reference's
+    overflow error, never an inf from the kernel."""
+    q = np.full((1, lq, 4), 1e19, np.float32)
+    k = np.full((1, 50, 4), 1e19, np.float32)
+    v = np.ones((1, 50, 2), np.float32)
+    assert FA.run_attention(q, k, v, 50, 1, 0.5, None, None, None, np.dtype(np.float32),
+                            guard=True) is None
+    with pytest.raises(ValueError) as expected:
+        RA.attention(q, k, v)
+    with pytest.raises(ValueError) as got:
+        fast.attention(q, k, v)
+    assert str(got.value) == str(expected.value)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1369,12 +1454,26 @@ _REFERENCE = {"softmax": RA, "attention": RA, "multi_head_attention": RA, "group
               "random_features": RP, "favor_attention": RP, "favor_attention_recurrent": RP}
 
 
+_GUARD_ARG = list(inspect.signature(FA._flash_tasks.py_func).parameters).index("guard")
+
+
 @pytest.mark.parametrize("name, args, kwargs", BAD_CALLS,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_CALLS)])
 def test_bad_input_raises_the_reference_error_before_compiled_code(fast, monkeypatch, name,
                                                                    args, kwargs):
+    """The reference's error, and no fast-math kernel entered with bad input.
+
+    The one exception is the attention kernel in a guarded mode, which reads
+    keys and values no one has scanned and scans each block itself before
+    any fast-math arithmetic touches it (then the exact checks raise); it is
+    run for real, and must trip on these inputs.
+    """
     for module, kernel in KERNELS:
-        def entered(*a, _kernel=kernel, **k):
+        original = getattr(module, kernel)
+
+        def entered(*a, _kernel=kernel, _original=original, **k):
+            if _kernel == "_flash_tasks" and a[_GUARD_ARG] != FA.GUARD_NONE:
+                return _original(*a, **k)          # must trip: else no error is raised
             raise AssertionError(f"{_kernel} was entered with bad input")
         monkeypatch.setattr(module, kernel, entered)
     with pytest.raises((ValueError, TypeError)) as expected:

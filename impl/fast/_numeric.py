@@ -79,8 +79,12 @@ __all__ = [
     "fast_exp_nonpositive",
     "fast_exp_array",
     "fmax",
+    "FEW_ROWS",
+    "IEEE_JIT",
     "matmul",
+    "matmul_few",
     "matmul_nt",
+    "matmul_nt_few",
     "matmul_tn",
     "matvec",
     "prefer_wide_vectors",
@@ -532,3 +536,63 @@ def matvec(a, x, out):
         for j in range(a.shape[1]):
             total += a[i, j] * x[j]
         out[i] = total
+
+
+#: Rows up to which :func:`matmul_few` and :func:`matmul_nt_few` beat BLAS. For
+#: one to four rows (decode) BLAS packs the whole other operand for a product
+#: that reads it once; measured on a 512 x 64 key block (one thread,
+#: 1 / 4 / 16 query rows): float32 5.6 / 19.3 / 71.3 us with loops against
+#: 6.0 / 22.6 / 43.4 with BLAS, float64 15.4 / 33.9 / 131.7 against
+#: 31.8 / 66.8 / 100.3.
+FEW_ROWS = 4
+
+#: Options of the few-row products: IEEE arithmetic like the BLAS they stand
+#: in for (``reassoc`` and ``contract`` only, so the sums still vectorise), so
+#: that a NaN or inf among their inputs reaches their outputs, where the
+#: attention kernel's guard looks for it (and the scans of :mod:`._scan` see
+#: NaN as NaN). Not inlined into the fast-math kernels: numba would lower
+#: inlined code with the caller's flags. The flags must be explicit: numba
+#: compiles a callee whose ``fastmath`` is unset with its caller's flags
+#: (``inherit_if_not_set("fastmath")``), and the kernels' ``nnan`` then made
+#: a NaN compare as an ordinary number (measured).
+IEEE_JIT = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+
+
+@njit(**IEEE_JIT)
+def matmul_nt_few(a, b, out):
+    """out (m, n) = a (m, k) @ b (n, k)^T for a few rows m, as loops (no BLAS).
+
+    Each row of ``b`` is read once and used for every row of ``a``.
+    """
+    prefer_wide_vectors()
+    zero = typed(out, 0.0)
+    for j in range(b.shape[0]):
+        b_j = b[j]
+        for i in range(a.shape[0]):
+            a_i = a[i]
+            total = zero
+            for e in range(b_j.shape[0]):
+                total += a_i[e] * b_j[e]
+            out[i, j] = total
+
+
+@njit(**IEEE_JIT)
+def matmul_few(a, b, out):
+    """out (m, n) = a (m, k) @ b (k, n) for a few rows m, as loops (no BLAS).
+
+    Each row of ``b`` is read once and added, weighted, to every row of
+    ``out`` (contiguous along ``n``, so the inner loop vectorises).
+    """
+    prefer_wide_vectors()
+    zero = typed(out, 0.0)
+    for i in range(out.shape[0]):
+        for e in range(out.shape[1]):
+            out[i, e] = zero
+    for j in range(b.shape[0]):
+        b_j = b[j]
+        for i in range(a.shape[0]):
+            w = a[i, j]
+            out_i = out[i]
+            for e in range(b_j.shape[0]):
+                out_i[e] += w * b_j[e]
+

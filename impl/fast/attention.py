@@ -44,7 +44,8 @@ Grouped-query attention indexes the kv head ``n // (H / G)`` of query head
 ``n`` inside the kernel: keys and values are never copied per query head.
 :mod:`.heads` (multi-head, grouped-query, cross-attention) and
 :mod:`.kv_cache` (decoding) call the kernel through :func:`run_attention`,
-with :func:`as_slabs` and :func:`scores_may_overflow`.
+with :func:`as_slabs` and ``guard=True`` (the kernel checks its inputs as it reads
+them; see :func:`run_attention`).
 
 References
 ----------
@@ -87,19 +88,23 @@ from ..contract.validate import (
     resolve_scale,
 )
 from ._numeric import (
+    FEW_ROWS,
     JIT,
     JIT_INLINE,
     as_kernel_array,
     fast_exp_nonpositive,
     fmax,
     matmul,
+    matmul_few,
     matmul_nt,
+    matmul_nt_few,
     num_threads,
     prefer_wide_vectors,
     run_tasks,
     single_threaded_blas,
     typed,
 )
+from ._scan import block_scan, row_scan, rows_scan
 
 __all__ = [
     "softmax",
@@ -120,6 +125,13 @@ BLOCK_Q = 256
 BLOCK_K = 512
 #: Smallest query block used when blocks are shrunk to give every thread work.
 _MIN_BLOCK_Q = 32
+#: Guard modes of the kernel (see :func:`run_attention`): none (the caller
+#: scanned the inputs), scan each key block's keys and values, or scan the
+#: block products (scores and P V).
+GUARD_NONE, GUARD_INPUTS, GUARD_OUTPUTS = 0, 1, 2
+#: Fewest key blocks in one part when a query block's keys are split over
+#: tasks (:func:`_key_splits`).
+SPLIT_KEY_BLOCKS = 4
 
 # ``attention_weights`` returns the Lq x Lk matrix itself, so there is nothing
 # to fuse: the fast path uses the reference.
@@ -255,7 +267,8 @@ def online_softmax_row(row, visible, step, i, m, l, acc):
 @njit(**JIT_INLINE)
 def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                         mask_n, use_mask, bias_n, use_bias, softcap, use_softcap, left, right,
-                        seg_n, use_seg, block_k, m, l, acc, pv, s_buf, out_blk):
+                        seg_n, use_seg, block_k, split_of, guard_of, work, out_blk, part_m,
+                        part_l):
     """Online-softmax attention of one block of queries over keys ``[0, lk)``.
 
     q_blk (bq, E), k_n (>= lk, E), v_n (>= lk, Ev), out_blk (bq, Ev); query
@@ -266,9 +279,13 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     compared per score, no ``Lq x Lk`` mask is formed). Its
     logit is ``scale * q.k``, soft-capped to ``softcap * tanh(. / softcap)`` if
     ``use_softcap``, plus ``bias_n[row, j]``. ``mask_n`` and ``bias_n`` have 1
-    row (shared by all queries) or one per query. ``m``, ``l`` (>= bq,),
-    ``acc``, ``pv`` (>= bq, Ev) and ``s_buf`` (>= bq * block_k,) are the
-    caller's work buffers (allocated once per thread).
+    row (shared by all queries) or one per query. ``work`` is the tuple of
+    the caller's work buffers (allocated once per thread) ``m``, ``l``
+    (>= bq,), ``acc``, ``pv`` (>= bq, Ev) and ``s_buf`` (>= bq * block_k,);
+    ``split_of`` is ``(split, n_splits)`` and ``guard_of`` is ``(guard,
+    logit_limit)`` (tuples keep the call under CPython's 30
+    arguments, past which it is compiled as a ``*args`` call that numba's
+    inliner refuses).
 
     Only the key range some query of the block may see is walked: under
     ``causal`` or a bounded ``right`` the blocks past the last row's reach are
@@ -277,10 +294,34 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     ``lk``. Under ``use_seg`` the keys before the first row's document
     (``seg_n[1, row0]``) and after the last row's (``seg_n[2, row0 + bq - 1]``)
     are not walked either: for documents that are contiguous runs of ids, a
-    packed row costs the sum over its documents, not ``L^2``. Returns the
-    number of key blocks visited.
+    packed row costs the sum over its documents, not ``L^2``.
+
+    Split over keys (flash-decoding, ``n_splits > 1``): the walked key blocks
+    are cut into ``n_splits`` contiguous parts and only part ``split`` is
+    walked; the block's unnormalised state is written instead of its output:
+    ``acc`` to ``out_blk``, the running max to ``part_m`` and the running sum
+    to ``part_l`` (merged by :func:`_merge_splits`).
+
+    Guard (``guard``, the inputs were not scanned beforehand; see
+    :func:`run_attention`): with :data:`GUARD_INPUTS` every key block's keys
+    and values are scanned (:func:`._scan.block_scan`) before its product,
+    and a NaN or inf, or a Cauchy-Schwarz bound ``scale max_i |q_i|
+    (sum_j |k_j|^2)^(1/2)`` of the block's logits not below ``logit_limit``,
+    stops the walk and sets the returned fault (the caller discards the
+    result). With :data:`GUARD_OUTPUTS` the products are scanned instead:
+    the raw score block (a non-finite key gives non-finite scores, as ``q``
+    is finite; ``scale (sum S^2)^(1/2)`` bounds every logit) and ``P V`` (a
+    non-finite value gives NaN or inf there, since ``0 * inf`` is NaN).
+    Scanning the smaller of the two costs least: the outputs for few
+    queries (decode), the inputs for many.
+
+    Returns ``(visited, fault)``: the number of key blocks visited, and
+    whether the guard tripped.
     """
     prefer_wide_vectors()
+    split, n_splits = split_of
+    guard, logit_limit = guard_of
+    m, l, acc, pv, s_buf = work
     bq = q_blk.shape[0]
     ev = v_n.shape[1]
     one = typed(scale, 1.0)
@@ -304,13 +345,34 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     if use_seg:                                          # the documents of the first and last row
         key_end = min(key_end, seg_n[2, row0 + bq - 1])
         key_start = min(key_end, max(key_start, seg_n[1, row0]))
+    if n_splits > 1:                                     # this split's share of the key blocks
+        n_key_blocks = (key_end - key_start + block_k - 1) // block_k
+        per_split = (n_key_blocks + n_splits - 1) // n_splits
+        key_start = min(key_end, key_start + split * per_split * block_k)
+        key_end = min(key_end, key_start + per_split * block_k)
     visited = 0
+    q_norm = 0.0
+    if guard == GUARD_INPUTS:
+        _, q_sq = rows_scan(q_blk)                       # q is validated finite
+        q_norm = float(scale) * math.sqrt(float(q_sq))
     for j0 in range(key_start, key_end, block_k):
         j1 = min(j0 + block_k, key_end)
         bk = j1 - j0
         visited += 1
+        if guard == GUARD_INPUTS:                        # the block's keys and values, in L2 next
+            k_finite, k_sq = block_scan(k_n[j0:j1])
+            v_finite, _ = block_scan(v_n[j0:j1])
+            if not (k_finite and v_finite) or not q_norm * math.sqrt(float(k_sq)) < logit_limit:
+                return visited, True
         s = s_buf[:bq * bk].reshape((bq, bk))            # (bq, bk)
-        matmul_nt(q_blk, k_n[j0:j1], s)                  # raw scores q . k
+        if bq <= FEW_ROWS:                               # decode: no BLAS packing
+            matmul_nt_few(q_blk, k_n[j0:j1], s)          # raw scores q . k
+        else:
+            matmul_nt(q_blk, k_n[j0:j1], s)
+        if guard == GUARD_OUTPUTS:                       # a non-finite key makes its scores so
+            s_finite, s_sq = block_scan(s)
+            if not s_finite or not float(scale) * math.sqrt(float(s_sq)) < logit_limit:
+                return visited, True
         for i in range(bq):
             row = s[i]
             r = row0 + i
@@ -355,10 +417,22 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                 for j in range(first):
                     row[j] = zero
                 online_softmax_row(row[first:], visible - first, step, i, m, l, acc)
-        matmul(s, v_n[j0:j1], pv)                        # (bq, Ev)
+        if bq <= FEW_ROWS:
+            matmul_few(s, v_n[j0:j1], pv)                # (bq, Ev)
+        else:
+            matmul(s, v_n[j0:j1], pv)
+        if guard == GUARD_OUTPUTS and not block_scan(pv)[0]:   # P >= 0: 0 * inf is NaN
+            return visited, True
         for i in range(bq):
             for e in range(ev):
                 acc[i, e] += pv[i, e]
+    if n_splits > 1:                                     # the unnormalised state of this split
+        for i in range(bq):
+            part_m[i] = m[i]
+            part_l[i] = l[i]
+            for e in range(ev):
+                out_blk[i, e] = acc[i, e]
+        return visited, False
     for i in range(bq):
         if l[i] > zero:
             inv = one / l[i]
@@ -367,22 +441,26 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
         else:                                            # fully masked row -> zeros
             for e in range(ev):
                 out_blk[i, e] = zero
-    return visited
+    return visited, False
 
 
 @njit(**JIT)
 def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, use_mask,
                  bias, bias_index, use_bias, softcap, use_softcap, left, right,
-                 seg, seg_index, use_seg, block_q, block_k, order, first, stride, out, visits):
+                 seg, seg_index, use_seg, block_q, block_k, n_splits, guard, logit_limit,
+                 order, first, stride, out, part_m, part_l, visits, faults):
     """Tasks ``order[first], order[first + stride], ...`` of attention of q (N, Lq, E).
 
-    Task ``t`` is the (query slab ``n = t // n_blocks``, query block
-    ``t % n_blocks``) pair; slab ``n`` reads kv slab ``n // group`` (grouped-query
-    attention: K/V are indexed, never copied), mask slab ``mask_index[n]``,
-    bias slab ``bias_index[n]`` and segments ``seg[seg_index[n]]`` (3, L) (the
-    ids and each position's document bounds, :func:`_document_bounds`), over
-    the first ``lk`` keys. Writes out (N, Lq, Ev)
-    and, in ``visits[t]``, the number of key blocks task ``t`` visited.
+    Task ``t`` is the (query slab ``n``, query block ``b``, key split ``s``)
+    triple ``t = (n * n_blocks + b) * n_splits + s``; slab ``n`` reads kv slab
+    ``n // group`` (grouped-query attention: K/V are indexed, never copied),
+    mask slab ``mask_index[n]``, bias slab ``bias_index[n]`` and segments
+    ``seg[seg_index[n]]`` (3, L) (the ids and each position's document
+    bounds, :func:`_document_bounds`), over the first ``lk`` keys. Writes
+    out (n_splits, N, Lq, Ev) (with ``n_splits > 1`` the unnormalised state
+    of each split, and its running max and sum in part_m, part_l
+    (n_splits, N, Lq)), in ``visits[t]`` the number of key blocks task ``t``
+    visited and in ``faults[t]`` whether its guard tripped.
     """
     n_slabs, lq, _ = q.shape
     ev = v.shape[2]
@@ -392,17 +470,69 @@ def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, us
     acc = np.empty((block_q, ev), dtype=q.dtype)
     pv = np.empty((block_q, ev), dtype=q.dtype)
     s_buf = np.empty(block_q * block_k, dtype=q.dtype)
-    for position in range(first, n_slabs * n_blocks, stride):
+    for position in range(first, n_slabs * n_blocks * n_splits, stride):
         task = order[position]
-        n = task // n_blocks
-        i0 = (task % n_blocks) * block_q
+        split = task % n_splits
+        n = task // n_splits // n_blocks
+        i0 = (task // n_splits % n_blocks) * block_q
         i1 = min(i0 + block_q, lq)
         kv = n // group
-        visits[task] = _attend_query_block(
+        visited, fault = _attend_query_block(
             q[n, i0:i1], k[kv], v[kv], lk, scale, causal, offset, i0,
             mask[mask_index[n]], use_mask, bias[bias_index[n]], use_bias,
             softcap, use_softcap, left, right, seg[seg_index[n]], use_seg,
-            block_k, m, l, acc, pv, s_buf, out[n, i0:i1])
+            block_k, (split, n_splits), (guard, logit_limit),
+            (m, l, acc, pv, s_buf), out[split, n, i0:i1], part_m[split, n, i0:i1],
+            part_l[split, n, i0:i1])
+        visits[task] = visited
+        faults[task] = fault
+
+
+@njit(**JIT)
+def _merge_splits(parts, part_m, part_l, out):
+    """Attention output from the unnormalised states of the key splits.
+
+    Parameters
+    ----------
+    parts : np.ndarray, (S, N, Lq, Ev)
+        Each split's ``acc``, relative to its running max.
+    part_m, part_l : np.ndarray, (S, N, Lq)
+        Each split's running max of the logits (``-inf`` if it saw no key)
+        and running sum of ``exp(logit - max)``.
+    out : np.ndarray, (N, Lq, Ev)
+        Written: ``sum_s e^(m_s - m) acc_s / sum_s e^(m_s - m) l_s`` with
+        ``m`` the largest ``m_s``; zeros where no split saw a key.
+
+    References
+    ----------
+    Milakov & Gimelshein 2018, Online normalizer calculation for softmax (the
+    merge of two partial states); Dao et al. 2023, Flash-Decoding for
+    long-context inference (split over keys, then merge).
+    """
+    zero = typed(out, 0.0)
+    neg_inf = typed(out, -np.inf)
+    n_splits, n_slabs, lq = part_m.shape
+    for n in range(n_slabs):
+        for i in range(lq):
+            top = neg_inf
+            for s in range(n_splits):
+                top = fmax(top, part_m[s, n, i])
+            row = out[n, i]
+            row[:] = zero
+            if top == neg_inf:                           # no split saw a key: zeros
+                continue
+            total = zero
+            for s in range(n_splits):
+                if part_m[s, n, i] == neg_inf:
+                    continue
+                weight = fast_exp_nonpositive(part_m[s, n, i] - top)
+                total += weight * part_l[s, n, i]
+                acc = parts[s, n, i]
+                for e in range(row.shape[0]):
+                    row[e] += weight * acc[e]
+            inv = typed(out, 1.0) / total
+            for e in range(row.shape[0]):
+                row[e] *= inv
 
 
 # ---------------------------------------------------------------------------
@@ -523,6 +653,24 @@ def _block_sizes(n_slabs: int, lq: int, lk: int, width: int | None = None) -> tu
     return block_q, block_k
 
 
+def _key_splits(n_tasks: int, span: int, block_k: int) -> int:
+    """Parts to split each query block's keys into (flash-decoding).
+
+    1 when the (slab, query block) tasks are at least as many as the threads;
+    otherwise two parts per thread per task, so that a thread that starts
+    late leaves the others less to wait for, and never more than one part per
+    :data:`SPLIT_KEY_BLOCKS` key blocks of the longest walk (``span`` keys).
+    The split changes the order in which a row's keys are summed, so a
+    result split this way is reproducible for a given thread count
+    (``NUMBA_NUM_THREADS``), as the split itself is, not across counts.
+    """
+    threads = num_threads()
+    if n_tasks >= threads:
+        return 1
+    key_blocks = -(-span // block_k)
+    return max(1, min(-(-2 * threads // n_tasks), key_blocks // SPLIT_KEY_BLOCKS))
+
+
 def _key_spans(lq: int, lk: int, block_q: int, causal: bool, offset: int, left: int,
                right: int) -> np.ndarray:
     """Keys walked by each query block: the ``[key_start, key_end)`` of the kernel, (n_blocks,).
@@ -573,8 +721,9 @@ def scores_may_overflow(q, k, scale: float, bias, dtype) -> bool:
     dot product obeys the same bound, so below the threshold neither the block
     products nor the logits can overflow. Above it the reference is used, which
     raises its overflow error (or computes the result when the bound was loose).
-    The squared norms are summed in the input dtype (no float64 copy of q or k);
-    if they overflow, the bound is inf and the check errs on the safe side.
+    The squared norms are summed in the input dtype in one pass without copies
+    (:func:`._scan.row_scan`); if they overflow, the bound is inf and the check
+    errs on the safe side.
 
     Parameters
     ----------
@@ -594,11 +743,11 @@ def scores_may_overflow(q, k, scale: float, bias, dtype) -> bool:
     Cauchy-Schwarz inequality; Dao et al. 2022, FlashAttention, §3.1 (the
     scores are never formed, so their range is bounded beforehand).
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        qn = math.sqrt(float(np.max(np.einsum("...e,...e->...", q, q), initial=0.0)))
-        kn = math.sqrt(float(np.max(np.einsum("...e,...e->...", k, k), initial=0.0)))
-        bound = scale * qn * kn
-        if bias is not None and bias.size:
+    _, q_sq = row_scan(q)
+    _, k_sq = row_scan(k)
+    bound = scale * math.sqrt(q_sq) * math.sqrt(k_sq)
+    if bias is not None and bias.size:
+        with np.errstate(over="ignore", invalid="ignore"):
             bound += float(np.max(np.abs(bias)))
     return not bound < np.finfo(dtype).max / 8
 
@@ -637,7 +786,7 @@ def _document_bounds(ids: np.ndarray) -> np.ndarray:
 
 
 def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, dtype, *,
-                  softcap=None, window=None, segments=None, visits=None):
+                  softcap=None, window=None, segments=None, guard=False, visits=None):
     """Call the fused kernel on prepared, validated ``(N, L, .)`` arrays.
 
     Parameters
@@ -668,20 +817,43 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
         Packed-document ids from :func:`segment_slabs` (``Lq = lk``): query
         ``i`` sees key ``j`` only if their ids are equal, compared per score
         inside the kernel.
+    guard : bool
+        Run on unscanned keys and values: the kernel scans each key block it
+        walks while the block is in cache (:func:`._scan.block_scan`; its
+        keys and values, or, for few queries, its products) and returns None
+        if one is not finite or a Cauchy-Schwarz bound of its logits plus
+        ``max|bias|`` reaches ``max / 8`` of ``dtype`` (the bound that
+        :func:`scores_may_overflow` checks beforehand for the whole input).
+        This spares the caller its own passes over ``K`` and ``V``, which for
+        a decode step cost as much as the attention itself; on None the
+        caller runs its exact checks, which raise the contract's errors.
     visits : list, optional
-        If given, the number of key blocks each task visited is appended, as
-        an int64 array (N, number of query blocks) (the work counter of the
-        tests).
+        If given, the number of key blocks each query block visited (summed
+        over key splits) is appended, as an int64 array (N, number of query
+        blocks) (the work counter of the tests).
 
     Returns
     -------
-    np.ndarray, (N, Lq, Ev)
+    np.ndarray, (N, Lq, Ev), or None
+        None only when ``guard`` is set and tripped.
+
+    Notes
+    -----
+    When the (slab, query block) tasks are fewer than the threads (decode:
+    one query, few heads; :func:`_key_splits`), each query block's keys are
+    split into parts, one task each, and the parts' unnormalised states are
+    merged (:func:`_merge_splits`), so that every core reads a share of the
+    KV cache. Measured on this project's 2-core machine the split gains
+    nothing (one core already reads memory as fast as two:
+    B*H = 1, Lk = 32768, float32: 479 us split against 457 us not); it is
+    for machines with more cores than one core needs to saturate memory.
 
     References
     ----------
     Dao et al. 2022, FlashAttention, Algorithm 1; Dao 2023, FlashAttention-2,
-    §3.1 (parallel over the query blocks); Beltagy, Peters & Cohan 2020,
-    Longformer, §3.1 (sliding window attention, ``O(L w)``).
+    §3.1 (parallel over the query blocks); Dao et al. 2023, Flash-Decoding
+    for long-context inference (parallel over the keys); Beltagy, Peters &
+    Cohan 2020, Longformer, §3.1 (sliding window attention, ``O(L w)``).
     """
     n_slabs, lq, e = q3.shape
     ev = v3.shape[2]
@@ -707,22 +879,40 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     block_q, block_k = _block_sizes(n_slabs, lq, lk, width)
     n_blocks = -(-lq // block_q)
     spans = _key_spans(lq, lk, block_q, causal, offset, left, right)  # (n_blocks,)
-    order = _task_order(n_slabs, n_blocks, spans, min(num_threads(), n_slabs * n_blocks))
+    n_splits = _key_splits(n_slabs * n_blocks, int(np.max(spans)), block_k)
+    if n_splits == 1:
+        order = _task_order(n_slabs, n_blocks, spans, min(num_threads(), n_slabs * n_blocks))
+    else:
+        order = np.arange(n_slabs * n_blocks * n_splits, dtype=np.int64)
     scale = dtype.type(scale)
     use_softcap = softcap is not None
     cap = dtype.type(softcap if use_softcap else 1.0)
-    counts = np.zeros(n_slabs * n_blocks, dtype=np.int64)           # key blocks per task
+    mode = GUARD_NONE                                               # which scan is cheaper
+    if guard:                                                       # S: bq bk, K and V: bk (E + Ev)
+        mode = GUARD_OUTPUTS if block_q < e + ev else GUARD_INPUTS
+    bias_max = float(np.max(np.abs(bias))) if use_bias and guard else 0.0
+    logit_limit = float(np.finfo(dtype).max) / 8 - bias_max          # as scores_may_overflow
+    parts = out[None] if n_splits == 1 else np.zeros((n_splits,) + out.shape, dtype=dtype)
+    part_m = np.empty((n_splits, n_slabs, lq), dtype=dtype)         # (S, N, Lq)
+    part_l = np.empty((n_splits, n_slabs, lq), dtype=dtype)
+    counts = np.zeros(len(order), dtype=np.int64)                   # key blocks per task
+    faults = np.zeros(len(order), dtype=np.bool_)
     keys = lk * lq if window is None else int(np.sum(spans)) * block_q   # scores computed
 
     def kernel(first, stride):
         _flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
                      bias, bias_index, use_bias, cap, use_softcap, left, right,
-                     seg, seg_index, use_seg, block_q, block_k, order, first, stride, out, counts)
+                     seg, seg_index, use_seg, block_q, block_k, n_splits, mode, logit_limit,
+                     order, first, stride, parts, part_m, part_l, counts, faults)
 
     with single_threaded_blas():
         run_tasks(kernel, len(order), 2.0 * n_slabs * keys * (e + ev))
+    if guard and np.any(faults):
+        return None
     if visits is not None:
-        visits.append(counts.reshape(n_slabs, n_blocks))
+        visits.append(counts.reshape(n_slabs, n_blocks, n_splits).sum(axis=2))
+    if n_splits > 1:
+        _merge_splits(parts, part_m, part_l, out)                   # (N, Lq, Ev)
     return out
 
 
@@ -794,19 +984,25 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     segments = segment_slabs(segment_ids, lead, lq, lk)  # (S, L) ids, or None
     bias_arr = check_bias(bias, lead + (lq, lk))
     cap = check_softcap(softcap)
-    k_arr, v_arr = check_finite_where_attended([("k", k_arr), ("v", v_arr)], mask, causal,
-                                               lead, lq, band)
     dtype = common_float_dtype(*(a for a in (q_arr, k_arr, v_arr, bias_arr) if a is not None))
-    if scores_may_overflow(q_arr, k_arr, scale_value, bias_arr, dtype):
-        return reference.attention(q_arr, k_arr, v_arr, mask=mask, causal=causal, scale=scale,
-                                   bias=bias, softcap=softcap, segment_ids=segment_ids,
-                                   window=window)
     n, e, ev = math.prod(lead), q_arr.shape[-1], v_arr.shape[-1]
     q3 = as_kernel_array(q_arr.reshape((n, lq, e)), dtype)        # (N, Lq, E)
-    k3 = as_kernel_array(k_arr.reshape((n, lk, e)), dtype)        # (N, Lk, E)
-    v3 = as_kernel_array(v_arr.reshape((n, lk, ev)), dtype)       # (N, Lk, Ev)
     mask_slabs = None if mask is None else as_slabs(mask, lead, lq, lk, np.bool_)
     bias_slabs = None if bias_arr is None else as_slabs(bias_arr, lead, lq, lk, dtype)
-    out = run_attention(q3, k3, v3, lk, 1, scale_value, align, mask_slabs, bias_slabs, dtype,
-                        softcap=cap, window=band, segments=segments)
+
+    def run(k_in, v_in, guard):
+        k3 = as_kernel_array(k_in.reshape((n, lk, e)), dtype)     # (N, Lk, E)
+        v3 = as_kernel_array(v_in.reshape((n, lk, ev)), dtype)    # (N, Lk, Ev)
+        return run_attention(q3, k3, v3, lk, 1, scale_value, align, mask_slabs, bias_slabs,
+                             dtype, softcap=cap, window=band, segments=segments, guard=guard)
+
+    out = run(k_arr, v_arr, True)                        # K and V unscanned: the kernel checks
+    if out is None:                                      # the exact checks, as the reference
+        k_arr, v_arr = check_finite_where_attended([("k", k_arr), ("v", v_arr)], mask, causal,
+                                                   lead, lq, band)
+        if scores_may_overflow(q_arr, k_arr, scale_value, bias_arr, dtype):
+            return reference.attention(q_arr, k_arr, v_arr, mask=mask, causal=causal,
+                                       scale=scale, bias=bias, softcap=softcap,
+                                       segment_ids=segment_ids, window=window)
+        out = run(k_arr, v_arr, False)                   # (N, Lq, Ev)
     return out.reshape(lead + (lq, ev))

@@ -49,7 +49,8 @@ from ..heads import (  # noqa: F401  (re-exported: nothing to accelerate)
 )
 from ..positional import rope_frequencies
 from ._numeric import JIT, as_kernel_array, matmul, run_tasks, single_threaded_blas
-from .attention import as_slabs, run_attention, scores_may_overflow
+from ._scan import row_scan
+from .attention import as_slabs, run_attention
 
 __all__ = [
     "MultiHeadParams",
@@ -282,8 +283,9 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback, rope_base
     mask_arr = None if mask is None else as_bool_mask(mask, "mask", lead + (lq, lk))
     n_heads, n_kv = params.n_heads, params.n_kv_heads
     bias_arr = check_bias(bias, lead + (n_heads, lq, lk))
-    (x_kv,) = check_finite_where_attended([("x_kv", x_kv)], mask, causal, lead, lq,
-                                          band)                          # (..., Lk, Ekv)
+    if not row_scan(x_kv)[0]:                                            # one pass, no temporary
+        (x_kv,) = check_finite_where_attended([("x_kv", x_kv)], mask, causal, lead, lq,
+                                              band)                      # (..., Lk, Ekv)
     extra = [] if bias_arr is None else [bias_arr]
     dtype = common_float_dtype(x_q, x_kv, *params.arrays(), *extra)
     w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o = params.cast(dtype)
@@ -297,8 +299,6 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback, rope_base
         rotate_heads(q, np.arange(lq), base, dtype)                      # (B, H, Lq, Dh)
         rotate_heads(k, np.arange(lk), base, dtype)                      # (B, G, Lk, Dh)
     scale = 1.0 / math.sqrt(params.d_head)
-    if scores_may_overflow(q, k, scale, bias_arr, dtype):
-        return fallback()
     dh, dv = params.d_head, params.d_value
     mask_slabs = None if mask_arr is None else _head_slabs(
         mask, lead, n_heads, lq, lk, np.bool_, False)
@@ -306,7 +306,9 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback, rope_base
         bias_arr, lead, n_heads, lq, lk, dtype, True)
     o = run_attention(q.reshape(n_batch * n_heads, lq, dh), k.reshape(n_batch * n_kv, lk, dh),
                       v.reshape(n_batch * n_kv, lk, dv), lk, n_heads // n_kv, scale, align,
-                      mask_slabs, bias_slabs, dtype, window=band)           # (B*H, Lq, Dv)
+                      mask_slabs, bias_slabs, dtype, window=band, guard=True)  # (B*H, Lq, Dv)
+    if o is None:                     # a logit may overflow: the reference decides
+        return fallback()
     y = merge_heads(o.reshape(n_batch, n_heads, lq, dv), w_o, b_o, dtype)        # (B, Lq, E)
     return y.reshape(lead + (lq, y.shape[-1]))
 

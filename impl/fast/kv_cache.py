@@ -35,7 +35,7 @@ from ..kv_cache import (  # noqa: F401  (re-exported: nothing to accelerate)
 )
 from ..heads import check_rope_base
 from ._numeric import as_kernel_array
-from .attention import as_slabs, run_attention, scores_may_overflow
+from .attention import as_slabs, run_attention
 from .heads import merge_heads, project_heads, rotate_heads
 
 __all__ = [
@@ -147,14 +147,14 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
         mask_slabs = as_slabs(allowed.reshape(n_batch, 1, 1, n), (n_batch, n_heads), 1, n,
                               np.bool_)                                   # (B, 1, n)
     scale = 1.0 / math.sqrt(dh)
-    if scores_may_overflow(q, keys[:, :, :n, :], scale, None, dtype):
-        return reference.decode_step(x_in, params, cache, positions=positions,
-                                     rope_base=rope_base)
     width = keys.shape[2]
     o = run_attention(q.reshape(n_batch * n_heads, 1, dh),
                       keys.reshape(n_batch * n_kv, width, dh),
                       values.reshape(n_batch * n_kv, width, dv), n, n_heads // n_kv, scale,
-                      None, mask_slabs, None, dtype)                      # (B*H, 1, Dv)
+                      None, mask_slabs, None, dtype, guard=True)          # (B*H, 1, Dv)
+    if o is None:            # a logit may overflow, or a value is not finite: the reference decides
+        return reference.decode_step(x_in, params, cache, positions=positions,
+                                     rope_base=rope_base)
     y = merge_heads(o.reshape(n_batch, n_heads, 1, dv), w_o, b_o, dtype)  # (B, 1, E)
     y = y.reshape(x_t.shape[:-1] + (y.shape[-1],))                        # (..., 1, E)
     if padded_batch:

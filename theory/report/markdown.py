@@ -85,7 +85,39 @@ def environment() -> dict:
             env[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    env.update(_machine())
     return env
+
+
+def _machine() -> dict:
+    """The CPU's model and the BLAS libraries loaded, which the timings and roundings depend on.
+
+    The BLAS of numpy and of scipy (whose ``cython_blas`` the accelerated
+    path's block products call through numba) as threadpoolctl finds them
+    loaded: ``"openblas 0.3.30 SkylakeX (scipy)"``.
+    """
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one numba calls)
+    import threadpoolctl
+
+    out = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            out["cpu"] = names[0]
+    except OSError:
+        pass
+    libs = []
+    for lib in threadpoolctl.threadpool_info():
+        if lib.get("user_api") != "blas":
+            continue
+        folder = os.path.basename(os.path.dirname(lib.get("filepath", "")))   # scipy.libs
+        libs.append(" ".join(str(x) for x in (lib.get("internal_api"), lib.get("version"),
+                                                lib.get("architecture")) if x)
+                    + f" ({folder.removesuffix('.libs')})")
+    if libs:
+        out["blas"] = ", ".join(sorted(set(libs)))
+    return out
 
 
 def summarize(results: Sequence[Result]) -> dict:
