@@ -72,6 +72,7 @@ from numba.extending import intrinsic, overload
 
 __all__ = [
     "FASTMATH",
+    "claim_next",
     "JIT",
     "JIT_INLINE",
     "MIN_PARALLEL_WORK",
@@ -158,6 +159,26 @@ def fmax(typingctx, a, b):
         return builder.call(fn, args, fastmath=("nnan", "nsz"))
 
     return a(a, b), codegen
+
+
+@intrinsic
+def claim_next(typingctx, counter):
+    """Atomically ``counter[0] += 1``, returning the old value: the next task to take.
+
+    ``counter`` is an int64 array shared by the threads of :func:`run_tasks`;
+    every thread takes tasks until the returned value passes the task count,
+    so a thread that starts late (woken after the others) takes fewer. Which
+    thread runs a task never changes what the task computes.
+    """
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        one = ir.Constant(ir.IntType(64), 1)
+        return builder.atomic_rmw("add", arr.data, one, "monotonic")
+
+    return types.int64(counter), codegen
 
 
 @intrinsic

@@ -92,6 +92,7 @@ from ._numeric import (
     JIT,
     JIT_INLINE,
     as_kernel_array,
+    claim_next,
     fast_exp_nonpositive,
     fmax,
     matmul,
@@ -448,8 +449,8 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
 def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, use_mask,
                  bias, bias_index, use_bias, softcap, use_softcap, left, right,
                  seg, seg_index, use_seg, block_q, block_k, n_splits, guard, logit_limit,
-                 order, first, stride, out, part_m, part_l, visits, faults):
-    """Tasks ``order[first], order[first + stride], ...`` of attention of q (N, Lq, E).
+                 order, counter, out, part_m, part_l, visits, faults):
+    """Tasks ``order[p]`` of attention of q (N, Lq, E), ``p`` claimed from ``counter``.
 
     Task ``t`` is the (query slab ``n``, query block ``b``, key split ``s``)
     triple ``t = (n * n_blocks + b) * n_splits + s``; slab ``n`` reads kv slab
@@ -470,7 +471,11 @@ def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, us
     acc = np.empty((block_q, ev), dtype=q.dtype)
     pv = np.empty((block_q, ev), dtype=q.dtype)
     s_buf = np.empty(block_q * block_k, dtype=q.dtype)
-    for position in range(first, n_slabs * n_blocks * n_splits, stride):
+    total = n_slabs * n_blocks * n_splits
+    while True:
+        position = claim_next(counter)                   # the next task no thread has taken
+        if position >= total:
+            break
         task = order[position]
         split = task % n_splits
         n = task // n_splits // n_blocks
@@ -691,27 +696,21 @@ def _key_spans(lq: int, lk: int, block_q: int, causal: bool, offset: int, left: 
     return end - start
 
 
-def _task_order(n_slabs: int, n_blocks: int, spans: np.ndarray, threads: int) -> np.ndarray:
-    """The order in which the threads take the (slab, query block) tasks.
+def _task_order(n_slabs: int, n_blocks: int, spans: np.ndarray) -> np.ndarray:
+    """The order in which the threads claim the (slab, query block) tasks.
 
-    Thread ``r`` of ``T`` takes positions ``r, r + T, ...``. When every query
-    block walks the same number of keys (``spans``, from :func:`_key_spans`)
-    all tasks cost the same and the order is the natural one. Otherwise
-    (causal, a window with one unbounded side, ...) tasks are sorted by cost
-    and dealt out in a snake (``0..T-1``, then ``T-1..0``, ...), so that every
-    thread gets an equal share of heavy and light blocks.
+    Threads claim tasks one at a time from a shared counter
+    (:func:`._numeric.claim_next`), so the order decides the balance: when
+    every query block walks the same number of keys (``spans``, from
+    :func:`_key_spans`) the natural order; otherwise (causal, a window with
+    one unbounded side, ...) the heaviest first, so that the light tasks
+    left at the end fill the gaps (longest processing time first).
     """
     tasks = np.arange(n_slabs * n_blocks, dtype=np.int64)
-    if threads <= 1 or np.all(spans == spans[0]):
+    if np.all(spans == spans[0]):
         return tasks
     heaviest = np.argsort(-spans, kind="stable")                        # (n_blocks,)
-    by_cost = tasks.reshape(n_slabs, n_blocks)[:, heaviest].T.ravel()   # heaviest blocks first
-    order = by_cost.copy()
-    full = len(order) // threads * threads
-    rounds = order[:full].reshape(-1, threads)
-    rounds[1::2] = rounds[1::2, ::-1]                                   # snake
-    order[:full] = rounds.ravel()
-    return order
+    return tasks.reshape(n_slabs, n_blocks)[:, heaviest].T.ravel()      # heaviest blocks first
 
 
 def scores_may_overflow(q, k, scale: float, bias, dtype) -> bool:
@@ -881,7 +880,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     spans = _key_spans(lq, lk, block_q, causal, offset, left, right)  # (n_blocks,)
     n_splits = _key_splits(n_slabs * n_blocks, int(np.max(spans)), block_k)
     if n_splits == 1:
-        order = _task_order(n_slabs, n_blocks, spans, min(num_threads(), n_slabs * n_blocks))
+        order = _task_order(n_slabs, n_blocks, spans)
     else:
         order = np.arange(n_slabs * n_blocks * n_splits, dtype=np.int64)
     scale = dtype.type(scale)
@@ -896,6 +895,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     part_m = np.empty((n_splits, n_slabs, lq), dtype=dtype)         # (S, N, Lq)
     part_l = np.empty((n_splits, n_slabs, lq), dtype=dtype)
     counts = np.zeros(len(order), dtype=np.int64)                   # key blocks per task
+    counter = np.zeros(1, dtype=np.int64)                           # the next task to claim
     faults = np.zeros(len(order), dtype=np.bool_)
     keys = lk * lq if window is None else int(np.sum(spans)) * block_q   # scores computed
 
@@ -903,7 +903,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
         _flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
                      bias, bias_index, use_bias, cap, use_softcap, left, right,
                      seg, seg_index, use_seg, block_q, block_k, n_splits, mode, logit_limit,
-                     order, first, stride, parts, part_m, part_l, counts, faults)
+                     order, counter, parts, part_m, part_l, counts, faults)
 
     with single_threaded_blas():
         run_tasks(kernel, len(order), 2.0 * n_slabs * keys * (e + ev))
