@@ -18,7 +18,11 @@ from transformer_theory.theory import registry
 from transformer_theory.theory.claim import HALF_CALLABLES, Status
 from transformer_theory.theory.rounding_baseline import BASELINES, rounded
 from transformer_theory.theory.runner import run_claim, run_claims
-from transformer_theory.theory.tolerance import RATIO_C, RATIO_K, eps, ratio_tolerance
+from transformer_theory.theory import checks
+from transformer_theory.theory.declared import baseline_active, exact_active
+from transformer_theory.theory.exact_baseline import exact
+from transformer_theory.theory.tolerance import (RATIO_C, RATIO_K, eps, ratio_tolerance,
+                                                 rounded_exact_tolerance)
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F16 = np.dtype(np.float16)
@@ -80,6 +84,50 @@ def test_ratio_tolerance_is_k_times_baseline_plus_floor():
     assert tol.rule == "ratio" and "error-ratio rule" in tol.reason
     with pytest.raises(ValueError, match="baseline_error"):
         ratio_tolerance(F16, float("nan"))
+
+
+def test_rounded_exact_tolerance_is_exact_error_plus_three_unit_roundoffs():
+    u = eps(F16) / 2
+    tol = rounded_exact_tolerance(F16, 1e-4)
+    assert tol.rtol == pytest.approx(1e-4 + 3 * u)
+    assert tol.rule == "rounded-exact" and "float64 reference" in tol.reason
+    with pytest.raises(ValueError, match="exact_error"):
+        rounded_exact_tolerance(F16, float("inf"))
+
+
+def _three_way(subject: float, naive: float, perfect: float):
+    """A measure whose error is ``naive`` under the naive baseline, ``perfect`` under the
+    exact one and ``subject`` otherwise (in units of float16's unit roundoff)."""
+    u = eps(F16) / 2
+    own = ratio_tolerance(F16, 0.0)
+
+    def measure(case):
+        error = perfect if exact_active() else naive if baseline_active() else subject
+        return checks.Measurement(error * u, own)
+    return checks._with_ratio_rule(measure, F16)
+
+
+def test_a_lucky_naive_baseline_gives_way_to_the_rounded_exact_bound():
+    """An invariance whose naive roundings cancel (naive error 0.1 u) must not fail an
+    implementation that rounds only its outputs (2 u from an exact 0.5 u): the exact baseline's
+    bound, 0.5 u + 3 u, is the larger and holds; the ratio rule alone (0.2 u + 2 u) would not."""
+    m = _three_way(subject=2.8, naive=0.1, perfect=0.5)((1,))
+    assert m.tolerance.rule == "rounded-exact" and m.ok
+    assert m.baseline == pytest.approx(0.1 * eps(F16) / 2)
+    worse = _three_way(subject=4.0, naive=0.1, perfect=0.5)((1,))  # past what rounding explains
+    assert not worse.ok
+
+
+def test_a_worse_naive_baseline_keeps_the_ratio_rule():
+    m = _three_way(subject=3.0, naive=3.0, perfect=0.5)((1,))
+    assert m.tolerance.rule == "ratio"
+
+
+def test_the_exact_baseline_is_the_float64_reference_on_the_rounded_inputs():
+    q, k, v = _qkv(F16)
+    perfect = exact(A.attention)(q, k, v)
+    assert perfect.dtype == np.float64
+    np.testing.assert_array_equal(perfect, A.attention(*(a.astype(np.float64) for a in (q, k, v))))
 
 
 # --- accepted and rejected attentions -----------------------------------------------------------

@@ -22,8 +22,9 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from .claim import Evidence
-from .declared import DontCare, NotApplicable, baseline_run, half_dtype
-from .tolerance import RATIO_K, Tolerance, ratio_tolerance, relative_error
+from .declared import DontCare, NotApplicable, baseline_run, exact_run, half_dtype
+from .tolerance import (RATIO_K, Tolerance, ratio_tolerance, relative_error,
+                        rounded_exact_tolerance)
 
 
 @dataclass
@@ -125,7 +126,10 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
     half-precision baseline in its place (``declared.baseline_run``), with
     any draws the measure makes replayed. A comparison (a :class:`Measurement`
     with a :class:`Tolerance`) is then held to
-    ``ratio_tolerance(dtype, baseline error)``; a yes/no property keeps its
+    ``ratio_tolerance(dtype, baseline error)``, or to the larger
+    ``rounded_exact_tolerance`` of the exact baseline (the float64 reference
+    on the same rounded inputs, ``declared.exact_run``) where the naive
+    roundings cancelled; a yes/no property keeps its
     own verdict: it must hold exactly at every precision. Where the baseline
     itself breaks down on the case (an infinite error: a zero variance, an
     overflow) it bounds nothing, and the claim's own tolerance, computed for
@@ -151,6 +155,16 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
             # a bound the claim derived for this case (its conditioning, in this dtype) is a
             # proof for any correct implementation: a lucky naive baseline does not undercut it
             rule = own
+        replay = tuple(_Replayed(v.draws) if isinstance(v, _Recorded) else v
+                       for v in recorded) if isinstance(case, tuple) else case
+        with exact_run():
+            perfect = measure(replay)
+        if np.isfinite(perfect.error):
+            # the float64 reference on the same rounded inputs: an implementation that rounds
+            # only its outputs is within it + (2 + 1) u, however the naive roundings cancel
+            bound = rounded_exact_tolerance(dtype, perfect.error)
+            if bound.rtol > rule.rtol:
+                rule = bound
         return Measurement(result.error, rule, result.note, baseline=base.error)
     return ruled
 

@@ -55,6 +55,8 @@ __all__ = [
     "note_inputs",
     "half_dtype",
     "baseline_active",
+    "exact_active",
+    "exact_run",
     "baseline_run",
 ]
 
@@ -145,6 +147,8 @@ def half_dtype() -> np.dtype | None:
 
 _BASELINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "transformer_theory_baseline", default=False)
+_EXACT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "transformer_theory_exact", default=False)
 
 
 def baseline_active() -> bool:
@@ -160,6 +164,21 @@ def baseline_run() -> Iterator[None]:
         yield
     finally:
         _BASELINE.reset(token)
+
+
+def exact_active() -> bool:
+    """Whether the subject's callables stand for the exact float64 baseline now."""
+    return _EXACT.get()
+
+
+@contextmanager
+def exact_run() -> Iterator[None]:
+    """Run the body with the exact baseline (``theory/exact_baseline.py``) in place of the subject."""
+    token = _EXACT.set(True)
+    try:
+        yield
+    finally:
+        _EXACT.reset(token)
 
 
 def choose_dtype(drawn) -> np.dtype:

@@ -23,7 +23,7 @@ from transformer_theory.impl.contract.precision import dtype_named
 
 from .capabilities import missing_keyword
 from .conventions import conform
-from .declared import Declared, NotApplicable, baseline_active, declared_for
+from .declared import Declared, NotApplicable, baseline_active, declared_for, exact_active
 from .profiles import Profile, get_profile
 from .subject import Subject
 
@@ -149,14 +149,19 @@ def declarations(subject: Subject, claim: Claim, half: str | None = None) -> Dec
 
 
 def _with_baseline(view: Subject, uses: tuple[str, ...]) -> Subject:
-    """``view`` whose callables run the naive half-precision baseline inside ``baseline_run``."""
+    """``view`` whose callables run the naive half-precision baseline inside ``baseline_run``,
+    and the exact float64 baseline (``theory/exact_baseline.py``) inside ``exact_run``."""
+    from .exact_baseline import exact
     from .rounding_baseline import BASELINES, runs_in_half
 
     def switch(name, fn):
         naive = BASELINES[name]
+        perfect = exact(_reference_callable(name))
 
         @functools.wraps(fn)
         def switched(*args, **kwargs):
+            if exact_active() and runs_in_half(args, kwargs):
+                return perfect(*args, **kwargs)
             if baseline_active() and runs_in_half(args, kwargs):
                 return naive(*args, **kwargs)
             return fn(*args, **kwargs)

@@ -194,6 +194,44 @@ def ratio_tolerance(dtype, baseline_error: float) -> Tolerance:
     return Tolerance(rtol=rtol, rule="ratio", reason=reason, dtype=np.dtype(dtype), n=1)
 
 
+def rounded_exact_tolerance(dtype, exact_error: float, outputs: int = 2) -> Tolerance:
+    """The bound of an implementation that rounds only its outputs: ``e* + (outputs + 1) u``.
+
+    Parameters
+    ----------
+    dtype : float16 or bfloat16
+        The run's input (and output) dtype; ``u = eps(dtype) / 2``.
+    exact_error : float
+        The error of the exact baseline (the float64 reference on the same
+        rounded inputs, ``theory/exact_baseline.py``) on the same case and
+        comparison, in the same norm-wise relative units.
+    outputs : int
+        The subject's outputs the comparison holds (at most 2: an invariance
+        compares two).
+
+    Returns
+    -------
+    Tolerance
+        With ``rule="rounded-exact"``: each rounded output is within ``u`` of
+        its exact value, and one more ``u`` bounds a float32 (or wider)
+        computation's own error, ``gamma_n eps_32 kappa <= u`` for
+        ``n kappa <= eps(dtype) / (2 eps_32)``.
+
+    References
+    ----------
+    Higham 2002, Accuracy and Stability of Numerical Algorithms, §2.2 and §3.1.
+    """
+    base = float(exact_error)
+    if not np.isfinite(base):
+        raise ValueError(f"exact_error: expected a finite error, got {base}")
+    u = eps(dtype) / 2
+    rtol = base + (outputs + 1) * u
+    reason = (f"rounded-exact bound at {np.dtype(dtype).name}: the float64 reference's error on "
+              f"the same rounded inputs ({base:.3g}) + {outputs} output roundings + 1 u of "
+              f"compute error (u = {u:.3g})")
+    return Tolerance(rtol=rtol, rule="rounded-exact", reason=reason, dtype=np.dtype(dtype), n=1)
+
+
 def logit_tolerance(rule: str, dtype, n: int, logit_scale: float) -> Tolerance:
     """``rule``'s tolerance plus the error of logits rounded at their own magnitude.
 

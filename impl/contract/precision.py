@@ -53,6 +53,7 @@ __all__ = [
     "dtype_named",
     "computes_in_float32",
     "accepts_half",
+    "cast_arrays",
 ]
 
 FLOAT16 = np.dtype(np.float16)
@@ -123,16 +124,21 @@ def half_dtype_of(*values: Any) -> np.dtype | None:
     return None
 
 
-def _cast(value: Any, source: tuple, target: np.dtype) -> Any:
-    """``value`` with every array whose dtype is in ``source`` cast to ``target``."""
+def cast_arrays(value: Any, source: tuple, target: np.dtype) -> Any:
+    """``value`` with every array whose dtype is in ``source`` cast to ``target``.
+
+    Arrays, named tuples, lists and tuples of them and dataclass parameters
+    (rebuilt with :func:`dataclasses.replace`, so they validate themselves
+    again) are walked; anything else is returned as it is.
+    """
     if isinstance(value, np.ndarray):
         return value.astype(target) if value.dtype in source else value
     if isinstance(value, tuple) and hasattr(value, "_fields"):        # a named tuple
-        return type(value)(*(_cast(v, source, target) for v in value))
+        return type(value)(*(cast_arrays(v, source, target) for v in value))
     if isinstance(value, (list, tuple)):
-        return type(value)(_cast(v, source, target) for v in value)
+        return type(value)(cast_arrays(v, source, target) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _cast(getattr(value, f.name), source, target)
+        changes = {f.name: cast_arrays(getattr(value, f.name), source, target)
                    for f in dataclasses.fields(value) if f.init}
         return dataclasses.replace(value, **changes)
     return value
@@ -173,11 +179,11 @@ def computes_in_float32(fn: Callable | None = None, *, exclude: tuple[str, ...] 
         half = half_dtype_of(*data)
         if half is None:            # no half array, or halves mixed with float32/float64:
             return fn(*args, **kwargs)   # fn's validators accept or refuse as always
-        args = tuple(a if name in exclude else _cast(a, HALF_DTYPES, _F32)
+        args = tuple(a if name in exclude else cast_arrays(a, HALF_DTYPES, _F32)
                      for name, a in zip(names, args)) + tuple(args[len(names):])
-        kwargs = {k: v if k in exclude else _cast(v, HALF_DTYPES, _F32)
+        kwargs = {k: v if k in exclude else cast_arrays(v, HALF_DTYPES, _F32)
                   for k, v in kwargs.items()}
-        return _cast(fn(*args, **kwargs), (_F32,), half)
+        return cast_arrays(fn(*args, **kwargs), (_F32,), half)
     return wrapped
 
 
