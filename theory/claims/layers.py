@@ -21,7 +21,7 @@ from ..claim import Evidence, Kind
 from ..registry import ClaimSet
 from ..sources import GOODFELLOW_2016, HENDRYCKS_2016, SEED_002, SEED_003, SHAZEER_2020, VASWANI_2017
 from ..strategies import DTYPES, SEEDS, dtype_seed_rng, normal
-from ..tolerance import tolerance
+from ..tolerance import conditioned_tolerance, tolerance
 from ._common import coarser_dtype
 
 claims = ClaimSet("layers")
@@ -56,6 +56,27 @@ def _ffn_case(draw):
             "x": x, "x2": x2}
 
 
+def _ffn_condition(x, params, activation) -> float:
+    """How much an FFN output can carry rounding of its terms: ``>= 1``, from float64.
+
+    The computed ``y = phi(h) W2 + b2``, ``h = x W1 + b1``, is off by at most
+    ``gamma (|phi(h)| |W2| + |b2|) + L gamma (|x| |W1| + |b1|) |W2|`` (the forward error
+    of inner products, Higham 2002 §3.1; ``L <= 1.13`` the activation's Lipschitz
+    constant, gelu's), so relative to ``|y|`` the rule's ``gamma`` is amplified by
+    this ratio of norms when the output is small against its terms (cancellation).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w1, w2 = (np.asarray(w, dtype=np.float64) for w in (params.w1, params.w2))
+    b1 = 0.0 if params.b1 is None else np.asarray(params.b1, dtype=np.float64)
+    b2 = 0.0 if params.b2 is None else np.asarray(params.b2, dtype=np.float64)
+    phi = get_activation(activation)(x @ w1 + b1)                      # (..., F)
+    y = phi @ w2 + b2                                                  # (..., E)
+    terms = np.abs(phi) @ np.abs(w2) + np.abs(b2) \
+        + 1.13 * (np.abs(x) @ np.abs(w1) + np.abs(b1)) @ np.abs(w2)    # (..., E)
+    size = np.linalg.norm(y)
+    return float(np.linalg.norm(terms) / size) if size > 0 else float("inf")
+
+
 @claims.claim(
     "layers.ffn_position_wise",
     title="The feed-forward network acts on each position separately and identically",
@@ -72,13 +93,17 @@ def ffn_position_wise(subject, ctx) -> Evidence:
         out = np.asarray(subject.feed_forward(c["x"], params, activation=act))   # (B, L, E)
         alone = np.asarray(subject.feed_forward(c["x"].reshape(-1, 1, c["E"]), params,
                                                 activation=act))                # (B*L, 1, E)
-        tol = tolerance("composite", coarser_dtype(out), n=c["E"] + c["F"])
+        why = "the FFN output against the size of its terms (cancellation)"
+        tol = conditioned_tolerance("composite", coarser_dtype(out), c["E"] + c["F"],
+                                    _ffn_condition(c["x"], params, act), why)
         m1 = compare(out, alone.reshape(out.shape), tol,
                      note="FFN of the sequence differs from FFN of each position alone")
         if not m1.ok:
             return m1
         out2 = np.asarray(subject.feed_forward(c["x2"], params, activation=act))
-        m2 = compare(out2[:, i], out[:, i], tol,
+        tol_i = conditioned_tolerance("composite", coarser_dtype(out), c["E"] + c["F"],
+                                      _ffn_condition(c["x"][:, i], params, act), why)
+        m2 = compare(out2[:, i], out[:, i], tol_i,
                      note=f"output {i} changed when the other positions changed")
         return max((m1, m2), key=lambda m: m.error)
     return for_all(ctx, _ffn_case(), measure,
