@@ -587,14 +587,31 @@ def bptt_sums_tied_copies(subject, ctx) -> Evidence:
         # tanh'(a) = 1 - h^2 is computed from h rounded at eps |h|: relative error
         # 2 h^2 eps / (1 - h^2), unbounded as a step saturates (the sweep of issue 21 found
         # the composite rule alone failing the reference at 34 of 50 seeds, T = 2, |a| ~ 2.6)
-        h = np.zeros(w.shape[0])                                          # (n,)
+        hs = [np.zeros(w.shape[0])]                                       # h_0 .. h_T, (n,) each
         kappa = 1.0                    # the relative errors of the T factors add along delta
+        terms = w.shape[1] + u.shape[1]                                   # the argument's sum
         for t in range(c["T"]):
-            h = np.tanh(w @ h + u @ x[t])                                 # (n,)
-            kappa += float(np.max(2 * h * h / (1 - h * h)))
+            size_a = np.abs(w) @ np.abs(hs[-1]) + np.abs(u) @ np.abs(x[t])  # (n,) |W||h| + |U||x|
+            hs.append(np.tanh(w @ hs[-1] + u @ x[t]))                     # (n,)
+            # 1 - h^2 carries h's rounding (2 h^2 / (1 - h^2)) and that of tanh's argument,
+            # which tanh passes on scaled by 1 - h^2: 2 |h| gamma_terms (|W||h| + |U||x|)
+            kappa += float(np.max(2 * hs[-1] ** 2 / (1 - hs[-1] ** 2)
+                                  + 2 * np.abs(hs[-1]) * terms * size_a))
+        # the running error bound of the backward pass (Higham 2002, §3.3): the same recursion
+        # in absolute values bounds what rounding can do to each entry, however much
+        # g_t + W^T delta_{t+1} cancels; relative to the gradients' scale
+        size = np.zeros(w.shape[0])                                       # |delta|_{t+1}, (n,)
+        magnitude = np.zeros(w.shape)                                     # (n, n)
+        for t in reversed(range(c["T"])):
+            size = (np.abs(g[t]) + np.abs(w).T @ size) * (1 - hs[t + 1] ** 2)
+            magnitude += np.outer(size, np.abs(hs[t]))
+        if scale[0] > 0:                                                  # T = 1: dL/dW = 0
+            kappa *= max(1.0, float(np.max(magnitude)) / float(scale[0]))
         tol = conditioned_tolerance("composite", np.float64, c["T"] * c["n"], kappa,
-                                    "tanh' = 1 - h^2 read from a rounded h, 1 + sum_t max "
-                                    "2 h^2 / (1 - h^2)")
+                                    "tanh' = 1 - h^2 read from a rounded h and a rounded "
+                                    "argument (1 + sum_t max 2 h^2 / (1 - h^2) + 2 |h| k "
+                                    "(|W||h| + |U||x|)), times the running error bound of "
+                                    "the backward pass over the gradients' scale")
         return _worst([compare(dw, tied, tol, scale=scale, note="dL/dW differs from finite "
                                                                  "differences of the tied W"),
                        compare(per_copy.sum(axis=0), dw, tol, scale=scale,
