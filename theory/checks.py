@@ -35,6 +35,7 @@ class Measurement:
     tolerance: Tolerance | float
     note: str = ""
     baseline: float | None = None     # the naive baseline's error (half-precision runs)
+    outputs: int = 2                  # the subject's rounded outputs the comparison holds
 
     @property
     def rtol(self) -> float:
@@ -53,15 +54,19 @@ class Violation(AssertionError):
     """Raised inside a property when a case breaks the claim."""
 
 
-def compare(actual, expected, tol: Tolerance, *, scale=None, note: str = "") -> Measurement:
+def compare(actual, expected, tol: Tolerance, *, scale=None, note: str = "",
+            outputs: int = 2) -> Measurement:
     """Norm-wise relative error of ``actual`` against ``expected`` under ``tol``.
 
     The tolerance is re-derived at comparison time (:meth:`Tolerance.refreshed`),
     so that it follows an output precision seen after it was asked for.
+    ``outputs`` is how many of the subject's rounded outputs enter the compared
+    quantities, each carrying up to ``u`` of ``scale`` (the half-precision
+    runs' rounded-exact bound, :func:`.tolerance.rounded_exact_tolerance`).
     """
     if isinstance(tol, Tolerance):
         tol = tol.refreshed()
-    return Measurement(relative_error(actual, expected, scale), tol, note)
+    return Measurement(relative_error(actual, expected, scale), tol, note, outputs=outputs)
 
 
 class _Recorded:
@@ -162,10 +167,11 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
         if np.isfinite(perfect.error):
             # the float64 reference on the same rounded inputs: an implementation that rounds
             # only its outputs is within it + (2 + 1) u, however the naive roundings cancel
-            bound = rounded_exact_tolerance(dtype, perfect.error)
+            bound = rounded_exact_tolerance(dtype, perfect.error, result.outputs)
             if bound.rtol > rule.rtol:
                 rule = bound
-        return Measurement(result.error, rule, result.note, baseline=base.error)
+        return Measurement(result.error, rule, result.note, baseline=base.error,
+                           outputs=result.outputs)
     return ruled
 
 

@@ -206,14 +206,15 @@ def rounded_exact_tolerance(dtype, exact_error: float, outputs: int = 2) -> Tole
         rounded inputs, ``theory/exact_baseline.py``) on the same case and
         comparison, in the same norm-wise relative units.
     outputs : int
-        The subject's outputs the comparison holds (at most 2: an invariance
-        compares two).
+        The subject's rounded outputs that enter the compared quantities (an
+        invariance compares two; a score of two rotated vectors against
+        another such score, four), each within ``u`` of its exact value.
 
     Returns
     -------
     Tolerance
         With ``rule="rounded-exact"``: each rounded output is within ``u`` of
-        its exact value, and one more ``u`` bounds a float32 (or wider)
+        its exact value (relative to the comparison's scale), and one more ``u`` bounds a float32 (or wider)
         computation's own error, ``gamma_n eps_32 kappa <= u`` for
         ``n kappa <= eps(dtype) / (2 eps_32)``.
 

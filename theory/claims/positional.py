@@ -309,10 +309,12 @@ def rope_relative(subject, ctx) -> Evidence:
             k.astype(np.float64), axis=-1)                                    # (L,) Cauchy-Schwarz
         largest = int(np.max(np.abs(np.concatenate([m, n, m + t, n + t])))) + 1
         tol = tolerance("reduction", c["dtype"], n=c["d"] + largest)
-        m1 = compare(score, score_rel, tol, scale=scale, note="<R_m q, R_n k> != <q, R_{n-m} k>")
+        # each rotated vector rounded to a half dtype moves its scores by u |q| |k| at most
+        m1 = compare(score, score_rel, tol, scale=scale, outputs=3,
+                     note="<R_m q, R_n k> != <q, R_{n-m} k>")
         if not m1.ok:
             return m1
-        m2 = compare(score_shift, score, tol, scale=scale,
+        m2 = compare(score_shift, score, tol, scale=scale, outputs=4,
                      note="<R_{m+t} q, R_{n+t} k> != <R_m q, R_n k>")
         return max((m1, m2), key=lambda mm: mm.error)
     return for_all(ctx, _rope_case(), measure,
