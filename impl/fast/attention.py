@@ -4,14 +4,15 @@ Mirrors :mod:`transformer_theory.impl.sdpa` function by function (softmax,
 scaled dot-product attention and its weights), with
 the same signatures, the same validation (the validators of
 :mod:`transformer_theory.impl.contract` run first, in the reference's order,
-so bad input raises exactly the reference's error before any compiled code is
-entered) and the same semantics: boolean masks (True = may attend),
-``causal=True`` (top-left) and ``causal="bottom-right"``, an explicit
-``scale``, an additive ``bias``, a logit ``softcap``, a sliding ``window`` and
-packed documents ``segment_ids`` (issue 17), fully masked rows -> zeros, non-finite keys
-allowed only where no query may attend (they are zeroed before the kernel,
-which multiplies whole key blocks), float32 and float64 (outputs keep the
-input dtype).
+so bad input raises exactly the reference's error; the keys and values alone
+are checked by the kernel's guard as it reads them, see :func:`run_attention`,
+and on a trip by the same validators) and the same semantics: boolean masks
+(True = may attend), ``causal=True`` (top-left) and ``causal="bottom-right"``,
+an explicit ``scale``, an additive ``bias``, a logit ``softcap``, a sliding
+``window`` and packed documents ``segment_ids`` (issue 17), fully masked rows
+-> zeros, non-finite keys allowed only where no query may attend (they are
+zeroed before an unguarded kernel, which multiplies whole key blocks), float32
+and float64 (outputs keep the input dtype).
 
 The kernel (FlashAttention)
 ---------------------------
