@@ -363,6 +363,27 @@ def test_decode_shapes_split_over_keys(fast, dtype):
                  "reduction", dtype, 5016, scale=v)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_merge_of_key_splits_is_the_reference_online_merge(fast, dtype):
+    """The kernel's merge of split states equals folding impl.online_softmax.merge and
+    finalize, including a split that saw no key (m = -inf) and a query no split saw."""
+    from transformer_theory.impl import online_softmax as OS
+
+    rng = np.random.default_rng(4)
+    m = normal(rng, (3, 2, 4), dtype, 5.0)                         # (S, N, Lq)
+    m[1, 0, 1] = -np.inf
+    m[:, 1, 3] = -np.inf                                          # query 3 of slab 1: no key
+    l = np.where(np.isneginf(m), 0, 1 + rng.random(m.shape)).astype(dtype)
+    o = normal(rng, m.shape + (5,), dtype) * (l[..., None] > 0)   # (S, N, Lq, Ev)
+    out = np.empty(o.shape[1:], dtype)
+    FA._merge_splits(o, m, l, out)
+    state = OS.OnlineState(m[0], l[0], o[0])
+    for s in range(1, 3):
+        state = OS.merge(state, OS.OnlineState(m[s], l[s], o[s]))
+    assert_close(out, OS.finalize(state), "reduction", dtype, 3, scale=o)
+    assert np.all(out[1, 3] == 0)
+
+
 @pytest.mark.parametrize("lq", [1, 3, 300])          # few queries: products scanned; many: inputs
 @pytest.mark.parametrize("where", ["k", "v"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

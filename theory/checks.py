@@ -146,10 +146,12 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
         result = measure(recorded)
         if isinstance(result, (bool, np.bool_)) or not isinstance(result.tolerance, Tolerance):
             return result
-        replay = tuple(_Replayed(v.draws) if isinstance(v, _Recorded) else v
-                       for v in recorded) if isinstance(case, tuple) else case
+        def replay():             # the same draws again, for each baseline in turn
+            return tuple(_Replayed(v.draws) if isinstance(v, _Recorded) else v
+                         for v in recorded) if isinstance(case, tuple) else case
+
         with baseline_run():
-            base = measure(replay)
+            base = measure(replay())
         if not np.isfinite(base.error):
             # the naive computation itself broke down (a zero variance, an overflow): it
             # bounds nothing, and the claim's own tolerance at this dtype's epsilon decides
@@ -160,13 +162,11 @@ def _with_ratio_rule(measure: Callable, dtype: np.dtype) -> Callable:
             # a bound the claim derived for this case (its conditioning, in this dtype) is a
             # proof for any correct implementation: a lucky naive baseline does not undercut it
             rule = own
-        replay = tuple(_Replayed(v.draws) if isinstance(v, _Recorded) else v
-                       for v in recorded) if isinstance(case, tuple) else case
         with exact_run():
-            perfect = measure(replay)
+            perfect = measure(replay())
         if np.isfinite(perfect.error):
             # the float64 reference on the same rounded inputs: an implementation that rounds
-            # only its outputs is within it + (2 + 1) u, however the naive roundings cancel
+            # only its N outputs is within it + (N + 1) u, however the naive roundings cancel
             bound = rounded_exact_tolerance(dtype, perfect.error, result.outputs)
             if bound.rtol > rule.rtol:
                 rule = bound

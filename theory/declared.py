@@ -145,40 +145,39 @@ def half_dtype() -> np.dtype | None:
     return current().half
 
 
-_BASELINE: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "transformer_theory_baseline", default=False)
-_EXACT: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "transformer_theory_exact", default=False)
+#: Which baseline stands in for the subject's callables now: None (the subject itself),
+#: "naive" (``theory/rounding_baseline.py``) or "exact" (``theory/exact_baseline.py``).
+_STAND_IN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "transformer_theory_stand_in", default=None)
+
+
+@contextmanager
+def _standing_in(kind: str) -> Iterator[None]:
+    token = _STAND_IN.set(kind)
+    try:
+        yield
+    finally:
+        _STAND_IN.reset(token)
 
 
 def baseline_active() -> bool:
     """Whether the subject's callables stand for the naive half-precision baseline now."""
-    return _BASELINE.get()
+    return _STAND_IN.get() == "naive"
 
 
-@contextmanager
-def baseline_run() -> Iterator[None]:
+def baseline_run():
     """Run the body with the naive baseline in place of the subject (``checks.for_all``)."""
-    token = _BASELINE.set(True)
-    try:
-        yield
-    finally:
-        _BASELINE.reset(token)
+    return _standing_in("naive")
 
 
 def exact_active() -> bool:
     """Whether the subject's callables stand for the exact float64 baseline now."""
-    return _EXACT.get()
+    return _STAND_IN.get() == "exact"
 
 
-@contextmanager
-def exact_run() -> Iterator[None]:
+def exact_run():
     """Run the body with the exact baseline (``theory/exact_baseline.py``) in place of the subject."""
-    token = _EXACT.set(True)
-    try:
-        yield
-    finally:
-        _EXACT.reset(token)
+    return _standing_in("exact")
 
 
 def choose_dtype(drawn) -> np.dtype:

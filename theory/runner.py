@@ -154,9 +154,11 @@ def _with_baseline(view: Subject, uses: tuple[str, ...]) -> Subject:
     from .exact_baseline import exact
     from .rounding_baseline import BASELINES, runs_in_half
 
+    reference = _reference_callables()
+
     def switch(name, fn):
         naive = BASELINES[name]
-        perfect = exact(_reference_callable(name))
+        perfect = exact(reference[name])
 
         @functools.wraps(fn)
         def switched(*args, **kwargs):
@@ -170,13 +172,13 @@ def _with_baseline(view: Subject, uses: tuple[str, ...]) -> Subject:
     callables = {name: switch(name, fn) if name in BASELINES else fn
                  for name, fn in view.callables.items()}
     for name in uses:                            # constructions the subject does not bring
-        callables.setdefault(name, switch(name, _reference_callable(name)))
+        callables.setdefault(name, switch(name, reference[name]))
     return Subject(view.name, callables, view.options, view.description, native=view.native)
 
 
-def _reference_callable(name: str) -> Callable:
+def _reference_callables() -> dict[str, Callable]:
     from .builtin_subjects import reference_subject
-    return reference_subject().callables[name]
+    return reference_subject().callables
 
 
 def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None = None,

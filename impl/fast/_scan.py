@@ -34,14 +34,14 @@ from numba import njit
 
 from ._numeric import IEEE_JIT, run_tasks, typed
 
-__all__ = ["row_scan", "rows_scan", "block_scan"]
+__all__ = ["row_scan", "block_rows_scan", "block_scan"]
 
 # IEEE arithmetic (:data:`._numeric.IEEE_JIT`): ``nnan``/``ninf`` would let
 # LLVM assume away exactly the values these scans look for.
 
 
 @njit(**IEEE_JIT)
-def rows_scan(x):
+def block_rows_scan(x):
     """Whether the 2-d block x (R, D) is finite, and its largest squared row norm.
 
     Parameters
@@ -87,7 +87,7 @@ def block_scan(x):
 
     The attention kernel's guard, called once per key block while the block
     is in cache (:func:`.attention.run_attention`). One flat loop and two
-    reductions, where :func:`rows_scan` pays two horizontal reductions per
+    reductions, where :func:`block_rows_scan` pays two horizontal reductions per
     row: ``sum_r |x_r|^2 >= max_r |x_r|^2``, so the sum still bounds every
     row's norm for Cauchy-Schwarz, loosely (by at most the row count); a
     loose bound only sends more calls to the exact checks.
@@ -99,7 +99,7 @@ def block_scan(x):
     Returns
     -------
     finite : bool
-        As :func:`rows_scan`.
+        As :func:`block_rows_scan`.
     sum_sq : x's dtype
         ``sum x^2`` in x's dtype (inf if it overflowed).
     """
@@ -117,14 +117,14 @@ def block_scan(x):
 def _scan_rows(x, first, stride, chunk, out_norm, out_finite):
     """Tasks ``first, first + stride, ...`` of x (S, R, D): ``chunk`` rows of one slab each.
 
-    Writes :func:`rows_scan` of task ``t``'s rows to ``out_finite[t]`` and
+    Writes :func:`block_rows_scan` of task ``t``'s rows to ``out_finite[t]`` and
     ``out_norm[t]``.
     """
     n_slabs, rows = x.shape[0], x.shape[1]
     per_slab = (rows + chunk - 1) // chunk
     for t in range(first, n_slabs * per_slab, stride):
         r0 = (t % per_slab) * chunk
-        out_finite[t], out_norm[t] = rows_scan(x[t // per_slab, r0:r0 + chunk])
+        out_finite[t], out_norm[t] = block_rows_scan(x[t // per_slab, r0:r0 + chunk])
 
 
 def row_scan(x: np.ndarray) -> tuple[bool, float]:

@@ -106,7 +106,7 @@ from ._numeric import (
     single_threaded_blas,
     typed,
 )
-from ._scan import block_scan, row_scan, rows_scan
+from ._scan import block_rows_scan, block_scan, row_scan
 
 __all__ = [
     "softmax",
@@ -355,7 +355,7 @@ def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     visited = 0
     q_norm = 0.0
     if guard == GUARD_INPUTS:
-        _, q_sq = rows_scan(q_blk)                       # q is validated finite
+        _, q_sq = block_rows_scan(q_blk)                 # q is validated finite
         q_norm = float(scale) * math.sqrt(float(q_sq))
     for j0 in range(key_start, key_end, block_k):
         j1 = min(j0 + block_k, key_end)
@@ -497,6 +497,9 @@ def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, us
 @njit(**JIT)
 def _merge_splits(parts, part_m, part_l, out):
     """Attention output from the unnormalised states of the key splits.
+
+    The compiled fold of :func:`transformer_theory.impl.online_softmax.merge`
+    over the splits followed by its ``finalize`` (a test holds the two equal).
 
     Parameters
     ----------
