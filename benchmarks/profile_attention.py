@@ -1,6 +1,6 @@
 """Where the time of the fused attention kernel goes (``make bench`` part).
 
-The block loop of ``impl/fast/attention.py`` (``_attend_query_block``, no
+The block loop of ``impl/fast/flash.py`` (``attend_query_block``, no
 mask, no bias) with three parts that can be switched off one by one:
 
 * ``scores``  -- the block product ``S = Q_b K_b^T`` (np.dot);

@@ -4,7 +4,7 @@ Built from :mod:`.attention` (multi-head / grouped-query attention, KV cache),
 :mod:`.layers` (LayerNorm, position-wise FFN, residual) and :mod:`.positional`
 (sinusoidal encoding). The configuration and parameter types
 (``EncoderConfig``, ``EncoderParams``, ``Seq2SeqParams``, ...) are those of
-:mod:`.contract.params`, re-exported here.
+:mod:`.contract.params` and :mod:`.contract.params_stack`, re-exported here.
 
 Sublayer order
 --------------
@@ -52,16 +52,18 @@ from .attention import (
 )
 from .contract.params import (  # noqa: F401  (re-exported: the contract's types)
     AttentionParams,
+    GroupedQueryParams,
+    KVCache,
+    LayerNormParams,
+    MultiHeadParams,
+)
+from .contract.params_stack import (  # noqa: F401  (re-exported: the contract's types)
     ClassifierParams,
     DecoderLayerParams,
     DecoderParams,
     EncoderConfig,
     EncoderLayerParams,
     EncoderParams,
-    GroupedQueryParams,
-    KVCache,
-    LayerNormParams,
-    MultiHeadParams,
     Seq2SeqParams,
 )
 from .contract.validate import (
@@ -106,7 +108,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# Shared pieces (the parameter types and EncoderConfig are in .contract.params)
+# Shared pieces (the parameter types are in .contract.params and .contract.params_stack)
 # ---------------------------------------------------------------------------
 
 def _init_attention(config: EncoderConfig, rng, dtype) -> AttentionParams:

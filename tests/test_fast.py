@@ -50,7 +50,7 @@ FN = importlib.import_module("transformer_theory.impl.fast._numeric")
 DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
 SEEDS = st.integers(0, 2**32 - 1)
 
-KERNELS = [(FA, "_softmax_tasks"), (FA, "_flash_tasks"), (FH, "_project_tasks"),
+KERNELS = [(FA, "_softmax_tasks"), (FA, "flash_tasks"), (FH, "_project_tasks"),
            (FH, "_merge_tasks"), (FH, "_rope_tasks"),
            (FL, "_layer_norm_tasks"), (FL, "_rms_norm_tasks"), (FL, "_feed_forward_tasks"),
            (FL, "_linear_tasks"),
@@ -325,17 +325,17 @@ def many_threads(count: int = 16, key_blocks: int = 1):
     """The kernel planned for ``count`` threads: (slab, query block) tasks fewer than that
     have their keys split (flash-decoding), into parts of at least ``key_blocks``
     key blocks; every split is counted in the yielded list."""
-    saved = FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA._merge_splits
+    saved = FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA.merge_splits
     merged = []
 
     def merge(*a):
         merged.append(a[0].shape[0])
         return saved[2](*a)
-    FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA._merge_splits = (lambda: count), key_blocks, merge
+    FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA.merge_splits = (lambda: count), key_blocks, merge
     try:
         yield merged
     finally:
-        FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA._merge_splits = saved
+        FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA.merge_splits = saved
 
 
 @given(case=attention_inputs())
@@ -376,7 +376,7 @@ def test_merge_of_key_splits_is_the_reference_online_merge(fast, dtype):
     l = np.where(np.isneginf(m), 0, 1 + rng.random(m.shape)).astype(dtype)
     o = normal(rng, m.shape + (5,), dtype) * (l[..., None] > 0)   # (S, N, Lq, Ev)
     out = np.empty(o.shape[1:], dtype)
-    FA._merge_splits(o, m, l, out)
+    FA.merge_splits(o, m, l, out)
     state = OS.OnlineState(m[0], l[0], o[0])
     for s in range(1, 3):
         state = OS.merge(state, OS.OnlineState(m[s], l[s], o[s]))
@@ -1506,7 +1506,7 @@ _REFERENCE = {"softmax": RA, "attention": RA, "multi_head_attention": RA, "group
               "random_features": RP, "favor_attention": RP, "favor_attention_recurrent": RP}
 
 
-_GUARD_ARG = list(inspect.signature(FA._flash_tasks.py_func).parameters).index("guard")
+_GUARD_ARG = list(inspect.signature(FA.flash_tasks.py_func).parameters).index("guard")
 
 
 @pytest.mark.parametrize("name, args, kwargs", BAD_CALLS,
@@ -1524,7 +1524,7 @@ def test_bad_input_raises_the_reference_error_before_compiled_code(fast, monkeyp
         original = getattr(module, kernel)
 
         def entered(*a, _kernel=kernel, _original=original, **k):
-            if _kernel == "_flash_tasks" and a[_GUARD_ARG] != FA.GUARD_NONE:
+            if _kernel == "flash_tasks" and a[_GUARD_ARG] != FA.GUARD_NONE:
                 return _original(*a, **k)          # must trip: else no error is raised
             raise AssertionError(f"{_kernel} was entered with bad input")
         monkeypatch.setattr(module, kernel, entered)

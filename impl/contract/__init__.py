@@ -23,12 +23,13 @@ import nothing from the rest of ``impl``, so every implementation module can
 import this package; a module added here must keep it that way at import time.
 """
 
-from . import callables, conventions, params, validate
+from . import callables, conventions, params, params_stack, validate
 from .callables import ALIASES, CALLABLES
 from .conventions import (CONTRACT_CONVENTIONS, OPTION_TABLE, OPTIONS, Option, option_value,
                           validate_options)
 from .params import *  # noqa: F401,F403
+from .params_stack import *  # noqa: F401,F403
 from .validate import *  # noqa: F401,F403
 
-__all__ = [*params.__all__, *validate.__all__, "ALIASES", "CALLABLES", "CONTRACT_CONVENTIONS",
+__all__ = [*params.__all__, *params_stack.__all__, *validate.__all__, "ALIASES", "CALLABLES", "CONTRACT_CONVENTIONS",
            "OPTION_TABLE", "OPTIONS", "Option", "option_value", "validate_options"]

@@ -76,8 +76,8 @@ CALLABLES: dict[str, str] = {
     "conv1d_as_attention": "conv1d_as_attention(x, kernel, *, alpha=None, padding='none', attention=None) -> (..., L, C_out), K heads (Cordonnier et al.)",
     "conv2d_as_attention": "conv2d_as_attention(x, kernel, *, alpha=None, padding='none', attention=None) -> (..., H, W, C_out), K^2 heads",
     "build_turing_transformer": "build_turing_transformer(machine, n_cells) -> TuringTransformer, one layer per machine step",
-    "build_dyck_recognizer": "build_dyck_recognizer(k, D, attention='hard', n_max=None, *, ops=None, matching_layers=None, beta=None) -> DyckRecognizer (Yao et al., Theorem 4.1)",
-    "build_dyck_generator": "build_dyck_generator(k, D, attention='hard', n_max=None, *, ops=None) -> DyckGenerator (Yao et al., Theorem 4.2)",
+    "build_dyck_recognizer": "build_dyck_recognizer(k, D, attention='hard', n_max=None, *, ops=None, matching_layers=None, beta=None) -> DyckRecognizer (Yao et al.'s hard-attention recogniser)",
+    "build_dyck_generator": "build_dyck_generator(k, D, attention='hard', n_max=None, *, ops=None) -> DyckGenerator (Yao et al.'s soft-attention generator)",
 }
 
 #: Short names accepted for ``--as`` (and in mappings), each standing for a contract name.

@@ -123,9 +123,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
     dtypes : iterable of dtype-likes
         float32 and/or float64.
     """
-    import importlib
-
     import numpy as np
+
+    from .flash import merge_splits
 
     rng = np.random.default_rng(0)
     for name in dtypes:
@@ -157,6 +157,5 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         favor_attention_recurrent(q, q, q, w)
         # the merge of keys split over threads runs only when tasks are fewer than threads
         parts = np.zeros((2, 1, 1, 4), dt)
-        kernels = importlib.import_module(__name__ + ".attention")   # the name is the function's
-        kernels._merge_splits(parts, np.zeros((2, 1, 1), dt), np.ones((2, 1, 1), dt),
-                              np.empty((1, 1, 4), dt))
+        merge_splits(parts, np.zeros((2, 1, 1), dt), np.ones((2, 1, 1), dt),
+                     np.empty((1, 1, 4), dt))

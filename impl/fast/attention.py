@@ -89,24 +89,25 @@ from ..contract.validate import (
     resolve_scale,
 )
 from ._numeric import (
-    FEW_ROWS,
     JIT,
-    JIT_INLINE,
     as_kernel_array,
-    claim_next,
     fast_exp_nonpositive,
     fmax,
-    matmul,
-    matmul_few,
-    matmul_nt,
-    matmul_nt_few,
     num_threads,
     prefer_wide_vectors,
     run_tasks,
     single_threaded_blas,
     typed,
 )
-from ._scan import block_rows_scan, block_scan, row_scan
+from ._scan import row_scan
+from .flash import (
+    GUARD_INPUTS,
+    GUARD_NONE,
+    GUARD_OUTPUTS,
+    flash_tasks,
+    merge_splits,
+    online_softmax_row,
+)
 
 __all__ = [
     "softmax",
@@ -127,10 +128,6 @@ BLOCK_Q = 256
 BLOCK_K = 512
 #: Smallest query block used when blocks are shrunk to give every thread work.
 _MIN_BLOCK_Q = 32
-#: Guard modes of the kernel (see :func:`run_attention`): none (the caller
-#: scanned the inputs), scan each key block's keys and values, or scan the
-#: block products (scores and P V).
-GUARD_NONE, GUARD_INPUTS, GUARD_OUTPUTS = 0, 1, 2
 #: Fewest key blocks in one part when a query block's keys are split over
 #: tasks (:func:`_key_splits`).
 SPLIT_KEY_BLOCKS = 4
@@ -205,343 +202,6 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     run_tasks(lambda first, stride: _softmax_tasks(rows, first, stride, out),
               rows.shape[0], 20.0 * rows.size)
     return np.moveaxis(out.reshape(moved.shape), -1, ax)
-
-
-# ---------------------------------------------------------------------------
-# Kernels
-# ---------------------------------------------------------------------------
-
-@njit(**JIT_INLINE)
-def online_softmax_row(row, visible, step, i, m, l, acc):
-    """Fold one row of a score block into the online softmax of query ``i``.
-
-    Parameters
-    ----------
-    row : ndarray, (bk,)
-        The block's scores of query ``i``; the logits are ``step * row[j]``
-        for ``j < visible`` (the rest is hidden). Overwritten with
-        ``P = exp(logit - m')`` (0 where hidden, all 0 if nothing is visible).
-    visible : int
-        Number of visible keys at the start of the row.
-    step : float32 or float64
-        Factor from the stored scores to the logits (the softmax scale, or 1
-        when the row already holds the logits).
-    i : int
-        The query's row in ``m``, ``l`` and ``acc``.
-    m, l : ndarray, (bq,)
-        Running max of the logits and running sum of ``exp(logit - m)``;
-        entry ``i`` is updated.
-    acc : ndarray, (bq, Ev)
-        Unnormalised output; row ``i`` is rescaled to the new max (the
-        caller adds ``P V`` of the block).
-
-    References
-    ----------
-    Milakov & Gimelshein 2018, Online normalizer calculation for softmax;
-    Dao et al. 2022, FlashAttention, Algorithm 1.
-    """
-    one = typed(step, 1.0)
-    zero = typed(step, 0.0)
-    neg_inf = typed(step, -np.inf)
-    row_max = neg_inf
-    for j in range(visible):
-        row_max = fmax(row_max, row[j])
-    if row_max == neg_inf:                               # nothing visible in this block
-        for j in range(row.shape[0]):
-            row[j] = zero
-        return
-    m_new = fmax(m[i], step * row_max)
-    correction = fast_exp_nonpositive(m[i] - m_new)      # 0 on the first visible block
-    total = zero
-    for j in range(visible):                             # P = exp(logit - m'), and its sum
-        p = fast_exp_nonpositive(step * row[j] - m_new)
-        row[j] = p
-        total += p
-    for j in range(visible, row.shape[0]):
-        row[j] = zero
-    l[i] = l[i] * correction + total
-    m[i] = m_new
-    if correction != one:
-        for e in range(acc.shape[1]):
-            acc[i, e] *= correction
-
-
-@njit(**JIT_INLINE)
-def _attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
-                        mask_n, use_mask, bias_n, use_bias, softcap, use_softcap, left, right,
-                        seg_n, use_seg, block_k, split_of, guard_of, work, out_blk, part_m,
-                        part_l):
-    """Online-softmax attention of one block of queries over keys ``[0, lk)``.
-
-    q_blk (bq, E), k_n (>= lk, E), v_n (>= lk, Ev), out_blk (bq, Ev); query
-    ``r = row0 + i`` may see key ``j`` iff ``j <= r + offset`` (if causal),
-    ``r - left <= j - offset <= r + right`` (the sliding window; a negative
-    ``left`` or ``right`` is an unbounded side), ``mask_n[row, j]`` and, if
-    ``use_seg``, ``seg_n[0, r] == seg_n[0, j]`` (packed documents: the ids are
-    compared per score, no ``Lq x Lk`` mask is formed). Its
-    logit is ``scale * q.k``, soft-capped to ``softcap * tanh(. / softcap)`` if
-    ``use_softcap``, plus ``bias_n[row, j]``. ``mask_n`` and ``bias_n`` have 1
-    row (shared by all queries) or one per query. ``work`` is the tuple of
-    the caller's work buffers (allocated once per thread) ``m``, ``l``
-    (>= bq,), ``acc``, ``pv`` (>= bq, Ev) and ``s_buf`` (>= bq * block_k,);
-    ``split_of`` is ``(split, n_splits)`` and ``guard_of`` is ``(guard,
-    logit_limit)`` (tuples keep the call under CPython's 30
-    arguments, past which it is compiled as a ``*args`` call that numba's
-    inliner refuses).
-
-    Only the key range some query of the block may see is walked: under
-    ``causal`` or a bounded ``right`` the blocks past the last row's reach are
-    never visited, under a bounded ``left`` those before the first row's reach,
-    so a window of width ``w`` costs ``O(bq (bq + w))`` per query block whatever
-    ``lk``. Under ``use_seg`` the keys before the first row's document
-    (``seg_n[1, row0]``) and after the last row's (``seg_n[2, row0 + bq - 1]``)
-    are not walked either: for documents that are contiguous runs of ids, a
-    packed row costs the sum over its documents, not ``L^2``.
-
-    Split over keys (flash-decoding, ``n_splits > 1``): the walked key blocks
-    are cut into ``n_splits`` contiguous parts and only part ``split`` is
-    walked; the block's unnormalised state is written instead of its output:
-    ``acc`` to ``out_blk``, the running max to ``part_m`` and the running sum
-    to ``part_l`` (merged by :func:`_merge_splits`).
-
-    Guard (``guard``, the inputs were not scanned beforehand; see
-    :func:`run_attention`): with :data:`GUARD_INPUTS` every key block's keys
-    and values are scanned (:func:`._scan.block_scan`) before its product,
-    and a NaN or inf, or a Cauchy-Schwarz bound ``scale max_i |q_i|
-    (sum_j |k_j|^2)^(1/2)`` of the block's logits not below ``logit_limit``,
-    stops the walk and sets the returned fault (the caller discards the
-    result). With :data:`GUARD_OUTPUTS` the products are scanned instead:
-    the raw score block (a non-finite key gives non-finite scores, as ``q``
-    is finite; ``scale (sum S^2)^(1/2)`` bounds every logit) and ``P V`` (a
-    non-finite value gives NaN or inf there, since ``0 * inf`` is NaN).
-    Scanning the smaller of the two costs least: the outputs for few
-    queries (decode), the inputs for many.
-
-    Returns ``(visited, fault)``: the number of key blocks visited, and
-    whether the guard tripped.
-    """
-    prefer_wide_vectors()
-    split, n_splits = split_of
-    guard, logit_limit = guard_of
-    m, l, acc, pv, s_buf = work
-    bq = q_blk.shape[0]
-    ev = v_n.shape[1]
-    one = typed(scale, 1.0)
-    zero = typed(scale, 0.0)
-    neg_inf = typed(scale, -np.inf)
-    m = m[:bq]                                           # (bq,) running max of the logits
-    l = l[:bq]                                           # (bq,) running sum of exp(logit - m)
-    acc = acc[:bq]                                       # (bq, Ev) unnormalised output
-    pv = pv[:bq]                                         # (bq, Ev) P V of one key block
-    m[:] = neg_inf
-    l[:] = zero
-    acc[:, :] = zero
-    key_start = 0
-    key_end = lk
-    if causal:                                           # the last row sees keys < row0+bq+offset
-        key_end = min(lk, max(0, row0 + bq + offset))
-    if right >= 0:                                       # ... and keys <= row0+bq-1+offset+right
-        key_end = min(key_end, max(0, row0 + bq + offset + right))
-    if left >= 0:                                        # the first row: keys >= row0+offset-left
-        key_start = min(key_end, max(0, row0 + offset - left))
-    if use_seg:                                          # the documents of the first and last row
-        key_end = min(key_end, seg_n[2, row0 + bq - 1])
-        key_start = min(key_end, max(key_start, seg_n[1, row0]))
-    if n_splits > 1:                                     # this split's share of the key blocks
-        n_key_blocks = (key_end - key_start + block_k - 1) // block_k
-        per_split = (n_key_blocks + n_splits - 1) // n_splits
-        key_start = min(key_end, key_start + split * per_split * block_k)
-        key_end = min(key_end, key_start + per_split * block_k)
-    visited = 0
-    q_norm = 0.0
-    if guard == GUARD_INPUTS:
-        _, q_sq = block_rows_scan(q_blk)                 # q is validated finite
-        q_norm = float(scale) * math.sqrt(float(q_sq))
-    for j0 in range(key_start, key_end, block_k):
-        j1 = min(j0 + block_k, key_end)
-        bk = j1 - j0
-        visited += 1
-        if guard == GUARD_INPUTS:                        # the block's keys and values, in L2 next
-            k_finite, k_sq = block_scan(k_n[j0:j1])
-            v_finite, _ = block_scan(v_n[j0:j1])
-            if not (k_finite and v_finite) or not q_norm * math.sqrt(float(k_sq)) < logit_limit:
-                return visited, True
-        s = s_buf[:bq * bk].reshape((bq, bk))            # (bq, bk)
-        if bq <= FEW_ROWS:                               # decode: no BLAS packing
-            matmul_nt_few(q_blk, k_n[j0:j1], s)          # raw scores q . k
-        else:
-            matmul_nt(q_blk, k_n[j0:j1], s)
-        if guard == GUARD_OUTPUTS:                       # a non-finite key makes its scores so
-            s_finite, s_sq = block_scan(s)
-            if not s_finite or not float(scale) * math.sqrt(float(s_sq)) < logit_limit:
-                return visited, True
-        for i in range(bq):
-            row = s[i]
-            r = row0 + i
-            visible = bk                                 # keys j0 + [first, visible) are seen
-            if causal:
-                visible = min(bk, max(0, r + offset - j0 + 1))
-            if right >= 0:
-                visible = min(visible, max(0, r + offset + right - j0 + 1))
-            first = 0
-            if left >= 0:
-                first = min(visible, max(0, r + offset - left - j0))
-            step = scale                                 # logit = step * row[j]
-            if use_mask or use_bias or use_softcap or use_seg:   # write the logits themselves
-                b_row = bias_n[r if bias_n.shape[0] > 1 else 0]
-                if use_softcap:                          # c tanh(s / c), then the bias
-                    for j in range(first, visible):
-                        row[j] = softcap * math.tanh(scale * row[j] / softcap)
-                    if use_bias:
-                        for j in range(first, visible):
-                            row[j] = row[j] + b_row[j0 + j]
-                elif use_bias:
-                    for j in range(first, visible):
-                        row[j] = scale * row[j] + b_row[j0 + j]
-                else:
-                    for j in range(first, visible):
-                        row[j] = scale * row[j]
-                if use_mask:
-                    m_row = mask_n[r if mask_n.shape[0] > 1 else 0]
-                    for j in range(first, visible):
-                        if not m_row[j0 + j]:
-                            row[j] = neg_inf
-                if use_seg:                              # another document: hidden
-                    ids = seg_n[0]
-                    own = ids[r]
-                    for j in range(first, visible):
-                        if ids[j0 + j] != own:
-                            row[j] = neg_inf
-                step = one
-            if first == 0:
-                online_softmax_row(row, visible, step, i, m, l, acc)
-            else:                                        # keys before the window: P = 0
-                for j in range(first):
-                    row[j] = zero
-                online_softmax_row(row[first:], visible - first, step, i, m, l, acc)
-        if bq <= FEW_ROWS:
-            matmul_few(s, v_n[j0:j1], pv)                # (bq, Ev)
-        else:
-            matmul(s, v_n[j0:j1], pv)
-        if guard == GUARD_OUTPUTS and not block_scan(pv)[0]:   # P >= 0: 0 * inf is NaN
-            return visited, True
-        for i in range(bq):
-            for e in range(ev):
-                acc[i, e] += pv[i, e]
-    if n_splits > 1:                                     # the unnormalised state of this split
-        for i in range(bq):
-            part_m[i] = m[i]
-            part_l[i] = l[i]
-            for e in range(ev):
-                out_blk[i, e] = acc[i, e]
-        return visited, False
-    for i in range(bq):
-        if l[i] > zero:
-            inv = one / l[i]
-            for e in range(ev):
-                out_blk[i, e] = acc[i, e] * inv
-        else:                                            # fully masked row -> zeros
-            for e in range(ev):
-                out_blk[i, e] = zero
-    return visited, False
-
-
-@njit(**JIT)
-def _flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, use_mask,
-                 bias, bias_index, use_bias, softcap, use_softcap, left, right,
-                 seg, seg_index, use_seg, block_q, block_k, n_splits, guard, logit_limit,
-                 order, counter, out, part_m, part_l, visits, faults):
-    """Tasks ``order[p]`` of attention of q (N, Lq, E), ``p`` claimed from ``counter``.
-
-    Task ``t`` is the (query slab ``n``, query block ``b``, key split ``s``)
-    triple ``t = (n * n_blocks + b) * n_splits + s``; slab ``n`` reads kv slab
-    ``n // group`` (grouped-query attention: K/V are indexed, never copied),
-    mask slab ``mask_index[n]``, bias slab ``bias_index[n]`` and segments
-    ``seg[seg_index[n]]`` (3, L) (the ids and each position's document
-    bounds, :func:`_document_bounds`), over the first ``lk`` keys. Writes
-    out (n_splits, N, Lq, Ev) (with ``n_splits > 1`` the unnormalised state
-    of each split, and its running max and sum in part_m, part_l
-    (n_splits, N, Lq)), in ``visits[t]`` the number of key blocks task ``t``
-    visited and in ``faults[t]`` whether its guard tripped.
-    """
-    n_slabs, lq, _ = q.shape
-    ev = v.shape[2]
-    n_blocks = (lq + block_q - 1) // block_q
-    m = np.empty(block_q, dtype=q.dtype)                 # work buffers of this thread
-    l = np.empty(block_q, dtype=q.dtype)
-    acc = np.empty((block_q, ev), dtype=q.dtype)
-    pv = np.empty((block_q, ev), dtype=q.dtype)
-    s_buf = np.empty(block_q * block_k, dtype=q.dtype)
-    total = n_slabs * n_blocks * n_splits
-    while True:
-        position = claim_next(counter)                   # the next task no thread has taken
-        if position >= total:
-            break
-        task = order[position]
-        split = task % n_splits
-        n = task // n_splits // n_blocks
-        i0 = (task // n_splits % n_blocks) * block_q
-        i1 = min(i0 + block_q, lq)
-        kv = n // group
-        visited, fault = _attend_query_block(
-            q[n, i0:i1], k[kv], v[kv], lk, scale, causal, offset, i0,
-            mask[mask_index[n]], use_mask, bias[bias_index[n]], use_bias,
-            softcap, use_softcap, left, right, seg[seg_index[n]], use_seg,
-            block_k, (split, n_splits), (guard, logit_limit),
-            (m, l, acc, pv, s_buf), out[split, n, i0:i1], part_m[split, n, i0:i1],
-            part_l[split, n, i0:i1])
-        visits[task] = visited
-        faults[task] = fault
-
-
-@njit(**JIT)
-def _merge_splits(parts, part_m, part_l, out):
-    """Attention output from the unnormalised states of the key splits.
-
-    The compiled fold of :func:`transformer_theory.impl.online_softmax.merge`
-    over the splits followed by its ``finalize`` (a test holds the two equal).
-
-    Parameters
-    ----------
-    parts : np.ndarray, (S, N, Lq, Ev)
-        Each split's ``acc``, relative to its running max.
-    part_m, part_l : np.ndarray, (S, N, Lq)
-        Each split's running max of the logits (``-inf`` if it saw no key)
-        and running sum of ``exp(logit - max)``.
-    out : np.ndarray, (N, Lq, Ev)
-        Written: ``sum_s e^(m_s - m) acc_s / sum_s e^(m_s - m) l_s`` with
-        ``m`` the largest ``m_s``; zeros where no split saw a key.
-
-    References
-    ----------
-    Milakov & Gimelshein 2018, Online normalizer calculation for softmax (the
-    merge of two partial states); Dao et al. 2023, Flash-Decoding for
-    long-context inference (split over keys, then merge).
-    """
-    zero = typed(out, 0.0)
-    neg_inf = typed(out, -np.inf)
-    n_splits, n_slabs, lq = part_m.shape
-    for n in range(n_slabs):
-        for i in range(lq):
-            top = neg_inf
-            for s in range(n_splits):
-                top = fmax(top, part_m[s, n, i])
-            row = out[n, i]
-            row[:] = zero
-            if top == neg_inf:                           # no split saw a key: zeros
-                continue
-            total = zero
-            for s in range(n_splits):
-                if part_m[s, n, i] == neg_inf:
-                    continue
-                weight = fast_exp_nonpositive(part_m[s, n, i] - top)
-                total += weight * part_l[s, n, i]
-                acc = parts[s, n, i]
-                for e in range(row.shape[0]):
-                    row[e] += weight * acc[e]
-            inv = typed(out, 1.0) / total
-            for e in range(row.shape[0]):
-                row[e] *= inv
 
 
 # ---------------------------------------------------------------------------
@@ -684,7 +344,7 @@ def _key_spans(lq: int, lk: int, block_q: int, causal: bool, offset: int, left: 
                right: int) -> np.ndarray:
     """Keys walked by each query block: the ``[key_start, key_end)`` of the kernel, (n_blocks,).
 
-    Mirrors the range computed by :func:`_attend_query_block` (``left`` or
+    Mirrors the range computed by :func:`.flash.attend_query_block` (``left`` or
     ``right`` negative: unbounded side).
     """
     row0 = np.arange(0, lq, block_q, dtype=np.int64)                    # (n_blocks,)
@@ -845,7 +505,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     When the (slab, query block) tasks are fewer than the threads (decode:
     one query, few heads; :func:`_key_splits`), each query block's keys are
     split into parts, one task each, and the parts' unnormalised states are
-    merged (:func:`_merge_splits`), so that every core reads a share of the
+    merged (:func:`.flash.merge_splits`), so that every core reads a share of the
     KV cache. Measured on this project's 2-core machine the split gains
     nothing (one core already reads memory as fast as two:
     B*H = 1, Lk = 32768, float32: 479 us split against 457 us not); it is
@@ -904,7 +564,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     keys = lk * lq if window is None else int(np.sum(spans)) * block_q   # scores computed
 
     def kernel(first, stride):
-        _flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
+        flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
                      bias, bias_index, use_bias, cap, use_softcap, left, right,
                      seg, seg_index, use_seg, block_q, block_k, n_splits, mode, logit_limit,
                      order, counter, parts, part_m, part_l, counts, faults)
@@ -916,7 +576,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     if visits is not None:
         visits.append(counts.reshape(n_slabs, n_blocks, n_splits).sum(axis=2))
     if n_splits > 1:
-        _merge_splits(parts, part_m, part_l, out)                   # (N, Lq, Ev)
+        merge_splits(parts, part_m, part_l, out)                   # (N, Lq, Ev)
     return out
 
 
