@@ -308,3 +308,47 @@ def test_block_sparse_equals_masked_dense_and_counts(block):
 def test_validation(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+# --- Sparse Transformer factorized patterns (impl/sparse_patterns.py) -----------------------
+
+def test_strided_and_fixed_patterns_follow_child_et_al_section_4_3():
+    from transformer_theory.impl import sparse_patterns as SP
+
+    a1, a2 = SP.strided_pattern(10, 3)
+    assert np.flatnonzero(a1[7]).tolist() == [4, 5, 6, 7]          # {max(0, i - l), ..., i}
+    assert np.flatnonzero(a2[7]).tolist() == [1, 4, 7]             # (i - j) mod l = 0, j <= i
+    assert np.flatnonzero(a1[1]).tolist() == [0, 1]
+    f1, f2 = SP.fixed_pattern(10, 4, 1)
+    assert np.flatnonzero(f1[6]).tolist() == [4, 5, 6]             # i's block, j <= i
+    assert np.flatnonzero(f2[9]).tolist() == [3, 7]                # j mod 4 = 3, j <= i
+    assert not f2[2].any()                                         # no summary position yet
+    for a in (a1, a2, f1, f2):
+        assert not np.triu(a, 1).any()                             # causal
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 16, 33, 64])
+def test_both_patterns_are_valid_for_any_stride(length):
+    """Every j <= i is joined to i by a path of at most 3 locations (Child et al. §4.2), at
+    every stride, not only l ~ sqrt(L); a pattern without its second head is not."""
+    from transformer_theory.impl import sparse_patterns as SP
+
+    causal = np.tril(np.ones((length, length), dtype=bool))
+    for stride in range(1, length + 1):
+        assert np.array_equal(SP.reach(*SP.strided_pattern(length, stride)), causal)
+        for c in range(1, stride + 1):
+            assert np.array_equal(SP.reach(*SP.fixed_pattern(length, stride, c)), causal)
+    if length > 2:
+        a1, _ = SP.strided_pattern(length, 1)
+        assert not np.array_equal(SP.reach(a1, np.zeros_like(a1)), causal)
+
+
+def test_sparse_patterns_refuse_bad_arguments():
+    from transformer_theory.impl import sparse_patterns as SP
+
+    with pytest.raises(ValueError, match="stride"):
+        SP.strided_pattern(8, 0)
+    with pytest.raises(ValueError, match="^c: expected 1 <= c <= stride = 4, got 5$"):
+        SP.fixed_pattern(8, 4, 5)
+    with pytest.raises(ValueError, match="a1, a2"):
+        SP.reach(np.ones((3, 3), bool), np.ones((2, 2), bool))

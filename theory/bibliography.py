@@ -179,6 +179,10 @@ ENTRIES: dict[str, Entry] = {e.key: e for e in (
     _e("Hahn 2020", "Michael Hahn", 2020,
        "Theoretical Limitations of Self-Attention in Neural Sequence Models",
        "Transactions of the Association for Computational Linguistics 8"),
+    _e("Chiang & Cholak 2022", "David Chiang, Peter Cholak", 2022,
+       "Overcoming a Theoretical Limitation of Self-Attention",
+       "Proceedings of the 60th Annual Meeting of the Association for Computational "
+       "Linguistics (ACL 2022)"),
     _e("Wei, Chen & Ma 2022", "Colin Wei, Yining Chen, Tengyu Ma", 2022,
        "Statistically Meaningful Approximation: a Case Study on Approximating Turing Machines "
        "with Transformers", "Advances in Neural Information Processing Systems 35 (NeurIPS 2022)"),

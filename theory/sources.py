@@ -15,6 +15,7 @@ POPE_2023 = Source("Pope et al. 2023", "Efficiently Scaling Transformer Inferenc
 CHOROMANSKI_2021 = Source("Choromanski et al. 2021", "Rethinking Attention with Performers, ICLR")
 YAO_2021 = Source("Yao et al. 2021", "Self-Attention Networks Can Process Bounded Hierarchical Languages, ACL")
 HAHN_2020 = Source("Hahn 2020", "Theoretical Limitations of Self-Attention in Neural Sequence Models, TACL")
+CHIANG_2022 = Source("Chiang & Cholak 2022", "Overcoming a Theoretical Limitation of Self-Attention, ACL")
 WEI_2022 = Source("Wei, Chen & Ma 2022", "Statistically Meaningful Approximation: a Case Study on Approximating Turing Machines with Transformers, NeurIPS")
 PEREZ_2021 = Source("Pérez, Barceló & Marinkovic 2021", "Attention is Turing Complete, JMLR")
 CORDONNIER_2020 = Source("Cordonnier, Loukas & Jaggi 2020", "On the Relationship between Self-Attention and Convolutional Layers, ICLR")

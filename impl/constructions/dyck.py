@@ -19,7 +19,7 @@ exhaustive check of ``dyck.recognizer_exact``).
 Two constructions (Yao et al. 2021):
 
 * :func:`build_recognizer` -- ``D`` matching layers and one deciding layer
-  (``D + 1`` layers, Theorem 4.1). Layer ``l`` cancels the innermost remaining
+  (``D + 1`` layers, Yao et al.'s hard-attention recogniser). Layer ``l`` cancels the innermost remaining
   bracket pairs: every unmatched opener attends to the nearest unmatched token
   on its right, every unmatched closer to the nearest unmatched token on its
   left (strict masks), and the feed-forward network marks a pair matched when
@@ -27,7 +27,7 @@ Two constructions (Yao et al. 2021):
   nesting height ``h - 1`` is matched by layer ``h``, so ``D`` layers cancel
   exactly the strings of depth ``<= D``; the last layer accepts iff nothing is
   left unmatched.
-* :func:`build_generator` -- two layers (Theorem 4.2). Layer 1 computes the
+* :func:`build_generator` -- two layers (Yao et al.'s soft-attention generator). Layer 1 computes the
   depth by uniform causal attention to the prefix and a BOS token, normalised
   by a layer norm with ``eps = 0``; layer 2 finds the most recent unmatched
   opener as the latest opener whose depth equals the current depth.
@@ -56,12 +56,14 @@ can run the same weights on another implementation.
 References
 ----------
 Yao, Peng, Papadimitriou & Narasimhan 2021, Self-Attention Networks Can
-Process Bounded Hierarchical Languages, ACL, §4 (Theorem 4.1: a (D+1)-layer
-hard-attention network with O(log k) memory recognises Dyck_{k,D}; Theorem 4.2:
-a 2-layer soft-attention network generates it; Figure 1).
+Process Bounded Hierarchical Languages, ACL; in its abstract's words, "a
+hard-attention network with D+1 layers and O(log k) memory size (per token per
+layer) that recognizes Dyck_{k,D}, and a soft-attention network with two layers and
+O(log k) memory size that generates Dyck_{k,D}" (the theorem numbers are not cited:
+they were not verified in the paper's text).
 Hahn 2020, Theoretical Limitations of Self-Attention in Neural Sequence Models,
-TACL (unbounded Dyck_k is out of reach; Lemma 5: a soft-attention layer with
-bounded weights changes by O(1/n) when one input symbol changes).
+TACL (unbounded Dyck_k is out of reach; its soft-attention lemma: with bounded
+attention logits, exchanging one input symbol changes the output by O(1/n)).
 Seed 000 (shared/seeds/000_dca4bc6ff5cc76c0.txt): "layer i identifies matching
 delimiters at depth D - i + 1"; the inductive step "scan right from each
 delimiter, skipping marked symbols".
@@ -175,9 +177,10 @@ def recognizer_beta(n: int, k: int) -> float:
 
     References
     ----------
-    Yao et al. 2021, Theorem 4.1 (the hard-attention network this
-    approximates; the scale bound above is derived here); Hahn 2020, Lemma 5
-    (with a bounded scale no soft-attention layer can follow one symbol).
+    Yao et al. 2021, the hard-attention recogniser (the network this
+    approximates; the scale bound above is derived here, and the soft recogniser
+    is this project's construction); Hahn 2020, the soft-attention lemma (with a
+    bounded scale no soft-attention layer can follow one symbol).
     """
     n = check_positive_int(n, "n", minimum=0)
     b = type_code_bits(k)
@@ -540,7 +543,7 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
     D : int
         Depth bound (>= 1).
     attention : {"hard", "soft"}
-        Averaging hard attention (Theorem 4.1), or softmax attention with the
+        Averaging hard attention (Yao et al.'s recogniser), or softmax attention with the
         scale :func:`recognizer_beta`.
     n_max : int, optional
         Longest input. With soft attention the scale is then fixed at
@@ -558,7 +561,7 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
         negative control with ``beta = O(log n)``.
     type_check : bool
         Whether the comparing FFN requires the two brackets of a pair to have
-        the same type (Theorem 4.1). Without it every layer pairs any opener
+        the same type (as Yao et al.'s recogniser does). Without it every layer pairs any opener
         with any closer: the network then recognises the strings whose
         bracket *shapes* are in Dyck_{1,D}, types ignored (the experiment of
         ``dyck.type_mismatch``).
@@ -568,7 +571,7 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
         attend to itself; :attr:`DyckRecognizer.strict_masks`).
     codes : {"binary", "one_hot"}
         Type codes of ``b = bit_length(k)`` bits (:func:`type_codes`, width
-        ``3b + 11``, the ``O(log k)`` memory of Theorem 4.1), or one-hot
+        ``3b + 11``, the ``O(log k)`` memory Yao et al. state), or one-hot
         codes with values +-1 (width ``3k + 11``, linear in ``k``).
 
     Returns
@@ -577,7 +580,7 @@ def build_recognizer(k: int, D: int, attention: str = "hard", n_max: int | None 
 
     References
     ----------
-    Yao et al. 2021, §4.1 and Theorem 4.1; seed 000
+    Yao et al. 2021 (the hard-attention recogniser); seed 000
     (shared/seeds/000_dca4bc6ff5cc76c0.txt), proof idea and inductive step.
     """
     k = check_k(k)
@@ -669,8 +672,8 @@ def accepts_batch_shared(recognizers: Sequence[DyckRecognizer], tokens, *,
 
     References
     ----------
-    Yao et al. 2021, §4.1 (the recogniser of Dyck_{k,D} stacks D identical
-    matching layers; Theorem 4.1).
+    Yao et al. 2021 (the recogniser of Dyck_{k,D} stacks D identical
+    matching layers and one deciding layer).
     """
     if isinstance(recognizers, DyckRecognizer):
         raise TypeError("recognizers: expected a sequence of DyckRecognizer, got one "

@@ -1,5 +1,5 @@
 """The 2-layer transformer that generates Dyck_{k,D}: its readout is the set of allowed
-next tokens (Yao et al. 2021, Theorem 4.2).
+next tokens (Yao et al. 2021's soft-attention generator).
 
 Layer 1 computes the depth by uniform causal attention to the prefix and a
 BOS token, normalised by a layer norm with ``eps = 0``; layer 2 finds the most
@@ -16,7 +16,8 @@ residual stream has width ``2b + 11`` (``b = bit_length(k)``), independent of
 References
 ----------
 Yao, Peng, Papadimitriou & Narasimhan 2021, Self-Attention Networks Can
-Process Bounded Hierarchical Languages, ACL, §4.2 (Theorem 4.2; Figure 1b).
+Process Bounded Hierarchical Languages, ACL; in its abstract's words, "a soft-attention
+network with two layers and O(log k) memory size that generates Dyck_{k,D}".
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def generator_beta(n: int, k: int) -> float:
 
     References
     ----------
-    Yao et al. 2021, §4.2 (Theorem 4.2).
+    Yao et al. 2021 (the soft-attention generator).
     """
     n = check_positive_int(n, "n", minimum=0)
     b = type_code_bits(k)
@@ -66,7 +67,7 @@ def generator_beta(n: int, k: int) -> float:
 
 @dataclass
 class DyckGenerator(LayeredNetwork):
-    """A 2-layer transformer whose output is the set of allowed next tokens (Theorem 4.2).
+    """A 2-layer transformer whose output is the set of allowed next tokens (Yao et al.'s generator).
 
     Residual stream (width ``W = 2b + 11``)::
 
@@ -225,8 +226,8 @@ def build_generator(k: int, D: int, attention: str = "hard", n_max: int | None =
 
     References
     ----------
-    Yao et al. 2021, §4.2 and Theorem 4.2 (future positional masking, i/n
-    positions, residual connections and layer normalisation; Figure 1b).
+    Yao et al. 2021, the soft-attention generator (future positional masking, i/n
+    positions, residual connections and layer normalisation).
     """
     k = check_k(k)
     D = check_depth(D)

@@ -71,7 +71,7 @@ Comparison with the literature (honest differences)
   and recovers the symbol under the head by attending over the history of
   writes. Depth is constant, the sequence grows with time, and exactness
   needs arbitrary-precision arithmetic.
-* Wei, Chen & Ma (NeurIPS 2022, §4, Theorem 4.1) keep the autoregressive
+* Wei, Chen & Ma (NeurIPS 2022, their Turing-machine result) keep the autoregressive
   "one token per step" design but with finite precision: binary positional
   encodings of ``O(log T)`` bits (hence ``W_k, W_v`` of size about ``log T``, as
   seed 000 quotes), hard attention with a null key, and a stack of layers that
@@ -92,7 +92,7 @@ References
 ----------
 Pérez, Barceló & Marinkovic 2021, Attention is Turing Complete, JMLR 22, §3-4.
 Wei, Chen & Ma 2022, Statistically Meaningful Approximation: a Case Study on
-Approximating Turing Machines with Transformers, NeurIPS, §4 (Theorem 4.1).
+Approximating Turing Machines with Transformers, NeurIPS (the Turing-machine result).
 Dehghani et al. 2019, Universal Transformers, ICLR (shared weights across depth).
 Seed 000 (shared/seeds/000_dca4bc6ff5cc76c0.txt): "Can simulate T-step Turing
 machine with depth T".
@@ -493,8 +493,8 @@ def build_turing_transformer(machine: TuringMachine, n_cells: int, *,
 
     References
     ----------
-    Pérez, Barceló & Marinkovic 2021, JMLR, §4; Wei, Chen & Ma 2022, NeurIPS,
-    §4 (Theorem 4.1); seed 000 (shared/seeds/000_dca4bc6ff5cc76c0.txt).
+    Pérez, Barceló & Marinkovic 2021, JMLR, §4; Wei, Chen & Ma 2022, NeurIPS
+    (the Turing-machine result); seed 000 (shared/seeds/000_dca4bc6ff5cc76c0.txt).
     """
     machine = _check_machine(machine)
     n_cells = check_positive_int(n_cells, "n_cells", minimum=3)

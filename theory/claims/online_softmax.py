@@ -129,13 +129,14 @@ def any_split_any_order(subject, ctx) -> Evidence:
                           "trees equal the subject's attention, with masks and causal masks.")
 
 
-def _state_errors(x: OS.OnlineState, y: OS.OnlineState, tol, note: str) -> Measurement:
-    """m exactly; l and o norm-wise relative to their scale."""
+def _state_errors(x: OS.OnlineState, y: OS.OnlineState, tol, note: str,
+                  o_scale=None) -> Measurement:
+    """m exactly; l and o norm-wise relative to their scale (``o_scale`` for o if given)."""
     if not np.array_equal(x.m, y.m):
         return holds(False, f"{note}: the maxima differ")
     worst = None
-    for name, a, b in (("l", x.l, y.l), ("o", x.o, y.o)):
-        m = compare(a, b, tol, note=f"{note}: {name} differs")
+    for name, a, b, scale in (("l", x.l, y.l, None), ("o", x.o, y.o, o_scale)):
+        m = compare(a, b, tol, scale=scale, note=f"{note}: {name} differs")
         if not m.ok:
             return m
         worst = m if worst is None or m.error > worst.error else worst
@@ -157,7 +158,9 @@ def _state_errors(x: OS.OnlineState, y: OS.OnlineState, tol, note: str) -> Measu
     notes="States come from random blocks of keys, some rows fully masked (m = -inf). "
           "Commutativity and the identity hold bit for bit (max and + are symmetric, "
           "e^0 = 1, e^-inf = 0); associativity to rounding, where the tolerance counts the "
-          "three merges and the condition number |m| of the exponentials.")
+          "three merges and the condition number |m| of the exponentials, and o's error is "
+          "relative to the rescaled terms' magnitudes sum_s e^(m_s - m) |o_s| (signed values "
+          "may cancel).")
 def merge_monoid(subject, ctx) -> Evidence:
     merge = _merge(subject)
     strategy = st.tuples(leading_dims(), st.integers(1, 6), st.integers(1, 6), st.integers(1, 6),
@@ -184,7 +187,13 @@ def merge_monoid(subject, ctx) -> Evidence:
                 return m
         finite = np.concatenate([s.m[np.isfinite(s.m)] for s in states] + [np.zeros(1)])
         tol = tolerance("composite", dt, n=3 + math.ceil(float(np.max(np.abs(finite)))))
-        return _state_errors(merge(merge(a, b), c), merge(a, merge(b, c)), tol, "associativity")
+        # o merges signed values: its rounding is relative to the sum of the rescaled terms'
+        # magnitudes, sum_s e^(m_s - m) |o_s| (the reference's merge of the states with |o|,
+        # which is linear in o with weights >= 0), not to a result they may cancel down to
+        magnitudes = [s._replace(o=np.abs(np.asarray(s.o, dtype=np.float64))) for s in states]
+        terms = OS.merge(OS.merge(*magnitudes[:2]), magnitudes[2]).o      # (..., Lq, Ev)
+        return _state_errors(merge(merge(a, b), c), merge(a, merge(b, c)), tol, "associativity",
+                             o_scale=terms)
     return for_all(ctx, strategy, measure,
                    detail="On states of random (partly fully masked) blocks: commutativity and "
                           "the identity exactly, associativity to rounding.")
@@ -457,3 +466,82 @@ def sparse_cost_linear(subject, ctx) -> Evidence:
                ", ".join(f"{n} {v:.0f}" for n, v in per_token.items()) +
                f" multiply-adds (dense: {dense[-1] / lengths[-1]:.0f}); the sparse counts are "
                f"affine in L (zero second differences).")
+
+
+#: (kind, L, stride, c): the strided pattern at l = ceil(sqrt L) and at a stride far from it;
+#: the fixed pattern with one to three summary positions per block
+_FACTORIZED = (("strided", 16, 4, None), ("strided", 50, 8, None), ("strided", 100, 10, None),
+               ("strided", 30, 3, None), ("fixed", 16, 4, 1), ("fixed", 64, 8, 2),
+               ("fixed", 100, 10, 3))
+
+
+def _uniform_rows(mask: np.ndarray) -> np.ndarray:
+    """The attention weights of zero logits under ``mask``: each row uniform over its keys
+    (zeros for a row with none, as the contract's fully masked rows)."""
+    m = mask.astype(np.float64)                                        # (L, L)
+    counts = m.sum(axis=-1, keepdims=True)                             # (L, 1)
+    return m / np.maximum(counts, 1.0)
+
+
+@claims.claim(
+    "online_softmax.factorized_paths",
+    title="Sparse Transformer patterns are valid: two factorized heads connect every j <= i "
+          "through at most p + 1 = 3 locations, with O(sqrt n) keys per row",
+    statement=r"\forall j\le i:\ j\in A^{(1)}_i\ \lor\ \exists a:\ j\in A^{(1)}_a,\ "
+              r"a\in A^{(2)}_i;\qquad \big(\text{two steps of attention}\big)_{ij}>0\iff j\le i;"
+              r"\qquad |A^{(m)}_i|\le l+1\ \ (\text{strided},\ l=\lceil\sqrt n\rceil)",
+    sources=(CHILD_2019.at('§4.2 ("i can attend to j through a path of locations with '
+                           'maximum length p+1"; |A_i^(m)| proportional to the p-th root of n)'),
+             CHILD_2019.at("§4.3 (the strided and fixed patterns)"), SEED001_SPARSE),
+    kind=Kind.CONSTRUCTION, needs=("attention",),
+    notes="The strided pattern (A1: the previous l positions and i; A2: every l-th position "
+          "back from i) and the fixed one (A1: i's block of l; A2: the last c positions of "
+          "every block), built by impl/sparse_patterns.py, are run through the subject's "
+          "attention with zero logits and one-hot values (V = I): one step with mask A1 gives "
+          "the row-normalised A1, a second step with A2 over its output gives W2 W1, which "
+          "the subject must return to the reduction rule. Row i of W1 + W2 W1 then carries "
+          "weight exactly where a path of at most 3 locations joins j to i, which must be "
+          "every j <= i and no j > i. Power: a mask ignored, inverted or applied after the "
+          "softmax changes a row of W1 by at least 1/L, 10^12 times the tolerance at L = 100.")
+def factorized_paths(subject, ctx) -> Evidence:
+    from transformer_theory.impl import sparse_patterns as SP
+
+    measurements, rows = [], []
+    for kind, length, stride, c in _FACTORIZED:
+        a1, a2 = (SP.strided_pattern(length, stride) if kind == "strided"
+                  else SP.fixed_pattern(length, stride, c))
+        label = f"{kind} L={length} l={stride}" + (f" c={c}" if c else "")
+        zeros = np.zeros((length, 1))                                  # (L, 1): logits 0
+        w1, w2 = _uniform_rows(a1), _uniform_rows(a2)                   # (L, L) each
+        one = np.asarray(subject.attention(zeros, zeros, np.eye(length), mask=a1),
+                         dtype=np.float64)                              # (L, L): W1
+        two = np.asarray(subject.attention(zeros, zeros, one, mask=a2),
+                         dtype=np.float64)                              # (L, L): W2 W1
+        tol = tolerance("reduction", np.float64, n=2 * length)
+        measurements.append(compare(one, w1, tol, note=f"{label}: one step with A1 is not "
+                                                         "the row-normalised A1"))
+        measurements.append(compare(two, w2 @ w1, tol, note=f"{label}: the second step with "
+                                                             "A2 is not W2 W1"))
+        smallest = float(np.min((w1 + w2 @ w1)[w1 + w2 @ w1 > 0]))
+        reached = (one + two) > smallest / 2                            # (L, L)
+        causal = np.tril(np.ones((length, length), dtype=bool))
+        missing = int(np.sum(causal & ~reached))
+        future = int(np.sum(~causal & reached))
+        measurements.append(holds(missing == 0 and future == 0,
+                                  f"{label}: {missing} pairs j <= i not reached in two steps, "
+                                  f"{future} pairs j > i reached"))
+        measurements.append(holds(bool(np.array_equal(SP.reach(a1, a2), causal)),
+                                  f"{label}: the pattern's paths of at most 3 locations are "
+                                  "not the causal pairs"))
+        sizes = (int(a1.sum(axis=-1).max()), int(a2.sum(axis=-1).max()))
+        if kind == "strided":
+            bound = (stride + 1, -(-length // stride))
+        else:
+            bound = (stride, c * -(-length // stride))
+        measurements.append(holds(sizes[0] <= bound[0] and sizes[1] <= bound[1],
+                                  f"{label}: rows of {sizes} keys, more than {bound}"))
+        rows.append(f"{label}: max |A1|, |A2| = {sizes[0]}, {sizes[1]}")
+    return single_case(
+        measurements, cases=len(_FACTORIZED),
+        detail="Through the subject's attention, two factorized steps reach every earlier "
+               "position and no later one; " + "; ".join(rows[:3]) + " (sqrt L = 4, 7.1, 10).")

@@ -11,7 +11,7 @@ References
 ----------
 Pérez, Barceló & Marinkovic 2021, Attention is Turing Complete, JMLR, §4.
 Wei, Chen & Ma 2022, Statistically Meaningful Approximation: a Case Study on
-Approximating Turing Machines with Transformers, NeurIPS, §4 (Theorem 4.1).
+Approximating Turing Machines with Transformers, NeurIPS (the Turing-machine result).
 Seed 000 (shared/seeds/000_dca4bc6ff5cc76c0.txt): "Can simulate T-step Turing
 machine with depth T".
 """
@@ -128,7 +128,7 @@ def _bits(word: str) -> list[int]:
     title="One shared transformer layer per step simulates a Turing machine exactly",
     statement=r"\mathrm{dec}\bigl(f_\theta^{\,t}(\mathrm{enc}(c_0))\bigr)=c_t\quad\forall\,t\le T,"
               r"\qquad \text{hard attention, and softmax with }\beta=\ln\bigl(7(N-1)\bigr)+1",
-    sources=(WEI_2022.at("§4, Theorem 4.1"),
+    sources=(WEI_2022.at("the Turing-machine result (binary positional encodings of log T bits)"),
              PEREZ_2021.at("§4 (Turing completeness with positional encodings)"), SEED000_TM),
     kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",),
     notes="Tokens are the N cells of a ring with one-hot positions; one head reads the symbol "
@@ -187,7 +187,7 @@ def simulation(subject, ctx) -> Evidence:
     statement=r"\exists\,\beta^*\le\beta_{\mathrm{suff}}(N)=\ln\bigl(7(N-1)\bigr):\ "
               r"\beta<\beta^*\Rightarrow \mathrm{dec}(f_\theta^{\,t}(\mathrm{enc}(c_0)))\ne c_t"
               r"\ \text{for some } t\le T",
-    sources=(WEI_2022.at("§4 (finite precision, hard attention)"),
+    sources=(WEI_2022.at("the Turing-machine result (finite precision, hard attention)"),
              PEREZ_2021.at("§4 (the proof uses hard attention)")),
     kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",),
     notes="Softmax only approximates the hard reads: each read is off by "

@@ -20,7 +20,7 @@ bad input (an unknown character, a type >= k, a token out of range, a depth
 References
 ----------
 Yao et al. 2021, Self-Attention Networks Can Process Bounded Hierarchical
-Languages, ACL, §4.1 (Theorem 4.1); seed 000
+Languages, ACL (the hard-attention recogniser); seed 000
 (shared/seeds/000_dca4bc6ff5cc76c0.txt).
 """
 
@@ -129,7 +129,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="number of bracket types (default: as many as the string uses)")
     p.add_argument("--depth", type=int, required=True, help="depth bound D (>= 1)")
     p.add_argument("--attention", choices=["hard", "soft"], default="hard",
-                   help="hard (Theorem 4.1) or soft attention with scale beta(n)")
+                   help="hard (Yao et al.'s recogniser) or soft attention with scale beta(n)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
     return p
