@@ -57,13 +57,14 @@ report: $(STAMP)
 # make sweep: the claims under seeds SEEDS (dev profile) on SUBJECT; every failure with its seed,
 # and each claim's worst max_error / tolerance in benchmarks/headroom-SUBJECT.json. Not run by
 # make test (a dev run of every claim per seed: ~20 s of one core each). CLAIMS narrows it (a glob);
-# EXTEND=1 merges into the committed file (more seeds, or other claims over its seeds).
+# EXTEND=1 merges into the committed file (more seeds, or other claims over its seeds); REPLACE=1
+# puts the claims swept now in place of their rows (a claim re-swept after its bound changed).
 SEEDS ?= 1-20
 SUBJECT ?= reference
 CLAIMS ?= *
 .PHONY: sweep
 sweep: $(STAMP)
-	$(THREADS) $(BIN)/transformer-theory verify --subject $(SUBJECT) --profile dev --seeds $(SEEDS) --claims '$(CLAIMS)' --jobs $(CLI_JOBS) --headroom benchmarks/headroom-$(SUBJECT).json $(if $(EXTEND),--extend)
+	$(THREADS) $(BIN)/transformer-theory verify --subject $(SUBJECT) --profile dev --seeds $(SEEDS) --claims '$(CLAIMS)' --jobs $(CLI_JOBS) --headroom benchmarks/headroom-$(SUBJECT).json $(if $(EXTEND),--extend) $(if $(REPLACE),--replace)
 
 clean:
 	rm -rf $(VENV) report .pytest_cache .hypothesis

@@ -284,6 +284,19 @@ def test_verify_seeds_cli(capsys, tmp_path):
         cli.main(["verify", "--claims", "attention.softcap_limit", "--profile", "ci",
                   "--seeds", "4", "--headroom", str(out), "--extend", "-q"])
     assert exc.value.code == 2
+    # --replace: a claim re-swept over 2-3 replaces its row of 1-4; other claims stay
+    assert cli.main(["verify", "--claims", "attention.softcap_definition", "--profile", "ci",
+                     "--seeds", "1", "--headroom", str(out), "--extend", "-q"]) == 0
+    assert cli.main(["verify", "--claims", "attention.softcap_limit", "--profile", "ci",
+                     "--seeds", "2-3", "--headroom", str(out), "--replace", "-q"]) == 0
+    rows = {c["id"]: c for c in json.loads(out.read_text())["claims"]}
+    assert rows["attention.softcap_limit"]["seeds"] == "2-3"
+    assert rows["attention.softcap_limit"]["runs"] == 2
+    assert rows["attention.softcap_definition"]["seeds"] == "1"
+    for flags in (["--extend", "--replace"], ["--replace"]):  # both, or without --headroom
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["verify", "--claims", "attention.softcap_limit", "--seeds", "5", *flags])
+        assert exc.value.code == 2
 
 
 def test_logit_tolerance_covers_logits_rounded_at_their_magnitude():
@@ -319,11 +332,34 @@ def test_sweep_merge_of_chunks_equals_one_sweep():
         merge([doc([3]), doc([3])])
     other = {"subject": "reference", "profile": "ci", "seeds": [1, 2, 3, 4],
              "claims": [{"id": "x.y", "dtype": None, "runs": 4, "worst_ratio": 0.5,
-                         "worst_seed": 2, "failures": []}]}
+                         "worst_seed": 2, "failures": []}]}   # a row without its seeds
     both = merge([doc([1, 2]), other])                  # other claims, the same seeds: fine
     assert both["seeds"] == [1, 2, 3, 4] and [c["runs"] for c in both["claims"]] == [2, 4]
+    assert [c["seeds"] for c in both["claims"]] == ["1-2", "1-4"]
     with pytest.raises(ValueError, match="cannot merge"):
         merge([doc([1]), {**doc([2]), "subject": "fast"}])
+    # per-claim seeds: a claim with fewer seeds extends over its own, not the document's
+    extended = merge([both, doc([3])])
+    assert [c["seeds"] for c in extended["claims"]] == ["1-3", "1-4"]
+    with pytest.raises(ValueError, match="seed 3 of x.y is in two sweeps"):
+        merge([both, {**other, "seeds": [3], "claims": [{**other["claims"][0], "runs": 1,
+                                                          "seeds": "3"}]}])
+    # replace: a re-swept claim's row is the new sweep's alone
+    again = merge([extended, doc([7])], replace=True)
+    assert [(c["seeds"], c["runs"]) for c in again["claims"]] == [("7", 1), ("1-4", 4)]
+    bad = {**other, "claims": [{**other["claims"][0], "runs": 3}]}
+    with pytest.raises(ValueError, match="the 3 runs of x.y do not say their seeds"):
+        merge([bad])
+
+
+@pytest.mark.parametrize("seeds, text", [([1, 2, 3, 7], "1-3,7"), ([5], "5"), ([], ""),
+                                         ([9, 1, 2, 2], "1-2,9"), ([0, 2, 4], "0,2,4")])
+def test_format_seeds_is_read_back_by_parse_seeds(seeds, text):
+    from transformer_theory.theory.sweep import format_seeds, parse_seeds
+
+    assert format_seeds(seeds) == text
+    if seeds:
+        assert parse_seeds(text) == sorted(set(seeds))
 
 
 def test_report_shows_the_committed_headroom_beside_each_claim(tmp_path):
@@ -375,3 +411,49 @@ def test_score_tolerance_covers_scores_with_cancelling_terms():
     # the output error is ~2 x the logit error; the reduction rule on its own is below it
     assert 2 * worst > tolerance("reduction", np.float32, 5).rtol
     assert 2 * worst <= score_tolerance("reduction", np.float32, 5, q, k, s).rtol
+
+
+def test_bptt_rounding_bound_covers_a_cancelling_tanh_argument():
+    """gradients.bptt_sums_tied_copies, issue 21's seed 72: U x_1 sums 0.055 - 0.055 to
+    7e-4, so h_1 and dL/dW = delta_2 h_1 carry an absolute error of the terms' size, 21 eps
+    of the gradient, beyond the composite rule's reach of a relative bound: the running
+    error bound covers every entry, and every perturbed evaluation of the same BPTT."""
+    import mpmath
+
+    from transformer_theory.impl import recurrence as R
+    from transformer_theory.theory.claims.gradients import (_central_difference, _mp_rnn_loss,
+                                                            bptt_rounding_bound)
+
+    x = np.array([[1.6324326927834527, -1.877901750973295],
+                  [-1.6079837666476737, -1.317525148354537]])                    # (T, m)
+    w = np.array([[-0.06620219199412707]])                                       # (n, n)
+    u = np.array([[0.033899292086251885, 0.029076569410149824]])                 # (n, m)
+    g = np.array([[-0.2093914828973679], [-0.05634090599940885]])                # (T, n)
+    with mpmath.workdps(50):
+        tied = _central_difference(lambda z: _mp_rnn_loss(x, w, u, g, z), w)
+    dw, per_copy = R.elman_bptt(x, w, u, g)
+    tied_bound, copy_bound = bptt_rounding_bound(x, w, u, g)
+    scale = float(np.max(np.abs(tied)))
+    err = float(np.max(np.abs(dw - tied)))
+    assert err / scale > 10 * np.finfo(np.float64).eps        # the case is ill-conditioned
+    assert np.all(np.abs(dw - tied) <= tied_bound)
+    assert np.all(np.abs(per_copy[1] - tied) <= copy_bound[1])
+    # the bound is a bound for other summation orders too: U x computed the other way round
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        wiggle = 1 + rng.uniform(-1, 1, x.shape) * np.finfo(np.float64).eps
+        moved, _ = R.elman_bptt(x * wiggle, w, u, g)       # one rounding of each input
+        assert np.all(np.abs(moved - tied) <= tied_bound)
+
+
+def test_higham_gamma():
+    from transformer_theory.theory.tolerance import higham_gamma
+
+    u = np.finfo(np.float64).eps / 2
+    assert higham_gamma(0) == 0.0
+    assert higham_gamma(3) == pytest.approx(3 * u / (1 - 3 * u))
+    assert higham_gamma(2, np.float32) == pytest.approx(np.finfo(np.float32).eps)
+    with pytest.raises(ValueError, match="^n: expected"):
+        higham_gamma(-1)
+    with pytest.raises(ValueError, match="^n: expected"):
+        higham_gamma(2 ** 12, np.float16)

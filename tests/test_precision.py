@@ -93,6 +93,35 @@ def test_rounded_exact_tolerance_is_exact_error_plus_three_unit_roundoffs():
     assert tol.rule == "rounded-exact" and "float64 reference" in tol.reason
     with pytest.raises(ValueError, match="exact_error"):
         rounded_exact_tolerance(F16, float("inf"))
+    assert rounded_exact_tolerance(F16, 0.0, 2.5).rtol == pytest.approx(3.5 * u)
+    with pytest.raises(ValueError, match="outputs"):
+        rounded_exact_tolerance(F16, 0.0, -1.0)
+
+
+def test_layernorm_output_roundings_bound_the_rounding_of_two_compared_rows():
+    """Two LN outputs of one row, each rounded once to float16, differ in conditioned units
+    by at most u times output_roundings (exact values equal); it is at most 2 per output
+    and exceeds the fixed count 2 on a row whose mean opposes its largest entry."""
+    from transformer_theory.theory.claims.normalization import output_roundings, row_condition
+    u = eps(F16) / 2
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for _ in range(200):
+        h = rng.standard_normal((3, 9)) + rng.uniform(-3, 3, size=(3, 1))    # (R, E)
+        y = N.layer_norm(h, eps=0.0)                                         # (R, E) float64
+        kappa = row_condition(h)                                             # (R,)
+        # two implementations whose float64 outputs differ by far less than u, each rounded
+        ya = y.astype(F16).astype(np.float64)
+        yb = (y * (1 + 1e-9)).astype(F16).astype(np.float64)
+        w = output_roundings(kappa, ya, yb)
+        assert w <= 4.0 + 1e-12
+        moved = np.max(np.max(np.abs(ya - yb), axis=-1) / np.maximum(kappa, 1.0))
+        assert moved <= w * u * (1 + 1e-3)
+        worst = max(worst, w)
+    h = np.array([[-1.0, -1.0, -1.0, 2.0]])     # mean -0.25 against the largest entry 2
+    y = N.layer_norm(h, eps=0.0)
+    assert output_roundings(row_condition(h), y, y) == pytest.approx(2 * 2.25 / 2.0)
+    assert worst > 2.0
 
 
 def _three_way(subject: float, naive: float, perfect: float):
@@ -235,3 +264,38 @@ def test_report_shows_half_precision_runs(tmp_path):
                for r in runs.values())
     page = (tmp_path / "index.html").read_text()
     assert "float16 · bfloat16 (error ratio)" in page and 'id="fig-half-precision"' in page
+
+
+def test_cache_roundings_bound_a_kv_cache_held_in_half_precision():
+    """masking.kv_cache_equals_full: keys and values rounded once to float16 (the cache's
+    dtype), everything else exact, move the causal output by at most u * cache_roundings of
+    its largest entry."""
+    from transformer_theory.impl.attention import init_multi_head
+    from transformer_theory.theory.claims._common import definition_attention, definition_mha
+    from transformer_theory.theory.claims.masking import cache_roundings
+
+    u = eps(F16) / 2
+    rng = np.random.default_rng(3)
+    worst = 0.0
+    for _ in range(40):
+        e, h, length = int(rng.choice([4, 6, 8])), int(rng.integers(1, 4)), int(rng.integers(1, 9))
+        while e % h:
+            h -= 1
+        params = init_multi_head(e, h, rng, dtype=F16)
+        x = rng.standard_normal((1, length, e)).astype(F16)
+        exact = definition_mha(x, x, params, causal=True)                  # (1, L, E)
+        f64 = (lambda a: np.asarray(a, dtype=np.float64))
+        heads = []
+        for i in range(h):
+            q, k, v = (f64(x) @ f64(w)[i] + (0.0 if b is None else f64(b)[i])
+                       for w, b in ((params.w_q, params.b_q), (params.w_k, params.b_k),
+                                    (params.w_v, params.b_v)))
+            k, v = (a.astype(F16).astype(np.float64) for a in (k, v))      # the cache's rounding
+            heads.append(definition_attention(q, k, v, causal=True)[0])
+        cached = np.concatenate(heads, axis=-1) @ f64(params.w_o) + (
+            0.0 if params.b_o is None else f64(params.b_o))
+        moved = float(np.max(np.abs(cached - exact))) / float(np.max(np.abs(exact)))
+        bound = u * cache_roundings(x, params)
+        assert moved <= bound * (1 + 1e-6) + 1e-12
+        worst = max(worst, moved / bound)
+    assert worst > 0.05                      # the bound is not vacuous

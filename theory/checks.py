@@ -35,7 +35,7 @@ class Measurement:
     tolerance: Tolerance | float
     note: str = ""
     baseline: float | None = None     # the naive baseline's error (half-precision runs)
-    outputs: int = 2                  # the subject's rounded outputs the comparison holds
+    outputs: float = 2                # the subject's output roundings the comparison holds, in u
 
     @property
     def rtol(self) -> float:
@@ -55,14 +55,15 @@ class Violation(AssertionError):
 
 
 def compare(actual, expected, tol: Tolerance, *, scale=None, note: str = "",
-            outputs: int = 2) -> Measurement:
+            outputs: float = 2) -> Measurement:
     """Norm-wise relative error of ``actual`` against ``expected`` under ``tol``.
 
     The tolerance is re-derived at comparison time (:meth:`Tolerance.refreshed`),
     so that it follows an output precision seen after it was asked for.
     ``outputs`` is how many of the subject's rounded outputs enter the compared
     quantities, each carrying up to ``u`` of ``scale`` (the half-precision
-    runs' rounded-exact bound, :func:`.tolerance.rounded_exact_tolerance`).
+    runs' rounded-exact bound, :func:`.tolerance.rounded_exact_tolerance`); a
+    real number where a comparison states their rounding in other units.
     """
     if isinstance(tol, Tolerance):
         tol = tol.refreshed()

@@ -110,6 +110,9 @@ def cmd_verify(args) -> int:
     profile = _profile_name(args.profile)
     claims = _claims(args.claims)
     show = sys.stderr.isatty() and not args.quiet
+    if (args.extend or args.replace) and args.headroom is None:
+        flag = "--extend" if args.extend else "--replace"
+        raise UsageError(f"{flag}: needs --headroom FILE (the sweep file to merge into)")
     if args.seeds is not None:
         return _verify_sweep(args, subject, profile, claims, show)
     if args.headroom is not None:
@@ -159,16 +162,18 @@ def _verify_sweep(args, subject, profile: str, claims, show: bool) -> int:
            "claims": [s.to_json() for s in table]}
     if args.headroom:
         write_doc = doc
-        if args.extend and os.path.exists(args.headroom):
+        into = "--replace" if args.replace else "--extend" if args.extend else None
+        if into and os.path.exists(args.headroom):
             from .sweep import merge
 
             try:
                 with open(args.headroom, encoding="utf-8") as fh:
                     earlier = json.load(fh)
-                # more seeds add up; a claim swept twice under one seed is refused (merge)
-                write_doc = merge([earlier, doc])
+                # --extend: more seeds add up, a claim swept twice under one seed is refused;
+                # --replace: the claims swept now replace their rows (re-swept after a change)
+                write_doc = merge([earlier, doc], replace=args.replace)
             except (OSError, ValueError, KeyError) as exc:
-                raise UsageError(f"--extend: cannot merge into {args.headroom}: {exc}") from None
+                raise UsageError(f"{into}: cannot merge into {args.headroom}: {exc}") from None
         with open(args.headroom, "w", encoding="utf-8") as fh:
             json.dump(write_doc, fh, indent=1)
             fh.write("\n")
@@ -287,9 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "each claim's worst max_error / tolerance; replaces --seed")
     p.add_argument("--headroom", metavar="FILE",
                    help="with --seeds: also write the sweep (worst ratio per claim) as JSON")
-    p.add_argument("--extend", action="store_true",
-                   help="with --headroom: merge this sweep into FILE if it exists (more seeds, "
-                        "or other claims over the same seeds) instead of replacing it")
+    merging = p.add_mutually_exclusive_group()
+    merging.add_argument("--extend", action="store_true",
+                         help="with --headroom: merge this sweep into FILE if it exists (more "
+                              "seeds, or other claims over the same seeds) instead of "
+                              "replacing it")
+    merging.add_argument("--replace", action="store_true",
+                         help="with --headroom: the claims swept now replace their rows of "
+                              "FILE, which keeps its other claims (a claim re-swept after its "
+                              "check or bound changed)")
     run_options(p, "--subject")
     p.set_defaults(func=cmd_verify)
 

@@ -22,7 +22,8 @@ from typing import Callable, Mapping, Sequence
 
 from .claim import Claim, Kind, Status
 
-__all__ = ["parse_seeds", "ClaimSweep", "sweep_plan", "sweep", "merge", "headroom_files", "load_headroom"]
+__all__ = ["parse_seeds", "format_seeds", "ClaimSweep", "sweep_plan", "sweep", "merge",
+           "headroom_files", "load_headroom"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -54,23 +55,45 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def format_seeds(seeds) -> str:
+    """Seeds as the shortest text :func:`parse_seeds` reads back.
+
+    ``[1, 2, 3, 7]`` -> ``"1-3,7"``; ``[]`` -> ``""``.
+    """
+    ordered = sorted(set(int(s) for s in seeds))
+    parts: list[str] = []
+    start = prev = None
+    for s in ordered + [None]:
+        if s is not None and prev is not None and s == prev + 1:
+            prev = s
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = s
+    return ",".join(parts)
+
+
 @dataclass
 class ClaimSweep:
     """One claim (and dtype) over the seeds: runs, failures, the worst error ratio."""
 
     id: str
     dtype: str | None
-    runs: int = 0
     failures: list = field(default_factory=list)     # dicts: seed, status, detail, example
     worst_ratio: float | None = None
     worst_seed: int | None = None
+    seeds: list = field(default_factory=list)        # the seeds it ran under, one per run
+
+    @property
+    def runs(self) -> int:
+        return len(self.seeds)
 
     @property
     def label(self) -> str:
         return self.id if self.dtype is None else f"{self.id}[{self.dtype}]"
 
     def add(self, seed: int, result) -> None:
-        self.runs += 1
+        self.seeds.append(seed)
         if result.status in (Status.FAILED, Status.ERROR):
             ev = result.evidence
             self.failures.append({"seed": seed, "status": result.status.value,
@@ -84,8 +107,8 @@ class ClaimSweep:
 
     def to_json(self) -> dict:
         return {"id": self.id, "dtype": self.dtype, "runs": self.runs,
-                "worst_ratio": self.worst_ratio, "worst_seed": self.worst_seed,
-                "failures": self.failures}
+                "seeds": format_seeds(self.seeds), "worst_ratio": self.worst_ratio,
+                "worst_seed": self.worst_seed, "failures": self.failures}
 
 
 def sweep_plan(claims: Sequence[Claim], subject, seeds: Sequence[int]) -> list[tuple]:
@@ -135,53 +158,90 @@ def sweep(claims: Sequence[Claim], subject, *, profile: str, seeds: Sequence[int
     return sorted(table.values(), key=lambda s: (order.get(s.id, 0), s.dtype or ""))
 
 
-def merge(docs: Sequence[Mapping]) -> dict:
-    """One sweep document from several of the same subject and profile (chunks of seeds).
+def claim_seeds(row: Mapping, doc: Mapping) -> list[int]:
+    """The seeds a claim row of a sweep document ran under.
 
-    Runs add up, failures are kept in seed order, and each claim's worst ratio is the
-    largest over the documents (the lowest seed on a tie), so that sweeping seeds 1-50
-    and 51-100 apart and merging gives the sweep of 1-100. Documents may share seeds if
-    they share no claim (a long claim swept apart over fewer seeds); ``seeds`` is then
-    the union, and each claim's ``runs`` says how many seeds it had.
+    A row written before rows carried their seeds holds only ``runs``: it ran under the
+    document's seeds if it has as many runs, and under the first one if it ran once (a
+    symbolic claim); anything else cannot be told apart and is refused.
 
     Raises
     ------
     ValueError
-        If the documents differ in subject or profile, or sweep one claim under one seed
-        twice.
+        Naming the claim, for a row whose seeds cannot be known.
+    """
+    if row.get("seeds") is not None:
+        return parse_seeds(row["seeds"]) if row["seeds"] != "" else []
+    doc_seeds = list(doc.get("seeds", []))
+    if row["runs"] == len(doc_seeds):
+        return doc_seeds
+    if row["runs"] == 1 and doc_seeds:
+        return doc_seeds[:1]
+    if row["runs"] == 0:
+        return []
+    raise ValueError(f"docs: the {row['runs']} runs of {row['id']} do not say their seeds "
+                     f"(the document has {len(doc_seeds)})")
+
+
+def merge(docs: Sequence[Mapping], *, replace: bool = False) -> dict:
+    """One sweep document from several of the same subject and profile (chunks of seeds).
+
+    Runs add up, failures are kept in seed order, and each claim's worst ratio is the
+    largest over the documents (the lowest seed on a tie), so that sweeping seeds 1-50
+    and 51-100 apart and merging gives the sweep of 1-100. Each claim row keeps the
+    seeds it ran under (``"seeds"``, as :func:`format_seeds` writes them), so claims may
+    have different seeds (a long claim swept over fewer); the document's ``seeds`` is
+    their union.
+
+    Parameters
+    ----------
+    docs : sequence of mapping
+        Sweep documents, earliest first.
+    replace : bool
+        A claim of a later document replaces its row of the earlier ones instead of
+        adding to it: a claim re-swept after its check or bound changed.
+
+    Raises
+    ------
+    ValueError
+        If the documents differ in subject or profile, or (without ``replace``) sweep
+        one claim under one seed twice.
     """
     docs = list(docs)
     if not docs:
         raise ValueError("docs: expected at least one sweep document")
     subject, profile = docs[0]["subject"], docs[0]["profile"]
-    seen: list[tuple[set, set]] = []            # (seeds, claim keys) of each document so far
     table: dict[tuple, dict] = {}
     for doc in docs:
         if (doc["subject"], doc["profile"]) != (subject, profile):
             raise ValueError(f"docs: cannot merge the sweep of {doc['subject']} ({doc['profile']}) "
                              f"with that of {subject} ({profile})")
-        keys = {(c["id"], c["dtype"]) for c in doc["claims"]}
-        for other_seeds, other_keys in seen:
-            shared = other_seeds & set(doc["seeds"])
-            if shared and other_keys & keys:
-                raise ValueError(f"docs: seed {min(shared)} of "
-                                 f"{min(other_keys & keys)[0]} is in two sweeps")
-        seen.append((set(doc["seeds"]), keys))
+        fresh: set[tuple] = set()
         for c in doc["claims"]:
             key = (c["id"], c["dtype"])
-            row = table.setdefault(key, {"id": c["id"], "dtype": c["dtype"], "runs": 0,
-                                         "worst_ratio": None, "worst_seed": None,
-                                         "failures": []})
-            row["runs"] += c["runs"]
+            seeds = claim_seeds(c, doc)
+            empty = {"id": c["id"], "dtype": c["dtype"], "seeds": [],
+                     "worst_ratio": None, "worst_seed": None, "failures": []}
+            if replace and key in table and key not in fresh:
+                table[key] = empty                    # in place: the claims keep their order
+            fresh.add(key)
+            row = table.setdefault(key, empty)
+            shared = set(row["seeds"]) & set(seeds)
+            if shared:
+                raise ValueError(f"docs: seed {min(shared)} of {c['id']} is in two sweeps")
+            row["seeds"] = row["seeds"] + seeds
             row["failures"] = sorted(row["failures"] + list(c["failures"]),
                                      key=lambda f: f["seed"])
             r, s = c["worst_ratio"], c["worst_seed"]
             if r is not None and (row["worst_ratio"] is None or r > row["worst_ratio"]
                                   or (r == row["worst_ratio"] and s < row["worst_seed"])):
                 row["worst_ratio"], row["worst_seed"] = r, s
-    seeds = sorted(set().union(*(s for s, _ in seen)))
-    return {"subject": subject, "profile": profile, "seeds": seeds,
-            "claims": list(table.values())}
+    seeds = sorted(set().union(*(row["seeds"] for row in table.values())))
+    claims = [{"id": row["id"], "dtype": row["dtype"], "runs": len(row["seeds"]),
+               "seeds": format_seeds(row["seeds"]), "worst_ratio": row["worst_ratio"],
+               "worst_seed": row["worst_seed"], "failures": row["failures"]}
+              for row in table.values()]
+    return {"subject": subject, "profile": profile, "seeds": seeds, "claims": claims}
 
 
 def headroom_files(root: Path | None = None) -> list[Path]:

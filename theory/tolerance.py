@@ -129,6 +129,25 @@ def eps(dtype) -> float:
     return float(np.finfo(np.dtype(dtype)).eps)
 
 
+def higham_gamma(n: int, dtype=np.float64) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)``, ``u = eps(dtype) / 2``: the relative error of
+    ``n`` roundings (a sum of ``n + 1`` terms, a product of ``n + 1`` factors).
+
+    Raises
+    ------
+    ValueError
+        If ``n < 0`` or ``n u >= 1`` (no bound).
+
+    References
+    ----------
+    Higham 2002, Accuracy and Stability of Numerical Algorithms, §3.1 (Lemma 3.1).
+    """
+    unit = eps(dtype) / 2
+    if n < 0 or n * unit >= 1:
+        raise ValueError(f"n: expected 0 <= n < 1/u = {1 / unit:.3g}, got {n}")
+    return n * unit / (1 - n * unit)
+
+
 def tolerance(rule: str, dtype, n: int = 1) -> Tolerance:
     """The tolerance of ``rule`` for data of ``dtype`` over a reduction of size ``n``.
 
@@ -194,7 +213,7 @@ def ratio_tolerance(dtype, baseline_error: float) -> Tolerance:
     return Tolerance(rtol=rtol, rule="ratio", reason=reason, dtype=np.dtype(dtype), n=1)
 
 
-def rounded_exact_tolerance(dtype, exact_error: float, outputs: int = 2) -> Tolerance:
+def rounded_exact_tolerance(dtype, exact_error: float, outputs: float = 2) -> Tolerance:
     """The bound of an implementation that rounds only its outputs: ``e* + (outputs + 1) u``.
 
     Parameters
@@ -205,17 +224,20 @@ def rounded_exact_tolerance(dtype, exact_error: float, outputs: int = 2) -> Tole
         The error of the exact baseline (the float64 reference on the same
         rounded inputs, ``theory/exact_baseline.py``) on the same case and
         comparison, in the same norm-wise relative units.
-    outputs : int
+    outputs : float
         The subject's rounded outputs that enter the compared quantities (an
         invariance compares two; a score of two rotated vectors against
-        another such score, four), each within ``u`` of its exact value.
+        another such score, four), each within ``u`` of its exact value; or,
+        where the comparison's units are not the outputs' own scale, their
+        rounding in those units in multiples of ``u`` (LayerNorm rows divided by
+        their condition number, :func:`.claims.normalization.output_roundings`).
 
     Returns
     -------
     Tolerance
         With ``rule="rounded-exact"``: each rounded output is within ``u`` of
-        its exact value (relative to the comparison's scale), and one more ``u`` bounds a float32 (or wider)
-        computation's own error, ``gamma_n eps_32 kappa <= u`` for
+        its exact value (relative to the comparison's scale), and one more ``u``
+        bounds a float32 (or wider) computation's own error, ``gamma_n eps_32 kappa <= u`` for
         ``n kappa <= eps(dtype) / (2 eps_32)``.
 
     References
@@ -225,10 +247,12 @@ def rounded_exact_tolerance(dtype, exact_error: float, outputs: int = 2) -> Tole
     base = float(exact_error)
     if not np.isfinite(base):
         raise ValueError(f"exact_error: expected a finite error, got {base}")
+    if not (np.isfinite(outputs) and outputs >= 0):
+        raise ValueError(f"outputs: expected a finite count >= 0, got {outputs}")
     u = eps(dtype) / 2
     rtol = base + (outputs + 1) * u
     reason = (f"rounded-exact bound at {np.dtype(dtype).name}: the float64 reference's error on "
-              f"the same rounded inputs ({base:.3g}) + {outputs} output roundings + 1 u of "
+              f"the same rounded inputs ({base:.3g}) + {outputs:.3g} u of output rounding + 1 u of "
               f"compute error (u = {u:.3g})")
     return Tolerance(rtol=rtol, rule="rounded-exact", reason=reason, dtype=np.dtype(dtype), n=1)
 

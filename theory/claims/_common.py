@@ -59,6 +59,22 @@ def definition_rope(x, pos, *, base=10000.0, pairs="interleaved"):
     return out
 
 
+def definition_head_projections(x_q, x_kv, params) -> list[list[np.ndarray]]:
+    """Per query head h, in float64: ``[x_q W^Q_h + b^Q_h, x_kv W^K_g + b^K_g, x_kv W^V_g +
+    b^V_g]``, its kv group ``g = h // (H // G)`` (Vaswani et al. 2017, §3.2.2; GQA)."""
+    f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
+    x_q, x_kv = f64(x_q), f64(x_kv)
+    h, g = params.w_q.shape[0], params.w_k.shape[0]
+    out = []
+    for i in range(h):
+        j = i // (h // g)
+        out.append([x @ f64(w)[n] + (0.0 if b is None else f64(b)[n])
+                    for x, w, b, n in ((x_q, params.w_q, params.b_q, i),
+                                       (x_kv, params.w_k, params.b_k, j),
+                                       (x_kv, params.w_v, params.b_v, j))])
+    return out
+
+
 def definition_mha(x_q, x_kv, params, *, causal=False, rope_base=None, mask=None):
     """Multi-head (or grouped-query) attention in float64, head by head (Vaswani et al. 2017,
     §3.2.2): Concat_h Attention(x_q W^Q_h + b^Q_h, x_kv W^K_g + b^K_g, x_kv W^V_g + b^V_g) W^O
@@ -66,15 +82,8 @@ def definition_mha(x_q, x_kv, params, *, causal=False, rope_base=None, mask=None
     queries and keys rotated (RoFormer, interleaved) at positions 0 .. L-1; ``mask`` (True =
     may attend) shared by the heads."""
     f64 = (lambda a: None if a is None else np.asarray(a, dtype=np.float64))
-    x_q, x_kv = f64(x_q), f64(x_kv)
-    h, g = params.w_q.shape[0], params.w_k.shape[0]
     heads = []
-    for i in range(h):
-        j = i // (h // g)
-        proj = [x @ f64(w)[n] + (0.0 if b is None else f64(b)[n])
-                for x, w, b, n in ((x_q, params.w_q, params.b_q, i),
-                                   (x_kv, params.w_k, params.b_k, j),
-                                   (x_kv, params.w_v, params.b_v, j))]
+    for proj in definition_head_projections(x_q, x_kv, params):
         if rope_base is not None:
             proj[0] = definition_rope(proj[0], np.arange(proj[0].shape[-2]), base=rope_base)
             proj[1] = definition_rope(proj[1], np.arange(proj[1].shape[-2]), base=rope_base)

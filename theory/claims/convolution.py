@@ -172,7 +172,9 @@ def zero_padding_exact(subject, ctx) -> Evidence:
           "counts if the middle output moves by more than the composite rounding tolerance "
           "(relative to the output's scale). Convolutions are the attention construction of "
           "convolution.conv1d_interior on the subject's attention; the attention layers have "
-          "random Gaussian W_q, W_k, W_v.")
+          "random Gaussian W_q, W_k, W_v, W_q scaled down where needed so that the logits "
+          "on the inputs stay within 2 (every weight at least e^-4 / n: a weight of e^-30 "
+          "would move nothing above rounding).")
 def receptive_field(subject, ctx) -> Evidence:
     conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
     rng = ctx.rng("receptive field")
@@ -206,8 +208,16 @@ def receptive_field(subject, ctx) -> Evidence:
                        "y": [d * (width - 1) + 1 for d in depths], "yerr": None, "style": "line"})
     attn_measured = []
     for depth in depths:
-        weights = [[rng.standard_normal((channels, channels)) for _ in range(3)]
-                   for _ in range(depth)]
+        weights, z = [], x
+        for _ in range(depth):
+            wq, wk, wv = (rng.standard_normal((channels, channels)) for _ in range(3))
+            # logits bounded by 2 on the unperturbed inputs: every weight is then at least
+            # e^-4 / n, so every input moves the output far above rounding (random Gaussian
+            # weights can reach logits of 30, weights of e^-30, which no perturbation shows)
+            logits = (z @ wq) @ (z @ wk).T / np.sqrt(channels)                # (n, n)
+            wq = wq * min(1.0, 2.0 / max(float(np.max(np.abs(logits))), 1e-300))
+            weights.append((wq, wk, wv))
+            z = np.asarray(subject.attention(z @ wq, z @ wk, z @ wv), dtype=np.float64)
 
         def attn_stack(z, weights=weights):
             for wq, wk, wv in weights:

@@ -69,13 +69,16 @@ def exact_scale(a: float, dtype) -> float:
     return float(2.0 ** np.round(np.log2(a)))
 
 
-def conditioned_error(actual, expected, kappa: np.ndarray, tol, note: str) -> Measurement:
+def conditioned_error(actual, expected, kappa: np.ndarray, tol, note: str,
+                      outputs: float = 2) -> Measurement:
     """Largest per-row deviation, each row divided by its condition number.
 
     LayerNorm outputs are O(1) (each entry at most sqrt(E - 1) in magnitude),
     so the deviation is already relative; dividing by the row's condition
     number ``kappa`` states the error in the units the ill-conditioned
-    tolerance bounds.
+    tolerance bounds. ``outputs`` is the rounding of the subject's outputs in
+    those units, in multiples of ``u`` (:class:`~..checks.Measurement`; see
+    :func:`output_roundings` where two LN outputs are compared).
     """
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
@@ -84,7 +87,37 @@ def conditioned_error(actual, expected, kappa: np.ndarray, tol, note: str) -> Me
     kappa = np.broadcast_to(kappa, e.shape[:-1])                   # (...) per row
     diff = np.max(np.abs(a - e), axis=-1)                          # (...) per row
     weighted = np.where(np.isfinite(kappa), diff / np.maximum(kappa, 1.0), 0.0)
-    return Measurement(float(np.max(weighted, initial=0.0)), tol, note)
+    return Measurement(float(np.max(weighted, initial=0.0)), tol, note, outputs=outputs)
+
+
+def output_roundings(kappa: np.ndarray, *outputs) -> float:
+    """The rounding of compared LN outputs, in units of ``u`` of a conditioned error.
+
+    Rounding an output entry ``y`` to the half dtype moves it by at most
+    ``u |y|``; :func:`conditioned_error` divides a row's deviation by
+    ``max(kappa, 1)``, so the rounded outputs of a row move its conditioned error
+    by at most ``u * sum_j max_e |y_j| / max(kappa, 1)``, which this returns
+    (the largest over rows). It is at most 2 per output, since
+    ``|x_e - mu| <= 2 max|x|`` gives ``|y_e| <= 2 kappa``; for a row with a large
+    mean it is near 0, for a zero-mean row near ``sqrt(E - 1) / kappa`` per output.
+    The rounded-exact bound of a half-precision run is then ``e* + (this + 1) u``
+    (:func:`~..tolerance.rounded_exact_tolerance`), where a fixed count of 2
+    undercounted rows whose outputs exceed their condition number.
+
+    References
+    ----------
+    Higham 2002, Accuracy and Stability of Numerical Algorithms, §2.2 (one rounding,
+    ``fl(y) = y (1 + d)``, ``|d| <= u``).
+    """
+    weight = None
+    for y in outputs:
+        y = np.asarray(y, dtype=np.float64)
+        peak = np.max(np.abs(y), axis=-1)                             # (...) per row
+        weight = peak if weight is None else weight + peak
+    kappa = np.broadcast_to(kappa, weight.shape)
+    per_row = np.where(np.isfinite(kappa) & np.isfinite(weight),
+                       weight / np.maximum(kappa, 1.0), 0.0)          # (...)
+    return float(np.max(per_row, initial=0.0))
 
 
 @st.composite
@@ -183,14 +216,17 @@ def layernorm_invariances(subject, ctx) -> Evidence:
             raise DontCare("a constant row")     # LN with eps = 0 is 0/0 there
         base = subject.layer_norm(h, eps=0.0)
         tol = tolerance("ill_conditioned", dt, n=c["d_in"] + c["E"])
-        m1 = conditioned_error(subject.layer_norm(h_case, eps=0.0), base,
-                               row_condition(h, h_case), tol,
-                               f"LN(a x W) != LN(x W) for a = {c['a']:.3g}")
+
+        def against_base(h_other, note):
+            y = subject.layer_norm(h_other, eps=0.0)
+            kappa = row_condition(h, h_other)                      # (B, L)
+            return conditioned_error(y, base, kappa, tol, note,
+                                     outputs=output_roundings(kappa, y, base))
+
+        m1 = against_base(h_case, f"LN(a x W) != LN(x W) for a = {c['a']:.3g}")
         if not m1.ok:
             return m1
-        m2 = conditioned_error(subject.layer_norm(h_mat, eps=0.0), base,
-                               row_condition(h, h_mat), tol,
-                               "LN(x (alpha W + delta 1^T)) != LN(x W)")
+        m2 = against_base(h_mat, "LN(x (alpha W + delta 1^T)) != LN(x W)")
         return max((m1, m2), key=lambda m: m.error)
     return for_all(ctx, _linear_case(), measure,
                    detail="Re-scaling the input by a > 0, and re-scaling and re-centering the "
@@ -256,8 +292,10 @@ def layernorm_batch_independent(subject, ctx) -> Evidence:
         y = np.asarray(subject.layer_norm(c["x"]))                 # (B, L, E)
         y2 = np.asarray(subject.layer_norm(c["x2"]))               # (B, L, E)
         tol = tolerance("ill_conditioned", c["dtype"], n=c["E"])
-        return conditioned_error(y2[b], y[b], row_condition(c["x"][b]), tol,
-                                 f"member {b} changed when the other members changed")
+        kappa = row_condition(c["x"][b])                           # (L,)
+        return conditioned_error(y2[b], y[b], kappa, tol,
+                                 f"member {b} changed when the other members changed",
+                                 outputs=output_roundings(kappa, y2[b], y[b]))
     return for_all(ctx, _batch_case(), measure,
                    detail="Replacing every other batch member leaves a member's LayerNorm "
                           "output unchanged.")
