@@ -23,8 +23,8 @@ comparison of two outputs its error is at most ``e* + 2u + u``, the last
 
 References
 ----------
-Higham 2002, Accuracy and Stability of Numerical Algorithms, §2.2 (the model
-of one rounding, ``fl(x) = x (1 + d)``, ``|d| <= u``) and §3.1 (``gamma_n``).
+Higham 2002, Accuracy and Stability of Numerical Algorithms (the standard model
+of one rounding, ``fl(x) = x (1 + d)``, ``|d| <= u``, and the constant ``gamma_n``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ References
 Dao et al. 2022, FlashAttention: Fast and Memory-Efficient Exact Attention
 with IO-Awareness (tests: the kernel's error is compared with that of a
 same-dtype naive reference against a float32 reference); Higham 2002,
-Accuracy and Stability of Numerical Algorithms, §2.2 (the model of rounding
+Accuracy and Stability of Numerical Algorithms (the standard model of rounding
 after each floating-point operation).
 """
 

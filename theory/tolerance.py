@@ -8,7 +8,7 @@ fixed per *rule* (the kind of comparison). Each rule carries a one-line reason t
 shows next to the error it bounds.
 
 Errors are measured norm-wise (Higham 2002, *Accuracy and Stability of
-Numerical Algorithms*, §3.1): ``max|actual - expected| / max(|expected|_max, tiny)``,
+Numerical Algorithms*, the error analysis of inner products): ``max|actual - expected| / max(|expected|_max, tiny)``,
 i.e. the largest deviation relative to the scale of the quantity. Rounding
 errors of sums and dot products are bounded relative to the size of the terms,
 not of each element, so this is the quantity the bounds speak about.
@@ -140,7 +140,8 @@ def higham_gamma(n: int, dtype=np.float64) -> float:
 
     References
     ----------
-    Higham 2002, Accuracy and Stability of Numerical Algorithms, §3.1 (Lemma 3.1).
+    Higham 2002, Accuracy and Stability of Numerical Algorithms (the lemma that defines
+    ``gamma_n`` as the bound of a product of ``n`` factors ``(1 + d_i)^{+-1}``).
     """
     unit = eps(dtype) / 2
     if n < 0 or n * unit >= 1:
@@ -242,7 +243,8 @@ def rounded_exact_tolerance(dtype, exact_error: float, outputs: float = 2) -> To
 
     References
     ----------
-    Higham 2002, Accuracy and Stability of Numerical Algorithms, §2.2 and §3.1.
+    Higham 2002, Accuracy and Stability of Numerical Algorithms (the standard model of
+    arithmetic and the error analysis of inner products).
     """
     base = float(exact_error)
     if not np.isfinite(base):

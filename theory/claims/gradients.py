@@ -575,8 +575,8 @@ def bptt_rounding_bound(x, w, u, g) -> tuple[np.ndarray, np.ndarray]:
 
     References
     ----------
-    Higham 2002, Accuracy and Stability of Numerical Algorithms, §3.1 (``gamma_n``) and
-    §3.3 (running error analysis).
+    Higham 2002, Accuracy and Stability of Numerical Algorithms (the constant ``gamma_n``
+    and running error analysis).
     """
     from transformer_theory.impl import recurrence as R
 

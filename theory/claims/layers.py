@@ -61,7 +61,7 @@ def _ffn_condition(x, params, activation) -> float:
 
     The computed ``y = phi(h) W2 + b2``, ``h = x W1 + b1``, is off by at most
     ``gamma (|phi(h)| |W2| + |b2|) + L gamma (|x| |W1| + |b1|) |W2|`` (the forward error
-    of inner products, Higham 2002 §3.1; ``L <= 1.13`` the activation's Lipschitz
+    of inner products, Higham 2002; ``L <= 1.13`` the activation's Lipschitz
     constant, gelu's), so relative to ``|y|`` the rule's ``gamma`` is amplified by
     this ratio of norms when the output is small against its terms (cancellation).
     """

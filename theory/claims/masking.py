@@ -212,8 +212,8 @@ def cache_roundings(x, params) -> float:
 
     References
     ----------
-    Higham 2002, Accuracy and Stability of Numerical Algorithms, §2.2 (one rounding);
-    Pope et al. 2023, Efficiently Scaling Transformer Inference, §2 (the KV cache).
+    Higham 2002, Accuracy and Stability of Numerical Algorithms (the standard model:
+    one rounding); Pope et al. 2023, Efficiently Scaling Transformer Inference (the KV cache).
     """
     length = np.shape(x)[-2]
     allowed = causal_allowed(length, length)                            # (L, L)

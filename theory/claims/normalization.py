@@ -106,8 +106,8 @@ def output_roundings(kappa: np.ndarray, *outputs) -> float:
 
     References
     ----------
-    Higham 2002, Accuracy and Stability of Numerical Algorithms, §2.2 (one rounding,
-    ``fl(y) = y (1 + d)``, ``|d| <= u``).
+    Higham 2002, Accuracy and Stability of Numerical Algorithms (the standard model:
+    one rounding, ``fl(y) = y (1 + d)``, ``|d| <= u``).
     """
     weight = None
     for y in outputs:
