@@ -7,6 +7,7 @@ import os
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from transformer_theory.theory import cli, registry
@@ -216,6 +217,85 @@ def test_thorough_cuts_the_recognisers_into_shards_and_the_shard_seeds_are_their
     draws = [c.rng("x").integers(1 << 30) for c in ctx]
     assert len(set(draws)) == 4                                   # seeded from (claim, shard)
     assert ctx[2].rng("x").integers(1 << 30) == draws[2]          # a shard re-runs alone
+
+
+# --- pooled Monte Carlo shards ----------------------------------------------------------------
+def _pooled_claim(pool_fn, draw_fn):
+    from transformer_theory.theory.claim import Claim, Kind
+    from transformer_theory.theory.statistics import mc_shards, pooled_draws
+
+    return Claim("performer.pooled_example", "t", "s", (), Kind.STATISTICAL, ("softmax",),
+                 check=lambda subject, ctx: pooled_draws(subject, ctx, draw_fn, pool_fn),
+                 shards=mc_shards, pool=pool_fn)
+
+
+def test_pooled_shards_are_tested_once_on_every_shard_draw_in_shard_order():
+    """The draws of 3 shards reach ``pool`` concatenated in shard order, with the unsharded
+    context; one shard's partial evidence never reaches the JSON; a pool that raises is an
+    error, as a check that raises is."""
+    from transformer_theory.theory.claim import Evidence
+    from transformer_theory.theory.runner import merge_shards, run_claim
+
+    seen = {}
+
+    def draw(subject, ctx):
+        part = ctx.shard_range(10)
+        return {"x": np.arange(part.start, part.stop) + ctx.rng("x").random(len(part)) / 10}
+
+    def decide(ctx, draws):
+        seen["shards"], seen["x"] = ctx.shards, draws["x"]
+        return Evidence(passed=bool(np.all(np.diff(np.floor(draws["x"])) == 1)),
+                        cases=len(draws["x"]), detail="in order")
+
+    claim, ref = _pooled_claim(decide, draw), get_subject("reference")
+    whole = run_claim(claim, ref, profile="ci", seed=3)
+    assert whole.status.value == "passed" and seen["shards"] == 1
+    whole_x = seen["x"]
+    parts = [run_claim(claim, ref, profile="ci", seed=3, shard=(i, 3)) for i in range(3)]
+    assert all(p.evidence.partial is not None and "partial" not in p.evidence.to_json()
+               for p in parts)
+    merged = merge_shards(parts)
+    assert merged.status.value == "passed" and merged.evidence.cases == 10
+    assert seen["shards"] == 1 and np.floor(seen["x"]).tolist() == list(range(10))
+    assert not np.array_equal(seen["x"], whole_x)            # each shard draws its own stream
+
+    def broken(ctx, draws):
+        raise ZeroDivisionError("pooling broke")
+    failing = merge_shards([run_claim(_pooled_claim(broken, draw), ref, profile="ci", seed=3,
+                                      shard=(i, 2)) for i in range(2)])
+    assert failing.status.value == "error" and "pooling broke" in failing.error
+
+
+def test_theorem2_shards_pool_alike_here_and_in_workers_and_still_reject_iid_rows():
+    """performer.orthogonal_mse_bound cut into 2 shards (thorough cuts it into 8): merged here
+    and from workers alike, with as many draws as one unsharded run; the iid-rows mutant is
+    rejected from pooled shards as from one run."""
+    from transformer_theory.theory.executor import run_task, subject_record
+    from transformer_theory.theory.profiles import get_profile
+    from transformer_theory.theory.runner import Context, Result, merge_shards, run_claim
+    from transformer_theory.theory.claims.performer.orthogonal import _bound_point
+    from tests.mutants import all_mutants
+
+    [claim] = registry.find("performer.orthogonal_mse_bound")
+    assert claim.shard_count(get_profile("ci")) == 1
+    assert claim.shard_count(get_profile("thorough")) == 8
+    ref = get_subject("reference")
+    merged = merge_shards([run_claim(claim, ref, profile="ci", seed=5, shard=(i, 2))
+                           for i in range(2)])
+    samples = _bound_point(Context(get_profile("ci"), 5, claim.id)).samples
+    assert merged.status.value == "passed" and merged.evidence.cases == samples
+    record = subject_record(ref)
+    with executor(2) as pool:
+        futures = [pool.submit(run_task, record, claim.id, "ci", 5, None, (i, 2))
+                   for i in range(2)]
+        pooled = merge_shards([Result(claim, ref.name, *f.result()[:3], error=f.result()[3],
+                                      reason=f.result()[4]) for f in futures])
+    assert _strip(pooled) == _strip(merged)
+    [mutant] = [m for m in all_mutants() if m.name == "orthogonal_gaussian_iid"]
+    broken = mutant.build(ref)
+    rejected = merge_shards([run_claim(claim, broken, profile="ci", seed=5, shard=(i, 2))
+                             for i in range(2)])
+    assert rejected.status.value == "failed"
 
 
 # --- progress --------------------------------------------------------------------------------

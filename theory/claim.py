@@ -124,6 +124,12 @@ class Evidence:
         (c/k) eps)`` over the cases, the ratio the error-ratio rule bounds by
         ``k`` (``tolerance.ratio_tolerance``): ``err_subject / err_baseline``
         wherever the baseline's error is more than a rounding step.
+    partial : tuple, optional
+        Only from one shard of a pooled Monte Carlo claim (``Claim.pool``):
+        ``(context, draws)``, the unsharded :class:`~.runner.Context` and this
+        shard's draws, a dict of arrays; ``runner.merge_shards`` concatenates the
+        shards' draws and hands them to ``Claim.pool``, which gives the evidence.
+        Never in the JSON.
     """
 
     passed: bool
@@ -136,6 +142,7 @@ class Evidence:
     statistics: dict | None = None
     figure: dict | None = None
     error_ratio: float | None = None
+    partial: tuple | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
         return {
@@ -206,6 +213,11 @@ class Claim:
         ``shards(profile) -> int``: a heavy claim's run splits into that many
         shards (``Context.shard``), each an independent task for ``--jobs`` and
         Dask, merged by ``runner.merge_shards``. None: one run.
+    pool : callable, optional
+        For a Monte Carlo claim whose draws are sharded: ``pool(context, draws)
+        -> Evidence``, the tests on the draws of all shards, concatenated in
+        shard order (``statistics.pooled_draws``). Without it the shards' results
+        are merged as they are (counts add up, the lowest failing shard leads).
     """
 
     id: str
@@ -221,6 +233,7 @@ class Claim:
     uses: tuple[str, ...] = ()
     full_precision_only: str = ""
     shards: Callable[[Any], int] | None = field(default=None, repr=False, compare=False)
+    pool: Callable[[Any, dict], Evidence] | None = field(default=None, repr=False, compare=False)
 
     def shard_count(self, profile) -> int:
         """How many shards a run of this claim splits into under ``profile`` (1: none)."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable, Iterable
 
 from .claim import Claim, CheckFn, Kind, Source
+from .statistics import pooled_draws as pooled
 
 #: Topic modules, in report order.
 TOPIC_MODULES: tuple[str, ...] = (
@@ -60,18 +61,26 @@ class ClaimSet:
               notes: str = "", keywords: Iterable[tuple[str, str]] = (),
               uses: Iterable[str] = (),
               full_precision_only: str = "",
-              shards: Callable | None = None) -> Callable[[CheckFn], CheckFn]:
-        """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim."""
+              shards: Callable | None = None,
+              pool: Callable | None = None) -> Callable[[CheckFn], CheckFn]:
+        """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim.
+
+        With ``pool=decide`` the decorated function is a pooled Monte Carlo claim's
+        ``draw(subject, ctx) -> dict`` of arrays instead, and its check is
+        ``statistics.pooled_draws(subject, ctx, draw, decide)``: the draws may then be
+        cut into ``shards`` and are tested together (``runner.pool_shards``).
+        """
         if not id.startswith(self.topic + "."):
             raise ValueError(f"id: claim {id!r} must start with its topic {self.topic + '.'!r}")
 
         def decorate(check: CheckFn) -> CheckFn:
+            run = check if pool is None else partial(pooled, draw=check, decide=pool)
             self.add(Claim(id=id, title=title, statement=statement, sources=tuple(sources),
-                           kind=Kind(kind), needs=tuple(needs), check=check, proof=proof,
+                           kind=Kind(kind), needs=tuple(needs), check=run, proof=proof,
                            notes=notes or (check.__doc__ or "").strip(),
                            keywords=tuple(tuple(k) for k in keywords),
                            uses=tuple(uses), full_precision_only=full_precision_only,
-                           shards=shards))
+                           shards=shards, pool=pool))
             return check
 
         return decorate

@@ -12,7 +12,7 @@ import functools
 import time
 import traceback
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -66,6 +66,11 @@ class Context:
         lowest failing shard holds the first failure in the items' order.
         """
         return range(self.shard * n // self.shards, (self.shard + 1) * n // self.shards)
+
+    def whole(self) -> "Context":
+        """This run's context unsharded: what every shard of it must draw alike (a
+        pooled claim's test point, say) comes from ``ctx.whole().rng(label)``."""
+        return replace(self, shard=0, shards=1)
 
     def hypothesis_seed(self) -> int:
         return self._derived("hypothesis")
@@ -257,7 +262,8 @@ def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None =
 def merge_shards(results: Sequence[Result]) -> Result:
     """One result from the shards of a claim run, the same for any number of workers.
 
-    Counts add up; the run passed if every shard passed; an error is the first shard's
+    A pooled Monte Carlo claim (``Claim.pool``) has its shards' draws concatenated in
+    shard order and tested once, by :func:`pool_shards`. Otherwise: counts add up; the run passed if every shard passed; an error is the first shard's
     that errored; the falsifying example and detail are those of the lowest shard that
     failed, else of the last shard (a claim runs its parts that are not sharded, such
     as Hypothesis cases, in its last shard, after the sharded ones, so that the lowest
@@ -275,6 +281,8 @@ def merge_shards(results: Sequence[Result]) -> Result:
     if all(r.status is Status.NOT_APPLICABLE for r in results):
         return Result(first.claim, first.subject, Status.NOT_APPLICABLE, None, seconds,
                       reason=first.reason, dtype=first.dtype)
+    if first.claim.pool is not None:
+        return pool_shards(results)
     evs = [r.evidence for r in results if r.evidence is not None]
     failed = [r for r in results if r.status is Status.FAILED]
     lead = (failed[0] if failed else results[-1]).evidence or evs[-1]
@@ -292,6 +300,33 @@ def merge_shards(results: Sequence[Result]) -> Result:
         figure=lead.figure, error_ratio=max(ratios) if ratios else None)
     return Result(first.claim, first.subject, Status.FAILED if failed else Status.PASSED,
                   evidence, seconds, dtype=first.dtype)
+
+
+def pool_shards(results: Sequence[Result]) -> Result:
+    """The result of a pooled claim from its shards' draws (``Evidence.partial``).
+
+    The draws of every shard, concatenated in shard order, go to ``Claim.pool`` with the
+    run's unsharded context: one test on all of them, as an unsharded run makes, so the
+    claim's false-failure probability and power are those it states. A pool that raises
+    gives ``error``, as a check that raises does.
+    """
+    first = results[0]
+    seconds = sum(r.seconds for r in results)
+    parts = [r.evidence.partial for r in results]
+    context = parts[0][0]
+    draws = {key: np.concatenate([p[1][key] for p in parts]) for key in parts[0][1]}
+    start = time.perf_counter()
+    try:
+        with np.errstate(all="ignore"):
+            evidence = first.claim.pool(context, draws)
+    except Exception as exc:  # the tests themselves broke: report, do not stop the run
+        tb = traceback.format_exc(limit=-3)
+        return Result(first.claim, first.subject, Status.ERROR, None,
+                      seconds + time.perf_counter() - start,
+                      error=f"{type(exc).__name__}: {exc}\n{tb}", dtype=first.dtype)
+    return Result(first.claim, first.subject,
+                  Status.PASSED if evidence.passed else Status.FAILED, evidence,
+                  seconds + time.perf_counter() - start, dtype=first.dtype)
 
 
 def select(claims: Iterable[Claim], patterns: str | Sequence[str] | None) -> list[Claim]:

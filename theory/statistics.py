@@ -527,6 +527,55 @@ def mc_size(ctx, per_group: int, tests: int) -> int:
     return groups * per_group * ctx.profile.mc_scale
 
 
+def mc_shards(profile) -> int:
+    """Shards of a pooled Monte Carlo claim's run (``Claim.shards``): the profile's scale.
+
+    Under thorough (``mc_scale`` 8) a run splits into 8 tasks for ``--jobs`` and Dask,
+    each drawing about what one dev run draws; ci and dev do not shard, so their draws
+    are exactly those of an unsharded run.
+    """
+    return max(1, int(profile.mc_scale))
+
+
+def shard_size(ctx, n: int) -> int:
+    """How many of a pooled claim's ``n`` draws this shard makes (all of them unsharded)."""
+    return len(ctx.shard_range(n))
+
+
+def pooled_draws(subject, ctx, draw, decide) -> Evidence:
+    """Run a pooled Monte Carlo claim: its draws here, its tests on all the draws.
+
+    Parameters
+    ----------
+    subject : Subject
+    ctx : runner.Context
+    draw : callable
+        ``draw(subject, ctx) -> dict`` of arrays: this shard's share of each sample
+        (:func:`shard_size`, drawn from ``ctx.rng``, whose stream is the shard's own);
+        what every shard must draw alike, such as the test point, comes from
+        ``ctx.whole()``.
+    decide : callable
+        ``decide(ctx, draws) -> Evidence``: the tests, on the draws of every shard
+        concatenated in shard order (the claim's ``pool``).
+
+    Returns
+    -------
+    Evidence
+        Unsharded (ci, dev): ``decide(ctx, draw(subject, ctx))``. One shard of
+        several: the shard's draws in ``Evidence.partial``, which
+        ``runner.pool_shards`` concatenates and hands to ``decide``, so a sharded run
+        makes one test on as many draws as an unsharded one, at the stated
+        false-failure probability and power, whatever the number of workers.
+    """
+    draws = draw(subject, ctx)
+    if ctx.shards == 1:
+        return decide(ctx, draws)
+    cases = sum(len(v) for v in draws.values())
+    return Evidence(passed=True, cases=cases,
+                    detail=f"shard {ctx.shard + 1} of {ctx.shards}: {cases} draws",
+                    partial=(ctx.whole(), draws))
+
+
 @dataclass
 class StatTest:
     """One median-of-means test with its label.

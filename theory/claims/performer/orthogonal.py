@@ -30,7 +30,8 @@ from transformer_theory.impl.performer_formulas import (PairGeometry, lemma2_mse
 
 from ...claim import Evidence, Kind
 from ...registry import ClaimSet
-from ...statistics import mc_size, mean_test, mom_groups, statistical_evidence
+from ...statistics import (mc_shards, mc_size, mean_test, mom_groups, shard_size,
+                           statistical_evidence)
 from ...tolerance import tolerance
 from .moments import (iid_estimator_moments, orthogonal_estimator_moments,
                       smreg_estimator_variance)
@@ -242,37 +243,22 @@ def _mse_panel(point: _SeparatingPoint, test, title: str, bound: bool = False) -
             "series": series}
 
 
-@claims.claim(
-    "performer.orthogonal_mse_exact",
-    title="The exact MSE of block-orthogonal positive features matches Monte Carlo",
-    statement=r"\mathrm{MSE}^{\mathrm{ort}+}_m=\Lambda^2\Big[\frac{e^{2s}-e^{s}}{m}+\frac{P}{m^2}"
-              r"\big({}_1F_1(d;\tfrac d2;\tfrac s2)-e^{s}\big)\Big],\quad s=\|x+y\|^2,\ "
-              r"P=b\,d(d-1)+r(r-1),\ m=bd+r",
-    sources=(THEOREM2, ORF, YU_2016),
-    kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
-    proof="performer.orthogonal_pair_moment",
-    notes="Two points, each tested two-sided against the exact value at delta/2. (1) d = m = 32, "
-          "||x + y||^2 = 0.75, ||x - y||^2 = 0.5: exact MSE 0.0309, iid (Lemma 2) 0.0396; "
-          "the sample size (117 groups, 134k squared errors at scale 1) is the smallest that puts "
-          "the iid MSE 3 half-widths (h = 0.0029) from the exact one. Power: an MSE off by more "
-          "than 2h (19% of the exact value) is rejected with probability >= 1 - delta when its "
-          "squared errors have the orthogonal variance; iid rows are rejected since the gap "
-          "(3h) exceeds h + h_iid = 2.5h. The size follows from the gap: over d <= 32 the gap "
-          "divided by the standard deviation of one squared error is at most 0.18 (here). (2) d = 4, m = 6, ||x + y||^2 = 0.3 (a full and a partial block, where "
-          "P/m^2 = 14/36 differs from (m-1)/m): checks the same-block count P, not iid rows (the "
-          "two MSEs differ by 4% there). The exact variance of a squared error needs the fourth "
-          "moment of the orthogonal estimator, from the joint moments E exp(sum p_i w_i^T z) of up "
-          "to four rows of a Haar block with chi norms (orthogonal_joint_mgf).")
-def orthogonal_mse_exact_claim(subject, ctx) -> Evidence:
+def _exact_points(ctx) -> tuple["_SeparatingPoint", PairGeometry, int]:
+    """The exact claim's two points and the partial point's sample size (alike in every shard)."""
+    whole = ctx.whole()
     d, m, s = _EXACT_POINT
-    point = _SeparatingPoint.sized(ctx, pair_with(s, 0.5, d, ctx.rng("pair")), m, d, DELTA / 2)
-    est = _orthogonal_estimates(subject, ctx, point.g, m, d, point.samples, f"m={m}")
+    point = _SeparatingPoint.sized(whole, pair_with(s, 0.5, d, whole.rng("pair")), m, d, DELTA / 2)
+    d4, _, s4 = _PARTIAL_POINT
+    return point, pair_with(s4, 0.5, d4, whole.rng("partial pair")), mc_size(whole, 50, 2)
+
+
+def _exact_tests(ctx, draws: dict) -> Evidence:
+    """The exact claim's tests on the draws of every shard (its ``pool``)."""
+    (d, m, s), (d4, m6, s4) = _EXACT_POINT, _PARTIAL_POINT
+    point, g4, n4 = _exact_points(ctx)
+    est, est4 = draws["main"], draws["partial"]
     tests = [mean_test(f"MSE, d = m = {d}", (est - point.g.sm) ** 2, point.exact,
                        point.sq_error_variance, DELTA / 2)]
-    d4, m6, s4 = _PARTIAL_POINT
-    g4 = pair_with(s4, 0.5, d4, ctx.rng("partial pair"))
-    n4 = mc_size(ctx, 50, 2)
-    est4 = _orthogonal_estimates(subject, ctx, g4, m6, d4, n4, f"d={d4}, m={m6}")
     tests.append(mean_test(f"MSE, d = {d4}, m = {m6} (a partial block)", (est4 - g4.sm) ** 2,
                            orthogonal_mse_exact(g4, m6, d4),
                            orthogonal_estimator_moments(g4, m6, d4).sq_error_variance, DELTA / 2))
@@ -291,26 +277,45 @@ def orthogonal_mse_exact_claim(subject, ctx) -> Evidence:
 
 
 @claims.claim(
-    "performer.orthogonal_mse_bound",
-    title="Orthogonal features lower the MSE (Theorem 2)",
-    statement=r"\mathrm{MSE}^{\mathrm{ort}+}_m\le\mathrm{MSE}^{+}_m-\frac{2(m-1)}{m(d+2)}"
-              r"\big(\mathrm{SM}(x,y)-\Lambda\big)^2\quad(m\le d)",
-    sources=(THEOREM2, ORF),
+    "performer.orthogonal_mse_exact",
+    title="The exact MSE of block-orthogonal positive features matches Monte Carlo",
+    statement=r"\mathrm{MSE}^{\mathrm{ort}+}_m=\Lambda^2\Big[\frac{e^{2s}-e^{s}}{m}+\frac{P}{m^2}"
+              r"\big({}_1F_1(d;\tfrac d2;\tfrac s2)-e^{s}\big)\Big],\quad s=\|x+y\|^2,\ "
+              r"P=b\,d(d-1)+r(r-1),\ m=bd+r",
+    sources=(THEOREM2, ORF, YU_2016),
     kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
-    proof="performer.orthogonal_mse_bound",
-    notes="Analytically, the exact MSE satisfies the bound for every m <= d <= 16 and "
-          "||x+y||^2 in (0, 4] and at the Monte Carlo point; for m > d the bound holds with P/m^2 "
-          "(same-block pairs) in place of (m-1)/m, while the wording with (m-1)/m is violated "
-          "(reported, not part of the claim). Monte Carlo with the subject's sampler at "
-          "d = m = 24, ||x + y||^2 = 0.75 (the theorem's setting, one block): the mean squared "
-          "error matches the exact MSE (two-sided; it lies below the bound, so the subject meets "
-          "the bound) and the estimator is the unbiased one the theorem is about (its mean is "
-          "SM). Each test at delta/2; 117 groups, 168k draws at scale 1, the smallest size that "
-          "puts the iid MSE (0.0527 against the exact 0.0416; the bound is 0.0446) 3 half-widths "
-          "(h = 0.0037) away. Power: an MSE off by more than 2h (18% of the exact value) is "
-          "rejected with probability >= 1 - delta when its squared errors have the orthogonal "
-          "variance; iid rows are rejected since the gap exceeds h + h_iid = 2.5h.")
-def orthogonal_mse_bound(subject, ctx) -> Evidence:
+    proof="performer.orthogonal_pair_moment", shards=mc_shards, pool=_exact_tests,
+    notes="Two points, each tested two-sided against the exact value at delta/2. (1) d = m = 32, "
+          "||x + y||^2 = 0.75, ||x - y||^2 = 0.5: exact MSE 0.0309, iid (Lemma 2) 0.0396; "
+          "the sample size (117 groups, 134k squared errors at scale 1) is the smallest that puts "
+          "the iid MSE 3 half-widths (h = 0.0029) from the exact one. Power: an MSE off by more "
+          "than 2h (19% of the exact value) is rejected with probability >= 1 - delta when its "
+          "squared errors have the orthogonal variance; iid rows are rejected since the gap "
+          "(3h) exceeds h + h_iid = 2.5h. The size follows from the gap: over d <= 32 the gap "
+          "divided by the standard deviation of one squared error is at most 0.18 (here). (2) d = 4, m = 6, ||x + y||^2 = 0.3 (a full and a partial block, where "
+          "P/m^2 = 14/36 differs from (m-1)/m): checks the same-block count P, not iid rows (the "
+          "two MSEs differ by 4% there). The exact variance of a squared error needs the fourth "
+          "moment of the orthogonal estimator, from the joint moments E exp(sum p_i w_i^T z) of up "
+          "to four rows of a Haar block with chi norms (orthogonal_joint_mgf).")
+def orthogonal_mse_exact_claim(subject, ctx) -> dict:
+    """This shard's draws of the subject's orthogonal estimator at both points."""
+    (d, m, _), (d4, m6, _) = _EXACT_POINT, _PARTIAL_POINT
+    point, g4, n4 = _exact_points(ctx)
+    return {"main": _orthogonal_estimates(subject, ctx, point.g, m, d,
+                                          shard_size(ctx, point.samples), f"m={m}"),
+            "partial": _orthogonal_estimates(subject, ctx, g4, m6, d4, shard_size(ctx, n4),
+                                             f"d={d4}, m={m6}")}
+
+
+def _bound_point(ctx) -> "_SeparatingPoint":
+    """The bound claim's Monte Carlo point (alike in every shard)."""
+    whole = ctx.whole()
+    d, m, s = _BOUND_POINT
+    return _SeparatingPoint.sized(whole, pair_with(s, 0.5, d, whole.rng("pair")), m, d, DELTA / 2)
+
+
+def _bound_tests(ctx, draws: dict) -> Evidence:
+    """The bound claim's analytic grid, and its tests on the draws of every shard (its ``pool``)."""
     checks = []
     # analytic: the exact MSE against the bound on a grid (the statement's content)
     worst_gap, violations_as_worded = math.inf, []
@@ -331,12 +336,12 @@ def orthogonal_mse_bound(subject, ctx) -> Evidence:
                     violations_as_worded.append((d, m, s))
     # Monte Carlo with the subject's sampler, two-sided against the exact MSE
     d, m, s = _BOUND_POINT
-    point = _SeparatingPoint.sized(ctx, pair_with(s, 0.5, d, ctx.rng("pair")), m, d, DELTA / 2)
+    point = _bound_point(ctx)
     g, bound = point.g, theorem2_bound(point.g, m, d)
     checks.append((point.exact <= bound,
                    f"exact MSE {point.exact:.6g} above the bound {bound:.6g} at the Monte Carlo "
                    f"point (d = m = {d}, s = {s})"))
-    est = _orthogonal_estimates(subject, ctx, g, m, d, point.samples, f"m={m}")
+    est = draws["estimates"]
     tests = [mean_test(f"MSE = exact orthogonal MSE (<= Theorem 2 bound), d = m = {d}",
                        (est - g.sm) ** 2, point.exact, point.sq_error_variance, DELTA / 2),
              mean_test(f"E estimate = SM (the theorem's setting), d = m = {d}", est, g.sm,
@@ -353,6 +358,34 @@ def orthogonal_mse_bound(subject, ctx) -> Evidence:
                f"{point.samples} draws of the subject's sampler the Monte Carlo MSE at d = m = {d} "
                f"matches the exact MSE {point.exact:.4g} (bound {bound:.4g}). "
                f"{point.summary(tests[0].test.halfwidth)}")
+
+
+@claims.claim(
+    "performer.orthogonal_mse_bound",
+    title="Orthogonal features lower the MSE (Theorem 2)",
+    statement=r"\mathrm{MSE}^{\mathrm{ort}+}_m\le\mathrm{MSE}^{+}_m-\frac{2(m-1)}{m(d+2)}"
+              r"\big(\mathrm{SM}(x,y)-\Lambda\big)^2\quad(m\le d)",
+    sources=(THEOREM2, ORF),
+    kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
+    proof="performer.orthogonal_mse_bound", shards=mc_shards, pool=_bound_tests,
+    notes="Analytically, the exact MSE satisfies the bound for every m <= d <= 16 and "
+          "||x+y||^2 in (0, 4] and at the Monte Carlo point; for m > d the bound holds with P/m^2 "
+          "(same-block pairs) in place of (m-1)/m, while the wording with (m-1)/m is violated "
+          "(reported, not part of the claim). Monte Carlo with the subject's sampler at "
+          "d = m = 24, ||x + y||^2 = 0.75 (the theorem's setting, one block): the mean squared "
+          "error matches the exact MSE (two-sided; it lies below the bound, so the subject meets "
+          "the bound) and the estimator is the unbiased one the theorem is about (its mean is "
+          "SM). Each test at delta/2; 117 groups, 168k draws at scale 1, the smallest size that "
+          "puts the iid MSE (0.0527 against the exact 0.0416; the bound is 0.0446) 3 half-widths "
+          "(h = 0.0037) away. Power: an MSE off by more than 2h (18% of the exact value) is "
+          "rejected with probability >= 1 - delta when its squared errors have the orthogonal "
+          "variance; iid rows are rejected since the gap exceeds h + h_iid = 2.5h.")
+def orthogonal_mse_bound(subject, ctx) -> dict:
+    """This shard's draws of the subject's orthogonal estimator at the Monte Carlo point."""
+    d, m, _ = _BOUND_POINT
+    point = _bound_point(ctx)
+    return {"estimates": _orthogonal_estimates(subject, ctx, point.g, m, d,
+                                               shard_size(ctx, point.samples), f"m={m}")}
 
 
 # ==========================================================================
