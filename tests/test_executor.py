@@ -219,25 +219,6 @@ def test_thorough_cuts_the_recognisers_into_shards_and_the_shard_seeds_are_their
     assert ctx[2].rng("x").integers(1 << 30) == draws[2]          # a shard re-runs alone
 
 
-def test_shards_run_in_one_process_use_its_cpus_and_shard_tasks_one():
-    """A shard that is a task of its own enumerates on one thread (the parallelism is the
-    shards'); shards run one after the other in this process (pytest, --jobs 1) use the
-    CPUs, as an unsharded thorough run does; ci never threads."""
-    import os
-
-    from transformer_theory.theory.claims._dyck_strings import exhaustive_workers
-    from transformer_theory.theory.profiles import get_profile
-    from transformer_theory.theory.runner import Context
-
-    cpus = len(os.sched_getaffinity(0))
-    thorough = get_profile("thorough")
-    assert exhaustive_workers(Context(thorough, 1, "dyck.x", 3, 16)) == 1
-    assert exhaustive_workers(Context(thorough, 1, "dyck.x", 3, 16, serial=True)) == cpus
-    assert exhaustive_workers(Context(thorough, 1, "dyck.x")) == cpus
-    assert exhaustive_workers(Context(get_profile("ci"), 1, "dyck.x", 0, 1, serial=True)) == 1
-    assert not Context(thorough, 1, "dyck.x", 3, 16, serial=True).whole().serial
-
-
 # --- pooled Monte Carlo shards ----------------------------------------------------------------
 def _pooled_claim(pool_fn, draw_fn):
     from transformer_theory.theory.claim import Claim, Kind

@@ -45,7 +45,6 @@ class Context:
     claim_id: str = ""
     shard: int = 0          # this run's shard, of ``shards`` (Claim.shards)
     shards: int = 1
-    serial: bool = False    # the shards run one after the other in this process
 
     def _derived(self, label: str) -> int:
         return zlib.crc32(f"{self.claim_id}/{label}".encode()) ^ (self.seed & 0xFFFFFFFF)
@@ -71,7 +70,7 @@ class Context:
     def whole(self) -> "Context":
         """This run's context unsharded: what every shard of it must draw alike (a
         pooled claim's test point, say) comes from ``ctx.whole().rng(label)``."""
-        return replace(self, shard=0, shards=1, serial=False)
+        return replace(self, shard=0, shards=1)
 
     def hypothesis_seed(self) -> int:
         return self._derived("hypothesis")
@@ -211,16 +210,8 @@ def run_claim(claim: Claim, subject: Subject, *, profile: str | Profile | None =
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     n = claim.shard_count(prof)
     if shard is None and n > 1:
-        return merge_shards([_run_shard(claim, subject, prof, seed, dtype, (i, n), serial=True)
-                             for i in range(n)])
-    return _run_shard(claim, subject, prof, seed, dtype, shard)
-
-
-def _run_shard(claim: Claim, subject: Subject, prof: Profile, seed: int, dtype: str | None,
-               shard: tuple[int, int] | None, *, serial: bool = False) -> Result:
-    """:func:`run_claim`'s run of one shard (or of an unsharded claim); ``serial``: the
-    run's other shards run one after the other in this process, so a shard may use the
-    CPUs itself (``Context.serial``)."""
+        return merge_shards([run_claim(claim, subject, profile=prof, seed=seed, dtype=dtype,
+                                       shard=(i, n)) for i in range(n)])
 
     def result(status, evidence=None, seconds=0.0, **kw):
         return Result(claim, subject.name, status, evidence, seconds, dtype=dtype, **kw)
@@ -239,7 +230,7 @@ def _run_shard(claim: Claim, subject: Subject, prof: Profile, seed: int, dtype: 
     if dtype is not None:
         view = _with_baseline(view, claim.uses)
     index, count = shard if shard is not None else (0, 1)
-    ctx = Context(prof, int(seed), claim.id, int(index), int(count), serial)
+    ctx = Context(prof, int(seed), claim.id, int(index), int(count))
     start = time.perf_counter()
     try:
         with np.errstate(all="ignore"), \

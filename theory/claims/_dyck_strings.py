@@ -82,12 +82,9 @@ def exhaustive_shards(profile) -> int:
 def exhaustive_workers(ctx) -> int:
     """Worker threads for the exhaustive enumeration: the CPUs available under thorough, else 1.
 
-    A shard that is a task of its own (``--jobs``, Dask) uses one: the parallelism is the
-    shards'. Shards run one after the other in one process (``run_claim`` without
-    ``shard=``, as pytest and ``verify --jobs 1`` do, ``ctx.serial``) use the CPUs each,
-    as an unsharded run does: the enumeration's result does not depend on its threads.
+    A sharded run (``ctx.shards > 1``) uses one: its parallelism is the shards'.
     """
-    if ctx.profile.exhaustive_scale <= 1 or (ctx.shards > 1 and not ctx.serial):
+    if ctx.profile.exhaustive_scale <= 1 or ctx.shards > 1:
         return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
