@@ -10,10 +10,25 @@ import pytest
 
 from transformer_theory.theory import registry
 from transformer_theory.theory.claim import Status
+from transformer_theory.theory.profiles import get_profile
 from transformer_theory.theory.runner import run_claim
 from transformer_theory.theory.builtin_subjects import SUBJECTS, get_subject
 
 CLAIMS = registry.all_claims()
+
+
+def _items(claim) -> list[tuple]:
+    """``(claim, shard)`` test items: one per shard of a claim whose shards decide alone (the
+    Dyck recognisers under thorough, 16 each), so that ``pytest -n N`` spreads them over its
+    workers as ``verify --jobs N`` does; else the whole claim (a pooled Monte Carlo claim is
+    tested on the draws of all its shards, ``runner.pool_shards``)."""
+    n = claim.shard_count(get_profile())        # the run's profile: conftest sets TT_PROFILE
+    if n == 1 or claim.pool is not None:
+        return [(claim, None)]
+    return [(claim, (i, n)) for i in range(n)]
+
+
+ITEMS = [item for claim in CLAIMS for item in _items(claim)]
 
 
 @pytest.fixture(scope="session", params=sorted(SUBJECTS))
@@ -21,13 +36,14 @@ def subject(request):
     return get_subject(request.param)
 
 
-@pytest.mark.parametrize("claim", CLAIMS, ids=[c.id for c in CLAIMS])
-def test_claim(claim, subject, profile):
+@pytest.mark.parametrize("claim,shard", ITEMS,
+                         ids=[c.id if s is None else f"{c.id}.shard{s[0]}of{s[1]}" for c, s in ITEMS])
+def test_claim(claim, shard, subject, profile):
     if not claim.applicable_to(subject):
         pytest.skip(f"{subject.name} lacks {claim.needs}")
     if not claim.needs and subject.name != "reference":
         pytest.skip("needs no implementation (a derivation): run once, on the reference")
-    _assert_passed(run_claim(claim, subject, profile=profile), subject)
+    _assert_passed(run_claim(claim, subject, profile=profile, shard=shard), subject)
 
 
 def _assert_passed(result, subject):
