@@ -36,8 +36,8 @@ def subject(request):
     return get_subject(request.param)
 
 
-@pytest.mark.parametrize("claim,shard", ITEMS,
-                         ids=[c.id if s is None else f"{c.id}.shard{s[0]}of{s[1]}" for c, s in ITEMS])
+@pytest.mark.parametrize("claim,shard", ITEMS, ids=[
+    c.id if s is None else f"{c.id}.shard{s[0]}of{s[1]}" for c, s in ITEMS])
 def test_claim(claim, shard, subject, profile):
     if not claim.applicable_to(subject):
         pytest.skip(f"{subject.name} lacks {claim.needs}")

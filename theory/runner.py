@@ -263,9 +263,10 @@ def merge_shards(results: Sequence[Result]) -> Result:
     """One result from the shards of a claim run, the same for any number of workers.
 
     A pooled Monte Carlo claim (``Claim.pool``) has its shards' draws concatenated in
-    shard order and tested once, by :func:`pool_shards`. Otherwise: counts add up; the run passed if every shard passed; an error is the first shard's
-    that errored; the falsifying example and detail are those of the lowest shard that
-    failed, else of the last shard (a claim runs its parts that are not sharded, such
+    shard order and tested once, by :func:`pool_shards`. Otherwise: counts add up; the
+    run passed if every shard passed; an error is the first shard's that errored; the
+    falsifying example and detail are those of the lowest shard that failed, else of
+    the last shard (a claim runs its parts that are not sharded, such
     as Hypothesis cases, in its last shard, after the sharded ones, so that the lowest
     failing shard holds the failure an unsharded run meets first); the worst
     ``max_error`` (and error ratio) is the maximum over the shards, with the tolerance
