@@ -167,11 +167,23 @@ def _strip(result) -> dict:
     return doc
 
 
+def _merged_in_workers(claim, subject, seed: int, shards: int):
+    """The ``shards`` shards of a ci run sent to two workers, merged here in shard order."""
+    from transformer_theory.theory.executor import run_task
+    from transformer_theory.theory.runner import Result, merge_shards
+
+    record = subject_record(subject)
+    with executor(2) as pool:
+        futures = [pool.submit(run_task, record, claim.id, "ci", seed, None, (i, shards))
+                   for i in range(shards)]
+        return merge_shards([Result(claim, subject.name, *f.result()[:3], error=f.result()[3],
+                                    reason=f.result()[4]) for f in futures])
+
+
 def test_shards_merge_to_the_same_result_here_and_in_workers():
     """dyck.recognizer_exact cut into 3 shards (thorough cuts it into 16): merged in this
     process and from workers alike; the counts add up to the unsharded run's."""
-    from transformer_theory.theory.executor import run_task, subject_record
-    from transformer_theory.theory.runner import Result, merge_shards, run_claim
+    from transformer_theory.theory.runner import merge_shards, run_claim
 
     [claim] = registry.find("dyck.recognizer_exact")
     ref = get_subject("reference")
@@ -180,13 +192,7 @@ def test_shards_merge_to_the_same_result_here_and_in_workers():
     merged = merge_shards(parts)
     assert merged.status.value == "passed" and merged.evidence.cases == whole.evidence.cases
     assert parts[1].evidence.cases < parts[2].evidence.cases     # the last also does the rest
-    record = subject_record(ref)
-    with executor(2) as pool:
-        futures = [pool.submit(run_task, record, claim.id, "ci", 5, None, (i, 3))
-                   for i in range(3)]
-        pooled = merge_shards([Result(claim, ref.name, *f.result()[:3], error=f.result()[3],
-                                      reason=f.result()[4]) for f in futures])
-    assert _strip(pooled) == _strip(merged)
+    assert _strip(_merged_in_workers(claim, ref, 5, 3)) == _strip(merged)
 
 
 def test_a_sharded_failure_keeps_the_first_failing_string():
@@ -270,9 +276,8 @@ def test_theorem2_shards_pool_alike_here_and_in_workers_and_still_reject_iid_row
     """performer.orthogonal_mse_bound cut into 2 shards (thorough cuts it into 8): merged here
     and from workers alike, with as many draws as one unsharded run; the iid-rows mutant is
     rejected from pooled shards as from one run."""
-    from transformer_theory.theory.executor import run_task, subject_record
     from transformer_theory.theory.profiles import get_profile
-    from transformer_theory.theory.runner import Context, Result, merge_shards, run_claim
+    from transformer_theory.theory.runner import Context, merge_shards, run_claim
     from transformer_theory.theory.claims.performer.orthogonal import _bound_point
     from tests.mutants import all_mutants
 
@@ -284,13 +289,7 @@ def test_theorem2_shards_pool_alike_here_and_in_workers_and_still_reject_iid_row
                            for i in range(2)])
     samples = _bound_point(Context(get_profile("ci"), 5, claim.id)).samples
     assert merged.status.value == "passed" and merged.evidence.cases == samples
-    record = subject_record(ref)
-    with executor(2) as pool:
-        futures = [pool.submit(run_task, record, claim.id, "ci", 5, None, (i, 2))
-                   for i in range(2)]
-        pooled = merge_shards([Result(claim, ref.name, *f.result()[:3], error=f.result()[3],
-                                      reason=f.result()[4]) for f in futures])
-    assert _strip(pooled) == _strip(merged)
+    assert _strip(_merged_in_workers(claim, ref, 5, 2)) == _strip(merged)
     [mutant] = [m for m in all_mutants() if m.name == "orthogonal_gaussian_iid"]
     broken = mutant.build(ref)
     rejected = merge_shards([run_claim(claim, broken, profile="ci", seed=5, shard=(i, 2))
