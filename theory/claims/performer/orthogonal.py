@@ -254,7 +254,7 @@ def _exact_points(ctx) -> tuple["_SeparatingPoint", PairGeometry, int]:
 
 def _exact_tests(ctx, draws: dict) -> Evidence:
     """The exact claim's tests on the draws of every shard (its ``pool``)."""
-    (d, m, s), (d4, m6, s4) = _EXACT_POINT, _PARTIAL_POINT
+    (d, _, s), (d4, m6, s4) = _EXACT_POINT, _PARTIAL_POINT
     point, g4, n4 = _exact_points(ctx)
     est, est4 = draws["main"], draws["partial"]
     tests = [mean_test(f"MSE, d = m = {d}", (est - point.g.sm) ** 2, point.exact,
