@@ -27,6 +27,7 @@ def reference_subject() -> Subject:
     from transformer_theory.impl.constructions import convolution as CV
     from transformer_theory.impl.constructions import dyck as DY
     from transformer_theory.impl.constructions import turing as TM
+    from transformer_theory.impl.constructions import parity as PT
 
     return Subject(
         name="reference",
@@ -92,6 +93,7 @@ def reference_subject() -> Subject:
             "build_turing_transformer": TM.build_turing_transformer,
             "build_dyck_recognizer": DY.build_recognizer,
             "build_dyck_generator": DY.build_generator,
+            "build_parity_transformer": PT.build_parity_transformer,
         },
     )
 

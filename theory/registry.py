@@ -35,6 +35,7 @@ TOPIC_MODULES: tuple[str, ...] = (
     "performer",
     "dyck",
     "turing",
+    "parity",
     "convolution",
     "recurrence",
     "online_softmax",

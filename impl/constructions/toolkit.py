@@ -183,13 +183,17 @@ class Layer:
     """A transformer layer: attention heads, then position-wise FFN sublayers.
 
     ``x <- x + sum_h head_h(x)`` (or ``x + LayerNorm_{eps}(sum_h head_h(x))``
-    when ``norm_eps`` is set), then ``x <- x + FFN(x)`` for each FFN.
+    when ``norm_eps`` is set), then ``x <- x + FFN(x)`` for each FFN. With
+    ``post_norm_eps`` set, every residual sum is followed by
+    ``LayerNorm_{eps}`` (the Post-LN layer of Vaswani et al. 2017, without
+    gain or bias): ``x <- LN(x + sum_h head_h(x))``, ``x <- LN(x + FFN(x))``.
     """
 
     name: str
     heads: tuple[Head, ...]
     ffns: tuple[FFNParams, ...] = ()
     norm_eps: float | None = None
+    post_norm_eps: float | None = None
 
 
 def stack_heads(heads: Sequence[Head], width: int):
@@ -224,8 +228,8 @@ def same_layer(a: Layer, b: Layer) -> bool:
     """Whether two layers compute the same function: same kind, masks and weights."""
     if a is b:
         return True
-    if (a.name, a.norm_eps, len(a.heads), len(a.ffns)) != \
-            (b.name, b.norm_eps, len(b.heads), len(b.ffns)):
+    if (a.name, a.norm_eps, a.post_norm_eps, len(a.heads), len(a.ffns)) != \
+            (b.name, b.norm_eps, b.post_norm_eps, len(b.heads), len(b.ffns)):
         return False
     heads = all(ha.mask == hb.mask and all(same_array(getattr(ha, w), getattr(hb, w))
                                           for w in ("w_q", "w_k", "w_v", "w_o"))
@@ -460,11 +464,15 @@ def run_layer(x: np.ndarray, layer: Layer, attend: Callable, strict: bool, ops: 
     """
     a, probes = _attention_sublayer(x, layer, attend, strict, ops, real)
     shape = x.shape
-    x = np.asarray(ops.residual(x.reshape(-1, shape[-1]), a.reshape(-1, shape[-1])),
-                   dtype=np.float64)                               # (B*L, W)
+
+    def add(x, y):                                                 # (B*L, W) each
+        s = np.asarray(ops.residual(x, y), dtype=np.float64)
+        if layer.post_norm_eps is None:
+            return s
+        return np.asarray(ops.layer_norm(s, eps=layer.post_norm_eps), dtype=np.float64)
+    x = add(x.reshape(-1, shape[-1]), a.reshape(-1, shape[-1]))    # (B*L, W)
     for ffn in layer.ffns:
-        f = np.asarray(ops.feed_forward(x, ffn), dtype=np.float64)  # (B*L, W)
-        x = np.asarray(ops.residual(x, f), dtype=np.float64)       # (B*L, W)
+        x = add(x, np.asarray(ops.feed_forward(x, ffn), dtype=np.float64))  # (B*L, W)
     return x.reshape(shape), probes
 
 

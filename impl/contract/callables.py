@@ -78,6 +78,7 @@ CALLABLES: dict[str, str] = {
     "build_turing_transformer": "build_turing_transformer(machine, n_cells) -> TuringTransformer, one layer per machine step",
     "build_dyck_recognizer": "build_dyck_recognizer(k, D, attention='hard', n_max=None, *, ops=None, matching_layers=None, beta=None) -> DyckRecognizer (Yao et al.'s hard-attention recogniser)",
     "build_dyck_generator": "build_dyck_generator(k, D, attention='hard', n_max=None, *, ops=None) -> DyckGenerator (Yao et al.'s soft-attention generator)",
+    "build_parity_transformer": "build_parity_transformer(language='parity'|'first', *, layer_norm=False, beta=1.0, eps=0.0) -> ParityTransformer (Chiang & Cholak's two-layer recognisers)",
 }
 
 #: Short names accepted for ``--as`` (and in mappings), each standing for a contract name.

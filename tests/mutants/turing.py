@@ -54,5 +54,5 @@ MUTANTS = [
            lambda ref: ref.replace(build_turing_transformer=build_with_neighbours_swapped)),
     Mutant("attention_is_hardmax",
            "'softmax' attention implemented as an argmax, whatever the temperature",
-           ("turing.small_beta_fails",), _hardmax),
+           ("turing.small_beta_fails", "parity.confidence_fades_without_layernorm"), _hardmax),
 ]
