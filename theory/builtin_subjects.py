@@ -87,6 +87,8 @@ def reference_subject() -> Subject:
             "causal_linear_attention_recurrent": R.causal_linear_attention_recurrent,
             "transformer_encoder_graph": R.transformer_encoder_graph,
             "state_jacobian_norms": R.state_jacobian_norms,
+            "elman_rnn": R.elman_rnn,
+            "elman_bptt": R.elman_bptt,
             "residual_stack_iid": RO.residual_stack_iid,
             "conv1d_as_attention": CV.conv1d_as_attention,
             "conv2d_as_attention": CV.conv2d_as_attention,

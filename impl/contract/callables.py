@@ -71,6 +71,7 @@ CALLABLES: dict[str, str] = {
     "causal_linear_attention_recurrent": "causal_linear_attention_recurrent(q, k, v, *, feature_map=elu_plus_one) -> (..., L, Ev), run as an RNN",
     "transformer_encoder_graph": "transformer_encoder_graph(n, depth) -> DependencyGraph of a depth-layer encoder",
     "state_jacobian_norms": "state_jacobian_norms(w, steps, *, ord=2) -> (steps,) norms of dh_t/dh_0 of h_t = W h_{t-1} + U x_t",
+    "elman_rnn": "elman_rnn(x, w, u, *, v=None, r=None, h0=None) -> (states (T+1, n), outputs (T, p)): h_t = tanh(W h_{t-1} + U x_t)",
     "elman_bptt": "elman_bptt(x, w, u, g, *, h0=None) -> (dW, (T, n, n) per-copy dW_t), back-propagation through time of an Elman RNN",
     "residual_stack_iid": "residual_stack_iid(x0, horizon, depth, width, rng, *, scaling='1/L', feed_forward=None) -> (..., d), fresh random weights per block",
     "conv1d_as_attention": "conv1d_as_attention(x, kernel, *, alpha=None, padding='none', attention=None) -> (..., L, C_out), K heads (Cordonnier et al.)",

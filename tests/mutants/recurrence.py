@@ -108,3 +108,25 @@ MUTANTS += [
            ("recurrence.dyck_memory_lower_bound",),
            lambda ref: ref.replace(build_dyck_recognizer=depth_only_recognizer)),
 ]
+
+
+def elman_rnn_without_recurrence(x, w, u, **kw):
+    """``h_t = tanh(U x_t)``: the state update ignores ``h_{t-1}`` (a position-wise layer)."""
+    return R.elman_rnn(x, np.zeros_like(np.asarray(w, dtype=np.float64)), u, **kw)
+
+
+def elman_rnn_state_sign_lost(x, w, u, **kw):
+    """``h_t = tanh(-|W| h_{t-1} + U x_t)``: the recurrent weight's sign dropped and negated."""
+    return R.elman_rnn(x, -np.abs(np.asarray(w, dtype=np.float64)), u, **kw)
+
+
+MUTANTS += [
+    Mutant("elman_rnn_without_recurrence",
+           "the RNN's update ignores its previous state: every position gets the same state",
+           ("recurrence.rnn_carries_position",),
+           lambda ref: ref.replace(elman_rnn=elman_rnn_without_recurrence)),
+    Mutant("elman_rnn_state_sign_lost",
+           "the recurrent weight enters as -|W|: the states oscillate instead of increasing",
+           ("recurrence.rnn_carries_position",),
+           lambda ref: ref.replace(elman_rnn=elman_rnn_state_sign_lost)),
+]

@@ -30,6 +30,7 @@ from ..declared import value_dim_equal
 from ..strategies import DTYPES, SEEDS, leading_dims, normal
 from ..subject import construction
 from ..tolerance import tolerance
+from ._common import coarser_dtype
 
 claims = ClaimSet("recurrence")
 
@@ -354,3 +355,75 @@ def dyck_memory_lower_bound(subject, ctx) -> Evidence:
                     f"(D log2 k = {D * math.log2(k):.2f}); D-1 types misjudge e.g. "
                     f"{list(short[0]) if short else '-'}")
     return single_case(measurements, detail="; ".join(rows))
+
+
+def _monotone_horizon(w: float, b: float, steps: int, floor: float) -> int:
+    """How many steps of ``h_t = tanh(w h_{t-1} + b)`` provably move the state by more than
+    ``floor``.
+
+    The map is increasing with slope at least ``w (1 - h*^2)`` on ``[0, h*]`` (``h*`` its
+    fixed point, the states' limit from below), so the increments satisfy
+    ``Delta_t >= tanh(b) (w (1 - h*^2))^(t-1)``: the first ``t`` for which that bound is
+    below ``floor`` ends the steps whose order rounding cannot blur.
+    """
+    fixed = 1.0
+    for _ in range(200):                                   # a contraction on [0, 1]: converges
+        fixed = math.tanh(w * fixed + b)
+    rate = w * (1.0 - fixed * fixed)
+    horizon, bound = 1, math.tanh(b)
+    while horizon < steps and bound * rate > floor:
+        horizon, bound = horizon + 1, bound * rate
+    return horizon
+
+
+@claims.claim(
+    "recurrence.rnn_carries_position",
+    title="An RNN's state carries position; attention without a positional encoding does not",
+    statement=r"x_t\equiv x:\quad h_t=\tanh(w\,h_{t-1}+u\,x),\ w,ux>0,\ h_0=0\ \Rightarrow\ "
+              r"0<h_1<h_2<\dots<h_T;\qquad \mathrm{Att}(X,X,X)_t=x\ \ \forall t",
+    sources=(SEED_003.at("Positional Encoding: 'Positional information arises naturally in "
+                         "RNN/LSTMs'; 'Transformer Architecture is invariant to permutations "
+                         "of the input sequence'"),
+             VASWANI_2017.at("§3.5 (no recurrence and no convolution: positions must be "
+                             "injected)")),
+    kind=Kind.PROPERTY, needs=("attention",), uses=("elman_rnn",),
+    notes="Fed the same token T times, the scalar Elman RNN h_t = tanh(w h_{t-1} + u x) with "
+          "w, u x > 0 and h_0 = 0 has strictly increasing states (h_1 = tanh(u x) > h_0, and "
+          "the map is increasing, so h_t > h_{t-1} gives h_{t+1} > h_t): the position is the "
+          "rank of the state. The subject's elman_rnn is run on drawn w in [0.25, 1.5], u x in "
+          "[0.05, 1] and T <= 24; order is checked over the first steps whose increments "
+          "provably exceed 64 ulps (the slope bound of _monotone_horizon). The subject's "
+          "attention on the same repeated token (queries = keys = values) gives every "
+          "position the same output to rounding. Power: an RNN that drops the recurrence "
+          "(h_t = tanh(u x_t)) has equal states; one whose update does not use the state's "
+          "sign (w < 0 behaviour) is not monotone.")
+def rnn_carries_position(subject, ctx) -> Evidence:
+    rnn = construction(subject, "elman_rnn", R.elman_rnn)
+    case = st.fixed_dictionaries({
+        "w": st.floats(0.25, 1.5), "ux": st.floats(0.05, 1.0),
+        "T": st.integers(2, 24), "m": st.integers(1, 4), "E": st.integers(1, 8),
+        "seed": SEEDS, "dtype": DTYPES})
+
+    def measure(c):
+        rng = np.random.default_rng(c["seed"])
+        token = rng.normal(size=c["m"])                                 # (m,)
+        u = (c["ux"] / float(token @ token)) * token[None, :]           # (1, m): u x = ux
+        x = np.repeat(token[None, :], c["T"], axis=0)                   # (T, m)
+        states, _ = rnn(x, np.array([[c["w"]]]), u)                     # (T + 1, 1)
+        h = np.asarray(states, dtype=np.float64)[:, 0]
+        horizon = _monotone_horizon(c["w"], c["ux"], c["T"], 64 * np.finfo(np.float64).eps)
+        steps = np.diff(h[:horizon + 1])                                # h_1 - h_0, ...
+        if not (h.shape == (c["T"] + 1,) and np.all(steps > 0)):
+            return holds(False, f"the states are not strictly increasing over the first "
+                                f"{horizon} steps: {np.round(h[:horizon + 1], 6).tolist()}")
+        row = normal(rng, (c["E"],), c["dtype"])                        # (E,): the token
+        seq = np.repeat(row[None, :], c["T"], axis=0)                   # (T, E)
+        out = np.asarray(subject.attention(seq, seq, seq))              # (T, E)
+        tol = tolerance("reduction", coarser_dtype(out, seq), n=c["T"])
+        return compare(out, np.broadcast_to(row, out.shape), tol,
+                       note="attention on a repeated token does not return the token at "
+                            "every position")
+    return for_all(ctx, case, measure,
+                   detail="Fed one token repeatedly, the RNN's states increase strictly (the "
+                          "position can be read from the state); attention without a "
+                          "positional encoding returns the same vector at every position.")
