@@ -1,4 +1,5 @@
-"""Chiang & Cholak's PARITY and FIRST transformers (impl/constructions/parity.py)."""
+"""Chiang & Cholak's PARITY and FIRST transformers (impl/constructions/parity.py) and the
+one-layer hard-attention restriction (impl/constructions/hard_restriction.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+from transformer_theory.impl.constructions import hard_restriction as HR
 from transformer_theory.impl.constructions import parity as PT
 from transformer_theory.impl.constructions.toolkit import Head, Layer, Ops, run_layer
 
@@ -102,3 +104,40 @@ def test_bad_words_are_named(words):
 def test_member_rejects_unknown_language():
     with pytest.raises(ValueError, match="language"):
         PT.member("dyck", np.zeros((1, 3)))
+
+
+# --- the one-layer restriction (impl/constructions/hard_restriction.py) ----------------------
+
+
+@pytest.mark.parametrize("heads", [1, 2, 3])
+def test_restriction_fixes_at_most_one_bit_per_head_and_pins_the_output(heads):
+    rng = np.random.default_rng(heads)
+    for _ in range(5):
+        model = HR.random_hard_classifier(rng, 9, heads)
+        fixed = HR.restriction(model)
+        assert fixed is not None and len(fixed) <= heads
+        z = HR.cls_logits(model, HR.completions(9, fixed))
+        assert np.ptp(z) == 0.0
+
+
+def test_without_the_restriction_the_output_reads_the_bits():
+    """The restriction does the work: the same classifiers are not constant on all strings."""
+    rng = np.random.default_rng(0)
+    varied = sum(np.ptp(HR.cls_logits(m, HR.completions(8, {}))) > 0
+                 for m in (HR.random_hard_classifier(rng, 8, 2) for _ in range(8)))
+    assert varied >= 6
+
+
+def test_completions_agree_with_the_fixed_bits():
+    words = HR.completions(5, {1: 1, 3: 0})
+    assert words.shape == (8, 5)
+    assert np.all(words[:, 1] == 1) and np.all(words[:, 3] == 0)
+    assert len({tuple(w) for w in words}) == 8
+
+
+def test_hard_classifier_bad_input_is_named():
+    model = HR.random_hard_classifier(np.random.default_rng(0), 4, 1)
+    with pytest.raises(ValueError, match="words"):
+        HR.cls_logits(model, np.zeros((2, 5), dtype=int))
+    with pytest.raises(ValueError, match="n, heads"):
+        HR.random_hard_classifier(np.random.default_rng(0), 0, 1)

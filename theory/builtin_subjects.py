@@ -92,6 +92,7 @@ def reference_subject() -> Subject:
             "residual_stack_iid": RO.residual_stack_iid,
             "conv1d_as_attention": CV.conv1d_as_attention,
             "conv2d_as_attention": CV.conv2d_as_attention,
+            "hard_attention": A.hard_attention,
             "build_turing_transformer": TM.build_turing_transformer,
             "build_dyck_recognizer": DY.build_recognizer,
             "build_dyck_generator": DY.build_generator,

@@ -76,6 +76,7 @@ CALLABLES: dict[str, str] = {
     "residual_stack_iid": "residual_stack_iid(x0, horizon, depth, width, rng, *, scaling='1/L', feed_forward=None) -> (..., d), fresh random weights per block",
     "conv1d_as_attention": "conv1d_as_attention(x, kernel, *, alpha=None, padding='none', attention=None) -> (..., L, C_out), K heads (Cordonnier et al.)",
     "conv2d_as_attention": "conv2d_as_attention(x, kernel, *, alpha=None, padding='none', attention=None) -> (..., H, W, C_out), K^2 heads",
+    "hard_attention": "hard_attention(q, k, v, *, mask=None, causal=False, scale=None) -> (..., Lq, Ev): each query averages the values of its maximal-score keys (beta -> infinity)",
     "build_turing_transformer": "build_turing_transformer(machine, n_cells) -> TuringTransformer, one layer per machine step",
     "build_dyck_recognizer": "build_dyck_recognizer(k, D, attention='hard', n_max=None, *, ops=None, matching_layers=None, beta=None) -> DyckRecognizer (Yao et al.'s hard-attention recogniser)",
     "build_dyck_generator": "build_dyck_generator(k, D, attention='hard', n_max=None, *, ops=None) -> DyckGenerator (Yao et al.'s soft-attention generator)",

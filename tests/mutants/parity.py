@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as L
 from transformer_theory.impl.constructions import parity as PT
 
@@ -96,4 +97,26 @@ MUTANTS = [
            "layer norm accepts eps= but always uses 1e-5: eps = 0 never arrives",
            ("parity.layernorm_restores_confidence",),
            lambda ref: ref.replace(layer_norm=layer_norm_fixed_eps)),
+]
+
+
+def hard_attention_is_softmax(q, k, v, *, mask=None, causal=False, scale=None):
+    """'Hard' attention that is the softmax at temperature 1."""
+    return A.attention(q, k, v, mask=mask, causal=causal, scale=scale)
+
+
+def hard_attention_argmin(q, k, v, *, mask=None, causal=False, scale=None):
+    """Hard attention to the key of *smallest* score (a sign slip in the scores)."""
+    return A.hard_attention(-np.asarray(q), k, v, mask=mask, causal=causal, scale=scale)
+
+
+MUTANTS += [
+    Mutant("hard_attention_is_softmax",
+           "the hard attention is a softmax at temperature 1: the free bits get through",
+           ("parity.hard_attention_restriction",),
+           lambda ref: ref.replace(hard_attention=hard_attention_is_softmax)),
+    Mutant("hard_attention_argmin",
+           "hard attention to the smallest score (the scores' sign slipped)",
+           ("parity.hard_attention_restriction",),
+           lambda ref: ref.replace(hard_attention=hard_attention_argmin)),
 ]

@@ -223,3 +223,68 @@ def layernorm_restores_confidence(subject, ctx) -> Evidence:
         detail="Layer-normalised PARITY and FIRST: the logit is +-sqrt(W) (+-3 and +-2.449) "
                "for every string of 1-12 bits and random strings of 16-2048 bits, so the "
                "cross-entropy (0.068 and 0.119 bits at gain 1) does not grow with n.")
+
+
+HARD = HAHN_2020.at('abstract, in its words: across soft and hard attention, self-attention '
+                    '"cannot model periodic finite-state languages, nor hierarchical structure, '
+                    'unless the number of layers or heads increases with input length"; the '
+                    'hard-attention proof restricts inputs (its one-layer step here)')
+#: (bits n, heads H) of the hard-attention classifiers, four random classifiers each.
+RESTRICTED = ((8, 1), (10, 2), (12, 3), (12, 4))
+
+
+@claims.claim(
+    "parity.hard_attention_restriction",
+    title="Limitation: fixing one bit per head pins a hard-attention layer's attention, so it "
+          "errs on half of PARITY",
+    statement=r"\exists\rho,\ |\rho|\le H:\ f(w)=f(w')\ \ \forall\,w,w'\ \text{agreeing with }"
+              r"\rho\ \Rightarrow\ \Pr_{w\,\sim\,\rho}\bigl[\operatorname{sign}f(w)\ne"
+              r"\mathrm{PARITY}(w)\bigr]=\tfrac12",
+    sources=(HARD, SEED),
+    kind=Kind.LIMITATION, needs=(), uses=("hard_attention",),
+    notes="Random one-layer classifiers (H = 1..4 unique-hard-attention heads and a ReLU FFN, "
+          "read at a CLS token after n = 8..12 bits, Gaussian embeddings and positions). For "
+          "each head in turn, the largest score any completion could give the CLS query "
+          "(both values of every free bit, the fixed value of every fixed bit, CLS itself) "
+          "is found from the weights; fixing that bit pins the head to it in every "
+          "completion (impl/constructions/hard_restriction.py). With at most H bits fixed, "
+          "the subject's hard attention must give one CLS logit for all 2^(n - H) "
+          "completions (to rounding), so the sign is wrong on exactly half of them, "
+          "whatever the weights. Hahn's theorem is the asymptotic statement (any depth, a "
+          "constant fraction of free inputs); this checks its one-layer step, not a "
+          "small-n impossibility. Power: an attention that is not hard (softmax, or an "
+          "argmin) lets the free bits through.")
+def hard_attention_restriction(subject, ctx) -> Evidence:
+    from transformer_theory.impl import sdpa
+    from transformer_theory.impl.constructions import hard_restriction as HR
+
+    hard = construction(subject, "hard_attention", sdpa.hard_attention)
+    rng = ctx.rng("classifiers")
+    measurements, cases, pinned, varied = [], 0, [], 0
+    for n, heads in RESTRICTED:
+        for _ in range(4):
+            model, fixed = None, None
+            while fixed is None:                      # a tie has probability 0; redraw
+                model = HR.random_hard_classifier(rng, n, heads)
+                fixed = HR.restriction(model)
+            words = HR.completions(n, fixed)                                    # (2^(n-|r|), n)
+            z = HR.cls_logits(model, words, hard_attention=hard)                # (B,)
+            cases += len(words)
+            pinned.append(len(fixed))
+            free = HR.cls_logits(model, HR.completions(n, {}), hard_attention=hard)  # (2^n,)
+            varied += bool(np.ptp(free) > 1e-9 * np.max(np.abs(free)))
+            measurements.append(Measurement(
+                float(np.max(np.abs(z - z[0])) / max(abs(z[0]), np.finfo(float).tiny)),
+                tolerance("rounding", np.float64),
+                f"n = {n}, H = {heads}: with {len(fixed)} bits fixed at {sorted(fixed)} the "
+                f"logit still depends on the free bits (range {np.ptp(z):.3g})"))
+            wrong = np.mean((z > 0) != PT.member("parity", words))
+            measurements.append(holds(wrong == 0.5, f"n = {n}, H = {heads}: PARITY is wrong "
+                                                    f"on {wrong:.3f} of the restricted strings"))
+    return single_case(
+        measurements, cases=cases,
+        detail=f"16 random one-layer hard-attention classifiers (n = 8..12 bits, 1-4 heads; "
+               f"{varied} of them read some bit when nothing is fixed): fixing "
+               f"{min(pinned)}-{max(pinned)} bits (at most one per head) made the CLS output "
+               f"constant over all completions, so each errs on exactly half of the restricted "
+               f"strings' PARITY.")
