@@ -1,4 +1,5 @@
-"""Softmax transformers for PARITY and FIRST, their fading confidence, and the LayerNorm fix.
+"""Softmax transformers for PARITY and FIRST, their fading confidence, the LayerNorm fix, and
+the restriction that defeats hard attention.
 
 Hahn (2020): with bounded attention logits one input symbol moves a soft-attention
 encoder's output by O(1/n), so a transformer deciding a language on one symbol's
@@ -7,7 +8,10 @@ evidence must do so with confidence that fades with the length. Chiang & Cholak
 and FIRST at every length (their confidence fades, as Hahn says it must), and
 with layer normalisation that restores it. The claims run the constructions
 (:mod:`transformer_theory.impl.constructions.parity`) on the subject's attention,
-feed-forward network and layer norm.
+feed-forward network and layer norm. Hard attention has no such way out: fixing one
+input bit per head pins a layer's attention
+(:mod:`transformer_theory.impl.constructions.hard_restriction`), the step Hahn's
+hard-attention proof repeats layer by layer.
 
 References
 ----------
@@ -24,6 +28,8 @@ import itertools
 
 import numpy as np
 
+from transformer_theory.impl import sdpa
+from transformer_theory.impl.constructions import hard_restriction as HR
 from transformer_theory.impl.constructions import parity as PT
 from transformer_theory.impl.constructions.toolkit import Ops
 
@@ -147,7 +153,7 @@ def confidence_fades_without_layernorm(subject, ctx) -> Evidence:
     build, measurements, cases, series = _build(subject), [], 0, []
     for language in PT.LANGUAGES:
         model = build(language, layer_norm=False)
-        ns, sizes, bits = [], [], []
+        ns, sizes, measured, bits = [], [], [], []
         for n, words in _strings(ctx, language, "margin"):
             accept = PT.member(language, words)
             z = _logits(subject, model, words)                         # (B,)
@@ -163,9 +169,12 @@ def confidence_fades_without_layernorm(subject, ctx) -> Evidence:
             cases += len(words)
             ns.append(n)
             sizes.append(float(np.min(np.abs(expected))))
+            measured.append(float(np.min(np.abs(z))))
             bits.append(float(np.log1p(np.exp(-np.min(np.abs(z)))) / np.log(2)))
-        series.append({"x": ns, "y": sizes, "label": f"{language}: |z| (closed form)",
-                       "style": "line"})
+        series += [{"x": ns, "y": sizes, "label": f"{language}: |z| (closed form)",
+                    "style": "line"},
+                   {"x": ns, "y": measured, "label": f"{language}: |z| (subject)",
+                    "style": "points"}]
         measurements[-1].note += f"; cross-entropy at n = {ns[-1]}: {bits[-1]:.6f} bits"
         if language == "parity":
             parity_bits = bits[-1]
@@ -255,9 +264,6 @@ RESTRICTED = ((8, 1), (10, 2), (12, 3), (12, 4))
           "small-n impossibility. Power: an attention that is not hard (softmax, or an "
           "argmin) lets the free bits through.")
 def hard_attention_restriction(subject, ctx) -> Evidence:
-    from transformer_theory.impl import sdpa
-    from transformer_theory.impl.constructions import hard_restriction as HR
-
     hard = construction(subject, "hard_attention", sdpa.hard_attention)
     rng = ctx.rng("classifiers")
     measurements, cases, pinned, varied = [], 0, [], 0
