@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from transformer_theory.impl import attention as A
 from transformer_theory.impl.attention import KVCache
 from transformer_theory.impl.positional import rope
 
@@ -94,4 +95,17 @@ MUTANTS += [
     Mutant("window_cache_never_drops", "a window cache that keeps every key",
            ("decoding.window_cache", "heads.kv_cache_size"),
            replacing(init_kv_cache=_window_cache_keeps(0))),
+]
+
+
+def softmax_over_first_axis(x, axis=-1):
+    """A softmax that normalises over axis 0 whatever ``axis`` says."""
+    return A.softmax(x, axis=0)
+
+
+MUTANTS += [
+    Mutant("softmax_ignores_axis",
+           "softmax accepts axis= but always normalises over the first axis",
+           ("decoding.parallel_outputs_independent",),
+           lambda ref: ref.replace(softmax=softmax_over_first_axis)),
 ]

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from ..checks import compare, for_all, holds
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
-from ..sources import AINSLIE_2023, MISTRAL_SRC, POPE_2023, SEED_004, SU_2021, VASWANI_2017
+from ..sources import (AINSLIE_2023, MISTRAL_SRC, POPE_2023, SEED_001, SEED_004, SU_2021,
+                       VASWANI_2017)
 from ..strategies import dtype_seed_rng, normal
 from ..tolerance import tolerance
 from ._common import definition_mha
@@ -230,3 +231,83 @@ def window_cache(subject, ctx) -> Evidence:
     return for_all(ctx, strategy, measure,
                    detail="Windows w = 0..3 and 1-8 tokens (past the window), MHA and GQA "
                           "with RoPE: the rolling cache decodes as the windowed causal forward.")
+
+
+@st.composite
+def _joint_case(draw):
+    """A random joint distribution p(y_1, ..., y_T) over V^T with every entry positive."""
+    dt, seed, rng = dtype_seed_rng(draw)
+    v = draw(st.integers(2, 4), label="V")
+    t = draw(st.integers(2, 3), label="T")
+    spread = draw(st.sampled_from([0.5, 2.0, 5.0]), label="spread")
+    logits = spread * rng.standard_normal((v,) * t)                     # (V,)*T
+    p = np.exp(logits - logits.max())
+    return {"dtype": dt, "V": v, "T": t, "p": p / p.sum()}
+
+
+def _total_correlation(p: np.ndarray) -> float:
+    """``sum_t H(p_t) - H(p)`` in nats: the KL from ``p`` to the product of its marginals."""
+    marginals = [p.sum(axis=tuple(a for a in range(p.ndim) if a != t)) for t in range(p.ndim)]
+    entropy = lambda r: -float(np.sum(r * np.log(r)))                   # noqa: E731
+    return sum(entropy(m) for m in marginals) - entropy(p)
+
+
+@claims.claim(
+    "decoding.parallel_outputs_independent",
+    title="Limitation: outputs generated all at once are independent given the input; "
+          "left-to-right decoding is exact",
+    statement=r"\min_{q=\prod_t q_t}\mathrm{KL}(p\,\|\,q)=\sum_t H(p_t)-H(p)\ "
+              r"\bigl(q^*_t=p_t\bigr),\qquad \prod_t\mathrm{softmax}\bigl(\log p(y_{\le t})"
+              r"\bigr)_{y_t}=p",
+    sources=(SEED_001.at("Transformer Motivation: 'generating all at once assumes the output "
+                         "are conditionally independent'"),
+             VASWANI_2017.at('in its words: "At each step the model is auto-regressive, '
+                             'consuming the previously generated symbols as additional input '
+                             'when generating the next"')),
+    kind=Kind.PROPERTY, needs=("softmax",),
+    full_precision_only="the claim's evidence is a product of T softmax outputs against a "
+                        "float64 joint, whose half-precision rounding has no naive baseline of "
+                        "its own",
+    notes="Random joint distributions p over V^T (V = 2..4, T = 2..3). Left to right: "
+          "the subject's softmax over the last axis of log p(y_1..y_t) (the prefix marginal) "
+          "gives p(y_t | y_<t), and the product of the T conditionals must be p. All at "
+          "once: a decoder whose outputs are independent given the input models "
+          "q = prod_t q_t; for any such q, KL(p || q) = KL(p || prod_t p_t) + "
+          "sum_t KL(p_t || q_t) (checked on a random q), so the best it can do is the "
+          "product of the marginals and it misses p by the total correlation "
+          "sum_t H(p_t) - H(p) > 0 (ln V for two outputs that must agree). Power: a softmax "
+          "over the wrong axis, or one with an extra zero logit, breaks the product.")
+def parallel_outputs_independent(subject, ctx) -> Evidence:
+    def measure(c):
+        p, t, dt = c["p"], c["T"], c["dtype"]
+        chain = np.ones_like(p)
+        for step in range(1, t + 1):
+            prefix = p.sum(axis=tuple(range(step, t)))                  # (V,)*step
+            cond = np.asarray(subject.softmax(np.log(prefix).astype(dt), axis=-1),
+                              dtype=np.float64)                          # p(y_step | y_<step)
+            chain = chain * cond.reshape(cond.shape + (1,) * (t - step))
+        got = compare(chain, p, tolerance("composite", dt, n=t * c["V"]),
+                      note="the product of the left-to-right conditionals is not the joint")
+        if not got.ok:
+            return got
+        q = np.random.default_rng(c["V"] * 7 + t).dirichlet(np.ones(c["V"]), size=t)  # (T, V)
+        prod_q = np.ones(())
+        marg = []
+        for s in range(t):
+            prod_q = np.multiply.outer(prod_q, q[s])
+            marg.append(p.sum(axis=tuple(a for a in range(t) if a != s)))
+        kl = float(np.sum(p * np.log(p / prod_q)))
+        parts = _total_correlation(p) + sum(float(np.sum(m * np.log(m / q[s])))
+                                            for s, m in enumerate(marg))
+        scale = float(np.sum(p * np.abs(np.log(p / prod_q))))          # the terms' size
+        return compare(kl, parts, tolerance("composite", np.float64, n=p.size), scale=scale,
+                       note="KL to a factorised q does not split into total correlation "
+                            "plus marginal KLs")
+    agree = np.eye(3) / 3                                                # y_1 = y_2, uniform
+    agree = (agree + 1e-12) / (agree + 1e-12).sum()
+    return for_all(ctx, _joint_case(), measure,
+                   detail=f"Left-to-right conditionals from the subject's softmax multiply back "
+                          f"to the joint; a decoder that emits every output at once can at best "
+                          f"match the marginals and misses the joint by its total correlation "
+                          f"(two outputs that must agree over 3 values: "
+                          f"{_total_correlation(agree):.4f} nats = ln 3).")
