@@ -176,8 +176,9 @@ def _merged_in_workers(claim, subject, seed: int, shards: int):
     with executor(2) as pool:
         futures = [pool.submit(run_task, record, claim.id, "ci", seed, None, (i, shards))
                    for i in range(shards)]
-        return merge_shards([Result(claim, subject.name, *f.result()[:3], error=f.result()[3],
-                                    reason=f.result()[4]) for f in futures])
+        outcomes = [f.result() for f in futures]          # (status, evidence, s, error, reason)
+        return merge_shards([Result(claim, subject.name, *o[:3], error=o[3], reason=o[4])
+                             for o in outcomes])
 
 
 def test_shards_merge_to_the_same_result_here_and_in_workers():

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import sdpa as _sdpa
-from ..layers import FFNParams, feed_forward
+from ..layers import FFNParams
 from .toolkit import Head, Layer, Ops, run_layer
 
 __all__ = ["HardClassifier", "random_hard_classifier", "restriction", "cls_logits",
@@ -149,7 +149,7 @@ def cls_logits(model: HardClassifier, words, *, hard_attention=None) -> np.ndarr
     attend_fn = _sdpa.hard_attention if hard_attention is None else hard_attention
     tokens = np.concatenate([w, np.full((w.shape[0], 1), 2)], axis=1)           # (B, n+1)
     x = model.tokens[tokens] + model.positions[None]                            # (B, n+1, d)
-    ops = Ops(feed_forward=feed_forward)
+    ops = Ops()
 
     def attend(q, k, v, *, mask):
         return attend_fn(q, k, v, mask=mask)

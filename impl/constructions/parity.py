@@ -161,12 +161,11 @@ def _first_layers(beta: float, clear: bool) -> tuple[Layout, list[Layer]]:
 
 
 def _keep_only(lay: Layout, keep: str) -> tuple:
-    """An FFN that clears every coordinate but ``keep`` (``relu(x) - relu(-x) = x``)."""
+    """An FFN that clears every block but ``keep`` (``relu(x) - relu(-x) = x``)."""
     ffn = FFNBuilder(lay)
-    for c in range(lay.width):
-        if c != lay.index(keep):
-            ffn.unit({c: 1.0}, 0.0, {c: -1.0})
-            ffn.unit({c: -1.0}, 0.0, {c: 1.0})
+    for name, block in lay.slices.items():
+        if name != keep:
+            ffn.clear(name, size=block.stop - block.start)
     return (ffn.params(),)
 
 

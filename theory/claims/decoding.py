@@ -249,8 +249,9 @@ def _joint_case(draw):
 
 def _total_correlation(p: np.ndarray) -> float:
     """``sum_t H(p_t) - H(p)`` in nats: the KL from ``p`` to the product of its marginals."""
+    def entropy(r):
+        return -float(np.sum(r * np.log(r)))
     marginals = [p.sum(axis=tuple(a for a in range(p.ndim) if a != t)) for t in range(p.ndim)]
-    entropy = lambda r: -float(np.sum(r * np.log(r)))                   # noqa: E731
     return sum(entropy(m) for m in marginals) - entropy(p)
 
 

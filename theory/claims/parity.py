@@ -150,10 +150,10 @@ def recognizers_exact(subject, ctx) -> Evidence:
           "fade (a layer-normalised one, an argmax attention) misses the closed form by "
           "O(1) relative.")
 def confidence_fades_without_layernorm(subject, ctx) -> Evidence:
-    build, measurements, cases, series = _build(subject), [], 0, []
+    build, measurements, cases, series, bits = _build(subject), [], 0, [], {}
     for language in PT.LANGUAGES:
         model = build(language, layer_norm=False)
-        ns, sizes, measured, bits = [], [], [], []
+        ns, sizes, measured = [], [], []
         for n, words in _strings(ctx, language, "margin"):
             accept = PT.member(language, words)
             z = _logits(subject, model, words)                         # (B,)
@@ -170,22 +170,17 @@ def confidence_fades_without_layernorm(subject, ctx) -> Evidence:
             ns.append(n)
             sizes.append(float(np.min(np.abs(expected))))
             measured.append(float(np.min(np.abs(z))))
-            bits.append(float(np.log1p(np.exp(-np.min(np.abs(z)))) / np.log(2)))
         series += [{"x": ns, "y": sizes, "label": f"{language}: |z| (closed form)",
                     "style": "line"},
                    {"x": ns, "y": measured, "label": f"{language}: |z| (subject)",
                     "style": "points"}]
-        measurements[-1].note += f"; cross-entropy at n = {ns[-1]}: {bits[-1]:.6f} bits"
-        if language == "parity":
-            parity_bits = bits[-1]
-        else:
-            first_bits = bits[-1]
+        bits[language] = float(np.log1p(np.exp(-measured[-1])) / np.log(2))  # CE at n = 2048
     return single_case(
         measurements, cases=cases,
         detail=f"The plain models' logits equal the closed forms for every string of 1-12 "
                f"bits and random strings of 16-2048 bits: |z| falls like 1/n (FIRST) and "
-               f"1/n^2 (PARITY); at n = 2048 the cross-entropy is {first_bits:.4f} (FIRST) "
-               f"and {parity_bits:.7f} (PARITY) bits a string, 1 bit being a coin toss.",
+               f"1/n^2 (PARITY); at n = 2048 the cross-entropy is {bits['first']:.4f} (FIRST) "
+               f"and {bits['parity']:.7f} (PARITY) bits a string, 1 bit being a coin toss.",
         figure={"type": "lines", "xscale": "log", "yscale": "log", "xlabel": "n (bits)",
                 "ylabel": "|logit|", "title": "Confidence of the plain PARITY and FIRST "
                                               "transformers", "series": series})
