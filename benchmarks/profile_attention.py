@@ -4,8 +4,9 @@ The block loop of ``impl/fast/flash.py`` (``attend_query_block``, no
 mask, no bias) with three parts that can be switched off one by one:
 
 * ``scores``  -- the block product ``S = Q_b K_b^T`` (np.dot);
-* ``softmax`` -- the row passes: max, exp, sum, the rescaling of the accumulator
-  (the kernel's own ``online_softmax_row``, not a copy);
+* ``softmax`` -- the row passes: the exp and the sum against the row's
+  reference, and the max and the rescaling of the accumulator where the
+  reference moves (the kernel's own ``online_softmax_row``, not a copy);
 * ``values``  -- the block product ``P V_b`` (np.dot) and the accumulation.
 
 Timing the kernel with one part off gives the cost of that part in context
@@ -21,7 +22,8 @@ import time
 import numpy as np
 from numba import njit
 
-from transformer_theory.impl.fast.attention import online_softmax_row
+from transformer_theory.impl.fast.attention import BLOCK_K, BLOCK_Q, online_softmax_row
+from transformer_theory.impl.fast.flash import fold_row_exact
 
 _numeric = importlib.import_module("transformer_theory.impl.fast._numeric")
 typed = _numeric.typed
@@ -55,7 +57,9 @@ def _block(q_blk, k_n, v_n, scale, causal, row0, block_k, parts, out_blk):
         if parts & 2:
             for i in range(bq):
                 visible = min(bk, max(0, row0 + i - j0 + 1)) if causal else bk
-                online_softmax_row(s[i], visible, scale, i, m, l, acc)
+                if not online_softmax_row(s[i], visible, scale, i, m, l, acc):
+                    s[i, :visible] = np.dot(k_n[j0:j0 + visible], q_blk[i])   # past the slack
+                    fold_row_exact(s[i], visible, scale, i, m, l, acc)
         if parts & 4:
             np.dot(s, v_n[j0:j1], pv)
             for i in range(bq):
@@ -78,7 +82,7 @@ def _tasks(q, k, v, scale, causal, block_q, block_k, parts, first, stride, out):
         _block(q[n, i0:i1], k[n], v[n], scale, causal, i0, block_k, parts, out[n, i0:i1])
 
 
-def run(q, k, v, causal, parts=ALL, block_q=256, block_k=512):
+def run(q, k, v, causal, parts=ALL, block_q=BLOCK_Q, block_k=BLOCK_K):
     """The copied kernel on (N, L, d) arrays with only ``parts`` switched on."""
     out = np.zeros((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype)
     scale = q.dtype.type(1 / np.sqrt(q.shape[-1]))

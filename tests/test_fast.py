@@ -46,6 +46,7 @@ FL = importlib.import_module("transformer_theory.impl.fast.layers")
 FP = importlib.import_module("transformer_theory.impl.fast.performer")
 FK = importlib.import_module("transformer_theory.impl.fast.kv_cache")
 FN = importlib.import_module("transformer_theory.impl.fast._numeric")
+FF = importlib.import_module("transformer_theory.impl.fast.flash")
 
 DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
 SEEDS = st.integers(0, 2**32 - 1)
@@ -354,7 +355,7 @@ def test_decode_shapes_split_over_keys(fast, dtype):
     rng = np.random.default_rng(11)
     q, k, v = normal(rng, (1, 1, 16), dtype), normal(rng, (1, 5000, 16), dtype), \
         normal(rng, (1, 5000, 8), dtype)
-    with many_threads(count=4, key_blocks=2) as merged:
+    with blocks(256, 512), many_threads(count=4, key_blocks=2) as merged:
         out = fast.attention(q, k, v)
         window = fast.attention(q, k, v, causal="bottom-right", window=(3000, 0))
     assert merged == [5, 3]             # 10 key blocks: min(2 * 4, 10 // 2); 6: min(8, 6 // 2)
@@ -423,6 +424,45 @@ def test_guard_trips_where_logits_could_overflow(fast, lq):
     with pytest.raises(ValueError) as got:
         fast.attention(q, k, v)
     assert str(got.value) == str(expected.value)
+
+
+SLACK_OPTIONS = {
+    "none": {},
+    "mask": {"mask": (np.arange(16) % 3 != 1)[None, :]},           # hides keys 4 and 7
+    "bias": {"bias": np.linspace(-1.0, 1.0, 16)[None, :]},
+    "softcap": {"softcap": 15.0},                                   # 2 -> 1.99, -30 -> -14.5
+    "window": {"window": (9, 2)},
+    "segments": {"segment_ids": np.repeat([0, 1], [6, 10])},        # keys 6, 7: another document
+    "causal": {"causal": True},
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("option", sorted(SLACK_OPTIONS))
+def test_logits_past_the_stale_reference_are_folded_exactly(fast, dtype, option):
+    """A key block whose logits pass the row's reference by more than the slack.
+
+    The kernel keeps each row's reference while a block's logits stay within
+    ``STALE_SLACK`` of it and recomputes the row otherwise. Keys 0-3 (the
+    first block, of four keys) have logits near -30 and the rest near 2, so
+    every row whose first visible block is keys 0-3 recomputes keys 4-7, with
+    each logit option rewritten on the recomputed scores (keys 4 and 7 are
+    masked, 6 and 7 are another document, the bias and the cap move them).
+    A fold that kept the clamped exps, or that forgot an option when
+    recomputing, is far from the reference.
+    """
+    assert FF.STALE_SLACK < 16
+    rng = np.random.default_rng(5)
+    q = (1.0 + 0.1 * rng.random((2, 16, 1))).astype(dtype)                      # (2, 16, 1)
+    k = np.concatenate([-30.0 + rng.random((2, 4)), 2.0 + rng.standard_normal((2, 12))],
+                       axis=1).astype(dtype)[..., None]                         # (2, 16, 1)
+    v = normal(rng, (2, 16, 3), dtype)
+    kw = {key: (val.astype(dtype) if key == "bias" else val)
+          for key, val in SLACK_OPTIONS[option].items()}
+    with blocks(4, 4):                  # query block 4-7 spans both documents
+        out = fast.attention(q, k, v, scale=1.0, **kw)
+    expected = RA.attention(q, k, v, scale=1.0, **kw)
+    assert_close(out, expected, "reduction", dtype, 17, scale=v)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -109,6 +109,9 @@ def as_float_array(x, name: str, *, ndim_min: int = 1, ndim: int | None = None,
     return arr
 
 
+_FULL_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
+
+
 def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
     """The dtype outputs take: float32 only if every input is float32.
 
@@ -125,6 +128,9 @@ def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
     -------
     np.dtype
     """
+    kinds = {a.dtype for a in arrays}
+    if kinds and kinds <= _FULL_DTYPES:                  # no half array: skip the half search
+        return np.dtype(np.float32 if kinds == {np.dtype(np.float32)} else np.float64)
     half = half_dtype_of(*arrays)
     if half is not None:
         return half

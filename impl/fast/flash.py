@@ -3,8 +3,10 @@
 :func:`flash_tasks` is the parallel loop over (batch*head, query block[, key
 split]) tasks that :func:`.attention.run_attention` launches;
 :func:`attend_query_block` walks one query block over its visible key blocks
-with the online-softmax recurrence (:func:`online_softmax_row`), scanning its
-inputs or products when asked to (the guard); :func:`merge_splits` folds the
+with the online-softmax recurrence (:func:`online_softmax_row`: one pass per
+row while the row's logits stay within :data:`STALE_SLACK` of its reference,
+the exact two-pass fold past it), scanning its inputs or products when asked
+to (the guard); :func:`merge_splits` folds the
 states of a query block whose keys were split over tasks (flash-decoding).
 The design notes (tiling, causal and window ranges, packed documents, the
 guard) are those of :mod:`.attention`, which prepares every argument.
@@ -47,7 +49,9 @@ __all__ = [
     "GUARD_NONE",
     "GUARD_INPUTS",
     "GUARD_OUTPUTS",
+    "STALE_SLACK",
     "online_softmax_row",
+    "fold_row_exact",
     "attend_query_block",
     "flash_tasks",
     "merge_splits",
@@ -60,34 +64,22 @@ GUARD_NONE, GUARD_INPUTS, GUARD_OUTPUTS = 0, 1, 2
 
 
 
+#: How far (in nats) a row's logits may pass its running reference before the
+#: reference is moved (:func:`online_softmax_row`): every ``P`` stays at most
+#: ``e**8`` (about 2981). Within that slack a key block needs one pass over
+#: its scores (the exp and the sum, with the max checked on the way) instead
+#: of two (the max, then the exp and the sum), and the accumulator is never
+#: rescaled; past it the row is recomputed and folded exactly.
+STALE_SLACK = 8.0
+
+
 @njit(**JIT_INLINE)
-def online_softmax_row(row, visible, step, i, m, l, acc):
-    """Fold one row of a score block into the online softmax of query ``i``.
+def fold_row_exact(row, visible, step, i, m, l, acc):
+    """Fold a row into the online softmax with its exact maximum (two passes).
 
-    Parameters
-    ----------
-    row : ndarray, (bk,)
-        The block's scores of query ``i``; the logits are ``step * row[j]``
-        for ``j < visible`` (the rest is hidden). Overwritten with
-        ``P = exp(logit - m')`` (0 where hidden, all 0 if nothing is visible).
-    visible : int
-        Number of visible keys at the start of the row.
-    step : float32 or float64
-        Factor from the stored scores to the logits (the softmax scale, or 1
-        when the row already holds the logits).
-    i : int
-        The query's row in ``m``, ``l`` and ``acc``.
-    m, l : ndarray, (bq,)
-        Running max of the logits and running sum of ``exp(logit - m)``;
-        entry ``i`` is updated.
-    acc : ndarray, (bq, Ev)
-        Unnormalised output; row ``i`` is rescaled to the new max (the
-        caller adds ``P V`` of the block).
-
-    References
-    ----------
-    Milakov & Gimelshein 2018, Online normalizer calculation for softmax;
-    Dao et al. 2022, FlashAttention, Algorithm 1.
+    The Milakov-Gimelshein step: ``m' = max(m, max logit)``, ``P = exp(logit
+    - m')``, ``l' = l e^(m - m') + sum P`` and ``acc`` rescaled by ``e^(m -
+    m')``. Arguments as :func:`online_softmax_row`.
     """
     one = typed(step, 1.0)
     zero = typed(step, 0.0)
@@ -113,6 +105,123 @@ def online_softmax_row(row, visible, step, i, m, l, acc):
     if correction != one:
         for e in range(acc.shape[1]):
             acc[i, e] *= correction
+
+
+@njit(**JIT_INLINE)
+def online_softmax_row(row, visible, step, i, m, l, acc):
+    """Fold one row of a score block into the online softmax of query ``i``.
+
+    ``m[i]`` is the row's *reference*: ``l`` and ``acc`` hold sums of
+    ``exp(logit - m[i])``. The first block that shows the row a key sets it
+    to that block's maximum (:func:`fold_row_exact`). Later blocks keep it
+    while their logits stay below ``m[i] + STALE_SLACK``: then ``P =
+    exp(logit - m[i])`` is at most ``e**STALE_SLACK``, one pass computes the
+    exps, their sum and the maximum together, and ``acc`` needs no
+    rescaling. A block whose logits pass the slack returns False; the caller
+    then rewrites the row's logits and folds it with
+    :func:`fold_row_exact`, which moves the reference to the new maximum.
+    The result is the same softmax (the reference cancels in ``acc / l``);
+    only the rounding differs, by a factor of at most ``e**STALE_SLACK`` in
+    the size of ``l`` and ``acc``, not in their relative error.
+
+    Parameters
+    ----------
+    row : ndarray, (bk,)
+        The block's scores of query ``i``; the logits are ``step * row[j]``
+        for ``j < visible`` (the rest is hidden). Overwritten with
+        ``P = exp(logit - m[i])`` (0 where hidden); when False is returned
+        its content is undefined.
+    visible : int
+        Number of visible keys at the start of the row.
+    step : float32 or float64
+        Factor from the stored scores to the logits (the softmax scale, or 1
+        when the row already holds the logits).
+    i : int
+        The query's row in ``m``, ``l`` and ``acc``.
+    m, l : ndarray, (bq,)
+        Reference (``-inf`` until a key was seen) and running sum of
+        ``exp(logit - m)``; entry ``i`` is updated.
+    acc : ndarray, (bq, Ev)
+        Unnormalised output; row ``i`` is rescaled if the reference moves
+        (the caller adds ``P V`` of the block).
+
+    Returns
+    -------
+    bool
+        False if the row's logits passed the slack (nothing was updated).
+
+    References
+    ----------
+    Milakov & Gimelshein 2018, Online normalizer calculation for softmax;
+    Dao et al. 2022, FlashAttention, Algorithm 1. Keeping a stale reference
+    within a bounded slack follows FlashAttention-4's conditional rescaling,
+    described in Modal 2025, "We reverse-engineered Flash Attention 4"
+    (updates "applied only when the maximum has changed enough to impact
+    numerical stability").
+    """
+    zero = typed(step, 0.0)
+    neg_inf = typed(step, -np.inf)
+    ref = m[i]
+    if ref == neg_inf:                                   # no key seen yet: the exact maximum
+        fold_row_exact(row, visible, step, i, m, l, acc)
+        return True
+    slack = typed(step, STALE_SLACK)
+    top = neg_inf
+    total = zero
+    for j in range(visible):                             # P = exp(logit - ref), max and sum
+        x = step * row[j] - ref
+        top = fmax(top, x)
+        p = fast_exp_nonpositive(x if x < slack else slack)    # clamped: a valid argument
+        row[j] = p
+        total += p
+    if top > slack:                                      # past the slack: the caller redoes it
+        return False
+    for j in range(visible, row.shape[0]):
+        row[j] = zero
+    l[i] += total
+    return True
+
+
+@njit(**JIT_INLINE)
+def _row_logits(row, first, visible, r, j0, scale, softcap, use_softcap, bias_n, use_bias,
+                mask_n, use_mask, seg_n, use_seg):
+    """Turn a row of raw scores ``q_r . k`` into logits where needed; returns the step.
+
+    Without a soft cap, bias, mask or segments the row is left as it is and
+    the step is ``scale`` (the softmax multiplies it in). Otherwise entries
+    ``[first, visible)`` become the logits themselves, soft-capped to
+    ``softcap tanh(scale s / softcap)``, plus ``bias_n[r, j0 + j]``, ``-inf``
+    where ``mask_n`` is False or the key's segment differs from query
+    ``r``'s, and the step is 1. Arguments as :func:`attend_query_block`.
+    """
+    if not (use_mask or use_bias or use_softcap or use_seg):
+        return scale
+    neg_inf = typed(scale, -np.inf)
+    b_row = bias_n[r if bias_n.shape[0] > 1 else 0]
+    if use_softcap:                                      # c tanh(s / c), then the bias
+        for j in range(first, visible):
+            row[j] = softcap * math.tanh(scale * row[j] / softcap)
+        if use_bias:
+            for j in range(first, visible):
+                row[j] = row[j] + b_row[j0 + j]
+    elif use_bias:
+        for j in range(first, visible):
+            row[j] = scale * row[j] + b_row[j0 + j]
+    else:
+        for j in range(first, visible):
+            row[j] = scale * row[j]
+    if use_mask:
+        m_row = mask_n[r if mask_n.shape[0] > 1 else 0]
+        for j in range(first, visible):
+            if not m_row[j0 + j]:
+                row[j] = neg_inf
+    if use_seg:                                          # another document: hidden
+        ids = seg_n[0]
+        own = ids[r]
+        for j in range(first, visible):
+            if ids[j0 + j] != own:
+                row[j] = neg_inf
+    return typed(scale, 1.0)
 
 
 @njit(**JIT_INLINE)
@@ -235,39 +344,21 @@ def attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
             first = 0
             if left >= 0:
                 first = min(visible, max(0, r + offset - left - j0))
-            step = scale                                 # logit = step * row[j]
-            if use_mask or use_bias or use_softcap or use_seg:   # write the logits themselves
-                b_row = bias_n[r if bias_n.shape[0] > 1 else 0]
-                if use_softcap:                          # c tanh(s / c), then the bias
-                    for j in range(first, visible):
-                        row[j] = softcap * math.tanh(scale * row[j] / softcap)
-                    if use_bias:
-                        for j in range(first, visible):
-                            row[j] = row[j] + b_row[j0 + j]
-                elif use_bias:
-                    for j in range(first, visible):
-                        row[j] = scale * row[j] + b_row[j0 + j]
-                else:
-                    for j in range(first, visible):
-                        row[j] = scale * row[j]
-                if use_mask:
-                    m_row = mask_n[r if mask_n.shape[0] > 1 else 0]
-                    for j in range(first, visible):
-                        if not m_row[j0 + j]:
-                            row[j] = neg_inf
-                if use_seg:                              # another document: hidden
-                    ids = seg_n[0]
-                    own = ids[r]
-                    for j in range(first, visible):
-                        if ids[j0 + j] != own:
-                            row[j] = neg_inf
-                step = one
-            if first == 0:
-                online_softmax_row(row, visible, step, i, m, l, acc)
-            else:                                        # keys before the window: P = 0
-                for j in range(first):
-                    row[j] = zero
-                online_softmax_row(row[first:], visible - first, step, i, m, l, acc)
+            step = _row_logits(row, first, visible, r, j0, scale, softcap, use_softcap,
+                               bias_n, use_bias, mask_n, use_mask, seg_n, use_seg)
+            for j in range(first):                       # keys before the window: P = 0
+                row[j] = zero
+            if not online_softmax_row(row[first:], visible - first, step, i, m, l, acc):
+                q_i = q_blk[i]                           # past the slack: the scores again
+                for j in range(first, visible):
+                    k_j = k_n[j0 + j]
+                    dot = zero
+                    for e in range(q_i.shape[0]):
+                        dot += q_i[e] * k_j[e]
+                    row[j] = dot
+                step = _row_logits(row, first, visible, r, j0, scale, softcap, use_softcap,
+                                   bias_n, use_bias, mask_n, use_mask, seg_n, use_seg)
+                fold_row_exact(row[first:], visible - first, step, i, m, l, acc)
         if bq <= FEW_ROWS:
             matmul_few(s, v_n[j0:j1], pv)                # (bq, Ev)
         else:
