@@ -78,13 +78,16 @@ def assert_close(actual, expected, kind, dtype, n, scale=None):
 
 @contextlib.contextmanager
 def blocks(block_q: int, block_k: int):
-    """Run the attention kernel with other block sizes (they are call arguments)."""
-    saved = FA.BLOCK_Q, FA.BLOCK_K
-    FA.BLOCK_Q, FA.BLOCK_K = block_q, block_k
+    """Run the attention kernel with other block sizes (they are call arguments).
+
+    ``block_k`` also stands for the key block of few-row (decode) query blocks.
+    """
+    saved = FA.BLOCK_Q, FA.BLOCK_K, FA.BLOCK_K_FEW_ROWS
+    FA.BLOCK_Q, FA.BLOCK_K, FA.BLOCK_K_FEW_ROWS = block_q, block_k, block_k
     try:
         yield
     finally:
-        FA.BLOCK_Q, FA.BLOCK_K = saved
+        FA.BLOCK_Q, FA.BLOCK_K, FA.BLOCK_K_FEW_ROWS = saved
 
 
 @contextlib.contextmanager

@@ -62,14 +62,16 @@ __all__ = [
 #: block products (scores and P V).
 GUARD_NONE, GUARD_INPUTS, GUARD_OUTPUTS = 0, 1, 2
 
-
-
 #: How far (in nats) a row's logits may pass its running reference before the
 #: reference is moved (:func:`online_softmax_row`): every ``P`` stays at most
 #: ``e**8`` (about 2981). Within that slack a key block needs one pass over
 #: its scores (the exp and the sum, with the max checked on the way) instead
 #: of two (the max, then the exp and the sum), and the accumulator is never
-#: rescaled; past it the row is recomputed and folded exactly.
+#: rescaled; past it the row is recomputed and folded exactly. The price is
+#: range, not accuracy: ``l`` and ``acc`` may be up to ``e**8`` times their
+#: size under a running maximum, so values ``v`` within a factor ``e**8 Lk``
+#: of the dtype's largest float can overflow the accumulator (they could
+#: within ``Lk`` before: ``acc`` sums ``Lk`` terms ``P v``).
 STALE_SLACK = 8.0
 
 
