@@ -50,6 +50,7 @@ __all__ = [
     "GUARD_INPUTS",
     "GUARD_OUTPUTS",
     "STALE_SLACK",
+    "DIAGONAL_CUT_KEYS",
     "online_softmax_row",
     "fold_row_exact",
     "attend_query_block",
@@ -61,6 +62,14 @@ __all__ = [
 #: scanned the inputs), scan each key block's keys and values, or scan the
 #: block products (scores and P V).
 GUARD_NONE, GUARD_INPUTS, GUARD_OUTPUTS = 0, 1, 2
+
+#: Smallest half of a key block that is cut off on the causal diagonal. A key
+#: block whose second half no row above its middle may see (the block under the
+#: diagonal of a causal or right-bounded query block) is walked as two blocks,
+#: the second one only for the rows that see it: a quarter of the diagonal
+#: block's scores and products is never computed. Blocks shorter than twice
+#: this are not cut (small products lose more in BLAS efficiency than they save).
+DIAGONAL_CUT_KEYS = 128
 
 #: How far (in nats) a row's logits may pass its running reference before the
 #: reference is moved (:func:`online_softmax_row`): every ``P`` stays at most
@@ -185,6 +194,22 @@ def online_softmax_row(row, visible, step, i, m, l, acc):
 
 
 @njit(**JIT_INLINE)
+def _first_row_seeing(j, row0, bq, offset, causal, right):
+    """The first row of a query block (rows ``row0 + [0, bq)``) that may see key ``j``.
+
+    Under ``causal`` row ``r`` sees keys ``j <= r + offset``, under a bounded
+    ``right`` keys ``j <= r + offset + right``; without either, row 0. Rows
+    before the returned one see no key from ``j`` on (``bq`` if none does).
+    """
+    first = 0
+    if causal:
+        first = min(bq, max(0, j - offset - row0))
+    if right >= 0:
+        first = max(first, min(bq, max(0, j - offset - right - row0)))
+    return first
+
+
+@njit(**JIT_INLINE)
 def _row_logits(row, first, visible, r, j0, scale, softcap, use_softcap, bias_n, use_bias,
                 mask_n, use_mask, seg_n, use_seg):
     """Turn a row of raw scores ``q_r . k`` into logits where needed; returns the step.
@@ -256,7 +281,11 @@ def attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     ``lk``. Under ``use_seg`` the keys before the first row's document
     (``seg_n[1, row0]``) and after the last row's (``seg_n[2, row0 + bq - 1]``)
     are not walked either: for documents that are contiguous runs of ids, a
-    packed row costs the sum over its documents, not ``L^2``.
+    packed row costs the sum over its documents, not ``L^2``. Within the walk,
+    a key block is multiplied only with the rows that may see one of its keys
+    (:func:`_first_row_seeing`), and the block on the causal diagonal is cut
+    in halves (:data:`DIAGONAL_CUT_KEYS`), so its upper rows skip the second
+    half.
 
     Split over keys (flash-decoding, ``n_splits > 1``): the walked key blocks
     are cut into ``n_splits`` contiguous parts and only part ``split`` is
@@ -317,26 +346,33 @@ def attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     if guard == GUARD_INPUTS:
         _, q_sq = block_rows_scan(q_blk)                 # q is validated finite
         q_norm = float(scale) * math.sqrt(float(q_sq))
-    for j0 in range(key_start, key_end, block_k):
+    j0 = key_start
+    while j0 < key_end:
         j1 = min(j0 + block_k, key_end)
+        r_first = _first_row_seeing(j0, row0, bq, offset, causal, right)
+        if bq > FEW_ROWS and j1 - j0 >= 2 * DIAGONAL_CUT_KEYS:
+            middle = j0 + (j1 - j0) // 2                 # rows above the diagonal skip the
+            if _first_row_seeing(middle, row0, bq, offset, causal, right) > r_first:
+                j1 = middle                              # second half: it is its own block
         bk = j1 - j0
+        rows = bq - r_first                              # rows [r_first, bq) see some key
         visited += 1
         if guard == GUARD_INPUTS:                        # the block's keys and values, in L2 next
             k_finite, k_sq = block_scan(k_n[j0:j1])
             v_finite, _ = block_scan(v_n[j0:j1])
             if not (k_finite and v_finite) or not q_norm * math.sqrt(float(k_sq)) < logit_limit:
                 return visited, True
-        s = s_buf[:bq * bk].reshape((bq, bk))            # (bq, bk)
+        s = s_buf[:rows * bk].reshape((rows, bk))        # (rows, bk)
         if bq <= FEW_ROWS:                               # decode: no BLAS packing
-            matmul_nt_few(q_blk, k_n[j0:j1], s)          # raw scores q . k
+            matmul_nt_few(q_blk[r_first:], k_n[j0:j1], s)     # raw scores q . k
         else:
-            matmul_nt(q_blk, k_n[j0:j1], s)
+            matmul_nt(q_blk[r_first:], k_n[j0:j1], s)
         if guard == GUARD_OUTPUTS:                       # a non-finite key makes its scores so
             s_finite, s_sq = block_scan(s)
             if not s_finite or not float(scale) * math.sqrt(float(s_sq)) < logit_limit:
                 return visited, True
-        for i in range(bq):
-            row = s[i]
+        for i in range(r_first, bq):
+            row = s[i - r_first]
             r = row0 + i
             visible = bk                                 # keys j0 + [first, visible) are seen
             if causal:
@@ -361,15 +397,17 @@ def attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                 step = _row_logits(row, first, visible, r, j0, scale, softcap, use_softcap,
                                    bias_n, use_bias, mask_n, use_mask, seg_n, use_seg)
                 fold_row_exact(row[first:], visible - first, step, i, m, l, acc)
+        pv_rows = pv[:rows]                              # (rows, Ev)
         if bq <= FEW_ROWS:
-            matmul_few(s, v_n[j0:j1], pv)                # (bq, Ev)
+            matmul_few(s, v_n[j0:j1], pv_rows)
         else:
-            matmul(s, v_n[j0:j1], pv)
-        if guard == GUARD_OUTPUTS and not block_scan(pv)[0]:   # P >= 0: 0 * inf is NaN
+            matmul(s, v_n[j0:j1], pv_rows)
+        if guard == GUARD_OUTPUTS and not block_scan(pv_rows)[0]:   # P >= 0: 0 * inf is NaN
             return visited, True
-        for i in range(bq):
+        for i in range(r_first, bq):
             for e in range(ev):
-                acc[i, e] += pv[i, e]
+                acc[i, e] += pv_rows[i - r_first, e]
+        j0 = j1
     if n_splits > 1:                                     # the unnormalised state of this split
         for i in range(bq):
             part_m[i] = m[i]
