@@ -500,6 +500,43 @@ def test_attention_accuracy_target_against_float64(fast, dtype, atol, causal):
     assert float(np.max(np.abs(out - exact))) <= atol
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lq, lk, kw", [
+    (700, 700, {"causal": True}),
+    (500, 800, {"causal": "bottom-right"}),
+    (700, 700, {"window": (None, 40)}),
+    (700, 700, {"causal": True, "bias": "bias", "mask": "mask"}),
+], ids=["causal", "bottom-right", "right-window", "causal-bias-mask"])
+def test_diagonal_blocks_are_cut_and_equal_the_reference(fast, dtype, lq, lk, kw):
+    """A key block under the diagonal is walked in two halves, the second for the lower rows.
+
+    With 256 x 512 blocks each query block meets a 512-key block on its
+    diagonal; the work counter must show the extra half block per query
+    block (against a walk without cuts), and the result must be the
+    reference's, with a bias and a mask rewritten on the cut rows too.
+    """
+    rng = np.random.default_rng(17)
+    q, k, v = normal(rng, (2, lq, 16), dtype), normal(rng, (2, lk, 16), dtype), \
+        normal(rng, (2, lk, 8), dtype)
+    kw = dict(kw)
+    if "bias" in kw:
+        kw["bias"] = normal(rng, (lq, lk), dtype)
+        kw["mask"] = rng.random((2, 1, lk)) < 0.8
+    with blocks(256, 512):
+        out = fast.attention(q, k, v, **kw)
+        align = FA.causal_alignment(kw.get("causal", False))
+        band = FA.check_window(kw.get("window"))
+        visits = []
+        q3, k3, v3 = (np.ascontiguousarray(a, dtype=dtype) for a in (q, k, v))
+        FA.run_attention(q3, k3, v3, lk, 1, 0.25, align, None, None, np.dtype(dtype),
+                         window=band, visits=visits)
+    reach = (lk - lq if align == "bottom-right" else 0) + (40 if "window" in kw else 0)
+    uncut = [-(-min(lk, r0 + min(256, lq - r0) + reach) // 512)    # key blocks without cuts
+             for r0 in range(0, lq, 256)]
+    assert np.all(visits[0] >= np.asarray(uncut)) and np.any(visits[0] > np.asarray(uncut))
+    assert_close(out, RA.attention(q, k, v, **kw), "reduction", dtype, 16 + lk, scale=v)
+
+
 def test_attention_keeps_inputs_and_accepts_views(fast):
     rng = np.random.default_rng(4)
     base = rng.standard_normal((3, 8, 4))
