@@ -37,7 +37,10 @@ import transformer_theory.impl.fast as F  # noqa: E402
 from transformer_theory.impl import attention as RA  # noqa: E402
 from transformer_theory.impl import layers as RL  # noqa: E402
 from transformer_theory.impl import performer as RP  # noqa: E402
+from transformer_theory.theory import registry  # noqa: E402
 from transformer_theory.theory.builtin_subjects import SUBJECTS, get_subject  # noqa: E402
+from transformer_theory.theory.claim import Status  # noqa: E402
+from transformer_theory.theory.runner import run_claim  # noqa: E402
 from transformer_theory.theory.tolerance import relative_error, tolerance  # noqa: E402
 
 FA = importlib.import_module("transformer_theory.impl.fast.attention")
@@ -535,6 +538,30 @@ def test_diagonal_blocks_are_cut_and_equal_the_reference(fast, dtype, lq, lk, kw
              for r0 in range(0, lq, 256)]
     assert np.all(visits[0] >= np.asarray(uncut)) and np.any(visits[0] > np.asarray(uncut))
     assert_close(out, RA.attention(q, k, v, **kw), "reduction", dtype, 16 + lk, scale=v)
+
+
+#: Topics whose claims call the attention kernel on small shapes.
+KERNEL_TOPICS = ("attention", "masking", "heads", "decoding", "permutation", "positional",
+                 "precision", "conformance", "online_softmax")
+KERNEL_CLAIMS = [c for c in registry.all_claims()
+                 if c.id.split(".")[0] in KERNEL_TOPICS and c.needs]
+
+
+@pytest.mark.parametrize("claim", KERNEL_CLAIMS, ids=[c.id for c in KERNEL_CLAIMS])
+def test_kernel_claims_pass_with_small_blocks(fast, claim, profile):
+    """The attention-family claims on the fast subject, with 3 x 2 blocks.
+
+    The claims' shapes fit in one default key block, where every row is
+    folded exactly from its first block; with 3-row, 2-key blocks every claim
+    crosses many blocks, so the lagging reference, its fallback, the split
+    rows and the work buffers are checked by the claims themselves.
+    """
+    subject = get_subject("fast")
+    if not claim.applicable_to(subject):
+        pytest.skip(f"fast lacks {claim.needs}")
+    with blocks(3, 2):
+        result = run_claim(claim, subject, profile=profile)
+    assert result.status in (Status.PASSED, Status.NOT_APPLICABLE), result.detail()
 
 
 def test_attention_keeps_inputs_and_accepts_views(fast):
