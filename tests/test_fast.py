@@ -10,6 +10,9 @@
   decoding left-padded batches (NaN padding), with RoPE and sliding-window
   caches (issue 17);
 * bad input raises the reference's own error before any compiled code runs;
+* the kernel's multi-block paths (the lagging softmax reference and its
+  fallback, the cut causal diagonal), directly and through the
+  attention-family claims run with 3 x 2 blocks;
 * the numerical building blocks (exp, the parallel loop, BLAS threads).
 
 Tolerances come from the policy (``theory/tolerance.py``). The kernels are
