@@ -564,7 +564,9 @@ def test_kernel_claims_pass_with_small_blocks(fast, claim, profile):
         pytest.skip(f"fast lacks {claim.needs}")
     with blocks(3, 2):
         result = run_claim(claim, subject, profile=profile)
-    assert result.status in (Status.PASSED, Status.NOT_APPLICABLE), result.detail()
+    if result.status is Status.NOT_APPLICABLE:                   # visible, as in test_claims
+        pytest.skip(result.detail())
+    assert result.status is Status.PASSED, result.detail()
 
 
 def test_attention_keeps_inputs_and_accepts_views(fast):
