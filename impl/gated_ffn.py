@@ -124,7 +124,7 @@ def gated_feed_forward(x, params: GatedFFNParams, *, activation: str = "silu") -
     check_choice(activation, "activation", GATED_ACTIVATIONS)
     x = as_float_array(x, "x", ndim_min=1)
     arrays = params.validate(x.shape[-1])
-    dtype = common_float_dtype(x, *(a for a in arrays if a is not None))
+    dtype = common_float_dtype(x, *arrays)
     w_gate, b_gate, w_up, b_up, w_down, b_down = (
         None if a is None else a.astype(dtype, copy=False) for a in arrays)
     x = x.astype(dtype, copy=False)

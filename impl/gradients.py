@@ -272,7 +272,7 @@ def layer_norm_backward(x, d_out, gamma=None, beta=None, *, eps: float = 1e-5):
     beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
     eps = check_eps(eps)
     g = _check_grad(d_out, x.shape)
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta, g) if a is not None))
+    dtype = common_float_dtype(x, gamma, beta, g)
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     t = dtype.type
     centred = x - np.mean(x, axis=-1, keepdims=True)                       # (..., E)
@@ -369,7 +369,7 @@ def feed_forward_backward(x, params: FFNParams, d_out, *, activation: str = "rel
     w1, b1, w2, b2 = params.validate(x.shape[-1])
     e, f = w1.shape
     g = _check_grad(d_out, x.shape)
-    dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2, g) if a is not None))
+    dtype = common_float_dtype(x, w1, b1, w2, b2, g)
     x, w1, w2, g = (a.astype(dtype, copy=False) for a in (x, w1, w2, g))
 
     h = x @ w1                                                             # (..., F)

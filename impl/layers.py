@@ -308,7 +308,7 @@ def _normalise(x, gamma, beta, eps, *, ndim_min: int, axes) -> np.ndarray:
     gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
     beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
     eps = check_eps(eps)
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
+    dtype = common_float_dtype(x, gamma, beta)
     if x.size == 0:                                               # no row, or rows of width 0
         return np.zeros(x.shape, dtype=dtype)
     xhat = _standardise(x, axes(x.ndim), eps)                     # (..., E)
@@ -397,7 +397,7 @@ def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
     x = as_float_array(x, "x", ndim_min=1)
     gamma = check_optional_vector(gamma, "gamma", x.shape[-1], "d_model (last dim of x)")
     eps = check_eps(eps)
-    dtype = common_float_dtype(*(a for a in (x, gamma) if a is not None))
+    dtype = common_float_dtype(x, gamma)
     if x.shape[-1] == 0:                                          # rows of width 0: nothing to scale
         return np.zeros(x.shape, dtype=dtype)
     t = x.dtype.type
@@ -565,7 +565,7 @@ def feed_forward(x, params: FFNParams, *, activation="relu") -> np.ndarray:
     act = resolve_activation(activation)
     x = as_float_array(x, "x", ndim_min=1)
     w1, b1, w2, b2 = params.validate(x.shape[-1])
-    dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2) if a is not None))
+    dtype = common_float_dtype(x, w1, b1, w2, b2)
 
     x = x.astype(dtype, copy=False)
     h = x @ w1.astype(dtype, copy=False)                          # (..., F)

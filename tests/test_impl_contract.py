@@ -17,6 +17,7 @@ import transformer_theory.impl.contract as C
 from transformer_theory.impl import attention as A
 from transformer_theory.impl import layers as L
 from transformer_theory.impl import transformer as T
+from transformer_theory.impl.contract import arrays as CA
 from transformer_theory.impl.contract import params as CP
 from transformer_theory.impl.contract import validate as CV
 
@@ -161,6 +162,21 @@ def test_check_qkv_leaves_key_finiteness_to_the_caller_only_when_asked():
     assert C.check_qkv(q, k, finite_kv=False)[1] is k
     with pytest.raises(ValueError, match="^q: contains NaN"):
         C.check_qkv(np.full((2, 3), np.nan), k, finite_kv=False)
+
+
+
+@pytest.mark.parametrize("dtypes, expected", [
+    ((np.float32, np.float32), np.float32),
+    ((np.float32, None, np.float32), np.float32),          # an omitted optional array
+    ((np.float32, np.float64), np.float64),
+    ((np.float64, None), np.float64),
+    ((np.float16, None, np.float16), np.float16),          # all half: the half dtype
+    ((np.float16, np.float32, None), np.float32),          # half with float32: float32
+    ((np.float16, np.float64), np.float64),
+])
+def test_common_float_dtype_skips_omitted_arrays(dtypes, expected):
+    arrays = [None if d is None else np.zeros(2, dtype=d) for d in dtypes]
+    assert CA.common_float_dtype(*arrays) == np.dtype(expected)
 
 
 # --------------------------------------------------------------------------- no private reach

@@ -528,7 +528,7 @@ def _ln_args(x, gamma, beta):
             if a.shape != (e,):
                 raise ValueError(f"{name}: expected shape ({e},), got {a.shape}")
         vec.append(a)
-    dtype = common_float_dtype(*(a for a in (x, *vec) if a is not None))
+    dtype = common_float_dtype(x, *vec)
     gamma = np.ones(e) if vec[0] is None else vec[0]
     beta = np.zeros(e) if vec[1] is None else vec[1]
     return x, gamma, beta, dtype

@@ -175,7 +175,7 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, window
     mask = _explicit_mask(mask, causal, window, segment_ids, q.shape[:-2], q.shape[-2],
                           k.shape[-2])
     b = check_bias_array(bias, q.shape[:-2], q.shape[-2], k.shape[-2])
-    dtype = common_float_dtype(*(a for a in (q, k, v, b) if a is not None))
+    dtype = common_float_dtype(q, k, v, b)
     s = check_scale(scale, q.shape[-1])
     torch = import_torch()
     with torch.no_grad():
@@ -207,7 +207,7 @@ def attention_weights(q, k, *, mask=None, causal=False, scale=None, bias=None, w
     lk = k.shape[-2]
     mask = _explicit_mask(mask, causal, window, segment_ids, q.shape[:-2], q.shape[-2], lk)
     b = check_bias_array(bias, q.shape[:-2], q.shape[-2], lk)
-    dtype = common_float_dtype(*(a for a in (q, k, b) if a is not None))
+    dtype = common_float_dtype(q, k, b)
     eye = np.broadcast_to(np.eye(lk, dtype=dtype), k.shape[:-2] + (lk, lk))   # (..., Lk, Lk)
     s = check_scale(scale, q.shape[-1])
     torch = import_torch()

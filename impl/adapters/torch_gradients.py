@@ -117,7 +117,7 @@ def layer_norm_backward(x, d_out, gamma=None, beta=None, *, eps: float = 1e-5):
     g = as_float_array(d_out, "d_out", ndim_min=1)
     if g.shape != x.shape:
         raise ValueError(f"d_out: expected the forward output's shape {x.shape}, got {g.shape}")
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta, g) if a is not None))
+    dtype = common_float_dtype(x, gamma, beta, g)
     tx = to_tensor(x, dtype, requires_grad=True)
     tg = to_tensor(np.ones(e) if gamma is None else gamma, dtype, requires_grad=True)
     tb = to_tensor(np.zeros(e) if beta is None else beta, dtype, requires_grad=True)
@@ -140,7 +140,7 @@ def feed_forward_backward(x, params, d_out, *, activation="relu"):
     g = as_float_array(d_out, "d_out", ndim_min=1)
     if g.shape != x.shape:
         raise ValueError(f"d_out: expected the forward output's shape {x.shape}, got {g.shape}")
-    dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2, g) if a is not None))
+    dtype = common_float_dtype(x, w1, b1, w2, b2, g)
     leaf = (lambda a: None if a is None else to_tensor(a, dtype, requires_grad=True))
     tx, tw1, tb1, tw2, tb2 = (leaf(a) for a in (x, w1, b1, w2, b2))
     ffn_torch(tx, tw1, tb1, tw2, tb2, act).backward(to_tensor(g, dtype))

@@ -162,7 +162,7 @@ def _norm_args(x, gamma, beta, *, ndim_min: int):
     x = as_float_array(x, "x", ndim_min=ndim_min)
     e = x.shape[-1]
     gamma, beta = check_vector(gamma, "gamma", e), check_vector(beta, "beta", e)
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
+    dtype = common_float_dtype(x, gamma, beta)
     gamma, beta = (None if a is None else to_tensor(a, dtype) for a in (gamma, beta))
     return x, e, dtype, gamma, beta
 
@@ -255,7 +255,7 @@ def gated_feed_forward(x, params, *, activation="silu") -> np.ndarray:
         raise TypeError(f"params: expected GatedFFNParams, got {type(params).__name__}")
     x = as_float_array(x, "x", ndim_min=1)
     arrays = params.validate(x.shape[-1])
-    dtype = common_float_dtype(x, *(a for a in arrays if a is not None))
+    dtype = common_float_dtype(x, *arrays)
     w_gate, b_gate, w_up, b_up, w_down, b_down = (
         None if a is None else to_tensor(a, dtype) for a in arrays)
     with torch.no_grad():
@@ -280,7 +280,7 @@ def feed_forward(x, params, *, activation="relu") -> np.ndarray:
     torch = import_torch()
     act = torch_activation(activation)
     x, w1, b1, w2, b2 = ffn_arrays(x, params)
-    dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2) if a is not None))
+    dtype = common_float_dtype(x, w1, b1, w2, b2)
     opt = (lambda a: None if a is None else to_tensor(a, dtype))
     with torch.no_grad():
         y = ffn_torch(to_tensor(x, dtype), to_tensor(w1, dtype), opt(b1), to_tensor(w2, dtype),

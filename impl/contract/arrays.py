@@ -104,7 +104,7 @@ def as_float_array(x, name: str, *, ndim_min: int = 1, ndim: int | None = None,
     if arr.ndim < ndim_min:
         raise ValueError(
             f"{name}: expected at least {ndim_min} dimensions, got shape {arr.shape}")
-    if finite and not np.all(np.isfinite(arr)):
+    if finite and not np.isfinite(arr).all():           # the method: np.all adds a dispatch
         raise ValueError(f"{name}: contains NaN or infinite values")
     return arr
 
@@ -121,20 +121,21 @@ def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
 
     Parameters
     ----------
-    *arrays : np.ndarray
-        Validated float arrays (``None`` is not allowed; filter it out first).
+    *arrays : np.ndarray or None
+        Validated float arrays; ``None`` (an omitted optional argument) is
+        skipped.
 
     Returns
     -------
     np.dtype
     """
-    kinds = {a.dtype for a in arrays}
+    kinds = {a.dtype for a in arrays if a is not None}
     if kinds and kinds <= _FULL_DTYPES:                  # no half array: skip the half search
         return np.dtype(np.float32 if kinds == {np.dtype(np.float32)} else np.float64)
-    half = half_dtype_of(*arrays)
+    half = half_dtype_of(*(a for a in arrays if a is not None))
     if half is not None:
         return half
-    if all(a.dtype == np.float32 or a.dtype in HALF_DTYPES for a in arrays):
+    if all(k == np.float32 or k in HALF_DTYPES for k in kinds):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 

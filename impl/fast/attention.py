@@ -149,6 +149,8 @@ BLOCK_K = 384
 BLOCK_K_FEW_ROWS = 1024
 #: Smallest query block used when blocks are shrunk to give every thread work.
 _MIN_BLOCK_Q = 32
+#: The largest finite value of each kernel dtype (``np.finfo`` costs a call per use).
+_LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 #: Fewest key blocks in one part when a query block's keys are split over
 #: tasks (:func:`_key_splits`).
 SPLIT_KEY_BLOCKS = 4
@@ -267,11 +269,6 @@ def as_slabs(arr, lead: tuple, lq: int, lk: int, dtype):
     count = int(np.prod(own, dtype=np.int64))
     index = np.broadcast_to(np.arange(count, dtype=np.int64).reshape(own), lead).ravel()
     return slabs, as_kernel_array(index, np.int64)
-
-
-def _no_slabs(n: int, dtype):
-    """Placeholder (1, 1, 1) slabs and an all-zero index for an absent mask/bias."""
-    return np.zeros((1, 1, 1), dtype=dtype), np.zeros(n, dtype=np.int64)
 
 
 def segment_slabs(segment_ids, lead: tuple, lq: int, lk: int):
@@ -398,7 +395,7 @@ def _task_order(n_slabs: int, n_blocks: int, spans: list) -> np.ndarray:
     left at the end fill the gaps (longest processing time first).
     """
     tasks = np.arange(n_slabs * n_blocks, dtype=np.int64)
-    if all(span == spans[0] for span in spans):
+    if n_blocks == 1 or all(span == spans[0] for span in spans):
         return tasks
     heaviest = np.argsort(-np.asarray(spans), kind="stable")           # (n_blocks,)
     return tasks.reshape(n_slabs, n_blocks)[:, heaviest].T.ravel()      # heaviest blocks first
@@ -556,14 +553,15 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     offset = (lk - lq) if align == "bottom-right" else 0
     use_mask = mask_slabs is not None
     use_bias = bias_slabs is not None
-    mask, mask_index = mask_slabs if use_mask else _no_slabs(n_slabs, np.bool_)
-    bias, bias_index = bias_slabs if use_bias else _no_slabs(n_slabs, dtype)
     use_seg = segments is not None
+    absent = np.zeros(n_slabs, dtype=np.int64)     # the slab index of an absent option (read only)
+    mask, mask_index = mask_slabs if use_mask else (np.zeros((1, 1, 1), np.bool_), absent)
+    bias, bias_index = bias_slabs if use_bias else (np.zeros((1, 1, 1), dtype), absent)
     if use_seg:
         ids, seg_index = segments
         seg = _document_bounds(ids)                                 # (S, 3, L)
     else:
-        seg, seg_index = np.zeros((1, 3, 1), dtype=np.int64), np.zeros(n_slabs, dtype=np.int64)
+        seg, seg_index = np.zeros((1, 3, 1), dtype=np.int64), absent
     left, right = (-1, -1) if window is None else (-1 if w is None else w for w in window)
     width = None if left < 0 or right < 0 else left + right + 1       # keys a query may see
     block_q, block_k = _block_sizes(n_slabs, lq, lk, width)
@@ -581,7 +579,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     if guard:                                                       # S: bq bk, K and V: bk (E + Ev)
         mode = GUARD_OUTPUTS if block_q < e + ev else GUARD_INPUTS
     bias_max = float(np.max(np.abs(bias))) if use_bias and guard else 0.0
-    logit_limit = float(np.finfo(dtype).max) / 8 - bias_max          # as scores_may_overflow
+    logit_limit = _LARGEST[dtype] / 8 - bias_max                     # as scores_may_overflow
     parts = out[None] if n_splits == 1 else np.zeros((n_splits,) + out.shape, dtype=dtype)
     part_m = np.empty((n_splits, n_slabs, lq), dtype=dtype)         # (S, N, Lq)
     part_l = np.empty((n_splits, n_slabs, lq), dtype=dtype)
@@ -600,7 +598,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     pinned = single_threaded_blas() if block_q > FEW_ROWS else contextlib.nullcontext()
     with pinned:
         run_tasks(kernel, len(order), 2.0 * n_slabs * keys * (e + ev))
-    if guard and faults.any():
+    if guard and np.count_nonzero(faults):                         # cheaper than .any() on a few
         return None
     if visits is not None:
         visits.append(counts.reshape(n_slabs, n_blocks, n_splits).sum(axis=2))
@@ -677,7 +675,7 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     segments = segment_slabs(segment_ids, lead, lq, lk)  # (S, L) ids, or None
     bias_arr = check_bias(bias, lead + (lq, lk))
     cap = check_softcap(softcap)
-    dtype = common_float_dtype(*(a for a in (q_arr, k_arr, v_arr, bias_arr) if a is not None))
+    dtype = common_float_dtype(q_arr, k_arr, v_arr, bias_arr)
     n, e, ev = math.prod(lead), q_arr.shape[-1], v_arr.shape[-1]
     q3 = as_kernel_array(q_arr.reshape((n, lq, e)), dtype)        # (N, Lq, E)
     mask_slabs = None if mask is None else as_slabs(mask, lead, lq, lk, np.bool_)

@@ -181,7 +181,7 @@ def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
     beta = check_optional_vector(beta, "beta", e, "d_model (last dim of x)")
     eps = check_eps(eps)
-    dtype = common_float_dtype(*(a for a in (x, gamma, beta) if a is not None))
+    dtype = common_float_dtype(x, gamma, beta)
     if x.size == 0:
         return np.zeros(x.shape, dtype=dtype)
     x2 = as_kernel_array(x.reshape((-1, e)), x.dtype)                   # (N, E)
@@ -285,7 +285,7 @@ def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
     e = x.shape[-1]
     gamma = check_optional_vector(gamma, "gamma", e, "d_model (last dim of x)")
     eps = check_eps(eps)
-    dtype = common_float_dtype(*(a for a in (x, gamma) if a is not None))
+    dtype = common_float_dtype(x, gamma)
     if x.size == 0:
         return np.zeros(x.shape, dtype=dtype)
     x2 = as_kernel_array(x.reshape((-1, e)), x.dtype)                   # (N, E)
@@ -405,7 +405,7 @@ def feed_forward(x, params: FFNParams, *, activation="relu") -> np.ndarray:
     x = as_float_array(x, "x", ndim_min=1)
     w1, b1, w2, b2 = params.validate(x.shape[-1])
     e, f = w1.shape
-    dtype = common_float_dtype(*(a for a in (x, w1, b1, w2, b2) if a is not None))
+    dtype = common_float_dtype(x, w1, b1, w2, b2)
     if x.size == 0 or f == 0:
         return reference.feed_forward(x, params, activation=activation)
     x2 = as_kernel_array(x.reshape((-1, e)), dtype)                     # (N, E)
