@@ -26,6 +26,9 @@ import contextlib
 import importlib
 import inspect
 import math
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -98,13 +101,20 @@ def blocks(block_q: int, block_k: int):
 
 @contextlib.contextmanager
 def always_parallel():
-    """Split every call over the threads, however small."""
-    saved = FN.MIN_PARALLEL_WORK
+    """Split every call over at least two threads (the caller and a helper), however small.
+
+    ``make test`` runs with ``NUMBA_NUM_THREADS=1``; the parallel loop's thread
+    count is raised to two here (only :func:`._numeric.run_tasks` sees it: how
+    the attention kernel splits keys is unchanged), so that the helper threads
+    are exercised there too.
+    """
+    saved = FN.MIN_PARALLEL_WORK, FN.num_threads
     FN.MIN_PARALLEL_WORK = 0
+    FN.num_threads = (lambda: max(2, saved[1]()))
     try:
         yield
     finally:
-        FN.MIN_PARALLEL_WORK = saved
+        FN.MIN_PARALLEL_WORK, FN.num_threads = saved
 
 
 def normal(rng, shape, dtype, scale=1.0):
@@ -181,10 +191,46 @@ def test_run_tasks_propagates_an_error_from_a_helper_thread():
         if first == 1:
             raise RuntimeError("task failed")
 
-    if FN.num_threads() < 2:
-        pytest.skip("one thread: no helper threads")
     with always_parallel(), pytest.raises(RuntimeError, match="task failed"):
         FN.run_tasks(kernel, 4, 1e9)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_parallel_calls():
+    """A child forked after the parent used the helper threads gets threads of its own.
+
+    Power: without the after-fork reset (``_numeric._forget_pool_in_child``) the
+    child's call queued its helper's tasks on the parent's executor, which no
+    thread of the child serves, and waited for them forever (measured: the
+    deadline below fails).
+    """
+    seen = []
+
+    def kernel(first, stride):
+        seen.append(first)
+
+    with always_parallel():
+        FN.run_tasks(kernel, 2, 1e9)                # the parent's helper thread is running
+        pid = os.fork()
+        if pid == 0:                                # the child: only the forking thread
+            code = 1
+            try:
+                seen.clear()
+                FN.run_tasks(kernel, 2, 1e9)
+                code = 0 if sorted(seen) == [0, 1] else 3
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("a forked child waited for ever on its parent's helper threads")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_single_threaded_blas_restores_the_thread_count():

@@ -465,6 +465,25 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool_in_child() -> None:
+    """After ``fork``: drop the parent's pool, whose threads the child does not have.
+
+    A forked process holds only the thread that forked, but a copy of the
+    executor that still counts the parent's helper threads as its own, so it
+    would never start one: the child's first parallel call would queue its
+    tasks and wait for them forever (``multiprocessing``'s default start
+    method on Linux forks). The lock is replaced too, in case another thread
+    held it at the fork.
+    """
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):                  # POSIX; Windows cannot fork
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def run_tasks(kernel, n_tasks: int, work: float) -> None:
     """Run ``kernel(first, stride)`` over ``n_tasks`` tasks on the available cores.
 
