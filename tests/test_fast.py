@@ -28,6 +28,7 @@ import inspect
 import math
 import os
 import signal
+import threading
 import time
 
 import numpy as np
@@ -195,32 +196,16 @@ def test_run_tasks_propagates_an_error_from_a_helper_thread():
         FN.run_tasks(kernel, 4, 1e9)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_forked_child_runs_parallel_calls():
-    """A child forked after the parent used the helper threads gets threads of its own.
-
-    Power: without the after-fork reset (``_numeric._forget_pool_in_child``) the
-    child's call queued its helper's tasks on the parent's executor, which no
-    thread of the child serves, and waited for them forever (measured: the
-    deadline below fails).
-    """
-    seen = []
-
-    def kernel(first, stride):
-        seen.append(first)
-
-    with always_parallel():
-        FN.run_tasks(kernel, 2, 1e9)                # the parent's helper thread is running
-        pid = os.fork()
-        if pid == 0:                                # the child: only the forking thread
-            code = 1
-            try:
-                seen.clear()
-                FN.run_tasks(kernel, 2, 1e9)
-                code = 0 if sorted(seen) == [0, 1] else 3
-            finally:
-                os._exit(code)
-    deadline = time.monotonic() + 60
+def run_in_forked_child(body, seconds: float = 60.0) -> None:
+    """Fork; the child runs ``body()`` (True: success) and exits; fail if it fails or hangs."""
+    pid = os.fork()
+    if pid == 0:                                    # the child: only the forking thread
+        code = 1
+        try:
+            code = 0 if body() else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + seconds
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -228,9 +213,63 @@ def test_a_forked_child_runs_parallel_calls():
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            pytest.fail("a forked child waited for ever on its parent's helper threads")
+            pytest.fail(f"the forked child was still waiting after {seconds:.0f} s")
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_parallel_calls():
+    """A child forked after the parent used the helper threads gets threads of its own.
+
+    Power: without the after-fork reset (``_numeric._forget_pool_in_child``) the
+    child's call queued its helper's tasks on the parent's executor, which no
+    thread of the child serves, and waited for them forever (measured: the
+    deadline fails).
+    """
+    seen = []
+
+    def kernel(first, stride):
+        seen.append(first)
+
+    def child():
+        seen.clear()
+        FN.run_tasks(kernel, 2, 1e9)
+        return sorted(seen) == [0, 1]
+
+    with always_parallel():
+        FN.run_tasks(kernel, 2, 1e9)                # the parent's helper thread is running
+        run_in_forked_child(child)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_is_not_locked_out_of_blas_threads():
+    """A fork while another thread holds the BLAS-threads lock leaves the child a free lock.
+
+    Power: without the reset the child waits for ever on a lock whose holder it
+    does not have (measured: the deadline fails).
+    """
+    if not FN._find_blas_thread_setters():
+        pytest.skip("BLAS thread control not found: single_threaded_blas takes no lock")
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with FN._BLAS_LOCK:
+            held.set()
+            release.wait(10)
+
+    def child():
+        with FN.single_threaded_blas():
+            return True
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        run_in_forked_child(child, seconds=20)
+    finally:
+        release.set()
+        thread.join()
 
 
 def test_single_threaded_blas_restores_the_thread_count():

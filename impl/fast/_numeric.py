@@ -472,12 +472,14 @@ def _forget_pool_in_child() -> None:
     executor that still counts the parent's helper threads as its own, so it
     would never start one: the child's first parallel call would queue its
     tasks and wait for them forever (``multiprocessing``'s default start
-    method on Linux forks). The lock is replaced too, in case another thread
-    held it at the fork.
+    method on Linux forks). The locks of the pool and of
+    :func:`single_threaded_blas` are replaced too, in case a thread that the
+    child does not have held one at the fork.
     """
-    global _POOL, _POOL_LOCK
+    global _POOL, _POOL_LOCK, _BLAS_LOCK
     _POOL = None
     _POOL_LOCK = threading.Lock()
+    _BLAS_LOCK = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):                  # POSIX; Windows cannot fork
