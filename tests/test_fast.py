@@ -118,6 +118,17 @@ def always_parallel():
         FN.MIN_PARALLEL_WORK, FN.num_threads = saved
 
 
+@contextlib.contextmanager
+def inline_tasks():
+    """Run the attention kernel's tasks in the calling thread, as planned for the threads."""
+    saved = FA.run_tasks
+    FA.run_tasks = (lambda kernel, n_tasks, work: kernel(0, 1))
+    try:
+        yield
+    finally:
+        FA.run_tasks = saved
+
+
 def normal(rng, shape, dtype, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(dtype)
 
@@ -391,10 +402,10 @@ def assert_parallel_split_is_serial(fast, case, kw):
     kw : dict
         The keywords of the call.
     """
-    with blocks(*case["blocks"]):
-        serial = fast.attention(case["q"], case["k"], case["v"], **kw)
-        with always_parallel():
-            parallel = fast.attention(case["q"], case["k"], case["v"], **kw)
+    with blocks(*case["blocks"]), always_parallel(), many_threads(count=2):
+        parallel = fast.attention(case["q"], case["k"], case["v"], **kw)
+        with inline_tasks():                     # the same tasks (and key splits), one thread
+            serial = fast.attention(case["q"], case["k"], case["v"], **kw)
     np.testing.assert_array_equal(parallel, serial)
 
 
@@ -460,6 +471,30 @@ def test_decode_shapes_split_over_keys(fast, dtype):
     assert_close(out, RA.attention(q, k, v), "reduction", dtype, 5016, scale=v)
     assert_close(window, RA.attention(q, k, v, causal="bottom-right", window=(3000, 0)),
                  "reduction", dtype, 5016, scale=v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_decode_steps_are_cut_into_tasks_per_thread(fast, dtype):
+    """A parallel decode call on as many heads as threads still splits its keys.
+
+    With one task per head, a helper thread that starts late (woken) runs a whole head
+    after the calling thread is done; DECODE_TASKS_PER_THREAD parts per thread let it
+    take what is left. Parts hold at least one key block; a call that runs inline is
+    not split (its threads are not used).
+    """
+    rng = np.random.default_rng(12)
+    q = normal(rng, (2, 1, 16), dtype)
+    k, v = normal(rng, (2, 2048, 16), dtype), normal(rng, (2, 2048, 8), dtype)
+    with blocks(256, 512), many_threads(count=2, key_blocks=4) as merged:
+        inline = fast.attention(q, k, v)                 # 2 * 2048 * 24 * 2 flops: inline
+        with always_parallel():
+            out = fast.attention(q, k, v)                # 4 key blocks: 4 parts (4 per thread)
+            short = fast.attention(q[:, :, :], k[:, :1024], v[:, :1024])   # 2 blocks: 2 parts
+    assert merged == [4, 2]
+    assert_close(out, RA.attention(q, k, v), "reduction", dtype, 2064, scale=v)
+    assert_close(inline, RA.attention(q, k, v), "reduction", dtype, 2064, scale=v)
+    assert_close(short, RA.attention(q, k[:, :1024], v[:, :1024]), "reduction", dtype, 1040,
+                 scale=v)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

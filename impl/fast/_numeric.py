@@ -91,6 +91,7 @@ __all__ = [
     "prefer_wide_vectors",
     "single_threaded_blas",
     "run_tasks",
+    "worth_parallel",
     "num_threads",
     "as_kernel_array",
     "typed",
@@ -486,6 +487,11 @@ if hasattr(os, "register_at_fork"):                  # POSIX; Windows cannot for
     os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
+def worth_parallel(work: float) -> bool:
+    """Whether :func:`run_tasks` splits a call of ``work`` operations over threads (given tasks)."""
+    return num_threads() > 1 and work >= MIN_PARALLEL_WORK
+
+
 def run_tasks(kernel, n_tasks: int, work: float) -> None:
     """Run ``kernel(first, stride)`` over ``n_tasks`` tasks on the available cores.
 
@@ -504,7 +510,7 @@ def run_tasks(kernel, n_tasks: int, work: float) -> None:
         Estimated floating-point operations of the whole call.
     """
     threads = min(num_threads(), n_tasks)
-    if threads <= 1 or work < MIN_PARALLEL_WORK:
+    if threads <= 1 or not worth_parallel(work):
         kernel(0, 1)
         return
     pool = _pool()

@@ -107,6 +107,7 @@ from ._numeric import (
     run_tasks,
     single_threaded_blas,
     typed,
+    worth_parallel,
 )
 from ._scan import row_scan
 from .flash import (
@@ -154,6 +155,19 @@ _LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64
 #: Fewest key blocks in one part when a query block's keys are split over
 #: tasks (:func:`_key_splits`).
 SPLIT_KEY_BLOCKS = 4
+#: Tasks per thread a parallel decode call (query blocks of at most
+#: ``FEW_ROWS`` rows) is cut into, by splitting keys, as far as its key blocks
+#: allow. A helper thread starts tens of microseconds after the call (it has
+#: to be woken: 26 to 75 us measured on the 2-core machine), as long as a
+#: decode task; with one task per head it then runs a whole head after the
+#: calling thread is done, with several it takes what is left. Measured
+#: there (one query, 4096 keys, blocks of 50 calls under either rule in
+#: ABBA order, 16 rounds, medians of the ratios): 2 heads 0.85 (float32)
+#: and 0.93 (float64) of the time of one task per head, 4 heads 0.97 to
+#: 1.02; with 300 us of other work between the steps, 0.95 to 1.00 of step
+#: and gap together. Alternating the two rules call by call showed no
+#: difference (1.00): the gain depends on how long the helper slept.
+DECODE_TASKS_PER_THREAD = 4
 
 # ``attention_weights`` returns the Lq x Lk matrix itself, so there is nothing
 # to fuse: the fast path uses the reference.
@@ -343,21 +357,27 @@ def _block_sizes(n_slabs: int, lq: int, lk: int, width: int | None = None) -> tu
     return block_q, block_k
 
 
-def _key_splits(n_tasks: int, span: int, block_k: int) -> int:
+def _key_splits(n_tasks: int, span: int, block_k: int, few_rows: bool, work: float) -> int:
     """Parts to split each query block's keys into (flash-decoding).
 
-    1 when the (slab, query block) tasks are at least as many as the threads;
-    otherwise two parts per thread per task, so that a thread that starts
-    late leaves the others less to wait for, and never more than one part per
-    :data:`SPLIT_KEY_BLOCKS` key blocks of the longest walk (``span`` keys).
-    The split changes the order in which a row's keys are summed, so a
-    result split this way is reproducible for a given thread count
-    (``NUMBA_NUM_THREADS``), as the split itself is, not across counts.
+    A decode call (``few_rows``: query blocks of at most ``FEW_ROWS`` rows)
+    that runs in parallel (:func:`._numeric.worth_parallel` of ``work``) is
+    cut into :data:`DECODE_TASKS_PER_THREAD` tasks per thread, in parts of
+    at least one key block of the longest walk (``span`` keys). Otherwise:
+    1 when the (slab, query block) tasks are at least as many as the
+    threads, else two parts per thread per task, so that a thread that
+    starts late leaves the others less to wait for, and never more than one
+    part per :data:`SPLIT_KEY_BLOCKS` key blocks. The split changes the order
+    in which a row's keys are summed, so a result split this way is
+    reproducible for a given thread count (``NUMBA_NUM_THREADS``), as the
+    split itself is, not across counts.
     """
     threads = num_threads()
+    key_blocks = -(-span // block_k)
+    if few_rows and threads > 1 and worth_parallel(work):
+        return max(1, min(-(-DECODE_TASKS_PER_THREAD * threads // n_tasks), key_blocks))
     if n_tasks >= threads:
         return 1
-    key_blocks = -(-span // block_k)
     return max(1, min(-(-2 * threads // n_tasks), key_blocks // SPLIT_KEY_BLOCKS))
 
 
@@ -526,14 +546,16 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
 
     Notes
     -----
-    When the (slab, query block) tasks are fewer than the threads (decode:
-    one query, few heads; :func:`_key_splits`), each query block's keys are
-    split into parts, one task each, and the parts' unnormalised states are
-    merged (:func:`.flash.merge_splits`), so that every core reads a share of the
-    KV cache. Measured on this project's 2-core machine the split gains
-    nothing (one core already reads memory as fast as two:
-    B*H = 1, Lk = 32768, float32: 479 us split against 457 us not); it is
-    for machines with more cores than one core needs to saturate memory.
+    When the (slab, query block) tasks are fewer than the threads, or the
+    call is a parallel decode step (:func:`_key_splits`), each query block's
+    keys are split into parts, one task each, and the parts' unnormalised
+    states are merged (:func:`.flash.merge_splits`), so that every core reads
+    a share of the KV cache, and a helper thread that starts late still
+    finds tasks left. Measured on this project's 2-core machine, splitting
+    one head's keys gains nothing (one core already reads memory as fast as
+    two: B*H = 1, Lk = 32768, float32: 479 us split against 457 us not);
+    splitting two heads' keys into four parts each cuts the step by up to
+    15% (see :data:`DECODE_TASKS_PER_THREAD`).
 
     References
     ----------
@@ -567,7 +589,9 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     block_q, block_k = _block_sizes(n_slabs, lq, lk, width)
     n_blocks = -(-lq // block_q)
     spans = _key_spans(lq, lk, block_q, causal, offset, left, right)  # (n_blocks,)
-    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k)
+    keys = lk * lq if window is None else sum(spans) * block_q          # scores computed
+    work = 2.0 * n_slabs * keys * (e + ev)
+    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, block_q <= FEW_ROWS, work)
     if n_splits == 1:
         order = _task_order(n_slabs, n_blocks, spans)
     else:
@@ -586,7 +610,6 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     counts = np.zeros(len(order), dtype=np.int64)                   # key blocks per task
     counter = np.zeros(1, dtype=np.int64)                           # the next task to claim
     faults = np.zeros(len(order), dtype=np.bool_)
-    keys = lk * lq if window is None else sum(spans) * block_q          # scores computed
 
     def kernel(first, stride):
         flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
@@ -597,7 +620,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     # few query rows never reach BLAS (matmul_few); pinning its threads costs a lock and two calls
     pinned = single_threaded_blas() if block_q > FEW_ROWS else contextlib.nullcontext()
     with pinned:
-        run_tasks(kernel, len(order), 2.0 * n_slabs * keys * (e + ev))
+        run_tasks(kernel, len(order), work)
     if guard and np.count_nonzero(faults):                         # cheaper than .any() on a few
         return None
     if visits is not None:
