@@ -132,7 +132,7 @@ def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
     kinds = {a.dtype for a in arrays if a is not None}
     if kinds and kinds <= _FULL_DTYPES:                  # no half array: skip the half search
         return np.dtype(np.float32 if kinds == {np.dtype(np.float32)} else np.float64)
-    half = half_dtype_of(*(a for a in arrays if a is not None))
+    half = half_dtype_of(*arrays)                       # it passes over None itself
     if half is not None:
         return half
     if all(k == np.float32 or k in HALF_DTYPES for k in kinds):
