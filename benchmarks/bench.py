@@ -22,6 +22,10 @@ about 0.1 s after a numpy matmul and slow whatever runs next (the issue's
   backend (OpenBLAS, which the kernel uses; torch's; MKL's runtime when the
   ``mkl`` wheel is installed), with each backend's installed size in the
   environment;
+* floors at the target shape, timed in the same rounds as torch: the kernel
+  with its softmax switched off (its block products alone), and an ideal
+  kernel (every FLOP at the large-GEMM rate plus one exp per score), as ratios
+  to torch's time: how close to torch tuning the kernel's own code could get;
 * sliding-window attention (issue 17), fast path, float32, window (w - 1, 0)
   with w = 128, L in {512, ..., 4096}, against the dense causal kernel: time
   per query row, which stays flat for the window (the kernel skips the key
@@ -766,6 +770,88 @@ def _show_profile(rows: list) -> None:
                 f"{k} {v:.2f} ns/elem" for k, v in p["exp_ns_per_element"].items())))
 
 
+def ideal_seconds(length: int, causal: bool, gflops: float, exp_ns: float, cores: int) -> float:
+    """Time of an ideal attention kernel at B*H = 8, d = 64: GEMM rate plus one exp per score.
+
+    Every FLOP of :func:`attention_flops` at ``gflops`` (numpy's large-GEMM
+    rate, all cores) plus one :func:`fast_exp` per score at ``exp_ns``
+    nanoseconds (its in-cache rate on one core), shared over ``cores``;
+    nothing else (no packing, no max, no sum, no loop). Causal counts half the
+    FLOPs and half the scores.
+    """
+    scores = SLABS * length ** 2 / (2 if causal else 1)
+    return attention_flops(length, causal) / (gflops * 1e9) + scores * exp_ns * 1e-9 / cores
+
+
+def floor_rows(runs: dict, length: int, gemm: dict, exp_ns: dict, cores: int) -> list:
+    """The floors table from the timed rounds of :func:`floor_grid`.
+
+    ``runs[(dtype, causal)]`` holds :func:`timed_runs` of ``fast``, ``torch``
+    and, for full attention, ``products``. Each row has the per-round ratios
+    fast/torch and products/torch (median and range, as the attention grid)
+    and ideal/torch (:func:`ideal_seconds` against torch's median), each where
+    its figures were measured.
+    """
+    rows = []
+    for (dtype, causal), timed in runs.items():
+        row = {"dtype": dtype, "causal": causal, "L": length,
+               "fast_vs_torch": ratio_spread(timed, "fast", "torch")}
+        if "products" in timed:
+            row["products_vs_torch"] = ratio_spread(timed, "products", "torch")
+        if dtype in gemm and dtype in exp_ns:
+            ideal = ideal_seconds(length, causal, gemm[dtype]["gflops"], exp_ns[dtype], cores)
+            row["ideal_vs_torch"] = ideal / float(np.median(timed["torch"]))
+        rows.append(row)
+    return rows
+
+
+def floor_grid(length: int, repeats: int, pause: float, gemm: dict, profile: list) -> list:
+    """How close to torch any kernel made of OpenBLAS block products could come (issue 20).
+
+    At the target shape, in the same interleaved rounds: the fast path, torch
+    SDPA and, for full attention, the profiled kernel with its softmax switched
+    off (``benchmarks/profile_attention.py``: the two block products, the
+    accumulation and the loop; causal is left out, as that loop has no
+    diagonal cut). A target ratio below the products floor cannot be met by
+    tuning the kernel's own code: it needs a faster block product. Returns
+    :func:`floor_rows`; empty without torch.
+    """
+    torch = _torch()
+    if torch is None:
+        return []
+    import transformer_theory.impl.fast as F
+
+    sys.path.insert(0, str(HERE))
+    profile_attention = importlib.import_module("profile_attention")
+    exp_ns = {p["dtype"]: p["exp_ns_per_element"]["fast_exp"] for p in profile
+              if "exp_ns_per_element" in p}
+    runs = {}
+    for dtype in (np.float32, np.float64):
+        q, k, v = _inputs(length, dtype)                                # (1, B*H, L, d)
+        q3, k3, v3 = (a.reshape(SLABS, length, HEAD_DIM) for a in (q, k, v))
+        tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+        for causal in (False, True):
+            calls = {"fast": lambda: F.attention(q, k, v, causal=causal),
+                     "torch": lambda: torch.nn.functional.scaled_dot_product_attention(
+                         tq, tk, tv, is_causal=causal)}
+            if not causal:
+                parts = profile_attention.SCORES | profile_attention.VALUES
+                calls["products"] = lambda: profile_attention.run(q3, k3, v3, False, parts)
+            runs[(np.dtype(dtype).name, causal)] = timed_runs(calls, repeats, pause)
+    return floor_rows(runs, length, gemm, exp_ns, os.cpu_count() or 1)
+
+
+def _show_floors(rows: list) -> None:
+    print("  | case | fast | block products alone | ideal: GEMM rate + one exp per score |\n"
+          "  | --- | --- | --- | --- |")
+    for r in rows:
+        cells = [_spread_text(r["fast_vs_torch"]),
+                 _spread_text(r["products_vs_torch"]) if "products_vs_torch" in r else "-",
+                 f"{r['ideal_vs_torch']:.2f}" if "ideal_vs_torch" in r else "-"]
+        print(f"  | {r['dtype']} {'causal' if r['causal'] else 'full'} L={r['L']} | "
+              + " | ".join(cells) + " |")
+
+
 def print_targets(rows: list) -> None:
     print("\n| what | target | measured | met |\n| --- | --- | --- | --- |")
     for r in rows:
@@ -785,7 +871,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pause", type=float, default=0.3, help="seconds before each run (>= 0.3)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: "
-                        "attention,decode,window,accuracy,profile,favor,memory,compile")
+                        "attention,decode,window,accuracy,profile,floors,favor,memory,"
+                        "compile")
     parser.add_argument("--probe-memory", nargs=5, metavar=("IMPL", "L", "DTYPE", "CAUSAL", "BH"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--probe-compile", nargs="+", metavar="DTYPE", help=argparse.SUPPRESS)
@@ -854,6 +941,9 @@ def main(argv=None) -> int:
                          for a in acc])
     section("profile", "Where the fast kernel's time goes:",
             lambda: kernel_profile(target_length, repeats, pause), _show_profile)
+    section("floors", "Floors: time / torch SDPA time, same rounds (see floor_grid()):",
+            lambda: floor_grid(target_length, repeats, pause, results.get("gemm", {}),
+                               results.get("profile", [])), _show_floors)
     section("favor", "FAVOR+ (m = 256, float32) against exact attention (fast path):",
             lambda: favor_grid(favor_lengths, exact_max, repeats, pause),
             lambda f: print("  summary:", json.dumps(f["summary"])))

@@ -1,0 +1,56 @@
+"""The arithmetic of ``benchmarks/bench.py`` that turns timings into the figures it reports.
+
+The benchmark itself times nothing here: these tests feed it made-up timings
+and check the ratios it derives from them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_under_test", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ideal_kernel_is_gemm_time_plus_one_exp_per_score(bench):
+    length, gflops, exp_ns, cores = 1024, 100.0, 0.5, 2
+    scores = bench.SLABS * length ** 2
+    full = bench.attention_flops(length, False) / 100e9 + scores * 0.5e-9 / 2
+    assert bench.ideal_seconds(length, False, gflops, exp_ns, cores) == pytest.approx(full)
+    assert bench.ideal_seconds(length, True, gflops, exp_ns, cores) == pytest.approx(full / 2)
+    # the exp is shared over the cores; the GEMM rate is already that of all cores
+    one_core = bench.ideal_seconds(length, False, gflops, exp_ns, 1)
+    assert one_core - full == pytest.approx(scores * 0.5e-9 / 2)
+
+
+def test_floor_rows_are_per_round_ratios_to_torch(bench):
+    runs = {("float32", False): {"fast": [0.9, 1.8, 0.8], "torch": [1.0, 2.0, 1.0],
+                                 "products": [0.7, 1.6, 0.8]},
+            ("float32", True): {"fast": [0.5, 0.6, 0.4], "torch": [0.5, 0.5, 0.5]},
+            ("float64", False): {"fast": [1.0, 1.0, 1.0], "torch": [2.0, 2.0, 2.0]}}
+    gemm = {"float32": {"gflops": 100.0}, "float64": {"gflops": 50.0}}
+    exp_ns = {"float32": 0.5}                                 # float64's exp was not measured
+    rows = bench.floor_rows(runs, 1024, gemm, exp_ns, cores=2)
+    full, causal, f64 = rows
+    assert full["fast_vs_torch"] == {"median": pytest.approx(0.9), "min": pytest.approx(0.8),
+                                     "max": pytest.approx(0.9)}
+    assert full["products_vs_torch"]["median"] == pytest.approx(0.8)
+    assert full["products_vs_torch"]["min"] == pytest.approx(0.7)
+    assert full["ideal_vs_torch"] == pytest.approx(
+        bench.ideal_seconds(1024, False, 100.0, 0.5, 2) / 1.0)      # torch's median: 1.0
+    assert causal["fast_vs_torch"]["median"] == pytest.approx(1.0)
+    assert "products_vs_torch" not in causal
+    assert causal["ideal_vs_torch"] == pytest.approx(
+        bench.ideal_seconds(1024, True, 100.0, 0.5, 2) / 0.5)
+    assert "ideal_vs_torch" not in f64 and f64["fast_vs_torch"]["median"] == 0.5
+    assert bench.floor_rows({}, 1024, gemm, exp_ns, cores=2) == []
