@@ -109,20 +109,20 @@ def always_parallel():
     the attention kernel splits keys is unchanged), so that the helper threads
     are exercised there too.
     """
-    saved = FN.MIN_PARALLEL_WORK, FN.num_threads
-    FN.MIN_PARALLEL_WORK = 0
+    saved = FN.MIN_PARALLEL_WORK, FN.num_threads, FA.MIN_PARALLEL_BYTES_FEW_ROWS
+    FN.MIN_PARALLEL_WORK = FA.MIN_PARALLEL_BYTES_FEW_ROWS = 0
     FN.num_threads = (lambda: max(2, saved[1]()))
     try:
         yield
     finally:
-        FN.MIN_PARALLEL_WORK, FN.num_threads = saved
+        FN.MIN_PARALLEL_WORK, FN.num_threads, FA.MIN_PARALLEL_BYTES_FEW_ROWS = saved
 
 
 @contextlib.contextmanager
 def inline_tasks():
     """Run the attention kernel's tasks in the calling thread, as planned for the threads."""
     saved = FA.run_tasks
-    FA.run_tasks = (lambda kernel, n_tasks, work: kernel(0, 1))
+    FA.run_tasks = (lambda kernel, n_tasks, work, minimum=None: kernel(0, 1))
     try:
         yield
     finally:
@@ -495,6 +495,50 @@ def test_parallel_decode_steps_are_cut_into_tasks_per_thread(fast, dtype):
     assert_close(inline, RA.attention(q, k, v), "reduction", dtype, 2064, scale=v)
     assert_close(short, RA.attention(q, k[:, :1024], v[:, :1024]), "reduction", dtype, 1040,
                  scale=v)
+
+
+def test_decode_calls_use_threads_only_from_their_own_threshold(fast):
+    """A decode call (few query rows) is split over threads once it reads
+    MIN_PARALLEL_BYTES_FEW_ROWS of keys and values (3 M operations in float32), never
+    below MIN_PARALLEL_WORK (float64 keeps it); other calls from MIN_PARALLEL_WORK. Between
+    the two a float32 decode step runs inline and its keys get no decode split."""
+    low = FN.MIN_PARALLEL_WORK
+    high = FA._parallel_minimum(True, np.dtype(np.float32))
+    assert high == 2 * FA.MIN_PARALLEL_BYTES_FEW_ROWS / 4 > low
+    assert FA._parallel_minimum(True, np.dtype(np.float64)) <= low    # float64: as before
+    assert FA._parallel_minimum(False, np.dtype(np.float32)) is None
+    between = (low + high) / 2
+    saved = FN.num_threads, FA.num_threads, FA.run_tasks
+    seen = []
+
+    def spy(kernel, n_tasks, work, minimum=None):
+        seen.append(FN.worth_parallel(work, minimum))
+        kernel(0, 1)
+
+    FN.num_threads = FA.num_threads = (lambda: 2)
+    try:
+        assert FN.worth_parallel(between) and not FN.worth_parallel(between, high)
+        assert not FN.worth_parallel(low / 2, low / 4)              # never below the general one
+        # between: the plan of any call with fewer tasks than threads (2 parts of >= 4 key
+        # blocks), not the decode split of DECODE_TASKS_PER_THREAD parts per thread
+        assert FA._key_splits(1, 8192, 1024, True, between, high) == 8 // FA.SPLIT_KEY_BLOCKS
+        assert FA._key_splits(1, 8192, 1024, True, high, high) == 2 * FA.DECODE_TASKS_PER_THREAD
+        calls = []
+        FN.run_tasks(lambda first, stride: calls.append((first, stride)), 2, between, high)
+        assert calls == [(0, 1)]
+        FN.run_tasks(lambda first, stride: calls.append((first, stride)), 2, between)
+        assert sorted(calls[1:]) == [(0, 2), (1, 2)]
+        FA.run_tasks = spy
+        rng = np.random.default_rng(2)
+        n, lk, e = 8, 1100, 64                                       # 2 n lk 2e = 2.25 M
+        assert low < 2 * n * lk * 2 * e < high
+        for dtype in (np.float32, np.float64):
+            k, v = normal(rng, (n, lk, e), dtype), normal(rng, (n, lk, e), dtype)
+            fast.attention(normal(rng, (n, 1, e), dtype), k, v)      # decode
+            fast.attention(normal(rng, (n, 64, e), dtype), k, v)     # prefill, far more work
+    finally:
+        FN.num_threads, FA.num_threads, FA.run_tasks = saved
+    assert seen == [False, True, True, True]     # only the float32 decode step runs inline
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

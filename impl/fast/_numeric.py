@@ -487,20 +487,25 @@ if hasattr(os, "register_at_fork"):                  # POSIX; Windows cannot for
     os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
-def worth_parallel(work: float) -> bool:
-    """Whether :func:`run_tasks` splits a call of ``work`` operations over threads (given tasks)."""
-    return num_threads() > 1 and work >= MIN_PARALLEL_WORK
+def worth_parallel(work: float, minimum: float | None = None) -> bool:
+    """Whether :func:`run_tasks` splits a call of ``work`` operations over threads (given tasks).
+
+    A call is split from :data:`MIN_PARALLEL_WORK` operations (read at each
+    call), or from its own ``minimum`` where that is larger.
+    """
+    least = MIN_PARALLEL_WORK if minimum is None else max(MIN_PARALLEL_WORK, minimum)
+    return num_threads() > 1 and work >= least
 
 
-def run_tasks(kernel, n_tasks: int, work: float) -> None:
+def run_tasks(kernel, n_tasks: int, work: float, minimum: float | None = None) -> None:
     """Run ``kernel(first, stride)`` over ``n_tasks`` tasks on the available cores.
 
     ``kernel(first, stride)`` must process tasks ``first, first + stride, ...``
     (a ``nogil`` numba kernel writing disjoint parts of a preallocated output).
     With ``T`` threads, thread ``r`` runs ``kernel(r, T)``; the calling thread
-    takes ``r = 0``. A problem of fewer than :data:`MIN_PARALLEL_WORK`
-    operations, or of one task, runs inline as ``kernel(0, 1)``. The strided
-    split balances tasks of unequal cost (causal query blocks).
+    takes ``r = 0``. A problem too small for :func:`worth_parallel`, or of one
+    task, runs inline as ``kernel(0, 1)``. The strided split balances tasks of
+    unequal cost (causal query blocks).
 
     Parameters
     ----------
@@ -508,9 +513,12 @@ def run_tasks(kernel, n_tasks: int, work: float) -> None:
     n_tasks : int
     work : float
         Estimated floating-point operations of the whole call.
+    minimum : float, optional
+        The call's own least ``work`` to split over threads, where larger than
+        :data:`MIN_PARALLEL_WORK` (see :func:`worth_parallel`).
     """
     threads = min(num_threads(), n_tasks)
-    if threads <= 1 or not worth_parallel(work):
+    if threads <= 1 or not worth_parallel(work, minimum):
         kernel(0, 1)
         return
     pool = _pool()

@@ -168,6 +168,24 @@ SPLIT_KEY_BLOCKS = 4
 #: and gap together. Alternating the two rules call by call showed no
 #: difference (1.00): the gain depends on how long the helper slept.
 DECODE_TASKS_PER_THREAD = 4
+#: Least bytes of keys and values (one read per query row, ``work / 2``
+#: elements) that a decode call (query blocks of at most ``FEW_ROWS`` rows)
+#: reads for it to be split over threads, on top of
+#: :data:`._numeric.MIN_PARALLEL_WORK`: 3 M operations in float32, and no
+#: change (2 M) in float64. A decode step reads each key and value once, so a
+#: second thread gains less per operation than in a product, and below this
+#: size it did not pay for the helper's start (tens of microseconds).
+#: Measured on the 2-core machine (d = 64, blocks of calls, ABBA order, 12
+#: rounds, medians of per-round ratios). Inline against two threads, below 1
+#: where inline is faster: float32 0.79-0.92 at 2.1 M operations (B*H x Lk =
+#: 8 x 1024, 2 x 4096, 1 x 8192, 4 x 2048; 4.2 MB), 0.76-0.96 at 2.6 M,
+#: 0.90-1.23 at 3.1 M, 1.00-1.46 from 4.2 M; float64 0.86-1.00 at 2.1 M
+#: (8.4 MB), 0.98-1.30 from 2.6 M. A 3 M threshold in both dtypes took
+#: 0.78-0.94 of the 2 M threshold's time in float32 at 2.1-2.6 M, but
+#: 0.87-1.23 in float64, hence a threshold in bytes. This one against 2 M:
+#: float32 0.80-0.96 at 2.1-2.6 M, 0.99 at 3.1 M; float64 (the same rule)
+#: 0.96-1.03.
+MIN_PARALLEL_BYTES_FEW_ROWS = 6_000_000
 
 # ``attention_weights`` returns the Lq x Lk matrix itself, so there is nothing
 # to fuse: the fast path uses the reference.
@@ -357,13 +375,15 @@ def _block_sizes(n_slabs: int, lq: int, lk: int, width: int | None = None) -> tu
     return block_q, block_k
 
 
-def _key_splits(n_tasks: int, span: int, block_k: int, few_rows: bool, work: float) -> int:
+def _key_splits(n_tasks: int, span: int, block_k: int, few_rows: bool, work: float,
+                minimum: float | None = None) -> int:
     """Parts to split each query block's keys into (flash-decoding).
 
     A decode call (``few_rows``: query blocks of at most ``FEW_ROWS`` rows)
-    that runs in parallel (:func:`._numeric.worth_parallel` of ``work``) is
-    cut into :data:`DECODE_TASKS_PER_THREAD` tasks per thread, in parts of
-    at least one key block of the longest walk (``span`` keys). Otherwise:
+    that runs in parallel (:func:`._numeric.worth_parallel` of ``work`` and
+    the call's ``minimum``, see :func:`_parallel_minimum`) is cut into
+    :data:`DECODE_TASKS_PER_THREAD` tasks per thread, in parts of at least one
+    key block of the longest walk (``span`` keys). Otherwise:
     1 when the (slab, query block) tasks are at least as many as the
     threads, else two parts per thread per task, so that a thread that
     starts late leaves the others less to wait for, and never more than one
@@ -374,11 +394,23 @@ def _key_splits(n_tasks: int, span: int, block_k: int, few_rows: bool, work: flo
     """
     threads = num_threads()
     key_blocks = -(-span // block_k)
-    if few_rows and threads > 1 and worth_parallel(work):
+    if few_rows and threads > 1 and worth_parallel(work, minimum):
         return max(1, min(-(-DECODE_TASKS_PER_THREAD * threads // n_tasks), key_blocks))
     if n_tasks >= threads:
         return 1
     return max(1, min(-(-2 * threads // n_tasks), key_blocks // SPLIT_KEY_BLOCKS))
+
+
+def _parallel_minimum(few_rows: bool, dtype: np.dtype) -> float | None:
+    """The call's own least work to split over threads (:func:`._numeric.worth_parallel`).
+
+    For a decode call (``few_rows``), the work of reading
+    :data:`MIN_PARALLEL_BYTES_FEW_ROWS` bytes of keys and values in ``dtype``;
+    None (the general threshold) otherwise.
+    """
+    if not few_rows:
+        return None
+    return 2.0 * MIN_PARALLEL_BYTES_FEW_ROWS / dtype.itemsize
 
 
 def _key_spans(lq: int, lk: int, block_q: int, causal: bool, offset: int, left: int,
@@ -591,7 +623,9 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     spans = _key_spans(lq, lk, block_q, causal, offset, left, right)  # (n_blocks,)
     keys = lk * lq if window is None else sum(spans) * block_q          # scores computed
     work = 2.0 * n_slabs * keys * (e + ev)
-    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, block_q <= FEW_ROWS, work)
+    minimum = _parallel_minimum(block_q <= FEW_ROWS, dtype)
+    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, block_q <= FEW_ROWS, work,
+                           minimum)
     if n_splits == 1:
         order = _task_order(n_slabs, n_blocks, spans)
     else:
@@ -620,7 +654,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     # few query rows never reach BLAS (matmul_few); pinning its threads costs a lock and two calls
     pinned = single_threaded_blas() if block_q > FEW_ROWS else contextlib.nullcontext()
     with pinned:
-        run_tasks(kernel, len(order), work)
+        run_tasks(kernel, len(order), work, minimum)
     if guard and np.count_nonzero(faults):                         # cheaper than .any() on a few
         return None
     if visits is not None:
