@@ -251,7 +251,11 @@ def _row_logits(row, first, visible, r, j0, scale, softcap, use_softcap, bias_n,
     return typed(scale, 1.0)
 
 
-@njit(**JIT_INLINE)
+# Compiled as a function of its own, called once per task: inlined into flash_tasks, its
+# large numba IR was deep-copied twice (numba's inliner copies a callee's IR), which cost
+# about 2 s of CPU of the float32 cold compile (9.4 -> 7.4 s for the kernel, 4 alternating
+# fresh-cache runs); prefill and decode times did not change beyond the noise.
+@njit(**JIT)
 def attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                         mask_n, use_mask, bias_n, use_bias, softcap, use_softcap, left, right,
                         seg_n, use_seg, block_k, split_of, guard_of, work, out_blk, part_m,
@@ -271,8 +275,7 @@ def attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
     (>= bq,), ``acc``, ``pv`` (>= bq, Ev) and ``s_buf`` (>= bq * block_k,);
     ``split_of`` is ``(split, n_splits)`` and ``guard_of`` is ``(guard,
     logit_limit)`` (tuples keep the call under CPython's 30
-    arguments, past which it is compiled as a ``*args`` call that numba's
-    inliner refuses).
+    arguments, past which numba compiles it as a ``*args`` call).
 
     Only the key range some query of the block may see is walked: under
     ``causal`` or a bounded ``right`` the blocks past the last row's reach are
