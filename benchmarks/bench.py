@@ -106,20 +106,33 @@ def timed_runs(calls: dict, repeats: int, pause: float) -> dict:
     Each callable runs once untimed (warm-up), then ``repeats`` times, in
     rounds (one run of each callable per round); before every run the process
     sleeps ``pause`` seconds so that spinning BLAS threads of the previous run
-    are idle. Returns ``{name: [seconds of round 0, 1, ...]}``.
+    are idle. The order turns by one place each round (:func:`round_order`),
+    so that no callable always runs first, last or right after the same
+    other one: whatever one run leaves behind (caches, freed memory, a
+    thread still spinning) falls on each of the others in turn. Returns
+    ``{name: [seconds of round 0, 1, ...]}``.
     """
     for fn in calls.values():
         time.sleep(pause)
         fn()
     runs = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
+    for r in range(repeats):
+        for name in round_order(list(calls), r):
+            fn = calls[name]
             gc.collect()
             time.sleep(pause)
             t0 = time.perf_counter()
             fn()
             runs[name].append(time.perf_counter() - t0)
     return runs
+
+
+def round_order(names: list, round_index: int) -> list:
+    """``names`` turned left by ``round_index`` places: the order of one round of runs."""
+    if not names:
+        return []
+    shift = round_index % len(names)
+    return names[shift:] + names[:shift]
 
 
 def timed_medians(calls: dict, repeats: int, pause: float) -> dict:

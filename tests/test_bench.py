@@ -54,3 +54,14 @@ def test_floor_rows_are_per_round_ratios_to_torch(bench):
         bench.ideal_seconds(1024, True, 100.0, 0.5, 2) / 0.5)
     assert "ideal_vs_torch" not in f64 and f64["fast_vs_torch"]["median"] == 0.5
     assert bench.floor_rows({}, 1024, gemm, exp_ns, cores=2) == []
+
+
+def test_each_round_turns_the_order_by_one_place(bench, monkeypatch):
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    runs = bench.timed_runs(calls, repeats=4, pause=0.3)
+    assert order[:3] == ["a", "b", "c"]                          # the warm-up runs
+    assert order[3:] == list("abc" "bca" "cab" "abc")
+    assert {name: len(times) for name, times in runs.items()} == {"a": 4, "b": 4, "c": 4}
+    assert bench.round_order([], 3) == []
