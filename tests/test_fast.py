@@ -92,12 +92,11 @@ def blocks(block_q: int, block_k: int):
 
     ``block_k`` also stands for the key block of few-row (decode) query blocks.
     """
-    saved = FA.BLOCK_Q, FA.BLOCK_K, FA.BLOCK_K_FEW_ROWS
-    FA.BLOCK_Q, FA.BLOCK_K, FA.BLOCK_K_FEW_ROWS = block_q, block_k, block_k
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, size in (("BLOCK_Q", block_q), ("BLOCK_K", block_k),
+                           ("BLOCK_K_FEW_ROWS", block_k)):
+            mp.setattr(FA, name, size)
         yield
-    finally:
-        FA.BLOCK_Q, FA.BLOCK_K, FA.BLOCK_K_FEW_ROWS = saved
 
 
 @contextlib.contextmanager
@@ -109,24 +108,20 @@ def always_parallel():
     the attention kernel splits keys is unchanged), so that the helper threads
     are exercised there too.
     """
-    saved = FN.MIN_PARALLEL_WORK, FN.num_threads, FA.MIN_PARALLEL_BYTES_FEW_ROWS
-    FN.MIN_PARALLEL_WORK = FA.MIN_PARALLEL_BYTES_FEW_ROWS = 0
-    FN.num_threads = (lambda: max(2, saved[1]()))
-    try:
+    threads = FN.num_threads
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FN, "MIN_PARALLEL_WORK", 0)
+        mp.setattr(FA, "MIN_PARALLEL_BYTES_FEW_ROWS", 0)
+        mp.setattr(FN, "num_threads", lambda: max(2, threads()))
         yield
-    finally:
-        FN.MIN_PARALLEL_WORK, FN.num_threads, FA.MIN_PARALLEL_BYTES_FEW_ROWS = saved
 
 
 @contextlib.contextmanager
 def inline_tasks():
     """Run the attention kernel's tasks in the calling thread, as planned for the threads."""
-    saved = FA.run_tasks
-    FA.run_tasks = (lambda kernel, n_tasks, work, minimum=None: kernel(0, 1))
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FA, "run_tasks", lambda kernel, n_tasks, work, minimum=None: kernel(0, 1))
         yield
-    finally:
-        FA.run_tasks = saved
 
 
 def normal(rng, shape, dtype, scale=1.0):
@@ -435,17 +430,17 @@ def many_threads(count: int = 16, key_blocks: int = 1):
     """The kernel planned for ``count`` threads: (slab, query block) tasks fewer than that
     have their keys split (flash-decoding), into parts of at least ``key_blocks``
     key blocks; every split is counted in the yielded list."""
-    saved = FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA.merge_splits
+    merge_splits = FA.merge_splits
     merged = []
 
     def merge(*a):
         merged.append(a[0].shape[0])
-        return saved[2](*a)
-    FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA.merge_splits = (lambda: count), key_blocks, merge
-    try:
+        return merge_splits(*a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FA, "num_threads", lambda: count)
+        mp.setattr(FA, "SPLIT_KEY_BLOCKS", key_blocks)
+        mp.setattr(FA, "merge_splits", merge)
         yield merged
-    finally:
-        FA.num_threads, FA.SPLIT_KEY_BLOCKS, FA.merge_splits = saved
 
 
 @given(case=attention_inputs())
@@ -508,15 +503,15 @@ def test_decode_calls_use_threads_only_from_their_own_threshold(fast):
     assert FA._parallel_minimum(True, np.dtype(np.float64)) <= low    # float64: as before
     assert FA._parallel_minimum(False, np.dtype(np.float32)) is None
     between = (low + high) / 2
-    saved = FN.num_threads, FA.num_threads, FA.run_tasks
     seen = []
 
     def spy(kernel, n_tasks, work, minimum=None):
         seen.append(FN.worth_parallel(work, minimum))
         kernel(0, 1)
 
-    FN.num_threads = FA.num_threads = (lambda: 2)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FN, "num_threads", lambda: 2)
+        mp.setattr(FA, "num_threads", lambda: 2)
         assert FN.worth_parallel(between) and not FN.worth_parallel(between, high)
         assert not FN.worth_parallel(low / 2, low / 4)              # never below the general one
         # between: the plan of any call with fewer tasks than threads (2 parts of >= 4 key
@@ -528,7 +523,7 @@ def test_decode_calls_use_threads_only_from_their_own_threshold(fast):
         assert calls == [(0, 1)]
         FN.run_tasks(lambda first, stride: calls.append((first, stride)), 2, between)
         assert sorted(calls[1:]) == [(0, 2), (1, 2)]
-        FA.run_tasks = spy
+        mp.setattr(FA, "run_tasks", spy)
         rng = np.random.default_rng(2)
         n, lk, e = 8, 1100, 64                                       # 2 n lk 2e = 2.25 M
         assert low < 2 * n * lk * 2 * e < high
@@ -536,8 +531,6 @@ def test_decode_calls_use_threads_only_from_their_own_threshold(fast):
             k, v = normal(rng, (n, lk, e), dtype), normal(rng, (n, lk, e), dtype)
             fast.attention(normal(rng, (n, 1, e), dtype), k, v)      # decode
             fast.attention(normal(rng, (n, 64, e), dtype), k, v)     # prefill, far more work
-    finally:
-        FN.num_threads, FA.num_threads, FA.run_tasks = saved
     assert seen == [False, True, True, True]     # only the float32 decode step runs inline
 
 
