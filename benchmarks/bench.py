@@ -381,10 +381,16 @@ def accuracy(length: int) -> list:
     return out
 
 
+def _profile_attention():
+    """``benchmarks/profile_attention.py``, the kernel whose parts can be switched off."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    return importlib.import_module("profile_attention")
+
+
 def kernel_profile(length: int, repeats: int, pause: float) -> list:
     """Where the fast kernel's time goes at the target shape."""
-    sys.path.insert(0, str(HERE))
-    profile_attention = importlib.import_module("profile_attention")
+    profile_attention = _profile_attention()
     out = []
     for dtype in (np.float32, np.float64):
         q, k, v = (a.reshape(SLABS, length, HEAD_DIM) for a in _inputs(length, dtype))
@@ -834,8 +840,7 @@ def floor_grid(length: int, repeats: int, pause: float, gemm: dict, profile: lis
         return []
     import transformer_theory.impl.fast as F
 
-    sys.path.insert(0, str(HERE))
-    profile_attention = importlib.import_module("profile_attention")
+    profile_attention = _profile_attention()
     exp_ns = {p["dtype"]: p["exp_ns_per_element"]["fast_exp"] for p in profile
               if "exp_ns_per_element" in p}
     runs = {}

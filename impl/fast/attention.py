@@ -165,8 +165,9 @@ SPLIT_KEY_BLOCKS = 4
 #: ABBA order, 16 rounds, medians of the ratios): 2 heads 0.85 (float32)
 #: and 0.93 (float64) of the time of one task per head, 4 heads 0.97 to
 #: 1.02; with 300 us of other work between the steps, 0.95 to 1.00 of step
-#: and gap together. Alternating the two rules call by call showed no
-#: difference (1.00): the gain depends on how long the helper slept.
+#: and gap together. (Alternating the rules call by call showed 1.00, but
+#: that comparison is unfair for decode: each call leaves K and V in other
+#: caches for the next; see :data:`MIN_PARALLEL_BYTES_FEW_ROWS`.)
 DECODE_TASKS_PER_THREAD = 4
 #: Least bytes of keys and values (one read per query row, ``work / 2``
 #: elements) that a decode call (query blocks of at most ``FEW_ROWS`` rows)
@@ -623,9 +624,9 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     spans = _key_spans(lq, lk, block_q, causal, offset, left, right)  # (n_blocks,)
     keys = lk * lq if window is None else sum(spans) * block_q          # scores computed
     work = 2.0 * n_slabs * keys * (e + ev)
-    minimum = _parallel_minimum(block_q <= FEW_ROWS, dtype)
-    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, block_q <= FEW_ROWS, work,
-                           minimum)
+    few_rows = block_q <= FEW_ROWS                                  # decode: no BLAS products
+    minimum = _parallel_minimum(few_rows, dtype)
+    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, few_rows, work, minimum)
     if n_splits == 1:
         order = _task_order(n_slabs, n_blocks, spans)
     else:
@@ -652,7 +653,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
                      order, counter, parts, part_m, part_l, counts, faults)
 
     # few query rows never reach BLAS (matmul_few); pinning its threads costs a lock and two calls
-    pinned = single_threaded_blas() if block_q > FEW_ROWS else contextlib.nullcontext()
+    pinned = contextlib.nullcontext() if few_rows else single_threaded_blas()
     with pinned:
         run_tasks(kernel, len(order), work, minimum)
     if guard and np.count_nonzero(faults):                         # cheaper than .any() on a few
