@@ -580,6 +580,52 @@ def test_guarded_kernel_refuses_nonfinite_attended_keys(fast, lq, where, bad):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_values_by_blas_sends_float32_blocks_of_two_to_four_rows_to_blas():
+    """The measured routing of the product P V: BLAS above FEW_ROWS rows, and for 2-4 rows
+    in float32; loops for one row, and for float64 decode blocks."""
+    assert FN.FEW_ROWS == 4
+    assert [FN.values_by_blas(r, 4) for r in (1, 2, 3, 4, 5, 64)] == [False] + [True] * 5
+    assert [FN.values_by_blas(r, 8) for r in (1, 2, 4, 5, 64)] == [False] * 3 + [True] * 2
+    assert njit(lambda r, i: FN.values_by_blas(r, i))(3, 4)        # the kernels' copy agrees
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_block_products_carry_a_nonfinite_value_through_a_zero_weight(dtype, rows, bad):
+    """The decode guard scans P V, not V: it relies on 0 * inf and 0 * NaN being NaN there.
+    Holds for the loops (IEEE flags) and for a BLAS that multiplies every term; a BLAS
+    that skipped zero weights (as reference BLAS gemv does) would fail here."""
+    for bk, key in ((1, 0), (17, 8), (1024, 1023)):
+        s = np.ones((rows, bk), dtype)
+        s[:, key] = 0
+        v = np.ones((bk, 64), dtype)
+        v[key, 5] = bad
+        for product in (FN.matmul, FN.matmul_few):
+            out = np.empty((rows, 64), dtype)
+            product(s, v, out)
+            assert np.isnan(out[:, 5]).all(), (product.__name__, bk, key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lq", [1, 3])               # loops; float32 P V by BLAS
+def test_guard_sees_a_nonfinite_value_whose_weight_underflows_to_zero(fast, dtype, lq):
+    """An attended key whose softmax weight is exactly 0 (its logit about 850 below the
+    others) and whose value is inf: the reference's error, as for any attended non-finite
+    value."""
+    rng = np.random.default_rng(6)
+    q = np.ones((2, lq, 8), dtype)
+    k, v = normal(rng, (2, 900, 8), dtype), normal(rng, (2, 900, 8), dtype)
+    k[1, 600] = -300.0                                  # logit -849: exp underflows to 0
+    assert np.all(RA.attention_weights(q, k)[1, :, 600] == 0)
+    v[1, 600, 3] = np.inf
+    with pytest.raises(ValueError) as expected:
+        RA.attention(q, k, v)
+    with pytest.raises(ValueError) as got:
+        fast.attention(q, k, v)
+    assert str(got.value) == str(expected.value)
+
+
 @pytest.mark.parametrize("lq", [1, 300])
 def test_guard_trips_where_logits_could_overflow(fast, lq):
     """The guard's Cauchy-Schwarz bound sends huge logits to the exact path: the reference's

@@ -68,7 +68,7 @@ import numpy as np
 from llvmlite import ir
 from numba import config as numba_config
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, overload, register_jitable
 
 __all__ = [
     "FASTMATH",
@@ -88,6 +88,7 @@ __all__ = [
     "matmul_nt_few",
     "matmul_tn",
     "matvec",
+    "values_by_blas",
     "prefer_wide_vectors",
     "single_threaded_blas",
     "run_tasks",
@@ -594,13 +595,40 @@ def matvec(a, x, out):
         out[i] = total
 
 
-#: Rows up to which :func:`matmul_few` and :func:`matmul_nt_few` beat BLAS. For
+#: Rows up to which :func:`matmul_nt_few` beats BLAS for the scores ``q K^T``,
+#: and :func:`matmul_few` may beat it for ``P V`` (:func:`values_by_blas`). For
 #: one to four rows (decode) BLAS packs the whole other operand for a product
 #: that reads it once; measured on a 512 x 64 key block (one thread,
 #: 1 / 4 / 16 query rows): float32 5.6 / 19.3 / 71.3 us with loops against
 #: 6.0 / 22.6 / 43.4 with BLAS, float64 15.4 / 33.9 / 131.7 against
 #: 31.8 / 66.8 / 100.3.
 FEW_ROWS = 4
+
+
+@register_jitable
+def values_by_blas(rows, itemsize):
+    """Whether the product ``P V`` of a query block of ``rows`` rows goes to BLAS.
+
+    Blocks of more than :data:`FEW_ROWS` rows always do. Of fewer, float32
+    blocks of two to four rows do too: :func:`matmul_few` adds each weighted
+    value row into the output in memory, one dependent load and store per key,
+    which OpenBLAS's ``sgemm`` does not. One row stays in the loops, and so
+    does float64 (``dgemm`` was not faster there). Callable from Python and
+    from the kernels; the caller pins BLAS to one thread where this is True.
+
+    Measured on the 2-core machine (AMD EPYC, OpenBLAS 0.3.30; d = 64, decode
+    calls against torch SDPA in one process, 5 interleaved rounds, three
+    alternating processes per tree; the fast/torch ratio with BLAS over the
+    ratio with the loops, below 1 where BLAS is faster): float32, 4 rows,
+    B*H x Lk = 1 x 4096: 0.80, 8 x 1024: 0.83, 8 x 4096: 0.86, 8 x 16384:
+    0.83, 32 x 1024: 0.82, 1 x 16384: 0.92, 1 x 1024: 1.03; float32, 1 row:
+    0.95-1.06, but 1.18 at 32 x 1024 and 1.24 at 1 x 1024 (the pinning costs
+    a few microseconds of a 35 us call). float64, 1 row: 1.38-1.41 at 8 x
+    4096, 8 x 16384 and 32 x 1024; 4 rows: 0.83-0.86 at 1 x 1024, 8 x 1024
+    and 1 x 4096 but 1.07-1.15 at 8 x 4096 and 8 x 16384 (a first run,
+    without the pinning in either tree).
+    """
+    return rows > FEW_ROWS or (rows > 1 and itemsize == 4)
 
 #: Options of the few-row products: IEEE arithmetic like the BLAS they stand
 #: in for (``reassoc`` and ``contract`` only, so the sums still vectorise), so

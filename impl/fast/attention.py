@@ -107,6 +107,7 @@ from ._numeric import (
     run_tasks,
     single_threaded_blas,
     typed,
+    values_by_blas,
     worth_parallel,
 )
 from ._scan import row_scan
@@ -143,8 +144,8 @@ BLOCK_Q = 384
 #: 576 KiB in float32, inside a core's 1 MiB L2).
 BLOCK_K = 384
 #: Key columns per step when a query block has at most ``FEW_ROWS`` rows
-#: (decode): no BLAS product there, so a wider block only saves per-block
-#: work (calls, guard scans, the accumulation). Against 384 and 512 keys,
+#: (decode): the scores are not a BLAS product there, so a wider block only
+#: saves per-block work (calls, guard scans, the accumulation). Against 384 and 512 keys,
 #: float32 and float64, B*H in {1, 8, 32}, Lk in {4096, 32768}, 9 interleaved
 #: rounds: 1024 was the fastest or within the noise of it in every case.
 BLOCK_K_FEW_ROWS = 1024
@@ -624,7 +625,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     spans = _key_spans(lq, lk, block_q, causal, offset, left, right)  # (n_blocks,)
     keys = lk * lq if window is None else sum(spans) * block_q          # scores computed
     work = 2.0 * n_slabs * keys * (e + ev)
-    few_rows = block_q <= FEW_ROWS                                  # decode: no BLAS products
+    few_rows = block_q <= FEW_ROWS                                  # decode: scores in loops
     minimum = _parallel_minimum(few_rows, dtype)
     n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, few_rows, work, minimum)
     if n_splits == 1:
@@ -652,8 +653,9 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
                      seg, seg_index, use_seg, block_q, block_k, n_splits, mode, logit_limit,
                      order, counter, parts, part_m, part_l, counts, faults)
 
-    # few query rows never reach BLAS (matmul_few); pinning its threads costs a lock and two calls
-    pinned = contextlib.nullcontext() if few_rows else single_threaded_blas()
+    # a decode call whose products stay in loops skips the pinning (a lock and two calls)
+    pinned = (single_threaded_blas() if values_by_blas(block_q, dtype.itemsize)
+              else contextlib.nullcontext())
     with pinned:
         run_tasks(kernel, len(order), work, minimum)
     if guard and np.count_nonzero(faults):                         # cheaper than .any() on a few

@@ -42,6 +42,7 @@ from ._numeric import (
     matmul_nt_few,
     prefer_wide_vectors,
     typed,
+    values_by_blas,
 )
 from ._scan import block_rows_scan, block_scan
 
@@ -401,10 +402,10 @@ def attend_query_block(q_blk, k_n, v_n, lk, scale, causal, offset, row0,
                                    bias_n, use_bias, mask_n, use_mask, seg_n, use_seg)
                 fold_row_exact(row[first:], visible - first, step, i, m, l, acc)
         pv_rows = pv[:rows]                              # (rows, Ev)
-        if bq <= FEW_ROWS:
-            matmul_few(s, v_n[j0:j1], pv_rows)
-        else:
+        if values_by_blas(bq, pv_rows.itemsize):
             matmul(s, v_n[j0:j1], pv_rows)
+        else:                                            # one row, or float64 decode
+            matmul_few(s, v_n[j0:j1], pv_rows)
         if guard == GUARD_OUTPUTS and not block_scan(pv_rows)[0]:   # P >= 0: 0 * inf is NaN
             return visited, True
         for i in range(r_first, bq):
