@@ -146,6 +146,24 @@ def test_fast_exp_within_two_ulps_and_flushes_like_exp(fast, dtype, lo, hi):
     assert got[-4] == 0 and got[-3] == 1 and got[-2] == 1   # exp(-inf), exp(0), exp(-0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_tanh_within_two_ulps_keeps_the_sign_and_saturates(fast, dtype):
+    """The soft cap's tanh: relative error <= 2 ulp from subnormal to huge arguments (measured
+    1.3 ulp in float32, 1.6 in float64), odd, exactly +-1 past the clamp at 20."""
+    info = np.finfo(dtype)
+    tiny = np.geomspace(float(info.smallest_subnormal), 25.0, 200_001)
+    x = np.concatenate([np.linspace(-25.0, 25.0, 400_001), tiny, -tiny,
+                        [0.0, -0.0, 1e30, -1e30, float(info.max)]]).astype(dtype)
+    got = FN.fast_tanh_array(x)
+    assert got.dtype == dtype
+    exact = np.tanh(x.astype(np.longdouble))
+    nonzero = exact != 0
+    rel = np.abs(got[nonzero] - exact[nonzero]) / np.abs(exact[nonzero])
+    assert float(np.max(rel)) <= 2 * info.eps
+    assert np.all(np.signbit(got) == np.signbit(x))             # odd, -0 included
+    assert np.all(got[np.abs(x) >= 20] == np.sign(x[np.abs(x) >= 20]))
+
+
 def test_fast_exp_array_refuses_other_dtypes():
     with pytest.raises(TypeError, match="x: expected dtype float32 or float64, got int64"):
         FN.fast_exp_array(np.arange(3))

@@ -35,6 +35,7 @@ from ._numeric import (
     JIT_INLINE,
     claim_next,
     fast_exp_nonpositive,
+    fast_tanh,
     fmax,
     matmul,
     matmul_few,
@@ -225,30 +226,35 @@ def _row_logits(row, first, visible, r, j0, scale, softcap, use_softcap, bias_n,
     if not (use_mask or use_bias or use_softcap or use_seg):
         return scale
     neg_inf = typed(scale, -np.inf)
-    b_row = bias_n[r if bias_n.shape[0] > 1 else 0]
+    # Loops over slices, from 0: numba indexes row[j] for j in range(first, visible) with a
+    # wrap-around branch for negative j, which kept LLVM from vectorising these loops
+    # (float32, one 256 x 384 block: soft cap 5.8 -> 0.40 ns, bias 0.82 -> 0.06 ns a score).
+    logits = row[first:visible]                          # (visible - first,) rewritten in place
+    lo, hi = j0 + first, j0 + visible                    # their keys
+    n = logits.shape[0]
     if use_softcap:                                      # c tanh(s / c), then the bias
-        for j in range(first, visible):
-            row[j] = softcap * math.tanh(scale * row[j] / softcap)
+        for j in range(n):
+            logits[j] = softcap * fast_tanh(scale * logits[j] / softcap)
         if use_bias:
-            for j in range(first, visible):
-                row[j] = row[j] + b_row[j0 + j]
+            b = bias_n[r if bias_n.shape[0] > 1 else 0, lo:hi]
+            for j in range(n):
+                logits[j] = logits[j] + b[j]
     elif use_bias:
-        for j in range(first, visible):
-            row[j] = scale * row[j] + b_row[j0 + j]
+        b = bias_n[r if bias_n.shape[0] > 1 else 0, lo:hi]
+        for j in range(n):
+            logits[j] = scale * logits[j] + b[j]
     else:
-        for j in range(first, visible):
-            row[j] = scale * row[j]
+        for j in range(n):
+            logits[j] = scale * logits[j]
     if use_mask:
-        m_row = mask_n[r if mask_n.shape[0] > 1 else 0]
-        for j in range(first, visible):
-            if not m_row[j0 + j]:
-                row[j] = neg_inf
+        allowed = mask_n[r if mask_n.shape[0] > 1 else 0, lo:hi]
+        for j in range(n):
+            logits[j] = logits[j] if allowed[j] else neg_inf
     if use_seg:                                          # another document: hidden
-        ids = seg_n[0]
-        own = ids[r]
-        for j in range(first, visible):
-            if ids[j0 + j] != own:
-                row[j] = neg_inf
+        own = seg_n[0, r]
+        ids = seg_n[0, lo:hi]
+        for j in range(n):
+            logits[j] = logits[j] if ids[j] == own else neg_inf
     return typed(scale, 1.0)
 
 
