@@ -298,8 +298,9 @@ def as_slabs(arr, lead: tuple, lq: int, lk: int, dtype):
     a = a.reshape((1,) * (len(lead) + 2 - a.ndim) + a.shape)       # rank of the target
     own = a.shape[:-2]                                             # broadcastable to lead
     rows = a.shape[-2]                                             # 1 or lq
-    slabs = np.broadcast_to(a, own + (rows, lk)).reshape(-1, rows, lk)
-    slabs = as_kernel_array(slabs, dtype)                          # (S, R, lk)
+    if a.shape[-1] != lk:                                          # keys broadcast: a copy
+        a = np.broadcast_to(a, own + (rows, lk))
+    slabs = as_kernel_array(a.reshape(-1, rows, lk), dtype)        # (S, R, lk)
     count = int(np.prod(own, dtype=np.int64))
     index = np.broadcast_to(np.arange(count, dtype=np.int64).reshape(own), lead).ravel()
     return slabs, as_kernel_array(index, np.int64)
