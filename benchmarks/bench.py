@@ -26,6 +26,10 @@ about 0.1 s after a numpy matmul and slow whatever runs next (the issue's
   with its softmax switched off (its block products alone), and an ideal
   kernel (every FLOP at the large-GEMM rate plus one exp per score), as ratios
   to torch's time: how close to torch tuning the kernel's own code could get;
+* today's pieces in the same tiled kernel (issues 17 and 20), at the target
+  shape: soft cap, additive bias, boolean mask and packed documents, each
+  timed against plain attention in the same rounds (their cost over plain),
+  and the mask and bias against torch SDPA's ``attn_mask``;
 * sliding-window attention (issue 17), fast path, float32, window (w - 1, 0)
   with w = 128, L in {512, ..., 4096}, against the dense causal kernel: time
   per query row, which stays flat for the window (the kernel skips the key
@@ -86,6 +90,7 @@ TARGETS = {
     "fast_vs_gemm": 0.75,        # fraction of the GEMM FLOP rate, full attention, >=
     "fast_vs_gemm_causal": 0.70, # the same, causal, >=
     "decode_fast_vs_torch": 0.9, # time ratio of a decode step (Lq = 1), <=
+    "softcap_over_plain": 1.25,  # soft-capped / plain attention time, fast path, <=
     "reference_vs_fast": 5.0,    # speed-up over the reference, >=
     "memory_fraction": 0.05,     # peak extra memory / naive L x L scores at L = 16384, <=
     "favor_growth": 4.5,         # time(65536) / time(16384), <=
@@ -304,6 +309,76 @@ def decode_grid(lengths, slab_counts, repeats: int, pause: float) -> list:
                 rows.append(row)
                 print(text, flush=True)
     return rows
+
+
+#: The pieces of :func:`pieces_grid`: keyword arguments of ``attention`` given
+#: the inputs' length, dtype and a seeded generator. The bias and mask are one
+#: (L, L) matrix shared by all B*H slabs; the packed row holds 4 documents.
+PIECES = {
+    "softcap": lambda length, dtype, rng: {"softcap": 30.0},
+    "bias": lambda length, dtype, rng: {
+        "bias": (0.1 * rng.standard_normal((length, length))).astype(dtype)},
+    "mask": lambda length, dtype, rng: {"mask": rng.random((length, length)) < 0.9},
+    "segments": lambda length, dtype, rng: {"segment_ids": np.repeat(np.arange(4), length // 4)},
+}
+
+
+def piece_rows(runs: dict, length: int) -> list:
+    """The pieces table from the timed rounds of :func:`pieces_grid`.
+
+    ``runs[dtype]`` holds :func:`timed_runs` of ``plain``, of each piece and,
+    where torch ran it, ``torch_<piece>``. Each row: the piece's per-round
+    time over plain attention (its cost), and over torch's same call.
+    """
+    rows = []
+    for dtype, timed in runs.items():
+        for piece in PIECES:
+            if piece not in timed:
+                continue
+            row = {"dtype": dtype, "piece": piece, "L": length,
+                   "over_plain": ratio_spread(timed, piece, "plain")}
+            if "torch_" + piece in timed:
+                row["fast_vs_torch"] = ratio_spread(timed, piece, "torch_" + piece)
+            rows.append(row)
+    return rows
+
+
+def pieces_grid(length: int, repeats: int, pause: float) -> list:
+    """Soft cap, bias, mask and packed documents in the fast kernel, against plain attention.
+
+    B*H = 8, d = 64, full attention, float32 and float64, all calls of one
+    dtype interleaved in the same rounds. torch SDPA runs the mask (boolean
+    ``attn_mask``) and the bias (float ``attn_mask``) too; it has no soft cap
+    and no segment ids (its users form the L x L mask themselves). Returns
+    :func:`piece_rows`.
+    """
+    import transformer_theory.impl.fast as F
+
+    torch = _torch()
+    runs = {}
+    for dtype in (np.float32, np.float64):
+        q, k, v = _inputs(length, dtype)                                # (1, B*H, L, d)
+        rng = np.random.default_rng(3)
+        options = {piece: make(length, dtype, rng) for piece, make in PIECES.items()}
+        calls = {"plain": lambda: F.attention(q, k, v)}
+        for piece, kw in options.items():
+            calls[piece] = lambda kw=kw: F.attention(q, k, v, **kw)
+        if torch is not None:
+            tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
+            sdpa = torch.nn.functional.scaled_dot_product_attention
+            for piece in ("mask", "bias"):
+                t_mask = torch.from_numpy(options[piece][piece])
+                calls["torch_" + piece] = lambda m=t_mask: sdpa(tq, tk, tv, attn_mask=m)
+        runs[np.dtype(dtype).name] = timed_runs(calls, repeats, pause)
+    return piece_rows(runs, length)
+
+
+def _show_pieces(rows: list) -> None:
+    for r in rows:
+        text = f"  {r['dtype']:7s} {r['piece']:8s} L={r['L']}  over plain {_spread_text(r['over_plain'])}"
+        if "fast_vs_torch" in r:
+            text += f"  fast/torch {_spread_text(r['fast_vs_torch'])}"
+        print(text)
 
 
 def window_grid(lengths, repeats: int, pause: float, w: int = 128) -> dict:
@@ -749,6 +824,11 @@ def evaluate_targets(results: dict, target_length: int) -> list:
             add(f"decode fast/torch time, {r['dtype']} BH={r['BH']} Lk={r['Lk']}", "<= 0.9",
                 round(r["fast_vs_torch"], 3),
                 r["fast_vs_torch"] <= TARGETS["decode_fast_vs_torch"])
+    for r in results.get("pieces", []):
+        if r["piece"] == "softcap":
+            add(f"soft cap / plain time, {r['dtype']} L={r['L']}", "<= 1.25",
+                round(r["over_plain"]["median"], 3),
+                r["over_plain"]["median"] <= TARGETS["softcap_over_plain"])
     for m in results.get("memory", []):
         if m.get("impl") == "fast" and "fraction_of_naive" in m:
             add(f"fast peak extra memory, L={m['L']} BH={m['BH']} causal={m['causal']}",
@@ -889,8 +969,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pause", type=float, default=0.3, help="seconds before each run (>= 0.3)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: "
-                        "attention,decode,window,accuracy,profile,floors,favor,memory,"
-                        "compile")
+                        "attention,decode,pieces,window,accuracy,profile,floors,favor,"
+                        "memory,compile")
     parser.add_argument("--probe-memory", nargs=5, metavar=("IMPL", "L", "DTYPE", "CAUSAL", "BH"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--probe-compile", nargs="+", metavar="DTYPE", help=argparse.SUPPRESS)
@@ -950,6 +1030,9 @@ def main(argv=None) -> int:
             lambda: attention_grid(lengths, repeats, pause, results["gemm"], ref_max))
     section("decode", "Decode steps (Lq = 1, d = 64, calls back to back):",
             lambda: decode_grid(decode_lengths, decode_slabs, repeats, pause))
+    section("pieces", f"Soft cap, bias, mask and packed documents (B*H = 8, d = 64, "
+            f"L = {target_length}): time over plain attention, same rounds:",
+            lambda: pieces_grid(target_length, repeats, pause), _show_pieces)
     section("window", "Sliding window (128 keys, causal) against dense causal, fast path, "
             "float32, B*H = 8, d = 64:",
             lambda: window_grid(window_lengths, repeats, pause),

@@ -65,3 +65,18 @@ def test_each_round_turns_the_order_by_one_place(bench, monkeypatch):
     assert order[3:] == list("abc" "bca" "cab" "abc")
     assert {name: len(times) for name, times in runs.items()} == {"a": 4, "b": 4, "c": 4}
     assert bench.round_order([], 3) == []
+
+
+def test_piece_rows_are_per_round_ratios_to_plain_and_to_torch(bench):
+    runs = {"float32": {"plain": [1.0, 2.0, 1.0], "softcap": [1.1, 2.4, 1.3],
+                        "mask": [1.5, 3.0, 1.2], "torch_mask": [3.0, 3.0, 2.0]}}
+    rows = bench.piece_rows(runs, 4096)
+    assert [r["piece"] for r in rows] == ["softcap", "mask"]          # PIECES order, timed only
+    softcap, mask = rows
+    assert softcap["over_plain"] == pytest.approx({"median": 1.2, "min": 1.1, "max": 1.3})
+    assert "fast_vs_torch" not in softcap
+    assert mask["over_plain"]["median"] == pytest.approx(1.5)
+    assert mask["fast_vs_torch"] == pytest.approx({"median": 0.6, "min": 0.5, "max": 1.0})
+    targets = bench.evaluate_targets({"pieces": rows}, 4096)
+    assert [(t["what"], t["met"]) for t in targets] == [
+        ("soft cap / plain time, float32 L=4096", True)]
