@@ -660,6 +660,22 @@ def test_guard_trips_where_logits_could_overflow(fast, lq):
     assert str(got.value) == str(expected.value)
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_guard_bounds_the_bias_by_its_largest_magnitude(sign):
+    """The guard's logit limit subtracts max |bias|, as scores_may_overflow adds it: a huge
+    bias of either sign trips it (fails for a limit taken from bias.max() alone)."""
+    q = np.ones((1, 3, 4), np.float32)
+    bias = np.zeros((3, 50), np.float32)
+    bias[1, 7] = sign * np.finfo(np.float32).max / 4
+    assert FA.scores_may_overflow(q, q[:, :1], 0.5, bias, np.dtype(np.float32))
+    slabs = FA.as_slabs(bias, (1,), 3, 50, np.float32)
+    k = np.ones((1, 50, 4), np.float32)
+    assert FA.run_attention(q, k, k, 50, 1, 0.5, None, None, slabs, np.dtype(np.float32),
+                            guard=True) is None
+    assert FA.run_attention(q, k, k, 50, 1, 0.5, None, None, (np.zeros_like(slabs[0]), slabs[1]),
+                            np.dtype(np.float32), guard=True) is not None
+
+
 SLACK_OPTIONS = {
     "none": {},
     "mask": {"mask": (np.arange(16) % 3 != 1)[None, :]},           # hides keys 4 and 7
