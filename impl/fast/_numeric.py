@@ -633,17 +633,7 @@ def fast_exp_array(x) -> np.ndarray:
 
 
 def fast_tanh_array(x) -> np.ndarray:
-    """:func:`fast_tanh` of every element of a float32/float64 array (for tests and benchmarks).
-
-    Parameters
-    ----------
-    x : array_like, float32 or float64
-
-    Returns
-    -------
-    np.ndarray
-        Same shape and dtype as ``x``.
-    """
+    """:func:`fast_tanh` of every element: parameters and result as :func:`fast_exp_array`."""
     return _elementwise(_tanh_elements, x)
 
 
