@@ -181,6 +181,7 @@ def environment() -> dict:
 
     env["numba"] = numba.__version__
     env["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+    env["fast_threads"] = importlib.import_module("transformer_theory.impl.fast._native").describe()
     env["blas_backends"] = blas_backends()
     try:
         import torch

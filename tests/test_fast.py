@@ -57,6 +57,7 @@ FP = importlib.import_module("transformer_theory.impl.fast.performer")
 FK = importlib.import_module("transformer_theory.impl.fast.kv_cache")
 FN = importlib.import_module("transformer_theory.impl.fast._numeric")
 FF = importlib.import_module("transformer_theory.impl.fast.flash")
+FT = importlib.import_module("transformer_theory.impl.fast._native")
 
 DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
 SEEDS = st.integers(0, 2**32 - 1)
@@ -111,6 +112,7 @@ def always_parallel():
     threads = FN.num_threads
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(FN, "MIN_PARALLEL_WORK", 0)
+        mp.setattr(FT, "MIN_PARALLEL_WORK_NATIVE", 0)
         mp.setattr(FA, "MIN_PARALLEL_BYTES_FEW_ROWS", 0)
         mp.setattr(FN, "num_threads", lambda: max(2, threads()))
         yield
@@ -120,7 +122,21 @@ def always_parallel():
 def inline_tasks():
     """Run the attention kernel's tasks in the calling thread, as planned for the threads."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(FA, "run_tasks", lambda kernel, n_tasks, work, minimum=None: kernel(0, 1))
+        mp.setattr(FA, "run_tasks", lambda kernel, n_tasks, work, minimum=None, **kw: kernel(0, 1))
+        yield
+
+
+@contextlib.contextmanager
+def launched(native: bool):
+    """Parallel calls start their threads natively (numba's layer) or through the helper pool.
+
+    Skips the test where the native way is unavailable (numba's threading layer
+    here is not a thread-safe one).
+    """
+    if native and not FT.native_threads():
+        pytest.skip("numba's threading layer here is not omp or tbb: no native launch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(FT._STATE, "native", native)
         yield
 
 
@@ -511,8 +527,8 @@ def test_parallel_decode_steps_are_cut_into_tasks_per_thread(fast, dtype):
 
 
 def test_decode_calls_use_threads_only_from_their_own_threshold(fast):
-    """A decode call (few query rows) is split over threads once it reads
-    MIN_PARALLEL_BYTES_FEW_ROWS of keys and values (3 M operations in float32), never
+    """With the helper pool, a decode call (few query rows) is split over threads once it
+    reads MIN_PARALLEL_BYTES_FEW_ROWS of keys and values (3 M operations in float32), never
     below MIN_PARALLEL_WORK (float64 keeps it); other calls from MIN_PARALLEL_WORK. Between
     the two a float32 decode step runs inline and its keys get no decode split."""
     low = FN.MIN_PARALLEL_WORK
@@ -523,11 +539,11 @@ def test_decode_calls_use_threads_only_from_their_own_threshold(fast):
     between = (low + high) / 2
     seen = []
 
-    def spy(kernel, n_tasks, work, minimum=None):
+    def spy(kernel, n_tasks, work, minimum=None, native=None):
         seen.append(FN.worth_parallel(work, minimum))
         kernel(0, 1)
 
-    with pytest.MonkeyPatch.context() as mp:
+    with launched(False), pytest.MonkeyPatch.context() as mp:
         mp.setattr(FN, "num_threads", lambda: 2)
         mp.setattr(FA, "num_threads", lambda: 2)
         assert FN.worth_parallel(between) and not FN.worth_parallel(between, high)
@@ -550,6 +566,161 @@ def test_decode_calls_use_threads_only_from_their_own_threshold(fast):
             fast.attention(normal(rng, (n, 1, e), dtype), k, v)      # decode
             fast.attention(normal(rng, (n, 64, e), dtype), k, v)     # prefill, far more work
     assert seen == [False, True, True, True]     # only the float32 decode step runs inline
+
+
+def spy_on_native_launches(mp):
+    """Count the attention kernel's native launches (``flash_parallel`` calls); returns the list."""
+    launches = []
+    launcher = FA.flash_parallel
+
+    def spy(threads, *args):
+        launches.append(threads)
+        return launcher(threads, *args)
+    mp.setattr(FA, "flash_parallel", spy)
+    return launches
+
+
+def test_native_threads_start_from_their_own_threshold(fast):
+    """Threads started natively cost microseconds, so a call is split from
+    MIN_PARALLEL_WORK_NATIVE operations, below the pool's minima, and a decode step
+    between the two is split over keys and launched natively."""
+    native_least = FT.MIN_PARALLEL_WORK_NATIVE
+    pool_least = FA._parallel_minimum(True, np.dtype(np.float32))
+    assert native_least < FN.MIN_PARALLEL_WORK < pool_least
+    with launched(True), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FN, "num_threads", lambda: 2)
+        mp.setattr(FA, "num_threads", lambda: 2)
+        assert FN.worth_parallel(native_least, pool_least, native=True)
+        assert not FN.worth_parallel(native_least - 1, None, native=True)
+        assert not FN.worth_parallel(native_least, pool_least)
+        assert (FA._key_splits(1, 8192, 1024, True, native_least, pool_least, True)
+                == 2 * FA.DECODE_TASKS_PER_THREAD)
+        launches = spy_on_native_launches(mp)
+        rng = np.random.default_rng(6)
+        n, lk, e = 4, 512, 64                                  # 2 n lk 2e = 0.52 M operations
+        assert native_least <= 2 * n * lk * 2 * e < FN.MIN_PARALLEL_WORK
+        q, k, v = (normal(rng, (n, length, e), np.float32) for length in (1, lk, lk))
+        out = fast.attention(q, k, v)
+        assert launches == [2]
+        assert_close(out, RA.attention(q, k, v), "reduction", np.float32, lk, scale=v)
+
+
+NATIVE_CASES = {
+    "decode": dict(n=4, lq=1, lk=700, kw={}),
+    "causal, mask and bias": dict(n=2, lq=40, lk=40, kw=dict(causal=True, bias=True, mask=True)),
+    "window and soft cap": dict(n=3, lq=30, lk=50, kw=dict(causal="bottom-right", window=(9, 0),
+                                                             softcap=5.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE_CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_and_pool_launches_are_bitwise_the_serial_result(fast, name, dtype):
+    """Native and pool launches run the same tasks (and key splits) as one thread does.
+
+    Power: a launcher that passes ``part_l`` for ``part_m`` fails both decode cases
+    (checked by hand: the split states are merged with the wrong weights).
+    """
+    case = NATIVE_CASES[name]
+    rng = np.random.default_rng(7)
+    n, lq, lk, e = case["n"], case["lq"], case["lk"], 8
+    q, k, v = (normal(rng, (n, length, e), dtype) for length in (lq, lk, lk))
+    kw = dict(case["kw"])
+    if kw.pop("bias", False):
+        kw["bias"] = normal(rng, (lq, lk), dtype)
+    if kw.pop("mask", False):
+        kw["mask"] = rng.random((n, 1, lk)) < 0.8
+    results = {}
+    with blocks(8, 16), always_parallel(), many_threads(count=2):
+        for native in (True, False):
+            with launched(native), pytest.MonkeyPatch.context() as mp:
+                launches = spy_on_native_launches(mp)
+                results[native] = fast.attention(q, k, v, **kw)
+            assert bool(launches) == native
+        with inline_tasks():
+            serial = fast.attention(q, k, v, **kw)
+    np.testing.assert_array_equal(results[True], serial)
+    np.testing.assert_array_equal(results[False], serial)
+    assert_close(serial, RA.attention(q, k, v, **kw), "reduction", dtype, lk, scale=v)
+
+
+def test_native_launch_on_two_numba_threads_equals_the_pool():
+    """Two of numba's threads claim the tasks at once (``make test`` runs with one).
+
+    A fresh interpreter with ``NUMBA_NUM_THREADS=2``: a decode step split over keys and
+    a causal prefill, launched natively, equal the pool's results bitwise.
+    """
+    import subprocess
+    import sys
+    script = (
+        "import importlib, numpy as np, numba\n"
+        "import transformer_theory.impl.fast as F\n"
+        "T = importlib.import_module('transformer_theory.impl.fast._native')\n"
+        "if not T.native_threads():\n"
+        "    print('skip: layer', numba.threading_layer()); raise SystemExit(0)\n"
+        "rng = np.random.default_rng(8)\n"
+        "for lq, lk, causal in ((1, 4096, False), (300, 300, True)):\n"
+        "    q, k, v = (rng.standard_normal((8, n, 64)).astype(np.float32)\n"
+        "               for n in (lq, lk, lk))\n"
+        "    native = F.attention(q, k, v, causal=causal)\n"
+        "    T._STATE['native'] = False\n"
+        "    pool = F.attention(q, k, v, causal=causal)\n"
+        "    T._STATE['native'] = True\n"
+        "    assert np.array_equal(native, pool), (lq, lk)\n"
+        "print('ok', numba.get_num_threads())\n")
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if done.stdout.startswith("skip"):
+        pytest.skip(done.stdout.strip())
+    assert done.stdout.strip() == "ok 2"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_of_a_native_parent_uses_the_pool(fast):
+    """A child forked after the parent launched natively starts its threads through the pool.
+
+    Power: without the after-fork switch (``_native._pool_in_child``) the child launches
+    on numba's GNU OpenMP layer, which numba refuses in a forked process: it terminates
+    the child (measured: exit code -15).
+    """
+    rng = np.random.default_rng(9)
+    q, k, v = (normal(rng, (4, n, 8), np.float32) for n in (1, 600, 600))
+    expected = RA.attention(q, k, v)
+
+    def child():
+        out = fast.attention(q, k, v)
+        return not FT._STATE["native"] and relative_error(out, expected) < 1e-5
+
+    with launched(True), always_parallel(), many_threads(count=2), \
+            pytest.MonkeyPatch.context() as mp:
+        launches = spy_on_native_launches(mp)
+        fast.attention(q, k, v)
+        assert launches
+        run_in_forked_child(child)
+
+
+@pytest.mark.parametrize("value, native", [("pool", False), (" Pool ", False), ("bogus", None)])
+def test_tt_fast_threads_chooses_the_pool_or_is_refused(monkeypatch, value, native):
+    monkeypatch.setitem(FT._STATE, "native", None)
+    monkeypatch.setitem(FT._STATE, "why", "")
+    monkeypatch.setenv("TT_FAST_THREADS", value)
+    if native is None:
+        with pytest.raises(ValueError, match="^TT_FAST_THREADS: expected 'native' or 'pool', "
+                                             "got 'bogus'$"):
+            FT.native_threads()
+    else:
+        assert FT.native_threads() is native
+        assert FT.describe() == "pool (TT_FAST_THREADS=pool)"
+
+
+def test_describe_names_the_threading_layer():
+    if FT.native_threads():
+        import numba
+        assert FT.describe() == f"native (numba {numba.threading_layer()} layer)"
+    else:
+        assert FT.describe().startswith("pool (")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -25,16 +25,20 @@ Also here: :func:`run_tasks`, the parallel loop of the kernels, and
 threads at once (``np.dot`` on blocks) and a multi-threaded BLAS called from
 inside a parallel region oversubscribes the cores.
 
-Why threads and ``nogil`` kernels rather than ``parallel=True``: every kernel
-is a serial ``@njit(nogil=True)`` function over a strided subset of its tasks
-(``range(first, n_tasks, stride)``), and :func:`run_tasks` runs one subset
-per thread. Measured on the 2-core machine of issue 9, a ``prange`` kernel
-costs about twice the compile time and cache-load time of the serial one and
-pays a thread hand-off on every call (milliseconds when the cores are busy),
-which dominates the thousands of small calls of the claims; with
-:func:`run_tasks` a small problem runs inline in the calling thread and a large
-one is split exactly as ``prange`` would split it, over (batch*head, query
-block) for attention.
+Why threads and ``nogil`` kernels rather than ``parallel=True`` kernels: every
+kernel is a serial ``@njit(nogil=True)`` function over a strided subset of its
+tasks (``range(first, n_tasks, stride)``, or tasks claimed from a shared
+counter), and :func:`run_tasks` runs one subset per thread. Measured on the
+2-core machine of issue 9, a ``prange`` kernel costs about twice the compile
+time and cache-load time of the serial one and pays a thread hand-off on every
+call (milliseconds when the cores are busy), which dominates the thousands of
+small calls of the claims; with :func:`run_tasks` a small problem runs inline
+in the calling thread and a large one is split exactly as ``prange`` would
+split it, over (batch*head, query block) for attention. The attention kernel
+also has a ``parallel=True`` *launcher* (:func:`.flash.flash_parallel`),
+compiled on its first parallel call: where numba's threading layer is
+thread-safe (:mod:`._native`), a parallel attention call starts its threads
+from compiled code, in microseconds instead of the helper pool's tens.
 
 Caching note: numba's on-disk cache (``cache=True``) is invalidated by changes
 to a kernel's own source file only. A change here does not invalidate the
@@ -70,6 +74,8 @@ from llvmlite import ir
 from numba import config as numba_config
 from numba import njit, types
 from numba.extending import intrinsic, overload, register_jitable
+
+from . import _native
 
 __all__ = [
     "FASTMATH",
@@ -551,17 +557,24 @@ if hasattr(os, "register_at_fork"):                  # POSIX; Windows cannot for
     os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
-def worth_parallel(work: float, minimum: float | None = None) -> bool:
+def worth_parallel(work: float, minimum: float | None = None, native: bool = False) -> bool:
     """Whether :func:`run_tasks` splits a call of ``work`` operations over threads (given tasks).
 
     A call is split from :data:`MIN_PARALLEL_WORK` operations (read at each
-    call), or from its own ``minimum`` where that is larger.
+    call), or from its own ``minimum`` where that is larger. A call whose
+    threads start natively (``native``, see :mod:`._native`) is split from
+    :data:`._native.MIN_PARALLEL_WORK_NATIVE` operations, and its
+    ``minimum`` is ignored: the minima price the pool's hand-off.
     """
-    least = MIN_PARALLEL_WORK if minimum is None else max(MIN_PARALLEL_WORK, minimum)
+    if native:
+        least = _native.MIN_PARALLEL_WORK_NATIVE
+    else:
+        least = MIN_PARALLEL_WORK if minimum is None else max(MIN_PARALLEL_WORK, minimum)
     return num_threads() > 1 and work >= least
 
 
-def run_tasks(kernel, n_tasks: int, work: float, minimum: float | None = None) -> None:
+def run_tasks(kernel, n_tasks: int, work: float, minimum: float | None = None, *,
+              native=None) -> None:
     """Run ``kernel(first, stride)`` over ``n_tasks`` tasks on the available cores.
 
     ``kernel(first, stride)`` must process tasks ``first, first + stride, ...``
@@ -570,6 +583,11 @@ def run_tasks(kernel, n_tasks: int, work: float, minimum: float | None = None) -
     takes ``r = 0``. A problem too small for :func:`worth_parallel`, or of one
     task, runs inline as ``kernel(0, 1)``. The strided split balances tasks of
     unequal cost (causal query blocks).
+
+    With ``native=(launcher, args)`` and :func:`._native.native_threads`, a
+    parallel call runs ``launcher(T, *args)`` instead: a compiled
+    ``parallel=True`` loop over ``T`` copies of a kernel that claims its tasks
+    itself (the same work as ``kernel``), started on numba's threads.
 
     Parameters
     ----------
@@ -580,10 +598,17 @@ def run_tasks(kernel, n_tasks: int, work: float, minimum: float | None = None) -
     minimum : float, optional
         The call's own least ``work`` to split over threads, where larger than
         :data:`MIN_PARALLEL_WORK` (see :func:`worth_parallel`).
+    native : (callable, tuple), optional
+        The kernel's compiled launcher and its arguments after the thread count.
     """
     threads = min(num_threads(), n_tasks)
-    if threads <= 1 or not worth_parallel(work, minimum):
+    use_native = native is not None and _native.native_threads()
+    if threads <= 1 or not worth_parallel(work, minimum, use_native):
         kernel(0, 1)
+        return
+    if use_native:
+        launcher, args = native
+        launcher(threads, *args)
         return
     pool = _pool()
     futures = [pool.submit(kernel, r, threads) for r in range(1, threads)]

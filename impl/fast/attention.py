@@ -96,6 +96,7 @@ from ..contract.validate import (
     normalize_axis,
     resolve_scale,
 )
+from ._native import native_threads
 from ._numeric import (
     FEW_ROWS,
     JIT,
@@ -115,6 +116,7 @@ from .flash import (
     GUARD_INPUTS,
     GUARD_NONE,
     GUARD_OUTPUTS,
+    flash_parallel,
     flash_tasks,
     merge_splits,
     online_softmax_row,
@@ -172,7 +174,8 @@ SPLIT_KEY_BLOCKS = 4
 DECODE_TASKS_PER_THREAD = 4
 #: Least bytes of keys and values (one read per query row, ``work / 2``
 #: elements) that a decode call (query blocks of at most ``FEW_ROWS`` rows)
-#: reads for it to be split over threads, on top of
+#: reads for it to be split over threads *by the helper pool* (a native
+#: launch, :mod:`._native`, needs only its own least work), on top of
 #: :data:`._numeric.MIN_PARALLEL_WORK`: 3 M operations in float32, and no
 #: change (2 M) in float64. A decode step reads each key and value once, so a
 #: second thread gains less per operation than in a product, and below this
@@ -379,12 +382,13 @@ def _block_sizes(n_slabs: int, lq: int, lk: int, width: int | None = None) -> tu
 
 
 def _key_splits(n_tasks: int, span: int, block_k: int, few_rows: bool, work: float,
-                minimum: float | None = None) -> int:
+                minimum: float | None = None, native: bool = False) -> int:
     """Parts to split each query block's keys into (flash-decoding).
 
     A decode call (``few_rows``: query blocks of at most ``FEW_ROWS`` rows)
-    that runs in parallel (:func:`._numeric.worth_parallel` of ``work`` and
-    the call's ``minimum``, see :func:`_parallel_minimum`) is cut into
+    that runs in parallel (:func:`._numeric.worth_parallel` of ``work``, the
+    call's ``minimum``, see :func:`_parallel_minimum`, and ``native``, whether
+    its threads start from compiled code, see :mod:`._native`) is cut into
     :data:`DECODE_TASKS_PER_THREAD` tasks per thread, in parts of at least one
     key block of the longest walk (``span`` keys). Otherwise:
     1 when the (slab, query block) tasks are at least as many as the
@@ -397,7 +401,7 @@ def _key_splits(n_tasks: int, span: int, block_k: int, few_rows: bool, work: flo
     """
     threads = num_threads()
     key_blocks = -(-span // block_k)
-    if few_rows and threads > 1 and worth_parallel(work, minimum):
+    if few_rows and threads > 1 and worth_parallel(work, minimum, native):
         return max(1, min(-(-DECODE_TASKS_PER_THREAD * threads // n_tasks), key_blocks))
     if n_tasks >= threads:
         return 1
@@ -628,7 +632,9 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     work = 2.0 * n_slabs * keys * (e + ev)
     few_rows = block_q <= FEW_ROWS                                  # decode: scores in loops
     minimum = _parallel_minimum(few_rows, dtype)
-    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, few_rows, work, minimum)
+    native = native_threads()
+    n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, few_rows, work, minimum,
+                           native)
     if n_splits == 1:
         order = _task_order(n_slabs, n_blocks, spans)
     else:
@@ -650,17 +656,17 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     counter = np.zeros(1, dtype=np.int64)                           # the next task to claim
     faults = np.zeros(len(order), dtype=np.bool_)
 
-    def kernel(first, stride):
-        flash_tasks(q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
-                     bias, bias_index, use_bias, cap, use_softcap, left, right,
-                     seg, seg_index, use_seg, block_q, block_k, n_splits, mode, logit_limit,
-                     order, counter, parts, part_m, part_l, counts, faults)
+    args = (q3, k3, v3, lk, group, scale, causal, offset, mask, mask_index, use_mask,
+            bias, bias_index, use_bias, cap, use_softcap, left, right,
+            seg, seg_index, use_seg, block_q, block_k, n_splits, mode, logit_limit,
+            order, counter, parts, part_m, part_l, counts, faults)
 
     # a decode call whose products stay in loops skips the pinning (a lock and two calls)
     pinned = (single_threaded_blas() if values_by_blas(block_q, dtype.itemsize)
               else contextlib.nullcontext())
     with pinned:
-        run_tasks(kernel, len(order), work, minimum)
+        run_tasks(lambda first, stride: flash_tasks(*args), len(order), work, minimum,
+                  native=(flash_parallel, args))
     if guard and np.count_nonzero(faults):                         # cheaper than .any() on a few
         return None
     if visits is not None:

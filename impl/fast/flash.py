@@ -1,7 +1,8 @@
 """The compiled FlashAttention kernel: the online softmax over key blocks, one query block per task.
 
 :func:`flash_tasks` is the parallel loop over (batch*head, query block[, key
-split]) tasks that :func:`.attention.run_attention` launches;
+split]) tasks that :func:`.attention.run_attention` launches (on the helper
+pool, or natively through :func:`flash_parallel`, see :mod:`._native`);
 :func:`attend_query_block` walks one query block over its visible key blocks
 with the online-softmax recurrence (:func:`online_softmax_row`: one pass per
 row while the row's logits stay within :data:`STALE_SLACK` of its reference,
@@ -27,7 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._numeric import (
     FEW_ROWS,
@@ -57,6 +58,7 @@ __all__ = [
     "fold_row_exact",
     "attend_query_block",
     "flash_tasks",
+    "flash_parallel",
     "merge_splits",
 ]
 
@@ -482,6 +484,25 @@ def flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, use
             part_l[split, n, i0:i1])
         visits[task] = visited
         faults[task] = fault
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def flash_parallel(threads, q, k, v, lk, group, scale, causal, offset, mask, mask_index,
+                   use_mask, bias, bias_index, use_bias, softcap, use_softcap, left, right,
+                   seg, seg_index, use_seg, block_q, block_k, n_splits, guard, logit_limit,
+                   order, counter, out, part_m, part_l, visits, faults):
+    """:func:`flash_tasks` on ``threads`` of numba's threads (the native launch of :mod:`._native`).
+
+    Each of the ``threads`` copies claims tasks from the shared ``counter``
+    until none is left, so the work and its result are those of one
+    :func:`flash_tasks` call; only which thread takes which task differs, and
+    every task writes its own part of the outputs.
+    """
+    for _ in prange(threads):
+        flash_tasks(q, k, v, lk, group, scale, causal, offset, mask, mask_index, use_mask,
+                    bias, bias_index, use_bias, softcap, use_softcap, left, right,
+                    seg, seg_index, use_seg, block_q, block_k, n_splits, guard, logit_limit,
+                    order, counter, out, part_m, part_l, visits, faults)
 
 
 @njit(**JIT)

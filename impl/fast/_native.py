@@ -1,0 +1,112 @@
+"""Threads started from compiled code: numba's parallel layer, where it is safe to use.
+
+:func:`._numeric.run_tasks` starts a kernel's threads in one of two ways:
+
+* **native**: a ``parallel=True`` launcher compiled beside the kernel (for
+  example :func:`.flash.flash_parallel`) runs ``prange(threads)`` copies of
+  the task-claiming kernel on numba's own thread pool. The hand-off costs a
+  few microseconds, because the pool's threads wait in compiled code;
+* **pool**: a Python ``ThreadPoolExecutor`` whose threads call the ``nogil``
+  kernel. Each helper must take the GIL to make the call, so a hand-off costs
+  tens of microseconds.
+
+Measured on this project's 2-core machine (AMD EPYC, numba 0.68, ``omp``
+layer), one round trip through two threads doing nothing: native 3.5 us,
+pool 50 us. A decode step that reads 16 MB of keys and values (float32,
+B*H = 8, Lk = 4096) took 214 us native against 387 us with the pool
+(torch SDPA: 239 us); see ``make bench``.
+
+The native way is used only when numba's threading layer is one that numba
+documents as thread-safe, ``omp`` or ``tbb``: its ``workqueue`` layer
+aborts the process when two threads launch at once, and a program may call
+the kernels from several threads. It is also switched off in a process
+forked from one that may have used it: GNU OpenMP does not survive a fork,
+and numba terminates a child that launches a parallel region after its
+parent did. Such a process falls back to the pool, which
+:func:`._numeric._forget_pool_in_child` makes safe. ``TT_FAST_THREADS=pool``
+chooses the pool throughout (read once, at the first parallel call).
+
+References
+----------
+numba documentation, "The Threading Layers" (which layers are thread-safe
+and fork-safe; GNU OpenMP is not fork-safe).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["MIN_PARALLEL_WORK_NATIVE", "native_threads", "describe"]
+
+#: Below this many floating-point operations a call with a native launcher runs
+#: in the calling thread. Measured on 2 cores (attention, d = 64, inline against
+#: two native threads): 0.26 M operations break even (decode, float32 B*H = 2,
+#: Lk = 512: 35 against 35 us), 0.52 M gain 8-17% and 2.1 M gain 23-30%.
+MIN_PARALLEL_WORK_NATIVE = 500_000
+
+#: The layers that numba documents as safe to launch from several threads.
+_THREAD_SAFE_LAYERS = ("omp", "tbb")
+
+_STATE = {"native": None, "why": ""}                  # native: None until probed, then a bool
+_LOCK = threading.Lock()
+
+
+@njit(parallel=True, cache=True)
+def _probe(n):
+    out = np.zeros(n)
+    for r in prange(n):
+        out[r] = r
+    return out
+
+
+def native_threads() -> bool:
+    """Whether kernels with a compiled launcher start their threads natively.
+
+    The first call launches a trivial parallel loop (so that numba loads its
+    threading layer) and keeps the answer: True when the layer is thread-safe
+    (``omp`` or ``tbb``) and ``TT_FAST_THREADS`` is not ``pool``. Always
+    False in a process forked after the module was imported.
+    """
+    state = _STATE["native"]
+    if state is not None:
+        return state
+    with _LOCK:
+        if _STATE["native"] is None:
+            raw = os.environ.get("TT_FAST_THREADS", "native")
+            choice = raw.strip().lower()
+            if choice not in ("native", "pool"):
+                raise ValueError(f"TT_FAST_THREADS: expected 'native' or 'pool', got {raw!r}")
+            native, why = False, "TT_FAST_THREADS=pool"
+            if choice == "native":
+                import numba
+
+                _probe(1)                             # loads the threading layer
+                layer = numba.threading_layer()
+                native = layer in _THREAD_SAFE_LAYERS
+                why = f"numba {layer} layer" + ("" if native else ", not thread-safe")
+            _STATE["native"], _STATE["why"] = native, why
+    return _STATE["native"]
+
+
+def describe() -> str:
+    """How parallel calls start their threads, for a benchmark's environment.
+
+    ``"native (numba omp layer)"``, or ``"pool"`` with the reason in brackets.
+    """
+    native = native_threads()
+    return f"{'native' if native else 'pool'} ({_STATE['why']})"
+
+
+def _pool_in_child() -> None:
+    """After ``fork``: never launch natively (GNU OpenMP is not fork-safe)."""
+    global _LOCK
+    _STATE["native"], _STATE["why"] = False, "forked process"
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):                  # POSIX; Windows cannot fork
+    os.register_at_fork(after_in_child=_pool_in_child)
