@@ -181,14 +181,14 @@ def environment() -> dict:
 
     env["numba"] = numba.__version__
     env["numba_threads"] = numba.config.NUMBA_NUM_THREADS
-    env["fast_threads"] = importlib.import_module("transformer_theory.impl.fast._native").describe()
-    env["blas_backends"] = blas_backends()
-    try:
+    try:                                 # before the fast path starts threads (see _native)
         import torch
 
         env["torch"] = torch.__version__
     except ImportError:
         env["torch"] = None
+    env["fast_threads"] = importlib.import_module("transformer_theory.impl.fast._native").describe()
+    env["blas_backends"] = blas_backends()
     return env
 
 

@@ -28,6 +28,7 @@ import inspect
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -133,6 +134,8 @@ def launched(native: bool):
     Skips the test where the native way is unavailable (numba's threading layer
     here is not a thread-safe one).
     """
+    if native and importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401  (torch before numba's OpenMP runtime: see _native)
     if native and not FT.native_threads():
         pytest.skip("numba's threading layer here is not omp or tbb: no native launch")
     with pytest.MonkeyPatch.context() as mp:
@@ -647,11 +650,11 @@ def test_native_and_pool_launches_are_bitwise_the_serial_result(fast, name, dtyp
 def test_native_launch_on_two_numba_threads_equals_the_pool():
     """Two of numba's threads claim the tasks at once (``make test`` runs with one).
 
-    A fresh interpreter with ``NUMBA_NUM_THREADS=2``: a decode step split over keys and
-    a causal prefill, launched natively, equal the pool's results bitwise.
+    A fresh interpreter with ``NUMBA_NUM_THREADS=2`` (and ``TT_FAST_THREADS=native``, as
+    it does not import torch): a decode step split over keys and a causal prefill,
+    launched natively, equal the pool's results bitwise.
     """
     import subprocess
-    import sys
     script = (
         "import importlib, numpy as np, numba\n"
         "import transformer_theory.impl.fast as F\n"
@@ -668,7 +671,7 @@ def test_native_launch_on_two_numba_threads_equals_the_pool():
         "    T._STATE['native'] = True\n"
         "    assert np.array_equal(native, pool), (lq, lk)\n"
         "print('ok', numba.get_num_threads())\n")
-    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", TT_FAST_THREADS="native")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -707,12 +710,35 @@ def test_tt_fast_threads_chooses_the_pool_or_is_refused(monkeypatch, value, nati
     monkeypatch.setitem(FT._STATE, "why", "")
     monkeypatch.setenv("TT_FAST_THREADS", value)
     if native is None:
-        with pytest.raises(ValueError, match="^TT_FAST_THREADS: expected 'native' or 'pool', "
-                                             "got 'bogus'$"):
+        with pytest.raises(ValueError, match="^TT_FAST_THREADS: expected 'auto', 'native' or "
+                                             "'pool', got 'bogus'$"):
             FT.native_threads()
     else:
         assert FT.native_threads() is native
         assert FT.describe() == "pool (TT_FAST_THREADS=pool)"
+
+
+@pytest.mark.parametrize("choice", ["auto", "native"])
+def test_native_threads_wait_for_an_installed_torch_unless_forced(monkeypatch, choice):
+    """Under ``auto`` the pool is used, and nothing decided, while torch is installed but
+    not imported (numba's OpenMP runtime started first would be shared by torch, measured
+    4-5 times slower); once torch is imported, or under ``native``, the layer decides.
+
+    Power: a rule that decided (and kept) its answer before torch was imported fails the
+    last assertion of ``auto``.
+    """
+    with launched(True):
+        pass                                         # skips where the layer is not thread-safe
+    monkeypatch.setitem(FT._STATE, "native", None)
+    monkeypatch.setitem(FT._STATE, "why", "")
+    monkeypatch.setitem(FT._STATE, "torch", True)    # installed ...
+    monkeypatch.delitem(sys.modules, "torch", raising=False)   # ... not imported
+    monkeypatch.setenv("TT_FAST_THREADS", choice)
+    if choice == "auto":
+        assert FT.native_threads() is False and FT._STATE["native"] is None
+        assert FT.describe() == "pool (torch is installed but not imported yet)"
+        monkeypatch.setitem(sys.modules, "torch", object())    # imported now
+    assert FT.native_threads() is True
 
 
 def test_describe_names_the_threading_layer():

@@ -23,18 +23,25 @@ the kernels from several threads. It is also switched off in a process
 forked from one that may have used it: GNU OpenMP does not survive a fork,
 and numba terminates a child that launches a parallel region after its
 parent did. Such a process falls back to the pool, which
-:func:`._numeric._forget_pool_in_child` makes safe. ``TT_FAST_THREADS=pool``
-chooses the pool throughout (read once, at the first parallel call).
+:func:`._numeric._forget_pool_in_child` makes safe. And it waits for torch,
+where torch is installed: see :func:`native_threads`.
+``TT_FAST_THREADS=pool`` chooses the pool throughout, ``native`` the native
+way without waiting for torch (read at each call until the choice is made).
 
 References
 ----------
 numba documentation, "The Threading Layers" (which layers are thread-safe
-and fork-safe; GNU OpenMP is not fork-safe).
+and fork-safe; GNU OpenMP is not fork-safe). pytorch/pytorch issue 98836,
+"PyTorch's packaged libgomp causes significant performance penalties on CPU
+when used together with other Python packages" (the order in which modules
+load their OpenMP runtimes changes torch's threading).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import threading
 
 import numpy as np
@@ -51,7 +58,7 @@ MIN_PARALLEL_WORK_NATIVE = 500_000
 #: The layers that numba documents as safe to launch from several threads.
 _THREAD_SAFE_LAYERS = ("omp", "tbb")
 
-_STATE = {"native": None, "why": ""}                  # native: None until probed, then a bool
+_STATE = {"native": None, "why": "", "torch": None}   # native: None until decided
 _LOCK = threading.Lock()
 
 
@@ -63,25 +70,52 @@ def _probe(n):
     return out
 
 
+def _choice() -> str:
+    """``TT_FAST_THREADS``: ``auto`` (the default), ``native`` or ``pool``."""
+    raw = os.environ.get("TT_FAST_THREADS", "auto")
+    choice = raw.strip().lower()
+    if choice not in ("auto", "native", "pool"):
+        raise ValueError(f"TT_FAST_THREADS: expected 'auto', 'native' or 'pool', got {raw!r}")
+    return choice
+
+
+def _torch_pending() -> bool:
+    """Whether torch is installed but not imported yet (found once, then a dict lookup)."""
+    if "torch" in sys.modules:
+        return False
+    if _STATE["torch"] is None:
+        try:
+            _STATE["torch"] = importlib.util.find_spec("torch") is not None
+        except (ImportError, ValueError):
+            _STATE["torch"] = False
+    return _STATE["torch"]
+
+
 def native_threads() -> bool:
     """Whether kernels with a compiled launcher start their threads natively.
 
-    The first call launches a trivial parallel loop (so that numba loads its
-    threading layer) and keeps the answer: True when the layer is thread-safe
-    (``omp`` or ``tbb``) and ``TT_FAST_THREADS`` is not ``pool``. Always
-    False in a process forked after the module was imported.
+    Decided at the first call that may start them, then kept: True when
+    numba's threading layer is thread-safe (``omp`` or ``tbb``; a trivial
+    parallel loop is launched once so that numba loads it) and
+    ``TT_FAST_THREADS`` is not ``pool``. Always False in a process forked after
+    the module was imported. Under ``TT_FAST_THREADS=auto`` (the default), while
+    torch is installed but not imported, the answer is False and nothing is
+    decided: numba's GNU OpenMP runtime, started first, would be shared by the
+    torch imported later, whose CPU kernels then ran 4-5 times slower
+    (measured: SDPA, L = 2048, 2 threads, 53 ms against 244-285 ms); with
+    torch imported first each keeps its own runtime and neither slows down.
+    ``TT_FAST_THREADS=native`` launches natively regardless.
     """
     state = _STATE["native"]
     if state is not None:
         return state
+    choice = _choice()
+    if choice == "auto" and _torch_pending():
+        return False
     with _LOCK:
         if _STATE["native"] is None:
-            raw = os.environ.get("TT_FAST_THREADS", "native")
-            choice = raw.strip().lower()
-            if choice not in ("native", "pool"):
-                raise ValueError(f"TT_FAST_THREADS: expected 'native' or 'pool', got {raw!r}")
             native, why = False, "TT_FAST_THREADS=pool"
-            if choice == "native":
+            if choice != "pool":
                 import numba
 
                 _probe(1)                             # loads the threading layer
@@ -93,12 +127,15 @@ def native_threads() -> bool:
 
 
 def describe() -> str:
-    """How parallel calls start their threads, for a benchmark's environment.
+    """How parallel calls start their threads now, for a benchmark's environment.
 
     ``"native (numba omp layer)"``, or ``"pool"`` with the reason in brackets.
     """
-    native = native_threads()
-    return f"{'native' if native else 'pool'} ({_STATE['why']})"
+    if native_threads():
+        return f"native ({_STATE['why']})"
+    if _STATE["native"] is None:
+        return "pool (torch is installed but not imported yet)"
+    return f"pool ({_STATE['why']})"
 
 
 def _pool_in_child() -> None:
