@@ -602,7 +602,7 @@ def run_tasks(kernel, n_tasks: int, work: float, minimum: float | None = None, *
         The kernel's compiled launcher and its arguments after the thread count.
     """
     threads = min(num_threads(), n_tasks)
-    use_native = native is not None and _native.native_threads()
+    use_native = threads > 1 and native is not None and _native.native_threads()
     if threads <= 1 or not worth_parallel(work, minimum, use_native):
         kernel(0, 1)
         return

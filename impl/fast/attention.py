@@ -632,7 +632,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
     work = 2.0 * n_slabs * keys * (e + ev)
     few_rows = block_q <= FEW_ROWS                                  # decode: scores in loops
     minimum = _parallel_minimum(few_rows, dtype)
-    native = native_threads()
+    native = num_threads() > 1 and native_threads()                 # (no probe on one thread)
     n_splits = _key_splits(n_slabs * n_blocks, max(spans), block_k, few_rows, work, minimum,
                            native)
     if n_splits == 1:
