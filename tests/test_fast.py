@@ -113,7 +113,7 @@ def always_parallel():
     threads = FN.num_threads
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(FN, "MIN_PARALLEL_WORK", 0)
-        mp.setattr(FT, "MIN_PARALLEL_WORK_NATIVE", 0)
+        mp.setattr(FN, "MIN_PARALLEL_WORK_NATIVE", 0)
         mp.setattr(FA, "MIN_PARALLEL_BYTES_FEW_ROWS", 0)
         mp.setattr(FN, "num_threads", lambda: max(2, threads()))
         yield
@@ -587,7 +587,7 @@ def test_native_threads_start_from_their_own_threshold(fast):
     """Threads started natively cost microseconds, so a call is split from
     MIN_PARALLEL_WORK_NATIVE operations, below the pool's minima, and a decode step
     between the two is split over keys and launched natively."""
-    native_least = FT.MIN_PARALLEL_WORK_NATIVE
+    native_least = FN.MIN_PARALLEL_WORK_NATIVE
     pool_least = FA._parallel_minimum(True, np.dtype(np.float32))
     assert native_least < FN.MIN_PARALLEL_WORK < pool_least
     with launched(True), pytest.MonkeyPatch.context() as mp:

@@ -47,13 +47,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["MIN_PARALLEL_WORK_NATIVE", "native_threads", "describe"]
-
-#: Below this many floating-point operations a call with a native launcher runs
-#: in the calling thread. Measured on 2 cores (attention, d = 64, inline against
-#: two native threads): 0.26 M operations break even (decode, float32 B*H = 2,
-#: Lk = 512: 35 against 35 us), 0.52 M gain 8-17% and 2.1 M gain 23-30%.
-MIN_PARALLEL_WORK_NATIVE = 500_000
+__all__ = ["native_threads", "describe"]
 
 #: The layers that numba documents as safe to launch from several threads.
 _THREAD_SAFE_LAYERS = ("omp", "tbb")

@@ -75,7 +75,7 @@ from numba import config as numba_config
 from numba import njit, types
 from numba.extending import intrinsic, overload, register_jitable
 
-from . import _native
+from ._native import native_threads
 
 __all__ = [
     "FASTMATH",
@@ -83,6 +83,7 @@ __all__ = [
     "JIT",
     "JIT_INLINE",
     "MIN_PARALLEL_WORK",
+    "MIN_PARALLEL_WORK_NATIVE",
     "fast_exp",
     "fast_exp_nonpositive",
     "fast_exp_array",
@@ -121,8 +122,14 @@ JIT = dict(cache=True, nogil=True, fastmath=set(FASTMATH), error_model="numpy")
 #: caller's numba IR, so that LLVM optimises their code once, in place.
 JIT_INLINE = dict(JIT, inline="always")
 
-#: Below this many floating-point operations a call runs in the calling thread.
+#: Below this many floating-point operations a call runs in the calling thread
+#: (threads started through the helper pool).
 MIN_PARALLEL_WORK = 2_000_000
+#: Below this many floating-point operations a call with a native launcher runs
+#: in the calling thread. Measured on 2 cores (attention, d = 64, inline against
+#: two native threads): 0.26 M operations break even (decode, float32 B*H = 2,
+#: Lk = 512: 35 against 35 us), 0.52 M gain 8-17% and 2.1 M gain 23-30%.
+MIN_PARALLEL_WORK_NATIVE = 500_000
 
 
 # ---------------------------------------------------------------------------
@@ -563,11 +570,11 @@ def worth_parallel(work: float, minimum: float | None = None, native: bool = Fal
     A call is split from :data:`MIN_PARALLEL_WORK` operations (read at each
     call), or from its own ``minimum`` where that is larger. A call whose
     threads start natively (``native``, see :mod:`._native`) is split from
-    :data:`._native.MIN_PARALLEL_WORK_NATIVE` operations, and its
+    :data:`MIN_PARALLEL_WORK_NATIVE` operations, and its
     ``minimum`` is ignored: the minima price the pool's hand-off.
     """
     if native:
-        least = _native.MIN_PARALLEL_WORK_NATIVE
+        least = MIN_PARALLEL_WORK_NATIVE
     else:
         least = MIN_PARALLEL_WORK if minimum is None else max(MIN_PARALLEL_WORK, minimum)
     return num_threads() > 1 and work >= least
@@ -602,7 +609,7 @@ def run_tasks(kernel, n_tasks: int, work: float, minimum: float | None = None, *
         The kernel's compiled launcher and its arguments after the thread count.
     """
     threads = min(num_threads(), n_tasks)
-    use_native = threads > 1 and native is not None and _native.native_threads()
+    use_native = threads > 1 and native is not None and native_threads()
     if threads <= 1 or not worth_parallel(work, minimum, use_native):
         kernel(0, 1)
         return
