@@ -771,9 +771,14 @@ def probe_compile(dtypes: list) -> dict:
 
 
 def compile_section() -> dict:
-    """Cold compile per dtype (empty numba cache), then loading everything from the cache."""
+    """Cold compile per dtype (empty numba cache), then loading everything from the cache.
+
+    The children start threads natively (``TT_FAST_THREADS=native``: they do not
+    import torch), so ``warm_up`` compiles the attention kernel's parallel launcher
+    too, as it does for a program with more than one thread.
+    """
     with tempfile.TemporaryDirectory(prefix="tt-numba-cache-") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, TT_FAST_THREADS="native")
         cold = {dt: _child(["--probe-compile", dt], env) for dt in ("float32", "float64")}
         load = _child(["--probe-compile", "float32", "float64"], env)
     out = {"cold": cold, "load": load}
