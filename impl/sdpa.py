@@ -445,7 +445,8 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None,
     Returns
     -------
     np.ndarray, (..., Lq, Ev)
-        A fully masked query row returns zeros, never NaN.
+        A fully masked query row returns zeros, never NaN. float32 only if
+        every float input is float32.
 
     References
     ----------

@@ -59,6 +59,7 @@ FK = importlib.import_module("transformer_theory.impl.fast.kv_cache")
 FN = importlib.import_module("transformer_theory.impl.fast._numeric")
 FF = importlib.import_module("transformer_theory.impl.fast.flash")
 FT = importlib.import_module("transformer_theory.impl.fast._native")
+FD = importlib.import_module("transformer_theory.impl.fast._docs")
 
 DTYPES = st.sampled_from([np.dtype(np.float64), np.dtype(np.float32)])
 SEEDS = st.integers(0, 2**32 - 1)
@@ -356,6 +357,77 @@ def test_fast_subject_mirrors_the_reference():
     assert fast_s.attention is F.attention
     assert fast_s.rms_norm is F.rms_norm
     assert fast_s.attention_weights is RA.attention_weights
+
+
+def test_every_fast_function_documents_the_reference_contract():
+    """A public fast function is the reference's, or shows the reference's contract sections."""
+    for name in F.__all__:
+        fast_fn = getattr(F, name)
+        if not inspect.isfunction(fast_fn) or not fast_fn.__module__.startswith(F.__name__) \
+                or name == "warm_up":
+            continue                                   # a class, or the reference's own function
+        ref_fn = getattr(sys.modules[fast_fn.__module__].reference, name)
+        _, fast_sections = FD.docstring_sections(fast_fn.__doc__)
+        _, ref_sections = FD.docstring_sections(ref_fn.__doc__)
+        for section in FD.CONTRACT_SECTIONS:
+            assert fast_sections.get(section) == ref_sections.get(section), (name, section)
+        assert "Parameters" in fast_sections and "References" in fast_sections, name
+
+
+def test_same_contract_puts_the_sections_in_numpydoc_order_and_refuses_a_second_copy():
+    def reference(x):
+        """Do it.
+
+        Parameters
+        ----------
+        x : int
+            An integer.
+
+        Returns
+        -------
+        int
+        """
+
+    reference.__module__, reference.__qualname__ = __name__, "reference"
+    globals()["reference"] = reference                 # so that its dotted path resolves
+
+    def mirror(x):
+        """Do it faster.
+
+        Same contract as :func:`tests.test_fast.reference`.
+
+        Notes
+        -----
+        Fast.
+        """
+
+    mirror.__doc__ = mirror.__doc__.replace("tests.test_fast", __name__)
+    try:
+        out = FD.same_contract(reference)(mirror).__doc__
+        assert out.index("Parameters") < out.index("Returns") < out.index("Notes")
+        assert "    An integer." in out
+
+        def repeats(x):
+            """Do it.
+
+            Same contract as :func:`tests.test_fast.reference`.
+
+            Returns
+            -------
+            int
+            """
+
+        repeats.__doc__ = repeats.__doc__.replace("tests.test_fast", __name__)
+        with pytest.raises(ValueError, match="Returns come from"):
+            FD.same_contract(reference)(repeats)
+
+        def unnamed(x):
+            """Do it, somehow."""
+
+        with pytest.raises(ValueError, match="must name its reference"):
+            FD.same_contract(reference)(unnamed)
+    finally:
+        del globals()["reference"]
 
 
 # --------------------------------------------------------------------------- softmax

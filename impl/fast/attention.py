@@ -96,6 +96,7 @@ from ..contract.validate import (
     normalize_axis,
     resolve_scale,
 )
+from ._docs import same_contract
 from ._native import native_threads
 from ._numeric import (
     FEW_ROWS,
@@ -229,22 +230,13 @@ def _softmax_tasks(x, first, stride, out):
             p[j] = p[j] / total
 
 
+@same_contract(reference.softmax)
 def softmax(x, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax along ``axis``, one row per task.
 
     Same contract as :func:`transformer_theory.impl.sdpa.softmax`: the
     row maximum is subtracted first, ``-inf`` entries get probability 0, an
     all ``-inf`` row gives zeros; ``NaN`` and ``+inf`` are refused.
-
-    Parameters
-    ----------
-    x : array_like, float32 or float64, at least 1-d
-    axis : int
-
-    Returns
-    -------
-    np.ndarray
-        Same shape and dtype as ``x``.
 
     References
     ----------
@@ -680,6 +672,7 @@ def run_attention(q3, k3, v3, lk, group, scale, align, mask_slabs, bias_slabs, d
 # Scaled dot-product attention
 # ---------------------------------------------------------------------------
 
+@same_contract(reference.attention)
 def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softcap=None,
               segment_ids=None, window=None) -> np.ndarray:
     """Scaled dot-product attention ``softmax(scale * q k^T + bias) v``, fused and tiled.
@@ -690,40 +683,6 @@ def attention(q, k, v, *, mask=None, causal=False, scale=None, bias=None, softca
     window are skipped, so a window of width ``w`` costs ``O(L w)``) nor the
     same-document mask of packed sequences (the kernel compares the segment
     ids of a query and a key per score).
-
-    Parameters
-    ----------
-    q : array_like, (..., Lq, E)
-    k : array_like, (..., Lk, E)
-    v : array_like, (..., Lk, Ev)
-        Leading dims of ``q``, ``k``, ``v`` must be equal. ``k`` and ``v``
-        may hold NaN/inf only at keys no query may attend (zeroed here).
-    mask : array_like of bool, optional
-        Broadcastable to ``(..., Lq, Lk)``; True = may attend.
-    causal : {False, True, "top-left", "bottom-right"}
-        ``True`` is top-left aligned; combined with ``mask`` by AND.
-    scale : float, optional
-        Positive temperature; default ``1/sqrt(E)``.
-    bias : array_like, optional
-        Additive logit bias broadcastable to ``(..., Lq, Lk)``.
-    softcap : float, optional
-        Logit soft cap ``c``: the scaled logits become ``c * tanh(s / c)``
-        before the bias is added and the masks applied; None for none.
-    segment_ids : array_like of int, optional
-        Packed documents, ``(..., L)`` with ``Lq = Lk = L``: a query attends
-        only keys of its own document (ANDed with ``mask`` and ``causal``).
-    window : (int or None, int or None), optional
-        Sliding window ``(left, right)``, inclusive: query ``i`` attends key
-        ``j`` only if ``i - left <= j - offset <= i + right``, ``offset`` being
-        ``Lk - Lq`` for ``causal="bottom-right"``, else 0 (whether or not
-        ``causal`` is set); None on a side is unbounded. ANDed with ``mask``
-        and ``causal``. An int is a ``TypeError``.
-
-    Returns
-    -------
-    np.ndarray, (..., Lq, Ev)
-        A fully masked query row is zeros. float32 only if every float input
-        is float32.
 
     References
     ----------

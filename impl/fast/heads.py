@@ -48,6 +48,7 @@ from ..heads import (  # noqa: F401  (re-exported: nothing to accelerate)
     init_multi_head,
 )
 from ..positional import rope_frequencies
+from ._docs import same_contract
 from ._numeric import JIT, as_kernel_array, matmul, run_tasks, single_threaded_blas
 from ._scan import row_scan
 from .attention import as_slabs, run_attention
@@ -313,6 +314,7 @@ def _attend_projected(x_q, x_kv, params, mask, causal, bias, fallback, rope_base
     return y.reshape(lead + (lq, y.shape[-1]))
 
 
+@same_contract(reference.multi_head_attention)
 def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causal=False,
                          bias=None, rope_base=None, window=None) -> np.ndarray:
     """Multi-head attention with the fused kernel for the H heads at once.
@@ -320,29 +322,8 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
     Same contract as :func:`transformer_theory.impl.heads.multi_head_attention`:
     ``Concat(head_1..head_H) W^O + b_o`` with ``head_h = Attention(X_q W^Q_h +
     b^Q_h, X_kv W^K_h + b^K_h, X_kv W^V_h + b^V_h)`` and scale ``1/sqrt(Dh)``.
-
-    Parameters
-    ----------
-    x_q : array_like, (..., Lq, E)
-    x_kv : array_like, (..., Lk, Ekv)
-    params : MultiHeadParams
-    mask : array_like of bool, optional
-        Broadcastable to ``(..., Lq, Lk)``, shared by all heads.
-    causal : {False, True, "top-left", "bottom-right"}
-    bias : array_like, optional
-        Additive logit bias broadcastable to ``(..., H, Lq, Lk)``.
-    rope_base : float, optional
-        Rotary position embedding of base ``rope_base`` (interleaved pairs) of
-        each head's queries and keys at positions ``0 .. L-1``, after the
-        projections; self-attention only (``Lq = Lk``), even ``Dh``. None for
-        none.
-    window : (int or None, int or None), optional
-        Sliding window ``(left, right)`` shared by the heads, aligned as
-        ``causal`` (as in :func:`.attention.attention`); applied in the kernel.
-
-    Returns
-    -------
-    np.ndarray, (..., Lq, E)
+    A sliding ``window`` is applied inside the kernel (key blocks outside it
+    are skipped), never as a mask.
 
     References
     ----------
@@ -358,19 +339,11 @@ def multi_head_attention(x_q, x_kv, params: MultiHeadParams, *, mask=None, causa
         rope_base, window)
 
 
+@same_contract(reference.self_attention)
 def self_attention(x, params: MultiHeadParams, **kw) -> np.ndarray:
     """Multi-head self-attention: ``multi_head_attention(x, x, params, **kw)``.
 
-    Parameters
-    ----------
-    x : array_like, (..., L, E)
-    params : MultiHeadParams
-    **kw
-        ``mask``, ``causal``, ``bias`` as in :func:`multi_head_attention`.
-
-    Returns
-    -------
-    np.ndarray, (..., L, E)
+    Same contract as :func:`transformer_theory.impl.heads.self_attention`.
 
     References
     ----------
@@ -379,28 +352,13 @@ def self_attention(x, params: MultiHeadParams, **kw) -> np.ndarray:
     return multi_head_attention(x, x, params, **kw)
 
 
+@same_contract(reference.grouped_query_attention)
 def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None, causal=False,
                             bias=None, rope_base=None, window=None) -> np.ndarray:
     """Grouped-query attention: ``H`` query heads share ``G`` kv heads, K/V never copied.
 
     Same contract as :func:`transformer_theory.impl.heads.grouped_query_attention`;
     query head ``h`` reads kv head ``h // (H // G)`` by index inside the kernel.
-
-    Parameters
-    ----------
-    x_q : array_like, (..., Lq, E)
-    x_kv : array_like, (..., Lk, Ekv)
-    params : GroupedQueryParams (a MultiHeadParams is accepted as G = H)
-    mask : array_like of bool, optional
-    causal : {False, True, "top-left", "bottom-right"}
-    bias : array_like, optional
-        Broadcastable to ``(..., H, Lq, Lk)``.
-    rope_base, window
-        As in :func:`multi_head_attention`.
-
-    Returns
-    -------
-    np.ndarray, (..., Lq, E)
 
     References
     ----------
@@ -416,22 +374,11 @@ def grouped_query_attention(x_q, x_kv, params: GroupedQueryParams, *, mask=None,
         rope_base, window)
 
 
+@same_contract(reference.cross_attention)
 def cross_attention(x, memory, params: MultiHeadParams, *, memory_mask=None) -> np.ndarray:
     """Encoder-decoder attention: queries from ``x``, keys and values from ``memory``.
 
     Same contract as :func:`transformer_theory.impl.heads.cross_attention`.
-
-    Parameters
-    ----------
-    x : array_like, (..., Lq, E)
-    memory : array_like, (..., Lk, Ekv)
-    params : MultiHeadParams or GroupedQueryParams
-    memory_mask : array_like of bool, optional
-        Key-padding mask ``(..., Lk)`` or a full mask of rank ``x.ndim``.
-
-    Returns
-    -------
-    np.ndarray, (..., Lq, E)
 
     References
     ----------

@@ -34,6 +34,7 @@ from ..kv_cache import (  # noqa: F401  (re-exported: nothing to accelerate)
     kv_cache_bytes,
 )
 from ..heads import check_rope_base
+from ._docs import same_contract
 from ._numeric import as_kernel_array
 from .attention import as_slabs, run_attention
 from .heads import merge_heads, project_heads, rotate_heads
@@ -63,6 +64,7 @@ def _next_slots(arr, dtype, full: bool) -> np.ndarray:
     return out
 
 
+@same_contract(reference.decode_step)
 def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     """One step of incremental causal self-attention decoding with a KV cache.
 
@@ -79,27 +81,6 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     kernel) and may hold anything, NaN included (zeroed in the attended copy
     only, as in the reference). A padding token (negative position) may be
     non-finite and gets a zero output row.
-
-    Parameters
-    ----------
-    x_t : array_like, (..., 1, E)
-        Finite unless it is a padding token.
-    params : MultiHeadParams or GroupedQueryParams
-        Self-attention weights (``d_kv == d_model``).
-    cache : KVCache
-        Not full (a sliding-window cache never is).
-    positions : array_like of int, optional
-        Broadcastable to the batch shape, at most ``cache.length``; default
-        ``cache.length`` (no padding).
-    rope_base : float, optional
-        Rotary embedding (interleaved pairs) of the query and key at the
-        token's position; the cache holds rotated keys. None for none.
-
-    Returns
-    -------
-    y_t : np.ndarray, (..., 1, E)
-    new_cache : KVCache
-        ``length`` increased by one; arrays in the output dtype.
 
     References
     ----------
@@ -162,17 +143,11 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     return y, KVCache(k_all, v_all, t + 1, cache.window)
 
 
+@same_contract(reference.decode_sequence)
 def decode_sequence(x, params) -> np.ndarray:
     """Causal self-attention computed token by token with :func:`decode_step`.
 
-    Parameters
-    ----------
-    x : array_like, (..., L, E)
-    params : MultiHeadParams or GroupedQueryParams
-
-    Returns
-    -------
-    np.ndarray, (..., L, E)
+    Same contract as :func:`transformer_theory.impl.kv_cache.decode_sequence`.
 
     References
     ----------

@@ -43,6 +43,7 @@ from ..contract.validate import (
     common_float_dtype,
 )
 from ..layers import init_ffn, init_layer_norm  # noqa: F401  (re-exported)
+from ._docs import same_contract
 from ._numeric import (
     JIT,
     JIT_INLINE,
@@ -150,26 +151,13 @@ def _layer_norm_rows(x2, eps, gamma, beta, use_affine):
     return out
 
 
+@same_contract(reference.layer_norm)
 def layer_norm(x, gamma=None, beta=None, *, eps: float = 1e-5) -> np.ndarray:
     """Layer normalisation over the last axis, one row per parallel iteration.
 
     Same contract as :func:`transformer_theory.impl.layers.layer_norm`:
     ``y = (x - mean(x)) / sqrt(var(x) + eps) * gamma + beta`` with the biased
     variance; a constant row standardises to zeros (also for ``eps = 0``).
-
-    Parameters
-    ----------
-    x : array_like, shape (..., E)
-        float32 or float64, finite, at least 1-d.
-    gamma : array_like, shape (E,), optional
-    beta : array_like, shape (E,), optional
-    eps : float
-        Finite, ``>= 0``.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., E)
-        float32 only if ``x`` and every given ``gamma``/``beta`` are float32.
 
     References
     ----------
@@ -255,26 +243,13 @@ def _rms_norm_rows(x2, eps, gamma, use_gamma):
     return out
 
 
+@same_contract(reference.rms_norm)
 def rms_norm(x, gamma=None, *, eps: float = 1e-6) -> np.ndarray:
     """Root-mean-square normalisation over the last axis, one row per parallel iteration.
 
     Same contract as :func:`transformer_theory.impl.layers.rms_norm`:
     ``y = x / sqrt(mean(x**2) + eps) * gamma`` with ``eps`` inside the root,
     no centring; an all-zero row gives zeros (also for ``eps = 0``).
-
-    Parameters
-    ----------
-    x : array_like, shape (..., E)
-        float32 or float64, finite, at least 1-d.
-    gamma : array_like, shape (E,), optional
-        Per-feature gain; omitted means 1.
-    eps : float
-        Finite, ``>= 0``.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., E)
-        float32 only if ``x`` and ``gamma`` (if given) are float32.
 
     References
     ----------
@@ -376,24 +351,14 @@ def linear(x2, w, b, dtype) -> np.ndarray:
     return out
 
 
+@same_contract(reference.feed_forward)
 def feed_forward(x, params: FFNParams, *, activation="relu") -> np.ndarray:
     """Position-wise feed-forward network ``act(x W1 + b1) W2 + b2`` on row blocks.
 
     Same contract as :func:`transformer_theory.impl.layers.feed_forward`.
-
-    Parameters
-    ----------
-    x : array_like, shape (..., E)
-    params : FFNParams
-    activation : str or callable
-        ``"relu"``, ``"gelu"``, ``"tanh"``, ``"sigmoid"`` (or those reference
-        functions) run inside the kernel; another callable is applied by numpy
-        to the hidden layer.
-
-    Returns
-    -------
-    numpy.ndarray, shape (..., E)
-        float32 only if ``x`` and all parameters are float32.
+    The activations ``"relu"``, ``"gelu"``, ``"tanh"`` and ``"sigmoid"`` (or
+    those reference functions) run inside the kernel; another callable is
+    applied by numpy to the hidden layer.
 
     References
     ----------

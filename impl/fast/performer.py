@@ -50,6 +50,7 @@ from ..performer import (  # noqa: F401  (re-exported: random matrices are not k
     orthogonal_gaussian,
 )
 from ..performer_favor import check_favor_options
+from ._docs import same_contract
 from ._numeric import (
     JIT,
     JIT_INLINE,
@@ -166,22 +167,11 @@ def _features(x2, w, kind: str, mode: int, shift=None):
     return feats, shifts
 
 
+@same_contract(reference.random_features)
 def random_features(x, w, kind: str = "positive", *, stabilizer=None) -> np.ndarray:
     """The random feature map ``phi(x)`` with ``E[phi(x)^T phi(y)] = exp(x^T y)``.
 
     Same contract as :func:`transformer_theory.impl.performer.random_features`.
-
-    Parameters
-    ----------
-    x : array_like, shape (..., L, d)
-    w : array_like, shape (m, d)
-    kind : {"trig", "positive", "hyperbolic"}
-    stabilizer : array_like, optional
-        Broadcastable to ``x.shape[:-1] + (1,)``; positive/hyperbolic only.
-
-    Returns
-    -------
-    ndarray, shape (..., L, m) for positive, (..., L, 2m) otherwise
 
     References
     ----------
@@ -418,6 +408,7 @@ def _key_features(k2, w, kind, stabilize, key_stabilizer, mask2, lk):
     return kf, log_w
 
 
+@same_contract(reference.favor_attention)
 def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
                     mask=None, stabilize: bool = True, key_stabilizer: str = "per-key",
                     chunk_size: int = 64) -> np.ndarray:
@@ -427,24 +418,6 @@ def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
     (scaling by ``d^{-1/4}``, stabilisers, key-padding mask, zero rows where
     ``D_ii = 0``); the causal form is the chunked prefix scan with
     ``chunk_size`` positions per block.
-
-    Parameters
-    ----------
-    q : array_like, shape (..., L, d)
-    k : array_like, shape (..., Lk, d)
-    v : array_like, shape (..., Lk, dv)
-    w : array_like, shape (m, d)
-    causal : bool
-    kind : {"positive", "hyperbolic", "trig"}
-    mask : array_like of bool, shape (..., Lk), optional
-        Key-padding mask, True = real token.
-    stabilize : bool
-    key_stabilizer : {"per-key", "sequence"}
-    chunk_size : int
-
-    Returns
-    -------
-    ndarray, shape (..., L, dv)
 
     References
     ----------
@@ -479,6 +452,7 @@ def favor_attention(q, k, v, w, *, causal: bool = False, kind: str = "positive",
     return out.reshape(lead + (length, dv))
 
 
+@same_contract(reference.favor_attention_recurrent)
 def favor_attention_recurrent(q, k, v, w, *, kind: str = "positive") -> np.ndarray:
     """Causal FAVOR+ decoded one position at a time (the RNN view), in numba.
 
@@ -487,18 +461,6 @@ def favor_attention_recurrent(q, k, v, w, *, kind: str = "positive") -> np.ndarr
     per-query and per-key stabilisers, the state relative to the running max
     of the key stabilisers. Equal to ``favor_attention(..., causal=True)`` up
     to rounding.
-
-    Parameters
-    ----------
-    q : array_like, shape (..., L, d)
-    k : array_like, shape (..., L, d)
-    v : array_like, shape (..., L, dv)
-    w : array_like, shape (m, d)
-    kind : {"positive", "hyperbolic", "trig"}
-
-    Returns
-    -------
-    ndarray, shape (..., L, dv)
 
     References
     ----------
