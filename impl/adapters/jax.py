@@ -641,6 +641,33 @@ def attention_backward(q, k, v, d_out, *, mask=None, causal=False, scale=None):
     return p.back(dq, p.lq, p.e), p.back(dk, p.lk, p.e), p.back(dv, p.lk, p.ev)
 
 
+def _row_gradient(x, d_out, dtype):
+    """The rows of ``x`` and of the output gradient ``d_out`` (its shape), padded alike.
+
+    Parameters
+    ----------
+    x : np.ndarray, (..., E)
+        The validated input of a row-wise layer.
+    d_out : array_like, (..., E)
+    dtype : np.dtype
+        The forward computation's dtype; float32 becomes float64 when
+        ``d_out`` is float64.
+
+    Returns
+    -------
+    xr, gr : np.ndarray, (rows, E)
+        As :func:`_rows` pads ``x``.
+    dtype : np.dtype
+    """
+    g = as_float_array(d_out, "d_out", ndim_min=1)
+    if g.shape != x.shape:
+        raise ValueError(f"d_out: expected the forward output's shape {x.shape}, got {g.shape}")
+    dtype = common_float_dtype(x, g) if dtype == np.float32 else dtype
+    xr = _rows(x, dtype)                                              # (rows, E)
+    gr = _pad(g.reshape(-1, g.shape[-1]).astype(dtype, copy=False), xr.shape)
+    return xr, gr, dtype
+
+
 def _layer_norm_vjp_j(x, gamma, beta, eps, d_out):
     jax = _jax()
     _, vjp = jax.vjp(lambda a, b, c: _layer_norm_j(a, b, c, eps), x, gamma, beta)
@@ -650,12 +677,7 @@ def _layer_norm_vjp_j(x, gamma, beta, eps, d_out):
 def layer_norm_backward(x, d_out, gamma=None, beta=None, *, eps: float = 1e-5):
     """``jax.vjp`` of :func:`layer_norm`: ``(dx, dgamma, dbeta)``."""
     x, gamma, beta, dtype = _ln_args(x, gamma, beta)
-    g = as_float_array(d_out, "d_out", ndim_min=1)
-    if g.shape != x.shape:
-        raise ValueError(f"d_out: expected the forward output's shape {x.shape}, got {g.shape}")
-    dtype = common_float_dtype(x, g) if dtype == np.float32 else dtype
-    xr = _rows(x, dtype)
-    gr = _pad(g.reshape(-1, g.shape[-1]).astype(dtype, copy=False), xr.shape)
+    xr, gr, dtype = _row_gradient(x, d_out, dtype)
     dx, dgamma, dbeta = _EXECUTABLES(_layer_norm_vjp_j, (), xr, gamma.astype(dtype),
                                      beta.astype(dtype), np.asarray(float(eps), dtype), gr)
     dx = np.asarray(dx)[:math.prod(x.shape[:-1])].reshape(x.shape)
@@ -674,12 +696,7 @@ def feed_forward_backward(x, params, d_out, *, activation="relu"):
 
     _activation(activation)
     x, w1, b1, w2, b2, dtype = _ffn_args(x, params)
-    g = as_float_array(d_out, "d_out", ndim_min=1)
-    if g.shape != x.shape:
-        raise ValueError(f"d_out: expected the forward output's shape {x.shape}, got {g.shape}")
-    dtype = common_float_dtype(x, g) if dtype == np.float32 else dtype
-    xr = _rows(x, dtype)
-    gr = _pad(g.reshape(-1, g.shape[-1]).astype(dtype, copy=False), xr.shape)
+    xr, gr, dtype = _row_gradient(x, d_out, dtype)
     grads = _EXECUTABLES(_ffn_vjp_j, (activation,), xr,
                          *(a.astype(dtype) for a in (w1, b1, w2, b2)), gr)
     dx, dw1, db1, dw2, db2 = (_np(a, dtype) for a in grads)
