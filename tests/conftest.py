@@ -18,13 +18,20 @@ from transformer_theory.theory.profiles import get_profile, register_hypothesis_
 register_hypothesis_profiles()
 
 
+#: The scratch cache this process made (removed at the end of the run), if any.
+_SCRATCH_CACHE = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
     import tempfile
 
     from hypothesis import settings
 
-    # the CLI's run timings (theory/progress.py) go to a scratch cache, not the user's
-    os.environ.setdefault("TT_CACHE_DIR", tempfile.mkdtemp(prefix="tt-cache-"))
+    # the CLI's run timings (theory/progress.py) go to a scratch cache, not the user's; pytest-xdist
+    # workers inherit the variable, so only the process that made the folder removes it
+    if "TT_CACHE_DIR" not in os.environ:
+        config.stash[_SCRATCH_CACHE] = os.environ["TT_CACHE_DIR"] = tempfile.mkdtemp(
+            prefix="tt-cache-")
 
     chosen = config.getoption("--hypothesis-profile", default=None) or os.environ.get("TT_PROFILE")
     if chosen:
@@ -32,6 +39,16 @@ def pytest_configure(config):
         settings.load_profile(chosen)
     else:
         settings.load_profile("dev")
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    made = config.stash.get(_SCRATCH_CACHE, None)
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        if os.environ.get("TT_CACHE_DIR") == made:
+            del os.environ["TT_CACHE_DIR"]
 
 
 @pytest.fixture(scope="session")
