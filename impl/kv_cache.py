@@ -189,8 +189,8 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     return y_t, KVCache(k_all, v_all, t + 1, cache.window)
 
 
-def attended_slots(cache: KVCache, start) -> tuple[int, bool, np.ndarray]:
-    """The cache slots the next decode step attends, checked finite where they are attended.
+def slot_plan(cache: KVCache, start) -> tuple[int, bool, slice, np.ndarray, np.ndarray]:
+    """The cache slots the next decode step attends (not checked: see :func:`attended_slots`).
 
     Before step ``t = cache.length`` the first ``min(t, max_len)`` slots are filled; a
     full sliding window drops its oldest slot, so the step attends ``kept + 1`` slots,
@@ -208,13 +208,12 @@ def attended_slots(cache: KVCache, start) -> tuple[int, bool, np.ndarray]:
         Earlier slots still attended; the new key goes to slot ``kept``.
     full : bool
         The window was full: the slots move one to the front, dropping the oldest.
+    previous : slice
+        The slots of ``cache`` that stay attended.
+    index : np.ndarray of int, (kept + 1,)
+        The position of each attended slot, the new one last.
     allowed : np.ndarray of bool, (..., kept + 1)
         False at left padding.
-
-    Raises
-    ------
-    ValueError
-        NaN or inf in an earlier slot that is attended (:func:`check_attended_slots_finite`).
 
     References
     ----------
@@ -228,6 +227,31 @@ def attended_slots(cache: KVCache, start) -> tuple[int, bool, np.ndarray]:
     kept -= int(full)
     index = t - kept + np.arange(kept + 1)                   # (n,) position of each slot
     allowed = index >= start[..., None]                      # (..., n) not padding
+    return kept, full, previous, index, allowed
+
+
+def attended_slots(cache: KVCache, start) -> tuple[int, bool, np.ndarray]:
+    """:func:`slot_plan`, with the attended earlier slots checked finite.
+
+    Parameters
+    ----------
+    cache : KVCache
+    start : np.ndarray of int, (...,)
+        The first real position of each batch member.
+
+    Returns
+    -------
+    kept : int
+    full : bool
+    allowed : np.ndarray of bool, (..., kept + 1)
+        As :func:`slot_plan`.
+
+    Raises
+    ------
+    ValueError
+        NaN or inf in an earlier slot that is attended (:func:`check_attended_slots_finite`).
+    """
+    kept, full, previous, index, allowed = slot_plan(cache, start)
     check_attended_slots_finite(cache, previous, index, allowed)
     return kept, full, allowed
 

@@ -48,19 +48,20 @@ __all__ = [
 ]
 
 
-def _next_slots(arr, dtype, full: bool) -> np.ndarray:
-    """A C-contiguous copy of a cache array in ``dtype``; a full window drops its oldest slot.
+def _next_slots(arr, dtype, kept: int, full: bool) -> np.ndarray:
+    """The next step's cache array in ``dtype``: the ``kept`` earlier slots still attended.
 
-    ``full``: slots ``1 ..`` move to ``0 ..`` and the last slot (about to be
-    overwritten by the new token) keeps the oldest one, as ``np.roll(arr, -1)``
-    of the reference, in one copy.
+    They are copied to slots ``0 .. kept - 1`` of a new C-contiguous buffer
+    (``full``: a full window drops its oldest slot, so slots ``1 .. kept``
+    move to the front, as ``np.roll(arr, -1)`` of the reference). Slot
+    ``kept`` is left for the new token, and the slots after it are not
+    written: :class:`KVCache` lets unwritten slots hold any value. Copying
+    the whole buffer, as the reference does, took 0.79 ms of a 1.3 ms step
+    with 512 of 4096 slots filled (float32, E = 512).
     """
     out = np.empty(arr.shape, dtype=dtype)                             # (..., G, Lmax, D)
-    if full:
-        out[..., :-1, :] = arr[..., 1:, :]
-        out[..., -1:, :] = arr[..., :1, :]
-    else:
-        out[...] = arr
+    first = int(full)                                                  # the oldest slot dropped
+    out[..., :kept, :] = arr[..., first:first + kept, :]
     return out
 
 
@@ -69,11 +70,15 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     """One step of incremental causal self-attention decoding with a KV cache.
 
     Same contract as :func:`transformer_theory.impl.kv_cache.decode_step`,
-    with its checks in its order: the new token's key and value are written
-    at slot ``cache.length`` of a copy of the cache (for a sliding-window
-    cache that is full, the oldest slot is dropped first), and its query
-    attends over the slots ``[start, t]`` with the fused kernel, which reads
-    only that prefix of the cache buffer. The input cache is not modified.
+    with its checks in its order, but for the finiteness of the attended
+    cache slots: the kernel's guard checks the slots as it reads them, and
+    on a trip the reference step runs and raises its error. The new token's
+    key and value are written at slot ``cache.length`` of a new cache
+    holding the attended earlier slots (for a sliding-window cache that is
+    full, the oldest slot is dropped first; the slots after the new one are
+    left unwritten, as :class:`KVCache` allows), and its query attends over
+    the slots ``[start, t]`` with the fused kernel, which reads only that
+    prefix of the cache buffer. The input cache is not modified.
 
     Left-padded batches: ``positions`` gives each sequence's position of this
     token counted from its first real token; the slots before ``start = t -
@@ -105,11 +110,13 @@ def decode_step(x_t, params, cache: KVCache, *, positions=None, rope_base=None):
     n_heads, n_kv, dh, dv = params.n_heads, params.n_kv_heads, params.d_head, params.d_value
     lmax = cache.max_len
     n_batch = math.prod(cache.batch_shape)
-    kept, full, allowed = reference.attended_slots(cache, start)   # allowed: (..., n)
+    # not reference.attended_slots: its finiteness scan of the cache took half of a step (2.2 of
+    # 3.9 ms, 16.8 MB cache); the kernel's guard checks the slots it reads instead
+    kept, full, _, _, allowed = reference.slot_plan(cache, start)   # allowed: (..., n)
     n = kept + 1                                            # slots attended: positions t-kept .. t
     x3 = as_kernel_array(x_t.reshape((n_batch, 1, x_t.shape[-1])), dtype)  # (B, 1, E)
-    k_all = _next_slots(cache.k, dtype, full)                             # (..., G, Lmax, Dh)
-    v_all = _next_slots(cache.v, dtype, full)                             # (..., G, Lmax, Dv)
+    k_all = _next_slots(cache.k, dtype, kept, full)                       # (..., G, Lmax, Dh)
+    v_all = _next_slots(cache.v, dtype, kept, full)                       # (..., G, Lmax, Dv)
     k4 = k_all.reshape(n_batch, n_kv, lmax, dh)                           # views
     v4 = v_all.reshape(n_batch, n_kv, lmax, dv)
     q = project_heads(x3, w_q, b_q, dtype)                                # (B, H, 1, Dh)
