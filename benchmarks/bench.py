@@ -17,6 +17,9 @@ about 0.1 s after a numpy matmul and slow whatever runs next (the issue's
 * decode steps (issue 20): one query against Lk in {1024, ..., 32768} keys,
   B*H in {1, 8, 32}, fast path against torch SDPA, calls back to back, with
   the bytes of K and V read per second;
+* decode steps of a whole self-attention layer (``decode_step``: the
+  projections, the next cache and the attention), E = 512 and 1024, caches of
+  4096 and 8192 slots, fast path against the reference;
 * where the fast kernel's time goes (block products vs softmax passes), from
   ``benchmarks/profile_attention.py``, and the block products' GFLOP/s per BLAS
   backend (OpenBLAS, which the kernel uses; torch's; MKL's runtime when the
@@ -309,6 +312,57 @@ def decode_grid(lengths, slab_counts, repeats: int, pause: float) -> list:
                              f" GB/s)  fast/torch {_spread_text(spread)}")
                 rows.append(row)
                 print(text, flush=True)
+    return rows
+
+
+def _repeat(call, times: int) -> None:
+    """``call()`` ``times`` times, keeping no result (a list of them would keep every cache)."""
+    for _ in range(times):
+        call()
+
+
+#: The layer shapes of :func:`layer_step_grid`: (d_model, heads, cache slots, positions decoded).
+LAYER_STEPS = [(512, 8, 4096, 512), (512, 8, 4096, 4000), (1024, 16, 8192, 8000)]
+
+
+def layer_step_grid(shapes, repeats: int, pause: float) -> list:
+    """Whole decoding steps of a self-attention layer with a KV cache, fast against reference.
+
+    What a KV-cache user runs per token and layer: ``decode_step`` projects the
+    new token, writes its key and value into the next cache and attends over
+    the cache. Timed back to back (``calls`` per timed run, at least 16: a
+    step allocates its next cache, and the first steps after a pause pay the
+    page faults of fresh memory, which a decoding loop does not), batch 1, for
+    ``(E, H, Lmax, t)`` in ``shapes``: a cache of ``Lmax`` slots holding ``t``
+    positions. There is no torch counterpart of this contract (torch keeps the
+    cache in the caller), so the ratio is against the numpy reference.
+    """
+    import transformer_theory.impl.fast as F
+    from transformer_theory.impl import kv_cache as reference
+
+    rows = []
+    for dtype in (np.float32, np.float64):
+        name = np.dtype(dtype).name
+        for d_model, heads, slots, length in shapes:
+            rng = np.random.default_rng(11)
+            params = F.init_multi_head(d_model, heads, rng, dtype=dtype)
+            empty = F.init_kv_cache(params, (1,), slots, dtype=dtype)
+            cache = F.KVCache(*(rng.standard_normal(a.shape).astype(dtype)
+                                for a in (empty.k, empty.v)), length)
+            x = rng.standard_normal((1, 1, d_model)).astype(dtype)
+            calls = max(16, (1 << 26) // (slots * d_model))        # steady state, as in a loop
+            runs = timed_runs({                   # each step's result dropped, as in a loop
+                "fast": lambda: _repeat(lambda: F.decode_step(x, params, cache), calls),
+                "reference": lambda: _repeat(lambda: reference.decode_step(x, params, cache),
+                                             calls)}, repeats, pause)
+            sec = {key: float(np.median(t)) / calls for key, t in runs.items()}
+            spread = ratio_spread(runs, "reference", "fast")
+            rows.append({"dtype": name, "E": d_model, "H": heads, "slots": slots, "t": length,
+                         "calls_per_timed_run": calls, "seconds": sec,
+                         "reference_vs_fast": spread})
+            print(f"  {name:7s} E={d_model:4d} H={heads:2d} slots={slots:5d} t={length:5d}"
+                  f"  fast {sec['fast'] * 1e6:8.0f} us  reference {sec['reference'] * 1e6:8.0f} us"
+                  f"  reference/fast {_spread_text(spread)}", flush=True)
     return rows
 
 
@@ -975,7 +1029,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pause", type=float, default=0.3, help="seconds before each run (>= 0.3)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: "
-                        "attention,decode,pieces,window,accuracy,profile,floors,favor,"
+                        "attention,decode,layer_decode,pieces,window,accuracy,profile,floors,favor,"
                         "memory,compile")
     parser.add_argument("--probe-memory", nargs=5, metavar=("IMPL", "L", "DTYPE", "CAUSAL", "BH"),
                         help=argparse.SUPPRESS)
@@ -1036,6 +1090,9 @@ def main(argv=None) -> int:
             lambda: attention_grid(lengths, repeats, pause, results["gemm"], ref_max))
     section("decode", "Decode steps (Lq = 1, d = 64, calls back to back):",
             lambda: decode_grid(decode_lengths, decode_slabs, repeats, pause))
+    section("layer_decode", "Decode steps of a self-attention layer with a KV cache (batch 1):",
+            lambda: layer_step_grid(LAYER_STEPS[:1] if args.quick else LAYER_STEPS, repeats,
+                                    pause))
     section("pieces", f"Soft cap, bias, mask and packed documents (B*H = 8, d = 64, "
             f"L = {target_length}): time over plain attention, same rounds:",
             lambda: pieces_grid(target_length, repeats, pause), _show_pieces)
