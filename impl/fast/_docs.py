@@ -5,9 +5,9 @@ with the same contract. Its own docstring says what is accelerated and how;
 its ``Parameters``, ``Returns`` and ``Raises`` sections are the reference's,
 inserted at import by :func:`same_contract`, so that ``help()`` shows the
 whole contract and the two texts cannot drift apart. (Before this, each
-mirror kept its own copy of the reference's sections; ten of thirteen
-copies had been shortened or reworded, and one had a sentence the
-reference lacked.)
+mirror kept its own copy of the reference's sections; ten of the twelve
+that named their reference had shortened or reworded it, and one had a
+sentence the reference lacked.)
 
 References
 ----------
