@@ -149,6 +149,38 @@ def test_registry_ids_are_unique_topics_match_and_needs_are_known():
         assert not unknown, f"{c.id} needs undocumented callables {unknown}"
 
 
+def test_claim_text_reads_title_statement_and_notes_from_a_docstring():
+    doc = r"""Attention rows are probability
+    vectors
+
+    .. math:: A_{ij}\ge 0,\qquad
+        \sum_j A_{ij}=1
+
+    Checked in float64
+    with masks.
+
+    A second paragraph.
+    """
+    assert registry.claim_text(doc) == (
+        "Attention rows are probability vectors", r"A_{ij}\ge 0,\qquad \sum_j A_{ij}=1",
+        "Checked in float64 with masks.\n\nA second paragraph.")
+    # no math paragraph: everything after the title is notes, and the statement is empty
+    assert registry.claim_text("Title\n\n  Notes.\n") == ("Title", "", "Notes.")
+    assert registry.claim_text(None) == ("", "", "")
+
+
+def test_a_claim_without_a_docstring_title_is_refused():
+    topic = registry.ClaimSet("attention")
+
+    def undocumented(subject, ctx):
+        return None
+
+    with pytest.raises(ValueError, match="^undocumented: claim 'attention.x' has no title"):
+        topic.claim("attention.x", sources=(Source("a", "b"),), kind=Kind.PROPERTY,
+                    needs=())(undocumented)
+    assert len(topic) == 0
+
+
 def test_registry_lookup_and_select():
     c = registry.all_claims()[0]
     assert registry.get(c.id) is c

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
+import re
 from functools import lru_cache, partial
 from typing import Callable, Iterable
 
@@ -57,14 +59,19 @@ class ClaimSet:
         self.topic = topic
         self._claims: list[Claim] = []
 
-    def claim(self, id: str, *, title: str, statement: str, sources: Iterable[Source],
-              kind: Kind, needs: Iterable[str], proof: str | None = None,
-              notes: str = "", keywords: Iterable[tuple[str, str]] = (),
+    def claim(self, id: str, *, sources: Iterable[Source], kind: Kind, needs: Iterable[str],
+              proof: str | None = None,
+              keywords: Iterable[tuple[str, str]] = (),
               uses: Iterable[str] = (),
               full_precision_only: str = "",
               shards: Callable | None = None,
               pool: Callable | None = None) -> Callable[[CheckFn], CheckFn]:
         """Decorator registering ``check(subject, ctx) -> Evidence`` as a claim.
+
+        The claim's prose is the check's docstring (:func:`claim_text`): its
+        first paragraph is the title, a ``.. math::`` paragraph after it the
+        statement, every further paragraph the notes. A claim written by a
+        program (``claims/proof.py``) passes a :class:`Claim` to :meth:`add`.
 
         With ``pool=decide`` the decorated function is a pooled Monte Carlo claim's
         ``draw(subject, ctx) -> dict`` of arrays instead, and its check is
@@ -75,10 +82,14 @@ class ClaimSet:
             raise ValueError(f"id: claim {id!r} must start with its topic {self.topic + '.'!r}")
 
         def decorate(check: CheckFn) -> CheckFn:
+            title, statement, notes = claim_text(check.__doc__)
+            if not title:
+                raise ValueError(f"{check.__name__}: claim {id!r} has no title: the first "
+                                 "paragraph of its docstring is the title")
             run = check if pool is None else partial(pooled, draw=check, decide=pool)
             self.add(Claim(id=id, title=title, statement=statement, sources=tuple(sources),
                            kind=Kind(kind), needs=tuple(needs), check=run, proof=proof,
-                           notes=notes or (check.__doc__ or "").strip(),
+                           notes=notes,
                            keywords=tuple(tuple(k) for k in keywords),
                            uses=tuple(uses), full_precision_only=full_precision_only,
                            shards=shards, pool=pool))
@@ -96,6 +107,55 @@ class ClaimSet:
 
     def __len__(self) -> int:
         return len(self._claims)
+
+
+MATH = ".. math::"
+
+
+def claim_text(doc: str | None) -> tuple[str, str, str]:
+    """A check's docstring read as a claim's ``(title, statement, notes)``.
+
+    The docstring is cleaned (:func:`inspect.cleandoc`) and cut into paragraphs
+    at blank lines; the lines of a paragraph are joined with single spaces:
+
+    - the first paragraph is the title;
+    - a second paragraph that starts with ``.. math::`` is the statement in
+      LaTeX, from after the directive to the paragraph's end ('' if there is
+      none); this is the reStructuredText math directive, so Sphinx and
+      ``help()`` show the statement as the report does;
+    - every further paragraph is a paragraph of the notes, joined by one blank
+      line.
+
+    Parameters
+    ----------
+    doc : str or None
+        The docstring (``check.__doc__``); None or blank gives ``('', '', '')``.
+
+    Returns
+    -------
+    tuple of str
+        ``(title, statement, notes)``.
+
+    Examples
+    --------
+    >>> claim_text('''A fully masked row returns zeros
+    ...
+    ... .. math:: M_{i\\cdot}=0
+    ...    \\Rightarrow o_i=0
+    ...
+    ... The contract's convention.''')
+    ('A fully masked row returns zeros', 'M_{i\\\\cdot}=0 \\\\Rightarrow o_i=0', "The contract's convention.")
+    """
+    text = inspect.cleandoc(doc or "")
+    paragraphs = [" ".join(line.strip() for line in block.splitlines())
+                  for block in re.split(r"\n[ \t]*\n", text) if block.strip()]
+    if not paragraphs:
+        return "", "", ""
+    title, rest = paragraphs[0], paragraphs[1:]
+    statement = ""
+    if rest and rest[0].startswith(MATH):
+        statement, rest = rest[0][len(MATH):].strip(), rest[1:]
+    return title, statement, "\n\n".join(rest)
 
 
 @lru_cache(maxsize=None)

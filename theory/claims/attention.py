@@ -40,15 +40,18 @@ def _masked_case(draw, **kw):
     return case
 
 
-@claims.claim(
-    "attention.scaled_dot_product",
-    title="Attention is softmax(QKᵀ/√d)V",
-    statement=r"\mathrm{Attention}(Q,K,V)=\mathrm{softmax}\!\left(\frac{QK^{\top}}{\sqrt{d_k}}+\log M\right)V",
-    sources=(EQ1, SEED_000.at("softmax of X W_q^T W_k X^T")),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="M is the boolean mask (log 0 = -inf), combined by AND with the causal mask; "
-          "the default scale is 1/sqrt(d_k).")
+@claims.claim("attention.scaled_dot_product",
+              sources=(EQ1, SEED_000.at("softmax of X W_q^T W_k X^T")), kind=Kind.PROPERTY,
+              needs=("attention",))
 def scaled_dot_product(subject, ctx) -> Evidence:
+    r"""Attention is softmax(QKᵀ/√d)V
+
+    .. math:: \mathrm{Attention}(Q,K,V)=\mathrm{softmax}\!\left(\frac{QK^{\top}}{\sqrt{d_k}}+\log
+        M\right)V
+
+    M is the boolean mask (log 0 = -inf), combined by AND with the causal mask; the default scale
+    is 1/sqrt(d_k).
+    """
     def measure(c):
         out = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"])
         expected, _ = definition_attention(c["q"], c["k"], c["v"], mask=c["mask"],
@@ -60,13 +63,12 @@ def scaled_dot_product(subject, ctx) -> Evidence:
                           "alignments and the default scale.")
 
 
-@claims.claim(
-    "attention.explicit_scale",
-    title="The scale argument multiplies the logits",
-    statement=r"\mathrm{Attention}_{s}(Q,K,V)=\mathrm{softmax}(s\,QK^{\top})V",
-    sources=(EQ1,),
-    kind=Kind.PROPERTY, needs=("attention",))
+@claims.claim("attention.explicit_scale", sources=(EQ1,), kind=Kind.PROPERTY, needs=("attention",))
 def explicit_scale(subject, ctx) -> Evidence:
+    r"""The scale argument multiplies the logits
+
+    .. math:: \mathrm{Attention}_{s}(Q,K,V)=\mathrm{softmax}(s\,QK^{\top})V
+    """
     strategy = st.tuples(attention_case(), st.floats(0.01, 4.0))
 
     def measure(args):
@@ -81,13 +83,13 @@ def explicit_scale(subject, ctx) -> Evidence:
                    detail="Outputs equal the definition for explicit scales in [0.01, 4].")
 
 
-@claims.claim(
-    "attention.rows_are_distributions",
-    title="Attention rows are probability vectors",
-    statement=r"A_{ij}\ge 0,\qquad \sum_j A_{ij}=1\ \text{(0 for a fully masked row)}",
-    sources=(EQ1,),
-    kind=Kind.PROPERTY, needs=("attention_weights",))
+@claims.claim("attention.rows_are_distributions", sources=(EQ1,), kind=Kind.PROPERTY,
+              needs=("attention_weights",))
 def rows_are_distributions(subject, ctx) -> Evidence:
+    r"""Attention rows are probability vectors
+
+    .. math:: A_{ij}\ge 0,\qquad \sum_j A_{ij}=1\ \text{(0 for a fully masked row)}
+    """
     def measure(c):
         w = subject.attention_weights(c["q"], c["k"], mask=c["mask"], causal=c["causal"])
         if w.shape != (*c["lead"], c["Lq"], c["Lk"]):
@@ -105,15 +107,17 @@ def rows_are_distributions(subject, ctx) -> Evidence:
                    detail="Weights are non-negative and each row sums to 1 (0 when fully masked).")
 
 
-@claims.claim(
-    "attention.convex_hull",
-    title="Each output lies in the convex hull of the values it may see",
-    statement=r"o_i=\sum_j A_{ij}v_j\in\operatorname{conv}\{v_j : M_{ij}=1\}",
-    sources=(EQ1, SEED_004.at("outputs are linear combinations of array elements")),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="Checked through support functions: for 16 random directions u and every axis, "
-          "min_j u·v_j <= u·o_i <= max_j u·v_j over the visible j.")
+@claims.claim("attention.convex_hull",
+              sources=(EQ1, SEED_004.at("outputs are linear combinations of array elements")),
+              kind=Kind.PROPERTY, needs=("attention",))
 def convex_hull(subject, ctx) -> Evidence:
+    r"""Each output lies in the convex hull of the values it may see
+
+    .. math:: o_i=\sum_j A_{ij}v_j\in\operatorname{conv}\{v_j : M_{ij}=1\}
+
+    Checked through support functions: for 16 random directions u and every axis, min_j u·v_j <=
+    u·o_i <= max_j u·v_j over the visible j.
+    """
     def measure(c):
         out = np.asarray(subject.attention(c["q"], c["k"], c["v"], mask=c["mask"],
                                            causal=c["causal"]), dtype=np.float64)
@@ -140,8 +144,6 @@ def convex_hull(subject, ctx) -> Evidence:
 
 @claims.claim(
     "attention.softmax_shift_invariance",
-    title="Softmax is invariant to adding a constant to the logits",
-    statement=r"\mathrm{softmax}(s+c\mathbf{1})=\mathrm{softmax}(s)",
     sources=(VASWANI_2017.at("§3.2.1"), SEED_000),
     full_precision_only=(
         'its logits are drawn value by value in float64 (they shrink to the smallest failing '
@@ -149,6 +151,10 @@ def convex_hull(subject, ctx) -> Evidence:
         ' invariance there'),
     kind=Kind.PROPERTY, needs=("softmax",), proof="softmax.shift_invariance")
 def softmax_shift_invariance(subject, ctx) -> Evidence:
+    r"""Softmax is invariant to adding a constant to the logits
+
+    .. math:: \mathrm{softmax}(s+c\mathbf{1})=\mathrm{softmax}(s)
+    """
     strategy = st.tuples(logits(bound=30.0, dtype=np.float64), st.floats(-50.0, 50.0))
 
     def measure(args):
@@ -162,15 +168,18 @@ def softmax_shift_invariance(subject, ctx) -> Evidence:
 
 
 @claims.claim(
-    "attention.extreme_logits_finite",
-    title="Extreme logits stay finite",
-    statement=r"|s_{ij}|\le 10^4\ \text{in float32}\ \Rightarrow\ \mathrm{softmax}(s),\ \mathrm{Attention}(Q,K,V)\ \text{finite, rows sum to } 1",
-    sources=(VASWANI_2017.at("§3.2.1"), SEED_000),
-    full_precision_only=(
-        "fixed at float32 logits up to 1e4; its half-precision statement is precision.extreme_logits_finite, with the dtype's own overflow point"),
-    kind=Kind.PROPERTY, needs=("softmax", "attention"),
-    notes="Needs the max-subtraction: exp(1e4) overflows every float format.")
+    "attention.extreme_logits_finite", sources=(VASWANI_2017.at("§3.2.1"), SEED_000),
+    full_precision_only=("fixed at float32 logits up to 1e4; its half-precision statement is "
+                         "precision.extreme_logits_finite, with the dtype's own overflow point"),
+    kind=Kind.PROPERTY, needs=("softmax", "attention"))
 def extreme_logits_finite(subject, ctx) -> Evidence:
+    r"""Extreme logits stay finite
+
+    .. math:: |s_{ij}|\le 10^4\ \text{in float32}\ \Rightarrow\ \mathrm{softmax}(s),\
+        \mathrm{Attention}(Q,K,V)\ \text{finite, rows sum to } 1
+
+    Needs the max-subtraction: exp(1e4) overflows every float format.
+    """
     strategy = st.tuples(logits(bound=1e4, dtype=np.float32), SEEDS, st.integers(1, 8))
 
     def measure(args):
@@ -197,18 +206,18 @@ def extreme_logits_finite(subject, ctx) -> Evidence:
                           "softmax rows sum to 1.")
 
 
-@claims.claim(
-    "attention.fully_masked_row_zero",
-    title="A fully masked row returns zeros, never NaN",
-    statement=r"M_{i\cdot}=0\ \Rightarrow\ o_i=0",
-    sources=(VASWANI_2017.at("§3.2.3"),),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="The contract's convention (DESIGN.md). PyTorch's math kernel returns NaN there and "
-          "JAX the uniform average, documented conventions: a subject declaring "
-          "fully_masked_row = 'nan' or 'uniform' is checked against its declaration by the "
-          "shared machinery (theory/conventions.py) and by contract.fully_masked_row, and "
-          "this claim sees the contract's zeros.")
+@claims.claim("attention.fully_masked_row_zero", sources=(VASWANI_2017.at("§3.2.3"),),
+              kind=Kind.PROPERTY, needs=("attention",))
 def fully_masked_row_zero(subject, ctx) -> Evidence:
+    r"""A fully masked row returns zeros, never NaN
+
+    .. math:: M_{i\cdot}=0\ \Rightarrow\ o_i=0
+
+    The contract's convention (DESIGN.md). PyTorch's math kernel returns NaN there and JAX the
+    uniform average, documented conventions: a subject declaring fully_masked_row = 'nan' or
+    'uniform' is checked against its declaration by the shared machinery (theory/conventions.py)
+    and by contract.fully_masked_row, and this claim sees the contract's zeros.
+    """
     strategy = st.tuples(attention_case(lead=(2,)), st.data())
 
     def measure(args):
@@ -222,16 +231,18 @@ def fully_masked_row_zero(subject, ctx) -> Evidence:
                    detail="A row whose mask is all False gives an all-zero output row.")
 
 
-@claims.claim(
-    "attention.unit_logit_variance",
-    title="With scale 1/√d the logits of unit-variance q, k have variance 1",
-    statement=r"q,k\overset{iid}{\sim}\mathcal{N}(0,I_d)\ \Rightarrow\ \operatorname{Var}\!\left(\tfrac{q^{\top}k}{\sqrt d}\right)=1",
-    sources=(VASWANI_2017.at("§3.2.1, footnote 4"),),
-    kind=Kind.STATISTICAL, needs=("attention_weights",),
-    notes="The logit is read back from the subject's default-scaled weights against a zero key: "
-          "s = log(p_1/p_0). Its square has exact mean 1 and variance 2 + 6/d "
-          "(E s^4 = 3 + 6/d for products of Gaussians), which bounds a median-of-means test.")
+@claims.claim("attention.unit_logit_variance", sources=(VASWANI_2017.at("§3.2.1, footnote 4"),),
+              kind=Kind.STATISTICAL, needs=("attention_weights",))
 def unit_logit_variance(subject, ctx) -> Evidence:
+    r"""With scale 1/√d the logits of unit-variance q, k have variance 1
+
+    .. math:: q,k\overset{iid}{\sim}\mathcal{N}(0,I_d)\ \Rightarrow\
+        \operatorname{Var}\!\left(\tfrac{q^{\top}k}{\sqrt d}\right)=1
+
+    The logit is read back from the subject's default-scaled weights against a zero key: s =
+    log(p_1/p_0). Its square has exact mean 1 and variance 2 + 6/d (E s^4 = 3 + 6/d for products of
+    Gaussians), which bounds a median-of-means test.
+    """
     tests = []
     for d in (4, 64):
         rng = ctx.rng(f"d={d}")
@@ -256,15 +267,19 @@ def unit_logit_variance(subject, ctx) -> Evidence:
 
 @claims.claim(
     "attention.temperature_limit",
-    title="Softmax at high inverse temperature approaches hard attention",
-    statement=r"\left|\mathrm{softmax}(\beta s)_j-\mathbb{1}[j=\arg\max s]\right|\le (n-1)\,e^{-\beta\,\mathrm{gap}(s)}",
     sources=(SEED_004.at("softmax magnifies the differences"),),
     full_precision_only=(
         'a limit statement about float64 logits up to beta = 200 (the bound exp(-beta gap) is'
         ' below every half-precision rounding step long before the limit)'),
-    kind=Kind.PROPERTY, needs=("softmax",), proof="softmax.temperature_bound",
-    notes="gap(s) is the difference between the largest and second largest logit.")
+    kind=Kind.PROPERTY, needs=("softmax",), proof="softmax.temperature_bound")
 def temperature_limit(subject, ctx) -> Evidence:
+    r"""Softmax at high inverse temperature approaches hard attention
+
+    .. math:: \left|\mathrm{softmax}(\beta s)_j-\mathbb{1}[j=\arg\max s]\right|\le
+        (n-1)\,e^{-\beta\,\mathrm{gap}(s)}
+
+    gap(s) is the difference between the largest and second largest logit.
+    """
     strategy = st.tuples(SEEDS, st.integers(2, 12), st.floats(0.0, 200.0))
 
     def measure(args):
@@ -313,13 +328,15 @@ def _temperature_figure(subject) -> dict:
                       "label": f"(n−1) e^(−β·gap), gap = {gap:.2f}", "style": "dashed"}]}]}
 
 
-@claims.claim(
-    "attention.dictionary_lookup",
-    title="Sharp attention over orthogonal keys is a dictionary lookup",
-    statement=r"K^{\top}K=r^2I,\ q=c\,k_j\ \Rightarrow\ \|o-v_j\|_\infty\le (n-1)\,e^{-c r^2/\sqrt d}\max_i\|v_i-v_j\|_\infty\to 0",
-    sources=(SEED_004.at("looking up V[j] with a query q = k_j"), EQ1),
-    kind=Kind.PROPERTY, needs=("attention",))
+@claims.claim("attention.dictionary_lookup",
+              sources=(SEED_004.at("looking up V[j] with a query q = k_j"), EQ1),
+              kind=Kind.PROPERTY, needs=("attention",))
 def dictionary_lookup(subject, ctx) -> Evidence:
+    r"""Sharp attention over orthogonal keys is a dictionary lookup
+
+    .. math:: K^{\top}K=r^2I,\ q=c\,k_j\ \Rightarrow\ \|o-v_j\|_\infty\le (n-1)\,e^{-c r^2/\sqrt
+        d}\max_i\|v_i-v_j\|_\infty\to 0
+    """
     strategy = st.tuples(SEEDS, st.integers(1, 8), st.integers(2, 8), st.floats(0.1, 20.0),
                          st.floats(0.5, 3.0), DTYPES)
 
@@ -350,22 +367,21 @@ def dictionary_lookup(subject, ctx) -> Evidence:
 # ---------------------------------------------------------------------------
 
 GEMMA2 = GEMMA_2024.at("logit soft-capping: soft_cap * tanh(logits / soft_cap)")
-SOFTCAP_NOTES = ("The contract's order: c tanh(s / c) on the scaled logits, then the bias, then "
-                 "the masks (Gemma 2 has no bias). Capping after the mask turns a masked -inf "
-                 "into -c, which gives masked keys weight.")
 
 
-@claims.claim(
-    "attention.softcap_definition",
-    title="Soft-capped attention is softmax(c·tanh(s/c) + b + log M)V",
-    statement=r"\mathrm{Attention}_c(Q,K,V)=\mathrm{softmax}\!\left(c\tanh\!\left("
-              r"\tfrac{QK^{\top}}{c\sqrt{d_k}}\right)+B+\log M\right)V",
-    sources=(GEMMA2, EQ1),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "softcap"),),
-    notes=SOFTCAP_NOTES + " Caps 0.5 to 50, masks and both causal alignments, and a bias "
-          "when the subject takes one (a target without bias=, as Gemma 2's attention, is "
-          "checked on the cap and the masks alone).")
+@claims.claim("attention.softcap_definition", sources=(GEMMA2, EQ1), kind=Kind.PROPERTY,
+              needs=("attention",), keywords=(("attention", "softcap"),))
 def softcap_definition(subject, ctx) -> Evidence:
+    r"""Soft-capped attention is softmax(c·tanh(s/c) + b + log M)V
+
+    .. math:: \mathrm{Attention}_c(Q,K,V)=\mathrm{softmax}\!\left(c\tanh\!\left(\tfrac{QK^{\top}}{c\sqrt{d_k}}\right)+B+\log
+        M\right)V
+
+    The contract's order: c tanh(s / c) on the scaled logits, then the bias, then the masks (Gemma
+    2 has no bias). Capping after the mask turns a masked -inf into -c, which gives masked keys
+    weight. Caps 0.5 to 50, masks and both causal alignments, and a bias when the subject takes one
+    (a target without bias=, as Gemma 2's attention, is checked on the cap and the masks alone).
+    """
     takes_bias = missing_keyword(subject, (("attention", "bias"),)) is None
     strategy = st.tuples(_masked_case(), st.sampled_from([0.5, 2.0, 10.0, 50.0]),
                          st.booleans() if takes_bias else st.just(False))
@@ -388,18 +404,21 @@ def softcap_definition(subject, ctx) -> Evidence:
 
 @claims.claim(
     "attention.softcap_bounds_logits",
-    title="Soft-capped weights keep the order of the scores within a ratio of exp(2c)",
-    statement=r"s_{ij}\ge s_{ik}\Rightarrow A_{ij}\ge A_{ik},\qquad "
-              r"\max_j A_{ij}/\min_j A_{ij}\le e^{2c}",
     sources=(GEMMA2,),
     kind=Kind.PROPERTY, needs=("attention_weights",), keywords=(("attention_weights", "softcap"),),
     full_precision_only=("the ratio bound is reached at saturation, where a half-precision "
                          "weight is one rounding step of its own away from it; "
-                         "attention.softcap_definition checks the cap in half precision"),
-    notes="c tanh(s / c) lies in (-c, c) and is increasing, so the weights of a row keep the "
-          "order of its logits and no two differ by more than a factor e^{2c}, however large "
-          "the logits (scaled up to |s| ~ 100 here).")
+                         "attention.softcap_definition checks the cap in half precision"))
 def softcap_bounds_logits(subject, ctx) -> Evidence:
+    r"""Soft-capped weights keep the order of the scores within a ratio of exp(2c)
+
+    .. math:: s_{ij}\ge s_{ik}\Rightarrow A_{ij}\ge A_{ik},\qquad \max_j A_{ij}/\min_j A_{ij}\le
+        e^{2c}
+
+    c tanh(s / c) lies in (-c, c) and is increasing, so the weights of a row keep the order of its
+    logits and no two differ by more than a factor e^{2c}, however large the logits (scaled up to
+    |s| ~ 100 here).
+    """
     strategy = st.tuples(attention_case(), st.sampled_from([0.25, 1.0, 2.0]),
                          st.sampled_from([1.0, 30.0]))
 
@@ -426,16 +445,19 @@ def softcap_bounds_logits(subject, ctx) -> Evidence:
 
 @claims.claim(
     "attention.softcap_limit",
-    title="As the cap grows, soft-capped attention becomes plain attention",
-    statement=r"c\tanh(s/c)=s-\tfrac{s^3}{3c^2}+O(c^{-4})\ \Rightarrow\ "
-              r"\lim_{c\to\infty}\mathrm{Attention}_c=\mathrm{Attention}",
     sources=(GEMMA2, EQ1),
     kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "softcap"),),
     full_precision_only=("s / c underflows in half precision for the caps that make the "
-                         "limit exact to rounding (c = 1e12)"),
-    notes="With c = 1e12 and logits below 100, |c tanh(s/c) - s| <= |s|^3 / (3 c^2) < 1e-18: "
-          "the capped attention equals plain attention to rounding.")
+                         "limit exact to rounding (c = 1e12)"))
 def softcap_limit(subject, ctx) -> Evidence:
+    r"""As the cap grows, soft-capped attention becomes plain attention
+
+    .. math:: c\tanh(s/c)=s-\tfrac{s^3}{3c^2}+O(c^{-4})\ \Rightarrow\
+        \lim_{c\to\infty}\mathrm{Attention}_c=\mathrm{Attention}
+
+    With c = 1e12 and logits below 100, |c tanh(s/c) - s| <= |s|^3 / (3 c^2) < 1e-18: the capped
+    attention equals plain attention to rounding.
+    """
     def measure(c):
         capped = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"],
                                    softcap=1e12)
@@ -454,23 +476,23 @@ SEED_000_MIDPOINT = SEED_000.at("Remark: p_i^T X = 1/2 (x_i^T + x_i'^T), 'unclea
                                 "compute arbitrary g(x_i, x_i') via f(1/2 (x_i + x_i'))'")
 
 
-@claims.claim(
-    "attention.midpoint_loses_pairs",
-    title="A row attending ½–½ to x_i and x_i′ returns their midpoint, from which no f computes "
-          "g(x_i, x_i′) = ‖x_i − x_i′‖²",
-    statement=r"p_i=\tfrac12(e_i+e_{i'})\Rightarrow o_i=\tfrac12(x_i+x_{i'});\ "
-              r"(x,x')\ne(x+\delta,x'-\delta)\ \text{give the same } o_i,\ "
-              r"\|x-x'\|^2\ne\|x-x'+2\delta\|^2\ \Rightarrow\ \nexists f:\ f(o_i)=g(x_i,x_{i'})",
-    sources=(SEED_000_MIDPOINT, EQ1),
-    kind=Kind.LIMITATION, needs=("attention",),
-    notes="The row's scores are equal (query zero), so softmax gives weights (1/2, 1/2). On the "
-          "explicit pairs (1, -1) and (0, 0) (midpoint 0, g = 4 and 0) and on 8 random pairs "
-          "with delta = t (x - x')/|x - x'|, t in [0.5, 2] (so g grows by 4t|x - x'| + 4t^2 > 0), "
-          "the subject's outputs must equal the common midpoint to the rounding "
-          "tolerance, so any f misses one of the two values of g by at least half their "
-          "difference. Detects any attention whose output tells the two pairs apart by more "
-          "than rounding (hard attention that picks one token, an unnormalised sum).")
+@claims.claim("attention.midpoint_loses_pairs", sources=(SEED_000_MIDPOINT, EQ1),
+              kind=Kind.LIMITATION, needs=("attention",))
 def midpoint_loses_pairs(subject, ctx) -> Evidence:
+    r"""A row attending ½–½ to x_i and x_i′ returns their midpoint, from which no f computes g(x_i,
+    x_i′) = ‖x_i − x_i′‖²
+
+    .. math:: p_i=\tfrac12(e_i+e_{i'})\Rightarrow o_i=\tfrac12(x_i+x_{i'});\
+        (x,x')\ne(x+\delta,x'-\delta)\ \text{give the same } o_i,\ \|x-x'\|^2\ne\|x-x'+2\delta\|^2\
+        \Rightarrow\ \nexists f:\ f(o_i)=g(x_i,x_{i'})
+
+    The row's scores are equal (query zero), so softmax gives weights (1/2, 1/2). On the explicit
+    pairs (1, -1) and (0, 0) (midpoint 0, g = 4 and 0) and on 8 random pairs with delta = t (x -
+    x')/|x - x'|, t in [0.5, 2] (so g grows by 4t|x - x'| + 4t^2 > 0), the subject's outputs must
+    equal the common midpoint to the rounding tolerance, so any f misses one of the two values of g
+    by at least half their difference. Detects any attention whose output tells the two pairs apart
+    by more than rounding (hard attention that picks one token, an unnormalised sum).
+    """
     from ..checks import single_case
 
     rng = ctx.rng("pairs")
@@ -506,20 +528,20 @@ SEED_004_SCORES = np.array([2.0, 2.4, -10.0, 1.8, -12.5])
 SEED_004_ROUNDED = np.array([0.30, 0.45, 0.00, 0.25, 0.00])
 
 
-@claims.claim(
-    "attention.seed004_softmax_example",
-    title="softmax(2.0, 2.4, −10, 1.8, −12.5) ≈ (0.30, 0.45, 0.00, 0.25, 0.00)",
-    statement=r"\mathrm{softmax}(2.0,2.4,-10,1.8,-12.5)=(0.3021,0.4507,1.9\cdot10^{-6},0.2473,"
-              r"1.5\cdot10^{-7})\approx(0.30,0.45,0.00,0.25,0.00),\quad "
-              r"o\approx .3V_1+.45V_2+.25V_4",
-    sources=(SEED_004_SOFTMAX, EQ1),
-    kind=Kind.CONSTRUCTION, needs=("softmax", "attention"),
-    notes="A fixed example, so a construction: the subject's softmax of the five scores must "
-          "equal exp(s_j)/sum exp(s) (float64, rounding tolerance) and round to the seed's "
-          "two decimals; its attention with keys k_j = s_j e_1, query e_1, scale 1 and values "
-          "V = I must return the same weights. Power: any change of a weight beyond 16 eps "
-          "(e.g. an implicit extra zero logit gives 0.29, 0.44, 0.24).")
+@claims.claim("attention.seed004_softmax_example", sources=(SEED_004_SOFTMAX, EQ1),
+              kind=Kind.CONSTRUCTION, needs=("softmax", "attention"))
 def seed004_softmax_example(subject, ctx) -> Evidence:
+    r"""softmax(2.0, 2.4, −10, 1.8, −12.5) ≈ (0.30, 0.45, 0.00, 0.25, 0.00)
+
+    .. math:: \mathrm{softmax}(2.0,2.4,-10,1.8,-12.5)=(0.3021,0.4507,1.9\cdot10^{-6},0.2473,1.5\cdot10^{-7})\approx(0.30,0.45,0.00,0.25,0.00),\quad
+        o\approx .3V_1+.45V_2+.25V_4
+
+    A fixed example, so a construction: the subject's softmax of the five scores must equal
+    exp(s_j)/sum exp(s) (float64, rounding tolerance) and round to the seed's two decimals; its
+    attention with keys k_j = s_j e_1, query e_1, scale 1 and values V = I must return the same
+    weights. Power: any change of a weight beyond 16 eps (e.g. an implicit extra zero logit gives
+    0.29, 0.44, 0.24).
+    """
     from ..checks import single_case
 
     s = SEED_004_SCORES

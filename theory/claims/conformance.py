@@ -58,14 +58,16 @@ def _map_case(subject, **kw) -> st.SearchStrategy:
 
 @claims.claim(
     "conformance.encoder_map_permutation_equivariance",
-    title="A sequence map without positional encoding is permutation equivariant",
-    statement=r"f(PX)=P\,f(X)\quad\forall\ \text{permutations }P\ \text{of the positions}",
     sources=(NO_POSITION, SEED_003.at("Transformer Architecture is invariant to permutations")),
-    kind=Kind.PROPERTY, needs=("encoder_map",),
-    notes="For a whole model declared as an encoder (transformer-theory check --as encoder): "
-          "attention, FFN, LayerNorm and residuals treat positions as a set unless position "
-          "is injected.")
+    kind=Kind.PROPERTY, needs=("encoder_map",))
 def encoder_map_permutation_equivariance(subject, ctx) -> Evidence:
+    r"""A sequence map without positional encoding is permutation equivariant
+
+    .. math:: f(PX)=P\,f(X)\quad\forall\ \text{permutations }P\ \text{of the positions}
+
+    For a whole model declared as an encoder (transformer-theory check --as encoder): attention,
+    FFN, LayerNorm and residuals treat positions as a set unless position is injected.
+    """
     width = _map_width(subject)
 
     def measure(c):
@@ -79,15 +81,17 @@ def encoder_map_permutation_equivariance(subject, ctx) -> Evidence:
                    detail="Permuting the positions of the input permutes the outputs the same way.")
 
 
-@claims.claim(
-    "conformance.encoder_map_batch_independence",
-    title="A sequence map treats batch members independently",
-    statement=r"X_b=X'_b\ \Rightarrow\ f(X)_b=f(X')_b,\qquad f(X)_b=f(X_b)",
-    sources=(VASWANI_2017.at("§3.1"), BA_2016.at("§3 (statistics per training case)")),
-    kind=Kind.PROPERTY, needs=("encoder_map",),
-    notes="Changing the other members of the batch, or running the member alone, leaves its "
-          "output unchanged: no batch statistics, no mixing across the batch axis.")
+@claims.claim("conformance.encoder_map_batch_independence",
+              sources=(VASWANI_2017.at("§3.1"), BA_2016.at("§3 (statistics per training case)")),
+              kind=Kind.PROPERTY, needs=("encoder_map",))
 def encoder_map_batch_independence(subject, ctx) -> Evidence:
+    r"""A sequence map treats batch members independently
+
+    .. math:: X_b=X'_b\ \Rightarrow\ f(X)_b=f(X')_b,\qquad f(X)_b=f(X_b)
+
+    Changing the other members of the batch, or running the member alone, leaves its output
+    unchanged: no batch statistics, no mixing across the batch axis.
+    """
     return _batch_independence(subject, ctx, "encoder_map")
 
 
@@ -115,15 +119,17 @@ def _batch_independence(subject, ctx, name: str) -> Evidence:
                           "its output unchanged.")
 
 
-@claims.claim(
-    "conformance.causal_map_future_invariance",
-    title="A causal sequence map: output i ignores every input after i",
-    statement=r"x'_{\le t}=x_{\le t}\ \Rightarrow\ f(x')_{\le t}=f(x)_{\le t}",
-    sources=(DECODER_MASK, SEED_004.at("items 24–26")),
-    kind=Kind.PROPERTY, needs=("causal_map",),
-    notes="For a whole model declared causal (transformer-theory check --as causal): "
-          "rewriting the inputs after position t leaves outputs 0..t unchanged.")
+@claims.claim("conformance.causal_map_future_invariance",
+              sources=(DECODER_MASK, SEED_004.at("items 24–26")), kind=Kind.PROPERTY,
+              needs=("causal_map",))
 def causal_map_future_invariance(subject, ctx) -> Evidence:
+    r"""A causal sequence map: output i ignores every input after i
+
+    .. math:: x'_{\le t}=x_{\le t}\ \Rightarrow\ f(x')_{\le t}=f(x)_{\le t}
+
+    For a whole model declared causal (transformer-theory check --as causal): rewriting the inputs
+    after position t leaves outputs 0..t unchanged.
+    """
     strategy = _map_case(subject, min_seq=2)
 
     def measure(args):
@@ -143,13 +149,16 @@ def causal_map_future_invariance(subject, ctx) -> Evidence:
 
 @claims.claim(
     "conformance.causal_map_prefix_consistency",
-    title="A causal sequence map is prefix consistent",
-    statement=r"f(x_{1:t})=f(x_{1:L})_{1:t}\qquad\text{for all }t\le L",
     sources=(DECODER_MASK, SEED_004.at("items 24–26: all predictions at once with a mask")),
-    kind=Kind.PROPERTY, needs=("causal_map",),
-    notes="Running the map on a prefix gives the prefix of its outputs on the whole sequence: "
-          "what makes teacher forcing and incremental decoding agree.")
+    kind=Kind.PROPERTY, needs=("causal_map",))
 def causal_map_prefix_consistency(subject, ctx) -> Evidence:
+    r"""A causal sequence map is prefix consistent
+
+    .. math:: f(x_{1:t})=f(x_{1:L})_{1:t}\qquad\text{for all }t\le L
+
+    Running the map on a prefix gives the prefix of its outputs on the whole sequence: what makes
+    teacher forcing and incremental decoding agree.
+    """
     strategy = _map_case(subject, min_seq=2)
 
     def measure(args):
@@ -178,17 +187,19 @@ def _layer_norm_rows(draw):
             "beta": normal(rng, (e,), dt) if affine else None}
 
 
-@claims.claim(
-    "conformance.layer_norm_definition",
-    title="LayerNorm is (x − mean)/√(var + ε)·γ + β with the biased variance",
-    statement=r"\mathrm{LN}(x)=\frac{x-\mu}{\sqrt{\sigma^2+\varepsilon}}\odot\gamma+\beta,\quad "
-              r"\mu=\tfrac1E\sum_e x_e,\ \sigma^2=\tfrac1E\sum_e(x_e-\mu)^2",
-    sources=(BA_2016.at("§3, Eq. (4)"), VASWANI_2017.at("§3.1")),
-    kind=Kind.PROPERTY, needs=("layer_norm",),
-    notes="eps in {1e-5, 1e-3, 0.1, 1} so that an eps outside the square root (sigma + eps) "
-          "or an unbiased variance shows; errors are divided by each row's condition number "
-          "max|x| / sqrt(var + eps), as in normalization.layernorm_standardizes.")
+@claims.claim("conformance.layer_norm_definition",
+              sources=(BA_2016.at("§3, Eq. (4)"), VASWANI_2017.at("§3.1")), kind=Kind.PROPERTY,
+              needs=("layer_norm",))
 def layer_norm_definition(subject, ctx) -> Evidence:
+    r"""LayerNorm is (x − mean)/√(var + ε)·γ + β with the biased variance
+
+    .. math:: \mathrm{LN}(x)=\frac{x-\mu}{\sqrt{\sigma^2+\varepsilon}}\odot\gamma+\beta,\quad
+        \mu=\tfrac1E\sum_e x_e,\ \sigma^2=\tfrac1E\sum_e(x_e-\mu)^2
+
+    eps in {1e-5, 1e-3, 0.1, 1} so that an eps outside the square root (sigma + eps) or an unbiased
+    variance shows; errors are divided by each row's condition number max|x| / sqrt(var + eps), as
+    in normalization.layernorm_standardizes.
+    """
     from .normalization import conditioned_error
 
     def measure(c):
@@ -243,18 +254,21 @@ def _causal_mask(lq: int, lk: int, causal) -> np.ndarray:
 
 @claims.claim(
     "conformance.padding_invariance",
-    title="Padded keys and padded queries leave the other outputs unchanged",
-    statement=r"\mathrm{Attn}\big([Q;Q_p],[K;K_p],[V;V_p],\,M\oplus 0\big)_{1:L_q}"
-              r"=\mathrm{Attn}(Q,K,V,M)",
     sources=(VASWANI_2017.at("§3.2.3 (masking out illegal connections)"),
              SEED_004.at("items 24–26: masking")),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="A batch padded to a common length: keys appended with a key-padding mask that "
-          "excludes them, queries appended after the real ones. The real queries' outputs "
-          "must equal those of the unpadded call (same mask on the real keys, causal masks "
-          "built explicitly so that padding cannot move their alignment). A kernel that "
-          "normalises over the padded length, or lets a padded key in, fails.")
+    kind=Kind.PROPERTY, needs=("attention",))
 def padding_invariance(subject, ctx) -> Evidence:
+    r"""Padded keys and padded queries leave the other outputs unchanged
+
+    .. math:: \mathrm{Attn}\big([Q;Q_p],[K;K_p],[V;V_p],\,M\oplus
+        0\big)_{1:L_q}=\mathrm{Attn}(Q,K,V,M)
+
+    A batch padded to a common length: keys appended with a key-padding mask that excludes them,
+    queries appended after the real ones. The real queries' outputs must equal those of the
+    unpadded call (same mask on the real keys, causal masks built explicitly so that padding cannot
+    move their alignment). A kernel that normalises over the padded length, or lets a padded key
+    in, fails.
+    """
     def measure(c):
         lq, lk, pk, pq = c["Lq"], c["Lk"], c["pad_k"], c["pad_q"]
         causal_mask = _causal_mask(lq, lk, c["causal"])                        # (Lq, Lk)
@@ -279,20 +293,21 @@ def padding_invariance(subject, ctx) -> Evidence:
 
 @claims.claim(
     "conformance.nan_poisoning",
-    title="NaN or inf at keys no query may attend reaches no output",
-    statement=r"M_{\cdot j}=0\ \Rightarrow\ \mathrm{Attn}(Q,K,V,M)\ "
-              r"\text{is unchanged by any value of}\ (k_j,v_j),\ \text{NaN and}\ \pm\infty\ "
-              r"\text{included}",
     sources=(VASWANI_2017.at("§3.2.3 (masking out illegal connections)"),
              SEED_004.at("items 24–26: masking")),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="Padded keys and values are often uninitialised memory. A masked weight is exactly "
-          "0, but 0 x NaN is NaN: a kernel that multiplies the masked weights by the values "
-          "(or adds -inf to a NaN score) leaks the padding into every row. The contract "
-          "accepts non-finite values exactly at positions no query may attend. A target "
-          "that needs finite inputs everywhere declares masked_inputs=finite, and this claim "
-          "is then not applicable to it.")
+    kind=Kind.PROPERTY, needs=("attention",))
 def nan_poisoning(subject, ctx) -> Evidence:
+    r"""NaN or inf at keys no query may attend reaches no output
+
+    .. math:: M_{\cdot j}=0\ \Rightarrow\ \mathrm{Attn}(Q,K,V,M)\ \text{is unchanged by any value
+        of}\ (k_j,v_j),\ \text{NaN and}\ \pm\infty\ \text{included}
+
+    Padded keys and values are often uninitialised memory. A masked weight is exactly 0, but 0 x
+    NaN is NaN: a kernel that multiplies the masked weights by the values (or adds -inf to a NaN
+    score) leaks the padding into every row. The contract accepts non-finite values exactly at
+    positions no query may attend. A target that needs finite inputs everywhere declares
+    masked_inputs=finite, and this claim is then not applicable to it.
+    """
     strategy = st.tuples(_padded_case(), st.sampled_from([np.nan, np.inf, -np.inf]))
 
     def measure(args):
@@ -319,18 +334,21 @@ def nan_poisoning(subject, ctx) -> Evidence:
 
 @claims.claim(
     "conformance.nan_poisoning_heads",
-    title="NaN or inf at key inputs no query may attend reaches no MHA or GQA output",
-    statement=r"M_{\cdot j}=0\ \Rightarrow\ \mathrm{MHA}(X_q,X_{kv},M)\ \text{is unchanged by "
-              r"any value of}\ x^{kv}_j,\ \text{NaN and}\ \pm\infty\ \text{included}",
     sources=(VASWANI_2017.at("§3.2.3 (masking out illegal connections)"),
              SEED_004.at("items 24–26: masking")),
-    kind=Kind.PROPERTY, needs=("multi_head_attention", "grouped_query_attention"),
-    notes="conformance.nan_poisoning through the projections: the key/value inputs of 1-4 "
-          "padded positions (masked for every query) are set to NaN, +inf or -inf; the "
-          "outputs of multi-head and grouped-query attention (H/G = 2) must stay finite and "
-          "equal those with finite padding. Projected, a NaN input row is a NaN key and "
-          "value in every head: a kernel that multiplies weights by a zero mask fails.")
+    kind=Kind.PROPERTY, needs=("multi_head_attention", "grouped_query_attention"))
 def nan_poisoning_heads(subject, ctx) -> Evidence:
+    r"""NaN or inf at key inputs no query may attend reaches no MHA or GQA output
+
+    .. math:: M_{\cdot j}=0\ \Rightarrow\ \mathrm{MHA}(X_q,X_{kv},M)\ \text{is unchanged by any
+        value of}\ x^{kv}_j,\ \text{NaN and}\ \pm\infty\ \text{included}
+
+    conformance.nan_poisoning through the projections: the key/value inputs of 1-4 padded positions
+    (masked for every query) are set to NaN, +inf or -inf; the outputs of multi-head and
+    grouped-query attention (H/G = 2) must stay finite and equal those with finite padding.
+    Projected, a NaN input row is a NaN key and value in every head: a kernel that multiplies
+    weights by a zero mask fails.
+    """
     from transformer_theory.impl.attention import init_grouped_query, init_multi_head
 
     strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(1, 6), st.integers(1, 6),

@@ -20,6 +20,7 @@ DESIGN.md, "Contract (numpy at the boundary)"; issue 14, items 1 and 4.
 
 from __future__ import annotations
 
+import string
 from typing import Callable
 
 import numpy as np
@@ -116,18 +117,18 @@ _DTYPE_CASES: dict[str, Callable] = {
 }
 
 
+#: The output-dtype claims' docstring; ``$name`` is the callable.
+_OUTPUT_DTYPE_DOC = string.Template(r"""$name returns its input's dtype
+
+.. math:: x\in\mathbb{F}^{n}\ \Rightarrow\ f(x)\in\mathbb{F}^{m}\quad(\mathbb{F}\in\{\mathrm{float32},\mathrm{float64}\}\ \text{declared})
+
+DESIGN.md's contract: outputs keep the input dtype. A target computing in float32 whatever its
+input declares dtypes=float32 (then only float32 is drawn); one returning float32 for float64
+input fails here, and the other claims compare in float32 and say so in their detail.
+""")
+
+
 def _output_dtype_claim(name: str, build: Callable) -> None:
-    @claims.claim(
-        f"contract.{name}_output_dtype",
-        title=f"{name} returns its input's dtype",
-        statement=r"x\in\mathbb{F}^{n}\ \Rightarrow\ f(x)\in\mathbb{F}^{m}\quad"
-                  r"(\mathbb{F}\in\{\mathrm{float32},\mathrm{float64}\}\ \text{declared})",
-        sources=(CONTRACT,),
-        kind=Kind.PROPERTY, needs=(name,),
-        notes="DESIGN.md's contract: outputs keep the input dtype. A target computing in "
-              "float32 whatever its input declares dtypes=float32 (then only float32 is "
-              "drawn); one returning float32 for float64 input fails here, and the other "
-              "claims compare in float32 and say so in their detail.")
     def output_dtype(subject, ctx) -> Evidence:
         def measure(c):
             args, kwargs = build(np.random.default_rng(c["seed"]), c["dtype"])
@@ -141,6 +142,10 @@ def _output_dtype_claim(name: str, build: Callable) -> None:
                        detail=f"{name} returns arrays of its input's dtype for every "
                               f"declared dtype.")
 
+    output_dtype.__doc__ = _OUTPUT_DTYPE_DOC.substitute(name=name)
+    claims.claim(f"contract.{name}_output_dtype", sources=(CONTRACT,), kind=Kind.PROPERTY,
+                 needs=(name,))(output_dtype)
+
 
 for _name, _build in _DTYPE_CASES.items():
     _output_dtype_claim(_name, _build)
@@ -150,18 +155,20 @@ for _name, _build in _DTYPE_CASES.items():
 # A fully masked row returns what the subject declares
 # ---------------------------------------------------------------------------
 
-@claims.claim(
-    "contract.fully_masked_row",
-    title="A fully masked query row returns the declared value (contract: zeros)",
-    statement=r"M_{i\cdot}=0\ \Rightarrow\ o_i=\begin{cases}0&\texttt{zeros}\\"
-              r"\mathrm{NaN}&\texttt{nan}\\ \tfrac{1}{L_k}\sum_j v_j&\texttt{uniform}\end{cases}",
-    sources=(VASWANI_2017.at("§3.2.3"),),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="The one claim that reads the fully_masked_row declaration: it calls the target "
-          "with every other convention honoured but this one, and checks the dead rows "
-          "against the declaration ('nan' allows an all-zero row too); live rows must be "
-          "finite. Every other claim sees the contract's zeros there.")
+@claims.claim("contract.fully_masked_row", sources=(VASWANI_2017.at("§3.2.3"),),
+              kind=Kind.PROPERTY, needs=("attention",))
 def fully_masked_row(subject, ctx) -> Evidence:
+    r"""A fully masked query row returns the declared value (contract: zeros)
+
+    .. math:: M_{i\cdot}=0\ \Rightarrow\
+        o_i=\begin{cases}0&\texttt{zeros}\\\mathrm{NaN}&\texttt{nan}\\ \tfrac{1}{L_k}\sum_j
+        v_j&\texttt{uniform}\end{cases}
+
+    The one claim that reads the fully_masked_row declaration: it calls the target with every other
+    convention honoured but this one, and checks the dead rows against the declaration ('nan'
+    allows an all-zero row too); live rows must be finite. Every other claim sees the contract's
+    zeros there.
+    """
     declared = subject.declared()
     rule = option_value(declared.options, "fully_masked_row", "attention")
     raw = conform(declared.with_options(fully_masked_row="zeros")).attention

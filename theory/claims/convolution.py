@@ -63,18 +63,21 @@ def _tol(c, n_tokens: int):
 
 @claims.claim(
     "convolution.conv1d_interior",
-    title="K attention heads with a quadratic relative encoding compute a width-K 1-D convolution",
-    statement=r"\mathrm{MHSA}(X)_i=\sum_{k=0}^{K-1}W_k^{\top}x_{i+k-a}=\big(\mathrm{correlate}(X,W)\big)_{i-a}"
-              r"\quad\text{for } a\le i\le L-K+a,\ a=\lfloor (K-1)/2\rfloor",
     sources=(THEOREM1.at("§3, Theorem 1, 1-D case: K heads express a width-K convolution"),
              SEED000_CONV),
     kind=Kind.CONSTRUCTION, needs=("attention",),
     uses=("conv1d_as_attention",),
-    keywords=(("attention", "bias"),),
-    notes="Head h has no content term and the relative bias -alpha(|delta|^2 - 2 Delta_h delta) "
-          "with alpha = ln((L-1)/eps) + 2, so its softmax leaks at most e^{-2} eps. Checked "
-          "against scipy.signal.correlate (mode 'valid', summed over input channels).")
+    keywords=(("attention", "bias"),))
 def conv1d_interior(subject, ctx) -> Evidence:
+    r"""K attention heads with a quadratic relative encoding compute a width-K 1-D convolution
+
+    .. math:: \mathrm{MHSA}(X)_i=\sum_{k=0}^{K-1}W_k^{\top}x_{i+k-a}=\big(\mathrm{correlate}(X,W)\big)_{i-a}\quad\text{for
+        } a\le i\le L-K+a,\ a=\lfloor (K-1)/2\rfloor
+
+    Head h has no content term and the relative bias -alpha(|delta|^2 - 2 Delta_h delta) with alpha
+    = ln((L-1)/eps) + 2, so its softmax leaks at most e^{-2} eps. Checked against
+    scipy.signal.correlate (mode 'valid', summed over input channels).
+    """
     conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
 
     def measure(c):
@@ -90,19 +93,19 @@ def conv1d_interior(subject, ctx) -> Evidence:
                           "outputs equal scipy.signal.correlate to rounding error.")
 
 
-@claims.claim(
-    "convolution.conv2d_interior",
-    title="K² attention heads compute a K×K 2-D convolution",
-    statement=r"\mathrm{MHSA}(X)_{r,s}=\sum_{k_1,k_2}W_{k_1k_2}^{\top}x_{r+k_1-a,\,s+k_2-a}"
-              r"=\big(\mathrm{correlate2d}(X,W)\big)_{r-a,\,s-a}\ \text{in the interior}",
-    sources=(THEOREM1, SEED000_CONV),
-    kind=Kind.CONSTRUCTION, needs=("attention",),
-    uses=("conv2d_as_attention",),
-    keywords=(("attention", "bias"),),
-    notes="Pixels are tokens with 2-D integer positions; head (k1, k2) scores "
-          "-alpha(|delta|^2 - 2<Delta, delta>) with Delta = (k1 - a, k2 - a). Checked against "
-          "scipy.signal.correlate2d (mode 'valid', summed over input channels).")
+@claims.claim("convolution.conv2d_interior", sources=(THEOREM1, SEED000_CONV),
+              kind=Kind.CONSTRUCTION, needs=("attention",), uses=("conv2d_as_attention",),
+              keywords=(("attention", "bias"),))
 def conv2d_interior(subject, ctx) -> Evidence:
+    r"""K² attention heads compute a K×K 2-D convolution
+
+    .. math:: \mathrm{MHSA}(X)_{r,s}=\sum_{k_1,k_2}W_{k_1k_2}^{\top}x_{r+k_1-a,\,s+k_2-a}=\big(\mathrm{correlate2d}(X,W)\big)_{r-a,\,s-a}\
+        \text{in the interior}
+
+    Pixels are tokens with 2-D integer positions; head (k1, k2) scores -alpha(|delta|^2 - 2<Delta,
+    delta>) with Delta = (k1 - a, k2 - a). Checked against scipy.signal.correlate2d (mode 'valid',
+    summed over input channels).
+    """
     conv2d = construction(subject, "conv2d_as_attention", CV.conv2d_as_attention)
 
     def measure(c):
@@ -118,20 +121,21 @@ def conv2d_interior(subject, ctx) -> Evidence:
                           "the interior outputs equal scipy.signal.correlate2d to rounding error.")
 
 
-@claims.claim(
-    "convolution.zero_padding_exact",
-    title="With zero-padding tokens the attention convolution is exact everywhere; without "
-          "them its borders replicate the edge",
-    statement=r"\mathrm{MHSA}([0_a;X;0_{K-1-a}])_{a:a+L}=\mathrm{correlate}(\mathrm{pad}_0(X),W),"
-              r"\qquad \mathrm{MHSA}(X)=\mathrm{correlate}(\mathrm{pad}_{\mathrm{edge}}(X),W)",
-    sources=(THEOREM1, SEED000_CONV),
-    kind=Kind.CONSTRUCTION, needs=("attention",),
-    uses=("conv1d_as_attention", "conv2d_as_attention"),
-    keywords=(("attention", "bias"),),
-    notes="At a border the target i + Delta does not exist and the nearest key wins (by a "
-          "margin of at least alpha), i.e. the edge token: replicate padding. Zero tokens "
-          "appended around the sequence make the same layer a zero-padded convolution.")
+@claims.claim("convolution.zero_padding_exact", sources=(THEOREM1, SEED000_CONV),
+              kind=Kind.CONSTRUCTION, needs=("attention",),
+              uses=("conv1d_as_attention", "conv2d_as_attention"),
+              keywords=(("attention", "bias"),))
 def zero_padding_exact(subject, ctx) -> Evidence:
+    r"""With zero-padding tokens the attention convolution is exact everywhere; without them its
+    borders replicate the edge
+
+    .. math:: \mathrm{MHSA}([0_a;X;0_{K-1-a}])_{a:a+L}=\mathrm{correlate}(\mathrm{pad}_0(X),W),\qquad
+        \mathrm{MHSA}(X)=\mathrm{correlate}(\mathrm{pad}_{\mathrm{edge}}(X),W)
+
+    At a border the target i + Delta does not exist and the nearest key wins (by a margin of at
+    least alpha), i.e. the edge token: replicate padding. Zero tokens appended around the sequence
+    make the same layer a zero-padded convolution.
+    """
     conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
     conv2d = construction(subject, "conv2d_as_attention", CV.conv2d_as_attention)
     strategy = st.one_of(_conv1d_case().map(lambda c: {**c, "dims": 1}),
@@ -161,21 +165,22 @@ def zero_padding_exact(subject, ctx) -> Evidence:
 
 @claims.claim(
     "convolution.receptive_field",
-    title="L stacked width-k convolutions see L(k−1)+1 inputs; one attention layer sees them all",
-    statement=r"\mathrm{RF}(\mathrm{conv}_k^{\circ L})=L(k-1)+1,\qquad "
-              r"\mathrm{RF}(\mathrm{attention})=N",
     sources=(SEED000_CONV, CORDONNIER_2020.at("§1 (attention attends to every position)")),
-    kind=Kind.CONSTRUCTION, needs=("attention",),
-    uses=("conv1d_as_attention",),
-    keywords=(("attention", "bias"),),
-    notes="Measured, not computed: each of the N = 41 inputs is perturbed in turn and an input "
-          "counts if the middle output moves by more than the composite rounding tolerance "
-          "(relative to the output's scale). Convolutions are the attention construction of "
-          "convolution.conv1d_interior on the subject's attention; the attention layers have "
-          "random Gaussian W_q, W_k, W_v, W_q scaled down where needed so that the logits "
-          "on the inputs stay within 2 (every weight at least e^-4 / n: a weight of e^-30 "
-          "would move nothing above rounding).")
+    kind=Kind.CONSTRUCTION, needs=("attention",), uses=("conv1d_as_attention",),
+    keywords=(("attention", "bias"),))
 def receptive_field(subject, ctx) -> Evidence:
+    r"""L stacked width-k convolutions see L(k−1)+1 inputs; one attention layer sees them all
+
+    .. math:: \mathrm{RF}(\mathrm{conv}_k^{\circ L})=L(k-1)+1,\qquad
+        \mathrm{RF}(\mathrm{attention})=N
+
+    Measured, not computed: each of the N = 41 inputs is perturbed in turn and an input counts if
+    the middle output moves by more than the composite rounding tolerance (relative to the output's
+    scale). Convolutions are the attention construction of convolution.conv1d_interior on the
+    subject's attention; the attention layers have random Gaussian W_q, W_k, W_v, W_q scaled down
+    where needed so that the logits on the inputs stay within 2 (every weight at least e^-4 / n: a
+    weight of e^-30 would move nothing above rounding).
+    """
     conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
     rng = ctx.rng("receptive field")
     n, channels, center = 41, 2, 20
@@ -266,26 +271,26 @@ def _banded(w, n: int) -> np.ndarray:
     return m.reshape(n * c_out, n * c_in)
 
 
-@claims.claim(
-    "convolution.fewer_parameters_any_length",
-    title="A width-K convolution is a weight-shared N·d linear layer: K C_in C_out parameters "
-          "at every length, and strictly less expressive",
-    statement=r"\mathrm{conv}_W=\big[W_{:,:,j-i+a}\big]_{ij}\in\mathcal T_N,\ "
-              r"\dim\mathcal T_N=KC_{\mathrm{in}}C_{\mathrm{out}}<N^2C_{\mathrm{in}}C_{\mathrm{out}}"
-              r"=\#\text{linear};\quad \frac{\mathrm{dist}(J_N,\mathcal T_N)^2}{\|J_N\|_F^2}"
-              r"\ge 1-\frac{K}{N(N-K+1)}",
-    sources=(SEED000_LINEAR, THEOREM1),
-    kind=Kind.CONSTRUCTION, needs=("attention",), uses=("conv1d_as_attention",),
-    keywords=(("attention", "bias"),),
-    notes="Measured on the subject's attention construction (zero padding) at the lengths "
-          "N = K .. 8: its matrix, read off the identity basis, must be the banded block-Toeplitz "
-          "matrix of the same kernel at every N (to the reduction tolerance: one entry off is "
-          "detected); the matrices of the K C_in C_out basis kernels must span a space of exactly "
-          "that dimension (numerical rank), independent of N, against (N C_in)(N C_out) entries "
-          "of a linear layer; and the reversal J_N (y_i = x_{N-1-i}, one channel), which a linear "
-          "layer represents exactly, stays at least the stated distance from every convolution "
-          "(at most K band diagonals, each meeting J_N once, absorb at most K/(N-K+1)).")
+@claims.claim("convolution.fewer_parameters_any_length", sources=(SEED000_LINEAR, THEOREM1),
+              kind=Kind.CONSTRUCTION, needs=("attention",), uses=("conv1d_as_attention",),
+              keywords=(("attention", "bias"),))
 def fewer_parameters_any_length(subject, ctx) -> Evidence:
+    r"""A width-K convolution is a weight-shared N·d linear layer: K C_in C_out parameters at every
+    length, and strictly less expressive
+
+    .. math:: \mathrm{conv}_W=\big[W_{:,:,j-i+a}\big]_{ij}\in\mathcal T_N,\ \dim\mathcal
+        T_N=KC_{\mathrm{in}}C_{\mathrm{out}}<N^2C_{\mathrm{in}}C_{\mathrm{out}}=\#\text{linear};\quad
+        \frac{\mathrm{dist}(J_N,\mathcal T_N)^2}{\|J_N\|_F^2}\ge 1-\frac{K}{N(N-K+1)}
+
+    Measured on the subject's attention construction (zero padding) at the lengths N = K .. 8: its
+    matrix, read off the identity basis, must be the banded block-Toeplitz matrix of the same
+    kernel at every N (to the reduction tolerance: one entry off is detected); the matrices of the
+    K C_in C_out basis kernels must span a space of exactly that dimension (numerical rank),
+    independent of N, against (N C_in)(N C_out) entries of a linear layer; and the reversal J_N
+    (y_i = x_{N-1-i}, one channel), which a linear layer represents exactly, stays at least the
+    stated distance from every convolution (at most K band diagonals, each meeting J_N once, absorb
+    at most K/(N-K+1)).
+    """
     conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
     rng = ctx.rng("kernels")
 

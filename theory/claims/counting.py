@@ -50,20 +50,20 @@ def closed_form_parameters(config) -> int:
     return config.n_layers * per_layer
 
 
-@claims.claim(
-    "counting.seed003_parameters",
-    title="Seed 003's one-block encoder has 10,656 parameters",
-    statement=r"E=32,\ H=2,\ D_h=32,\ F=32,\ n_{\mathrm{layers}}=1,\ \text{biases}:\quad "
-              r"\underbrace{3H(ED_h+D_h)}_{6{,}336}+\underbrace{HD_hE+E}_{2{,}080}"
-              r"+\underbrace{2(EF)+F+E}_{2{,}112}+\underbrace{2\cdot 2E}_{128}=10{,}656",
-    sources=(SEED_003_TABLE, VASWANI_2017.at("§3.2.2–3.3")),
-    kind=Kind.CONSTRUCTION,
-    needs=("count_parameters", "count_array_parameters"), proof="counting.parameters",
-    notes="A fixed configuration, so a construction rather than a property: the weights are "
-          "built by the reference init_encoder (inputs may come from the reference); both "
-          "the subject's count of those arrays and its closed form must give the table's "
-          "grand total.")
+@claims.claim("counting.seed003_parameters",
+              sources=(SEED_003_TABLE, VASWANI_2017.at("§3.2.2–3.3")), kind=Kind.CONSTRUCTION,
+              needs=("count_parameters", "count_array_parameters"), proof="counting.parameters")
 def seed003_parameters(subject, ctx) -> Evidence:
+    r"""Seed 003's one-block encoder has 10,656 parameters
+
+    .. math:: E=32,\ H=2,\ D_h=32,\ F=32,\ n_{\mathrm{layers}}=1,\ \text{biases}:\quad
+        \underbrace{3H(ED_h+D_h)}_{6{,}336}+\underbrace{HD_hE+E}_{2{,}080}+\underbrace{2(EF)+F+E}_{2{,}112}+\underbrace{2\cdot
+        2E}_{128}=10{,}656
+
+    A fixed configuration, so a construction rather than a property: the weights are built by the
+    reference init_encoder (inputs may come from the reference); both the subject's count of those
+    arrays and its closed form must give the table's grand total.
+    """
     from transformer_theory.impl.transformer import EncoderConfig, init_encoder
 
     config = EncoderConfig(d_model=32, n_heads=2, d_head=32, d_ff=32, n_layers=1, bias=True)
@@ -91,19 +91,20 @@ def _config(draw):
                          bias=draw(st.booleans()), norm=draw(st.sampled_from(["post", "pre"])))
 
 
-@claims.claim(
-    "counting.parameters_closed_form",
-    title="The closed-form parameter count equals the arrays actually built",
-    statement=r"n_{\mathrm{layers}}\big[(H+2G)(ED_h+bD_h)+HD_hE+bE+2EF+b(F+E)+4E\big]"
-              r"=\#\{\text{entries of the built arrays}\}",
-    sources=(SEED_003_TABLE, VASWANI_2017.at("§3.2.2–3.3")),
-    kind=Kind.PROPERTY, needs=("count_parameters", "count_array_parameters"),
-    notes="G is the number of key/value heads (G = H for multi-head attention, fewer for "
-          "grouped-query attention), b = 1 with biases. Configs are drawn with and without "
-          "biases, GQA, explicit head widths and both LayerNorm placements; the arrays come "
-          "from the reference init_encoder. Both the subject's closed form and its count of "
-          "the arrays must equal the statement's formula.")
+@claims.claim("counting.parameters_closed_form",
+              sources=(SEED_003_TABLE, VASWANI_2017.at("§3.2.2–3.3")), kind=Kind.PROPERTY,
+              needs=("count_parameters", "count_array_parameters"))
 def parameters_closed_form(subject, ctx) -> Evidence:
+    r"""The closed-form parameter count equals the arrays actually built
+
+    .. math:: n_{\mathrm{layers}}\big[(H+2G)(ED_h+bD_h)+HD_hE+bE+2EF+b(F+E)+4E\big]=\#\{\text{entries
+        of the built arrays}\}
+
+    G is the number of key/value heads (G = H for multi-head attention, fewer for grouped-query
+    attention), b = 1 with biases. Configs are drawn with and without biases, GQA, explicit head
+    widths and both LayerNorm placements; the arrays come from the reference init_encoder. Both the
+    subject's closed form and its count of the arrays must equal the statement's formula.
+    """
     from transformer_theory.impl.transformer import init_encoder
 
     strategy = st.tuples(_config(), SEEDS)
@@ -152,19 +153,20 @@ def _flops_case(draw):
     return {"config": config, "N": draw(st.integers(1, 10)), "seed": draw(SEEDS)}
 
 
-@claims.claim(
-    "counting.naive_attention_multiplications",
-    title="Naive attention costs H N² D_h multiplications per matrix product",
-    statement=r"\#\mathrm{mult}\big(QK^{\top}\big)=H\,N^2D_h,\qquad "
-              r"\#\mathrm{mult}\big(AV\big)=H\,N^2D_v\qquad(=dN^2\ \text{for } HD_h=d)",
-    sources=(SEED_000_FLOPS, VASWANI_2017.at("§4, Table 1")),
-    kind=Kind.PROPERTY, needs=("attention_flops",), proof="counting.flops",
-    notes="attention_flops(config, N)['scores'] and ['weighted_values'] are compared with the "
-          "formula and with the number of multiplications an explicit triple loop performs "
-          "for Q_h K_h^T and A_h V_h, head by head, on random (N, D_h) matrices; the loop's "
-          "products are checked against numpy so that it is a real matrix product. Counted, "
-          "not timed; D_v = D_h in the config.")
+@claims.claim("counting.naive_attention_multiplications",
+              sources=(SEED_000_FLOPS, VASWANI_2017.at("§4, Table 1")), kind=Kind.PROPERTY,
+              needs=("attention_flops",), proof="counting.flops")
 def naive_attention_multiplications(subject, ctx) -> Evidence:
+    r"""Naive attention costs H N² D_h multiplications per matrix product
+
+    .. math:: \#\mathrm{mult}\big(QK^{\top}\big)=H\,N^2D_h,\qquad
+        \#\mathrm{mult}\big(AV\big)=H\,N^2D_v\qquad(=dN^2\ \text{for } HD_h=d)
+
+    attention_flops(config, N)['scores'] and ['weighted_values'] are compared with the formula and
+    with the number of multiplications an explicit triple loop performs for Q_h K_h^T and A_h V_h,
+    head by head, on random (N, D_h) matrices; the loop's products are checked against numpy so
+    that it is a real matrix product. Counted, not timed; D_v = D_h in the config.
+    """
     def measure(c):
         config, n = c["config"], c["N"]
         h, dh = config.n_heads, config.head_dim
@@ -200,21 +202,21 @@ def _kaplan_config(draw):
                          bias=False, norm=draw(st.sampled_from(["post", "pre"])))
 
 
-@claims.claim(
-    "counting.kaplan_approximation",
-    title="Without biases, with d_ff = 4d and H·D_h = d, a layer has 12d² + 4d parameters",
-    statement=r"b=0,\ F=4d,\ HD_h=d,\ G=H:\quad \frac{N_{\mathrm{params}}}{n_{\mathrm{layers}}}"
-              r"=\underbrace{4d^2}_{W_Q,W_K,W_V,W_O}+\underbrace{8d^2}_{W_1,W_2}"
-              r"+\underbrace{4d}_{\text{2 LayerNorms}}=12d^2+4d",
-    sources=(KAPLAN_COUNT, SEED_003_TABLE),
-    kind=Kind.PROPERTY, needs=("count_parameters", "count_array_parameters"),
-    proof="counting.parameters",
-    notes="Kaplan et al. approximate the non-embedding count by N ≈ 12 n_layer d^2, dropping "
-          "biases and other sub-leading terms; the closed form gives exactly 12 d^2 + 4 d per "
-          "layer, the 4 d being the gains and biases of the two LayerNorms (relative excess "
-          "1/(3d)). Checked on the closed form and on arrays built by the reference "
-          "init_encoder.")
+@claims.claim("counting.kaplan_approximation", sources=(KAPLAN_COUNT, SEED_003_TABLE),
+              kind=Kind.PROPERTY, needs=("count_parameters", "count_array_parameters"),
+              proof="counting.parameters")
 def kaplan_approximation(subject, ctx) -> Evidence:
+    r"""Without biases, with d_ff = 4d and H·D_h = d, a layer has 12d² + 4d parameters
+
+    .. math:: b=0,\ F=4d,\ HD_h=d,\ G=H:\quad
+        \frac{N_{\mathrm{params}}}{n_{\mathrm{layers}}}=\underbrace{4d^2}_{W_Q,W_K,W_V,W_O}+\underbrace{8d^2}_{W_1,W_2}+\underbrace{4d}_{\text{2
+        LayerNorms}}=12d^2+4d
+
+    Kaplan et al. approximate the non-embedding count by N ≈ 12 n_layer d^2, dropping biases and
+    other sub-leading terms; the closed form gives exactly 12 d^2 + 4 d per layer, the 4 d being
+    the gains and biases of the two LayerNorms (relative excess 1/(3d)). Checked on the closed form
+    and on arrays built by the reference init_encoder.
+    """
     from transformer_theory.impl.transformer import init_encoder
 
     def measure(args):
@@ -323,30 +325,31 @@ def _restricted_graph(graph, n: int, r: int):
 
 @claims.claim(
     "counting.layer_type_table",
-    title="Table 1 of Vaswani et al., counted: complexity, sequential operations and maximum "
-          "path length of self-attention, recurrent, convolutional and restricted layers",
-    statement=r"\begin{array}{llll}\text{layer}&\#\mathrm{mult}&\text{sequential}&\text{path}\\"
-              r"\text{self-attention}&2n^2d&O(1)&1\\ \text{recurrent}&2nd^2&n&n\\"
-              r"\text{convolutional}&knd^2&O(1)&\lceil\frac{n-1}{k-1}\rceil,\ "
-              r"\text{dilated }\lceil\log_k n\rceil\\ \text{restricted}&2rnd&O(1)&"
-              r"\lceil\frac{n-1}{\lfloor r/2\rfloor}\rceil\end{array}",
     sources=(TABLE_1, SEED_001_CONV, SEED_003.at("Problems with RNNs: 'path length for "
                                                   "codependent computation between states "
                                                   "grows with sequence'")),
-    kind=Kind.CONSTRUCTION, needs=("attention_flops",), uses=("transformer_encoder_graph",),
-    notes="Complexity: multiplications performed by explicit loops (one head; the Q, K, V "
-          "projections are a position-wise O(n d^2) and not part of Table 1's self-attention "
-          "term), for n in {4, 8, 16}, d in {2, 3}, k in {2, 3}, r in {3, 5}; each count must "
-          "equal the stated formula, and the self-attention count the subject's attention_flops "
-          "(scores + weighted values, H = 1, D_h = d). Sequential operations: the longest path "
-          "(nodes) of one layer's dependency graph: the subject's transformer_encoder_graph must "
-          "give the same length for every n (and its window-restricted subgraph too), the "
-          "recurrent graph n + 1. Path length: layers needed before every output depends on every "
-          "(earlier) input, for n up to 64, causal convolutions of width k (contiguous and with "
-          "dilation k^l at layer l) and a centred window of r; and x_1 -> h_n in the recurrent "
-          "graph, x_j -> y_i in the attention graph (shortest paths). Power: one multiplication "
-          "or one layer off anywhere in the grid.")
+    kind=Kind.CONSTRUCTION, needs=("attention_flops",), uses=("transformer_encoder_graph",))
 def layer_type_table(subject, ctx) -> Evidence:
+    r"""Table 1 of Vaswani et al., counted: complexity, sequential operations and maximum path
+    length of self-attention, recurrent, convolutional and restricted layers
+
+    .. math:: \begin{array}{llll}\text{layer}&\#\mathrm{mult}&\text{sequential}&\text{path}\\\text{self-attention}&2n^2d&O(1)&1\\
+        \text{recurrent}&2nd^2&n&n\\\text{convolutional}&knd^2&O(1)&\lceil\frac{n-1}{k-1}\rceil,\
+        \text{dilated }\lceil\log_k n\rceil\\ \text{restricted}&2rnd&O(1)&\lceil\frac{n-1}{\lfloor
+        r/2\rfloor}\rceil\end{array}
+
+    Complexity: multiplications performed by explicit loops (one head; the Q, K, V projections are
+    a position-wise O(n d^2) and not part of Table 1's self-attention term), for n in {4, 8, 16}, d
+    in {2, 3}, k in {2, 3}, r in {3, 5}; each count must equal the stated formula, and the
+    self-attention count the subject's attention_flops (scores + weighted values, H = 1, D_h = d).
+    Sequential operations: the longest path (nodes) of one layer's dependency graph: the subject's
+    transformer_encoder_graph must give the same length for every n (and its window-restricted
+    subgraph too), the recurrent graph n + 1. Path length: layers needed before every output
+    depends on every (earlier) input, for n up to 64, causal convolutions of width k (contiguous
+    and with dilation k^l at layer l) and a centred window of r; and x_1 -> h_n in the recurrent
+    graph, x_j -> y_i in the attention graph (shortest paths). Power: one multiplication or one
+    layer off anywhere in the grid.
+    """
     from transformer_theory.impl import recurrence as R
     from transformer_theory.impl.transformer import EncoderConfig
 
@@ -428,24 +431,26 @@ SEED_003_COMPUTATIONS = SEED_003.at("table, 'Self Attention Computations': 'For 
 
 @claims.claim(
     "counting.seed003_attention_computations",
-    title="Seed 003's 'self-attention computations': E·E·N = 614,400 per element, E²N² = "
-          "368,640,000 per sequence, E/2 = 16 times the 2N²E of shared projections",
-    statement=r"E=32,\ N=600:\quad \#\mathrm{mult}\big((N\times E)(E\times E)\big)=E^2N=614{,}400,"
-              r"\quad N\cdot E^2N=368{,}640{,}000=\tfrac{E}{2}\cdot\underbrace{2N^2E}_{QK^{\top},"
-              r"\,AV}",
     sources=(SEED_003_COMPUTATIONS, VASWANI_2017.at("§4, Table 1 (O(n^2 d) per self-attention "
                                                      "layer)")),
-    kind=Kind.CONSTRUCTION, needs=("attention_flops",),
-    notes="The seed writes only the factors: 32 x 32 x 600 for one element and that times 600 for "
-          "the sequence, with E = 32 (its table's embedding dimension) and N = 600 (its sequence "
-          "length). E E N is the multiplication count of one E x E matrix applied to all N "
-          "elements, counted here by an explicit loop on small sizes (E in 1..4, N in 1..6) and "
-          "then evaluated at the seed's sizes; N times it is what recomputing that product for "
-          "each element costs. With the projections computed once, the subject's "
-          "attention_flops (H = 1, D_h = E) must give scores + weighted values = 2 N^2 E = "
-          "23,040,000, so the seed's sequence count is E / 2 = 16 times the layer's pairwise "
-          "work. Power: any count off by one multiplication.")
+    kind=Kind.CONSTRUCTION, needs=("attention_flops",))
 def seed003_attention_computations(subject, ctx) -> Evidence:
+    r"""Seed 003's 'self-attention computations': E·E·N = 614,400 per element, E²N² = 368,640,000
+    per sequence, E/2 = 16 times the 2N²E of shared projections
+
+    .. math:: E=32,\ N=600:\quad \#\mathrm{mult}\big((N\times E)(E\times
+        E)\big)=E^2N=614{,}400,\quad N\cdot
+        E^2N=368{,}640{,}000=\tfrac{E}{2}\cdot\underbrace{2N^2E}_{QK^{\top},\,AV}
+
+    The seed writes only the factors: 32 x 32 x 600 for one element and that times 600 for the
+    sequence, with E = 32 (its table's embedding dimension) and N = 600 (its sequence length). E E
+    N is the multiplication count of one E x E matrix applied to all N elements, counted here by an
+    explicit loop on small sizes (E in 1..4, N in 1..6) and then evaluated at the seed's sizes; N
+    times it is what recomputing that product for each element costs. With the projections computed
+    once, the subject's attention_flops (H = 1, D_h = E) must give scores + weighted values = 2 N^2
+    E = 23,040,000, so the seed's sequence count is E / 2 = 16 times the layer's pairwise work.
+    Power: any count off by one multiplication.
+    """
     from transformer_theory.impl.transformer import EncoderConfig
 
     rng = ctx.rng("products")

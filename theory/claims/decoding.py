@@ -69,21 +69,23 @@ def _decode(subject, x, params, positions, base, dtype):
     return np.concatenate(steps, axis=-2)
 
 
-@claims.claim(
-    "decoding.prefill_then_decode",
-    title="Prefill then decode with GQA and RoPE equals the full causal forward",
-    statement=r"\mathrm{dec}(x_{n+t}\mid\mathrm{cache}(x_{\le n+t-1}))="
-              r"\mathrm{GQA}_{\mathrm{causal}}(\mathrm{RoPE};X)_{n+t}",
-    sources=(CACHE, ROTATION, GROUPS, SEED_004.at("item 24")),
-    kind=Kind.PROPERTY, needs=("grouped_query_attention", "decode_step", "init_kv_cache"),
-    keywords=(("decode_step", "rope_base"), ("grouped_query_attention", "rope_base")),
-    full_precision_only=_NO_BASELINE,
-    notes="n prompt tokens written to the cache, then m decoded tokens, each query and key "
-          "rotated at its own position (the cache holds rotated keys). Both the decoded rows "
-          "and the subject's causal forward are compared with the float64 definition (heads "
-          "one by one, RoPE on each head's queries and keys); H/G in {1, 2}. A decode step "
-          "that rotates at the wrong offset, or not at all, moves every score.")
+@claims.claim("decoding.prefill_then_decode",
+              sources=(CACHE, ROTATION, GROUPS, SEED_004.at("item 24")), kind=Kind.PROPERTY,
+              needs=("grouped_query_attention", "decode_step", "init_kv_cache"),
+              keywords=(("decode_step", "rope_base"), ("grouped_query_attention", "rope_base")),
+              full_precision_only=_NO_BASELINE)
 def prefill_then_decode(subject, ctx) -> Evidence:
+    r"""Prefill then decode with GQA and RoPE equals the full causal forward
+
+    .. math:: \mathrm{dec}(x_{n+t}\mid\mathrm{cache}(x_{\le
+        n+t-1}))=\mathrm{GQA}_{\mathrm{causal}}(\mathrm{RoPE};X)_{n+t}
+
+    n prompt tokens written to the cache, then m decoded tokens, each query and key rotated at its
+    own position (the cache holds rotated keys). Both the decoded rows and the subject's causal
+    forward are compared with the float64 definition (heads one by one, RoPE on each head's queries
+    and keys); H/G in {1, 2}. A decode step that rotates at the wrong offset, or not at all, moves
+    every score.
+    """
     strategy = st.tuples(_decode_case(), st.integers(1, 4), st.integers(1, 4))
 
     def measure(args):
@@ -103,22 +105,22 @@ def prefill_then_decode(subject, ctx) -> Evidence:
                           "definition.")
 
 
-@claims.claim(
-    "decoding.left_padded_batch",
-    title="Decoding a left-padded batch equals decoding each sequence alone",
-    statement=r"\mathrm{dec}\big(\mathrm{pad}_{p_b}(x^{(b)})\big)_{p_b+t}"
-              r"=\mathrm{dec}(x^{(b)})_t\quad\text{positions counted from the first real token}",
-    sources=(CACHE, ROTATION),
-    kind=Kind.PROPERTY, needs=("decode_step", "init_kv_cache"),
-    keywords=(("decode_step", "positions"), ("decode_step", "rope_base")),
-    full_precision_only=_NO_BASELINE,
-    notes="Sequences of different lengths left-padded to a common length; the padding tokens "
-          "are NaN (uninitialised memory). positions gives each token's position from its "
-          "sequence's first real token (negative for padding). Each real token's output must "
-          "equal the output of its sequence decoded alone with RoPE, and stay finite: a "
-          "rotary offset counted from the padded start, a padding key let in, or a masked "
-          "weight multiplied by a NaN value fails.")
+@claims.claim("decoding.left_padded_batch", sources=(CACHE, ROTATION), kind=Kind.PROPERTY,
+              needs=("decode_step", "init_kv_cache"),
+              keywords=(("decode_step", "positions"), ("decode_step", "rope_base")),
+              full_precision_only=_NO_BASELINE)
 def left_padded_batch(subject, ctx) -> Evidence:
+    r"""Decoding a left-padded batch equals decoding each sequence alone
+
+    .. math:: \mathrm{dec}\big(\mathrm{pad}_{p_b}(x^{(b)})\big)_{p_b+t}=\mathrm{dec}(x^{(b)})_t\quad\text{positions
+        counted from the first real token}
+
+    Sequences of different lengths left-padded to a common length; the padding tokens are NaN
+    (uninitialised memory). positions gives each token's position from its sequence's first real
+    token (negative for padding). Each real token's output must equal the output of its sequence
+    decoded alone with RoPE, and stay finite: a rotary offset counted from the padded start, a
+    padding key let in, or a masked weight multiplied by a NaN value fails.
+    """
     strategy = st.tuples(_decode_case(), st.data())
 
     def measure(args):
@@ -147,19 +149,20 @@ def left_padded_batch(subject, ctx) -> Evidence:
                           "alone.")
 
 
-@claims.claim(
-    "decoding.unfilled_cache_ignored",
-    title="Cache slots not yet written (NaN memory) do not reach a decoded token",
-    statement=r"\mathrm{dec}(x_t\mid K_{[0,t)},V_{[0,t)},\ K_{[t+1,L)}=V_{[t+1,L)}=\mathrm{NaN})"
-              r"=\mathrm{dec}(x_t\mid K_{[0,t)},V_{[0,t)})",
-    sources=(CACHE, VASWANI_2017.at("§3.2.3 (masking out illegal connections)")),
-    kind=Kind.PROPERTY, needs=("decode_step", "init_kv_cache"),
-    notes="A preallocated cache is often np.empty or torch.empty: the slots after the "
-          "current length hold garbage. They are filled with NaN after every step; the "
-          "decoded outputs must be finite and equal those of a zero-initialised cache. A "
-          "decoder that attends the whole buffer with a multiplicative mask, or whose softmax "
-          "runs over unwritten slots, fails.")
+@claims.claim("decoding.unfilled_cache_ignored",
+              sources=(CACHE, VASWANI_2017.at("§3.2.3 (masking out illegal connections)")),
+              kind=Kind.PROPERTY, needs=("decode_step", "init_kv_cache"))
 def unfilled_cache_ignored(subject, ctx) -> Evidence:
+    r"""Cache slots not yet written (NaN memory) do not reach a decoded token
+
+    .. math:: \mathrm{dec}(x_t\mid K_{[0,t)},V_{[0,t)},\
+        K_{[t+1,L)}=V_{[t+1,L)}=\mathrm{NaN})=\mathrm{dec}(x_t\mid K_{[0,t)},V_{[0,t)})
+
+    A preallocated cache is often np.empty or torch.empty: the slots after the current length hold
+    garbage. They are filled with NaN after every step; the decoded outputs must be finite and
+    equal those of a zero-initialised cache. A decoder that attends the whole buffer with a
+    multiplicative mask, or whose softmax runs over unwritten slots, fails.
+    """
     from transformer_theory.impl.attention import KVCache
 
     strategy = st.tuples(_decode_case(), st.integers(1, 5))
@@ -190,20 +193,24 @@ def unfilled_cache_ignored(subject, ctx) -> Evidence:
 
 @claims.claim(
     "decoding.window_cache",
-    title="A sliding-window cache of the last left + 1 keys decodes as the full window forward",
-    statement=r"\mathrm{dec}_{w}(x_t\mid K_{[t-w,t)},V_{[t-w,t)})="
-              r"\mathrm{GQA}_{\mathrm{causal},(w,0)}(X)_t,\qquad |\mathrm{cache}|=\min(t,w+1)",
     sources=(MISTRAL_SRC.at("rolling buffer cache"), CACHE),
     kind=Kind.PROPERTY, needs=("grouped_query_attention", "decode_step", "init_kv_cache"),
     keywords=(("init_kv_cache", "window"), ("grouped_query_attention", "window"),
               ("decode_step", "rope_base"), ("grouped_query_attention", "rope_base")),
-    full_precision_only=_NO_BASELINE,
-    notes="init_kv_cache(..., window=w) keeps only the last w + 1 keys and values (the "
-          "oldest dropped as a token is written), however long the decoding runs past w + 1 "
-          "tokens; with RoPE (keys cached rotated). The decoded rows equal the causal forward "
-          "with window (w, 0), and both the float64 definition under the band mask; the "
-          "cache never holds more than w + 1 slots. Keeping w keys, or the first w + 1, fails.")
+    full_precision_only=_NO_BASELINE)
 def window_cache(subject, ctx) -> Evidence:
+    r"""A sliding-window cache of the last left + 1 keys decodes as the full window forward
+
+    .. math:: \mathrm{dec}_{w}(x_t\mid
+        K_{[t-w,t)},V_{[t-w,t)})=\mathrm{GQA}_{\mathrm{causal},(w,0)}(X)_t,\qquad
+        |\mathrm{cache}|=\min(t,w+1)
+
+    init_kv_cache(..., window=w) keeps only the last w + 1 keys and values (the oldest dropped as a
+    token is written), however long the decoding runs past w + 1 tokens; with RoPE (keys cached
+    rotated). The decoded rows equal the causal forward with window (w, 0), and both the float64
+    definition under the band mask; the cache never holds more than w + 1 slots. Keeping w keys, or
+    the first w + 1, fails.
+    """
     strategy = st.tuples(_decode_case(), st.integers(0, 3), st.integers(1, 8))
 
     def measure(args):
@@ -257,11 +264,6 @@ def _total_correlation(p: np.ndarray) -> float:
 
 @claims.claim(
     "decoding.parallel_outputs_independent",
-    title="Limitation: outputs generated all at once are independent given the input; "
-          "left-to-right decoding is exact",
-    statement=r"\min_{q=\prod_t q_t}\mathrm{KL}(p\,\|\,q)=\sum_t H(p_t)-H(p)\ "
-              r"\bigl(q^*_t=p_t\bigr),\qquad \prod_t\mathrm{softmax}\bigl(\log p(y_{\le t})"
-              r"\bigr)_{y_t}=p",
     sources=(SEED_001.at("Transformer Motivation: 'generating all at once assumes the output "
                          "are conditionally independent'"),
              VASWANI_2017.at('in its words: "At each step the model is auto-regressive, '
@@ -270,17 +272,23 @@ def _total_correlation(p: np.ndarray) -> float:
     kind=Kind.PROPERTY, needs=("softmax",),
     full_precision_only="the claim's evidence is a product of T softmax outputs against a "
                         "float64 joint, whose half-precision rounding has no naive baseline of "
-                        "its own",
-    notes="Random joint distributions p over V^T (V = 2..4, T = 2..3). Left to right: "
-          "the subject's softmax over the last axis of log p(y_1..y_t) (the prefix marginal) "
-          "gives p(y_t | y_<t), and the product of the T conditionals must be p. All at "
-          "once: a decoder whose outputs are independent given the input models "
-          "q = prod_t q_t; for any such q, KL(p || q) = KL(p || prod_t p_t) + "
-          "sum_t KL(p_t || q_t) (checked on a random q), so the best it can do is the "
-          "product of the marginals and it misses p by the total correlation "
-          "sum_t H(p_t) - H(p) > 0 (ln V for two outputs that must agree). Power: a softmax "
-          "over the wrong axis, or one with an extra zero logit, breaks the product.")
+                        "its own")
 def parallel_outputs_independent(subject, ctx) -> Evidence:
+    r"""Limitation: outputs generated all at once are independent given the input; left-to-right
+    decoding is exact
+
+    .. math:: \min_{q=\prod_t q_t}\mathrm{KL}(p\,\|\,q)=\sum_t H(p_t)-H(p)\
+        \bigl(q^*_t=p_t\bigr),\qquad \prod_t\mathrm{softmax}\bigl(\log p(y_{\le t})\bigr)_{y_t}=p
+
+    Random joint distributions p over V^T (V = 2..4, T = 2..3). Left to right: the subject's
+    softmax over the last axis of log p(y_1..y_t) (the prefix marginal) gives p(y_t | y_<t), and
+    the product of the T conditionals must be p. All at once: a decoder whose outputs are
+    independent given the input models q = prod_t q_t; for any such q, KL(p || q) = KL(p || prod_t
+    p_t) + sum_t KL(p_t || q_t) (checked on a random q), so the best it can do is the product of
+    the marginals and it misses p by the total correlation sum_t H(p_t) - H(p) > 0 (ln V for two
+    outputs that must agree). Power: a softmax over the wrong axis, or one with an extra zero
+    logit, breaks the product.
+    """
     def measure(c):
         p, t, dt = c["p"], c["T"], c["dtype"]
         chain = np.ones_like(p)

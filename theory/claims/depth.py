@@ -122,31 +122,30 @@ def _floor(inst, x: np.ndarray) -> float:
     return tol.rtol * scale * np.sqrt(inst["n"] * inst["d"])
 
 
-@claims.claim(
-    "depth.rank_collapse_doubly_exponential",
-    title="Pure self-attention: the residual to rank one shrinks doubly exponentially with depth",
-    statement=r"X_{l+1}=\mathrm{softmax}\!\Big(\tfrac{X_lW_Q(X_lW_K)^{\top}}{\sqrt{d_{qk}}}\Big)X_lW_V:\ "
-              r"\|\mathrm{res}(X_L)\|_{1,\infty}\le C^{\frac{3^L-1}{2}}\|\mathrm{res}(X_0)\|_{1,\infty}^{3^L},\ "
-              r"C=\frac{2e\sqrt n\,d\,\max_{ij}|(W_QW_K^{\top})_{ij}|\,\|W_V\|_{1,\infty}}{\sqrt{d_{qk}}},\ "
-              r"\text{if }\max_{ij}|(R_lW_QW_K^{\top}R_l^{\top})_{ij}|\le\tfrac{\sqrt{d_{qk}}}{2}",
-    sources=(DONG_ABSTRACT, DONG_CUBIC),
-    full_precision_only=_FULL64,
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="res(X) = X - 1 x^T for the decomposition the proof carries (x_{l+1} = W_V^T(x_l + "
-          "R_l^T q_l)), an upper bound on the distance to identical rows; ||M||_{1,inf} = "
-          "sqrt(||M||_1 ||M||_inf). The constant C is derived in depth.one_layer_constant (the "
-          "paper's own constant has a term gamma that depends on the attention entries; its "
-          "doubly exponential form (3^L - 1)/2, 3^L is the same). Six random instances (n = 3..6 "
-          "tokens, width d = 2..4, d_qk <= d) start at sqrt(C)||R_0|| = rho in [0.3, 0.8], so the "
-          "bound falls as rho^{3^L}: four layers reach 0.8^81 ~ 1e-8 of sqrt(C)^-1, a fifth would "
-          "be below float64 rounding. Each layer's residual must stay below B_{l+1} = C B_l^3 + "
-          "f_l (f_l: the layer's rounding allowance in the composite norm), which is the "
-          "statement's bound while f is negligible. Power: the subject's output is decomposed by "
-          "the checker, so any part of the input that survives a layer linearly (a leak alpha X "
-          "W_V, a row-stochastic but not softmax mixing) leaves a residual ~ alpha ||R_l||, "
-          "rejected once alpha^l exceeds rho^{3^l}: alpha = 0.05 by layer 2, alpha >= 1e-3 by "
-          "layer 4.")
+@claims.claim("depth.rank_collapse_doubly_exponential", sources=(DONG_ABSTRACT, DONG_CUBIC),
+              full_precision_only=_FULL64, kind=Kind.PROPERTY, needs=("attention",))
 def rank_collapse_doubly_exponential(subject, ctx) -> Evidence:
+    r"""Pure self-attention: the residual to rank one shrinks doubly exponentially with depth
+
+    .. math:: X_{l+1}=\mathrm{softmax}\!\Big(\tfrac{X_lW_Q(X_lW_K)^{\top}}{\sqrt{d_{qk}}}\Big)X_lW_V:\
+        \|\mathrm{res}(X_L)\|_{1,\infty}\le
+        C^{\frac{3^L-1}{2}}\|\mathrm{res}(X_0)\|_{1,\infty}^{3^L},\ C=\frac{2e\sqrt
+        n\,d\,\max_{ij}|(W_QW_K^{\top})_{ij}|\,\|W_V\|_{1,\infty}}{\sqrt{d_{qk}}},\ \text{if
+        }\max_{ij}|(R_lW_QW_K^{\top}R_l^{\top})_{ij}|\le\tfrac{\sqrt{d_{qk}}}{2}
+
+    res(X) = X - 1 x^T for the decomposition the proof carries (x_{l+1} = W_V^T(x_l + R_l^T q_l)),
+    an upper bound on the distance to identical rows; ||M||_{1,inf} = sqrt(||M||_1 ||M||_inf). The
+    constant C is derived in depth.one_layer_constant (the paper's own constant has a term gamma
+    that depends on the attention entries; its doubly exponential form (3^L - 1)/2, 3^L is the
+    same). Six random instances (n = 3..6 tokens, width d = 2..4, d_qk <= d) start at
+    sqrt(C)||R_0|| = rho in [0.3, 0.8], so the bound falls as rho^{3^L}: four layers reach 0.8^81 ~
+    1e-8 of sqrt(C)^-1, a fifth would be below float64 rounding. Each layer's residual must stay
+    below B_{l+1} = C B_l^3 + f_l (f_l: the layer's rounding allowance in the composite norm),
+    which is the statement's bound while f is negligible. Power: the subject's output is decomposed
+    by the checker, so any part of the input that survives a layer linearly (a leak alpha X W_V, a
+    row-stochastic but not softmax mixing) leaves a residual ~ alpha ||R_l||, rejected once alpha^l
+    exceeds rho^{3^l}: alpha = 0.05 by layer 2, alpha >= 1e-3 by layer 4.
+    """
     rng = ctx.rng("instances")
     measurements, rows = [], []
     for _ in range(INSTANCES):
@@ -185,22 +184,24 @@ def rank_collapse_doubly_exponential(subject, ctx) -> Evidence:
                               + "; ".join(rows) + ".")
 
 
-@claims.claim(
-    "depth.skip_connections_keep_rank",
-    title="Limitation: with skip connections the residual does not shrink; the pure-attention bound fails",
-    statement=r"X_{l+1}=X_l+\mathrm{SA}(X_l),\ W_V=I:\quad \min_z\|X_L-\mathbf 1z^{\top}\|_{1,\infty}"
-              r"\ \ge\ \sqrt{\tfrac12\max_{ijk}|X_{ik}-X_{jk}|\,\max_{ij}\textstyle\sum_k|X_{ik}-X_{jk}|}"
-              r"\ >\ C^{\frac{3^L-1}{2}}\|\mathrm{res}(X_0)\|_{1,\infty}^{3^L},\quad L=4",
-    sources=(DONG_SKIP, DONG_ABSTRACT),
-    full_precision_only=_FULL64,
-    kind=Kind.LIMITATION, needs=("attention",),
-    notes="The same instances as depth.rank_collapse_doubly_exponential with W_V = I, each layer "
-          "adding its input back. The left side is a rigorous lower bound on the distance to "
-          "identical rows (depth.residual_lower_bound); it must exceed the pure-attention bound "
-          "at every depth 1..4 (it stays near its start while the bound falls like rho^{3^L}). "
-          "Power: an attention that cancels the skip (returns P v - v, so X + SA(X) = P X) is a "
-          "pure SAN again and falls under the bound by the second layer.")
+@claims.claim("depth.skip_connections_keep_rank", sources=(DONG_SKIP, DONG_ABSTRACT),
+              full_precision_only=_FULL64, kind=Kind.LIMITATION, needs=("attention",))
 def skip_connections_keep_rank(subject, ctx) -> Evidence:
+    r"""Limitation: with skip connections the residual does not shrink; the pure-attention bound
+    fails
+
+    .. math:: X_{l+1}=X_l+\mathrm{SA}(X_l),\ W_V=I:\quad \min_z\|X_L-\mathbf
+        1z^{\top}\|_{1,\infty}\ \ge\
+        \sqrt{\tfrac12\max_{ijk}|X_{ik}-X_{jk}|\,\max_{ij}\textstyle\sum_k|X_{ik}-X_{jk}|}\ >\
+        C^{\frac{3^L-1}{2}}\|\mathrm{res}(X_0)\|_{1,\infty}^{3^L},\quad L=4
+
+    The same instances as depth.rank_collapse_doubly_exponential with W_V = I, each layer adding
+    its input back. The left side is a rigorous lower bound on the distance to identical rows
+    (depth.residual_lower_bound); it must exceed the pure-attention bound at every depth 1..4 (it
+    stays near its start while the bound falls like rho^{3^L}). Power: an attention that cancels
+    the skip (returns P v - v, so X + SA(X) = P X) is a pure SAN again and falls under the bound by
+    the second layer.
+    """
     rng = ctx.rng("instances")
     measurements, rows = [], []
     for _ in range(INSTANCES):

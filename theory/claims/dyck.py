@@ -170,55 +170,62 @@ def _recognizer_evidence(subject, ctx, attention: str, detail: str) -> Evidence:
                            f"(a member, a near miss, the member one level deeper).{extra}")
 
 
-@claims.claim(
-    "dyck.recognizer_exact",
-    title="A (D+1)-layer hard-attention transformer accepts exactly Dyck_{k,D}",
-    statement=r"\forall w\in\{0,\dots,2k-1\}^{*}:\ \ f_{k,D}(w)=1\iff w\in\mathrm{Dyck}_{k,D},"
-              r"\qquad f_{k,D}\ \text{has } D+1 \text{ layers and width } O(\log k)",
-    sources=(THEOREM_41, SEED),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
-    shards=exhaustive_shards,
-    notes="Built with the subject's feed_forward and the reference hard_attention (averaging "
-          "hard attention is not a subject callable). D matching layers cancel the innermost "
-          "remaining pairs (openers look right, closers look left, strict masks; the FFN checks "
-          "the types), the last layer rejects if anything is left unmatched. " + _COVERAGE)
+@claims.claim("dyck.recognizer_exact", sources=(THEOREM_41, SEED), kind=Kind.CONSTRUCTION,
+              needs=("feed_forward",), uses=("build_dyck_recognizer",), shards=exhaustive_shards)
 def recognizer_exact(subject, ctx) -> Evidence:
+    r"""A (D+1)-layer hard-attention transformer accepts exactly Dyck_{k,D}
+
+    .. math:: \forall w\in\{0,\dots,2k-1\}^{*}:\ \ f_{k,D}(w)=1\iff w\in\mathrm{Dyck}_{k,D},\qquad
+        f_{k,D}\ \text{has } D+1 \text{ layers and width } O(\log k)
+
+    Built with the subject's feed_forward and the reference hard_attention (averaging hard
+    attention is not a subject callable). D matching layers cancel the innermost remaining pairs
+    (openers look right, closers look left, strict masks; the FFN checks the types), the last layer
+    rejects if anything is left unmatched. Evidence: every string of length <= 12 over the 4 tokens
+    of k = 2 (22,369,621 strings) through the networks for D = 1, 2, 3 under the thorough profile,
+    of length <= 6 (5,461 strings) under ci and dev; Hypothesis members and near misses (k in 1, 2,
+    3, 8; D <= 4); and strings of length >= 1000 with k = 8, D = 10.
+    """
     return _recognizer_evidence(subject, ctx, "hard",
                                 "The hard-attention recogniser agrees with the stack.")
 
 
-@claims.claim(
-    "dyck.soft_recognizer",
-    title="With softmax scale beta(n) ~ n ln n, the same weights in soft attention still "
-          "accept exactly Dyck_{k,D}",
-    statement=r"\beta(n)=(n+1)\ln\!\big(8(b+1)(n+1)\big)\ \Rightarrow\ "
-              r"f^{\mathrm{soft}}_{k,D,\beta(n)}(w)=\mathbb 1[w\in\mathrm{Dyck}_{k,D}]",
-    sources=(THEOREM_41, LEMMA_5),
-    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",),
-    shards=exhaustive_shards,
-    notes="This soft recogniser is this project's construction: Yao et al.'s soft-attention "
-          "network generates Dyck_{k,D}; here the hard recogniser's weights run under a "
-          "softmax whose scale is derived. "
-          "Neighbouring scores differ by 1/(n+1) (positions i/(n+1)), so the softmax needs a "
-          "scale of order n ln n to put all but a 1/(4(b+1)) fraction of the weight on the "
-          "winner; the FFN re-binarises the matched flag in every layer, so errors do not "
-          "accumulate. The derivation is in recognizer_beta's docstring. " + _COVERAGE)
+@claims.claim("dyck.soft_recognizer", sources=(THEOREM_41, LEMMA_5), kind=Kind.CONSTRUCTION,
+              needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",),
+              shards=exhaustive_shards)
 def soft_recognizer(subject, ctx) -> Evidence:
+    r"""With softmax scale beta(n) ~ n ln n, the same weights in soft attention still accept
+    exactly Dyck_{k,D}
+
+    .. math:: \beta(n)=(n+1)\ln\!\big(8(b+1)(n+1)\big)\ \Rightarrow\
+        f^{\mathrm{soft}}_{k,D,\beta(n)}(w)=\mathbb 1[w\in\mathrm{Dyck}_{k,D}]
+
+    This soft recogniser is this project's construction: Yao et al.'s soft-attention network
+    generates Dyck_{k,D}; here the hard recogniser's weights run under a softmax whose scale is
+    derived. Neighbouring scores differ by 1/(n+1) (positions i/(n+1)), so the softmax needs a
+    scale of order n ln n to put all but a 1/(4(b+1)) fraction of the weight on the winner; the FFN
+    re-binarises the matched flag in every layer, so errors do not accumulate. The derivation is in
+    recognizer_beta's docstring. Evidence: every string of length <= 12 over the 4 tokens of k = 2
+    (22,369,621 strings) through the networks for D = 1, 2, 3 under the thorough profile, of length
+    <= 6 (5,461 strings) under ci and dev; Hypothesis members and near misses (k in 1, 2, 3, 8; D
+    <= 4); and strings of length >= 1000 with k = 8, D = 10.
+    """
     return _recognizer_evidence(subject, ctx, "soft",
                                 "The soft-attention recogniser (scale beta(n)) agrees with the "
                                 "stack.")
 
 
-@claims.claim(
-    "dyck.small_beta_fails",
-    title="Limitation: with beta = c ln n the soft recogniser fails for every constant c",
-    statement=r"\forall c\ \exists n:\ f^{\mathrm{soft}}_{k,D,\,c\ln(n+1)}\ne"
-              r"\mathbb 1_{\mathrm{Dyck}_{k,D}}\ \text{on some } w\in\Sigma^{n}",
-    sources=(LEMMA_5, THEOREM_41),
-    kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",),
-    notes="Negative control for dyck.soft_recognizer: scores of neighbouring positions differ "
-          "by 1/(n+1), and a logarithmic scale cannot separate them.")
+@claims.claim("dyck.small_beta_fails", sources=(LEMMA_5, THEOREM_41), kind=Kind.LIMITATION,
+              needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",))
 def small_beta_fails(subject, ctx) -> Evidence:
+    r"""Limitation: with beta = c ln n the soft recogniser fails for every constant c
+
+    .. math:: \forall c\ \exists n:\ f^{\mathrm{soft}}_{k,D,\,c\ln(n+1)}\ne\mathbb
+        1_{\mathrm{Dyck}_{k,D}}\ \text{on some } w\in\Sigma^{n}
+
+    Negative control for dyck.soft_recognizer: scores of neighbouring positions differ by 1/(n+1),
+    and a logarithmic scale cannot separate them.
+    """
     k, D = 2, 3
     rng = ctx.rng("strings")
     lengths = [2 ** m for m in range(2, 11)]                        # n = 4 .. 1024
@@ -278,14 +285,17 @@ def _deeper(s: np.ndarray, k: int) -> np.ndarray:
 
 @claims.claim(
     "dyck.depth_boundary",
-    title="Depth exactly D is accepted; the same shape one level deeper is rejected although "
-          "it is in Dyck_k",
-    statement=r"\mathrm{depth}(w)=D:\ f_{k,D}(w)=1,\qquad f_{k,D}\big(\texttt{(}\,w\,\texttt{)}"
-              r"\big)=0\ \ \text{although}\ \texttt{(}\,w\,\texttt{)}\in\mathrm{Dyck}_k",
     sources=(THEOREM_41, SEED.at("IH: either higher depths are not in the language or all "
                                   "higher-depth delimiters are marked")),
     kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",))
 def depth_boundary(subject, ctx) -> Evidence:
+    r"""Depth exactly D is accepted; the same shape one level deeper is rejected although it is in
+    Dyck_k
+
+    .. math:: \mathrm{depth}(w)=D:\ f_{k,D}(w)=1,\qquad
+        f_{k,D}\big(\texttt{(}\,w\,\texttt{)}\big)=0\ \ \text{although}\
+        \texttt{(}\,w\,\texttt{)}\in\mathrm{Dyck}_k
+    """
     rng = ctx.rng("shapes")
     measurements, example = [], None
     for k in (1, 2, 3):
@@ -324,16 +334,18 @@ def depth_boundary(subject, ctx) -> Evidence:
 
 @claims.claim(
     "dyck.layers_necessary",
-    title="Limitation: with D - 1 matching layers a depth-D member is rejected",
-    statement=r"f_{k,D}^{(D-1\ \text{matching layers})}(w)=0\quad\text{for }w\in"
-              r"\mathrm{Dyck}_{k,D},\ \mathrm{depth}(w)=D",
     sources=(THEOREM_41, SEED.at("proof idea: layer i identifies matching delimiters at depth "
                                  "D - i + 1")),
-    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
-    notes="Each layer cancels one level of nesting (a pair is matched in the round equal to "
-          "its height), so the outermost pair of a depth-D string is still unmatched after "
-          "D - 1 layers.")
+    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("build_dyck_recognizer",))
 def layers_necessary(subject, ctx) -> Evidence:
+    r"""Limitation: with D - 1 matching layers a depth-D member is rejected
+
+    .. math:: f_{k,D}^{(D-1\ \text{matching layers})}(w)=0\quad\text{for }w\in\mathrm{Dyck}_{k,D},\
+        \mathrm{depth}(w)=D
+
+    Each layer cancels one level of nesting (a pair is matched in the round equal to its height),
+    so the outermost pair of a depth-D string is still unmatched after D - 1 layers.
+    """
     measurements = []
     for k in (1, 2):
         for D in range(1, 7):
@@ -358,14 +370,17 @@ def layers_necessary(subject, ctx) -> Evidence:
 
 @claims.claim(
     "dyck.width_logarithmic",
-    title="The residual width is c1 + c2 log2 k, independent of D and n",
-    statement=r"W(k,D,n)=c_1+c_2\log_2 k\quad(k=1,2,4,\dots,128)",
     sources=(THEOREM_41,
              SEED_000.at("inner dimensions poly(k)")),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
-    notes="Types are coded by b = floor(log2 k) + 1 bits of +-1; the stream holds the code, "
-          "two retrieved codes and a constant number of flags and scratch values.")
+    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",))
 def width_logarithmic(subject, ctx) -> Evidence:
+    r"""The residual width is c1 + c2 log2 k, independent of D and n
+
+    .. math:: W(k,D,n)=c_1+c_2\log_2 k\quad(k=1,2,4,\dots,128)
+
+    Types are coded by b = floor(log2 k) + 1 bits of +-1; the stream holds the code, two retrieved
+    codes and a constant number of flags and scratch values.
+    """
     ks = [2 ** m for m in range(8)]
     depths = (1, 2, 5, 10)
     widths = np.array([[_recognizer(subject, k, D).width for D in depths] for k in ks])
@@ -418,16 +433,18 @@ def _mismatch_strings(k: int, D: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 @claims.claim(
     "dyck.type_mismatch",
-    title="A type mismatch is caught at every depth; shuffle-Dyck strings such as ({)} are "
-          "rejected",
-    statement=r"\texttt{([)]},\ \texttt{(}_1\texttt{(}_2\texttt{)}_2\texttt{)}_3,\ "
-              r"\texttt{(\{)\}}\notin\mathrm{Dyck}_{k,D}\ \Rightarrow\ f_{k,D}=0",
     sources=(THEOREM_41, SEED.at("inductive step: identify matching bracket OR determine not "
                                  "in language")),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
-    notes="'({)}' is in shuffle-Dyck (each type balanced on its own), which some "
-          "compiled-transformer libraries accept for Dyck; nesting requires rejecting it.")
+    kind=Kind.CONSTRUCTION, needs=("feed_forward",), uses=("build_dyck_recognizer",))
 def type_mismatch(subject, ctx) -> Evidence:
+    r"""A type mismatch is caught at every depth; shuffle-Dyck strings such as ({)} are rejected
+
+    .. math:: \texttt{([)]},\ \texttt{(}_1\texttt{(}_2\texttt{)}_2\texttt{)}_3,\
+        \texttt{(\{)\}}\notin\mathrm{Dyck}_{k,D}\ \Rightarrow\ f_{k,D}=0
+
+    '({)}' is in shuffle-Dyck (each type balanced on its own), which some compiled-transformer
+    libraries accept for Dyck; nesting requires rejecting it.
+    """
     measurements = []
     named = ["([)]", "({)}", "[(])", "(()", "())(", ")(", "([]{)}", "(<[{}]>]"]
     for D in (2, 3, 4):
@@ -475,20 +492,21 @@ def _traps() -> list[tuple[str, np.ndarray, int, int]]:
             ("( [()]x100 { ()x100 } []x50", c, 3, 3)]
 
 
-@claims.claim(
-    "dyck.generator_allowed_sets",
-    title="A 2-layer transformer outputs exactly the allowed next tokens of Dyck_{k,D}",
-    statement=r"\mathrm{allowed}(w_{<t})=\{\text{openers}\mid d_t<D\}\cup\{\bar a_{\mathrm{top}}"
-              r"\mid d_t\ge1\}\cup\{\mathrm{END}\mid d_t=0\}",
-    sources=(THEOREM_42, SEED_000.at("Theorem: can identify & generate Dyck_{k,D}")),
-    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward", "layer_norm"),
-    uses=("build_dyck_generator",),
-    notes="Layer 1: uniform causal attention over the prefix and BOS gives (d, 1)/(i+1); a "
-          "LayerNorm with eps = 0 removes the 1/(i+1), which eps > 0 would not once "
-          "(i+1)^2 eps exceeds the variance (long prefixes). Layer 2: the latest opener whose "
-          "depth equals the current depth. Checked with soft attention (the subject's) and "
-          "with the reference hard attention.")
+@claims.claim("dyck.generator_allowed_sets",
+              sources=(THEOREM_42, SEED_000.at("Theorem: can identify & generate Dyck_{k,D}")),
+              kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward", "layer_norm"),
+              uses=("build_dyck_generator",))
 def generator_allowed_sets(subject, ctx) -> Evidence:
+    r"""A 2-layer transformer outputs exactly the allowed next tokens of Dyck_{k,D}
+
+    .. math:: \mathrm{allowed}(w_{<t})=\{\text{openers}\mid d_t<D\}\cup\{\bar a_{\mathrm{top}}\mid
+        d_t\ge1\}\cup\{\mathrm{END}\mid d_t=0\}
+
+    Layer 1: uniform causal attention over the prefix and BOS gives (d, 1)/(i+1); a LayerNorm with
+    eps = 0 removes the 1/(i+1), which eps > 0 would not once (i+1)^2 eps exceeds the variance
+    (long prefixes). Layer 2: the latest opener whose depth equals the current depth. Checked with
+    soft attention (the subject's) and with the reference hard attention.
+    """
     gens: dict = {}
 
     def gen(k, D, attention):
@@ -618,24 +636,24 @@ def _hahn_constants(layer, query_token: int) -> tuple[float, float]:
     return float(np.max(logits)), float(np.max(values))
 
 
-@claims.claim(
-    "dyck.hahn_sensitivity",
-    title="Hahn's soft-attention lemma: with logits bounded by C, one symbol moves a "
-          "soft-attention output by at most 4 V e^{2C} / n; the Dyck construction escapes by "
-          "letting its scale grow",
-    statement=r"|q\cdot k_j|\le C,\ \|v_j\|\le V\ \Rightarrow\ \|o(w)-o(w')\|\le"
-              r"\frac{4Ve^{2C}}{n}\quad(w,w'\text{ differ in one non-query symbol})",
-    sources=(LEMMA_5, SEED_000.at("Negative result: Dyck_k is not possible")),
-    kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_dyck_recognizer",),
-    notes="Each weight is at most e^C / (n e^{-C}); changing one key and value moves the "
-          "output by at most 3 V e^{2C}/n, derived here (the check allows 4; Hahn states the "
-          "bound as O(1/n) with constants depending on the parameter matrices). For fixed "
-          "weights the "
-          "largest single-symbol change shrinks like 1/n, so no fixed soft layer can flip a "
-          "decision on one bracket of a long string. The Dyck construction's scale beta(n) "
-          "grows like n ln n, so C grows with n, the bound is vacuous, and one symbol flips "
-          "its output at every n.")
+@claims.claim("dyck.hahn_sensitivity",
+              sources=(LEMMA_5, SEED_000.at("Negative result: Dyck_k is not possible")),
+              kind=Kind.LIMITATION, needs=("attention", "feed_forward"),
+              uses=("build_dyck_recognizer",))
 def hahn_sensitivity(subject, ctx) -> Evidence:
+    r"""Hahn's soft-attention lemma: with logits bounded by C, one symbol moves a soft-attention
+    output by at most 4 V e^{2C} / n; the Dyck construction escapes by letting its scale grow
+
+    .. math:: |q\cdot k_j|\le C,\ \|v_j\|\le V\ \Rightarrow\
+        \|o(w)-o(w')\|\le\frac{4Ve^{2C}}{n}\quad(w,w'\text{ differ in one non-query symbol})
+
+    Each weight is at most e^C / (n e^{-C}); changing one key and value moves the output by at most
+    3 V e^{2C}/n, derived here (the check allows 4; Hahn states the bound as O(1/n) with constants
+    depending on the parameter matrices). For fixed weights the largest single-symbol change
+    shrinks like 1/n, so no fixed soft layer can flip a decision on one bracket of a long string.
+    The Dyck construction's scale beta(n) grows like n ln n, so C grows with n, the bound is
+    vacuous, and one symbol flips its output at every n.
+    """
     rng = ctx.rng("weights")
     layer = _fixed_layer(rng)
     query_token = 0
@@ -758,28 +776,29 @@ def _stack_changes(attention, stack, s: float, n: int) -> float:
 
 @claims.claim(
     "dyck.hahn_sensitivity_depth",
-    title="Limitation: with fixed weights, one symbol moves the output of 1 to 3 stacked "
-          "soft-attention layers by O(1/n), at near-uniform and at peaked attention",
-    statement=r"\max_{i}\|y^{(L)}_n(w)-y^{(L)}_n(w[i:=a])\|=\Theta(1/n)\quad"
-              r"(L=1,2,3;\ \max|\mathrm{logit}|\approx0.1,\ 1.2;\ 3.5\ \mathrm{at}\ L=1)",
     sources=(CHIANG_HAHN, LEMMA_5, SEED_000.at("Negative result: Dyck_k is not possible")),
     kind=Kind.LIMITATION, needs=("attention",),
     full_precision_only="a change of order 1/n = 5e-4 at n = 2048 is below half precision's "
-                        "rounding of the outputs",
-    notes="Residual layers y <- y + Att(s y W_Q, y W_K, y W_V) with fixed random weights of "
-          "width 7 over (token embedding, position i/n), the query logits scaled by s = 1 and "
-          "10 (largest first-layer logit about 0.1 and 1.2) for L = 1, 2, 3 and by 30 (3.5) "
-          "for L = 1, run on the subject's attention. For n = 64 .. 2048 (2^14 at L = 1) the "
-          "alternating string has one symbol flipped at 1/8, 3/8, 5/8 or 7/8 of its length; "
-          "the largest move of the last position's output must fall like 1/n: a log-log "
-          "slope from n = 256 on within 0.1 of -1 (over 40 weight draws on fast the largest "
-          "deviation was 0.022; peaked attention needs n well past e^(2C) first). The "
-          "changed position's own state moves by O(1), every other position's by O(1/n) per layer, so the rate "
-          "holds at any fixed depth and scale, with constants growing with both; the "
-          "one-layer constant is in dyck.hahn_sensitivity. Power: an attention whose "
-          "weights are not normalised, or that takes the argmax, moves by O(1) or not at "
-          "all, a slope near 0.")
+                        "rounding of the outputs")
 def hahn_sensitivity_depth(subject, ctx) -> Evidence:
+    r"""Limitation: with fixed weights, one symbol moves the output of 1 to 3 stacked
+    soft-attention layers by O(1/n), at near-uniform and at peaked attention
+
+    .. math:: \max_{i}\|y^{(L)}_n(w)-y^{(L)}_n(w[i:=a])\|=\Theta(1/n)\quad(L=1,2,3;\
+        \max|\mathrm{logit}|\approx0.1,\ 1.2;\ 3.5\ \mathrm{at}\ L=1)
+
+    Residual layers y <- y + Att(s y W_Q, y W_K, y W_V) with fixed random weights of width 7 over
+    (token embedding, position i/n), the query logits scaled by s = 1 and 10 (largest first-layer
+    logit about 0.1 and 1.2) for L = 1, 2, 3 and by 30 (3.5) for L = 1, run on the subject's
+    attention. For n = 64 .. 2048 (2^14 at L = 1) the alternating string has one symbol flipped at
+    1/8, 3/8, 5/8 or 7/8 of its length; the largest move of the last position's output must fall
+    like 1/n: a log-log slope from n = 256 on within 0.1 of -1 (over 40 weight draws on fast the
+    largest deviation was 0.022; peaked attention needs n well past e^(2C) first). The changed
+    position's own state moves by O(1), every other position's by O(1/n) per layer, so the rate
+    holds at any fixed depth and scale, with constants growing with both; the one-layer constant is
+    in dyck.hahn_sensitivity. Power: an attention whose weights are not normalised, or that takes
+    the argmax, moves by O(1) or not at all, a slope near 0.
+    """
     measurements, series, slopes = [], [], []
     cases = 0
     for depth, scales, top in _SENSITIVITY_STACKS:

@@ -217,17 +217,19 @@ def _worst(measurements: list[Measurement]) -> Measurement:
 # claims
 # ---------------------------------------------------------------------------
 
-@claims.claim(
-    "gradients.attention_finite_differences",
-    title="Attention gradients dQ, dK, dV equal central finite differences of the definition",
-    statement=r"\frac{\partial L}{\partial x_i}=\lim_{h\to0}\frac{L(x+he_i)-L(x-he_i)}{2h},\quad "
-              r"L=\langle dO,\ \mathrm{softmax}(sQK^{\top}+\log M)V\rangle,\ x\in\{Q,K,V\}",
-    sources=(FLASH_BACKWARD, GRADIENT_CHECK, VASWANI_2017.at("§3.2.1, Eq. (1)")),
-    kind=Kind.PROPERTY, needs=("attention_backward",),
-    notes="Central differences of the float64-exact inputs in 50-digit arithmetic with step "
-          "1e-20 (error ~1e-40, negligible), with boolean masks, both causal alignments and "
-          "explicit scales; dq, dk and dv are measured against the largest gradient entry.")
+@claims.claim("gradients.attention_finite_differences",
+              sources=(FLASH_BACKWARD, GRADIENT_CHECK, VASWANI_2017.at("§3.2.1, Eq. (1)")),
+              kind=Kind.PROPERTY, needs=("attention_backward",))
 def attention_finite_differences(subject, ctx) -> Evidence:
+    r"""Attention gradients dQ, dK, dV equal central finite differences of the definition
+
+    .. math:: \frac{\partial L}{\partial x_i}=\lim_{h\to0}\frac{L(x+he_i)-L(x-he_i)}{2h},\quad
+        L=\langle dO,\ \mathrm{softmax}(sQK^{\top}+\log M)V\rangle,\ x\in\{Q,K,V\}
+
+    Central differences of the float64-exact inputs in 50-digit arithmetic with step 1e-20 (error
+    ~1e-40, negligible), with boolean masks, both causal alignments and explicit scales; dq, dk and
+    dv are measured against the largest gradient entry.
+    """
     def measure(c):
         dq, dk, dv = (np.asarray(a) for a in subject.attention_backward(
             c["q"], c["k"], c["v"], c["d_out"], mask=c["mask"], causal=c["causal"],
@@ -244,15 +246,17 @@ def attention_finite_differences(subject, ctx) -> Evidence:
                           "<dO, softmax(s QK^T + log M) V> for masks, causal alignments and scales.")
 
 
-@claims.claim(
-    "gradients.dv_is_weights_transpose_do",
-    title="The value gradient is the transposed attention matrix times the output gradient",
-    statement=r"O=AV\ \Rightarrow\ \frac{\partial L}{\partial V}=A^{\top}\,\frac{\partial L}{\partial O}",
-    sources=(FLASH_BACKWARD, BACKPROP),
-    kind=Kind.PROPERTY, needs=("attention_backward",),
-    notes="A is the float64 definition of the (masked) attention matrix; the output is linear "
-          "in V, so this is the whole of dV.")
+@claims.claim("gradients.dv_is_weights_transpose_do", sources=(FLASH_BACKWARD, BACKPROP),
+              kind=Kind.PROPERTY, needs=("attention_backward",))
 def dv_is_weights_transpose_do(subject, ctx) -> Evidence:
+    r"""The value gradient is the transposed attention matrix times the output gradient
+
+    .. math:: O=AV\ \Rightarrow\ \frac{\partial L}{\partial V}=A^{\top}\,\frac{\partial L}{\partial
+        O}
+
+    A is the float64 definition of the (masked) attention matrix; the output is linear in V, so
+    this is the whole of dV.
+    """
     def measure(c):
         _, _, dv = subject.attention_backward(c["q"], c["k"], c["v"], c["d_out"], mask=c["mask"],
                                               causal=c["causal"], scale=c["scale"])
@@ -265,17 +269,19 @@ def dv_is_weights_transpose_do(subject, ctx) -> Evidence:
                    detail="dV equals A^T dO with A the masked attention matrix.")
 
 
-@claims.claim(
-    "gradients.masked_positions_zero",
-    title="Masked keys, values and fully masked queries receive exactly zero gradient",
-    statement=r"M_{\cdot j}=0\Rightarrow \frac{\partial L}{\partial k_j}=\frac{\partial L}{\partial v_j}=0,"
-              r"\qquad M_{i\cdot}=0\Rightarrow\frac{\partial L}{\partial q_i}=0",
-    sources=(VASWANI_2017.at("§3.2.3"), FLASH_BACKWARD),
-    kind=Kind.PROPERTY, needs=("attention_backward",),
-    notes="A masked weight is exactly 0 after the softmax, so dS = A ∘ (dP - D) is exactly 0 "
-          "there: padding gets no gradient, not merely a small one. A subject whose "
-          "fully_masked_row convention is 'nan' may return NaN rows of dq instead of zeros.")
+@claims.claim("gradients.masked_positions_zero",
+              sources=(VASWANI_2017.at("§3.2.3"), FLASH_BACKWARD), kind=Kind.PROPERTY,
+              needs=("attention_backward",))
 def masked_positions_zero(subject, ctx) -> Evidence:
+    r"""Masked keys, values and fully masked queries receive exactly zero gradient
+
+    .. math:: M_{\cdot j}=0\Rightarrow \frac{\partial L}{\partial k_j}=\frac{\partial L}{\partial
+        v_j}=0,\qquad M_{i\cdot}=0\Rightarrow\frac{\partial L}{\partial q_i}=0
+
+    A masked weight is exactly 0 after the softmax, so dS = A ∘ (dP - D) is exactly 0 there:
+    padding gets no gradient, not merely a small one. A subject whose fully_masked_row convention
+    is 'nan' may return NaN rows of dq instead of zeros.
+    """
     strategy = st.tuples(_attention_case(masked=False), st.data())
 
     def measure(args):
@@ -300,16 +306,18 @@ def masked_positions_zero(subject, ctx) -> Evidence:
                           "dk and dv are exactly 0 at padded keys and dq at the masked row.")
 
 
-@claims.claim(
-    "gradients.causal_no_future_gradient",
-    title="Causal attention: output i has zero gradient with respect to later positions",
-    statement=r"\frac{\partial o_i}{\partial k_j}=\frac{\partial o_i}{\partial v_j}=0\quad (j>i+L_k-L_q\ "
-              r"\text{bottom-right},\ j>i\ \text{top-left})",
-    sources=(VASWANI_2017.at("§3.2.3"), FLASH_BACKWARD),
-    kind=Kind.PROPERTY, needs=("attention_backward",),
-    notes="dO is zero except at one query row i; then dk and dv vanish exactly at every key i "
-          "may not see, and dq at every other row.")
+@claims.claim("gradients.causal_no_future_gradient",
+              sources=(VASWANI_2017.at("§3.2.3"), FLASH_BACKWARD), kind=Kind.PROPERTY,
+              needs=("attention_backward",))
 def causal_no_future_gradient(subject, ctx) -> Evidence:
+    r"""Causal attention: output i has zero gradient with respect to later positions
+
+    .. math:: \frac{\partial o_i}{\partial k_j}=\frac{\partial o_i}{\partial v_j}=0\quad
+        (j>i+L_k-L_q\ \text{bottom-right},\ j>i\ \text{top-left})
+
+    dO is zero except at one query row i; then dk and dv vanish exactly at every key i may not see,
+    and dq at every other row.
+    """
     strategy = st.tuples(_attention_case(masked=False), st.sampled_from([True, "bottom-right"]),
                          st.data())
 
@@ -347,16 +355,18 @@ def _logits_case(draw):
             "d_out": normal(rng, (rows, n), dt)}
 
 
-@claims.claim(
-    "gradients.softmax_jacobian_rows_sum_zero",
-    title="The softmax Jacobian is diag(p) − ppᵀ and its rows sum to zero",
-    statement=r"J=\frac{\partial\,\mathrm{softmax}(x)}{\partial x}=\operatorname{diag}(p)-pp^{\top},"
-              r"\qquad J\mathbf 1=0",
-    sources=(BACKPROP, VASWANI_2017.at("§3.2.1")),
-    kind=Kind.PROPERTY, needs=("softmax_jacobian",), proof="softmax.jacobian",
-    notes="The rows sum to zero because softmax is invariant along the direction 1 "
-          "(attention.softmax_shift_invariance). Masked (-inf) logits have zero rows and columns.")
+@claims.claim("gradients.softmax_jacobian_rows_sum_zero",
+              sources=(BACKPROP, VASWANI_2017.at("§3.2.1")), kind=Kind.PROPERTY,
+              needs=("softmax_jacobian",), proof="softmax.jacobian")
 def softmax_jacobian_rows_sum_zero(subject, ctx) -> Evidence:
+    r"""The softmax Jacobian is diag(p) − ppᵀ and its rows sum to zero
+
+    .. math:: J=\frac{\partial\,\mathrm{softmax}(x)}{\partial
+        x}=\operatorname{diag}(p)-pp^{\top},\qquad J\mathbf 1=0
+
+    The rows sum to zero because softmax is invariant along the direction 1
+    (attention.softmax_shift_invariance). Masked (-inf) logits have zero rows and columns.
+    """
     def measure(c):
         jac = np.asarray(subject.softmax_jacobian(c["x"]))
         if jac.shape != (c["rows"], c["n"], c["n"]):
@@ -376,15 +386,17 @@ def softmax_jacobian_rows_sum_zero(subject, ctx) -> Evidence:
                    detail="J equals diag(p) - p p^T and J 1 = 0 for logits with masked entries.")
 
 
-@claims.claim(
-    "gradients.softmax_finite_differences",
-    title="The softmax backward pass equals central finite differences",
-    statement=r"\frac{\partial L}{\partial x}=p\odot\left(g-\langle g,p\rangle\right)"
-              r"=\lim_{h\to0}\frac{L(x+he_i)-L(x-he_i)}{2h},\quad L=\langle g,\mathrm{softmax}(x)\rangle",
-    sources=(BACKPROP, GRADIENT_CHECK),
-    kind=Kind.PROPERTY, needs=("softmax_backward",),
-    notes="50-digit central differences; -inf (masked) logits must get gradient 0.")
+@claims.claim("gradients.softmax_finite_differences", sources=(BACKPROP, GRADIENT_CHECK),
+              kind=Kind.PROPERTY, needs=("softmax_backward",))
 def softmax_finite_differences(subject, ctx) -> Evidence:
+    r"""The softmax backward pass equals central finite differences
+
+    .. math:: \frac{\partial L}{\partial x}=p\odot\left(g-\langle
+        g,p\rangle\right)=\lim_{h\to0}\frac{L(x+he_i)-L(x-he_i)}{2h},\quad L=\langle
+        g,\mathrm{softmax}(x)\rangle
+
+    50-digit central differences; -inf (masked) logits must get gradient 0.
+    """
     def measure(c):
         dx = np.asarray(subject.softmax_backward(c["x"], c["d_out"], axis=-1))
         expected = fd_softmax(c["x"], c["d_out"])
@@ -419,19 +431,22 @@ def _layer_norm_case(draw):
             "d_out": normal(rng, (rows, e), dt)}
 
 
-@claims.claim(
-    "gradients.layer_norm_finite_differences",
-    title="LayerNorm gradients dx, dγ, dβ equal central finite differences",
-    statement=r"L=\left\langle g,\ \frac{x-\mu}{\sqrt{\sigma^2+\varepsilon}}\gamma+\beta\right\rangle:\ "
-              r"\nabla_x L,\ \nabla_\gamma L,\ \nabla_\beta L=\text{central differences}",
-    sources=(BA_2016.at("§3, Eq. (4)"), BACKPROP, GRADIENT_CHECK),
-    kind=Kind.PROPERTY, needs=("layer_norm_backward",),
-    notes="Biased variance, eps inside the square root (eps in {1e-5, 0.1, 1}), with and without "
-          "gamma, beta; without them the gradients are taken at gamma = 1, beta = 0. Centring a "
-          "row whose spread is small against its magnitude amplifies rounding by "
-          "max|x| / sqrt(var + eps), so errors are measured relative to the largest gradient "
-          "times that condition number (as in normalization.layernorm_standardizes).")
+@claims.claim("gradients.layer_norm_finite_differences",
+              sources=(BA_2016.at("§3, Eq. (4)"), BACKPROP, GRADIENT_CHECK), kind=Kind.PROPERTY,
+              needs=("layer_norm_backward",))
 def layer_norm_finite_differences(subject, ctx) -> Evidence:
+    r"""LayerNorm gradients dx, dγ, dβ equal central finite differences
+
+    .. math:: L=\left\langle g,\
+        \frac{x-\mu}{\sqrt{\sigma^2+\varepsilon}}\gamma+\beta\right\rangle:\ \nabla_x L,\
+        \nabla_\gamma L,\ \nabla_\beta L=\text{central differences}
+
+    Biased variance, eps inside the square root (eps in {1e-5, 0.1, 1}), with and without gamma,
+    beta; without them the gradients are taken at gamma = 1, beta = 0. Centring a row whose spread
+    is small against its magnitude amplifies rounding by max|x| / sqrt(var + eps), so errors are
+    measured relative to the largest gradient times that condition number (as in
+    normalization.layernorm_standardizes).
+    """
     def measure(c):
         dx, dgamma, dbeta = (np.asarray(a) for a in subject.layer_norm_backward(
             c["x"], c["d_out"], c["gamma"], c["beta"], eps=c["eps"]))
@@ -451,17 +466,20 @@ def layer_norm_finite_differences(subject, ctx) -> Evidence:
 
 @claims.claim(
     "gradients.layer_norm_gradient_orthogonal",
-    title="LayerNorm's input gradient is orthogonal to 1 and, for ε = 0, to x − mean",
-    statement=r"\gamma=\mathbf 1:\quad \sum_e\frac{\partial L}{\partial x_e}=0,\qquad "
-              r"\varepsilon=0:\ \left\langle\frac{\partial L}{\partial x},\,x-\bar x\mathbf 1\right\rangle=0",
     sources=(BA_2016.at("§5.1, Table 1 (invariance to re-centering and re-scaling of a case)"),
              BACKPROP),
-    kind=Kind.PROPERTY, needs=("layer_norm_backward",),
-    notes="LN(x + c1) = LN(x) and LN(a x) = LN(x) (a > 0, eps = 0): the derivative of L along 1 "
-          "and along x - mean is zero, which is what the two inner products state. Errors are "
-          "relative to max|g| / sigma and max|g|, the sizes of the summed terms, times the row's "
-          "condition number max|x| / sigma.")
+    kind=Kind.PROPERTY, needs=("layer_norm_backward",))
 def layer_norm_gradient_orthogonal(subject, ctx) -> Evidence:
+    r"""LayerNorm's input gradient is orthogonal to 1 and, for ε = 0, to x − mean
+
+    .. math:: \gamma=\mathbf 1:\quad \sum_e\frac{\partial L}{\partial x_e}=0,\qquad \varepsilon=0:\
+        \left\langle\frac{\partial L}{\partial x},\,x-\bar x\mathbf 1\right\rangle=0
+
+    LN(x + c1) = LN(x) and LN(a x) = LN(x) (a > 0, eps = 0): the derivative of L along 1 and along
+    x - mean is zero, which is what the two inner products state. Errors are relative to max|g| /
+    sigma and max|g|, the sizes of the summed terms, times the row's condition number max|x| /
+    sigma.
+    """
     def measure(c):
         dx, _, _ = subject.layer_norm_backward(c["x"], c["d_out"], eps=0.0)
         dx = np.asarray(dx, dtype=np.float64)
@@ -492,16 +510,19 @@ def _ffn_case(draw):
             "b2": normal(rng, (e,), dt), "d_out": normal(rng, (rows, e), dt)}
 
 
-@claims.claim(
-    "gradients.feed_forward_finite_differences",
-    title="FFN gradients dx, dW1, db1, dW2, db2 equal central finite differences",
-    statement=r"L=\langle g,\ \phi(xW_1+b_1)W_2+b_2\rangle:\ \nabla_{x,W_1,b_1,W_2,b_2}L="
-              r"\text{central differences},\quad \phi\in\{\mathrm{ReLU},\mathrm{GELU},\tanh,\sigma\}",
-    sources=(VASWANI_2017.at("§3.3, Eq. (2)"), BACKPROP, GRADIENT_CHECK),
-    kind=Kind.PROPERTY, needs=("feed_forward_backward",),
-    notes="GELU is the exact x Phi(x). Random pre-activations are almost surely farther than the "
-          "step 1e-20 from ReLU's kink.")
+@claims.claim("gradients.feed_forward_finite_differences",
+              sources=(VASWANI_2017.at("§3.3, Eq. (2)"), BACKPROP, GRADIENT_CHECK),
+              kind=Kind.PROPERTY, needs=("feed_forward_backward",))
 def feed_forward_finite_differences(subject, ctx) -> Evidence:
+    r"""FFN gradients dx, dW1, db1, dW2, db2 equal central finite differences
+
+    .. math:: L=\langle g,\ \phi(xW_1+b_1)W_2+b_2\rangle:\
+        \nabla_{x,W_1,b_1,W_2,b_2}L=\text{central differences},\quad
+        \phi\in\{\mathrm{ReLU},\mathrm{GELU},\tanh,\sigma\}
+
+    GELU is the exact x Phi(x). Random pre-activations are almost surely farther than the step
+    1e-20 from ReLU's kink.
+    """
     from transformer_theory.impl.contract import FFNParams
 
     def measure(c):
@@ -621,25 +642,26 @@ def _rnn_case(draw):
 
 @claims.claim(
     "gradients.bptt_sums_tied_copies",
-    title="Back-propagation through time sums the gradients of the tied copies of W",
-    statement=r"h_t=\tanh(W_th_{t-1}+Ux_t),\ W_t\equiv W:\quad \frac{\partial L}{\partial W}"
-              r"=\sum_{t=1}^{T}\frac{\partial L}{\partial W_t}\Big|_{W_t=W}"
-              r"=\sum_t\delta_t h_{t-1}^{\top},\ \ \delta_t=\Big(g_t+W^{\top}\delta_{t+1}\Big)"
-              r"\odot(1-h_t^2)",
     sources=(SEED_004_BPTT, GOODFELLOW_2016.at("the chapter on sequence modelling: computing the "
                                                 "gradient in a recurrent neural network"),
              GRADIENT_CHECK),
     kind=Kind.PROPERTY, needs=(), uses=("elman_bptt",),
-    full_precision_only="the recurrence and its 50-digit differences are float64 by definition",
-    notes="L = sum_t <g_t, h_t> on a small tanh RNN (T = 1..4 steps, state n = 1..3, 1..2 inputs). "
-          "Each copy's gradient dL/dW_t is checked against 50-digit central differences that "
-          "perturb W at step t only, and the tied gradient against differences that perturb W "
-          "at every step; their sum must be the tied gradient. Composite tolerance over T n "
-          "terms, or where larger the running error bound of float64 BPTT on the case over "
-          "the gradients' scale (bptt_rounding_bound): a gradient that drops the recurrent "
-          "term W^T delta_{t+1} (truncated BPTT) or "
-          "keeps one copy only is off by O(1) of the gradient's scale whenever T >= 2.")
+    full_precision_only="the recurrence and its 50-digit differences are float64 by definition")
 def bptt_sums_tied_copies(subject, ctx) -> Evidence:
+    r"""Back-propagation through time sums the gradients of the tied copies of W
+
+    .. math:: h_t=\tanh(W_th_{t-1}+Ux_t),\ W_t\equiv W:\quad \frac{\partial L}{\partial
+        W}=\sum_{t=1}^{T}\frac{\partial L}{\partial W_t}\Big|_{W_t=W}=\sum_t\delta_t
+        h_{t-1}^{\top},\ \ \delta_t=\Big(g_t+W^{\top}\delta_{t+1}\Big)\odot(1-h_t^2)
+
+    L = sum_t <g_t, h_t> on a small tanh RNN (T = 1..4 steps, state n = 1..3, 1..2 inputs). Each
+    copy's gradient dL/dW_t is checked against 50-digit central differences that perturb W at step
+    t only, and the tied gradient against differences that perturb W at every step; their sum must
+    be the tied gradient. Composite tolerance over T n terms, or where larger the running error
+    bound of float64 BPTT on the case over the gradients' scale (bptt_rounding_bound): a gradient
+    that drops the recurrent term W^T delta_{t+1} (truncated BPTT) or keeps one copy only is off by
+    O(1) of the gradient's scale whenever T >= 2.
+    """
     from transformer_theory.impl import recurrence as R
     from ..subject import construction
 

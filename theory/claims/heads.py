@@ -62,9 +62,6 @@ def _mha_case(draw, *, gqa: bool = False):
 
 @claims.claim(
     "heads.concat_then_project",
-    title="Multi-head attention is per-head attention, concatenated, then projected by W_O",
-    statement=r"\mathrm{MultiHead}(X_q,X_{kv})=\mathrm{Concat}(\mathrm{head}_1,\dots,\mathrm{head}_h)W^O+b^O,\ "
-              r"\mathrm{head}_i=\mathrm{Attention}(X_qW_i^Q+b_i^Q,\,X_{kv}W_i^K+b_i^K,\,X_{kv}W_i^V+b_i^V)",
     sources=(MHA, SEED_003.at("Multi-Headed Attention: concatenate, then multiply with W^O")),
     full_precision_only=(
         'it compares two different computations of the subject (multi-head attention against '
@@ -73,6 +70,11 @@ def _mha_case(draw, *, gqa: bool = False):
         'one formula, does not show'),
     kind=Kind.PROPERTY, needs=("multi_head_attention", "attention"))
 def concat_then_project(subject, ctx) -> Evidence:
+    r"""Multi-head attention is per-head attention, concatenated, then projected by W_O
+
+    .. math:: \mathrm{MultiHead}(X_q,X_{kv})=\mathrm{Concat}(\mathrm{head}_1,\dots,\mathrm{head}_h)W^O+b^O,\
+        \mathrm{head}_i=\mathrm{Attention}(X_qW_i^Q+b_i^Q,\,X_{kv}W_i^K+b_i^K,\,X_{kv}W_i^V+b_i^V)
+    """
     from transformer_theory.impl.attention import init_multi_head
 
     def measure(c):
@@ -93,15 +95,17 @@ def concat_then_project(subject, ctx) -> Evidence:
                           "per head on the projected inputs, concatenated and projected.")
 
 
-@claims.claim(
-    "heads.batched_equals_loop",
-    title="Attention over batch and head dimensions equals a loop over them",
-    statement=r"\mathrm{Attention}(Q,K,V)_{b,h}=\mathrm{Attention}(Q_{b,h},K_{b,h},V_{b,h})",
-    sources=(VASWANI_2017.at("§3.2.2 (heads computed in parallel)"),),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="The batched tensor form (B, H, L, E) against one call per (b, h); masks of shape "
-          "(B, 1, Lq, Lk) broadcast over heads.")
+@claims.claim("heads.batched_equals_loop",
+              sources=(VASWANI_2017.at("§3.2.2 (heads computed in parallel)"),),
+              kind=Kind.PROPERTY, needs=("attention",))
 def batched_equals_loop(subject, ctx) -> Evidence:
+    r"""Attention over batch and head dimensions equals a loop over them
+
+    .. math:: \mathrm{Attention}(Q,K,V)_{b,h}=\mathrm{Attention}(Q_{b,h},K_{b,h},V_{b,h})
+
+    The batched tensor form (B, H, L, E) against one call per (b, h); masks of shape (B, 1, Lq, Lk)
+    broadcast over heads.
+    """
     strategy = attention_case(lead=(2, 3))
 
     def measure(c):
@@ -119,15 +123,17 @@ def batched_equals_loop(subject, ctx) -> Evidence:
                    detail="One call on (B=2, H=3, L, E) equals six calls on (L, E).")
 
 
-@claims.claim(
-    "heads.gqa_equals_repeated_mha",
-    title="Grouped-query attention is multi-head attention with K/V heads repeated by the mapping",
-    statement=r"\mathrm{GQA}(X;W^Q_{1..H},W^K_{1..G},W^V_{1..G})=\mathrm{MHA}(X;W^Q_h,W^K_{g(h)},W^V_{g(h)}),\quad g(h)=\lfloor h/(H/G)\rfloor",
-    sources=(AINSLIE_2023.at("§2"), SHAZEER_2019),
-    full_precision_only=_GQA_AGAINST_MHA,
-    kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"),
-    notes="The head-to-group mapping is contiguous blocks (PyTorch enable_gqa / repeat_interleave).")
+@claims.claim("heads.gqa_equals_repeated_mha", sources=(AINSLIE_2023.at("§2"), SHAZEER_2019),
+              full_precision_only=_GQA_AGAINST_MHA, kind=Kind.PROPERTY,
+              needs=("grouped_query_attention", "multi_head_attention"))
 def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
+    r"""Grouped-query attention is multi-head attention with K/V heads repeated by the mapping
+
+    .. math:: \mathrm{GQA}(X;W^Q_{1..H},W^K_{1..G},W^V_{1..G})=\mathrm{MHA}(X;W^Q_h,W^K_{g(h)},W^V_{g(h)}),\quad
+        g(h)=\lfloor h/(H/G)\rfloor
+
+    The head-to-group mapping is contiguous blocks (PyTorch enable_gqa / repeat_interleave).
+    """
     from transformer_theory.impl.attention import gqa_to_mha_params, init_grouped_query
 
     def measure(c):
@@ -143,14 +149,15 @@ def gqa_equals_repeated_mha(subject, ctx) -> Evidence:
                           "K/V group h // (H/G).")
 
 
-@claims.claim(
-    "heads.gqa_extremes",
-    title="GQA with G = H is multi-head attention; with G = 1 it is multi-query attention",
-    statement=r"\mathrm{GQA}_{G=H}=\mathrm{MHA},\qquad \mathrm{GQA}_{G=1}=\mathrm{MQA}:\ W^K_h=W^K,\ W^V_h=W^V\ \forall h",
-    sources=(AINSLIE_2023.at("§2"), SHAZEER_2019.at("§3")),
-    full_precision_only=_GQA_AGAINST_MHA,
-    kind=Kind.PROPERTY, needs=("grouped_query_attention", "multi_head_attention"))
+@claims.claim("heads.gqa_extremes", sources=(AINSLIE_2023.at("§2"), SHAZEER_2019.at("§3")),
+              full_precision_only=_GQA_AGAINST_MHA, kind=Kind.PROPERTY,
+              needs=("grouped_query_attention", "multi_head_attention"))
 def gqa_extremes(subject, ctx) -> Evidence:
+    r"""GQA with G = H is multi-head attention; with G = 1 it is multi-query attention
+
+    .. math:: \mathrm{GQA}_{G=H}=\mathrm{MHA},\qquad \mathrm{GQA}_{G=1}=\mathrm{MQA}:\ W^K_h=W^K,\
+        W^V_h=W^V\ \forall h
+    """
     from transformer_theory.impl.attention import (init_grouped_query, init_multi_head,
                                                    mha_to_gqa_params)
     from transformer_theory.impl.contract import MultiHeadParams
@@ -179,14 +186,18 @@ def gqa_extremes(subject, ctx) -> Evidence:
 
 @claims.claim(
     "heads.kv_cache_size",
-    title="KV-cache size is 2 · layers · kv_heads · d_head · L · batch · bytes",
-    statement=r"\text{bytes}=2\cdot n_{\text{layers}}\cdot G\cdot d_{\text{head}}\cdot L\cdot B\cdot\text{sizeof(dtype)}",
     sources=(POPE_2023.at("§2"), SHAZEER_2019.at("§2 (memory bandwidth of incremental decoding)")),
-    kind=Kind.PROPERTY, needs=("kv_cache_bytes", "init_kv_cache"),
-    notes="The formula and the bytes of the arrays an empty cache actually allocates (one "
-          "layer), for H/G = 1..3. When the subject's init_kv_cache takes window=w, a "
-          "sliding-window cache allocates min(L, w + 1) positions instead of L.")
+    kind=Kind.PROPERTY, needs=("kv_cache_bytes", "init_kv_cache"))
 def kv_cache_size(subject, ctx) -> Evidence:
+    r"""KV-cache size is 2 · layers · kv_heads · d_head · L · batch · bytes
+
+    .. math:: \text{bytes}=2\cdot n_{\text{layers}}\cdot G\cdot d_{\text{head}}\cdot L\cdot
+        B\cdot\text{sizeof(dtype)}
+
+    The formula and the bytes of the arrays an empty cache actually allocates (one layer), for H/G
+    = 1..3. When the subject's init_kv_cache takes window=w, a sliding-window cache allocates
+    min(L, w + 1) positions instead of L.
+    """
     from transformer_theory.impl.attention import init_grouped_query
 
     windows = (st.one_of(st.none(), st.integers(0, 80))
@@ -219,23 +230,25 @@ def kv_cache_size(subject, ctx) -> Evidence:
 
 @claims.claim(
     "heads.low_rank_logits",
-    title="Attention logits have rank at most min(d_head, L)",
-    statement=r"\operatorname{rank}(XW_QW_K^{\top}X^{\top})\le\operatorname{rank}(W_QW_K^{\top})\le\min(d_{\text{head}},L)",
     sources=(SEED_000.at("X W_q^T W_k X^T ... often low rank"), MHA),
     full_precision_only=(
         'a rank statement computed by SVD in float64 on float64 weights; rounding to half '
         'precision perturbs the rank-revealing singular values by eps * |W|, which the claim '
         'does not model'),
-    kind=Kind.PROPERTY, needs=("attention_weights",),
-    notes="The logits are read back from the subject's weights as log A_ij minus its row mean "
-          "(which removes the row's log-sum-exp and cannot raise the rank), with q = X W_Q and "
-          "k = X W_K for d_head < d_model, q scaled so that the largest |logit| is 30 (rank is "
-          "scale invariant; the spread is bounded below, and no weight underflows even in a "
-          "float32 softmax). The (d_head + 1)-th singular value, relative to the largest, must "
-          "stay within Weyl's bound for the read-back's entry errors (the log turns each "
-          "weight's relative error into an absolute one), which divides by sigma_1: the "
-          "conditioning of reading logits back through a log.")
+    kind=Kind.PROPERTY, needs=("attention_weights",))
 def low_rank_logits(subject, ctx) -> Evidence:
+    r"""Attention logits have rank at most min(d_head, L)
+
+    .. math:: \operatorname{rank}(XW_QW_K^{\top}X^{\top})\le\operatorname{rank}(W_QW_K^{\top})\le\min(d_{\text{head}},L)
+
+    The logits are read back from the subject's weights as log A_ij minus its row mean (which
+    removes the row's log-sum-exp and cannot raise the rank), with q = X W_Q and k = X W_K for
+    d_head < d_model, q scaled so that the largest |logit| is 30 (rank is scale invariant; the
+    spread is bounded below, and no weight underflows even in a float32 softmax). The (d_head +
+    1)-th singular value, relative to the largest, must stay within Weyl's bound for the
+    read-back's entry errors (the log turns each weight's relative error into an absolute one),
+    which divides by sigma_1: the conditioning of reading logits back through a log.
+    """
     strategy = st.tuples(SEEDS, st.integers(1, 3), st.integers(1, 4), st.integers(0, 6),
                          st.integers(0, 6))
 
@@ -302,31 +315,34 @@ def _centred_log(w: np.ndarray) -> np.ndarray:
 
 @claims.claim(
     "heads.low_rank_bottleneck_target",
-    title="Limitation: with d_head = 1 a head reaches full-rank weights, yet not the target softmax(I)",
-    statement=r"d_{\text{head}}=1,\ n=6:\ \operatorname{rank}\mathrm{softmax}(qk^{\top})=6\ \text{is possible};\ "
-              r"\text{but } T=\mathrm{softmax}(I_3)\ \big(T_{ii}=\tfrac{e}{e+2},\ T_{ij}=\tfrac1{e+2}\big):\ "
-              r"\forall q,k\in\mathbb R^{3\times1}:\ \big\|\log\mathrm{softmax}(qk^{\top})J-\log T\,J\big\|_F"
-              r"\ \ge\ \sigma_2(J)=1,\quad J=I-\tfrac13\mathbf 1\mathbf 1^{\top}",
     sources=(BOTTLENECK, SEED_000.at("X W_q^T W_k X^T ... often low rank")),
     full_precision_only=(
         'the distance is read back through a log and the rank through an SVD, both in float64; '
         'rounding to half precision moves them by eps |logit|, which the claim does not model'),
-    kind=Kind.LIMITATION, needs=("attention_weights",),
-    notes="rank(P) itself is not bounded by d_head: q_i = k_i = i - 5/2 (i = 0..5) give P_ij "
-          "proportional to e^{q_i k_j} = a_i^{j - 5/2}, a_i = e^{q_i} distinct, a Vandermonde "
-          "matrix between two diagonals: rank 6 (its sixth singular value is 6.8e-3 of the "
-          "first, above Weyl's bound for the read-back in float64 and in float32, 2.6e-4, so "
-          "that a subject computing in float32, such as jax, shows it too). What is bounded is log P minus its row constants: log P J = S J for the "
-          "logits S = q k^T, so rank(log P J) <= d_head, and by Eckart-Young its Frobenius "
-          "distance to the target's centred log J is at least sqrt(sigma_2(J)^2 + "
-          "sigma_3(J)^2) = 1: J is a symmetric projection of rank 2, singular values 1, 1, 0 "
-          "(checked exactly in rationals with sympy). The check minimises that distance over q, k in R^{3x1} "
-          "with the subject's weights (Nelder-Mead from q = k = 0 and five random starts) and "
-          "requires it to stay >= 1 up to the read-back's rounding. Power: a head whose weights "
-          "are not softmax of a rank-1 logit matrix (a hard-wired diagonal bias, softmax(qk^T + "
-          "I), reaches T at q = 0) is rejected with distance 0; any extra term that lowers the "
-          "reachable distance below 1 - 1e-12 is rejected.")
+    kind=Kind.LIMITATION, needs=("attention_weights",))
 def low_rank_bottleneck_target(subject, ctx) -> Evidence:
+    r"""Limitation: with d_head = 1 a head reaches full-rank weights, yet not the target softmax(I)
+
+    .. math:: d_{\text{head}}=1,\ n=6:\ \operatorname{rank}\mathrm{softmax}(qk^{\top})=6\ \text{is
+        possible};\ \text{but } T=\mathrm{softmax}(I_3)\ \big(T_{ii}=\tfrac{e}{e+2},\
+        T_{ij}=\tfrac1{e+2}\big):\ \forall q,k\in\mathbb R^{3\times1}:\
+        \big\|\log\mathrm{softmax}(qk^{\top})J-\log T\,J\big\|_F\ \ge\ \sigma_2(J)=1,\quad
+        J=I-\tfrac13\mathbf 1\mathbf 1^{\top}
+
+    rank(P) itself is not bounded by d_head: q_i = k_i = i - 5/2 (i = 0..5) give P_ij proportional
+    to e^{q_i k_j} = a_i^{j - 5/2}, a_i = e^{q_i} distinct, a Vandermonde matrix between two
+    diagonals: rank 6 (its sixth singular value is 6.8e-3 of the first, above Weyl's bound for the
+    read-back in float64 and in float32, 2.6e-4, so that a subject computing in float32, such as
+    jax, shows it too). What is bounded is log P minus its row constants: log P J = S J for the
+    logits S = q k^T, so rank(log P J) <= d_head, and by Eckart-Young its Frobenius distance to the
+    target's centred log J is at least sqrt(sigma_2(J)^2 + sigma_3(J)^2) = 1: J is a symmetric
+    projection of rank 2, singular values 1, 1, 0 (checked exactly in rationals with sympy). The
+    check minimises that distance over q, k in R^{3x1} with the subject's weights (Nelder-Mead from
+    q = k = 0 and five random starts) and requires it to stay >= 1 up to the read-back's rounding.
+    Power: a head whose weights are not softmax of a rank-1 logit matrix (a hard-wired diagonal
+    bias, softmax(qk^T + I), reaches T at q = 0) is rejected with distance 0; any extra term that
+    lowers the reachable distance below 1 - 1e-12 is rejected.
+    """
     import sympy as sp
     from scipy.optimize import minimize
 

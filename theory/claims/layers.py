@@ -77,17 +77,18 @@ def _ffn_condition(x, params, activation) -> float:
     return float(np.linalg.norm(terms) / size) if size > 0 else float("inf")
 
 
-@claims.claim(
-    "layers.ffn_position_wise",
-    title="The feed-forward network acts on each position separately and identically",
-    statement=r"\mathrm{FFN}(X)_i=\phi(x_iW_1+b_1)W_2+b_2=\mathrm{FFN}(x_i),\qquad "
-              r"X_i=X'_i\ \Rightarrow\ \mathrm{FFN}(X)_i=\mathrm{FFN}(X')_i",
-    sources=(FFN_SECTION, SEED_003_FFN),
-    kind=Kind.PROPERTY, needs=("feed_forward",),
-    notes="The sequence (B, L, E) is compared with the same vectors fed as B*L sequences of "
-          "length 1, and position i with every other position rewritten. Weights come from "
-          "the reference init_ffn; the activation phi is drawn from relu, gelu, tanh, sigmoid.")
+@claims.claim("layers.ffn_position_wise", sources=(FFN_SECTION, SEED_003_FFN), kind=Kind.PROPERTY,
+              needs=("feed_forward",))
 def ffn_position_wise(subject, ctx) -> Evidence:
+    r"""The feed-forward network acts on each position separately and identically
+
+    .. math:: \mathrm{FFN}(X)_i=\phi(x_iW_1+b_1)W_2+b_2=\mathrm{FFN}(x_i),\qquad X_i=X'_i\
+        \Rightarrow\ \mathrm{FFN}(X)_i=\mathrm{FFN}(X')_i
+
+    The sequence (B, L, E) is compared with the same vectors fed as B*L sequences of length 1, and
+    position i with every other position rewritten. Weights come from the reference init_ffn; the
+    activation phi is drawn from relu, gelu, tanh, sigmoid.
+    """
     def measure(c):
         params, act, i = c["params"], c["activation"], c["position"]
         out = np.asarray(subject.feed_forward(c["x"], params, activation=act))   # (B, L, E)
@@ -124,19 +125,20 @@ def _activation_case(draw):
     return {"dtype": dt, "x": moderate, "y": anywhere, "z": strict}
 
 
-@claims.claim(
-    "layers.tanh_sigmoid",
-    title="tanh is a resized sigmoid; the sigmoid is finite and in [0, 1] everywhere",
-    statement=r"\tanh(x)=2\sigma(2x)-1\ \ (|x|\le10^{4}),\qquad \sigma(x)\in[0,1]\ \ \forall x,"
-              r"\qquad \sigma(x)\in(0,1)\ \ (|x|\le 30,\ \text{float64})",
-    sources=(SEED_002_ACT, GOODFELLOW_SIGMOID),
-    kind=Kind.PROPERTY, needs=("sigmoid", "tanh"), proof="layers.tanh_sigmoid",
-    notes="Values are drawn by Hypothesis (they shrink): x with |x| <= 1e4, y anywhere in the "
-          "finite range of the dtype, z in [-30, 30] in float64 (sigma(30) = 1 - 9.4e-14 is "
-          "representable there, not in float32). The identity is measured against the range "
-          "of tanh (absolute error), since 2 sigma(2x) - 1 cancels for small x. A "
-          "1/(1 + exp(-x)) or exp(x)/(1 + exp(x)) that overflows gives NaN.")
+@claims.claim("layers.tanh_sigmoid", sources=(SEED_002_ACT, GOODFELLOW_SIGMOID),
+              kind=Kind.PROPERTY, needs=("sigmoid", "tanh"), proof="layers.tanh_sigmoid")
 def tanh_sigmoid(subject, ctx) -> Evidence:
+    r"""tanh is a resized sigmoid; the sigmoid is finite and in [0, 1] everywhere
+
+    .. math:: \tanh(x)=2\sigma(2x)-1\ \ (|x|\le10^{4}),\qquad \sigma(x)\in[0,1]\ \ \forall x,\qquad
+        \sigma(x)\in(0,1)\ \ (|x|\le 30,\ \text{float64})
+
+    Values are drawn by Hypothesis (they shrink): x with |x| <= 1e4, y anywhere in the finite range
+    of the dtype, z in [-30, 30] in float64 (sigma(30) = 1 - 9.4e-14 is representable there, not in
+    float32). The identity is measured against the range of tanh (absolute error), since 2
+    sigma(2x) - 1 cancels for small x. A 1/(1 + exp(-x)) or exp(x)/(1 + exp(x)) that overflows
+    gives NaN.
+    """
     def measure(c):
         x, y, z, dt = c["x"], c["y"], c["z"], c["dtype"]
         s_y = np.asarray(subject.sigmoid(y))
@@ -225,17 +227,18 @@ def _gated_tolerance(c, out):
     return tolerance("composite", coarser_dtype(out, c["x"]), n=c["E"] + c["F"])
 
 
-@claims.claim(
-    "layers.gated_ffn_position_wise",
-    title="The gated FFN acts on each position alone: permuting positions commutes with it",
-    statement=r"\mathrm{GFFN}(PX)=P\,\mathrm{GFFN}(X)\ \text{for every permutation }P"
-              r"\text{ of the positions}",
-    sources=(GLU_VARIANTS, FFN_SECTION),
-    kind=Kind.PROPERTY, needs=("gated_feed_forward",),
-    notes="Shazeer's variants replace the FFN sublayer, which Vaswani et al. apply to each "
-          "position separately and identically. Weights from the reference init_gated_ffn, "
-          "with and without biases; the activation drawn from silu, gelu, gelu_tanh.")
+@claims.claim("layers.gated_ffn_position_wise", sources=(GLU_VARIANTS, FFN_SECTION),
+              kind=Kind.PROPERTY, needs=("gated_feed_forward",))
 def gated_ffn_position_wise(subject, ctx) -> Evidence:
+    r"""The gated FFN acts on each position alone: permuting positions commutes with it
+
+    .. math:: \mathrm{GFFN}(PX)=P\,\mathrm{GFFN}(X)\ \text{for every permutation }P\text{ of the
+        positions}
+
+    Shazeer's variants replace the FFN sublayer, which Vaswani et al. apply to each position
+    separately and identically. Weights from the reference init_gated_ffn, with and without biases;
+    the activation drawn from silu, gelu, gelu_tanh.
+    """
     def measure(c):
         params, act, perm = c["params"], c["activation"], c["perm"]
         out = np.asarray(subject.gated_feed_forward(c["x"], params, activation=act))
@@ -246,17 +249,19 @@ def gated_ffn_position_wise(subject, ctx) -> Evidence:
                    detail="Permuting the positions of the input permutes the output the same way.")
 
 
-@claims.claim(
-    "layers.gated_ffn_zero_gate",
-    title="A zero gate projection gives a zero output (act(0) = 0 for SiLU and GELU)",
-    statement=r"W_{\mathrm{gate}}=0,\ b_{\mathrm{gate}}=0\ \Rightarrow\ "
-              r"\mathrm{GFFN}(x)=b_{\mathrm{down}}\ (0\text{ without biases})",
-    sources=(GLU_VARIANTS, HENDRYCKS_2016.at("GELU(x) = x Phi(x)")),
-    kind=Kind.PROPERTY, needs=("gated_feed_forward",),
-    notes="silu(0) = 0 * sigmoid(0) = 0 and gelu(0) = 0 * Phi(0) = 0 (also in the tanh form), "
-          "so the gate closes every hidden unit whatever the up projection: the output is "
-          "exactly the down bias. A sigmoid gate (the original GLU) would pass half of x W_up.")
+@claims.claim("layers.gated_ffn_zero_gate",
+              sources=(GLU_VARIANTS, HENDRYCKS_2016.at("GELU(x) = x Phi(x)")), kind=Kind.PROPERTY,
+              needs=("gated_feed_forward",))
 def gated_ffn_zero_gate(subject, ctx) -> Evidence:
+    r"""A zero gate projection gives a zero output (act(0) = 0 for SiLU and GELU)
+
+    .. math:: W_{\mathrm{gate}}=0,\ b_{\mathrm{gate}}=0\ \Rightarrow\
+        \mathrm{GFFN}(x)=b_{\mathrm{down}}\ (0\text{ without biases})
+
+    silu(0) = 0 * sigmoid(0) = 0 and gelu(0) = 0 * Phi(0) = 0 (also in the tanh form), so the gate
+    closes every hidden unit whatever the up projection: the output is exactly the down bias. A
+    sigmoid gate (the original GLU) would pass half of x W_up.
+    """
     from transformer_theory.impl.contract.params import GatedFFNParams
 
     def measure(c):
@@ -275,17 +280,18 @@ def gated_ffn_zero_gate(subject, ctx) -> Evidence:
                           "without biases) for silu, gelu and gelu_tanh.")
 
 
-@claims.claim(
-    "layers.gated_ffn_parameter_count",
-    title="A gated FFN has 3 d d_ff weights (2 d_ff + d more with biases)",
-    statement=r"|W_{\mathrm{gate}}|+|W_{\mathrm{up}}|+|W_{\mathrm{down}}|=3\,d\,d_{ff}",
-    sources=(GLU_VARIANTS,),
-    kind=Kind.PROPERTY, needs=("init_gated_ffn",),
-    full_precision_only="counts array sizes: no arithmetic to round",
-    notes="Shazeer keeps the parameter count of the two-matrix FFN by shrinking d_ff to 2/3; "
-          "here the count is stated for the d_ff given: three matrices of d x d_ff, plus "
-          "b_gate, b_up (d_ff each) and b_down (d) when biases are asked for.")
+@claims.claim("layers.gated_ffn_parameter_count", sources=(GLU_VARIANTS,), kind=Kind.PROPERTY,
+              needs=("init_gated_ffn",),
+              full_precision_only="counts array sizes: no arithmetic to round")
 def gated_ffn_parameter_count(subject, ctx) -> Evidence:
+    r"""A gated FFN has 3 d d_ff weights (2 d_ff + d more with biases)
+
+    .. math:: |W_{\mathrm{gate}}|+|W_{\mathrm{up}}|+|W_{\mathrm{down}}|=3\,d\,d_{ff}
+
+    Shazeer keeps the parameter count of the two-matrix FFN by shrinking d_ff to 2/3; here the
+    count is stated for the d_ff given: three matrices of d x d_ff, plus b_gate, b_up (d_ff each)
+    and b_down (d) when biases are asked for.
+    """
     @st.composite
     def case(draw):
         return {"E": draw(st.integers(1, 16)), "F": draw(st.integers(1, 64)),
@@ -308,16 +314,18 @@ def gated_ffn_parameter_count(subject, ctx) -> Evidence:
 
 @claims.claim(
     "layers.gated_ffn_definition",
-    title="The gated FFN is (act(x W_gate + b_gate) * (x W_up + b_up)) W_down + b_down",
-    statement=r"\mathrm{GFFN}(x)=\big(\phi(xW_{\mathrm{gate}}+b_{\mathrm{gate}})\odot"
-              r"(xW_{\mathrm{up}}+b_{\mathrm{up}})\big)W_{\mathrm{down}}+b_{\mathrm{down}},\ "
-              r"\phi\in\{\mathrm{SiLU},\mathrm{GELU},\mathrm{GELU}_{\tanh}\}",
     sources=(GLU_VARIANTS, HENDRYCKS_2016.at("GELU x Phi(x) and its tanh approximation")),
-    kind=Kind.PROPERTY, needs=("gated_feed_forward",), proof="layers.gelu_tanh_gap",
-    notes="Against the float64 formula: the activation on the gate, not on the up projection, "
-          "and the exact GELU distinct from its tanh approximation (they differ by up to "
-          "4.7e-4, proofs/layers.gelu_tanh_gap, far above float32 rounding).")
+    kind=Kind.PROPERTY, needs=("gated_feed_forward",), proof="layers.gelu_tanh_gap")
 def gated_ffn_definition(subject, ctx) -> Evidence:
+    r"""The gated FFN is (act(x W_gate + b_gate) * (x W_up + b_up)) W_down + b_down
+
+    .. math:: \mathrm{GFFN}(x)=\big(\phi(xW_{\mathrm{gate}}+b_{\mathrm{gate}})\odot(xW_{\mathrm{up}}+b_{\mathrm{up}})\big)W_{\mathrm{down}}+b_{\mathrm{down}},\
+        \phi\in\{\mathrm{SiLU},\mathrm{GELU},\mathrm{GELU}_{\tanh}\}
+
+    Against the float64 formula: the activation on the gate, not on the up projection, and the
+    exact GELU distinct from its tanh approximation (they differ by up to 4.7e-4,
+    proofs/layers.gelu_tanh_gap, far above float32 rounding).
+    """
     def measure(c):
         out = np.asarray(subject.gated_feed_forward(c["x"], c["params"],
                                                     activation=c["activation"]))

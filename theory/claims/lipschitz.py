@@ -47,26 +47,28 @@ def jacobian_entry(t: float) -> float:
 
 @claims.claim(
     "lipschitz.dot_product_unbounded_jacobian",
-    title="Limitation: dot-product self-attention is not Lipschitz; its Jacobian grows like t^2/4",
-    statement=r"F(X)=\mathrm{softmax}(XX^{\top})X,\ X\in\mathbb R^{2\times1}:\quad "
-              r"\frac{\partial F_2}{\partial x_2}\Big|_{X=(t,0)^{\top}}=\frac{t^2}{4}+\frac12"
-              r"\ \xrightarrow[t\to\infty]{}\ \infty,\quad\text{so }\sup_X\|J_F(X)\|_2=\infty",
     sources=(KIM_ABSTRACT,),
     full_precision_only=(
         'a central difference at t up to 256 divides rounding by a step of 1e-4/t; in half '
         'precision the rounding would swamp the derivative'),
-    kind=Kind.LIMITATION, needs=("attention",),
-    notes="N = 2 tokens of width 1, W_Q = W_K = W_V = 1, scale 1/sqrt(1). Row 2 of F is "
-          "(x_1 e^{x_2 x_1} + x_2 e^{x_2^2}) / (e^{x_2 x_1} + e^{x_2^2}); at (t, 0) its x_2-derivative "
-          "is t^2/4 + 1/2 (sympy: diff and substitute). The subject's F is differentiated by a "
-          "central difference with step h = 1e-4/t and compared with the same difference of "
-          "the row written out, so truncation cancels and only rounding over 2h remains; the "
-          "written-out quotient is within 1e-6 of t^2/4 + 1/2 at t = 1, 4, 16, 64, 256. So "
-          "||J_F||_2 >= t^2/4 grows without bound: no Lipschitz constant on R^{2x1}. Power: an "
-          "attention whose logits are bounded or normalised (cosine/QK-normalised attention) "
-          "has a bounded Jacobian here and is rejected at the first t where it departs from "
-          "the written-out row by more than its rounding over 2h (1e-10 relative at t = 1).")
+    kind=Kind.LIMITATION, needs=("attention",))
 def dot_product_unbounded_jacobian(subject, ctx) -> Evidence:
+    r"""Limitation: dot-product self-attention is not Lipschitz; its Jacobian grows like t^2/4
+
+    .. math:: F(X)=\mathrm{softmax}(XX^{\top})X,\ X\in\mathbb R^{2\times1}:\quad \frac{\partial
+        F_2}{\partial x_2}\Big|_{X=(t,0)^{\top}}=\frac{t^2}{4}+\frac12\ \xrightarrow[t\to\infty]{}\
+        \infty,\quad\text{so }\sup_X\|J_F(X)\|_2=\infty
+
+    N = 2 tokens of width 1, W_Q = W_K = W_V = 1, scale 1/sqrt(1). Row 2 of F is (x_1 e^{x_2 x_1} +
+    x_2 e^{x_2^2}) / (e^{x_2 x_1} + e^{x_2^2}); at (t, 0) its x_2-derivative is t^2/4 + 1/2 (sympy:
+    diff and substitute). The subject's F is differentiated by a central difference with step h =
+    1e-4/t and compared with the same difference of the row written out, so truncation cancels and
+    only rounding over 2h remains; the written-out quotient is within 1e-6 of t^2/4 + 1/2 at t = 1,
+    4, 16, 64, 256. So ||J_F||_2 >= t^2/4 grows without bound: no Lipschitz constant on R^{2x1}.
+    Power: an attention whose logits are bounded or normalised (cosine/QK-normalised attention) has
+    a bounded Jacobian here and is rejected at the first t where it departs from the written-out
+    row by more than its rounding over 2h (1e-10 relative at t = 1).
+    """
     measurements, rows = [], []
     for t in T_VALUES:
         h = 1e-4 / t

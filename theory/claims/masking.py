@@ -31,15 +31,16 @@ claims = ClaimSet("masking")
 MASKING = VASWANI_2017.at("§3.2.3")
 
 
-@claims.claim(
-    "masking.causal_future_invariance",
-    title="Causal attention: output i ignores every position after i",
-    statement=r"o_i(Q,K,V)=o_i(Q,K',V')\quad\text{whenever }k'_j=k_j,\ v'_j=v_j\ \forall j\le i",
-    sources=(MASKING, SEED_004.at("item 25"), PYTORCH_SDPA),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="Both alignments: top-left (query i sees keys j <= i) and bottom-right "
-          "(j <= i + Lk - Lq).")
+@claims.claim("masking.causal_future_invariance",
+              sources=(MASKING, SEED_004.at("item 25"), PYTORCH_SDPA), kind=Kind.PROPERTY,
+              needs=("attention",))
 def causal_future_invariance(subject, ctx) -> Evidence:
+    r"""Causal attention: output i ignores every position after i
+
+    .. math:: o_i(Q,K,V)=o_i(Q,K',V')\quad\text{whenever }k'_j=k_j,\ v'_j=v_j\ \forall j\le i
+
+    Both alignments: top-left (query i sees keys j <= i) and bottom-right (j <= i + Lk - Lq).
+    """
     strategy = st.tuples(attention_case(), st.sampled_from([True, "bottom-right"]), st.data())
 
     def measure(args):
@@ -95,11 +96,14 @@ def _masks_figure(subject, rng: np.random.Generator) -> dict:
 
 @claims.claim(
     "masking.causal_alignment",
-    title="causal=True is top-left aligned; causal='bottom-right' is bottom-right aligned",
-    statement=r"\text{top-left: } M_{ij}=[j\le i];\qquad \text{bottom-right: } M_{ij}=[j\le i+L_k-L_q]",
     sources=(PYTORCH_SDPA, DAO_2022.at("FlashAttention-2 release notes: bottom-right causal mask")),
     kind=Kind.PROPERTY, needs=("attention",))
 def causal_alignment(subject, ctx) -> Evidence:
+    r"""causal=True is top-left aligned; causal='bottom-right' is bottom-right aligned
+
+    .. math:: \text{top-left: } M_{ij}=[j\le i];\qquad \text{bottom-right: } M_{ij}=[j\le
+        i+L_k-L_q]
+    """
     def measure(c):
         worst = None
         for align, name in ((True, "top-left"), ("bottom-right", "bottom-right")):
@@ -117,13 +121,13 @@ def causal_alignment(subject, ctx) -> Evidence:
                           "mask j <= i + Lk - Lq, for Lq and Lk drawn independently.")
 
 
-@claims.claim(
-    "masking.masked_keys_ignored",
-    title="Masked (padded) keys and values have no influence",
-    statement=r"M_{ij}=0\ \Rightarrow\ \partial o_i/\partial k_j=\partial o_i/\partial v_j=0",
-    sources=(MASKING,),
-    kind=Kind.PROPERTY, needs=("attention",))
+@claims.claim("masking.masked_keys_ignored", sources=(MASKING,), kind=Kind.PROPERTY,
+              needs=("attention",))
 def masked_keys_ignored(subject, ctx) -> Evidence:
+    r"""Masked (padded) keys and values have no influence
+
+    .. math:: M_{ij}=0\ \Rightarrow\ \partial o_i/\partial k_j=\partial o_i/\partial v_j=0
+    """
     def measure(c):
         rng = np.random.default_rng(c["seed"] + 6)
         keep = random_mask(rng, (*c["lead"], 1, c["Lk"]))           # key-padding mask
@@ -142,11 +146,14 @@ def masked_keys_ignored(subject, ctx) -> Evidence:
 
 @claims.claim(
     "masking.post_softmax_renormalized",
-    title="Masking after the softmax with renormalisation equals masking the logits",
-    statement=r"\frac{\mathrm{softmax}(s)\odot M}{\langle\mathrm{softmax}(s),M\rangle}=\mathrm{softmax}(s+\log M)",
     sources=(MASKING, SEED_000.at("masking: elementwise product of softmax(...) with a fixed matrix")),
     kind=Kind.PROPERTY, needs=("attention_weights",))
 def post_softmax_renormalized(subject, ctx) -> Evidence:
+    r"""Masking after the softmax with renormalisation equals masking the logits
+
+    .. math:: \frac{\mathrm{softmax}(s)\odot
+        M}{\langle\mathrm{softmax}(s),M\rangle}=\mathrm{softmax}(s+\log M)
+    """
     def measure(c):
         rng = np.random.default_rng(c["seed"] + 7)
         mask = random_mask(rng, (*c["lead"], c["Lq"], c["Lk"]))
@@ -169,15 +176,18 @@ def post_softmax_renormalized(subject, ctx) -> Evidence:
                           "renormalised per row.")
 
 
-@claims.claim(
-    "masking.post_softmax_unrenormalized",
-    title="Limitation: an elementwise mask after the softmax, without renormalising, is not masking",
-    statement=r"\mathrm{softmax}(s)\odot M\ne\mathrm{softmax}(s+\log M)\ \text{(rows no longer sum to 1)}",
-    sources=(SEED_000.at("masking: elementwise product of softmax(...)"), MASKING),
-    kind=Kind.LIMITATION, needs=("attention_weights",),
-    notes="Seed 000 describes causal masking as an elementwise product with the softmax; "
-          "read literally, that leaves rows summing to less than 1.")
+@claims.claim("masking.post_softmax_unrenormalized",
+              sources=(SEED_000.at("masking: elementwise product of softmax(...)"), MASKING),
+              kind=Kind.LIMITATION, needs=("attention_weights",))
 def post_softmax_unrenormalized(subject, ctx) -> Evidence:
+    r"""Limitation: an elementwise mask after the softmax, without renormalising, is not masking
+
+    .. math:: \mathrm{softmax}(s)\odot M\ne\mathrm{softmax}(s+\log M)\ \text{(rows no longer sum to
+        1)}
+
+    Seed 000 describes causal masking as an elementwise product with the softmax; read literally,
+    that leaves rows summing to less than 1.
+    """
     rng = ctx.rng()
     q = rng.standard_normal((4, 3))
     k = rng.standard_normal((4, 3))
@@ -230,13 +240,13 @@ def cache_roundings(x, params) -> float:
     return float(np.max(dy)) / size if size > 0 else 0.0
 
 
-@claims.claim(
-    "masking.kv_cache_equals_full",
-    title="Step-by-step decoding with a KV cache equals the full causal forward",
-    statement=r"y_t=\mathrm{MHA}(x_t;\,K_{\le t},V_{\le t})=\mathrm{MHA}_{\text{causal}}(X)_t",
-    sources=(POPE_2023.at("§2 (KV cache)"), MASKING),
-    kind=Kind.PROPERTY, needs=("multi_head_attention", "decode_step", "init_kv_cache"))
+@claims.claim("masking.kv_cache_equals_full", sources=(POPE_2023.at("§2 (KV cache)"), MASKING),
+              kind=Kind.PROPERTY, needs=("multi_head_attention", "decode_step", "init_kv_cache"))
 def kv_cache_equals_full(subject, ctx) -> Evidence:
+    r"""Step-by-step decoding with a KV cache equals the full causal forward
+
+    .. math:: y_t=\mathrm{MHA}(x_t;\,K_{\le t},V_{\le t})=\mathrm{MHA}_{\text{causal}}(X)_t
+    """
     from transformer_theory.impl.attention import init_multi_head
 
     strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(1, 8), st.integers(1, 3),
@@ -270,13 +280,13 @@ def kv_cache_equals_full(subject, ctx) -> Evidence:
                           "multi-head self-attention: both equal its float64 definition.")
 
 
-@claims.claim(
-    "masking.causal_prefix_consistency",
-    title="Prefix consistency of a causal (decoder-only) stack",
-    statement=r"f(x_{1:t})=f(x_{1:L})_{1:t}\qquad\text{for all } t\le L",
-    sources=(MASKING, SEED_004.at("items 24–26")),
-    kind=Kind.PROPERTY, needs=("encoder",))
+@claims.claim("masking.causal_prefix_consistency", sources=(MASKING, SEED_004.at("items 24–26")),
+              kind=Kind.PROPERTY, needs=("encoder",))
 def causal_prefix_consistency(subject, ctx) -> Evidence:
+    r"""Prefix consistency of a causal (decoder-only) stack
+
+    .. math:: f(x_{1:t})=f(x_{1:L})_{1:t}\qquad\text{for all } t\le L
+    """
     from transformer_theory.impl.transformer import EncoderConfig, init_encoder
 
     strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(2, 9), st.integers(1, 2),
@@ -299,13 +309,15 @@ def causal_prefix_consistency(subject, ctx) -> Evidence:
                           "same outputs on a prefix as on the whole sequence.")
 
 
-@claims.claim(
-    "masking.teacher_forcing_equals_incremental",
-    title="Teacher forcing equals step-by-step decoding in the encoder-decoder",
-    statement=r"\mathrm{Dec}(y_{<L}, \mathrm{Enc}(x))_t=\mathrm{Dec}(y_{\le t}, \mathrm{Enc}(x))_t\quad\forall t",
-    sources=(SEED_004.at("items 24–26: predictions all at once with a mask"), MASKING),
-    kind=Kind.PROPERTY, needs=("seq2seq_logits", "seq2seq_logits_incremental"))
+@claims.claim("masking.teacher_forcing_equals_incremental",
+              sources=(SEED_004.at("items 24–26: predictions all at once with a mask"), MASKING),
+              kind=Kind.PROPERTY, needs=("seq2seq_logits", "seq2seq_logits_incremental"))
 def teacher_forcing_equals_incremental(subject, ctx) -> Evidence:
+    r"""Teacher forcing equals step-by-step decoding in the encoder-decoder
+
+    .. math:: \mathrm{Dec}(y_{<L}, \mathrm{Enc}(x))_t=\mathrm{Dec}(y_{\le t},
+        \mathrm{Enc}(x))_t\quad\forall t
+    """
     from transformer_theory.impl.transformer import EncoderConfig, init_seq2seq
 
     strategy = st.tuples(SEEDS, st.integers(1, 2), st.integers(1, 6), st.integers(1, 6),
@@ -370,17 +382,18 @@ def _packed_case(draw):
             "v": normal(rng, (*lead, total, e), dt)}
 
 
-@claims.claim(
-    "masking.packed_documents_separate",
-    title="Attention over packed documents equals attention over each document alone",
-    statement=r"\mathrm{Attn}(X_1\Vert\cdots\Vert X_n;\ \text{segments})="
-              r"\mathrm{Attn}(X_1)\Vert\cdots\Vert\mathrm{Attn}(X_n)",
-    sources=(KRELL, MASKING),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "segment_ids"),),
-    notes="segment_ids (..., L) gives each token its document; with and without the causal "
-          "mask. The packed output is compared with each document attended alone in float64. "
-          "A FlashAttention cu_seqlens is np.repeat(np.arange(n), np.diff(cu_seqlens)).")
+@claims.claim("masking.packed_documents_separate", sources=(KRELL, MASKING), kind=Kind.PROPERTY,
+              needs=("attention",), keywords=(("attention", "segment_ids"),))
 def packed_documents_separate(subject, ctx) -> Evidence:
+    r"""Attention over packed documents equals attention over each document alone
+
+    .. math:: \mathrm{Attn}(X_1\Vert\cdots\Vert X_n;\
+        \text{segments})=\mathrm{Attn}(X_1)\Vert\cdots\Vert\mathrm{Attn}(X_n)
+
+    segment_ids (..., L) gives each token its document; with and without the causal mask. The
+    packed output is compared with each document attended alone in float64. A FlashAttention
+    cu_seqlens is np.repeat(np.arange(n), np.diff(cu_seqlens)).
+    """
     def measure(c):
         out = subject.attention(c["q"], c["k"], c["v"], causal=c["causal"],
                                 segment_ids=c["segment_ids"])
@@ -396,17 +409,17 @@ def packed_documents_separate(subject, ctx) -> Evidence:
                           "attention equals each document attended alone.")
 
 
-@claims.claim(
-    "masking.packed_no_cross_document",
-    title="No token attends across a document boundary",
-    statement=r"\mathrm{seg}(j)\ne\mathrm{seg}(i)\ \Rightarrow\ o_i\ \text{independent of}"
-              r"\ (k_j,v_j)",
-    sources=(KRELL,),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "segment_ids"),),
-    notes="The keys and values of every other document are redrawn; the outputs of one "
-          "document must not change at all (the cross-document weights are exactly zero). "
-          "A boundary one token off leaks the neighbour's first or last token.")
+@claims.claim("masking.packed_no_cross_document", sources=(KRELL,), kind=Kind.PROPERTY,
+              needs=("attention",), keywords=(("attention", "segment_ids"),))
 def packed_no_cross_document(subject, ctx) -> Evidence:
+    r"""No token attends across a document boundary
+
+    .. math:: \mathrm{seg}(j)\ne\mathrm{seg}(i)\ \Rightarrow\ o_i\ \text{independent of}\ (k_j,v_j)
+
+    The keys and values of every other document are redrawn; the outputs of one document must not
+    change at all (the cross-document weights are exactly zero). A boundary one token off leaks the
+    neighbour's first or last token.
+    """
     def measure(c):
         seg = c["segment_ids"]
         call = (lambda k, v: subject.attention(c["q"], k, v, causal=c["causal"], segment_ids=seg))
@@ -459,20 +472,20 @@ def _window_case(draw, *, with_mask: bool = True):
     return c
 
 
-@claims.claim(
-    "masking.window_equals_band_mask",
-    title="A sliding window (left, right) is attention under its band mask",
-    statement=r"\mathrm{Attn}_{(l,r)}(Q,K,V)=\mathrm{Attn}(Q,K,V;\ M_{ij}="
-              r"[\,i-l\le j-\delta\le i+r\,]),\quad\delta=\begin{cases}L_k-L_q&\text{bottom-right}"
-              r"\\0&\text{otherwise}\end{cases}",
-    sources=(LONGFORMER, FLASH_WINDOW_RULE),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
-    notes="window=(left, right) is inclusive, None on a side is unbounded; the offset is the "
-          "call's causal alignment whether or not causal is set (FlashAttention's window_size "
-          "is the bottom-right case). Compared with the subject's own attention under the "
-          "band mask (ANDed with the causal mask and a random mask), to the reduction "
-          "tolerance; a window one key wider or narrower moves an O(1) weight.")
+@claims.claim("masking.window_equals_band_mask", sources=(LONGFORMER, FLASH_WINDOW_RULE),
+              kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),))
 def window_equals_band_mask(subject, ctx) -> Evidence:
+    r"""A sliding window (left, right) is attention under its band mask
+
+    .. math:: \mathrm{Attn}_{(l,r)}(Q,K,V)=\mathrm{Attn}(Q,K,V;\ M_{ij}=[\,i-l\le j-\delta\le
+        i+r\,]),\quad\delta=\begin{cases}L_k-L_q&\text{bottom-right}\\0&\text{otherwise}\end{cases}
+
+    window=(left, right) is inclusive, None on a side is unbounded; the offset is the call's causal
+    alignment whether or not causal is set (FlashAttention's window_size is the bottom-right case).
+    Compared with the subject's own attention under the band mask (ANDed with the causal mask and a
+    random mask), to the reduction tolerance; a window one key wider or narrower moves an O(1)
+    weight.
+    """
     def measure(c):
         out = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], causal=c["causal"],
                                 window=c["window"])
@@ -488,19 +501,19 @@ def window_equals_band_mask(subject, ctx) -> Evidence:
                           "windowed attention equals attention under the explicit band mask.")
 
 
-@claims.claim(
-    "masking.window_key_count",
-    title="Under a window each query attends exactly the keys of [i - left, i + right]",
-    statement=r"\#\{j:\ a_{ij}>0\}=\big|\,[\,i-l+\delta,\ i+r+\delta\,]\cap[0,L_k)\cap"
-              r"\mathrm{causal}\cap M_i\,\big|",
-    sources=(FLASH_WINDOW_RULE, LONGFORMER),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
-    notes="The off-by-one catcher. With q = 0 every allowed key gets the same weight, and "
-          "with V = I (Lk x Lk) the output rows are the weights: the set of keys with a "
-          "positive weight must be exactly the window, intersected with [0, Lk), the causal "
-          "mask and the random mask. A window one key wider or narrower on either side, or "
-          "aligned top-left where bottom-right is meant, changes the set.")
+@claims.claim("masking.window_key_count", sources=(FLASH_WINDOW_RULE, LONGFORMER),
+              kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),))
 def window_key_count(subject, ctx) -> Evidence:
+    r"""Under a window each query attends exactly the keys of [i - left, i + right]
+
+    .. math:: \#\{j:\ a_{ij}>0\}=\big|\,[\,i-l+\delta,\
+        i+r+\delta\,]\cap[0,L_k)\cap\mathrm{causal}\cap M_i\,\big|
+
+    The off-by-one catcher. With q = 0 every allowed key gets the same weight, and with V = I (Lk x
+    Lk) the output rows are the weights: the set of keys with a positive weight must be exactly the
+    window, intersected with [0, Lk), the causal mask and the random mask. A window one key wider
+    or narrower on either side, or aligned top-left where bottom-right is meant, changes the set.
+    """
     def measure(c):
         lk = c["Lk"]
         q = np.zeros((*c["lead"], c["Lq"], lk), dtype=c["dtype"])           # E = Lk, all scores 0
@@ -547,17 +560,18 @@ def _window_figure(subject) -> dict:
                        "window_size)."}
 
 
-@claims.claim(
-    "masking.window_locality",
-    title="Keys outside a query's window do not reach its output",
-    statement=r"k'_j=k_j,\ v'_j=v_j\ \ \forall j\in[\,i-l+\delta,\ i+r+\delta\,]\ \Rightarrow\ "
-              r"o_i(Q,K',V')=o_i(Q,K,V)",
-    sources=(LONGFORMER,),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
-    notes="For each query, every key and value outside its window is redrawn (three times "
-          "larger); its output row must not change at all: the weights outside the window "
-          "are exactly zero, and the row maximum is taken over the window only.")
+@claims.claim("masking.window_locality", sources=(LONGFORMER,), kind=Kind.PROPERTY,
+              needs=("attention",), keywords=(("attention", "window"),))
 def window_locality(subject, ctx) -> Evidence:
+    r"""Keys outside a query's window do not reach its output
+
+    .. math:: k'_j=k_j,\ v'_j=v_j\ \ \forall j\in[\,i-l+\delta,\ i+r+\delta\,]\ \Rightarrow\
+        o_i(Q,K',V')=o_i(Q,K,V)
+
+    For each query, every key and value outside its window is redrawn (three times larger); its
+    output row must not change at all: the weights outside the window are exactly zero, and the row
+    maximum is taken over the window only.
+    """
     def measure(c):
         call = (lambda k, v: subject.attention(c["q"], k, v, causal=c["causal"],
                                                window=c["window"]))
@@ -584,19 +598,22 @@ def _stack_case(draw):
 
 @claims.claim(
     "masking.window_receptive_field",
-    title="n causal layers with window (left, 0) see exactly n*left + 1 positions",
-    statement=r"\frac{\partial y^{(n)}_i}{\partial x_j}\ne 0\iff i-n\,l\le j\le i"
-              r"\qquad(\text{window }(l,0),\ n\text{ layers})",
     sources=(MISTRAL_SRC.at("after two attention layers, information can move forward by 2W "
                             "tokens"),
              SEED_000.at("interacting patches require multiple layers & overlapping patches")),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),),
-    notes="A stack of n self-attention layers y <- Attn(0.1 y, 0.1 y, y; causal, window "
-          "(left, 0)) (small logits: nearly uniform weights, so every path carries weight). "
-          "Input j is moved by a random vector of norm 2*sqrt(E); output i must change "
-          "exactly when i - n*left <= j <= i, and be bit for bit unchanged otherwise. A window "
-          "one key too wide shows as a receptive field of n*(left + 1) + 1 positions.")
+    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "window"),))
 def window_receptive_field(subject, ctx) -> Evidence:
+    r"""n causal layers with window (left, 0) see exactly n*left + 1 positions
+
+    .. math:: \frac{\partial y^{(n)}_i}{\partial x_j}\ne 0\iff i-n\,l\le j\le i\qquad(\text{window
+        }(l,0),\ n\text{ layers})
+
+    A stack of n self-attention layers y <- Attn(0.1 y, 0.1 y, y; causal, window (left, 0)) (small
+    logits: nearly uniform weights, so every path carries weight). Input j is moved by a random
+    vector of norm 2*sqrt(E); output i must change exactly when i - n*left <= j <= i, and be bit
+    for bit unchanged otherwise. A window one key too wide shows as a receptive field of n*(left +
+    1) + 1 positions.
+    """
     def stack(x, c):
         for _ in range(c["layers"]):
             small = (0.1 * x).astype(c["dtype"])

@@ -134,20 +134,21 @@ def _rows_case(draw, *, min_rows: int = 2):
     return {"R": rows, "E": e, "dtype": dt, "seed": seed, "scale": scale, "x": x}
 
 
-@claims.claim(
-    "normalization.layernorm_standardizes",
-    title="LayerNorm gives every row mean 0 and variance 1",
-    statement=r"\varepsilon=0,\ \gamma=\mathbf 1,\ \beta=\mathbf 0:\quad "
-              r"\frac1E\sum_{e}\mathrm{LN}(x)_e=0,\qquad \frac1E\sum_{e}\mathrm{LN}(x)_e^2=1"
-              r"\qquad\text{for every row with }\sigma(x)>0",
-    sources=(LN_DEFINITION, VASWANI_2017.at("§3.1"), SEED_003_NORM),
-    kind=Kind.PROPERTY, needs=("layer_norm",),
-    notes="The variance is the biased one (divided by E), as in Ba et al. Eq. (4). Rows with "
-          "non-negligible spread: each row's error is divided by its condition number "
-          "max|x|/sigma(x), so a nearly constant row (where standardising amplifies rounding "
-          "without bound) carries no weight; rows are drawn as shifted Gaussians "
-          "(|shift| <= 3 sigma) at scales 0.01, 1 and 100.")
+@claims.claim("normalization.layernorm_standardizes",
+              sources=(LN_DEFINITION, VASWANI_2017.at("§3.1"), SEED_003_NORM), kind=Kind.PROPERTY,
+              needs=("layer_norm",))
 def layernorm_standardizes(subject, ctx) -> Evidence:
+    r"""LayerNorm gives every row mean 0 and variance 1
+
+    .. math:: \varepsilon=0,\ \gamma=\mathbf 1,\ \beta=\mathbf 0:\quad
+        \frac1E\sum_{e}\mathrm{LN}(x)_e=0,\qquad \frac1E\sum_{e}\mathrm{LN}(x)_e^2=1\qquad\text{for
+        every row with }\sigma(x)>0
+
+    The variance is the biased one (divided by E), as in Ba et al. Eq. (4). Rows with
+    non-negligible spread: each row's error is divided by its condition number max|x|/sigma(x), so
+    a nearly constant row (where standardising amplifies rounding without bound) carries no weight;
+    rows are drawn as shifted Gaussians (|shift| <= 3 sigma) at scales 0.01, 1 and 100.
+    """
     def measure(c):
         if np.any(np.ptp(c["x"].astype(np.float64), axis=-1) == 0):
             # a row constant in its dtype (likely once rounded to half precision): with
@@ -189,21 +190,21 @@ def _linear_case(draw):
             "delta": normal(rng, (d_in,), dt, delta_scale)}
 
 
-@claims.claim(
-    "normalization.layernorm_invariances",
-    title="LayerNorm is invariant to input re-scaling and to weight-matrix re-scaling and "
-          "re-centering",
-    statement=r"\mathrm{LN}(a\,xW)=\mathrm{LN}(xW)\ \ (a>0),\qquad "
-              r"\mathrm{LN}\big(x(\alpha W+\delta\mathbf 1^{\top})\big)=\mathrm{LN}(xW)\ \ "
-              r"(\alpha>0,\ \delta\in\mathbb R^{d_{\mathrm{in}}}),\qquad \varepsilon=0",
-    sources=(LN_TABLE_1, SEED_003_NORM),
-    kind=Kind.PROPERTY, needs=("layer_norm",), proof="layers.layernorm_invariance",
-    notes="Single-case re-scaling multiplies the summed inputs xW of a row by a; re-scaling "
-          "and re-centering the weight matrix maps xW to alpha xW + (x·delta) 1^T, a common "
-          "scale and a per-row shift, both removed by the row's mean and standard deviation. "
-          "The linear maps are computed by the check; only LN is the subject's. Errors are "
-          "divided by each row's condition number, as in normalization.layernorm_standardizes.")
+@claims.claim("normalization.layernorm_invariances", sources=(LN_TABLE_1, SEED_003_NORM),
+              kind=Kind.PROPERTY, needs=("layer_norm",), proof="layers.layernorm_invariance")
 def layernorm_invariances(subject, ctx) -> Evidence:
+    r"""LayerNorm is invariant to input re-scaling and to weight-matrix re-scaling and re-centering
+
+    .. math:: \mathrm{LN}(a\,xW)=\mathrm{LN}(xW)\ \ (a>0),\qquad \mathrm{LN}\big(x(\alpha
+        W+\delta\mathbf 1^{\top})\big)=\mathrm{LN}(xW)\ \ (\alpha>0,\ \delta\in\mathbb
+        R^{d_{\mathrm{in}}}),\qquad \varepsilon=0
+
+    Single-case re-scaling multiplies the summed inputs xW of a row by a; re-scaling and
+    re-centering the weight matrix maps xW to alpha xW + (x·delta) 1^T, a common scale and a
+    per-row shift, both removed by the row's mean and standard deviation. The linear maps are
+    computed by the check; only LN is the subject's. Errors are divided by each row's condition
+    number, as in normalization.layernorm_standardizes.
+    """
     def measure(c):
         dt = c["dtype"]
         x, w, delta = c["x"], c["W"], c["delta"]
@@ -233,17 +234,18 @@ def layernorm_invariances(subject, ctx) -> Evidence:
                           "weight matrix, leave LN(xW) unchanged (eps = 0).")
 
 
-@claims.claim(
-    "normalization.layernorm_weight_vector_limitation",
-    title="Limitation: LayerNorm is not invariant to re-scaling a single weight vector",
-    statement=r"W'=W\,\mathrm{diag}(c,1,\dots,1),\ c\ne 1\ \Rightarrow\ "
-              r"\mathrm{LN}(xW')\ne\mathrm{LN}(xW)",
-    sources=(LN_TABLE_1, SEED_003_NORM),
-    kind=Kind.LIMITATION, needs=("layer_norm",),
-    notes="Table 1 of Ba et al. marks weight-vector re-scaling as an invariance of batch "
-          "(and weight) normalisation but not of layer normalisation: one column of W scales "
-          "one hidden unit, which LN's per-case statistics cannot undo.")
+@claims.claim("normalization.layernorm_weight_vector_limitation",
+              sources=(LN_TABLE_1, SEED_003_NORM), kind=Kind.LIMITATION, needs=("layer_norm",))
 def layernorm_weight_vector_limitation(subject, ctx) -> Evidence:
+    r"""Limitation: LayerNorm is not invariant to re-scaling a single weight vector
+
+    .. math:: W'=W\,\mathrm{diag}(c,1,\dots,1),\ c\ne 1\ \Rightarrow\
+        \mathrm{LN}(xW')\ne\mathrm{LN}(xW)
+
+    Table 1 of Ba et al. marks weight-vector re-scaling as an invariance of batch (and weight)
+    normalisation but not of layer normalisation: one column of W scales one hidden unit, which
+    LN's per-case statistics cannot undo.
+    """
     rng = ctx.rng()
     x = rng.standard_normal((6, 4))                                # (N, d_in)
     w = rng.standard_normal((4, 5))                                # (d_in, E)
@@ -278,15 +280,16 @@ def _batch_case(draw):
             "x": x, "x2": x2}
 
 
-@claims.claim(
-    "normalization.layernorm_batch_independent",
-    title="A LayerNorm output does not depend on the other members of the batch",
-    statement=r"X_b=X'_b\ \Rightarrow\ \mathrm{LN}(X)_b=\mathrm{LN}(X')_b",
-    sources=(LN_DEFINITION, SEED_003_NORM),
-    kind=Kind.PROPERTY, needs=("layer_norm",),
-    notes="Ba et al. compute the statistics over the hidden units of one training case, so "
-          "LN behaves the same in training and at test time and for any batch size.")
+@claims.claim("normalization.layernorm_batch_independent", sources=(LN_DEFINITION, SEED_003_NORM),
+              kind=Kind.PROPERTY, needs=("layer_norm",))
 def layernorm_batch_independent(subject, ctx) -> Evidence:
+    r"""A LayerNorm output does not depend on the other members of the batch
+
+    .. math:: X_b=X'_b\ \Rightarrow\ \mathrm{LN}(X)_b=\mathrm{LN}(X')_b
+
+    Ba et al. compute the statistics over the hidden units of one training case, so LN behaves the
+    same in training and at test time and for any batch size.
+    """
     def measure(c):
         b = c["member"]
         y = np.asarray(subject.layer_norm(c["x"]))                 # (B, L, E)
@@ -301,16 +304,17 @@ def layernorm_batch_independent(subject, ctx) -> Evidence:
                           "output unchanged.")
 
 
-@claims.claim(
-    "normalization.batchnorm_couples_batch",
-    title="Limitation: a BatchNorm output depends on the other members of the batch",
-    statement=r"X_b=X'_b\ \not\Rightarrow\ \mathrm{BN}(X)_b=\mathrm{BN}(X')_b",
-    sources=(BN_ALGORITHM, SEED_003_NORM),
-    kind=Kind.LIMITATION, needs=("batch_norm",),
-    notes="In training mode BatchNorm standardises each feature with the mini-batch mean and "
-          "variance, so changing one member moves every other member's output; this is why "
-          "it needs running averages at test time and LayerNorm does not.")
+@claims.claim("normalization.batchnorm_couples_batch", sources=(BN_ALGORITHM, SEED_003_NORM),
+              kind=Kind.LIMITATION, needs=("batch_norm",))
 def batchnorm_couples_batch(subject, ctx) -> Evidence:
+    r"""Limitation: a BatchNorm output depends on the other members of the batch
+
+    .. math:: X_b=X'_b\ \not\Rightarrow\ \mathrm{BN}(X)_b=\mathrm{BN}(X')_b
+
+    In training mode BatchNorm standardises each feature with the mini-batch mean and variance, so
+    changing one member moves every other member's output; this is why it needs running averages at
+    test time and LayerNorm does not.
+    """
     rng = ctx.rng()
     x = rng.standard_normal((4, 3, 5))                             # (B, L, E)
     x2 = x.copy()
@@ -374,25 +378,25 @@ def _rms_tolerance(c, *arrays):
     return tolerance("composite", coarser_dtype(c["x"], *arrays), n=c["E"])
 
 
-@claims.claim(
-    "normalization.rmsnorm_scale_invariance",
-    title="RMSNorm is invariant to re-scaling its input; with eps > 0, re-scaling by a is "
-          "eps / a^2, and near zero eps dominates",
-    statement=r"\mathrm{RMS}_0(ax)=\mathrm{RMS}_0(x)\ (a>0),\qquad "
-              r"\mathrm{RMS}_\varepsilon(ax)=\mathrm{RMS}_{\varepsilon/a^2}(x),\qquad "
-              r"\Big|\mathrm{RMS}_\varepsilon(tx)-\tfrac{tx}{\sqrt\varepsilon}\odot g\Big|\le"
-              r"\tfrac{\delta}{2}\Big|\tfrac{tx}{\sqrt\varepsilon}\odot g\Big|,\ "
-              r"\delta=\tfrac{t^2\,\overline{x^2}}{\varepsilon}",
-    sources=(RMS_INVARIANCE, RMS_DEFINITION),
-    kind=Kind.PROPERTY, needs=("rms_norm",),
-    notes="RMS_eps(x) = x / sqrt(mean(x^2) + eps) * g. With eps = 0 the output depends only on "
-          "the direction of each row. With eps > 0 it is not scale invariant: a x / sqrt(a^2 "
-          "m + eps) = x / sqrt(m + eps / a^2) (exact identity), so shrinking the input is "
-          "growing eps, and for t^2 m = delta eps << eps the output is the linear map t x / "
-          "sqrt(eps) * g to relative error at most delta / 2 (1 - 1/sqrt(1 + delta) <= delta "
-          "/ 2); checked with delta = 1e-4. a is drawn from [0.25, 4] and rows at scales 0.1 "
-          "and 1, which keeps every sum of squares finite in float16.")
+@claims.claim("normalization.rmsnorm_scale_invariance", sources=(RMS_INVARIANCE, RMS_DEFINITION),
+              kind=Kind.PROPERTY, needs=("rms_norm",))
 def rmsnorm_scale_invariance(subject, ctx) -> Evidence:
+    r"""RMSNorm is invariant to re-scaling its input; with eps > 0, re-scaling by a is eps / a^2,
+    and near zero eps dominates
+
+    .. math:: \mathrm{RMS}_0(ax)=\mathrm{RMS}_0(x)\ (a>0),\qquad
+        \mathrm{RMS}_\varepsilon(ax)=\mathrm{RMS}_{\varepsilon/a^2}(x),\qquad
+        \Big|\mathrm{RMS}_\varepsilon(tx)-\tfrac{tx}{\sqrt\varepsilon}\odot
+        g\Big|\le\tfrac{\delta}{2}\Big|\tfrac{tx}{\sqrt\varepsilon}\odot g\Big|,\
+        \delta=\tfrac{t^2\,\overline{x^2}}{\varepsilon}
+
+    RMS_eps(x) = x / sqrt(mean(x^2) + eps) * g. With eps = 0 the output depends only on the
+    direction of each row. With eps > 0 it is not scale invariant: a x / sqrt(a^2 m + eps) = x /
+    sqrt(m + eps / a^2) (exact identity), so shrinking the input is growing eps, and for t^2 m =
+    delta eps << eps the output is the linear map t x / sqrt(eps) * g to relative error at most
+    delta / 2 (1 - 1/sqrt(1 + delta) <= delta / 2); checked with delta = 1e-4. a is drawn from
+    [0.25, 4] and rows at scales 0.1 and 1, which keeps every sum of squares finite in float16.
+    """
     def measure(c):
         x, g, eps, a = c["x"], c["gamma"], c["eps"], c["a"]
         ax = (a * x.astype(np.float64)).astype(c["dtype"])                 # (R, E)
@@ -446,19 +450,21 @@ def _zero_mean_case(draw):
             "x": x, "gamma": gamma}
 
 
-@claims.claim(
-    "normalization.rmsnorm_is_layernorm_on_zero_mean",
-    title="On zero-mean rows RMSNorm equals LayerNorm with the same eps",
-    statement=r"\tfrac1E\sum_e x_e=0\ \Rightarrow\ \mathrm{RMS}_\varepsilon(x)\odot g="
-              r"\mathrm{LN}_\varepsilon(x)\odot g",
-    sources=(RMS_DEFINITION, LN_DEFINITION),
-    kind=Kind.PROPERTY, needs=("rms_norm", "layer_norm"),
-    notes="With mean 0 the biased variance is the mean square, so the two definitions "
-          "coincide (RMSNorm drops only the re-centering). Rows are [v, -v] in a random column "
-          "order, zero-mean exactly in every dtype; the two computations still sum in different "
-          "orders, so they are compared under the composite rule (a mean of E squares, a root, "
-          "a division), not bit for bit. The same gain is passed to both, no bias.")
+@claims.claim("normalization.rmsnorm_is_layernorm_on_zero_mean",
+              sources=(RMS_DEFINITION, LN_DEFINITION), kind=Kind.PROPERTY,
+              needs=("rms_norm", "layer_norm"))
 def rmsnorm_is_layernorm_on_zero_mean(subject, ctx) -> Evidence:
+    r"""On zero-mean rows RMSNorm equals LayerNorm with the same eps
+
+    .. math:: \tfrac1E\sum_e x_e=0\ \Rightarrow\ \mathrm{RMS}_\varepsilon(x)\odot
+        g=\mathrm{LN}_\varepsilon(x)\odot g
+
+    With mean 0 the biased variance is the mean square, so the two definitions coincide (RMSNorm
+    drops only the re-centering). Rows are [v, -v] in a random column order, zero-mean exactly in
+    every dtype; the two computations still sum in different orders, so they are compared under the
+    composite rule (a mean of E squares, a root, a division), not bit for bit. The same gain is
+    passed to both, no bias.
+    """
     def measure(c):
         x, g, eps = c["x"], c["gamma"], c["eps"]
         rms = subject.rms_norm(x, g, eps=eps)
@@ -470,20 +476,20 @@ def rmsnorm_is_layernorm_on_zero_mean(subject, ctx) -> Evidence:
                           "to rounding.")
 
 
-@claims.claim(
-    "normalization.rmsnorm_eps_inside",
-    title="RMSNorm adds eps inside the square root (visible where mean(x^2) is comparable to eps)",
-    statement=r"\mathrm{RMS}_\varepsilon(x)=\frac{x}{\sqrt{\overline{x^2}+\varepsilon}}\odot g"
-              r"\ne\frac{x}{\sqrt{\overline{x^2}}+\varepsilon}\odot g\quad\text{for }"
-              r"\overline{x^2}\approx\varepsilon",
-    sources=(RMS_DEFINITION,),
-    kind=Kind.PROPERTY, needs=("rms_norm",),
-    notes="Rows of root mean square about sqrt(eps) (scale sqrt(eps) times 0.3, 1, 3; eps from "
-          "1e-6 to 1): there the two placements differ by a factor (r + eps) / sqrt(r^2 + eps), "
-          "up to 1/sqrt(2) at r = sqrt(eps), while on O(1) rows with eps = 1e-6 they agree to "
-          "1e-6. An implementation that adds eps outside fails here unless it declares "
-          "rms_eps=outside (the convention diagnosis names it).")
+@claims.claim("normalization.rmsnorm_eps_inside", sources=(RMS_DEFINITION,), kind=Kind.PROPERTY,
+              needs=("rms_norm",))
 def rmsnorm_eps_inside(subject, ctx) -> Evidence:
+    r"""RMSNorm adds eps inside the square root (visible where mean(x^2) is comparable to eps)
+
+    .. math:: \mathrm{RMS}_\varepsilon(x)=\frac{x}{\sqrt{\overline{x^2}+\varepsilon}}\odot
+        g\ne\frac{x}{\sqrt{\overline{x^2}}+\varepsilon}\odot g\quad\text{for
+        }\overline{x^2}\approx\varepsilon
+
+    Rows of root mean square about sqrt(eps) (scale sqrt(eps) times 0.3, 1, 3; eps from 1e-6 to 1):
+    there the two placements differ by a factor (r + eps) / sqrt(r^2 + eps), up to 1/sqrt(2) at r =
+    sqrt(eps), while on O(1) rows with eps = 1e-6 they agree to 1e-6. An implementation that adds
+    eps outside fails here unless it declares rms_eps=outside (the convention diagnosis names it).
+    """
     def measure(c):
         y = subject.rms_norm(c["x"], c["gamma"], eps=c["eps"])
         return compare(y, rms_definition(c["x"], c["gamma"], c["eps"]), _rms_tolerance(c, y),
@@ -497,17 +503,17 @@ def rmsnorm_eps_inside(subject, ctx) -> Evidence:
                           "x / sqrt(mean(x^2) + eps) * g, not x / (sqrt(mean(x^2)) + eps) * g.")
 
 
-@claims.claim(
-    "normalization.rmsnorm_definition",
-    title="RMSNorm is x / sqrt(mean(x^2) + eps) * g, the float64 formula",
-    statement=r"\mathrm{RMS}_\varepsilon(x)=\frac{x}{\sqrt{\tfrac1E\sum_e x_e^2+\varepsilon}}"
-              r"\odot g",
-    sources=(RMS_DEFINITION,),
-    kind=Kind.PROPERTY, needs=("rms_norm",),
-    notes="eps in {0, 1e-6, 1e-3, 1}, rows at scales 0.01, 1 and 30, with and without the "
-          "gain; no re-centering and the gain applied after the division. RMSNorm is well "
-          "conditioned (no centring): the composite rule over the row length.")
+@claims.claim("normalization.rmsnorm_definition", sources=(RMS_DEFINITION,), kind=Kind.PROPERTY,
+              needs=("rms_norm",))
 def rmsnorm_definition(subject, ctx) -> Evidence:
+    r"""RMSNorm is x / sqrt(mean(x^2) + eps) * g, the float64 formula
+
+    .. math:: \mathrm{RMS}_\varepsilon(x)=\frac{x}{\sqrt{\tfrac1E\sum_e x_e^2+\varepsilon}}\odot g
+
+    eps in {0, 1e-6, 1e-3, 1}, rows at scales 0.01, 1 and 30, with and without the gain; no
+    re-centering and the gain applied after the division. RMSNorm is well conditioned (no
+    centring): the composite rule over the row length.
+    """
     def measure(c):
         y = subject.rms_norm(c["x"], c["gamma"], eps=c["eps"])
         return compare(y, rms_definition(c["x"], c["gamma"], c["eps"]), _rms_tolerance(c, y),

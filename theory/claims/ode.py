@@ -40,17 +40,20 @@ DEPTHS = (16, 32, 64, 128, 256, 512)
 
 @claims.claim(
     "ode.residual_euler_convergence",
-    title="A shared-weight residual stack converges to the ODE flow with error O(1/L)",
-    statement=r"x_{l+1}=x_l+\tfrac{T}{L}f(x_l):\quad \|x_L-x(T)\|=\frac{C}{L}+O(L^{-2}),"
-              r"\qquad \frac{e(L)}{e(2L)}\in[1.8,\,2.2]",
     sources=(CHEN_2018.at("§2 (residual networks as Euler discretisations)"),
              HAIRER_1993.at("§II.3 (Euler's method is of order 1)"), SEED002_ODE),
-    kind=Kind.CONSTRUCTION, needs=("feed_forward",), proof="ode.residual_euler",
-    notes="f(x) = W2 tanh(W1 x + b1) + b2 is the subject's feed-forward network with random "
-          "weights shared by every block. x(T) comes from scipy.integrate.solve_ivp (DOP853, "
-          "rtol 1e-12, atol 1e-14, the vector field in float64 from the reference), whose error "
-          "is far below e(512). Depths L = 16..512 for three (d, T) instances.")
+    kind=Kind.CONSTRUCTION, needs=("feed_forward",), proof="ode.residual_euler")
 def residual_euler_convergence(subject, ctx) -> Evidence:
+    r"""A shared-weight residual stack converges to the ODE flow with error O(1/L)
+
+    .. math:: x_{l+1}=x_l+\tfrac{T}{L}f(x_l):\quad \|x_L-x(T)\|=\frac{C}{L}+O(L^{-2}),\qquad
+        \frac{e(L)}{e(2L)}\in[1.8,\,2.2]
+
+    f(x) = W2 tanh(W1 x + b1) + b2 is the subject's feed-forward network with random weights shared
+    by every block. x(T) comes from scipy.integrate.solve_ivp (DOP853, rtol 1e-12, atol 1e-14, the
+    vector field in float64 from the reference), whose error is far below e(512). Depths L =
+    16..512 for three (d, T) instances.
+    """
     rng = ctx.rng("euler")
     measurements, series, text = [], [], []
     for d, horizon in ((4, 1.0), (8, 1.0), (4, 2.0)):
@@ -82,19 +85,21 @@ def residual_euler_convergence(subject, ctx) -> Evidence:
 
 @claims.claim(
     "ode.random_weights_no_limit",
-    title="Limitation: with independent random weights per layer the stack has no ODE limit",
-    statement=r"x_{l+1}=x_l+s_L f_{\theta_l}(x_l),\ \theta_l\ \text{i.i.d.}:\quad "
-              r"\frac{\|x_L-x_{2L}\|}{\|x_{2L}-x_{4L}\|}\approx\sqrt2\ (s_L=T/L),\ \approx 1\ "
-              r"(s_L=\sqrt{T/L})\ \notin[1.8,2.2]",
     sources=(COHEN_2021.at("i.i.d. weights: the deep limit is a diffusion, not an ODE"),
              CHEN_2018.at("§2 (the ODE view assumes one vector field)"), SEED002_ODE),
-    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("residual_stack_iid",),
-    notes="Each stack draws fresh weights for every block (the suite's FFN initialisation, "
-          "mean zero). The root-mean-square distance between depths L and 2L over 16 "
-          "independent draws (d = 32, x_0 = 1) shrinks like L^{-1/2} under the T/L scaling (a sum of "
-          "L independent terms) and not at all under sqrt(T/L): no ratio reaches the band "
-          "[1.8, 2.2] of the shared-weight claim.")
+    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("residual_stack_iid",))
 def random_weights_no_limit(subject, ctx) -> Evidence:
+    r"""Limitation: with independent random weights per layer the stack has no ODE limit
+
+    .. math:: x_{l+1}=x_l+s_L f_{\theta_l}(x_l),\ \theta_l\ \text{i.i.d.}:\quad
+        \frac{\|x_L-x_{2L}\|}{\|x_{2L}-x_{4L}\|}\approx\sqrt2\ (s_L=T/L),\ \approx 1\
+        (s_L=\sqrt{T/L})\ \notin[1.8,2.2]
+
+    Each stack draws fresh weights for every block (the suite's FFN initialisation, mean zero). The
+    root-mean-square distance between depths L and 2L over 16 independent draws (d = 32, x_0 = 1)
+    shrinks like L^{-1/2} under the T/L scaling (a sum of L independent terms) and not at all under
+    sqrt(T/L): no ratio reaches the band [1.8, 2.2] of the shared-weight claim.
+    """
     stack = construction(subject, "residual_stack_iid", RO.residual_stack_iid)
     seed = int(ctx.rng("iid").integers(2**31))
     x0 = np.ones(32)

@@ -102,21 +102,23 @@ def _tree_attention(c, merge):
 
 @claims.claim(
     "online_softmax.any_split_any_order",
-    title="Any split of the keys into blocks, merged in any order, gives exact attention",
-    statement=r"\mathrm{finalize}\Bigl(\bigoplus_{\pi(b)}(m_b,\ell_b,o_b)\Bigr)"
-              r"=\mathrm{softmax}\!\left(\tfrac{QK^{\top}}{\sqrt d}+\log M\right)V"
-              r"\quad\text{for every partition } \{b\}\text{ and merge tree } \pi",
     sources=(MERGE, FLASH, SEED001_SOFTMAX),
     full_precision_only=(
         'it compares two different computations of attention (a tree of block merges against '
         'one softmax): in half precision each rounds its own intermediates, which the naive '
         "baseline's difference between the same two sides does not bound (ratio 2.9 seen on "
         'the correct reference under the dev profile)'),
-    kind=Kind.PROPERTY, needs=("attention",), uses=("online_merge",), proof="softmax.online_merge",
-    notes="Hypothesis draws the cut points of the key axis and the merge tree (which two "
-          "partial states to merge next); masks and both causal alignments included. The "
-          "result is compared with the subject's attention.")
+    kind=Kind.PROPERTY, needs=("attention",), uses=("online_merge",), proof="softmax.online_merge")
 def any_split_any_order(subject, ctx) -> Evidence:
+    r"""Any split of the keys into blocks, merged in any order, gives exact attention
+
+    .. math:: \mathrm{finalize}\Bigl(\bigoplus_{\pi(b)}(m_b,\ell_b,o_b)\Bigr)=\mathrm{softmax}\!\left(\tfrac{QK^{\top}}{\sqrt
+        d}+\log M\right)V\quad\text{for every partition } \{b\}\text{ and merge tree } \pi
+
+    Hypothesis draws the cut points of the key axis and the merge tree (which two partial states to
+    merge next); masks and both causal alignments included. The result is compared with the
+    subject's attention.
+    """
     merge = _merge(subject)
 
     def measure(c):
@@ -145,23 +147,25 @@ def _state_errors(x: OS.OnlineState, y: OS.OnlineState, tol, note: str,
 
 @claims.claim(
     "online_softmax.merge_monoid",
-    title="The (m, ℓ, o) merge is a commutative monoid with identity (−∞, 0, 0)",
-    statement=r"(A\oplus B)\oplus C=A\oplus(B\oplus C),\quad A\oplus B=B\oplus A,"
-              r"\quad A\oplus(-\infty,0,0)=A",
     sources=(MERGE, FLASH),
     full_precision_only=(
         'associativity compares two merge orders, each rounding its intermediate state to '
         "half precision; the naive baseline's difference between its own two orders does not "
         'bound that (ratio 1.9 seen on the correct reference under the dev profile, close to '
         'k = 2)'),
-    kind=Kind.PROPERTY, needs=(), uses=("online_merge",), proof="softmax.online_merge",
-    notes="States come from random blocks of keys, some rows fully masked (m = -inf). "
-          "Commutativity and the identity hold bit for bit (max and + are symmetric, "
-          "e^0 = 1, e^-inf = 0); associativity to rounding, where the tolerance counts the "
-          "three merges and the condition number |m| of the exponentials, and o's error is "
-          "relative to the rescaled terms' magnitudes sum_s e^(m_s - m) |o_s| (signed values "
-          "may cancel).")
+    kind=Kind.PROPERTY, needs=(), uses=("online_merge",), proof="softmax.online_merge")
 def merge_monoid(subject, ctx) -> Evidence:
+    r"""The (m, ℓ, o) merge is a commutative monoid with identity (−∞, 0, 0)
+
+    .. math:: (A\oplus B)\oplus C=A\oplus(B\oplus C),\quad A\oplus B=B\oplus A,\quad
+        A\oplus(-\infty,0,0)=A
+
+    States come from random blocks of keys, some rows fully masked (m = -inf). Commutativity and
+    the identity hold bit for bit (max and + are symmetric, e^0 = 1, e^-inf = 0); associativity to
+    rounding, where the tolerance counts the three merges and the condition number |m| of the
+    exponentials, and o's error is relative to the rescaled terms' magnitudes sum_s e^(m_s - m)
+    |o_s| (signed values may cancel).
+    """
     merge = _merge(subject)
     strategy = st.tuples(leading_dims(), st.integers(1, 6), st.integers(1, 6), st.integers(1, 6),
                          DTYPES, SEEDS)
@@ -199,17 +203,18 @@ def merge_monoid(subject, ctx) -> Evidence:
                           "the identity exactly, associativity to rounding.")
 
 
-@claims.claim(
-    "online_softmax.fully_masked_blocks",
-    title="Fully masked blocks and rows are handled without NaN",
-    statement=r"M_{\cdot b}=0\Rightarrow(m_b,\ell_b,o_b)=(-\infty,0,0);\qquad "
-              r"M_{i\cdot}=0\Rightarrow o_i=0\ \ (\text{never NaN})",
-    sources=(FLASH, MERGE),
-    kind=Kind.PROPERTY, needs=("attention",), uses=("flash_attention", "online_merge"),
-    notes="Hypothesis masks whole key blocks and whole query rows. Both the merge along a "
-          "random tree and the tiled flash_attention must stay finite and equal the "
-          "subject's attention (which returns zeros for a fully masked row).")
+@claims.claim("online_softmax.fully_masked_blocks", sources=(FLASH, MERGE), kind=Kind.PROPERTY,
+              needs=("attention",), uses=("flash_attention", "online_merge"))
 def fully_masked_blocks(subject, ctx) -> Evidence:
+    r"""Fully masked blocks and rows are handled without NaN
+
+    .. math:: M_{\cdot b}=0\Rightarrow(m_b,\ell_b,o_b)=(-\infty,0,0);\qquad M_{i\cdot}=0\Rightarrow
+        o_i=0\ \ (\text{never NaN})
+
+    Hypothesis masks whole key blocks and whole query rows. Both the merge along a random tree and
+    the tiled flash_attention must stay finite and equal the subject's attention (which returns
+    zeros for a fully masked row).
+    """
     merge = _merge(subject)
     flash_attention = construction(subject, "flash_attention", OS.flash_attention)
 
@@ -235,16 +240,19 @@ def fully_masked_blocks(subject, ctx) -> Evidence:
 
 @claims.claim(
     "online_softmax.memory_o_block",
-    title="Tiled attention's extra memory is O(block), never L×L",
-    statement=r"\max_{\text{temporaries}}|T|\le B\,B_q\max(B_k,E_v)\ \text{ for every } L,"
-              r"\qquad\text{naive: } B\,L_q L_k",
     sources=(FLASH, DAO_2022.at("§3.1: never materialise the N x N matrices"), SEED001_SOFTMAX),
-    kind=Kind.CONSTRUCTION, needs=(), uses=("flash_attention",),
-    notes="Every temporary array the tiled algorithm creates (score tile, exponentials, "
-          "P V, running state) is recorded; the output and the inputs are not temporaries. "
-          "Batch B = 2, E = Ev = 16, tiles 16 x 16, L from 32 to 512; the output is also "
-          "compared with the float64 definition of attention.")
+    kind=Kind.CONSTRUCTION, needs=(), uses=("flash_attention",))
 def memory_o_block(subject, ctx) -> Evidence:
+    r"""Tiled attention's extra memory is O(block), never L×L
+
+    .. math:: \max_{\text{temporaries}}|T|\le B\,B_q\max(B_k,E_v)\ \text{ for every }
+        L,\qquad\text{naive: } B\,L_q L_k
+
+    Every temporary array the tiled algorithm creates (score tile, exponentials, P V, running
+    state) is recorded; the output and the inputs are not temporaries. Batch B = 2, E = Ev = 16,
+    tiles 16 x 16, L from 32 to 512; the output is also compared with the float64 definition of
+    attention.
+    """
     flash_attention = construction(subject, "flash_attention", OS.flash_attention)
     rng = ctx.rng("memory")
     batch, e, bq, bk = 2, 16, 16, 16
@@ -277,21 +285,21 @@ def memory_o_block(subject, ctx) -> Evidence:
                f"the naive algorithm at L = {lengths[-1]}; outputs equal attention.")
 
 
-@claims.claim(
-    "online_softmax.io_complexity",
-    title="Counted slow-memory traffic: Θ(N²d²/M) tiled against Θ(Nd + N²) naive",
-    statement=r"\mathrm{IO}_{\mathrm{flash}}=3Nd+2N+\lceil N/B_c\rceil N(3d+4)\in"
-              r"\Bigl[12+\tfrac{16}{d},\,30+\tfrac{38}{d}\Bigr]\frac{N^2d^2}{M},\qquad"
-              r"\mathrm{IO}_{\mathrm{naive}}=4(Nd+N^2)",
-    sources=(THEOREM2, FLASH, SEED001_SOFTMAX),
-    kind=Kind.CONSTRUCTION, needs=(), uses=("flash_io_count",),
-    notes="A counted model, not a timing: Algorithm 1's loops run on a simulated two-level "
-          "memory (slow HBM, fast SRAM of M words) that counts every word moved and tracks the "
-          "fast memory's peak occupancy. B_c = floor(M/4d); B_r is the largest value <= "
-          "min(B_c, d) whose tiles fit in M (the paper's B_r = min(ceil(M/4d), d) can overflow "
-          "M by a constant factor). The band follows from T_c in [4Nd/M, 8Nd/M + 1] for "
-          "16d <= M <= Nd. Also checked: the counted run computes attention exactly.")
+@claims.claim("online_softmax.io_complexity", sources=(THEOREM2, FLASH, SEED001_SOFTMAX),
+              kind=Kind.CONSTRUCTION, needs=(), uses=("flash_io_count",))
 def io_complexity(subject, ctx) -> Evidence:
+    r"""Counted slow-memory traffic: Θ(N²d²/M) tiled against Θ(Nd + N²) naive
+
+    .. math:: \mathrm{IO}_{\mathrm{flash}}=3Nd+2N+\lceil N/B_c\rceil
+        N(3d+4)\in\Bigl[12+\tfrac{16}{d},\,30+\tfrac{38}{d}\Bigr]\frac{N^2d^2}{M},\qquad\mathrm{IO}_{\mathrm{naive}}=4(Nd+N^2)
+
+    A counted model, not a timing: Algorithm 1's loops run on a simulated two-level memory (slow
+    HBM, fast SRAM of M words) that counts every word moved and tracks the fast memory's peak
+    occupancy. B_c = floor(M/4d); B_r is the largest value <= min(B_c, d) whose tiles fit in M (the
+    paper's B_r = min(ceil(M/4d), d) can overflow M by a constant factor). The band follows from
+    T_c in [4Nd/M, 8Nd/M + 1] for 16d <= M <= Nd. Also checked: the counted run computes attention
+    exactly.
+    """
     flash_io_count = construction(subject, "flash_io_count", OS.flash_io_count)
     measurements, rows = [], []
     lengths = (512, 1024, 2048, 4096)
@@ -380,17 +388,21 @@ def _sparse_case(draw):
 
 @claims.claim(
     "online_softmax.sparse_equals_masked_dense",
-    title="Sliding-window and block-sparse attention equal dense attention with their mask",
-    statement=r"\mathrm{Local}_{l,r}(Q,K,V)=\mathrm{Attention}(Q,K,V;\,M_{ij}=[-l\le j-i\le r]),\qquad "
-              r"\mathrm{BlockSparse}_{\mathcal L}(Q,K,V)=\mathrm{Attention}(Q,K,V;\,M=\mathcal L\otimes\mathbf 1)",
     sources=(SEED001_SPARSE, CHILD_2019.at("§4 (factorized / strided patterns)"),
              ZAHEER_2020.at("§2 (band plus global blocks)")),
     kind=Kind.PROPERTY, needs=("attention",),
-    uses=("block_sparse_attention", "sliding_window_attention"),
-    notes="The sparse forms compute only the allowed scores (gathered windows; allowed tiles "
-          "merged by the online softmax); the dense reference is the subject's attention with "
-          "the window's band mask (window_mask) or the block pattern expanded to positions.")
+    uses=("block_sparse_attention", "sliding_window_attention"))
 def sparse_equals_masked_dense(subject, ctx) -> Evidence:
+    r"""Sliding-window and block-sparse attention equal dense attention with their mask
+
+    .. math:: \mathrm{Local}_{l,r}(Q,K,V)=\mathrm{Attention}(Q,K,V;\,M_{ij}=[-l\le j-i\le
+        r]),\qquad \mathrm{BlockSparse}_{\mathcal L}(Q,K,V)=\mathrm{Attention}(Q,K,V;\,M=\mathcal
+        L\otimes\mathbf 1)
+
+    The sparse forms compute only the allowed scores (gathered windows; allowed tiles merged by the
+    online softmax); the dense reference is the subject's attention with the window's band mask
+    (window_mask) or the block pattern expanded to positions.
+    """
     sliding = construction(subject, "sliding_window_attention", OS.sliding_window_attention)
     block_sparse = construction(subject, "block_sparse_attention", OS.block_sparse_attention)
 
@@ -415,18 +427,21 @@ def sparse_equals_masked_dense(subject, ctx) -> Evidence:
 
 @claims.claim(
     "online_softmax.sparse_cost_linear",
-    title="Structured sparse attention costs O(L) operations at a fixed window or band",
-    statement=r"\mathrm{cost}_{\mathrm{local}}(L)=L\,w\,(E+E_v),\quad "
-              r"\Delta^2_L\,\mathrm{cost}_{\mathrm{block}}=0,\qquad "
-              r"\mathrm{cost}_{\mathrm{dense}}(L)=L^2(E+E_v)",
     sources=(SEED001_SPARSE, CHILD_2019.at("§4 (O(n sqrt n) and local patterns)"),
              ZAHEER_2020.at("§2 (linear in the sequence length)")),
-    kind=Kind.CONSTRUCTION, needs=(), uses=("block_sparse_attention", "sliding_window_attention"),
-    notes="Multiply-adds counted while the sparse forms run (E per score, Ev per weighted "
-          "value). L = 64..512 in steps of 64, E = Ev = 8, causal window 16, blocks of 16 with "
-          "bandwidth 1 and one global block: the counts' second differences vanish (affine in "
-          "L), while the dense count's do not.")
+    kind=Kind.CONSTRUCTION, needs=(), uses=("block_sparse_attention", "sliding_window_attention"))
 def sparse_cost_linear(subject, ctx) -> Evidence:
+    r"""Structured sparse attention costs O(L) operations at a fixed window or band
+
+    .. math:: \mathrm{cost}_{\mathrm{local}}(L)=L\,w\,(E+E_v),\quad
+        \Delta^2_L\,\mathrm{cost}_{\mathrm{block}}=0,\qquad
+        \mathrm{cost}_{\mathrm{dense}}(L)=L^2(E+E_v)
+
+    Multiply-adds counted while the sparse forms run (E per score, Ev per weighted value). L =
+    64..512 in steps of 64, E = Ev = 8, causal window 16, blocks of 16 with bandwidth 1 and one
+    global block: the counts' second differences vanish (affine in L), while the dense count's do
+    not.
+    """
     sliding = construction(subject, "sliding_window_attention", OS.sliding_window_attention)
     block_sparse = construction(subject, "block_sparse_attention", OS.block_sparse_attention)
     rng = ctx.rng("sparse cost")
@@ -485,25 +500,27 @@ def _uniform_rows(mask: np.ndarray) -> np.ndarray:
 
 @claims.claim(
     "online_softmax.factorized_paths",
-    title="Sparse Transformer patterns are valid: two factorized heads connect every j <= i "
-          "through at most p + 1 = 3 locations, with O(sqrt n) keys per row",
-    statement=r"\forall j\le i:\ j\in A^{(1)}_i\ \lor\ \exists a:\ j\in A^{(1)}_a,\ "
-              r"a\in A^{(2)}_i;\qquad \big(\text{two steps of attention}\big)_{ij}>0\iff j\le i;"
-              r"\qquad |A^{(m)}_i|\le l+1\ \ (\text{strided},\ l=\lceil\sqrt n\rceil)",
     sources=(CHILD_2019.at('§4.2 ("i can attend to j through a path of locations with '
                            'maximum length p+1"; |A_i^(m)| proportional to the p-th root of n)'),
              CHILD_2019.at("§4.3 (the strided and fixed patterns)"), SEED001_SPARSE),
-    kind=Kind.CONSTRUCTION, needs=("attention",),
-    notes="The strided pattern (A1: the previous l positions and i; A2: every l-th position "
-          "back from i) and the fixed one (A1: i's block of l; A2: the last c positions of "
-          "every block), built by impl/sparse_patterns.py, are run through the subject's "
-          "attention with zero logits and one-hot values (V = I): one step with mask A1 gives "
-          "the row-normalised A1, a second step with A2 over its output gives W2 W1, which "
-          "the subject must return to the reduction rule. Row i of W1 + W2 W1 then carries "
-          "weight exactly where a path of at most 3 locations joins j to i, which must be "
-          "every j <= i and no j > i. Power: a mask ignored, inverted or applied after the "
-          "softmax changes a row of W1 by at least 1/L, 10^12 times the tolerance at L = 100.")
+    kind=Kind.CONSTRUCTION, needs=("attention",))
 def factorized_paths(subject, ctx) -> Evidence:
+    r"""Sparse Transformer patterns are valid: two factorized heads connect every j <= i through at
+    most p + 1 = 3 locations, with O(sqrt n) keys per row
+
+    .. math:: \forall j\le i:\ j\in A^{(1)}_i\ \lor\ \exists a:\ j\in A^{(1)}_a,\ a\in
+        A^{(2)}_i;\qquad \big(\text{two steps of attention}\big)_{ij}>0\iff j\le i;\qquad
+        |A^{(m)}_i|\le l+1\ \ (\text{strided},\ l=\lceil\sqrt n\rceil)
+
+    The strided pattern (A1: the previous l positions and i; A2: every l-th position back from i)
+    and the fixed one (A1: i's block of l; A2: the last c positions of every block), built by
+    impl/sparse_patterns.py, are run through the subject's attention with zero logits and one-hot
+    values (V = I): one step with mask A1 gives the row-normalised A1, a second step with A2 over
+    its output gives W2 W1, which the subject must return to the reduction rule. Row i of W1 + W2
+    W1 then carries weight exactly where a path of at most 3 locations joins j to i, which must be
+    every j <= i and no j > i. Power: a mask ignored, inverted or applied after the softmax changes
+    a row of W1 by at least 1/L, 10^12 times the tolerance at L = 100.
+    """
     from transformer_theory.impl import sparse_patterns as SP
 
     measurements, rows = [], []

@@ -85,26 +85,26 @@ def _logits(subject, model, words):
     return PT.logits(model, words, ops=Ops.from_mapping(subject.callables))
 
 
-@claims.claim(
-    "parity.recognizers_exact",
-    title="Two-layer softmax transformers decide PARITY and FIRST at every length, with and "
-          "without LayerNorm",
-    statement=r"z(w)>0\ \text{if } w\in L,\quad z(w)<0\ \text{if } w\notin L\qquad L\in\{\mathrm{PARITY},"
-              r"\mathrm{FIRST}\},\ \text{all }w\in\{0,1\}^{\le 12},\ \text{random }|w|\le 2048",
-    sources=(RECOGNISES, LAYER_NORM, SEED),
-    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward", "layer_norm"),
-    uses=("build_parity_transformer",),
-    notes="Chiang & Cholak's weights, written with the construction toolkit: PARITY counts "
-          "the ones k by a uniform head, marks position k with a ReLU bump "
-          "[i = k]/N, and reads that mark from CLS with two heads leaning to even and to "
-          "odd positions; FIRST reads the first bit from CLS with one head. The "
-          "layer-normalised versions run on the doubled stream [x, -x] with Post-LN. Each "
-          "of the four models decides all 8,190 strings of 1-12 bits and two random "
-          "strings (one in, one out) at n = 16 .. 2048, on the subject's attention, "
-          "feed-forward network and layer norm. Power: one wrong decision fails it; a bump "
-          "one position off flips every decision of PARITY, an uncentred FIRST value "
-          "accepts everything.")
+@claims.claim("parity.recognizers_exact", sources=(RECOGNISES, LAYER_NORM, SEED),
+              kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward", "layer_norm"),
+              uses=("build_parity_transformer",))
 def recognizers_exact(subject, ctx) -> Evidence:
+    r"""Two-layer softmax transformers decide PARITY and FIRST at every length, with and without
+    LayerNorm
+
+    .. math:: z(w)>0\ \text{if } w\in L,\quad z(w)<0\ \text{if } w\notin L\qquad
+        L\in\{\mathrm{PARITY},\mathrm{FIRST}\},\ \text{all }w\in\{0,1\}^{\le 12},\ \text{random
+        }|w|\le 2048
+
+    Chiang & Cholak's weights, written with the construction toolkit: PARITY counts the ones k by a
+    uniform head, marks position k with a ReLU bump [i = k]/N, and reads that mark from CLS with
+    two heads leaning to even and to odd positions; FIRST reads the first bit from CLS with one
+    head. The layer-normalised versions run on the doubled stream [x, -x] with Post-LN. Each of the
+    four models decides all 8,190 strings of 1-12 bits and two random strings (one in, one out) at
+    n = 16 .. 2048, on the subject's attention, feed-forward network and layer norm. Power: one
+    wrong decision fails it; a bump one position off flips every decision of PARITY, an uncentred
+    FIRST value accepts everything.
+    """
     build, measurements, cases = _build(subject), [], 0
     for language, normed in MODELS:
         model = build(language, layer_norm=normed)
@@ -128,28 +128,26 @@ def recognizers_exact(subject, ctx) -> Evidence:
                "random strings of 16-2048 bits decided correctly by the sign of the logit.")
 
 
-@claims.claim(
-    "parity.confidence_fades_without_layernorm",
-    title="Limitation: without LayerNorm the constructions' confidence fades, Θ(1/n) for "
-          "FIRST and Θ(1/n²) for PARITY",
-    statement=r"z_{\mathrm{FIRST}}=\bigl(w_1-\tfrac12\bigr)\frac{e^\beta}{e^\beta+n},\quad "
-              r"|z_{\mathrm{PARITY}}|=\tfrac1N\Bigl|\tfrac{e^{\pm\beta}}{Z_-}-"
-              r"\tfrac{e^{\mp\beta}}{Z_+}\Bigr|\sim\frac{2\tanh\beta}{N^2}",
-    sources=(FADES, LEMMA, SEED),
-    kind=Kind.LIMITATION, needs=("attention", "feed_forward"),
-    uses=("build_parity_transformer",),
-    notes="The plain models' logit z of every string of 1-12 bits, and of two strings at "
-          "each n = 16 .. 2048, equals the closed form derived in "
-          "impl/constructions/parity.py (N = n + 1 positions, E even and O odd, "
-          "Z_+ = E e^beta + O e^-beta, Z_- = E e^-beta + O e^beta, beta = 1), to the "
-          "rounding of two softmax reductions over N keys (times N for PARITY: its bump "
-          "[i = k]/N = relu(k/N - i/N + 1/N) is a difference of O(1) terms, so the count's "
-          "absolute rounding gamma_N is N gamma_N relative to it). Both fall with n as Hahn's "
-          "lemma says they must (within its O(1/n)); the cross-entropy of sigmoid(z) tends "
-          "to 1 bit a string. Power: a construction or a subject whose margin does not "
-          "fade (a layer-normalised one, an argmax attention) misses the closed form by "
-          "O(1) relative.")
+@claims.claim("parity.confidence_fades_without_layernorm", sources=(FADES, LEMMA, SEED),
+              kind=Kind.LIMITATION, needs=("attention", "feed_forward"),
+              uses=("build_parity_transformer",))
 def confidence_fades_without_layernorm(subject, ctx) -> Evidence:
+    r"""Limitation: without LayerNorm the constructions' confidence fades, Θ(1/n) for FIRST and
+    Θ(1/n²) for PARITY
+
+    .. math:: z_{\mathrm{FIRST}}=\bigl(w_1-\tfrac12\bigr)\frac{e^\beta}{e^\beta+n},\quad
+        |z_{\mathrm{PARITY}}|=\tfrac1N\Bigl|\tfrac{e^{\pm\beta}}{Z_-}-\tfrac{e^{\mp\beta}}{Z_+}\Bigr|\sim\frac{2\tanh\beta}{N^2}
+
+    The plain models' logit z of every string of 1-12 bits, and of two strings at each n = 16 ..
+    2048, equals the closed form derived in impl/constructions/parity.py (N = n + 1 positions, E
+    even and O odd, Z_+ = E e^beta + O e^-beta, Z_- = E e^-beta + O e^beta, beta = 1), to the
+    rounding of two softmax reductions over N keys (times N for PARITY: its bump [i = k]/N =
+    relu(k/N - i/N + 1/N) is a difference of O(1) terms, so the count's absolute rounding gamma_N
+    is N gamma_N relative to it). Both fall with n as Hahn's lemma says they must (within its
+    O(1/n)); the cross-entropy of sigmoid(z) tends to 1 bit a string. Power: a construction or a
+    subject whose margin does not fade (a layer-normalised one, an argmax attention) misses the
+    closed form by O(1) relative.
+    """
     build, measurements, cases, series, bits = _build(subject), [], 0, [], {}
     for language in PT.LANGUAGES:
         model = build(language, layer_norm=False)
@@ -186,25 +184,24 @@ def confidence_fades_without_layernorm(subject, ctx) -> Evidence:
                                               "transformers", "series": series})
 
 
-@claims.claim(
-    "parity.layernorm_restores_confidence",
-    title="With LayerNorm (ε = 0) on the doubled stream the logit is ±√W at every length",
-    statement=r"z_{\mathrm{LN}}(w)=\pm\sqrt{W}\quad\text{for all }n,\qquad "
-              r"\mathrm{CE}=\log_2\bigl(1+e^{-g\sqrt W}\bigr)\xrightarrow[g\to\infty]{}0",
-    sources=(LAYER_NORM, SEED),
-    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward", "layer_norm"),
-    uses=("build_parity_transformer",),
-    notes="The layer-normalised models (stream [x, -x] of width 2W, Post-LN with eps = 0, "
-          "the last FFN clearing all but the output coordinate) give the logit sign(z) "
-          "sqrt(W) (W = 9 for PARITY, 6 for FIRST) for every string of 1-12 bits and two "
-          "at each n = 16 .. 2048, so the cross-entropy log2(1 + e^(-g sqrt W)) under an "
-          "output gain g does not depend on n. The last LayerNorm divides by the output "
-          "coordinate, which is of the plain margin's size: the tolerance is the "
-          "composite rule times sqrt(W) / |plain margin|. With eps > 0 (torch's default "
-          "1e-5) the logit is z / sqrt(z^2/W + eps) and fades again once z^2 < W eps. "
-          "Power: a layer norm that ignores eps = 0, or a stream that is not doubled, "
-          "misses sqrt(W) by O(1).")
+@claims.claim("parity.layernorm_restores_confidence", sources=(LAYER_NORM, SEED),
+              kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward", "layer_norm"),
+              uses=("build_parity_transformer",))
 def layernorm_restores_confidence(subject, ctx) -> Evidence:
+    r"""With LayerNorm (ε = 0) on the doubled stream the logit is ±√W at every length
+
+    .. math:: z_{\mathrm{LN}}(w)=\pm\sqrt{W}\quad\text{for all }n,\qquad
+        \mathrm{CE}=\log_2\bigl(1+e^{-g\sqrt W}\bigr)\xrightarrow[g\to\infty]{}0
+
+    The layer-normalised models (stream [x, -x] of width 2W, Post-LN with eps = 0, the last FFN
+    clearing all but the output coordinate) give the logit sign(z) sqrt(W) (W = 9 for PARITY, 6 for
+    FIRST) for every string of 1-12 bits and two at each n = 16 .. 2048, so the cross-entropy
+    log2(1 + e^(-g sqrt W)) under an output gain g does not depend on n. The last LayerNorm divides
+    by the output coordinate, which is of the plain margin's size: the tolerance is the composite
+    rule times sqrt(W) / |plain margin|. With eps > 0 (torch's default 1e-5) the logit is z /
+    sqrt(z^2/W + eps) and fades again once z^2 < W eps. Power: a layer norm that ignores eps = 0,
+    or a stream that is not doubled, misses sqrt(W) by O(1).
+    """
     build, measurements, cases = _build(subject), [], 0
     for language in PT.LANGUAGES:
         model = build(language, layer_norm=True)
@@ -237,28 +234,27 @@ HARD = HAHN_2020.at('abstract, in its words: across soft and hard attention, sel
 RESTRICTED = ((8, 1), (10, 2), (12, 3), (12, 4))
 
 
-@claims.claim(
-    "parity.hard_attention_restriction",
-    title="Limitation: fixing one bit per head pins a hard-attention layer's attention, so it "
-          "errs on half of PARITY",
-    statement=r"\exists\rho,\ |\rho|\le H:\ f(w)=f(w')\ \ \forall\,w,w'\ \text{agreeing with }"
-              r"\rho\ \Rightarrow\ \Pr_{w\,\sim\,\rho}\bigl[\operatorname{sign}f(w)\ne"
-              r"\mathrm{PARITY}(w)\bigr]=\tfrac12",
-    sources=(HARD, SEED),
-    kind=Kind.LIMITATION, needs=(), uses=("hard_attention",),
-    notes="Random one-layer classifiers (H = 1..4 unique-hard-attention heads and a ReLU FFN, "
-          "read at a CLS token after n = 8..12 bits, Gaussian embeddings and positions). For "
-          "each head in turn, the largest score any completion could give the CLS query "
-          "(both values of every free bit, the fixed value of every fixed bit, CLS itself) "
-          "is found from the weights; fixing that bit pins the head to it in every "
-          "completion (impl/constructions/hard_restriction.py). With at most H bits fixed, "
-          "the subject's hard attention must give one CLS logit for all 2^(n - H) "
-          "completions (to rounding), so the sign is wrong on exactly half of them, "
-          "whatever the weights. Hahn's theorem is the asymptotic statement (any depth, a "
-          "constant fraction of free inputs); this checks its one-layer step, not a "
-          "small-n impossibility. Power: an attention that is not hard (softmax, or an "
-          "argmin) lets the free bits through.")
+@claims.claim("parity.hard_attention_restriction", sources=(HARD, SEED), kind=Kind.LIMITATION,
+              needs=(), uses=("hard_attention",))
 def hard_attention_restriction(subject, ctx) -> Evidence:
+    r"""Limitation: fixing one bit per head pins a hard-attention layer's attention, so it errs on
+    half of PARITY
+
+    .. math:: \exists\rho,\ |\rho|\le H:\ f(w)=f(w')\ \ \forall\,w,w'\ \text{agreeing with }\rho\
+        \Rightarrow\
+        \Pr_{w\,\sim\,\rho}\bigl[\operatorname{sign}f(w)\ne\mathrm{PARITY}(w)\bigr]=\tfrac12
+
+    Random one-layer classifiers (H = 1..4 unique-hard-attention heads and a ReLU FFN, read at a
+    CLS token after n = 8..12 bits, Gaussian embeddings and positions). For each head in turn, the
+    largest score any completion could give the CLS query (both values of every free bit, the fixed
+    value of every fixed bit, CLS itself) is found from the weights; fixing that bit pins the head
+    to it in every completion (impl/constructions/hard_restriction.py). With at most H bits fixed,
+    the subject's hard attention must give one CLS logit for all 2^(n - H) completions (to
+    rounding), so the sign is wrong on exactly half of them, whatever the weights. Hahn's theorem
+    is the asymptotic statement (any depth, a constant fraction of free inputs); this checks its
+    one-layer step, not a small-n impossibility. Power: an attention that is not hard (softmax, or
+    an argmin) lets the free bits through.
+    """
     hard = construction(subject, "hard_attention", sdpa.hard_attention)
     rng = ctx.rng("classifiers")
     measurements, cases, pinned, varied = [], 0, [], 0

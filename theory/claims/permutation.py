@@ -30,13 +30,14 @@ NO_POSITION = VASWANI_2017.at("§3.5")
 SEED000_PERM = SEED_000.at("attention is permutation invariant wrt sequence structure")
 
 
-@claims.claim(
-    "permutation.attention_equivariance",
-    title="Self-attention without positional encoding is permutation equivariant",
-    statement=r"\mathrm{Attention}(PQ,PK,PV)=P\,\mathrm{Attention}(Q,K,V)\quad\forall\ \text{permutation matrices }P",
-    sources=(NO_POSITION, SEED000_PERM),
-    kind=Kind.PROPERTY, needs=("attention",))
+@claims.claim("permutation.attention_equivariance", sources=(NO_POSITION, SEED000_PERM),
+              kind=Kind.PROPERTY, needs=("attention",))
 def attention_equivariance(subject, ctx) -> Evidence:
+    r"""Self-attention without positional encoding is permutation equivariant
+
+    .. math:: \mathrm{Attention}(PQ,PK,PV)=P\,\mathrm{Attention}(Q,K,V)\quad\forall\
+        \text{permutation matrices }P
+    """
     def measure(c):
         perm = np.random.default_rng(c["seed"] + 1).permutation(c["Lq"])
         out = np.asarray(subject.attention(c["q"], c["k"], c["v"]))
@@ -58,13 +59,13 @@ def _model_case(draw, max_len: int = 8):
             "perm": rng.permutation(length)}
 
 
-@claims.claim(
-    "permutation.mha_equivariance",
-    title="Multi-head self-attention is permutation equivariant",
-    statement=r"\mathrm{MultiHead}(PX,PX)=P\,\mathrm{MultiHead}(X,X)",
-    sources=(NO_POSITION, SEED000_PERM),
-    kind=Kind.PROPERTY, needs=("multi_head_attention",))
+@claims.claim("permutation.mha_equivariance", sources=(NO_POSITION, SEED000_PERM),
+              kind=Kind.PROPERTY, needs=("multi_head_attention",))
 def mha_equivariance(subject, ctx) -> Evidence:
+    r"""Multi-head self-attention is permutation equivariant
+
+    .. math:: \mathrm{MultiHead}(PX,PX)=P\,\mathrm{MultiHead}(X,X)
+    """
     from transformer_theory.impl.attention import init_multi_head
 
     def measure(c):
@@ -80,12 +81,15 @@ def mha_equivariance(subject, ctx) -> Evidence:
 
 @claims.claim(
     "permutation.encoder_equivariance",
-    title="The encoder stack without positional encoding is permutation equivariant",
-    statement=r"\mathrm{Encoder}(PX)=P\,\mathrm{Encoder}(X)\quad\text{(attention, FFN, LayerNorm, residual)}",
     sources=(NO_POSITION, SEED_003.at("Transformer Architecture is invariant to permutations"),
              SEED000_PERM),
     kind=Kind.PROPERTY, needs=("encoder",))
 def encoder_equivariance(subject, ctx) -> Evidence:
+    r"""The encoder stack without positional encoding is permutation equivariant
+
+    .. math:: \mathrm{Encoder}(PX)=P\,\mathrm{Encoder}(X)\quad\text{(attention, FFN, LayerNorm,
+        residual)}
+    """
     from transformer_theory.impl.transformer import EncoderConfig, init_encoder
 
     strategy = st.tuples(_model_case(), st.integers(1, 3), st.sampled_from(["post", "pre"]))
@@ -106,11 +110,13 @@ def encoder_equivariance(subject, ctx) -> Evidence:
 
 @claims.claim(
     "permutation.cross_attention_invariance",
-    title="Cross-attention is invariant to a joint permutation of the memory's keys and values",
-    statement=r"\mathrm{CrossAttn}(X, PM)=\mathrm{CrossAttn}(X, M)",
     sources=(VASWANI_2017.at("§3.2.3 (encoder-decoder attention)"), SEED_004.at("item 23")),
     kind=Kind.PROPERTY, needs=("cross_attention",))
 def cross_attention_invariance(subject, ctx) -> Evidence:
+    r"""Cross-attention is invariant to a joint permutation of the memory's keys and values
+
+    .. math:: \mathrm{CrossAttn}(X, PM)=\mathrm{CrossAttn}(X, M)
+    """
     from transformer_theory.impl.attention import init_multi_head
 
     def measure(c):
@@ -129,13 +135,14 @@ def cross_attention_invariance(subject, ctx) -> Evidence:
                           "cross-attention output unchanged.")
 
 
-@claims.claim(
-    "permutation.pooled_classifier_invariance",
-    title="A mean-pooled classifier without positional encoding is permutation invariant",
-    statement=r"\mathrm{Classify}(PX)=\mathrm{Classify}(X)\quad\text{(mean pooling)}",
-    sources=(SEED_003.at("Classification using Transformers"), NO_POSITION),
-    kind=Kind.PROPERTY, needs=("classify",))
+@claims.claim("permutation.pooled_classifier_invariance",
+              sources=(SEED_003.at("Classification using Transformers"), NO_POSITION),
+              kind=Kind.PROPERTY, needs=("classify",))
 def pooled_classifier_invariance(subject, ctx) -> Evidence:
+    r"""A mean-pooled classifier without positional encoding is permutation invariant
+
+    .. math:: \mathrm{Classify}(PX)=\mathrm{Classify}(X)\quad\text{(mean pooling)}
+    """
     from transformer_theory.impl.transformer import EncoderConfig, init_classifier
 
     def measure(c):
@@ -152,14 +159,16 @@ def pooled_classifier_invariance(subject, ctx) -> Evidence:
 
 @claims.claim(
     "permutation.positional_breaks_equivariance",
-    title="Limitation: with sinusoidal or one-hot positional encoding, equivariance fails",
-    statement=r"f(X)=\mathrm{Attention}(X+E,X+E,X+E):\ f(PX)\ne P f(X)\ \text{for generic }X",
     sources=(NO_POSITION, SEED_000.at("AlphaFold x_i + e_i, d >= N"),
              SEED_004.at("item 19: encode position by adding a function of it")),
-    kind=Kind.LIMITATION, needs=("attention", "sinusoidal_encoding", "one_hot_encoding"),
-    notes="A deterministic counterexample for each encoding: a seeded X and the reversal "
-          "permutation.")
+    kind=Kind.LIMITATION, needs=("attention", "sinusoidal_encoding", "one_hot_encoding"))
 def positional_breaks_equivariance(subject, ctx) -> Evidence:
+    r"""Limitation: with sinusoidal or one-hot positional encoding, equivariance fails
+
+    .. math:: f(X)=\mathrm{Attention}(X+E,X+E,X+E):\ f(PX)\ne P f(X)\ \text{for generic }X
+
+    A deterministic counterexample for each encoding: a seeded X and the reversal permutation.
+    """
     rng = ctx.rng()
     n, d = 6, 8
     x = rng.standard_normal((n, d))

@@ -62,17 +62,17 @@ def _lowest_frequency(d: int) -> float:
     return BASE ** (-(d - 2) / d)
 
 
-@claims.claim(
-    "positional.sinusoidal_definition",
-    title="The sinusoidal encoding is sin at even, cos at odd coordinates",
-    statement=r"PE_{(p,2i)}=\sin\!\left(\frac{p}{10000^{2i/d}}\right),\qquad "
-              r"PE_{(p,2i+1)}=\cos\!\left(\frac{p}{10000^{2i/d}}\right)",
-    sources=(PE_SECTION, SEED_000_PE, SEED_004_PE),
-    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",),
-    notes="Positions p = 0..N-1. The angle p/10000^{2i/d} carries a relative rounding error, "
-          "i.e. an absolute error growing like p*eps, so the tolerance is a reduction of "
-          "length N.")
+@claims.claim("positional.sinusoidal_definition", sources=(PE_SECTION, SEED_000_PE, SEED_004_PE),
+              kind=Kind.PROPERTY, needs=("sinusoidal_encoding",))
 def sinusoidal_definition(subject, ctx) -> Evidence:
+    r"""The sinusoidal encoding is sin at even, cos at odd coordinates
+
+    .. math:: PE_{(p,2i)}=\sin\!\left(\frac{p}{10000^{2i/d}}\right),\qquad
+        PE_{(p,2i+1)}=\cos\!\left(\frac{p}{10000^{2i/d}}\right)
+
+    Positions p = 0..N-1. The angle p/10000^{2i/d} carries a relative rounding error, i.e. an
+    absolute error growing like p*eps, so the tolerance is a reduction of length N.
+    """
     strategy = st.fixed_dictionaries({"N": st.integers(1, 128), "d": EVEN_WIDTHS})
 
     def measure(c):
@@ -86,14 +86,15 @@ def sinusoidal_definition(subject, ctx) -> Evidence:
                           "even widths d <= 64.")
 
 
-@claims.claim(
-    "positional.sinusoidal_bounded",
-    title="Every sinusoidal entry lies in [-1, 1]",
-    statement=r"-1\le PE_{(p,j)}\le 1\qquad\forall\,p,\,j",
-    sources=(PE_SECTION, SEED_004_PE),
-    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",),
-    notes="Unlike adding the raw position p, the encoding never dwarfs the token embedding.")
+@claims.claim("positional.sinusoidal_bounded", sources=(PE_SECTION, SEED_004_PE),
+              kind=Kind.PROPERTY, needs=("sinusoidal_encoding",))
 def sinusoidal_bounded(subject, ctx) -> Evidence:
+    r"""Every sinusoidal entry lies in [-1, 1]
+
+    .. math:: -1\le PE_{(p,j)}\le 1\qquad\forall\,p,\,j
+
+    Unlike adding the raw position p, the encoding never dwarfs the token embedding.
+    """
     strategy = st.fixed_dictionaries({"N": st.integers(1, 4096), "d": EVEN_WIDTHS})
 
     def measure(c):
@@ -124,18 +125,19 @@ def _shift_case(draw):
 
 @claims.claim(
     "positional.sinusoidal_shift_matrix",
-    title="A fixed offset acts on the sinusoidal encoding as a linear map",
-    statement=r"\forall k\ \exists M_k\in\mathbb{R}^{d\times d}\ \forall p:\quad "
-              r"PE(p+k)=M_k\,PE(p)",
     sources=(PE_SECTION.at("§3.5 (\"PE_{pos+k} can be represented as a linear function of "
                            "PE_{pos}\")"), SEED_004_PE),
-    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",), proof="positional.sinusoidal_shift",
-    notes="Checked only through the subject's table: M_k is fitted by least squares on pairs "
-          "(PE(p), PE(p+k)) for 3d positions p and then verified on 3d other positions. The "
-          "positions cover one period of the slowest frequency so that the fitted rows span "
-          "R^d; the fit divides by their singular values, hence the ill-conditioned "
-          "tolerance over the largest position.")
+    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",), proof="positional.sinusoidal_shift")
 def sinusoidal_shift_matrix(subject, ctx) -> Evidence:
+    r"""A fixed offset acts on the sinusoidal encoding as a linear map
+
+    .. math:: \forall k\ \exists M_k\in\mathbb{R}^{d\times d}\ \forall p:\quad PE(p+k)=M_k\,PE(p)
+
+    Checked only through the subject's table: M_k is fitted by least squares on pairs (PE(p),
+    PE(p+k)) for 3d positions p and then verified on 3d other positions. The positions cover one
+    period of the slowest frequency so that the fitted rows span R^d; the fit divides by their
+    singular values, hence the ill-conditioned tolerance over the largest position.
+    """
     def measure(c):
         d, k = c["d"], c["k"]
         pe = np.asarray(subject.sinusoidal_encoding(c["span"] + k, d), dtype=np.float64)
@@ -182,16 +184,18 @@ def _next_word_figure(subject) -> dict:
                        "of the subject's encodings, d = 64."}
 
 
-@claims.claim(
-    "positional.sinusoidal_dot_product_relative",
-    title="Dot products of sinusoidal encodings depend only on the offset",
-    statement=r"PE(p)^{\top}PE(p+k)=f(k)\ \text{independent of } p,\qquad f(-k)=f(k)",
-    sources=(PE_SECTION, SEED_004_PE),
-    kind=Kind.PROPERTY, needs=("sinusoidal_encoding",), proof="positional.sinusoidal_shift",
-    notes="The Gram matrix G = PE PE^T of the subject's table must be the symmetric Toeplitz "
-          "matrix G[p, q] = G[0, |q - p|]; by the angle-difference formula "
-          "f(k) = sum_i cos(k omega_i), which is not used by the check.")
+@claims.claim("positional.sinusoidal_dot_product_relative", sources=(PE_SECTION, SEED_004_PE),
+              kind=Kind.PROPERTY, needs=("sinusoidal_encoding",),
+              proof="positional.sinusoidal_shift")
 def sinusoidal_dot_product_relative(subject, ctx) -> Evidence:
+    r"""Dot products of sinusoidal encodings depend only on the offset
+
+    .. math:: PE(p)^{\top}PE(p+k)=f(k)\ \text{independent of } p,\qquad f(-k)=f(k)
+
+    The Gram matrix G = PE PE^T of the subject's table must be the symmetric Toeplitz matrix G[p,
+    q] = G[0, |q - p|]; by the angle-difference formula f(k) = sum_i cos(k omega_i), which is not
+    used by the check.
+    """
     strategy = st.fixed_dictionaries({"N": st.integers(2, 256), "d": EVEN_WIDTHS})
 
     def measure(c):
@@ -228,16 +232,18 @@ def _sinusoidal_figure(subject) -> dict:
 
 @claims.claim(
     "positional.one_hot_distinguishable",
-    title="One-hot positions are orthonormal, so every position is distinguishable",
-    statement=r"PE=[e_1,\dots,e_N]^{\top}\ (d\ge N):\quad PE\,PE^{\top}=I_N,\quad "
-              r"e_i^{\top}(x_j+PE_j)-e_i^{\top}x_j=\delta_{ij},\quad "
-              r"x_j=x_{j'}\ \Rightarrow\ x_j+PE_j\ne x_{j'}+PE_{j'}\ (j\ne j')",
     sources=(SEED_000.at("AlphaFold paper: x_i -> x_i + e_i assuming d >= N"), PE_SECTION),
-    kind=Kind.PROPERTY, needs=("one_hot_encoding",),
-    notes="e_i is the i-th standard basis vector of R^d, fixed by the check; PE is the "
-          "subject's table. Equal token vectors x_j become pairwise distinct (at distance "
-          "sqrt 2) once positions are added.")
+    kind=Kind.PROPERTY, needs=("one_hot_encoding",))
 def one_hot_distinguishable(subject, ctx) -> Evidence:
+    r"""One-hot positions are orthonormal, so every position is distinguishable
+
+    .. math:: PE=[e_1,\dots,e_N]^{\top}\ (d\ge N):\quad PE\,PE^{\top}=I_N,\quad
+        e_i^{\top}(x_j+PE_j)-e_i^{\top}x_j=\delta_{ij},\quad x_j=x_{j'}\ \Rightarrow\ x_j+PE_j\ne
+        x_{j'}+PE_{j'}\ (j\ne j')
+
+    e_i is the i-th standard basis vector of R^d, fixed by the check; PE is the subject's table.
+    Equal token vectors x_j become pairwise distinct (at distance sqrt 2) once positions are added.
+    """
     strategy = st.fixed_dictionaries({"N": st.integers(1, 16), "extra": st.integers(0, 8),
                                       "dtype": DTYPES, "seed": SEEDS})
 
@@ -283,18 +289,18 @@ def _rope_case(draw):
             "t": float(draw(st.integers(-256, 512)))}
 
 
-@claims.claim(
-    "positional.rope_relative",
-    title="Rotary scores depend only on the relative position",
-    statement=r"\langle R_m q,\,R_n k\rangle=\langle q,\,R_{n-m}k\rangle,\qquad "
-              r"\langle R_{m+t}q,\,R_{n+t}k\rangle=\langle R_m q,\,R_n k\rangle",
-    sources=(SU_2021.at("§3.2.2, Eq. (16); §3.4.1"),),
-    kind=Kind.PROPERTY, needs=("rope",), proof="positional.rope_relative",
-    notes="Each row l of q and k is rotated by its own position (m_l, n_l) through the "
-          "subject's positions argument; the row-wise dot products are compared. "
-          "Angles up to ~1000 radians carry absolute rounding errors ~1000 eps, hence a "
-          "reduction tolerance over d plus the largest position.")
+@claims.claim("positional.rope_relative", sources=(SU_2021.at("§3.2.2, Eq. (16); §3.4.1"),),
+              kind=Kind.PROPERTY, needs=("rope",), proof="positional.rope_relative")
 def rope_relative(subject, ctx) -> Evidence:
+    r"""Rotary scores depend only on the relative position
+
+    .. math:: \langle R_m q,\,R_n k\rangle=\langle q,\,R_{n-m}k\rangle,\qquad \langle
+        R_{m+t}q,\,R_{n+t}k\rangle=\langle R_m q,\,R_n k\rangle
+
+    Each row l of q and k is rotated by its own position (m_l, n_l) through the subject's positions
+    argument; the row-wise dot products are compared. Angles up to ~1000 radians carry absolute
+    rounding errors ~1000 eps, hence a reduction tolerance over d plus the largest position.
+    """
     def measure(c):
         q, k, m, n, t = c["q"], c["k"], c["m"], c["n_pos"], c["t"]
         rq = np.asarray(subject.rope(q, positions=m), dtype=np.float64)       # (L, d)
@@ -325,20 +331,22 @@ def rope_relative(subject, ctx) -> Evidence:
 
 @claims.claim(
     "positional.rope_definition",
-    title="RoPE rotates coordinate pairs (2i, 2i+1) by the angle p·θ_i, θ_i = 10000^(−2i/d)",
-    statement=r"\begin{pmatrix}y_{2i}\\y_{2i+1}\end{pmatrix}=\begin{pmatrix}\cos p\theta_i&"
-              r"-\sin p\theta_i\\\sin p\theta_i&\cos p\theta_i\end{pmatrix}"
-              r"\begin{pmatrix}x_{2i}\\x_{2i+1}\end{pmatrix},\quad\theta_i=10000^{-2i/d}",
     sources=(SU_2021.at("the computationally efficient realisation of the rotary matrix "
                         "multiplication"),),
-    kind=Kind.PROPERTY, needs=("rope",),
-    notes="Each row is rotated at its own position through the positions argument and "
-          "compared with the RoFormer formula in float64. It tells the contract's interleaved "
-          "pairs from the split-halves pairing of GPT-NeoX (declare rope_pairing=half), which "
-          "rope_relative cannot: both pairings are relative. Angles up to ~512 radians carry "
-          "absolute rounding errors ~512 eps, hence a reduction tolerance over the largest "
-          "position.")
+    kind=Kind.PROPERTY, needs=("rope",))
 def rope_definition(subject, ctx) -> Evidence:
+    r"""RoPE rotates coordinate pairs (2i, 2i+1) by the angle p·θ_i, θ_i = 10000^(−2i/d)
+
+    .. math:: \begin{pmatrix}y_{2i}\\y_{2i+1}\end{pmatrix}=\begin{pmatrix}\cos p\theta_i&-\sin
+        p\theta_i\\\sin p\theta_i&\cos
+        p\theta_i\end{pmatrix}\begin{pmatrix}x_{2i}\\x_{2i+1}\end{pmatrix},\quad\theta_i=10000^{-2i/d}
+
+    Each row is rotated at its own position through the positions argument and compared with the
+    RoFormer formula in float64. It tells the contract's interleaved pairs from the split-halves
+    pairing of GPT-NeoX (declare rope_pairing=half), which rope_relative cannot: both pairings are
+    relative. Angles up to ~512 radians carry absolute rounding errors ~512 eps, hence a reduction
+    tolerance over the largest position.
+    """
     def measure(c):
         x, pos = c["q"], c["m"]
         out = subject.rope(x, positions=pos)
@@ -363,19 +371,21 @@ def _alibi_case(draw):
             "v": normal(rng, (h, w, e), dt)}
 
 
-@claims.claim(
-    "positional.alibi_shift_invariance",
-    title="ALiBi attention does not depend on where the sequence sits in the window",
-    statement=r"\mathrm{Attn}\big(X_{t:t+L};\,B^{(L)},\ \text{causal}\big)="
-              r"\mathrm{Attn}\big(X_{0:t+L};\,B^{(t+L)},\ M_{ij}=[t\le j\le i]\big)_{t:t+L},"
-              r"\qquad B_{h,i,j}=-m_h\,(i-j)",
-    sources=(PRESS_2022.at("§3, Figure 3"),),
-    kind=Kind.PROPERTY, needs=("alibi_bias", "attention"), keywords=(("attention", "bias"),),
-    notes="The bias depends only on the query-key distance, so a sequence embedded at "
-          "positions t..t+L-1 of a longer causal window, with the t leading keys masked out "
-          "for every query, attends exactly as it does alone. The subject's alibi_bias (H, Lq, "
-          "Lk) is passed as attention(q, k, v, bias=...) with q, k, v of shape (H, L, E).")
+@claims.claim("positional.alibi_shift_invariance", sources=(PRESS_2022.at("§3, Figure 3"),),
+              kind=Kind.PROPERTY, needs=("alibi_bias", "attention"),
+              keywords=(("attention", "bias"),))
 def alibi_shift_invariance(subject, ctx) -> Evidence:
+    r"""ALiBi attention does not depend on where the sequence sits in the window
+
+    .. math:: \mathrm{Attn}\big(X_{t:t+L};\,B^{(L)},\
+        \text{causal}\big)=\mathrm{Attn}\big(X_{0:t+L};\,B^{(t+L)},\ M_{ij}=[t\le j\le
+        i]\big)_{t:t+L},\qquad B_{h,i,j}=-m_h\,(i-j)
+
+    The bias depends only on the query-key distance, so a sequence embedded at positions t..t+L-1
+    of a longer causal window, with the t leading keys masked out for every query, attends exactly
+    as it does alone. The subject's alibi_bias (H, Lq, Lk) is passed as attention(q, k, v,
+    bias=...) with q, k, v of shape (H, L, E).
+    """
     def measure(c):
         h, length, t, dt = c["H"], c["L"], c["t"], c["dtype"]
         w = length + t
@@ -406,18 +416,22 @@ def _official_alibi_slopes(n: int) -> list[float]:
 
 @claims.claim(
     "positional.alibi_slopes_official",
-    title="ALiBi slopes follow the authors' rule for every head count 1..64",
-    statement=r"m_h=2^{-8(h+1)/H}\ (H=2^a);\quad m=\big(m^{(c)},\,m^{(2c)}_{0,2,4,\dots}"
-              r"\big)_{1..H},\ c=2^{\lfloor\log_2 H\rfloor}\ \text{otherwise}",
     sources=(PRESS_2022.at("the slopes m: a geometric sequence starting at 2^(-8/n) with ratio "
                            "2^(-8/n); the non-power-of-two rule of the authors' get_slopes"),),
     kind=Kind.PROPERTY, needs=("alibi_bias",),
-    full_precision_only="the slopes are float64 constants of the head count: no array input",
-    notes="Read from alibi_bias(H, 2, 2) as m_h = -B[h, 1, 0] (one key behind the query). The "
-          "non-power-of-two rule interleaves the slopes of 2c heads, so the official slopes are "
-          "not monotone in h (for H = 3: 1/16, 1/256, 1/4): monotonicity is not a property, and "
-          "a geometric 2^(-8(h+1)/H) for every H is the common bug.")
+    full_precision_only="the slopes are float64 constants of the head count: no array input")
 def alibi_slopes_official(subject, ctx) -> Evidence:
+    r"""ALiBi slopes follow the authors' rule for every head count 1..64
+
+    .. math:: m_h=2^{-8(h+1)/H}\ (H=2^a);\quad
+        m=\big(m^{(c)},\,m^{(2c)}_{0,2,4,\dots}\big)_{1..H},\ c=2^{\lfloor\log_2 H\rfloor}\
+        \text{otherwise}
+
+    Read from alibi_bias(H, 2, 2) as m_h = -B[h, 1, 0] (one key behind the query). The
+    non-power-of-two rule interleaves the slopes of 2c heads, so the official slopes are not
+    monotone in h (for H = 3: 1/16, 1/256, 1/4): monotonicity is not a property, and a geometric
+    2^(-8(h+1)/H) for every H is the common bug.
+    """
     measurements = []
     for n in range(1, 65):
         bias = np.asarray(subject.alibi_bias(n, 2, 2), dtype=np.float64)      # (H, 2, 2)
@@ -430,19 +444,20 @@ def alibi_slopes_official(subject, ctx) -> Evidence:
                               "those of the authors' get_slopes.")
 
 
-@claims.claim(
-    "positional.alibi_bias_definition",
-    title="The ALiBi bias is -m_h (i - j) behind the query and -m_h |i - j| ahead of it",
-    statement=r"B_{h,i,j}=-m_h\,|i+\delta-j|,\qquad \delta=L_k-L_q\ \text{(bottom-right)}",
-    sources=(PRESS_2022.at("§3, Figure 3 (the bias m * [-(i-1), ..., -2, -1, 0])"),),
-    kind=Kind.PROPERTY, needs=("alibi_bias",),
-    full_precision_only="the bias is a float64 constant of the shape: no array input",
-    notes="Every entry of alibi_bias(H, Lq, Lk) for H = 1..12 and Lq, Lk = 1..6, with the "
-          "authors' slopes. The keys behind the query (j <= i + delta) carry the paper's "
-          "-m (i - j); ahead of it (what only a non-causal use sees) the contract's symmetric "
-          "-m |i - j|. A target extending the paper's line linearly (+m (j - i) ahead) "
-          "declares alibi_noncausal=linear.")
+@claims.claim("positional.alibi_bias_definition",
+              sources=(PRESS_2022.at("§3, Figure 3 (the bias m * [-(i-1), ..., -2, -1, 0])"),),
+              kind=Kind.PROPERTY, needs=("alibi_bias",),
+              full_precision_only="the bias is a float64 constant of the shape: no array input")
 def alibi_bias_definition(subject, ctx) -> Evidence:
+    r"""The ALiBi bias is -m_h (i - j) behind the query and -m_h |i - j| ahead of it
+
+    .. math:: B_{h,i,j}=-m_h\,|i+\delta-j|,\qquad \delta=L_k-L_q\ \text{(bottom-right)}
+
+    Every entry of alibi_bias(H, Lq, Lk) for H = 1..12 and Lq, Lk = 1..6, with the authors' slopes.
+    The keys behind the query (j <= i + delta) carry the paper's -m (i - j); ahead of it (what only
+    a non-causal use sees) the contract's symmetric -m |i - j|. A target extending the paper's line
+    linearly (+m (j - i) ahead) declares alibi_noncausal=linear.
+    """
     measurements = []
     for n in range(1, 13):
         slopes = np.array(_official_alibi_slopes(n))                           # (H,)
@@ -474,17 +489,18 @@ def _rope_tol(c):
     return tolerance("reduction", c["dtype"], n=2 + int(np.max(c["m"], initial=0)) + 1)
 
 
-@claims.claim(
-    "positional.rope_decode_offset",
-    title="Rotating row p of a sequence equals rotating that token alone at offset p",
-    statement=r"\mathrm{RoPE}(X)_p=\mathrm{RoPE}(x_p;\ \text{position } p)\quad "
-              r"\text{for every } p",
-    sources=(SU_2021.at("§3.4.2"), POPE_2023.at("§2 (KV cache)")),
-    kind=Kind.PROPERTY, needs=("rope",),
-    notes="What KV-cache decoding relies on: the token decoded at step p is rotated alone, "
-          "with its position (or offset) p, and must match row p of the whole sequence. A "
-          "decoder that rotates every new token at position 0 fails.")
+@claims.claim("positional.rope_decode_offset",
+              sources=(SU_2021.at("§3.4.2"), POPE_2023.at("§2 (KV cache)")), kind=Kind.PROPERTY,
+              needs=("rope",))
 def rope_decode_offset(subject, ctx) -> Evidence:
+    r"""Rotating row p of a sequence equals rotating that token alone at offset p
+
+    .. math:: \mathrm{RoPE}(X)_p=\mathrm{RoPE}(x_p;\ \text{position } p)\quad \text{for every } p
+
+    What KV-cache decoding relies on: the token decoded at step p is rotated alone, with its
+    position (or offset) p, and must match row p of the whole sequence. A decoder that rotates
+    every new token at position 0 fails.
+    """
     def measure(c):
         x = c["q"]
         whole = np.asarray(subject.rope(x))                                  # (n, d)
@@ -496,21 +512,21 @@ def rope_decode_offset(subject, ctx) -> Evidence:
                    detail="Each row p of rope(X) equals rope of that row alone at position p.")
 
 
-@claims.claim(
-    "positional.rope_pairing",
-    title="Interleaved and split-halves RoPE agree after the fixed permutation, and only then",
-    statement=r"\mathrm{RoPE}_{\text{interleaved}}(x)=P^{-1}\,\mathrm{RoPE}_{\text{half}}(Px)"
-              r"\ne\mathrm{RoPE}_{\text{half}}(x),\qquad P:(0,2,\dots,1,3,\dots)",
-    sources=(SU_2021.at("§3.4.2"),),
-    kind=Kind.PROPERTY, needs=("rope",),
-    notes="The subject's rope (the contract's interleaved pairs, or a declared rope_pairing "
-          "converted) is compared with the split-halves form conjugated by the permutation P "
-          "that lists even coordinates first; it must also differ from the unconjugated "
-          "split-halves form (by at least half their distance, where the layouts differ by 5% "
-          "or more). Converting GPT-J weights to "
-          "the NeoX layout without permuting the q and k projections is exactly that "
-          "difference; relative-position claims cannot see it, since both layouts satisfy them.")
+@claims.claim("positional.rope_pairing", sources=(SU_2021.at("§3.4.2"),), kind=Kind.PROPERTY,
+              needs=("rope",))
 def rope_pairing(subject, ctx) -> Evidence:
+    r"""Interleaved and split-halves RoPE agree after the fixed permutation, and only then
+
+    .. math:: \mathrm{RoPE}_{\text{interleaved}}(x)=P^{-1}\,\mathrm{RoPE}_{\text{half}}(Px)\ne\mathrm{RoPE}_{\text{half}}(x),\qquad
+        P:(0,2,\dots,1,3,\dots)
+
+    The subject's rope (the contract's interleaved pairs, or a declared rope_pairing converted) is
+    compared with the split-halves form conjugated by the permutation P that lists even coordinates
+    first; it must also differ from the unconjugated split-halves form (by at least half their
+    distance, where the layouts differ by 5% or more). Converting GPT-J weights to the NeoX layout
+    without permuting the q and k projections is exactly that difference; relative-position claims
+    cannot see it, since both layouts satisfy them.
+    """
     def measure(c):
         x, d = c["q"], c["d"]
         out = np.asarray(subject.rope(x, positions=c["m"]))                  # (n, d)
@@ -570,15 +586,16 @@ def _partial_case(draw):
     return c
 
 
-@claims.claim(
-    "positional.rope_partial_rotation",
-    title="Partial rotation rotates the first rotary_dim coordinates as a rotary_dim-wide RoPE",
-    statement=r"\mathrm{RoPE}_r(x)=\big(\mathrm{RoPE}(x_{1..r}),\ x_{r+1..d}\big)",
-    sources=(SU_2021.at("§3.4.2"),),
-    kind=Kind.PROPERTY, needs=("rope",), keywords=(("rope", "rotary_dim"),),
-    notes="GPT-NeoX's rotary_pct: the frequencies are those of an r-wide embedding, "
-          "base^(-2i/r), not of the full width, and the last d - r coordinates pass unchanged.")
+@claims.claim("positional.rope_partial_rotation", sources=(SU_2021.at("§3.4.2"),),
+              kind=Kind.PROPERTY, needs=("rope",), keywords=(("rope", "rotary_dim"),))
 def rope_partial_rotation(subject, ctx) -> Evidence:
+    r"""Partial rotation rotates the first rotary_dim coordinates as a rotary_dim-wide RoPE
+
+    .. math:: \mathrm{RoPE}_r(x)=\big(\mathrm{RoPE}(x_{1..r}),\ x_{r+1..d}\big)
+
+    GPT-NeoX's rotary_pct: the frequencies are those of an r-wide embedding, base^(-2i/r), not of
+    the full width, and the last d - r coordinates pass unchanged.
+    """
     def measure(c):
         x, r = c["q"], c["r"]
         out = np.asarray(subject.rope(x, positions=c["m"], rotary_dim=r))  # (n, d)
@@ -591,15 +608,16 @@ def rope_partial_rotation(subject, ctx) -> Evidence:
                           "the rest equal the input.")
 
 
-@claims.claim(
-    "positional.rope_position_interpolation",
-    title="Linear position interpolation divides the positions by the scale",
-    statement=r"\mathrm{RoPE}(x;\ m,\ s)=\mathrm{RoPE}(x;\ m/s)",
-    sources=(CHEN, SU_2021),
-    kind=Kind.PROPERTY, needs=("rope",), keywords=(("rope", "position_scale"),),
-    notes="position_scale s = L'/L lets a model trained on L positions read L' (Chen et al. "
-          "2023). Multiplying instead of dividing is the bug this catches.")
+@claims.claim("positional.rope_position_interpolation", sources=(CHEN, SU_2021),
+              kind=Kind.PROPERTY, needs=("rope",), keywords=(("rope", "position_scale"),))
 def rope_position_interpolation(subject, ctx) -> Evidence:
+    r"""Linear position interpolation divides the positions by the scale
+
+    .. math:: \mathrm{RoPE}(x;\ m,\ s)=\mathrm{RoPE}(x;\ m/s)
+
+    position_scale s = L'/L lets a model trained on L positions read L' (Chen et al. 2023).
+    Multiplying instead of dividing is the bug this catches.
+    """
     strategy = st.tuples(_rope_case(), st.sampled_from([2.0, 4.0, 8.0]))
 
     def measure(args):

@@ -66,19 +66,19 @@ def _edge_case(draw) -> dict:
             "q": q.astype(dt), "k": k.astype(dt), "v": normal(rng, (2, lk, e), dt)}
 
 
-@claims.claim(
-    "precision.extreme_logits_finite",
-    title="Logits beyond exp's overflow point give finite outputs in the values' hull",
-    statement=r"|s_{ij}|\le M,\ M\in\{30,10^2,10^3,10^4\}\ \Rightarrow\ "
-              r"\mathrm{Attention}(Q,K,V)\ \text{finite},\ "
-              r"\min_j v_j\le o_i\le\max_j v_j",
-    sources=(MILAKOV, EQ1, SEED_000),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="exp overflows at 11.09 in float16 and 88.72 in float32 and bfloat16: only the "
-          "maximum-subtracted softmax keeps every row finite for logits up to 1e4. Each "
-          "output coordinate must lie between the smallest and largest value (plus the "
-          "policy's 'rounding' allowance of the values' magnitude).")
+@claims.claim("precision.extreme_logits_finite", sources=(MILAKOV, EQ1, SEED_000),
+              kind=Kind.PROPERTY, needs=("attention",))
 def extreme_logits_finite(subject, ctx) -> Evidence:
+    r"""Logits beyond exp's overflow point give finite outputs in the values' hull
+
+    .. math:: |s_{ij}|\le M,\ M\in\{30,10^2,10^3,10^4\}\ \Rightarrow\ \mathrm{Attention}(Q,K,V)\
+        \text{finite},\ \min_j v_j\le o_i\le\max_j v_j
+
+    exp overflows at 11.09 in float16 and 88.72 in float32 and bfloat16: only the
+    maximum-subtracted softmax keeps every row finite for logits up to 1e4. Each output coordinate
+    must lie between the smallest and largest value (plus the policy's 'rounding' allowance of the
+    values' magnitude).
+    """
     def measure(c):
         out = np.asarray(subject.attention(c["q"], c["k"], c["v"])).astype(np.float64)
         if not np.all(np.isfinite(out)):
@@ -110,19 +110,20 @@ def _mask_bias_case(draw) -> dict:
             "v": normal(rng, (h, length, e), dt), "mask": mask, "bias": bias.astype(dt)}
 
 
-@claims.claim(
-    "precision.mask_with_bias_finite",
-    title="A boolean mask with an additive bias leaves every row that has a key finite",
-    statement=r"\exists j: M_{ij}=1\ \Rightarrow\ o_i=\mathrm{softmax}(s_i+b_i+\log M_i)V"
-              r"\ \text{finite}",
-    sources=(ALIBI, EQ1),
-    kind=Kind.PROPERTY, needs=("attention",), keywords=(("attention", "bias"),),
-    notes="Slopes up to 1e3 make the bias reach -1e4; each case has one fully masked row, "
-          "which must follow the declared fully_masked_row convention (the shared machinery "
-          "checks a declared NaN or uniform row and gives the claim the contract's zeros). "
-          "An additive mask built from finfo(dtype).min to which the bias is "
-          "added overflows to -inf, and the fully masked row becomes NaN.")
+@claims.claim("precision.mask_with_bias_finite", sources=(ALIBI, EQ1), kind=Kind.PROPERTY,
+              needs=("attention",), keywords=(("attention", "bias"),))
 def mask_with_bias_finite(subject, ctx) -> Evidence:
+    r"""A boolean mask with an additive bias leaves every row that has a key finite
+
+    .. math:: \exists j: M_{ij}=1\ \Rightarrow\ o_i=\mathrm{softmax}(s_i+b_i+\log M_i)V\
+        \text{finite}
+
+    Slopes up to 1e3 make the bias reach -1e4; each case has one fully masked row, which must
+    follow the declared fully_masked_row convention (the shared machinery checks a declared NaN or
+    uniform row and gives the claim the contract's zeros). An additive mask built from
+    finfo(dtype).min to which the bias is added overflows to -inf, and the fully masked row becomes
+    NaN.
+    """
     def measure(c):
         out = subject.attention(c["q"], c["k"], c["v"], mask=c["mask"], bias=c["bias"])
         out = np.asarray(out).astype(np.float64)                            # (H, L, E)
@@ -178,19 +179,19 @@ def _long_row_case(draw, lengths) -> dict:
             "v": (normal(rng, (lk, e), np.float64) + 1.0).astype(dt)}
 
 
-@claims.claim(
-    "precision.long_row_accumulation",
-    title="Long rows: the softmax denominator and P·V accumulate without losing the sum",
-    statement=r"L_k\in\{256,1024\}\ (4096\text{ thorough}):\ "
-              r"\|\mathrm{Attention}(Q,K,V)-\mathrm{Attention}_{64}\|\ \text{within the policy}",
-    sources=(EQ1, MILAKOV),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="Values have mean 1, so P·V is a sum of L positive terms: a sum accumulated in "
-          "bfloat16 stops growing after 256 terms of equal size (256 + 1 rounds to 256), and "
-          "one accumulated in float16 loses its last bits. In float16 and bfloat16 the "
-          "error-ratio rule against the naive computation, which accumulates in float32, "
-          "catches it.")
+@claims.claim("precision.long_row_accumulation", sources=(EQ1, MILAKOV), kind=Kind.PROPERTY,
+              needs=("attention",))
 def long_row_accumulation(subject, ctx) -> Evidence:
+    r"""Long rows: the softmax denominator and P·V accumulate without losing the sum
+
+    .. math:: L_k\in\{256,1024\}\ (4096\text{ thorough}):\
+        \|\mathrm{Attention}(Q,K,V)-\mathrm{Attention}_{64}\|\ \text{within the policy}
+
+    Values have mean 1, so P·V is a sum of L positive terms: a sum accumulated in bfloat16 stops
+    growing after 256 terms of equal size (256 + 1 rounds to 256), and one accumulated in float16
+    loses its last bits. In float16 and bfloat16 the error-ratio rule against the naive
+    computation, which accumulates in float32, catches it.
+    """
     lengths = [256, 1024, 4096] if ctx.profile.name == "thorough" else [256, 1024]
 
     def measure(c):
@@ -212,17 +213,18 @@ def _magnitude_case(draw) -> dict:
             "v": (np.clip(rng.standard_normal((2, lk, e)), -1, 1) * big).astype(dt)}
 
 
-@claims.claim(
-    "precision.large_values_survive",
-    title="Values up to a quarter of the dtype's largest number survive attention",
-    statement=r"|v_j|\le \tfrac14\max(\mathrm{dtype})\ \Rightarrow\ "
-              r"\mathrm{Attention}(Q,K,V)=\textstyle\sum_j A_{ij}v_j\ \text{finite}",
-    sources=(BF16, EQ1),
-    kind=Kind.PROPERTY, needs=("attention",),
-    notes="bfloat16 holds values up to 3.4e38 and float16 only up to 65504: a bfloat16 input "
-          "silently routed through float16 becomes inf. The outputs, convex combinations of "
-          "the values, must be finite and equal the definition.")
+@claims.claim("precision.large_values_survive", sources=(BF16, EQ1), kind=Kind.PROPERTY,
+              needs=("attention",))
 def large_values_survive(subject, ctx) -> Evidence:
+    r"""Values up to a quarter of the dtype's largest number survive attention
+
+    .. math:: |v_j|\le \tfrac14\max(\mathrm{dtype})\ \Rightarrow\
+        \mathrm{Attention}(Q,K,V)=\textstyle\sum_j A_{ij}v_j\ \text{finite}
+
+    bfloat16 holds values up to 3.4e38 and float16 only up to 65504: a bfloat16 input silently
+    routed through float16 becomes inf. The outputs, convex combinations of the values, must be
+    finite and equal the definition.
+    """
     def measure(c):
         return _against_definition(subject, c, f"values of magnitude {c['big']:.3g} changed")
     return for_all(ctx, _magnitude_case(), measure,

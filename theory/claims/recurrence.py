@@ -57,20 +57,22 @@ def _linear_case(draw):
 
 @claims.claim(
     "recurrence.linear_attention_rnn",
-    title="Causal linear attention computed as an RNN equals the masked quadratic form",
-    statement=r"S_i=S_{i-1}+\phi(k_i)v_i^{\top},\ z_i=z_{i-1}+\phi(k_i):\quad "
-              r"\frac{\phi(q_i)^{\top}S_i}{\phi(q_i)^{\top}z_i}"
-              r"=\frac{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)\,v_j}{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)}",
     sources=(KATHAROPOULOS_2020.at("§3.4 (causal masking) and §3.2, eq. 7 (phi = elu + 1)"),
              SEED_004.at("RNN encoders"), SEED_000.at("RNN: if state = phi, similar to convolution")),
     kind=Kind.PROPERTY, needs=("attention",),
     uses=("causal_linear_attention_recurrent",),
-    keywords=(("attention", "bias"),), proof="attention.linear_recurrence",
-    notes="The right-hand side is computed by the subject's softmax attention with zero "
-          "content scores, the additive bias log(phi(q_i).phi(k_j)) and causal=True: "
-          "softmax(log A + log M) = (A*M)/rowsum(A*M). The left-hand side is the reference "
-          "recurrence, one position at a time.")
+    keywords=(("attention", "bias"),), proof="attention.linear_recurrence")
 def linear_attention_rnn(subject, ctx) -> Evidence:
+    r"""Causal linear attention computed as an RNN equals the masked quadratic form
+
+    .. math:: S_i=S_{i-1}+\phi(k_i)v_i^{\top},\ z_i=z_{i-1}+\phi(k_i):\quad
+        \frac{\phi(q_i)^{\top}S_i}{\phi(q_i)^{\top}z_i}=\frac{\sum_{j\le
+        i}\phi(q_i)^{\top}\phi(k_j)\,v_j}{\sum_{j\le i}\phi(q_i)^{\top}\phi(k_j)}
+
+    The right-hand side is computed by the subject's softmax attention with zero content scores,
+    the additive bias log(phi(q_i).phi(k_j)) and causal=True: softmax(log A + log M) =
+    (A*M)/rowsum(A*M). The left-hand side is the reference recurrence, one position at a time.
+    """
     recurrent = construction(subject, "causal_linear_attention_recurrent",
                              R.causal_linear_attention_recurrent)
 
@@ -90,19 +92,22 @@ def linear_attention_rnn(subject, ctx) -> Evidence:
 
 @claims.claim(
     "recurrence.critical_path",
-    title="An RNN encoder's critical path grows linearly in N; a transformer's is constant",
-    statement=r"\mathrm{path}_{\mathrm{RNN}}(N)=N+1,\qquad "
-              r"\mathrm{path}_{\mathrm{Transformer}}(N,D)=4D+1\quad(1\le N\le 256)",
     sources=(SEED_004.at("items 2-3 and 14: the longest path is linear for the RNN, "
                          "constant for the transformer"),
              SEED_003.at("Problems with RNNs: path length grows with sequence"),
              VASWANI_2017.at("§4, Table 1 (maximum path length)")),
-    kind=Kind.CONSTRUCTION, needs=(), uses=("transformer_encoder_graph",),
-    notes="Nodes are computed vectors (x_i, h_t; q_i, k_i, v_i, the attention row a_i, its "
-          "output o_i, the FFN output y_i); an N-ary reduction (a softmax row) is one node. "
-          "Longest paths are counted in nodes on the dependency graphs built for every N up "
-          "to 16 and then N = 24, 32, ..., 256, with D = 1, 2, 3 layers.")
+    kind=Kind.CONSTRUCTION, needs=(), uses=("transformer_encoder_graph",))
 def critical_path(subject, ctx) -> Evidence:
+    r"""An RNN encoder's critical path grows linearly in N; a transformer's is constant
+
+    .. math:: \mathrm{path}_{\mathrm{RNN}}(N)=N+1,\qquad
+        \mathrm{path}_{\mathrm{Transformer}}(N,D)=4D+1\quad(1\le N\le 256)
+
+    Nodes are computed vectors (x_i, h_t; q_i, k_i, v_i, the attention row a_i, its output o_i, the
+    FFN output y_i); an N-ary reduction (a softmax row) is one node. Longest paths are counted in
+    nodes on the dependency graphs built for every N up to 16 and then N = 24, 32, ..., 256, with D
+    = 1, 2, 3 layers.
+    """
     encoder_graph = construction(subject, "transformer_encoder_graph", R.transformer_encoder_graph)
     rnn = [R.longest_path(R.rnn_encoder_graph(n)) for n in CRITICAL_PATH_N]
     measurements = [holds(p == n + 1, f"RNN, N={n}: longest path {p}, expected {n + 1}")
@@ -154,17 +159,21 @@ def _spectra(rng):
 
 @claims.claim(
     "recurrence.gradient_spectral_radius",
-    title="Gradients through a linear RNN vanish or explode as ρ(W)^T",
-    statement=r"\rho(W)^T\le\Bigl\|\frac{\partial h_T}{\partial h_0}\Bigr\|_2=\|W^T\|_2\le\kappa(P)\,\rho(W)^T,"
-              r"\quad\text{so the slope of }\log\|\partial h_T/\partial h_0\|\text{ in }T\text{ is }\log\rho(W)",
     sources=(PASCANU_2013.at("§2.1 (exploding and vanishing gradients, spectral radius)"),
              SEED_000.at("RNN: vanishing/exploding gradients")),
-    kind=Kind.CONSTRUCTION, needs=(), uses=("state_jacobian_norms",),
-    notes="W = P diag(lambda) P^{-1} (kappa(P) its eigenvector condition number). The Jacobian "
-          "is accumulated by the chain rule through T = 1..150 steps. Every log-norm must lie in "
-          "[T log rho, T log rho + log kappa] (up to the composite rounding tolerance), and the "
-          "least-squares slope within the bound that residual band implies.")
+    kind=Kind.CONSTRUCTION, needs=(), uses=("state_jacobian_norms",))
 def gradient_spectral_radius(subject, ctx) -> Evidence:
+    r"""Gradients through a linear RNN vanish or explode as ρ(W)^T
+
+    .. math:: \rho(W)^T\le\Bigl\|\frac{\partial h_T}{\partial
+        h_0}\Bigr\|_2=\|W^T\|_2\le\kappa(P)\,\rho(W)^T,\quad\text{so the slope of }\log\|\partial
+        h_T/\partial h_0\|\text{ in }T\text{ is }\log\rho(W)
+
+    W = P diag(lambda) P^{-1} (kappa(P) its eigenvector condition number). The Jacobian is
+    accumulated by the chain rule through T = 1..150 steps. Every log-norm must lie in [T log rho,
+    T log rho + log kappa] (up to the composite rounding tolerance), and the least-squares slope
+    within the bound that residual band implies.
+    """
     jacobian_norms = construction(subject, "state_jacobian_norms", R.state_jacobian_norms)
     rng = ctx.rng("spectra")
     steps = 150
@@ -223,22 +232,24 @@ def _patch_case(draw):
 
 @claims.claim(
     "recurrence.stateless_rnn_is_convolution",
-    title="An RNN over pre-extracted patches with an empty state is a convolution",
-    statement=r"h_t\in\mathbb{R}^0:\quad y_t=R\,p_t,\ \ p_t=(x_{t-a},\dots,x_{t+K-1-a})"
-              r"\ \Longrightarrow\ y=\mathrm{correlate}(\mathrm{pad}_0(X),W),\quad "
-              r"W_{o,c,k}=R_{o,(k,c)}",
     sources=(SEED_000.at("RNN: 'if state = phi, similar to convolution' (convolutional, with "
                          "pre-extracted patches)"),
              VASWANI_2017.at("§4 (recurrent and convolutional layers compared)")),
     kind=Kind.CONSTRUCTION, needs=("attention",), uses=("conv1d_as_attention",),
-    keywords=(("attention", "bias"),),
-    notes="The RNN is elman_rnn with state dimension n = 0 run over the zero-padded patches; "
-          "the convolution is the subject's attention construction (conv1d_as_attention, zero "
-          "padding) with the read-out R as its kernel. Every output of every case (K = 1..5, "
-          "L = 1..12, 1..3 channels) must agree to the reduction tolerance over K C_in + L "
-          "terms: the smallest detected deviation is one output off by more than that, e.g. "
-          "a kernel applied flipped (convolution instead of cross-correlation) for K >= 2.")
+    keywords=(("attention", "bias"),))
 def stateless_rnn_is_convolution(subject, ctx) -> Evidence:
+    r"""An RNN over pre-extracted patches with an empty state is a convolution
+
+    .. math:: h_t\in\mathbb{R}^0:\quad y_t=R\,p_t,\ \ p_t=(x_{t-a},\dots,x_{t+K-1-a})\
+        \Longrightarrow\ y=\mathrm{correlate}(\mathrm{pad}_0(X),W),\quad W_{o,c,k}=R_{o,(k,c)}
+
+    The RNN is elman_rnn with state dimension n = 0 run over the zero-padded patches; the
+    convolution is the subject's attention construction (conv1d_as_attention, zero padding) with
+    the read-out R as its kernel. Every output of every case (K = 1..5, L = 1..12, 1..3 channels)
+    must agree to the reduction tolerance over K C_in + L terms: the smallest detected deviation is
+    one output off by more than that, e.g. a kernel applied flipped (convolution instead of
+    cross-correlation) for K >= 2.
+    """
     from transformer_theory.impl.constructions import convolution as CV
 
     conv1d = construction(subject, "conv1d_as_attention", CV.conv1d_as_attention)
@@ -293,10 +304,6 @@ def truncated_stack_accepts(tokens, k: int, D: int, memory: int) -> bool:
 
 @claims.claim(
     "recurrence.dyck_memory_lower_bound",
-    title="A fixed-memory left-to-right reader of Dyck_{k,D} needs at least D log₂ k bits",
-    statement=r"s\ne s'\in[k]^{\le D}:\ s\,\bar s\in\mathrm{Dyck}_{k,D}\not\ni s'\,\bar s"
-              r"\ \Rightarrow\ \#\text{states}\ge\sum_{j=0}^{D}k^j,\ \ "
-              r"\text{memory}\ge\log_2\!\sum_{j\le D}k^j\ge D\log_2 k\ \text{bits}",
     sources=(SEED_000.at("RNN: 'state limits how far back interactions may be calculated "
                          "(fixed-size memory)'"),
              HEWITT_2020.at("abstract: 'no algorithm, even with unbounded computation, can "
@@ -306,16 +313,22 @@ def truncated_stack_accepts(tokens, k: int, D: int, memory: int) -> bool:
                          "memory advantage of self-attention networks over recurrent "
                          "networks' (the Omega(D log k) statement itself not located in the "
                          "text available here)")),
-    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("build_dyck_recognizer",),
-    notes="For (k, D) in {(2,1), (2,2), (2,3), (3,2), (4,2)}: every ordered pair of the "
-          "sum_j k^j stack contents is separated by the closing suffix of the first, as the "
-          "subject's Dyck recogniser (Yao et al.'s hard-attention construction) must confirm on "
-          "every one of the strings s s-bar and s' s-bar; so by pigeonhole a reader with fewer "
-          "states merges two of them and errs on one of the two strings. Concretely, a reader "
-          "keeping the top D - 1 stack types errs on an explicit string, one keeping D is exact "
-          "on all of them. Power: a single misjudged separating string, i.e. any recogniser that "
-          "confuses two stack contents (for instance one tracking only the depth).")
+    kind=Kind.LIMITATION, needs=("feed_forward",), uses=("build_dyck_recognizer",))
 def dyck_memory_lower_bound(subject, ctx) -> Evidence:
+    r"""A fixed-memory left-to-right reader of Dyck_{k,D} needs at least D log₂ k bits
+
+    .. math:: s\ne s'\in[k]^{\le D}:\ s\,\bar s\in\mathrm{Dyck}_{k,D}\not\ni s'\,\bar s\
+        \Rightarrow\ \#\text{states}\ge\sum_{j=0}^{D}k^j,\ \ \text{memory}\ge\log_2\!\sum_{j\le
+        D}k^j\ge D\log_2 k\ \text{bits}
+
+    For (k, D) in {(2,1), (2,2), (2,3), (3,2), (4,2)}: every ordered pair of the sum_j k^j stack
+    contents is separated by the closing suffix of the first, as the subject's Dyck recogniser (Yao
+    et al.'s hard-attention construction) must confirm on every one of the strings s s-bar and s'
+    s-bar; so by pigeonhole a reader with fewer states merges two of them and errs on one of the
+    two strings. Concretely, a reader keeping the top D - 1 stack types errs on an explicit string,
+    one keeping D is exact on all of them. Power: a single misjudged separating string, i.e. any
+    recogniser that confuses two stack contents (for instance one tracking only the depth).
+    """
     from transformer_theory.impl.constructions.dyck import build_recognizer, is_dyck
     from transformer_theory.impl.constructions.toolkit import Ops
 
@@ -378,26 +391,28 @@ def _monotone_horizon(w: float, b: float, steps: int, floor: float) -> int:
 
 @claims.claim(
     "recurrence.rnn_carries_position",
-    title="An RNN's state carries position; attention without a positional encoding does not",
-    statement=r"x_t\equiv x:\quad h_t=\tanh(w\,h_{t-1}+u\,x),\ w,ux>0,\ h_0=0\ \Rightarrow\ "
-              r"0<h_1<h_2<\dots<h_T;\qquad \mathrm{Att}(X,X,X)_t=x\ \ \forall t",
     sources=(SEED_003.at("Positional Encoding: 'Positional information arises naturally in "
                          "RNN/LSTMs'; 'Transformer Architecture is invariant to permutations "
                          "of the input sequence'"),
              VASWANI_2017.at("§3.5 (no recurrence and no convolution: positions must be "
                              "injected)")),
-    kind=Kind.PROPERTY, needs=("attention",), uses=("elman_rnn",),
-    notes="Fed the same token T times, the scalar Elman RNN h_t = tanh(w h_{t-1} + u x) with "
-          "w, u x > 0 and h_0 = 0 has strictly increasing states (h_1 = tanh(u x) > h_0, and "
-          "the map is increasing, so h_t > h_{t-1} gives h_{t+1} > h_t): the position is the "
-          "rank of the state. The subject's elman_rnn is run on drawn w in [0.25, 1.5], u x in "
-          "[0.05, 1] and T <= 24; order is checked over the first steps whose increments "
-          "provably exceed 64 ulps (the slope bound of _monotone_horizon). The subject's "
-          "attention on the same repeated token (queries = keys = values) gives every "
-          "position the same output to rounding. Power: an RNN that drops the recurrence "
-          "(h_t = tanh(u x_t)) has equal states; one whose update does not use the state's "
-          "sign (w < 0 behaviour) is not monotone.")
+    kind=Kind.PROPERTY, needs=("attention",), uses=("elman_rnn",))
 def rnn_carries_position(subject, ctx) -> Evidence:
+    r"""An RNN's state carries position; attention without a positional encoding does not
+
+    .. math:: x_t\equiv x:\quad h_t=\tanh(w\,h_{t-1}+u\,x),\ w,ux>0,\ h_0=0\ \Rightarrow\
+        0<h_1<h_2<\dots<h_T;\qquad \mathrm{Att}(X,X,X)_t=x\ \ \forall t
+
+    Fed the same token T times, the scalar Elman RNN h_t = tanh(w h_{t-1} + u x) with w, u x > 0
+    and h_0 = 0 has strictly increasing states (h_1 = tanh(u x) > h_0, and the map is increasing,
+    so h_t > h_{t-1} gives h_{t+1} > h_t): the position is the rank of the state. The subject's
+    elman_rnn is run on drawn w in [0.25, 1.5], u x in [0.05, 1] and T <= 24; order is checked over
+    the first steps whose increments provably exceed 64 ulps (the slope bound of
+    _monotone_horizon). The subject's attention on the same repeated token (queries = keys =
+    values) gives every position the same output to rounding. Power: an RNN that drops the
+    recurrence (h_t = tanh(u x_t)) has equal states; one whose update does not use the state's sign
+    (w < 0 behaviour) is not monotone.
+    """
     rnn = construction(subject, "elman_rnn", R.elman_rnn)
     case = st.fixed_dictionaries({
         "w": st.floats(0.25, 1.5), "ux": st.floats(0.05, 1.0),

@@ -125,20 +125,22 @@ def _bits(word: str) -> list[int]:
 
 @claims.claim(
     "turing.simulation",
-    title="One shared transformer layer per step simulates a Turing machine exactly",
-    statement=r"\mathrm{dec}\bigl(f_\theta^{\,t}(\mathrm{enc}(c_0))\bigr)=c_t\quad\forall\,t\le T,"
-              r"\qquad \text{hard attention, and softmax with }\beta=\ln\bigl(7(N-1)\bigr)+1",
     sources=(WEI_2022.at("the Turing-machine result (binary positional encodings of log T bits)"),
              PEREZ_2021.at("§4 (Turing completeness with positional encodings)"), SEED000_TM),
-    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",),
-    notes="Tokens are the N cells of a ring with one-hot positions; one head reads the symbol "
-          "under the head, two heads read the neighbours' head flags, a ReLU FFN of step units "
-          "computes the transition and re-binarises every feature, all residual. The same "
-          "layer is applied T times (depth T, shared weights). Softmax uses the subject's "
-          "attention with scale beta; every stored feature is checked to be binary after "
-          "every step. Unlike Pérez et al. and Wei et al. (one decoder token per step, "
-          "constant or log T depth), the sequence is the tape and the depth is T.")
+    kind=Kind.CONSTRUCTION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",))
 def simulation(subject, ctx) -> Evidence:
+    r"""One shared transformer layer per step simulates a Turing machine exactly
+
+    .. math:: \mathrm{dec}\bigl(f_\theta^{\,t}(\mathrm{enc}(c_0))\bigr)=c_t\quad\forall\,t\le
+        T,\qquad \text{hard attention, and softmax with }\beta=\ln\bigl(7(N-1)\bigr)+1
+
+    Tokens are the N cells of a ring with one-hot positions; one head reads the symbol under the
+    head, two heads read the neighbours' head flags, a ReLU FFN of step units computes the
+    transition and re-binarises every feature, all residual. The same layer is applied T times
+    (depth T, shared weights). Softmax uses the subject's attention with scale beta; every stored
+    feature is checked to be binary after every step. Unlike Pérez et al. and Wei et al. (one
+    decoder token per step, constant or log T depth), the sequence is the tape and the depth is T.
+    """
     long_cases = {"n": 0}
 
     def measure(c):
@@ -183,19 +185,21 @@ def simulation(subject, ctx) -> Evidence:
 
 @claims.claim(
     "turing.small_beta_fails",
-    title="Limitation: with too small a softmax β the simulation breaks down",
-    statement=r"\exists\,\beta^*\le\beta_{\mathrm{suff}}(N)=\ln\bigl(7(N-1)\bigr):\ "
-              r"\beta<\beta^*\Rightarrow \mathrm{dec}(f_\theta^{\,t}(\mathrm{enc}(c_0)))\ne c_t"
-              r"\ \text{for some } t\le T",
     sources=(WEI_2022.at("the Turing-machine result (finite precision, hard attention)"),
              PEREZ_2021.at("§4 (the proof uses hard attention)")),
-    kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",),
-    notes="Softmax only approximates the hard reads: each read is off by "
-          "eps = (N-1)/(e^beta + N - 1). The threshold beta* is measured by bisection "
-          "(resolution 1e-2) for the binary increment of 1011 over T=8 steps on rings of "
-          "N = 24, 48, 96 cells; the run at beta = beta_suff/2 must fail. It grows like ln N, "
-          "as the bound does.")
+    kind=Kind.LIMITATION, needs=("attention", "feed_forward"), uses=("build_turing_transformer",))
 def small_beta_fails(subject, ctx) -> Evidence:
+    r"""Limitation: with too small a softmax β the simulation breaks down
+
+    .. math:: \exists\,\beta^*\le\beta_{\mathrm{suff}}(N)=\ln\bigl(7(N-1)\bigr):\
+        \beta<\beta^*\Rightarrow \mathrm{dec}(f_\theta^{\,t}(\mathrm{enc}(c_0)))\ne c_t\ \text{for
+        some } t\le T
+
+    Softmax only approximates the hard reads: each read is off by eps = (N-1)/(e^beta + N - 1). The
+    threshold beta* is measured by bisection (resolution 1e-2) for the binary increment of 1011
+    over T=8 steps on rings of N = 24, 48, 96 cells; the run at beta = beta_suff/2 must fail. It
+    grows like ln N, as the bound does.
+    """
     build = _build(subject)
     machine = TM.binary_increment_machine()
     tape, steps = _bits("1011"), 8

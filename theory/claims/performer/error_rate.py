@@ -209,32 +209,30 @@ def output_mse_ratio_test(err_m: np.ndarray, err_4m: np.ndarray, range_m: float,
                                            delta=delta, expected=4.0))
 
 
-@claims.claim(
-    "performer.attention_error_rate",
-    title="The attention-matrix error decays like m^{-1/2}",
-    statement=r"m\,\mathbb E\|\hat A-A\|_F^2=\sum_{i,j}m\,\mathrm{MSE}^{+}_m(q_i',k_j')"
-              r"=\sum_{i,j}A_{ij}^2\big(e^{\|q_i'+k_j'\|^2}-1\big),\quad"
-              r"\frac{\mathrm{MSE}_{\mathrm{out}}(m)}{\mathrm{MSE}_{\mathrm{out}}(4m)}\in[3,5]"
-              r"\ (m\ge64),\ \ \mathrm{MSE}_{\mathrm{out}}(m)="
-              r"\mathbb E\,\mathrm{mean}_{i,c}\big(\hat D^{-1}\hat AV-D^{-1}AV\big)_{ic}^2",
-    sources=(LEMMA2, FAVOR, MAURER_PONTIL_2009),
-    kind=Kind.STATISTICAL, needs=("random_features",), proof="performer.relative_mse",
-    notes="Gated: (a) the Frobenius error: L = 6 queries and keys in d = 4 (entries "
-          "N(0, 0.3^2), then scaled by d^{-1/4}, so ||q_i' + k_j'||^2 < 1), iid W from the claim, "
-          "m in {16, 64, 256}; m E||A_hat - A||_F^2 matches the sum of Lemma 2's MSEs (median "
-          "of means with the exact variance of ||A_hat - A||_F^2). (b) Every normalised output "
-          "D_hat^-1 A_hat V lies in the convex hull of the values (positive features), so the "
-          "per-draw error err = mean over entries of (o_hat - o)^2 is in [0, R] with R = mean "
-          "over entries of max(o - min v, max v - o)^2. (c) The ratio MSE(64)/MSE(256) of the "
-          "normalised output, on one query and two keys (d = 2) with q' + k'_j = +-e_2 "
-          "(s = 1) and v = (1, -1), where E err / R is largest (~ sinh(1)/m): an empirical "
-          "Bernstein interval (Maurer & Pontil 2009, Thm 4) for each MSE from the range R, "
-          "their ratio interval [lo_64/hi_256, hi_64/lo_256], and the claim fails only if "
-          "that interval is disjoint from [3, 5]; whether it lies inside [3, 5] is reported. "
-          "For the random six-key inputs of (a), E err / R ~ 3e-5 at m = 256, and a "
-          "distribution-free interval as narrow would need ~1e7 draws. The first-order value of the ratio "
-          "is 4; O(1/m) terms bring it to ~3.8 at m = 64, s = 1.")
+@claims.claim("performer.attention_error_rate", sources=(LEMMA2, FAVOR, MAURER_PONTIL_2009),
+              kind=Kind.STATISTICAL, needs=("random_features",), proof="performer.relative_mse")
 def attention_error_rate(subject, ctx) -> Evidence:
+    r"""The attention-matrix error decays like m^{-1/2}
+
+    .. math:: m\,\mathbb E\|\hat
+        A-A\|_F^2=\sum_{i,j}m\,\mathrm{MSE}^{+}_m(q_i',k_j')=\sum_{i,j}A_{ij}^2\big(e^{\|q_i'+k_j'\|^2}-1\big),\quad\frac{\mathrm{MSE}_{\mathrm{out}}(m)}{\mathrm{MSE}_{\mathrm{out}}(4m)}\in[3,5]\
+        (m\ge64),\ \ \mathrm{MSE}_{\mathrm{out}}(m)=\mathbb E\,\mathrm{mean}_{i,c}\big(\hat
+        D^{-1}\hat AV-D^{-1}AV\big)_{ic}^2
+
+    Gated: (a) the Frobenius error: L = 6 queries and keys in d = 4 (entries N(0, 0.3^2), then
+    scaled by d^{-1/4}, so ||q_i' + k_j'||^2 < 1), iid W from the claim, m in {16, 64, 256}; m
+    E||A_hat - A||_F^2 matches the sum of Lemma 2's MSEs (median of means with the exact variance
+    of ||A_hat - A||_F^2). (b) Every normalised output D_hat^-1 A_hat V lies in the convex hull of
+    the values (positive features), so the per-draw error err = mean over entries of (o_hat - o)^2
+    is in [0, R] with R = mean over entries of max(o - min v, max v - o)^2. (c) The ratio
+    MSE(64)/MSE(256) of the normalised output, on one query and two keys (d = 2) with q' + k'_j =
+    +-e_2 (s = 1) and v = (1, -1), where E err / R is largest (~ sinh(1)/m): an empirical Bernstein
+    interval (Maurer & Pontil 2009, Thm 4) for each MSE from the range R, their ratio interval
+    [lo_64/hi_256, hi_64/lo_256], and the claim fails only if that interval is disjoint from [3,
+    5]; whether it lies inside [3, 5] is reported. For the random six-key inputs of (a), E err / R
+    ~ 3e-5 at m = 256, and a distribution-free interval as narrow would need ~1e7 draws. The
+    first-order value of the ratio is 4; O(1/m) terms bring it to ~3.8 at m = 64, s = 1.
+    """
     d, length, dv = 4, 6, 2
     rng = ctx.rng("qkv")
     q = 0.3 * rng.standard_normal((length, d))      # ||q_i' + k_j'||^2 <~ 1: light enough tails

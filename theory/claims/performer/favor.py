@@ -111,18 +111,18 @@ def _check_output(out, c: dict, shape) -> Measurement | None:
 # 9. FAVOR+ equals its explicit formula
 # ==========================================================================
 
-@claims.claim(
-    "performer.favor_explicit",
-    title="Bidirectional FAVOR+ equals D^-1 Q'(K')^T V with the features held fixed",
-    statement=r"\mathrm{FAVOR}(Q,K,V)=\hat D^{-1}\big(Q'((K')^{\top}V)\big)=\hat D^{-1}Q'(K')^{\top}V,"
-              r"\quad \hat D=\mathrm{diag}\big(Q'((K')^{\top}\mathbf 1_L)\big),\ "
-              r"Q'=\phi(Qd^{-1/4}),\ K'=\phi(Kd^{-1/4})",
-    sources=(FAVOR, SEED_RENORM),
-    kind=Kind.PROPERTY, needs=("favor_attention", "random_features"),
-    notes="The explicit side is built from the subject's own random_features (positive and "
-          "hyperbolic) in float64; the subject may stabilise and reassociate as it likes. "
-          "Outputs keep the input dtype.")
+@claims.claim("performer.favor_explicit", sources=(FAVOR, SEED_RENORM), kind=Kind.PROPERTY,
+              needs=("favor_attention", "random_features"))
 def favor_explicit(subject, ctx) -> Evidence:
+    r"""Bidirectional FAVOR+ equals D^-1 Q'(K')^T V with the features held fixed
+
+    .. math:: \mathrm{FAVOR}(Q,K,V)=\hat D^{-1}\big(Q'((K')^{\top}V)\big)=\hat
+        D^{-1}Q'(K')^{\top}V,\quad \hat D=\mathrm{diag}\big(Q'((K')^{\top}\mathbf 1_L)\big),\
+        Q'=\phi(Qd^{-1/4}),\ K'=\phi(Kd^{-1/4})
+
+    The explicit side is built from the subject's own random_features (positive and hyperbolic) in
+    float64; the subject may stabilise and reassociate as it likes. Outputs keep the input dtype.
+    """
     def measure(c):
         out = subject.favor_attention(c["q"], c["k"], c["v"], c["w"], kind=c["kind"])
         bad = _check_output(out, c, (*c["lead"], c["L"], c["dv"]))
@@ -140,15 +140,18 @@ def favor_explicit(subject, ctx) -> Evidence:
 # 10. the causal prefix sum
 # ==========================================================================
 
-@claims.claim(
-    "performer.causal_prefix_sum",
-    title="Unidirectional FAVOR+ (prefix sums) equals the explicit lower-triangular form",
-    statement=r"o_i=\frac{Q'_i\sum_{j\le i}K_j'^{\top}V_j}{Q'_i\sum_{j\le i}K_j'^{\top}}"
-              r"=\big[\mathrm{tril}(Q'K'^{\top})\big]_{i}V\,/\,\big[\mathrm{tril}(Q'K'^{\top})\mathbf 1\big]_i",
-    sources=(PREFIX, KATHAROPOULOS_2020.at("§3.2-3.3 (causal linear attention)")),
-    kind=Kind.PROPERTY, needs=("favor_attention", "random_features"),
-    notes="Sequences up to 24 positions so that chunked scans cross chunk borders.")
+@claims.claim("performer.causal_prefix_sum",
+              sources=(PREFIX, KATHAROPOULOS_2020.at("§3.2-3.3 (causal linear attention)")),
+              kind=Kind.PROPERTY, needs=("favor_attention", "random_features"))
 def causal_prefix_sum(subject, ctx) -> Evidence:
+    r"""Unidirectional FAVOR+ (prefix sums) equals the explicit lower-triangular form
+
+    .. math:: o_i=\frac{Q'_i\sum_{j\le i}K_j'^{\top}V_j}{Q'_i\sum_{j\le
+        i}K_j'^{\top}}=\big[\mathrm{tril}(Q'K'^{\top})\big]_{i}V\,/\,\big[\mathrm{tril}(Q'K'^{\top})\mathbf
+        1\big]_i
+
+    Sequences up to 24 positions so that chunked scans cross chunk borders.
+    """
     def measure(c):
         out = subject.favor_attention(c["q"], c["k"], c["v"], c["w"], causal=True, kind=c["kind"])
         bad = _check_output(out, c, (*c["lead"], c["L"], c["dv"]))
@@ -165,14 +168,15 @@ def causal_prefix_sum(subject, ctx) -> Evidence:
 # 11. recurrent decoding
 # ==========================================================================
 
-@claims.claim(
-    "performer.recurrent_equals_parallel",
-    title="Step-by-step (recurrent) FAVOR+ decoding equals the parallel causal output",
-    statement=r"S_t=S_{t-1}+K_t'^{\top}V_t,\ z_t=z_{t-1}+K_t'^{\top},\ "
-              r"o_t=\frac{Q'_tS_t}{Q'_tz_t}=\mathrm{FAVOR}_{\text{causal}}(Q,K,V)_t",
-    sources=(PREFIX, KATHAROPOULOS_2020.at("§3.4 (transformers are RNNs)")),
-    kind=Kind.PROPERTY, needs=("favor_attention_recurrent", "favor_attention"))
+@claims.claim("performer.recurrent_equals_parallel",
+              sources=(PREFIX, KATHAROPOULOS_2020.at("§3.4 (transformers are RNNs)")),
+              kind=Kind.PROPERTY, needs=("favor_attention_recurrent", "favor_attention"))
 def recurrent_equals_parallel(subject, ctx) -> Evidence:
+    r"""Step-by-step (recurrent) FAVOR+ decoding equals the parallel causal output
+
+    .. math:: S_t=S_{t-1}+K_t'^{\top}V_t,\ z_t=z_{t-1}+K_t'^{\top},\
+        o_t=\frac{Q'_tS_t}{Q'_tz_t}=\mathrm{FAVOR}_{\text{causal}}(Q,K,V)_t
+    """
     def measure(c):
         rec = subject.favor_attention_recurrent(c["q"], c["k"], c["v"], c["w"], kind=c["kind"])
         bad = _check_output(rec, c, (*c["lead"], c["L"], c["dv"]))
@@ -216,20 +220,21 @@ def _exploding_key_example(ctx):
     return {"q": q, "k": k, "v": v, "w": w, "k2": k2, "v2": v2, "edit": edit, "d": d}
 
 
-@claims.claim(
-    "performer.causality",
-    title="Causal FAVOR+ with per-query/per-key stabilisers: output i ignores positions after i",
-    statement=r"k_j'=k_j,\ v_j'=v_j\ \ \forall j\le i\ \Rightarrow\ "
-              r"\mathrm{FAVOR}_{\text{causal}}(Q,K',V')_i=\mathrm{FAVOR}_{\text{causal}}(Q,K,V)_i",
-    sources=(PREFIX, GOOGLE_FAVOR),
-    kind=Kind.PROPERTY, needs=("favor_attention",),
-    notes="Later keys and values are replaced by fresh ones, including the key k = w_max d^{1/4} "
-          "that attains the largest possible exponent ||w||^2/2 (so any sequence-wide maximum "
-          "changes). A fixed example adds keys with exponents near -880: a key maximum taken "
-          "over the whole sequence then underflows the earlier keys once a future key is large, "
-          "while per-key stabilisers (compensated by log-weights) and the per-query maximum "
-          "(which cancels in D^-1) leave output i exactly unchanged.")
+@claims.claim("performer.causality", sources=(PREFIX, GOOGLE_FAVOR), kind=Kind.PROPERTY,
+              needs=("favor_attention",))
 def causality(subject, ctx) -> Evidence:
+    r"""Causal FAVOR+ with per-query/per-key stabilisers: output i ignores positions after i
+
+    .. math:: k_j'=k_j,\ v_j'=v_j\ \ \forall j\le i\ \Rightarrow\
+        \mathrm{FAVOR}_{\text{causal}}(Q,K',V')_i=\mathrm{FAVOR}_{\text{causal}}(Q,K,V)_i
+
+    Later keys and values are replaced by fresh ones, including the key k = w_max d^{1/4} that
+    attains the largest possible exponent ||w||^2/2 (so any sequence-wide maximum changes). A fixed
+    example adds keys with exponents near -880: a key maximum taken over the whole sequence then
+    underflows the earlier keys once a future key is large, while per-key stabilisers (compensated
+    by log-weights) and the per-query maximum (which cancels in D^-1) leave output i exactly
+    unchanged.
+    """
     strategy = st.tuples(favor_case(causal=True, max_len=12), st.data())
 
     def measure(args):
@@ -276,20 +281,22 @@ def causality(subject, ctx) -> Evidence:
                     falsifying_example=example.falsifying_example)
 
 
-@claims.claim(
-    "performer.sequence_stabilizer_leaks",
-    title="Limitation: a key stabiliser taken over the whole sequence breaks causality",
-    statement=r"K'_j=\phi(k_j)\,e^{-C},\ C=\max_{l\le L,\,r}\big(w_r^{\top}k_l-\tfrac{\|k_l\|^2}{2}\big)"
-              r"\ \Rightarrow\ o_i\ \text{depends on}\ k_{j},\ j>i",
-    sources=(GOOGLE_FAVOR, PREFIX),
-    kind=Kind.LIMITATION, needs=("random_features", "favor_attention"),
-    keywords=(("random_features", "stabilizer"),),
-    notes="In exact arithmetic a factor e^{-C} common to all keys cancels in D^-1; in floating "
-          "point C depends on future keys, and once a future key raises C the earlier keys' "
-          "features exp(a_j - C) underflow. The causal prefix sums are built here from the "
-          "subject's random_features with stabilizer = C (the sequence max, computed by the "
-          "claim); the subject's own causal FAVOR+ is shown unaffected on the same example.")
+@claims.claim("performer.sequence_stabilizer_leaks", sources=(GOOGLE_FAVOR, PREFIX),
+              kind=Kind.LIMITATION, needs=("random_features", "favor_attention"),
+              keywords=(("random_features", "stabilizer"),))
 def sequence_stabilizer_leaks(subject, ctx) -> Evidence:
+    r"""Limitation: a key stabiliser taken over the whole sequence breaks causality
+
+    .. math:: K'_j=\phi(k_j)\,e^{-C},\ C=\max_{l\le
+        L,\,r}\big(w_r^{\top}k_l-\tfrac{\|k_l\|^2}{2}\big)\ \Rightarrow\ o_i\ \text{depends on}\
+        k_{j},\ j>i
+
+    In exact arithmetic a factor e^{-C} common to all keys cancels in D^-1; in floating point C
+    depends on future keys, and once a future key raises C the earlier keys' features exp(a_j - C)
+    underflow. The causal prefix sums are built here from the subject's random_features with
+    stabilizer = C (the sequence max, computed by the claim); the subject's own causal FAVOR+ is
+    shown unaffected on the same example.
+    """
     ex = _exploding_key_example(ctx)
     d, w = ex["d"], ex["w"]
     scale = d ** -0.25
@@ -341,17 +348,18 @@ def _features_stab(subject, x, w, stabilizer) -> np.ndarray:
 # 13. padding and batches
 # ==========================================================================
 
-@claims.claim(
-    "performer.padding_and_batch",
-    title="Padded keys have no effect; batch members are independent",
-    statement=r"M_j=0\Rightarrow o_i\ \text{independent of}\ (k_j,v_j);\quad "
-              r"\mathrm{FAVOR}(Q,K,V)_b=\mathrm{FAVOR}(Q_b,K_b,V_b)",
-    sources=(FAVOR, PREFIX),
-    kind=Kind.PROPERTY, needs=("favor_attention",),
-    notes="Key-padding masks (..., Lk) with bidirectional and causal FAVOR+: rewriting padded "
-          "keys and values leaves the output unchanged; bidirectionally it equals FAVOR+ on the "
-          "unpadded keys alone; each batch (and head) member equals FAVOR+ run on it alone.")
+@claims.claim("performer.padding_and_batch", sources=(FAVOR, PREFIX), kind=Kind.PROPERTY,
+              needs=("favor_attention",))
 def padding_and_batch(subject, ctx) -> Evidence:
+    r"""Padded keys have no effect; batch members are independent
+
+    .. math:: M_j=0\Rightarrow o_i\ \text{independent of}\ (k_j,v_j);\quad
+        \mathrm{FAVOR}(Q,K,V)_b=\mathrm{FAVOR}(Q_b,K_b,V_b)
+
+    Key-padding masks (..., Lk) with bidirectional and causal FAVOR+: rewriting padded keys and
+    values leaves the output unchanged; bidirectionally it equals FAVOR+ on the unpadded keys
+    alone; each batch (and head) member equals FAVOR+ run on it alone.
+    """
     lead = st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple)
     strategy = st.booleans().flatmap(
         lambda causal: st.tuples(favor_case(causal=causal, lead=lead), st.just(causal)))
@@ -401,15 +409,16 @@ def padding_and_batch(subject, ctx) -> Evidence:
 # 14. normalisation
 # ==========================================================================
 
-@claims.claim(
-    "performer.normalization",
-    title="With V = 1 every output is exactly 1: the normaliser is present",
-    statement=r"V=\mathbf 1\ \Rightarrow\ \hat D^{-1}Q'(K')^{\top}\mathbf 1=\mathbf 1",
-    sources=(FAVOR, SEED_RENORM),
-    kind=Kind.PROPERTY, needs=("favor_attention",),
-    notes="Bidirectional and causal, with key-padding masks; rows that see no unpadded key "
-          "return 0 by the contract.")
+@claims.claim("performer.normalization", sources=(FAVOR, SEED_RENORM), kind=Kind.PROPERTY,
+              needs=("favor_attention",))
 def normalization(subject, ctx) -> Evidence:
+    r"""With V = 1 every output is exactly 1: the normaliser is present
+
+    .. math:: V=\mathbf 1\ \Rightarrow\ \hat D^{-1}Q'(K')^{\top}\mathbf 1=\mathbf 1
+
+    Bidirectional and causal, with key-padding masks; rows that see no unpadded key return 0 by the
+    contract.
+    """
     strategy = st.booleans().flatmap(
         lambda causal: st.tuples(favor_case(causal=causal), st.just(causal), st.booleans()))
 

@@ -52,21 +52,23 @@ def wrapped_normal_tv(alpha: float) -> float:
     return float(sum(math.exp(-k * k * alpha * alpha / 2) for k in range(1, 50)))
 
 
-@claims.claim(
-    "performer.positive_normalizer_positive",
-    title="Positive features keep every normaliser D_ii > 0; trig features do not",
-    statement=r"\hat D_{ii}=\phi^{+}(q_i)^{\top}\sum_j\phi^{+}(k_j)>0\ \text{always};\quad"
-              r"\phi^{\mathrm{trig}}:\ \Pr[\hat D_{ii}\le0]\to\tfrac12\ \text{for distant keys}",
-    sources=(INSTABILITY, SEED_RENORM, LEMMA1, HOEFFDING_1963),
-    kind=Kind.STATISTICAL, needs=("random_features",),
-    notes="Positive and hyperbolic: every feature and every row normaliser of Q'(K'^T 1) is "
-          "positive for queries and keys of norms from 0.1 to 3 (float64). Trigonometric: rows "
-          "whose L = 4 keys sit at distance alpha = 6 from the query in orthogonal directions; "
-          "the angles w^T(q - k_j) are then within total variation L m sum_k e^{-k^2 alpha^2/2} of "
-          "iid uniform ones, under which D_ii is symmetric about 0, so Pr[D_ii <= 0] >= 1/2 - "
-          "that. Hoeffding's inequality over n independent rows bounds the chance that the "
-          "fraction falls below 1/3.")
+@claims.claim("performer.positive_normalizer_positive",
+              sources=(INSTABILITY, SEED_RENORM, LEMMA1, HOEFFDING_1963), kind=Kind.STATISTICAL,
+              needs=("random_features",))
 def positive_normalizer_positive(subject, ctx) -> Evidence:
+    r"""Positive features keep every normaliser D_ii > 0; trig features do not
+
+    .. math:: \hat D_{ii}=\phi^{+}(q_i)^{\top}\sum_j\phi^{+}(k_j)>0\
+        \text{always};\quad\phi^{\mathrm{trig}}:\ \Pr[\hat D_{ii}\le0]\to\tfrac12\ \text{for
+        distant keys}
+
+    Positive and hyperbolic: every feature and every row normaliser of Q'(K'^T 1) is positive for
+    queries and keys of norms from 0.1 to 3 (float64). Trigonometric: rows whose L = 4 keys sit at
+    distance alpha = 6 from the query in orthogonal directions; the angles w^T(q - k_j) are then
+    within total variation L m sum_k e^{-k^2 alpha^2/2} of iid uniform ones, under which D_ii is
+    symmetric about 0, so Pr[D_ii <= 0] >= 1/2 - that. Hoeffding's inequality over n independent
+    rows bounds the chance that the fraction falls below 1/3.
+    """
     rng = ctx.rng("positive")
     d, m, L = 8, 32, 16
     checks = []

@@ -52,26 +52,27 @@ def _blocks(m: int, d: int) -> list[slice]:
     return [slice(start, min(start + d, m)) for start in range(0, m, d)]
 
 
-@claims.claim(
-    "performer.orthogonal_features",
-    title="Orthogonal random features: orthogonal blocks, chi_d norms, fair signs, unbiased",
-    statement=r"W=\big[\rho_i\,q_i^{\top}\big]_{i\le m},\ Q=[q_1\cdots q_d]^{\top}\ \text{Haar per block},\ "
-              r"\rho_i\overset{iid}{\sim}\chi_d\ \Rightarrow\ w_i\sim\mathcal N(0,I_d),\ "
-              r"w_i^{\top}w_j=0\ (i\ne j\ \text{in a block}),\ "
-              r"\mathbb E\,\widehat{SM}^{\mathrm{ort}+}_m=\mathrm{SM}",
-    sources=(ORF, THEOREM2, YU_2016, MEZZADRI_2007, MASSEY_1951),
-    kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
-    notes="n draws of orthogonal_gaussian(m=6, d=4) (a full block and two rows of a second). "
-          "Rows of a block are orthogonal to rounding; the n m row norms pass a Kolmogorov-Smirnov "
-          "test against chi_4 (exact p-value); the sign of every entry (row, coordinate) is "
-          "positive half of the time (exact binomial tests); and the positive estimator is "
-          "unbiased for x + y along e_1, e_d, (1,...,1)/sqrt(d) and a random direction, with the "
-          "exact variance of the orthogonal estimator. Without the QR sign correction "
-          "Q diag(sign diag R) the (0, 0) entry of every block is always negative (LAPACK's "
-          "Householder convention), a bug of public implementations the sign test catches. "
-          "The budget 1e-6 is split evenly between the KS test, the 24 sign tests and the 4 "
-          "means.")
+@claims.claim("performer.orthogonal_features",
+              sources=(ORF, THEOREM2, YU_2016, MEZZADRI_2007, MASSEY_1951), kind=Kind.STATISTICAL,
+              needs=("orthogonal_gaussian", "random_features"))
 def orthogonal_features(subject, ctx) -> Evidence:
+    r"""Orthogonal random features: orthogonal blocks, chi_d norms, fair signs, unbiased
+
+    .. math:: W=\big[\rho_i\,q_i^{\top}\big]_{i\le m},\ Q=[q_1\cdots q_d]^{\top}\ \text{Haar per
+        block},\ \rho_i\overset{iid}{\sim}\chi_d\ \Rightarrow\ w_i\sim\mathcal N(0,I_d),\
+        w_i^{\top}w_j=0\ (i\ne j\ \text{in a block}),\ \mathbb
+        E\,\widehat{SM}^{\mathrm{ort}+}_m=\mathrm{SM}
+
+    n draws of orthogonal_gaussian(m=6, d=4) (a full block and two rows of a second). Rows of a
+    block are orthogonal to rounding; the n m row norms pass a Kolmogorov-Smirnov test against
+    chi_4 (exact p-value); the sign of every entry (row, coordinate) is positive half of the time
+    (exact binomial tests); and the positive estimator is unbiased for x + y along e_1, e_d,
+    (1,...,1)/sqrt(d) and a random direction, with the exact variance of the orthogonal estimator.
+    Without the QR sign correction Q diag(sign diag R) the (0, 0) entry of every block is always
+    negative (LAPACK's Householder convention), a bug of public implementations the sign test
+    catches. The budget 1e-6 is split evenly between the KS test, the 24 sign tests and the 4
+    means.
+    """
     d, m = 4, 6
     directions = {"e_1": np.eye(d)[0], "e_d": np.eye(d)[-1],
                   "(1,...,1)/sqrt(d)": np.ones(d) / math.sqrt(d)}
@@ -276,29 +277,28 @@ def _exact_tests(ctx, draws: dict) -> Evidence:
                f"matches the exact formula. {point.summary(tests[0].test.halfwidth)}")
 
 
-@claims.claim(
-    "performer.orthogonal_mse_exact",
-    title="The exact MSE of block-orthogonal positive features matches Monte Carlo",
-    statement=r"\mathrm{MSE}^{\mathrm{ort}+}_m=\Lambda^2\Big[\frac{e^{2s}-e^{s}}{m}+\frac{P}{m^2}"
-              r"\big({}_1F_1(d;\tfrac d2;\tfrac s2)-e^{s}\big)\Big],\quad s=\|x+y\|^2,\ "
-              r"P=b\,d(d-1)+r(r-1),\ m=bd+r",
-    sources=(THEOREM2, ORF, YU_2016),
-    kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
-    proof="performer.orthogonal_pair_moment", shards=mc_shards, pool=_exact_tests,
-    notes="Two points, each tested two-sided against the exact value at delta/2. (1) d = m = 32, "
-          "||x + y||^2 = 0.75, ||x - y||^2 = 0.5: exact MSE 0.0309, iid (Lemma 2) 0.0396; "
-          "the sample size (117 groups, 134k squared errors at scale 1) is the smallest that puts "
-          "the iid MSE 3 half-widths (h = 0.0029) from the exact one. Power: an MSE off by more "
-          "than 2h (19% of the exact value) is rejected with probability >= 1 - delta when its "
-          "squared errors have the orthogonal variance; iid rows are rejected since the gap "
-          "(3h) exceeds h + h_iid = 2.5h. The size follows from the gap: over d <= 32 the gap "
-          "divided by the standard deviation of one squared error is at most 0.18 (here). (2) d = 4, m = 6, ||x + y||^2 = 0.3 (a full and a partial block, where "
-          "P/m^2 = 14/36 differs from (m-1)/m): checks the same-block count P, not iid rows (the "
-          "two MSEs differ by 4% there). The exact variance of a squared error needs the fourth "
-          "moment of the orthogonal estimator, from the joint moments E exp(sum p_i w_i^T z) of up "
-          "to four rows of a Haar block with chi norms (orthogonal_joint_mgf).")
+@claims.claim("performer.orthogonal_mse_exact", sources=(THEOREM2, ORF, YU_2016),
+              kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
+              proof="performer.orthogonal_pair_moment", shards=mc_shards, pool=_exact_tests)
 def orthogonal_mse_exact_claim(subject, ctx) -> dict:
-    """This shard's draws of the subject's orthogonal estimator at both points."""
+    r"""The exact MSE of block-orthogonal positive features matches Monte Carlo
+
+    .. math:: \mathrm{MSE}^{\mathrm{ort}+}_m=\Lambda^2\Big[\frac{e^{2s}-e^{s}}{m}+\frac{P}{m^2}\big({}_1F_1(d;\tfrac
+        d2;\tfrac s2)-e^{s}\big)\Big],\quad s=\|x+y\|^2,\ P=b\,d(d-1)+r(r-1),\ m=bd+r
+
+    Two points, each tested two-sided against the exact value at delta/2. (1) d = m = 32, ||x +
+    y||^2 = 0.75, ||x - y||^2 = 0.5: exact MSE 0.0309, iid (Lemma 2) 0.0396; the sample size (117
+    groups, 134k squared errors at scale 1) is the smallest that puts the iid MSE 3 half-widths (h
+    = 0.0029) from the exact one. Power: an MSE off by more than 2h (19% of the exact value) is
+    rejected with probability >= 1 - delta when its squared errors have the orthogonal variance;
+    iid rows are rejected since the gap (3h) exceeds h + h_iid = 2.5h. The size follows from the
+    gap: over d <= 32 the gap divided by the standard deviation of one squared error is at most
+    0.18 (here). (2) d = 4, m = 6, ||x + y||^2 = 0.3 (a full and a partial block, where P/m^2 =
+    14/36 differs from (m-1)/m): checks the same-block count P, not iid rows (the two MSEs differ
+    by 4% there). The exact variance of a squared error needs the fourth moment of the orthogonal
+    estimator, from the joint moments E exp(sum p_i w_i^T z) of up to four rows of a Haar block
+    with chi norms (orthogonal_joint_mgf).
+    """
     (d, m, _), (d4, m6, _) = _EXACT_POINT, _PARTIAL_POINT
     point, g4, n4 = _exact_points(ctx)
     return {"main": _orthogonal_estimates(subject, ctx, point.g, m, d,
@@ -360,28 +360,27 @@ def _bound_tests(ctx, draws: dict) -> Evidence:
                f"{point.summary(tests[0].test.halfwidth)}")
 
 
-@claims.claim(
-    "performer.orthogonal_mse_bound",
-    title="Orthogonal features lower the MSE (Theorem 2)",
-    statement=r"\mathrm{MSE}^{\mathrm{ort}+}_m\le\mathrm{MSE}^{+}_m-\frac{2(m-1)}{m(d+2)}"
-              r"\big(\mathrm{SM}(x,y)-\Lambda\big)^2\quad(m\le d)",
-    sources=(THEOREM2, ORF),
-    kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
-    proof="performer.orthogonal_mse_bound", shards=mc_shards, pool=_bound_tests,
-    notes="Analytically, the exact MSE satisfies the bound for every m <= d <= 16 and "
-          "||x+y||^2 in (0, 4] and at the Monte Carlo point; for m > d the bound holds with P/m^2 "
-          "(same-block pairs) in place of (m-1)/m, while the wording with (m-1)/m is violated "
-          "(reported, not part of the claim). Monte Carlo with the subject's sampler at "
-          "d = m = 24, ||x + y||^2 = 0.75 (the theorem's setting, one block): the mean squared "
-          "error matches the exact MSE (two-sided; it lies below the bound, so the subject meets "
-          "the bound) and the estimator is the unbiased one the theorem is about (its mean is "
-          "SM). Each test at delta/2; 117 groups, 168k draws at scale 1, the smallest size that "
-          "puts the iid MSE (0.0527 against the exact 0.0416; the bound is 0.0446) 3 half-widths "
-          "(h = 0.0037) away. Power: an MSE off by more than 2h (18% of the exact value) is "
-          "rejected with probability >= 1 - delta when its squared errors have the orthogonal "
-          "variance; iid rows are rejected since the gap exceeds h + h_iid = 2.5h.")
+@claims.claim("performer.orthogonal_mse_bound", sources=(THEOREM2, ORF), kind=Kind.STATISTICAL,
+              needs=("orthogonal_gaussian", "random_features"),
+              proof="performer.orthogonal_mse_bound", shards=mc_shards, pool=_bound_tests)
 def orthogonal_mse_bound(subject, ctx) -> dict:
-    """This shard's draws of the subject's orthogonal estimator at the Monte Carlo point."""
+    r"""Orthogonal features lower the MSE (Theorem 2)
+
+    .. math:: \mathrm{MSE}^{\mathrm{ort}+}_m\le\mathrm{MSE}^{+}_m-\frac{2(m-1)}{m(d+2)}\big(\mathrm{SM}(x,y)-\Lambda\big)^2\quad(m\le
+        d)
+
+    Analytically, the exact MSE satisfies the bound for every m <= d <= 16 and ||x+y||^2 in (0, 4]
+    and at the Monte Carlo point; for m > d the bound holds with P/m^2 (same-block pairs) in place
+    of (m-1)/m, while the wording with (m-1)/m is violated (reported, not part of the claim). Monte
+    Carlo with the subject's sampler at d = m = 24, ||x + y||^2 = 0.75 (the theorem's setting, one
+    block): the mean squared error matches the exact MSE (two-sided; it lies below the bound, so
+    the subject meets the bound) and the estimator is the unbiased one the theorem is about (its
+    mean is SM). Each test at delta/2; 117 groups, 168k draws at scale 1, the smallest size that
+    puts the iid MSE (0.0527 against the exact 0.0416; the bound is 0.0446) 3 half-widths (h =
+    0.0037) away. Power: an MSE off by more than 2h (18% of the exact value) is rejected with
+    probability >= 1 - delta when its squared errors have the orthogonal variance; iid rows are
+    rejected since the gap exceeds h + h_iid = 2.5h.
+    """
     d, m, _ = _BOUND_POINT
     point = _bound_point(ctx)
     return {"estimates": _orthogonal_estimates(subject, ctx, point.g, m, d,
@@ -392,19 +391,21 @@ def orthogonal_mse_bound(subject, ctx) -> dict:
 # 8. the regularised softmax kernel
 # ==========================================================================
 
-@claims.claim(
-    "performer.smreg_kernel",
-    title="Rows of norm sqrt(d) estimate the regularised kernel SMREG <= SM",
-    statement=r"\mathbb E\,\widehat{SM}^{\mathrm{reg}}_m=\mathrm{SMREG}(x,y)=\Lambda\,"
-              r"{}_0F_1\!\big(;\tfrac d2;\tfrac{d\,\|x+y\|^2}{4}\big)\le\mathrm{SM}(x,y)",
-    sources=(SMREG_SOURCE, ORF),
-    kind=Kind.STATISTICAL, needs=("orthogonal_gaussian", "random_features"),
-    notes="Analytically SMREG <= SM on a grid of d and ||x + y||^2 (termwise (d/2)_k >= (d/2)^k). "
-          "Monte Carlo: orthogonal_gaussian(m=8, d=4, scaling='fixed') with ||x + y||^2 = 4 (the "
-          "terms are bounded by e^{sqrt(d) ||x+y||}, so a larger s is safe here); the mean "
-          "matches SMREG with the exact variance, and the sample size makes the interval's "
-          "half-width below (SM - SMREG)/2, so the estimate is shown to be below SM.")
+@claims.claim("performer.smreg_kernel", sources=(SMREG_SOURCE, ORF), kind=Kind.STATISTICAL,
+              needs=("orthogonal_gaussian", "random_features"))
 def smreg_kernel(subject, ctx) -> Evidence:
+    r"""Rows of norm sqrt(d) estimate the regularised kernel SMREG <= SM
+
+    .. math:: \mathbb
+        E\,\widehat{SM}^{\mathrm{reg}}_m=\mathrm{SMREG}(x,y)=\Lambda\,{}_0F_1\!\big(;\tfrac
+        d2;\tfrac{d\,\|x+y\|^2}{4}\big)\le\mathrm{SM}(x,y)
+
+    Analytically SMREG <= SM on a grid of d and ||x + y||^2 (termwise (d/2)_k >= (d/2)^k). Monte
+    Carlo: orthogonal_gaussian(m=8, d=4, scaling='fixed') with ||x + y||^2 = 4 (the terms are
+    bounded by e^{sqrt(d) ||x+y||}, so a larger s is safe here); the mean matches SMREG with the
+    exact variance, and the sample size makes the interval's half-width below (SM - SMREG)/2, so
+    the estimate is shown to be below SM.
+    """
     checks = []
     rng = ctx.rng("grid")
     for d in (1, 2, 4, 16, 64):
