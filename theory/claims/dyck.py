@@ -55,6 +55,8 @@ from ._dyck_strings import (dyck_cases, exhaustive, exhaustive_blocks, exhaustiv
                             exhaustive_shards, exhaustive_workers,
                             long_strings, near_miss, random_member)
 from ._dyck_strings import text as _text
+from ._sensitivity import (ALPHABET, FIT_FROM, SENSITIVITY_STACKS, fixed_layer, fixed_stack,
+                           hahn_constants, max_single_change, stack_changes)
 from ..checks import Measurement, for_all, holds, single_case
 from ..claim import Evidence, Kind
 from ..registry import ClaimSet
@@ -574,68 +576,6 @@ def generator_allowed_sets(subject, ctx) -> Evidence:
 # claim 8: Hahn's sensitivity bound
 # ---------------------------------------------------------------------------
 
-_ALPHABET, _D_EMB, _E = 2, 6, 4
-
-
-def _fixed_layer(rng):
-    """Fixed random weights of one soft-attention layer on (token, position) inputs."""
-    emb = rng.standard_normal((_ALPHABET, _D_EMB)) / math.sqrt(_D_EMB)   # (A, d)
-    w_q, w_k, w_v = (rng.standard_normal((_D_EMB + 1, _E)) / math.sqrt(_D_EMB + 1)
-                     for _ in range(3))                                  # (d+1, E)
-    return emb, w_q, w_k, w_v
-
-
-def _features(emb, tokens, positions):
-    return np.concatenate([emb[tokens], positions[:, None]], axis=1)      # (n, d+1)
-
-
-def _max_single_change(attention, layer, tokens, budget: int = 2 ** 20) -> float:
-    """max over non-query positions i and symbols a != tokens[i] of |o_n(w) - o_n(w[i := a])|.
-
-    The changed strings go to ``attention`` as one batch, in equal chunks of
-    about ``budget / n`` strings (the last one padded with repeats), so that a
-    compiled backend sees one shape per n.
-    """
-    emb, w_q, w_k, w_v = layer
-    n = tokens.size
-    pos = np.arange(1, n + 1) / n                                   # (n,) the query is at 1
-    x = _features(emb, tokens, pos)                                 # (n, d+1)
-    q, k, v = x[-1:] @ w_q, x @ w_k, x @ w_v                        # (1, E), (n, E), (n, E)
-    scale = 1.0 / math.sqrt(_E)
-    base = np.asarray(attention(q, k, v, scale=scale))[0]           # (E,)
-    i, a = np.meshgrid(np.arange(n - 1), np.arange(_ALPHABET), indexing="ij")
-    keep = a != tokens[i]
-    i, a = i[keep], a[keep]                                         # (P,) every single change
-    chunk = min(i.size, max(1, budget // n))
-    n_chunks = -(-i.size // chunk)
-    pad = n_chunks * chunk - i.size
-    i, a = np.concatenate([i, i[:pad]]), np.concatenate([a, a[:pad]])
-    worst = 0.0
-    for start in range(0, i.size, chunk):
-        ii, aa = i[start:start + chunk], a[start:start + chunk]
-        rows = np.arange(ii.size)
-        kb = np.repeat(k[None], ii.size, axis=0)                    # (P, n, E)
-        vb = np.repeat(v[None], ii.size, axis=0)                    # (P, n, E)
-        new = _features(emb, aa, pos[ii])                           # (P, d+1)
-        kb[rows, ii] = new @ w_k
-        vb[rows, ii] = new @ w_v
-        qb = np.repeat(q[None], ii.size, axis=0)                    # (P, 1, E)
-        out = np.asarray(attention(qb, kb, vb, scale=scale))[:, 0]  # (P, E)
-        worst = max(worst, float(np.max(np.linalg.norm(out - base, axis=1))))
-    return worst
-
-
-def _hahn_constants(layer, query_token: int) -> tuple[float, float]:
-    """C = max |scale q.k| and V = max ||v|| over every token and position in [0, 1]."""
-    emb, w_q, w_k, w_v = layer
-    corners = np.array([_features(emb, np.array([t]), np.array([p]))[0]
-                        for t in range(_ALPHABET) for p in (0.0, 1.0)])   # (2A, d+1)
-    q = _features(emb, np.array([query_token]), np.array([1.0])) @ w_q    # (1, E)
-    logits = np.abs(corners @ w_k @ q[0]) / math.sqrt(_E)          # linear in p: max at ends
-    values = np.linalg.norm(corners @ w_v, axis=1)                 # convex in p: max at ends
-    return float(np.max(logits)), float(np.max(values))
-
-
 @claims.claim("dyck.hahn_sensitivity",
               sources=(LEMMA_5, SEED_000.at("Negative result: Dyck_k is not possible")),
               kind=Kind.LIMITATION, needs=("attention", "feed_forward"),
@@ -655,18 +595,18 @@ def hahn_sensitivity(subject, ctx) -> Evidence:
     vacuous, and one symbol flips its output at every n.
     """
     rng = ctx.rng("weights")
-    layer = _fixed_layer(rng)
+    layer = fixed_layer(rng)
     query_token = 0
-    C, V = _hahn_constants(layer, query_token)
+    C, V = hahn_constants(layer, query_token)
     top = 12
     ns, changes, bounds = [], [], []
     measurements = []
     for m in range(6, top + 1):
         n = 2 ** m
-        tokens = ctx.rng(f"string{n}").integers(0, _ALPHABET, size=n)
+        tokens = ctx.rng(f"string{n}").integers(0, ALPHABET, size=n)
         tokens[-1] = query_token
         try:
-            delta = _max_single_change(subject.attention, layer, tokens)
+            delta = max_single_change(subject.attention, layer, tokens)
         except (ValueError, FloatingPointError) as exc:          # the subject's output broke
             delta = float("inf")
             measurements.append(holds(False, f"n = {n}: the attention failed: {exc}"))
@@ -727,53 +667,6 @@ def hahn_sensitivity(subject, ctx) -> Evidence:
                             "style": "points"}]})
 
 
-#: (depth, logit scales, largest log2 n) of the fixed stacks: near-uniform attention (largest
-#: first-layer logit C ~ 0.1) to peaked (C ~ 3.5, one layer, whose n reaches 2^14: the 1/n
-#: rate sets in once n is well past e^(2C))
-_SENSITIVITY_STACKS = ((1, (1.0, 10.0, 30.0), 14), (2, (1.0, 10.0), 11), (3, (1.0, 10.0), 11))
-#: The rate is fitted from this n on (the moves of smaller n show the approach to it).
-_FIT_FROM = 256
-#: Where the one symbol changes, in eighths of n (even positions for n >= 16).
-_CHANGED_AT = (1, 3, 5, 7)
-
-
-def _fixed_stack(rng, depth: int):
-    """Fixed random weights of ``depth`` residual soft-attention layers of width d + 1."""
-    width = _D_EMB + 1
-    emb = rng.standard_normal((_ALPHABET, _D_EMB)) / math.sqrt(_D_EMB)   # (A, d)
-    layers = [tuple(rng.standard_normal((width, width)) / math.sqrt(width) for _ in range(3))
-              for _ in range(depth)]                                     # (W, W) each
-    return emb, layers
-
-
-def _stack_changes(attention, stack, s: float, n: int) -> float:
-    """Largest move of the last position's output when one symbol of a periodic string changes.
-
-    The string alternates its two symbols, ``t mod 2``; one batch holds it and its copies
-    with the symbol at each of :data:`_CHANGED_AT` (eighths of ``n``) flipped, run through
-    the layers ``y <- y + Att(s y W_Q, y W_K, y W_V)`` on the subject's attention. For
-    ``n`` a power of two every ``n`` sees the same pattern: the query's symbol and the
-    flipped ones do not alternate with ``n``, so the moves of one ``n`` and the next differ
-    by the rate alone.
-    """
-    emb, layers = stack
-    width = _D_EMB + 1
-    tokens = np.arange(n) % _ALPHABET                                   # (n,)
-    at = np.asarray(_CHANGED_AT) * (n // 8)                             # (c,)
-    batch = np.repeat(tokens[None], at.size + 1, axis=0)                # (c + 1, n)
-    batch[np.arange(1, at.size + 1), at] = (tokens[at] + 1) % _ALPHABET
-    pos = np.broadcast_to((np.arange(1, n + 1) / n)[None, :, None], batch.shape + (1,))
-    y = np.concatenate([emb[batch], pos], axis=-1)                      # (c + 1, n, W)
-    for w_q, w_k, w_v in layers[:-1]:                                   # one layer after another
-        y = y + np.asarray(attention(s * (y @ w_q), y @ w_k, y @ w_v,
-                                     scale=1.0 / math.sqrt(width)), dtype=np.float64)
-    w_q, w_k, w_v = layers[-1]                                          # the last: its query only
-    last = y[:, -1] + np.asarray(attention(s * (y[:, -1:] @ w_q), y @ w_k, y @ w_v,
-                                           scale=1.0 / math.sqrt(width)),
-                                 dtype=np.float64)[:, 0]                # (c + 1, W)
-    return float(np.max(np.linalg.norm(last[1:] - last[0], axis=1)))
-
-
 @claims.claim(
     "dyck.hahn_sensitivity_depth",
     sources=(CHIANG_HAHN, LEMMA_5, SEED_000.at("Negative result: Dyck_k is not possible")),
@@ -801,20 +694,20 @@ def hahn_sensitivity_depth(subject, ctx) -> Evidence:
     """
     measurements, series, slopes = [], [], []
     cases = 0
-    for depth, scales, top in _SENSITIVITY_STACKS:
-        stack = _fixed_stack(ctx.rng(f"stack{depth}"), depth)
+    for depth, scales, top in SENSITIVITY_STACKS:
+        stack = fixed_stack(ctx.rng(f"stack{depth}"), depth)
         ns = [2 ** m for m in range(6, top + 1)]
         for s in scales:
             cases += len(ns)
             try:
-                changes = [_stack_changes(subject.attention, stack, s, n) for n in ns]
+                changes = [stack_changes(subject.attention, stack, s, n) for n in ns]
             except (ValueError, FloatingPointError) as exc:       # the subject's output broke
                 measurements.append(holds(False, f"L = {depth}, s = {s:g}: {exc}"))
                 continue
             if not (np.all(np.isfinite(changes)) and min(changes) > 0):
                 measurements.append(holds(False, f"L = {depth}, s = {s:g}: changes {changes}"))
                 continue
-            fit = [i for i, n in enumerate(ns) if n >= _FIT_FROM]
+            fit = [i for i, n in enumerate(ns) if n >= FIT_FROM]
             slope = float(np.polyfit(np.log(np.take(ns, fit)), np.log(np.take(changes, fit)),
                                      1)[0])
             slopes.append(slope)
@@ -828,7 +721,7 @@ def hahn_sensitivity_depth(subject, ctx) -> Evidence:
         measurements, cases=cases,
         detail=f"Fixed stacks of 1-3 residual soft-attention layers at logit scales s = 1 and "
                f"10 (and 30 for one layer): the last output's largest move from one flipped "
-               f"symbol falls like 1/n, log-log slopes {span} from n = {_FIT_FROM} to 2^11 "
+               f"symbol falls like 1/n, log-log slopes {span} from n = {FIT_FROM} to 2^11 "
                f"(2^14 for one layer).",
         figure={"type": "lines", "xscale": "log", "yscale": "log", "xlabel": "n",
                 "ylabel": "largest move from one symbol",
