@@ -181,6 +181,23 @@ def test_a_claim_without_a_docstring_title_is_refused():
     assert len(topic) == 0
 
 
+def test_the_topic_list_names_every_claim_module_and_every_derivation_module():
+    """TOPIC_MODULES sets the report order; it must not drift from the packages' modules."""
+    import pkgutil
+
+    from transformer_theory import proofs
+    from transformer_theory.proofs import registry as proof_registry
+    from transformer_theory.theory import claims as claims_package
+
+    def public(package):
+        return {m.name for m in pkgutil.iter_modules(package.__path__) if m.name[0] != "_"}
+
+    assert public(claims_package) == set(registry.TOPIC_MODULES)
+    assert len(registry.TOPIC_MODULES) == len(set(registry.TOPIC_MODULES))
+    machinery = {"derivation", "registry", "render"}            # proofs' own plumbing
+    assert public(proofs) - machinery == set(proof_registry.TOPIC_MODULES)
+
+
 def test_registry_lookup_and_select():
     c = registry.all_claims()[0]
     assert registry.get(c.id) is c
