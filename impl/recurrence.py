@@ -55,7 +55,7 @@ from typing import Callable
 import numpy as np
 
 from ._validate import as_float_array, check_batch_dims, check_choice, check_positive_int, \
-    check_rng, check_same_dim, common_float_dtype
+    check_qkv_arrays, check_rng, check_same_dim, common_float_dtype
 
 __all__ = [
     "elu_plus_one",
@@ -145,13 +145,9 @@ def linear_attention_step(state: LinearAttentionState, phi_q, phi_k, v):
 
 
 def _validate_qkv(q, k, v):
-    q = as_float_array(q, "q", ndim_min=2)
-    k = as_float_array(k, "k", ndim_min=2)
-    v = as_float_array(v, "v", ndim_min=2)
-    check_batch_dims([("q", q), ("k", k), ("v", v)], n_trailing=2)
-    check_same_dim(q, "q", k, "k", -1, "embedding dim E")
+    """The contract's q, k, v checks, one sequence length (causal self-attention), one dtype."""
+    q, k, v = check_qkv_arrays(q, k, v)
     check_same_dim(q, "q", k, "k", -2, "sequence length L (causal self-attention)")
-    check_same_dim(k, "k", v, "v", -2, "key length L")
     dtype = common_float_dtype(q, k, v)
     return (a.astype(dtype, copy=False) for a in (q, k, v))
 
