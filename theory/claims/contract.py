@@ -120,7 +120,8 @@ _DTYPE_CASES: dict[str, Callable] = {
 #: The output-dtype claims' docstring; ``$name`` is the callable.
 _OUTPUT_DTYPE_DOC = string.Template(r"""$name returns its input's dtype
 
-.. math:: x\in\mathbb{F}^{n}\ \Rightarrow\ f(x)\in\mathbb{F}^{m}\quad(\mathbb{F}\in\{\mathrm{float32},\mathrm{float64}\}\ \text{declared})
+.. math:: x\in\mathbb{F}^{n}\ \Rightarrow\
+    f(x)\in\mathbb{F}^{m}\quad(\mathbb{F}\in\{\mathrm{float32},\mathrm{float64}\}\ \text{declared})
 
 DESIGN.md's contract: outputs keep the input dtype. A target computing in float32 whatever its
 input declares dtypes=float32 (then only float32 is drawn); one returning float32 for float64
